@@ -1,0 +1,74 @@
+//! The `secret-relay` binary: parses flags and hands off to the member crates.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod certs_cmd;
+mod explain;
+mod sandbox_cmd;
+mod webhook_cmd;
+
+/// Sync Kubernetes Secrets between an Argo CD control plane and its managed clusters.
+#[derive(Debug, Parser)]
+#[command(name = "secret-relay", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Explain a sync decision: why a Secret does (not) sync.
+    Explain(explain::Args),
+    /// Issue and inspect the PKI (CA, server and cluster certificates).
+    Certs(certs_cmd::Args),
+    /// Run the in-memory Kubernetes API server (for the demo and tests; never for production).
+    Sandbox(sandbox_cmd::Args),
+    /// Run the AdmissionReview v1 webhook server.
+    Webhook(webhook_cmd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain(args) => explain::run(args),
+        Command::Certs(args) => certs_cmd::run(args),
+        Command::Sandbox(args) => sandbox_cmd::run(args),
+        Command::Webhook(args) => webhook_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Installs the tracing subscriber shared by the long-running subcommands.
+#[allow(dead_code)] // used by the server subcommands as they land
+pub(crate) fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECRET_RELAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+}
