@@ -1,1 +1,27 @@
-//! secret-relay policy.
+//! secret-relay policy: label selectors, the policy document and every
+//! sync and admission decision of the rules, as pure functions that return a
+//! decision with a stable rule id and a reason a person can act on. No I/O.
+
+pub mod admission;
+pub mod decision;
+pub mod document;
+pub mod keys;
+pub mod selector;
+pub mod store;
+
+pub use admission::{
+    AdmissionInput, AdmissionVerdict, Identity, Mode, Operation, PatchOp, RelayIdentity, UserInfo,
+    identify, is_down_copy, mutate, pointer, validate,
+};
+pub use decision::{
+    ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
+    allowed_selector, digest, down_sync, down_sync_to, is_adoptable, is_adopted, owner, release,
+    up_sync,
+};
+pub use document::{
+    BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,
+    Problem, SecretSource,
+};
+pub use k8s_openapi::api::core::v1::Secret;
+pub use selector::{Operator, Requirement, Selector, SelectorParseError};
+pub use store::PolicyStore;

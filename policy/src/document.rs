@@ -1,0 +1,916 @@
+//! The policy document (ConfigMap `secret-relay-policy`, key `policy.yaml`),
+//! parsed and validated into a [`Policy`] that is valid by construction.
+//!
+//! Parsing walks the YAML tree itself so that every problem is reported, each
+//! with its field path, instead of stopping at the first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use serde_yaml::Value;
+
+use crate::keys;
+use crate::selector::{
+    Operator, Selector, is_dns_label, validate_dns_subdomain, validate_label_key,
+    validate_label_value,
+};
+
+/// Names that are always blocked.
+pub const BUILTIN_BLOCKED_NAMES: [&str; 2] = ["argocd-secret", "argocd-initial-admin-secret"];
+/// Secret types that are always blocked.
+pub const BUILTIN_BLOCKED_TYPES: [&str; 1] = ["kubernetes.io/service-account-token"];
+/// Labels (key, value) that always block a Secret.
+pub const BUILTIN_BLOCKED_LABELS: [(&str, &str); 1] = [(keys::SECRET_TYPE_LABEL, "cluster")];
+/// Default control-plane namespace.
+pub const DEFAULT_CONTROL_PLANE_NAMESPACE: &str = "argocd";
+/// Default agent namespace on managed clusters.
+pub const DEFAULT_AGENT_NAMESPACE: &str = "akuity";
+/// The ConfigMap key that holds the policy document.
+pub const POLICY_KEY: &str = "policy.yaml";
+/// Longest cluster name: `cluster.<name>` must fit a 63-character label value.
+pub const MAX_CLUSTER_NAME_LEN: usize = 55;
+
+/// A validated policy. Cheap to share behind an `Arc`; build it with
+/// [`Policy::from_yaml`] or [`Policy::from_configmap_data`].
+///
+/// Secret Sources are indexed per cluster at build time, so an up-sync
+/// decision only looks at the sources whose cluster selector matches the
+/// cluster.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    control_plane_namespace: String,
+    agent_namespace: String,
+    clusters: Vec<Cluster>,
+    cluster_index: HashMap<String, usize>,
+    sources: Vec<SecretSource>,
+    /// Per cluster (same order as `clusters`), the sources whose cluster
+    /// selector matches it, in document order.
+    candidates: Vec<Vec<u32>>,
+    extra_blocked: ExtraBlocked,
+    break_glass: BreakGlass,
+}
+
+/// A registered cluster: its name and the labels cluster selectors match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// The cluster name (a DNS label of at most 55 characters).
+    pub name: String,
+    /// Labels matched by cluster selectors.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An allow rule for up-sync. An empty selector matches everything, but
+/// never both at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSource {
+    /// Which clusters (by their registry labels) this source covers.
+    pub cluster_selector: Selector,
+    /// Which Secrets (by their labels) this source covers.
+    pub label_selector: Selector,
+}
+
+/// Users and groups exempt from every secret-relay rule (every use is logged).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BreakGlass {
+    /// Exempt user names.
+    pub users: BTreeSet<String>,
+    /// Exempt groups.
+    pub groups: BTreeSet<String>,
+}
+
+/// Additions to the built-in blocked list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExtraBlocked {
+    /// Blocked Secret names.
+    pub names: BTreeSet<String>,
+    /// Blocked Secret types.
+    pub types: BTreeSet<String>,
+    /// Blocked labels: `key=value`, or `key` for any value.
+    pub labels: Vec<BlockedLabel>,
+}
+
+/// A blocked label: the key with a value, or the key with any value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedLabel {
+    /// The label key.
+    pub key: String,
+    /// The value, or `None` for any value.
+    pub value: Option<String>,
+}
+
+/// Why a Secret is blocked. `Display` gives e.g. `name argocd-secret`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockedBy {
+    /// Its name is blocked.
+    Name(String),
+    /// Its type is blocked.
+    Type(String),
+    /// One of its labels is blocked.
+    Label {
+        /// The label key.
+        key: String,
+        /// The label value it carries.
+        value: String,
+    },
+}
+
+/// A policy document that failed to parse or validate; lists every problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct PolicyError {
+    /// Every problem found, in document order.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem of a policy document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path such as `clusters[1].labels`; empty for the whole document.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+struct Walker {
+    problems: Vec<Problem>,
+}
+
+impl Policy {
+    /// Parses and validates a policy document in YAML or JSON.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        let value: Value = serde_yaml::from_str(text).map_err(|e| PolicyError {
+            problems: vec![Problem {
+                path: String::new(),
+                message: format!("failed to parse YAML/JSON: {e}"),
+            }],
+        })?;
+        let mut walker = Walker {
+            problems: Vec::new(),
+        };
+        let policy = walker.document(&value);
+        if walker.problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(PolicyError {
+                problems: walker.problems,
+            })
+        }
+    }
+
+    /// Reads the document from ConfigMap data under `key` (usually [`POLICY_KEY`]).
+    pub fn from_configmap_data(
+        data: &BTreeMap<String, String>,
+        key: &str,
+    ) -> Result<Policy, PolicyError> {
+        match data.get(key) {
+            Some(text) => Policy::from_yaml(text),
+            None => Err(PolicyError {
+                problems: vec![Problem {
+                    path: format!("data[{key:?}]"),
+                    message: format!("the ConfigMap has no key '{key}'"),
+                }],
+            }),
+        }
+    }
+
+    fn build(
+        control_plane_namespace: String,
+        agent_namespace: String,
+        mut clusters: Vec<Cluster>,
+        sources: Vec<SecretSource>,
+        extra_blocked: ExtraBlocked,
+        break_glass: BreakGlass,
+    ) -> Policy {
+        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        let cluster_index = clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let candidates = index_sources(&clusters, &sources);
+        Policy {
+            control_plane_namespace,
+            agent_namespace,
+            clusters,
+            cluster_index,
+            sources,
+            candidates,
+            extra_blocked,
+            break_glass,
+        }
+    }
+
+    /// The control-plane namespace (default `argocd`).
+    pub fn control_plane_namespace(&self) -> &str {
+        &self.control_plane_namespace
+    }
+
+    /// The agent namespace on managed clusters (default `akuity`).
+    pub fn agent_namespace(&self) -> &str {
+        &self.agent_namespace
+    }
+
+    /// The registered cluster with this name.
+    pub fn cluster(&self, name: &str) -> Option<&Cluster> {
+        self.cluster_index.get(name).map(|&i| &self.clusters[i])
+    }
+
+    /// Every registered cluster, sorted by name.
+    pub fn clusters(&self) -> impl Iterator<Item = &Cluster> {
+        self.clusters.iter()
+    }
+
+    /// Every Secret Source, in document order.
+    pub fn sources(&self) -> &[SecretSource] {
+        &self.sources
+    }
+
+    /// The break-glass users and groups.
+    pub fn break_glass(&self) -> &BreakGlass {
+        &self.break_glass
+    }
+
+    /// The policy's additions to the built-in blocked list.
+    pub fn extra_blocked(&self) -> &ExtraBlocked {
+        &self.extra_blocked
+    }
+
+    /// Why `secret` is blocked (built-ins first, then `extraBlocked`), if it is.
+    pub fn blocked(&self, secret: &Secret) -> Option<BlockedBy> {
+        let name = secret.metadata.name.as_deref().unwrap_or("");
+        if BUILTIN_BLOCKED_NAMES.contains(&name) || self.extra_blocked.names.contains(name) {
+            return Some(BlockedBy::Name(name.to_owned()));
+        }
+        if let Some(ty) = secret.type_.as_deref()
+            && (BUILTIN_BLOCKED_TYPES.contains(&ty) || self.extra_blocked.types.contains(ty))
+        {
+            return Some(BlockedBy::Type(ty.to_owned()));
+        }
+        let labels = secret.metadata.labels.as_ref()?;
+        for (key, value) in BUILTIN_BLOCKED_LABELS {
+            if labels.get(key).is_some_and(|v| v == value) {
+                return Some(BlockedBy::Label {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                });
+            }
+        }
+        for b in &self.extra_blocked.labels {
+            if let Some(v) = labels.get(&b.key)
+                && b.value.as_ref().is_none_or(|want| want == v)
+            {
+                return Some(BlockedBy::Label {
+                    key: b.key.clone(),
+                    value: v.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// The index of the first Secret Source that allows a Secret with
+    /// `labels` from `cluster`, looking only at the sources indexed for that
+    /// cluster. `None` if the cluster is unknown or no source matches.
+    pub fn matching_source(
+        &self,
+        cluster: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<usize> {
+        let &ci = self.cluster_index.get(cluster)?;
+        self.candidates[ci]
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| self.sources[i].label_selector.matches(labels))
+    }
+
+    /// The same answer as [`Policy::matching_source`] by scanning every
+    /// source; the baseline the index is measured and tested against.
+    pub fn matching_source_full_scan(
+        &self,
+        cluster: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<usize> {
+        let c = self.cluster(cluster)?;
+        self.sources
+            .iter()
+            .position(|s| s.cluster_selector.matches(&c.labels) && s.label_selector.matches(labels))
+    }
+
+    /// How many sources are indexed as candidates for `cluster`.
+    pub fn candidate_count(&self, cluster: &str) -> usize {
+        self.cluster_index
+            .get(cluster)
+            .map_or(0, |&i| self.candidates[i].len())
+    }
+}
+
+impl Default for Policy {
+    /// Default namespaces, no clusters, no sources, nothing extra blocked,
+    /// no break-glass users.
+    fn default() -> Self {
+        Policy::build(
+            DEFAULT_CONTROL_PLANE_NAMESPACE.to_owned(),
+            DEFAULT_AGENT_NAMESPACE.to_owned(),
+            Vec::new(),
+            Vec::new(),
+            ExtraBlocked::default(),
+            BreakGlass::default(),
+        )
+    }
+}
+
+impl fmt::Display for BlockedBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockedBy::Name(n) => write!(f, "name {n}"),
+            BlockedBy::Type(t) => write!(f, "type {t}"),
+            BlockedBy::Label { key, value } => write!(f, "label {key}={value}"),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "failed to load policy: {n} problem{}: ",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "document: {}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Per cluster, the sources whose cluster selector matches it. Sources whose
+/// cluster selector has an `=` or `in` requirement are found through an
+/// inverted index on that requirement's (key, value) pairs, so building costs
+/// about clusters x labels x bucket size, not clusters x sources.
+fn index_sources(clusters: &[Cluster], sources: &[SecretSource]) -> Vec<Vec<u32>> {
+    let mut by_label: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+    let mut unanchored: Vec<u32> = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        let i = u32::try_from(i).unwrap_or(u32::MAX);
+        let anchor = s
+            .cluster_selector
+            .requirements()
+            .iter()
+            .find(|r| matches!(r.operator(), Operator::Equals | Operator::In));
+        match anchor {
+            Some(r) => {
+                for v in r.values() {
+                    by_label.entry((r.key(), v.as_str())).or_default().push(i);
+                }
+            }
+            None => unanchored.push(i),
+        }
+    }
+    clusters
+        .iter()
+        .map(|c| {
+            let mut found: Vec<u32> = unanchored.clone();
+            for (k, v) in &c.labels {
+                if let Some(bucket) = by_label.get(&(k.as_str(), v.as_str())) {
+                    found.extend_from_slice(bucket);
+                }
+            }
+            found.sort_unstable();
+            found.dedup();
+            found.retain(|&i| sources[i as usize].cluster_selector.matches(&c.labels));
+            found
+        })
+        .collect()
+}
+
+fn index_path(path: &str, i: usize) -> String {
+    format!("{path}[{i}]")
+}
+
+fn field_path(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+fn key_path(path: &str, key: &str) -> String {
+    format!("{path}[{key:?}]")
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+impl Walker {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// The string-keyed entries of a mapping; reports non-string keys and
+    /// keys not in `known`.
+    fn mapping<'v>(
+        &mut self,
+        path: &str,
+        value: &'v Value,
+        known: &[&str],
+    ) -> Option<Vec<(&'v str, &'v Value)>> {
+        let Value::Mapping(m) = value else {
+            self.problem(path, format!("expected a mapping, found {}", kind(value)));
+            return None;
+        };
+        let mut out = Vec::with_capacity(m.len());
+        for (k, v) in m {
+            let Value::String(k) = k else {
+                self.problem(path, format!("keys must be strings, found {}", kind(k)));
+                continue;
+            };
+            if !known.is_empty() && !known.contains(&k.as_str()) {
+                self.problem(
+                    field_path(path, k),
+                    format!("unknown field; expected one of: {}", known.join(", ")),
+                );
+                continue;
+            }
+            out.push((k.as_str(), v));
+        }
+        Some(out)
+    }
+
+    fn string(&mut self, path: &str, value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.problem(path, format!("expected a string, found {}", kind(other)));
+                None
+            }
+        }
+    }
+
+    fn sequence<'v>(&mut self, path: &str, value: &'v Value) -> &'v [Value] {
+        match value {
+            Value::Sequence(s) => s,
+            Value::Null => &[],
+            other => {
+                self.problem(path, format!("expected a list, found {}", kind(other)));
+                &[]
+            }
+        }
+    }
+
+    fn document(&mut self, value: &Value) -> Policy {
+        let mut cp_ns = DEFAULT_CONTROL_PLANE_NAMESPACE.to_owned();
+        let mut agent_ns = DEFAULT_AGENT_NAMESPACE.to_owned();
+        let mut clusters = Vec::new();
+        let mut sources = Vec::new();
+        let mut extra = ExtraBlocked::default();
+        let mut break_glass = BreakGlass::default();
+        if value.is_null() {
+            self.problem("", "the document is empty; expected a mapping");
+        }
+        let known = [
+            "controlPlaneNamespace",
+            "agentNamespace",
+            "clusters",
+            "secretSources",
+            "extraBlocked",
+            "breakGlass",
+        ];
+        for (k, v) in self.mapping("", value, &known).unwrap_or_default() {
+            match k {
+                "controlPlaneNamespace" => {
+                    if let Some(ns) = self.namespace(k, v) {
+                        cp_ns = ns;
+                    }
+                }
+                "agentNamespace" => {
+                    if let Some(ns) = self.namespace(k, v) {
+                        agent_ns = ns;
+                    }
+                }
+                "clusters" => clusters = self.clusters(k, v),
+                "secretSources" => sources = self.sources(k, v),
+                "extraBlocked" => extra = self.extra_blocked(k, v),
+                _ => break_glass = self.break_glass(k, v),
+            }
+        }
+        Policy::build(cp_ns, agent_ns, clusters, sources, extra, break_glass)
+    }
+
+    fn namespace(&mut self, path: &str, value: &Value) -> Option<String> {
+        let ns = self.string(path, value)?;
+        if is_dns_label(&ns) {
+            Some(ns)
+        } else {
+            self.problem(
+                path,
+                format!(
+                    "'{ns}' is not a valid namespace name: use 1 to 63 lowercase alphanumerics or '-', starting and ending alphanumeric"
+                ),
+            );
+            None
+        }
+    }
+
+    fn clusters(&mut self, path: &str, value: &Value) -> Vec<Cluster> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, item) in self.sequence(path, value).iter().enumerate() {
+            let item_path = index_path(path, i);
+            let Some(fields) = self.mapping(&item_path, item, &["name", "labels"]) else {
+                continue;
+            };
+            let mut name = None;
+            let mut labels = Some(BTreeMap::new());
+            for (k, v) in fields {
+                let p = field_path(&item_path, k);
+                if k == "name" {
+                    name = self.cluster_name(&p, v);
+                } else {
+                    labels = self.labels(&p, v);
+                }
+            }
+            if !fields_has(item, "name") {
+                self.problem(
+                    field_path(&item_path, "name"),
+                    "required: every cluster needs a name",
+                );
+            }
+            let (Some(name), Some(labels)) = (name, labels) else {
+                continue;
+            };
+            if let Some(first) = seen.get(&name) {
+                self.problem(
+                    field_path(&item_path, "name"),
+                    format!("duplicate cluster name '{name}' (first at {path}[{first}]); cluster names must be unique"),
+                );
+                continue;
+            }
+            seen.insert(name.clone(), i);
+            out.push(Cluster { name, labels });
+        }
+        out
+    }
+
+    fn cluster_name(&mut self, path: &str, value: &Value) -> Option<String> {
+        let name = self.string(path, value)?;
+        if name.len() <= MAX_CLUSTER_NAME_LEN && is_dns_label(&name) {
+            Some(name)
+        } else {
+            self.problem(
+                path,
+                format!(
+                    "invalid cluster name '{name}': use 1 to {MAX_CLUSTER_NAME_LEN} lowercase alphanumerics or '-', starting and ending alphanumeric"
+                ),
+            );
+            None
+        }
+    }
+
+    /// A label map; reports each invalid key or value. `None` if any is invalid.
+    fn labels(&mut self, path: &str, value: &Value) -> Option<BTreeMap<String, String>> {
+        if value.is_null() {
+            return Some(BTreeMap::new());
+        }
+        let fields = self.mapping(path, value, &[])?;
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in fields {
+            let p = key_path(path, k);
+            if let Err(m) = validate_label_key(k) {
+                self.problem(&p, m);
+                ok = false;
+            }
+            let Value::String(v) = v else {
+                self.problem(
+                    &p,
+                    format!(
+                        "label values must be strings (quote them), found {}",
+                        kind(v)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            if let Err(m) = validate_label_value(v) {
+                self.problem(&p, m);
+                ok = false;
+            }
+            out.insert(k.to_owned(), v.clone());
+        }
+        ok.then_some(out)
+    }
+
+    fn sources(&mut self, path: &str, value: &Value) -> Vec<SecretSource> {
+        let mut out = Vec::new();
+        for (i, item) in self.sequence(path, value).iter().enumerate() {
+            let item_path = index_path(path, i);
+            let Some(fields) =
+                self.mapping(&item_path, item, &["clusterSelector", "labelSelector"])
+            else {
+                continue;
+            };
+            let mut cluster_selector = Some(Selector::default());
+            let mut label_selector = Some(Selector::default());
+            for (k, v) in fields {
+                let p = field_path(&item_path, k);
+                let sel = self.selector(&p, v);
+                if k == "clusterSelector" {
+                    cluster_selector = sel;
+                } else {
+                    label_selector = sel;
+                }
+            }
+            let (Some(cluster_selector), Some(label_selector)) = (cluster_selector, label_selector)
+            else {
+                continue;
+            };
+            if cluster_selector.is_empty() && label_selector.is_empty() {
+                self.problem(
+                    &item_path,
+                    "a Secret Source needs a clusterSelector or a labelSelector: with both empty it would allow every Secret of every cluster",
+                );
+                continue;
+            }
+            out.push(SecretSource {
+                cluster_selector,
+                label_selector,
+            });
+        }
+        out
+    }
+
+    fn selector(&mut self, path: &str, value: &Value) -> Option<Selector> {
+        match value {
+            Value::Null => Some(Selector::default()),
+            Value::String(s) => match Selector::parse(s) {
+                Ok(sel) => Some(sel),
+                Err(e) => {
+                    self.problem(path, e.to_string());
+                    None
+                }
+            },
+            Value::Mapping(_) => {
+                let ls = self.label_selector(path, value)?;
+                match Selector::from_label_selector(&ls) {
+                    Ok(sel) => Some(sel),
+                    Err(e) => {
+                        self.problem(
+                            path,
+                            format!("invalid selector: {}: {}", e.token, e.message),
+                        );
+                        None
+                    }
+                }
+            }
+            other => {
+                self.problem(
+                    path,
+                    format!(
+                        "expected a selector string or a mapping with matchLabels/matchExpressions, found {}",
+                        kind(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn label_selector(&mut self, path: &str, value: &Value) -> Option<LabelSelector> {
+        let fields = self.mapping(path, value, &["matchLabels", "matchExpressions"])?;
+        let before = self.problems.len();
+        let mut ls = LabelSelector::default();
+        for (k, v) in fields {
+            let p = field_path(path, k);
+            if k == "matchLabels" {
+                ls.match_labels = self.labels(&p, v);
+            } else {
+                let mut exprs = Vec::new();
+                for (i, e) in self.sequence(&p, v).iter().enumerate() {
+                    let ep = index_path(&p, i);
+                    let Some(ef) = self.mapping(&ep, e, &["key", "operator", "values"]) else {
+                        continue;
+                    };
+                    let mut req = LabelSelectorRequirement::default();
+                    for (ek, ev) in ef {
+                        let fp = field_path(&ep, ek);
+                        match ek {
+                            "key" => req.key = self.string(&fp, ev).unwrap_or_default(),
+                            "operator" => req.operator = self.string(&fp, ev).unwrap_or_default(),
+                            _ => {
+                                let vals: Vec<String> = self
+                                    .sequence(&fp, ev)
+                                    .iter()
+                                    .enumerate()
+                                    .filter_map(|(j, x)| self.string(&index_path(&fp, j), x))
+                                    .collect();
+                                req.values = Some(vals);
+                            }
+                        }
+                    }
+                    exprs.push(req);
+                }
+                ls.match_expressions = Some(exprs);
+            }
+        }
+        (self.problems.len() == before).then_some(ls)
+    }
+
+    fn extra_blocked(&mut self, path: &str, value: &Value) -> ExtraBlocked {
+        let mut out = ExtraBlocked::default();
+        if value.is_null() {
+            return out;
+        }
+        let Some(fields) = self.mapping(path, value, &["names", "types", "labels"]) else {
+            return out;
+        };
+        for (k, v) in fields {
+            let p = field_path(path, k);
+            for (i, item) in self.sequence(&p, v).iter().enumerate() {
+                let ip = index_path(&p, i);
+                let Some(entry) = self.string(&ip, item) else {
+                    continue;
+                };
+                match k {
+                    "names" => {
+                        if let Some(n) = self.blocked_name(&ip, &entry) {
+                            out.names.insert(n);
+                        }
+                    }
+                    "types" => {
+                        if let Some(t) = self.blocked_type(&ip, &entry) {
+                            out.types.insert(t);
+                        }
+                    }
+                    _ => {
+                        if let Some(l) = self.blocked_label(&ip, &entry) {
+                            out.labels.push(l);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn unblock_attempt(&mut self, path: &str, what: &str, target: &str, builtin: bool) {
+        if builtin {
+            self.problem(
+                path,
+                format!(
+                    "cannot unblock the built-in blocked {what} '{target}': extraBlocked only adds to the built-in list"
+                ),
+            );
+        } else {
+            self.problem(
+                path,
+                format!(
+                    "'{target}' would unblock a {what}; extraBlocked only adds entries, remove this one"
+                ),
+            );
+        }
+    }
+
+    fn blocked_name(&mut self, path: &str, entry: &str) -> Option<String> {
+        if let Some(target) = entry.strip_prefix('!') {
+            let target = target.trim();
+            self.unblock_attempt(
+                path,
+                "name",
+                target,
+                BUILTIN_BLOCKED_NAMES.contains(&target),
+            );
+            return None;
+        }
+        match validate_dns_subdomain(entry) {
+            Ok(()) => Some(entry.to_owned()),
+            Err(m) => {
+                self.problem(path, format!("invalid Secret name: {m}"));
+                None
+            }
+        }
+    }
+
+    fn blocked_type(&mut self, path: &str, entry: &str) -> Option<String> {
+        if let Some(target) = entry.strip_prefix('!') {
+            let target = target.trim();
+            self.unblock_attempt(
+                path,
+                "type",
+                target,
+                BUILTIN_BLOCKED_TYPES.contains(&target),
+            );
+            return None;
+        }
+        if entry.trim().is_empty() {
+            self.problem(path, "a blocked type must not be empty");
+            return None;
+        }
+        Some(entry.to_owned())
+    }
+
+    fn blocked_label(&mut self, path: &str, entry: &str) -> Option<BlockedLabel> {
+        let builtin = |key: &str, value: Option<&str>| {
+            BUILTIN_BLOCKED_LABELS
+                .iter()
+                .any(|(k, v)| *k == key && value.is_none_or(|value| value == *v))
+        };
+        if let Some((key, value)) = entry.split_once("!=") {
+            let (key, value) = (key.trim(), value.trim());
+            self.unblock_attempt(
+                path,
+                "label",
+                &format!("{key}={value}"),
+                builtin(key, Some(value)),
+            );
+            return None;
+        }
+        if let Some(key) = entry.strip_prefix('!') {
+            let key = key.trim();
+            self.unblock_attempt(path, "label", key, builtin(key, None));
+            return None;
+        }
+        let (key, value) = match entry.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().trim_start_matches('='))),
+            None => (entry.trim(), None),
+        };
+        let mut ok = true;
+        if let Err(m) = validate_label_key(key) {
+            self.problem(path, m);
+            ok = false;
+        }
+        if let Some(v) = value
+            && let Err(m) = validate_label_value(v)
+        {
+            self.problem(path, m);
+            ok = false;
+        }
+        ok.then(|| BlockedLabel {
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+        })
+    }
+
+    fn break_glass(&mut self, path: &str, value: &Value) -> BreakGlass {
+        let mut out = BreakGlass::default();
+        if value.is_null() {
+            return out;
+        }
+        let Some(fields) = self.mapping(path, value, &["users", "groups"]) else {
+            return out;
+        };
+        for (k, v) in fields {
+            let p = field_path(path, k);
+            for (i, item) in self.sequence(&p, v).iter().enumerate() {
+                let ip = index_path(&p, i);
+                let Some(entry) = self.string(&ip, item) else {
+                    continue;
+                };
+                if entry.trim().is_empty() {
+                    self.problem(&ip, "must not be empty");
+                    continue;
+                }
+                if k == "users" {
+                    out.users.insert(entry);
+                } else {
+                    out.groups.insert(entry);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn fields_has(value: &Value, key: &str) -> bool {
+    value.as_mapping().is_some_and(|m| m.contains_key(key))
+}
+
+#[cfg(test)]
+mod tests;

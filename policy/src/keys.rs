@@ -1,0 +1,31 @@
+//! The label and annotation keys and identity names the rules use.
+
+/// Label that opts a cluster Secret in to up-sync (value `"true"`).
+pub const SECRET_SYNC_LABEL: &str = "akuity.io/secret-sync";
+/// Argo CD's own secret-type label.
+pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
+/// Annotation: comma list of cluster names, or `ALL`.
+pub const ALLOWED_CLUSTERS_ANNOTATION: &str = "akuity.io/managed-secret-allowed-clusters";
+/// Annotation: set-based selector over cluster labels.
+pub const ALLOWED_CLUSTER_SELECTOR_ANNOTATION: &str =
+    "akuity.io/managed-secret-allowed-cluster-selector";
+/// Label naming the owner of a hub copy (`cluster.<name>`) or the origin of a down copy.
+pub const OWNER_LABEL: &str = "secret-relay.io/owner";
+/// Prefix of a cluster owner label value.
+pub const OWNER_CLUSTER_PREFIX: &str = "cluster.";
+/// Annotation `"true"` while a cluster owns an adopted control-plane secret.
+pub const ADOPTED_ANNOTATION: &str = "secret-relay.io/adopted";
+/// Annotation with the `sha256:` digest of the canonical data.
+pub const DIGEST_ANNOTATION: &str = "secret-relay.io/digest";
+/// User name prefix the relay impersonates for a cluster.
+pub const CLUSTER_USER_PREFIX: &str = "secret-relay:cluster:";
+/// Group the relay impersonates for every cluster.
+pub const CLUSTERS_GROUP: &str = "secret-relay:clusters";
+/// The relay's service account user name by default.
+pub const DEFAULT_RELAY_SERVICE_ACCOUNT: &str =
+    "system:serviceaccount:secret-relay-system:secret-relay";
+/// Kubernetes' namespace deletion and garbage collection identities.
+pub const KUBERNETES_SYSTEM_USERS: [&str; 2] = [
+    "system:serviceaccount:kube-system:namespace-controller",
+    "system:serviceaccount:kube-system:generic-garbage-collector",
+];
