@@ -119,7 +119,8 @@ pub enum BlockedBy {
 /// A policy document that failed to parse or validate; lists every problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct PolicyError {
-    /// Every problem found, in document order.
+    /// Every problem found, in document order (within a mapping, unknown
+    /// fields come first).
     pub problems: Vec<Problem>,
 }
 
@@ -492,9 +493,6 @@ impl Walker {
         let mut sources = Vec::new();
         let mut extra = ExtraBlocked::default();
         let mut break_glass = BreakGlass::default();
-        if value.is_null() {
-            self.problem("", "the document is empty; expected a mapping");
-        }
         let known = [
             "controlPlaneNamespace",
             "agentNamespace",
@@ -503,7 +501,13 @@ impl Walker {
             "extraBlocked",
             "breakGlass",
         ];
-        for (k, v) in self.mapping("", value, &known).unwrap_or_default() {
+        let fields = if value.is_null() {
+            self.problem("", "the document is empty; expected a mapping");
+            Vec::new()
+        } else {
+            self.mapping("", value, &known).unwrap_or_default()
+        };
+        for (k, v) in fields {
             match k {
                 "controlPlaneNamespace" => {
                     if let Some(ns) = self.namespace(k, v) {
