@@ -25,3 +25,6 @@ pub use document::{
 pub use k8s_openapi::api::core::v1::Secret;
 pub use selector::{Operator, Requirement, Selector, SelectorParseError};
 pub use store::PolicyStore;
+
+#[cfg(test)]
+mod testutil;

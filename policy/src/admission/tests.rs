@@ -1,8 +1,1177 @@
+use proptest::prelude::*;
+
 use super::*;
+use crate::testutil::{cluster_secret, hub, policy, secret};
+
+/// (case, user, namespace, new object, old object, rule, allowed)
+type Case = (
+    &'static str,
+    UserInfo,
+    &'static str,
+    Option<Secret>,
+    Option<Secret>,
+    Rule,
+    bool,
+);
+
+const AGENT: &str = "system:serviceaccount:akuity:secret-relay-agent";
+
+fn user(name: &str, groups: &[&str]) -> UserInfo {
+    UserInfo {
+        username: name.to_owned(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+fn cluster_user(c: &str) -> UserInfo {
+    user(
+        &format!("secret-relay:cluster:{c}"),
+        &["secret-relay:clusters", "system:authenticated"],
+    )
+}
+
+fn admin() -> UserInfo {
+    user(
+        "kubernetes-admin",
+        &["system:masters", "system:authenticated"],
+    )
+}
+
+fn relay_user() -> UserInfo {
+    user(
+        keys::DEFAULT_RELAY_SERVICE_ACCOUNT,
+        &["system:serviceaccounts"],
+    )
+}
+
+fn apply(secret: &Secret, ops: &[PatchOp]) -> Secret {
+    let mut doc = serde_json::to_value(secret).unwrap();
+    let patch: json_patch::Patch =
+        serde_json::from_value(serde_json::to_value(ops).unwrap()).unwrap();
+    json_patch::patch(&mut doc, &patch).unwrap();
+    serde_json::from_value(doc).unwrap()
+}
+
+fn op_of(new: Option<&Secret>, old: Option<&Secret>) -> Operation {
+    match (new, old) {
+        (Some(_), None) => Operation::Create,
+        (Some(_), Some(_)) => Operation::Update,
+        _ => Operation::Delete,
+    }
+}
+
+/// Runs a request the way the API server does: mutate, apply the patch, validate.
+fn admit(
+    mode: &Mode,
+    u: &UserInfo,
+    ns: &str,
+    new: Option<Secret>,
+    old: Option<Secret>,
+) -> AdmissionVerdict {
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let name = new
+        .as_ref()
+        .or(old.as_ref())
+        .and_then(|s| s.metadata.name.clone())
+        .unwrap_or_default();
+    let operation = op_of(new.as_ref(), old.as_ref());
+    let input = AdmissionInput {
+        operation,
+        namespace: ns,
+        name: &name,
+        object: new.as_ref(),
+        old_object: old.as_ref(),
+        user: u,
+        dry_run: false,
+    };
+    let ops = mutate(&p, &relay, mode, &input);
+    let patched = new.as_ref().map(|s| apply(s, &ops));
+    let input = AdmissionInput {
+        object: patched.as_ref(),
+        ..input
+    };
+    validate(&p, &relay, mode, &input)
+}
 
 #[test]
-fn default_policy_uses_the_default_namespaces() {
-    let p = Policy::default();
-    assert_eq!(p.control_plane_namespace(), "argocd");
-    assert_eq!(p.agent_namespace(), "akuity");
+fn pointers_escape_tilde_and_slash() {
+    assert_eq!(
+        pointer(&["metadata", "labels", "secret-relay.io/owner"]),
+        "/metadata/labels/secret-relay.io~1owner"
+    );
+    assert_eq!(pointer(&["a~b", "c/~d"]), "/a~0b/c~1~0d");
+    assert_eq!(pointer(&[]), "");
+}
+
+#[test]
+fn identities_are_recognised() {
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let cases = [
+        (
+            cluster_user("cluster1"),
+            Identity::Cluster("cluster1".into()),
+        ),
+        // The cluster user name without the group is not the relay's impersonation.
+        (
+            user("secret-relay:cluster:cluster1", &[]),
+            Identity::Other("secret-relay:cluster:cluster1".into()),
+        ),
+        (relay_user(), Identity::Relay),
+        (user("alice", &[]), Identity::BreakGlass("alice".into())),
+        (user("bob", &["sre"]), Identity::BreakGlass("bob".into())),
+        (admin(), Identity::Other("kubernetes-admin".into())),
+        (
+            user(
+                "system:serviceaccount:kube-system:namespace-controller",
+                &[],
+            ),
+            Identity::KubernetesSystem,
+        ),
+        (
+            user(
+                "system:serviceaccount:kube-system:generic-garbage-collector",
+                &[],
+            ),
+            Identity::KubernetesSystem,
+        ),
+    ];
+    for (u, want) in cases {
+        assert_eq!(identify(&p, &relay, &u), want, "{u:?}");
+    }
+    // A break-glass group never exempts a cluster identity.
+    let open = Policy::from_yaml("breakGlass: { groups: [secret-relay:clusters] }").unwrap();
+    assert_eq!(
+        identify(&open, &relay, &cluster_user("c")),
+        Identity::Cluster("c".into())
+    );
+}
+
+#[test]
+fn control_plane_admission_follows_every_rule() {
+    let cp = Mode::ControlPlane;
+    let c1 = cluster_user("cluster1");
+    let repo = || hub("repo");
+    let own = || hub("repo").owner("cluster1");
+    // (case, user, namespace, new, old, rule, allowed)
+    let cases: Vec<Case> = vec![
+        // A cluster writing hub copies.
+        (
+            "cluster creates a hub copy",
+            c1.clone(),
+            "argocd",
+            Some(repo().build()),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "unregistered cluster",
+            cluster_user("cluster9"),
+            "argocd",
+            Some(repo().build()),
+            None,
+            Rule::UnknownCluster,
+            false,
+        ),
+        (
+            "cluster outside the control-plane namespace",
+            c1.clone(),
+            "default",
+            Some(repo().build()),
+            None,
+            Rule::WrongNamespace,
+            false,
+        ),
+        (
+            "create blocked name",
+            c1.clone(),
+            "argocd",
+            Some(hub("argocd-secret").build()),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "create blocked initial admin",
+            c1.clone(),
+            "argocd",
+            Some(hub("argocd-initial-admin-secret").build()),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "create blocked type",
+            c1.clone(),
+            "argocd",
+            Some(repo().ty("kubernetes.io/service-account-token").build()),
+            None,
+            Rule::BlockedType,
+            false,
+        ),
+        (
+            "create blocked label",
+            c1.clone(),
+            "argocd",
+            Some(repo().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+            None,
+            Rule::BlockedLabel,
+            false,
+        ),
+        (
+            "create extra-blocked name",
+            c1.clone(),
+            "argocd",
+            Some(hub("vault-token").build()),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "update blocked name",
+            c1.clone(),
+            "argocd",
+            Some(hub("argocd-secret").build()),
+            Some(hub("argocd-secret").build()),
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "update becomes blocked through a label",
+            c1.clone(),
+            "argocd",
+            Some(own().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+            Some(own().build()),
+            Rule::BlockedLabel,
+            false,
+        ),
+        (
+            "update becomes blocked through the type",
+            c1.clone(),
+            "argocd",
+            Some(own().ty("kubernetes.io/service-account-token").build()),
+            Some(own().build()),
+            Rule::BlockedType,
+            false,
+        ),
+        (
+            "update stops being blocked through a label",
+            c1.clone(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+            Rule::BlockedLabel,
+            false,
+        ),
+        (
+            "update stops being blocked through the type",
+            c1.clone(),
+            "argocd",
+            Some(repo().ty("Opaque").build()),
+            Some(repo().ty("kubernetes.io/service-account-token").build()),
+            Rule::BlockedType,
+            false,
+        ),
+        (
+            "cluster updates its own copy",
+            c1.clone(),
+            "argocd",
+            Some(own().build()),
+            Some(own().build()),
+            Rule::UpSyncOwner,
+            true,
+        ),
+        (
+            "cluster updates another cluster's copy",
+            c1.clone(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().owner("cluster2").build()),
+            Rule::OwnedByOtherCluster,
+            false,
+        ),
+        (
+            "cluster takes a control-plane secret",
+            c1.clone(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().build()),
+            Rule::OwnedByControlPlane,
+            false,
+        ),
+        (
+            "cluster forges another owner on create (stamped over)",
+            c1.clone(),
+            "argocd",
+            Some(repo().owner("cluster2").build()),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "cluster sets adopted on a new copy (stripped)",
+            c1.clone(),
+            "argocd",
+            Some(repo().adopted().build()),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "cluster deletes its own copy",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::ReleaseDelete,
+            true,
+        ),
+        (
+            "cluster deletes another's copy",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(repo().owner("cluster2").build()),
+            Rule::ReleaseNotOwner,
+            false,
+        ),
+        (
+            "cluster deletes a control-plane secret",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(repo().build()),
+            Rule::ReleaseNotOwner,
+            false,
+        ),
+        (
+            "cluster deletes an adopted secret",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(
+                hub("application-set-secret")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::ReleaseReturn,
+            false,
+        ),
+        (
+            "cluster deletes a blocked secret",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(hub("argocd-secret").build()),
+            Rule::BlockedName,
+            false,
+        ),
+        // Anybody else, cluster admins included.
+        (
+            "admin creates a managed secret",
+            admin(),
+            "argocd",
+            Some(repo().build()),
+            None,
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
+            "admin writes a blocked secret",
+            admin(),
+            "argocd",
+            Some(hub("argocd-secret").build()),
+            Some(hub("argocd-secret").build()),
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
+            "admin sets the owner label on create",
+            admin(),
+            "argocd",
+            Some(own().build()),
+            None,
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin adds the owner label on update",
+            admin(),
+            "argocd",
+            Some(own().build()),
+            Some(repo().build()),
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin sets owner control-plane by hand",
+            admin(),
+            "argocd",
+            Some(repo().label(keys::OWNER_LABEL, "control-plane").build()),
+            None,
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin edits a cluster's copy",
+            admin(),
+            "argocd",
+            Some(own().build()),
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "admin strips the owner label",
+            admin(),
+            "argocd",
+            Some(repo().build()),
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "admin deletes a cluster's copy",
+            admin(),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "admin deletes a managed secret",
+            admin(),
+            "argocd",
+            None,
+            Some(repo().build()),
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
+            "admin outside the namespace",
+            admin(),
+            "default",
+            Some(secret("default", "x").owner("cluster1").build()),
+            None,
+            Rule::OutOfScope,
+            true,
+        ),
+        (
+            "cluster user name without the group is anybody",
+            user("secret-relay:cluster:cluster1", &[]),
+            "argocd",
+            Some(own().build()),
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        // The relay's own account releases.
+        (
+            "relay returns an adopted secret",
+            relay_user(),
+            "argocd",
+            Some(hub("application-set-secret").build()),
+            Some(
+                hub("application-set-secret")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::ReleaseReturn,
+            true,
+        ),
+        (
+            "relay changes data while returning",
+            relay_user(),
+            "argocd",
+            Some(
+                hub("application-set-secret")
+                    .data("token", b"other")
+                    .build(),
+            ),
+            Some(
+                hub("application-set-secret")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "relay returns a copy the cluster created",
+            relay_user(),
+            "argocd",
+            Some(repo().build()),
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "relay deletes a cluster's copy",
+            relay_user(),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::ReleaseDelete,
+            true,
+        ),
+        (
+            "relay deletes an adopted secret",
+            relay_user(),
+            "argocd",
+            None,
+            Some(
+                hub("argocd-notifications-secret")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::ReleaseReturn,
+            false,
+        ),
+        (
+            "relay sets the owner label itself",
+            relay_user(),
+            "argocd",
+            Some(own().build()),
+            None,
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "relay edits a managed secret",
+            relay_user(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().build()),
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        // Exempt identities.
+        (
+            "break-glass user",
+            user("alice", &[]),
+            "argocd",
+            Some(repo().build()),
+            Some(own().build()),
+            Rule::BreakGlass,
+            true,
+        ),
+        (
+            "break-glass group",
+            user("bob", &["sre"]),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::BreakGlass,
+            true,
+        ),
+        (
+            "namespace deletion",
+            user(
+                "system:serviceaccount:kube-system:namespace-controller",
+                &[],
+            ),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "garbage collection",
+            user(
+                "system:serviceaccount:kube-system:generic-garbage-collector",
+                &[],
+            ),
+            "argocd",
+            None,
+            Some(hub("argocd-secret").owner("cluster1").build()),
+            Rule::SystemExempt,
+            true,
+        ),
+    ];
+    for (case, u, ns, new, old, rule, allowed) in cases {
+        let v = admit(&cp, &u, ns, new, old);
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (rule, allowed),
+            "{case}: {}",
+            v.decision.reason
+        );
+        assert_eq!(v.break_glass_used, rule == Rule::BreakGlass, "{case}");
+        assert!(!v.decision.reason.contains("s3cr3t"), "{case}");
+    }
+}
+
+#[test]
+fn each_adoptable_name_is_adopted_through_admission() {
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let u = cluster_user("cluster1");
+    for name in ADOPTABLE_NAMES {
+        let old = hub(name).build();
+        let new = cluster_secret(name).build();
+        let mut new = new;
+        new.metadata.namespace = Some("argocd".into());
+        let input = AdmissionInput {
+            operation: Operation::Update,
+            namespace: "argocd",
+            name,
+            object: Some(&new),
+            old_object: Some(&old),
+            user: &u,
+            dry_run: false,
+        };
+        let patched = apply(&new, &mutate(&p, &relay, &Mode::ControlPlane, &input));
+        assert_eq!(owner(&patched), Owner::Cluster("cluster1".into()));
+        assert!(is_adopted(&patched), "{name}");
+        let v = validate(
+            &p,
+            &relay,
+            &Mode::ControlPlane,
+            &AdmissionInput {
+                object: Some(&patched),
+                ..input
+            },
+        );
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (Rule::Adopt, true),
+            "{name}"
+        );
+        assert_eq!(v.audit["owner"], "cluster.cluster1");
+
+        // Later updates keep the adopted annotation.
+        let again = AdmissionInput {
+            old_object: Some(&patched),
+            object: Some(&new),
+            ..input
+        };
+        let kept = apply(&new, &mutate(&p, &relay, &Mode::ControlPlane, &again));
+        assert!(is_adopted(&kept));
+        let v = validate(
+            &p,
+            &relay,
+            &Mode::ControlPlane,
+            &AdmissionInput {
+                object: Some(&kept),
+                ..again
+            },
+        );
+        assert_eq!(v.decision.rule, Rule::UpSyncOwner);
+    }
+}
+
+#[test]
+fn hand_set_ownership_is_denied_when_not_stamped() {
+    // Without the mutating webhook's stamp, validation refuses what the cluster sent.
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let u = cluster_user("cluster1");
+    let cases = [
+        hub("repo").owner("cluster2").build(),
+        hub("repo").build(),
+        hub("repo").owner("cluster1").adopted().build(),
+    ];
+    for new in cases {
+        let input = AdmissionInput {
+            operation: Operation::Create,
+            namespace: "argocd",
+            name: "repo",
+            object: Some(&new),
+            old_object: None,
+            user: &u,
+            dry_run: false,
+        };
+        let v = validate(&p, &relay, &Mode::ControlPlane, &input);
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (Rule::OwnerLabelForged, false)
+        );
+    }
+}
+
+#[test]
+fn the_ownership_lock_reason_says_where_to_change_it() {
+    let v = admit(
+        &Mode::ControlPlane,
+        &admin(),
+        "argocd",
+        Some(hub("foo").owner("cluster1").build()),
+        Some(hub("foo").owner("cluster1").build()),
+    );
+    assert_eq!(
+        v.decision.reason,
+        "secret argocd/foo is owned by cluster cluster1: change it on cluster cluster1, or remove the akuity.io/secret-sync label there to release it"
+    );
+    assert_eq!(v.audit["identity"], "other:kubernetes-admin");
+    assert_eq!(v.audit["rule"], "ownership-lock");
+    assert_eq!(v.audit["owner"], "cluster.cluster1");
+}
+
+#[test]
+fn break_glass_use_is_flagged_and_warned() {
+    let v = admit(
+        &Mode::ControlPlane,
+        &user("alice", &[]),
+        "argocd",
+        None,
+        Some(hub("foo").owner("cluster1").build()),
+    );
+    assert!(v.break_glass_used);
+    assert_eq!(v.audit["identity"], "break-glass:alice");
+    assert!(
+        v.warnings.iter().any(|w| w.starts_with("break-glass")),
+        "{:?}",
+        v.warnings
+    );
+}
+
+#[test]
+fn an_unparsable_selector_annotation_is_warned_about() {
+    let new = hub("m")
+        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+        .build();
+    let v = admit(&Mode::ControlPlane, &admin(), "argocd", Some(new), None);
+    assert!(v.decision.allowed);
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    assert!(v.warnings[0].contains("goes to no cluster by selector"));
+}
+
+#[test]
+fn managed_cluster_admission_guards_down_copies() {
+    let mode = Mode::ManagedCluster {
+        agent: AGENT.to_owned(),
+    };
+    let agent = user(AGENT, &["system:serviceaccounts"]);
+    let down = || {
+        secret("akuity", "repo")
+            .label(keys::OWNER_LABEL, "control-plane")
+            .data("k", b"v")
+    };
+    let local = || secret("akuity", "repo").data("k", b"v");
+    // (case, user, ns, new, old, rule, allowed)
+    let cases: Vec<Case> = vec![
+        (
+            "agent creates a down copy",
+            agent.clone(),
+            "akuity",
+            Some(down().build()),
+            None,
+            Rule::DownCopyAgent,
+            true,
+        ),
+        (
+            "agent updates a down copy",
+            agent.clone(),
+            "akuity",
+            Some(down().build()),
+            Some(down().build()),
+            Rule::DownCopyAgent,
+            true,
+        ),
+        (
+            "agent deletes a down copy",
+            agent.clone(),
+            "akuity",
+            None,
+            Some(down().build()),
+            Rule::DownCopyAgent,
+            true,
+        ),
+        (
+            "agent takes over a local Secret",
+            agent.clone(),
+            "akuity",
+            Some(down().build()),
+            Some(local().build()),
+            Rule::DownSyncConflict,
+            false,
+        ),
+        (
+            "agent writes the opt-in label on a down copy",
+            agent.clone(),
+            "akuity",
+            Some(down().label(keys::SECRET_SYNC_LABEL, "true").build()),
+            None,
+            Rule::DownCopyOptIn,
+            false,
+        ),
+        (
+            "agent writes a blocked down copy",
+            agent.clone(),
+            "akuity",
+            Some(
+                secret("akuity", "argocd-secret")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .build(),
+            ),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "someone edits a down copy",
+            admin(),
+            "akuity",
+            Some(down().data("k", b"x").build()),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone strips the marker",
+            admin(),
+            "akuity",
+            Some(local().build()),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone deletes a down copy",
+            admin(),
+            "akuity",
+            None,
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone creates a fake down copy",
+            admin(),
+            "akuity",
+            Some(down().build()),
+            None,
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "someone marks a local Secret",
+            admin(),
+            "akuity",
+            Some(down().build()),
+            Some(local().build()),
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "someone edits a local Secret",
+            admin(),
+            "akuity",
+            Some(local().build()),
+            Some(local().build()),
+            Rule::OutOfScope,
+            true,
+        ),
+        (
+            "someone deletes a local Secret",
+            admin(),
+            "akuity",
+            None,
+            Some(local().build()),
+            Rule::OutOfScope,
+            true,
+        ),
+        (
+            "other namespaces are out of scope",
+            admin(),
+            "default",
+            Some(
+                secret("default", "x")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .build(),
+            ),
+            None,
+            Rule::OutOfScope,
+            true,
+        ),
+        (
+            "namespace deletion",
+            user(
+                "system:serviceaccount:kube-system:namespace-controller",
+                &[],
+            ),
+            "akuity",
+            None,
+            Some(down().build()),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "break-glass",
+            user("alice", &[]),
+            "akuity",
+            Some(local().build()),
+            Some(down().build()),
+            Rule::BreakGlass,
+            true,
+        ),
+    ];
+    for (case, u, ns, new, old, rule, allowed) in cases {
+        let v = admit(&mode, &u, ns, new, old);
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (rule, allowed),
+            "{case}: {}",
+            v.decision.reason
+        );
+    }
+}
+
+#[test]
+fn mutation_stamps_digest_owner_and_nothing_else() {
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let c1 = cluster_user("cluster1");
+    let new = hub("repo").build();
+    let input = AdmissionInput {
+        operation: Operation::Create,
+        namespace: "argocd",
+        name: "repo",
+        object: Some(&new),
+        old_object: None,
+        user: &c1,
+        dry_run: false,
+    };
+    let ops = mutate(&p, &relay, &Mode::ControlPlane, &input);
+    let json = serde_json::to_value(&ops).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([
+            {"op": "add", "path": "/metadata/labels", "value": {"secret-relay.io/owner": "cluster.cluster1"}},
+            {"op": "add", "path": "/metadata/annotations", "value": {"secret-relay.io/digest": digest(&new)}},
+        ])
+    );
+
+    let labelled = hub("repo")
+        .label("team", "a")
+        .annotation("note", "x")
+        .build();
+    let ops = mutate(
+        &p,
+        &relay,
+        &Mode::ControlPlane,
+        &AdmissionInput {
+            object: Some(&labelled),
+            ..input
+        },
+    );
+    assert_eq!(
+        serde_json::to_value(&ops).unwrap(),
+        serde_json::json!([
+            {"op": "add", "path": "/metadata/labels/secret-relay.io~1owner", "value": "cluster.cluster1"},
+            {"op": "add", "path": "/metadata/annotations/secret-relay.io~1digest", "value": digest(&labelled)},
+        ])
+    );
+
+    // Anybody else only gets the digest; a stale digest is replaced.
+    let admin = admin();
+    let stale = hub("repo")
+        .annotation(keys::DIGEST_ANNOTATION, "sha256:00")
+        .build();
+    let ops = mutate(
+        &p,
+        &relay,
+        &Mode::ControlPlane,
+        &AdmissionInput {
+            object: Some(&stale),
+            user: &admin,
+            ..input
+        },
+    );
+    assert_eq!(
+        ops,
+        vec![PatchOp::Replace {
+            path: "/metadata/annotations/secret-relay.io~1digest".into(),
+            value: digest(&stale).into()
+        }]
+    );
+
+    // Nothing on DELETE, CONNECT or outside the namespace.
+    for operation in [Operation::Delete, Operation::Connect] {
+        assert!(
+            mutate(
+                &p,
+                &relay,
+                &Mode::ControlPlane,
+                &AdmissionInput { operation, ..input }
+            )
+            .is_empty()
+        );
+    }
+    let elsewhere = secret("default", "repo").build();
+    assert!(
+        mutate(
+            &p,
+            &relay,
+            &Mode::ControlPlane,
+            &AdmissionInput {
+                namespace: "default",
+                object: Some(&elsewhere),
+                ..input
+            }
+        )
+        .is_empty()
+    );
+
+    // On a managed cluster only down copies get a digest.
+    let mode = Mode::ManagedCluster {
+        agent: AGENT.to_owned(),
+    };
+    let local = secret("akuity", "x").build();
+    let agent = user(AGENT, &[]);
+    let managed = AdmissionInput {
+        namespace: "akuity",
+        object: Some(&local),
+        user: &agent,
+        ..input
+    };
+    assert!(mutate(&p, &relay, &mode, &managed).is_empty());
+    let down = secret("akuity", "x")
+        .label(keys::OWNER_LABEL, "control-plane")
+        .build();
+    let ops = mutate(
+        &p,
+        &relay,
+        &mode,
+        &AdmissionInput {
+            object: Some(&down),
+            ..managed
+        },
+    );
+    assert_eq!(ops.len(), 1);
+}
+
+#[test]
+fn debug_output_never_shows_secret_data() {
+    let s = hub("repo")
+        .data("token", b"s3cr3t-value")
+        .string_data("pw", "hunter2")
+        .build();
+    let u = admin();
+    let input = AdmissionInput {
+        operation: Operation::Update,
+        namespace: "argocd",
+        name: "repo",
+        object: Some(&s),
+        old_object: Some(&s),
+        user: &u,
+        dry_run: true,
+    };
+    let shown = format!("{input:?}");
+    assert!(
+        !shown.contains("s3cr3t") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+    let v = validate(
+        &policy(),
+        &RelayIdentity::default(),
+        &Mode::ControlPlane,
+        &input,
+    );
+    let shown = format!("{v:?}");
+    assert!(
+        !shown.contains("s3cr3t") && !shown.contains("hunter2"),
+        "{shown}"
+    );
+}
+
+fn identity_strategy() -> impl Strategy<Value = UserInfo> {
+    prop_oneof![
+        (0u8..4).prop_map(|i| cluster_user(&format!("cluster{i}"))),
+        Just(admin()),
+        Just(relay_user()),
+        Just(user("alice", &[])),
+    ]
+}
+
+fn secret_strategy() -> impl Strategy<Value = Option<Secret>> {
+    let name = prop_oneof![
+        Just("repo"),
+        Just("application-set-secret"),
+        Just("argocd-notifications-secret"),
+        Just("argocd-secret"),
+    ];
+    let owner = prop_oneof![
+        Just(None),
+        (0u8..4).prop_map(|i| Some(format!("cluster{i}")))
+    ];
+    let extra = prop::collection::btree_map("[a-z]{1,3}", "[a-z]{0,3}", 0..3);
+    prop::option::of(
+        (
+            name,
+            owner,
+            any::<bool>(),
+            any::<bool>(),
+            extra,
+            "[a-z]{0,4}",
+        )
+            .prop_map(|(name, owner, adopted, stale_digest, extra, value)| {
+                let mut b = hub(name).data("k", value.as_bytes());
+                if let Some(o) = owner {
+                    b = b.owner(&o);
+                }
+                if adopted {
+                    b = b.adopted();
+                }
+                if stale_digest {
+                    b = b.annotation(keys::DIGEST_ANNOTATION, "sha256:stale");
+                }
+                for (k, v) in extra {
+                    b = b.label(&k, &v);
+                }
+                b.build()
+            }),
+    )
+}
+
+proptest! {
+    #[test]
+    fn mutation_is_idempotent_and_mutated_secrets_pass_validation(
+        u in identity_strategy(),
+        new in secret_strategy(),
+        old in secret_strategy(),
+        managed in any::<bool>(),
+    ) {
+        let p = policy();
+        let relay = RelayIdentity::default();
+        let mode = if managed { Mode::ManagedCluster { agent: AGENT.to_owned() } } else { Mode::ControlPlane };
+        let ns = if managed { "akuity" } else { "argocd" };
+        let fix_ns = |s: Secret| { let mut s = s; s.metadata.namespace = Some(ns.to_owned()); s };
+        let new = new.map(fix_ns);
+        let old = old.map(fix_ns);
+        let operation = op_of(new.as_ref(), old.as_ref());
+        let name = new.as_ref().or(old.as_ref()).and_then(|s| s.metadata.name.clone()).unwrap_or_default();
+        let input = AdmissionInput {
+            operation,
+            namespace: ns,
+            name: &name,
+            object: new.as_ref(),
+            old_object: old.as_ref(),
+            user: &u,
+            dry_run: false,
+        };
+        let ops = mutate(&p, &relay, &mode, &input);
+        if let Some(new) = &new {
+            let patched = apply(new, &ops);
+            let again = AdmissionInput { object: Some(&patched), ..input };
+            prop_assert!(mutate(&p, &relay, &mode, &again).is_empty());
+            if !managed && identify(&p, &relay, &u) != Identity::Other("kubernetes-admin".into()) {
+                // A cluster's write is never refused for its own stamp.
+                let v = validate(&p, &relay, &mode, &again);
+                if matches!(identify(&p, &relay, &u), Identity::Cluster(_)) {
+                    prop_assert_ne!(v.decision.rule, Rule::OwnerLabelForged, "{}", v.decision.reason);
+                }
+            }
+        } else {
+            prop_assert!(ops.is_empty());
+        }
+    }
 }

@@ -1,8 +1,558 @@
 use super::*;
+use crate::testutil::{SecretBuilder, cluster_secret, hub, policy, secret};
+
+/// (case, cluster, secret, hub copy, rule, allowed)
+type UpCase = (
+    &'static str,
+    &'static str,
+    Secret,
+    Option<Secret>,
+    Rule,
+    bool,
+);
+
+const BLOCKED_RULES: [Rule; 3] = [Rule::BlockedName, Rule::BlockedType, Rule::BlockedLabel];
+
+fn sa_token(b: SecretBuilder) -> SecretBuilder {
+    b.ty("kubernetes.io/service-account-token")
+}
+
+fn cluster_type(b: SecretBuilder) -> SecretBuilder {
+    b.label(keys::SECRET_TYPE_LABEL, "cluster")
+}
 
 #[test]
-fn default_policy_uses_the_default_namespaces() {
-    let p = Policy::default();
-    assert_eq!(p.control_plane_namespace(), "argocd");
-    assert_eq!(p.agent_namespace(), "akuity");
+fn up_sync_follows_every_rule() {
+    let p = policy();
+    let s = |name: &str| cluster_secret(name).build();
+    let cp_owned = |name: &str| hub(name).build();
+    // (case, cluster, secret, hub, expected rule, allowed)
+    let cases: Vec<UpCase> = vec![
+        (
+            "new hub copy",
+            "cluster1",
+            s("repo"),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "unregistered cluster",
+            "cluster9",
+            s("repo"),
+            None,
+            Rule::UnknownCluster,
+            false,
+        ),
+        (
+            "outside the agent namespace",
+            "cluster1",
+            cluster_secret("repo").build().tap_ns("default"),
+            None,
+            Rule::WrongNamespace,
+            false,
+        ),
+        (
+            "without the opt-in label",
+            "cluster1",
+            cluster_secret("repo")
+                .without_label(keys::SECRET_SYNC_LABEL)
+                .build(),
+            None,
+            Rule::NotOptedIn,
+            false,
+        ),
+        (
+            "opt-in label not true",
+            "cluster1",
+            cluster_secret("repo")
+                .label(keys::SECRET_SYNC_LABEL, "false")
+                .build(),
+            None,
+            Rule::NotOptedIn,
+            false,
+        ),
+        (
+            "blocked name argocd-secret",
+            "cluster1",
+            s("argocd-secret"),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "blocked name argocd-initial-admin-secret",
+            "cluster1",
+            s("argocd-initial-admin-secret"),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "extra blocked name",
+            "cluster1",
+            s("vault-token"),
+            None,
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "blocked type",
+            "cluster1",
+            sa_token(cluster_secret("tok")).build(),
+            None,
+            Rule::BlockedType,
+            false,
+        ),
+        (
+            "blocked label",
+            "cluster1",
+            cluster_type(cluster_secret("cl")).build(),
+            None,
+            Rule::BlockedLabel,
+            false,
+        ),
+        (
+            "existing hub copy blocked by type",
+            "cluster1",
+            s("repo"),
+            Some(sa_token(hub("repo").owner("cluster1")).build()),
+            Rule::BlockedType,
+            false,
+        ),
+        (
+            "existing hub copy blocked by label",
+            "cluster1",
+            s("repo"),
+            Some(cluster_type(hub("repo")).build()),
+            Rule::BlockedLabel,
+            false,
+        ),
+        (
+            "no source for these labels",
+            "cluster1",
+            cluster_secret("repo").label("team", "other").build(),
+            None,
+            Rule::NoMatchingSource,
+            false,
+        ),
+        (
+            "label-selector-only source from any cluster",
+            "cluster2",
+            cluster_secret("repo")
+                .without_label("team")
+                .label(keys::SECRET_TYPE_LABEL, "repository")
+                .build(),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "cluster-selector-only source takes any labels",
+            "cluster3",
+            cluster_secret("anything").without_label("team").build(),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "own hub copy",
+            "cluster1",
+            s("repo"),
+            Some(hub("repo").owner("cluster1").build()),
+            Rule::UpSyncOwner,
+            true,
+        ),
+        (
+            "own adopted hub copy",
+            "cluster1",
+            s("argocd-notifications-secret"),
+            Some(
+                hub("argocd-notifications-secret")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::UpSyncOwner,
+            true,
+        ),
+        (
+            "hub copy of another cluster",
+            "cluster1",
+            s("repo"),
+            Some(hub("repo").owner("cluster2").build()),
+            Rule::OwnedByOtherCluster,
+            false,
+        ),
+        (
+            "control-plane secret not adoptable",
+            "cluster1",
+            s("repo"),
+            Some(cp_owned("repo")),
+            Rule::OwnedByControlPlane,
+            false,
+        ),
+    ];
+    for (case, cluster, secret, hub, rule, allowed) in cases {
+        let d = up_sync(&p, cluster, &secret, hub.as_ref());
+        assert_eq!((d.rule, d.allowed), (rule, allowed), "{case}: {}", d.reason);
+        assert!(!d.reason.contains("s3cr3t"), "{case}: reason leaks data");
+    }
+}
+
+trait TapNs {
+    fn tap_ns(self, ns: &str) -> Self;
+}
+
+impl TapNs for Secret {
+    fn tap_ns(mut self, ns: &str) -> Self {
+        self.metadata.namespace = Some(ns.to_owned());
+        self
+    }
+}
+
+#[test]
+fn each_adoptable_name_is_adopted_and_returned_on_release() {
+    let p = policy();
+    for name in ADOPTABLE_NAMES {
+        let s = cluster_secret(name).build();
+        let cp_owned = hub(name).build();
+        let d = up_sync(&p, "cluster1", &s, Some(&cp_owned));
+        assert_eq!(
+            (d.rule, d.allowed),
+            (Rule::Adopt, true),
+            "{name}: {}",
+            d.reason
+        );
+
+        let adopted = hub(name).owner("cluster1").adopted().build();
+        let r = release(&p, "cluster1", &adopted);
+        assert_eq!(r.decision.rule, Rule::ReleaseReturn, "{name}");
+        assert!(r.decision.allowed);
+        assert_eq!(r.action, Some(ReleaseAction::ReturnToControlPlane));
+
+        // Another cluster can neither adopt it nor release it meanwhile.
+        let d = up_sync(&p, "cluster2", &s, Some(&adopted));
+        assert_eq!(d.rule, Rule::OwnedByOtherCluster, "{name}");
+        let r = release(&p, "cluster2", &adopted);
+        assert_eq!((r.decision.rule, r.action), (Rule::ReleaseNotOwner, None));
+    }
+    assert!(!is_adoptable("argocd-secret"));
+    assert!(!is_adoptable("repo"));
+}
+
+#[test]
+fn release_follows_every_rule() {
+    let p = policy();
+    // (case, cluster, hub, rule, action)
+    let cases: Vec<(&str, &str, Secret, Rule, Option<ReleaseAction>)> = vec![
+        (
+            "copy the cluster created",
+            "cluster1",
+            hub("repo").owner("cluster1").build(),
+            Rule::ReleaseDelete,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "adopted annotation on a name that is not adoptable",
+            "cluster1",
+            hub("repo").owner("cluster1").adopted().build(),
+            Rule::ReleaseDelete,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "adoptable name the cluster created itself",
+            "cluster1",
+            hub("application-set-secret").owner("cluster1").build(),
+            Rule::ReleaseDelete,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "copy of another cluster",
+            "cluster1",
+            hub("repo").owner("cluster2").build(),
+            Rule::ReleaseNotOwner,
+            None,
+        ),
+        (
+            "control-plane secret",
+            "cluster1",
+            hub("application-set-secret").build(),
+            Rule::ReleaseNotOwner,
+            None,
+        ),
+        (
+            "unregistered cluster",
+            "cluster9",
+            hub("repo").owner("cluster9").build(),
+            Rule::UnknownCluster,
+            None,
+        ),
+        (
+            "blocked hub copy",
+            "cluster1",
+            cluster_type(hub("repo").owner("cluster1")).build(),
+            Rule::BlockedLabel,
+            None,
+        ),
+        (
+            "not in the control-plane namespace",
+            "cluster1",
+            secret("default", "repo").owner("cluster1").build(),
+            Rule::WrongNamespace,
+            None,
+        ),
+    ];
+    for (case, cluster, h, rule, action) in cases {
+        let r = release(&p, cluster, &h);
+        assert_eq!(
+            (r.decision.rule, r.action),
+            (rule, action),
+            "{case}: {}",
+            r.decision.reason
+        );
+        assert_eq!(r.decision.allowed, action.is_some(), "{case}");
+    }
+}
+
+#[test]
+fn down_sync_targets_follow_every_rule() {
+    let p = policy();
+    let list = |v: &str| hub("m").annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, v);
+    let sel = |v: &str| hub("m").annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, v);
+    // (case, hub, targets, rule)
+    let cases: Vec<(&str, Secret, &[&str], Rule)> = vec![
+        (
+            "list",
+            list("cluster1,cluster3").build(),
+            &["cluster1", "cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "list with spaces and empty entries",
+            list(" cluster2 ,, , cluster1 ").build(),
+            &["cluster1", "cluster2"],
+            Rule::DownSync,
+        ),
+        (
+            "ALL",
+            list("ALL").build(),
+            &["cluster1", "cluster2", "cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "ALL among names",
+            list("cluster1, ALL").build(),
+            &["cluster1", "cluster2", "cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "ALL never to the owner",
+            list("ALL").owner("cluster2").build(),
+            &["cluster1", "cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "list naming the owner",
+            list("cluster1,cluster2").owner("cluster1").build(),
+            &["cluster2"],
+            Rule::DownSync,
+        ),
+        (
+            "unregistered names ignored",
+            list("cluster9,cluster3").build(),
+            &["cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "only unregistered names",
+            list("cluster9").build(),
+            &[],
+            Rule::NoTargets,
+        ),
+        (
+            "selector",
+            sel("my-label in (cluster2)").build(),
+            &["cluster2"],
+            Rule::DownSync,
+        ),
+        (
+            "selector never to the owner",
+            sel("env=prod").owner("cluster1").build(),
+            &["cluster2"],
+            Rule::DownSync,
+        ),
+        (
+            "list and selector unite",
+            list("cluster3")
+                .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env=prod")
+                .build(),
+            &["cluster1", "cluster2", "cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "unparsable selector gives nothing, even with a list",
+            list("ALL")
+                .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+                .build(),
+            &[],
+            Rule::InvalidSelector,
+        ),
+        (
+            "blank selector selects nothing",
+            sel("  ").build(),
+            &[],
+            Rule::NoTargets,
+        ),
+        ("no annotations", hub("m").build(), &[], Rule::NoTargets),
+        (
+            "blocked name",
+            hub("argocd-secret")
+                .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+                .build(),
+            &[],
+            Rule::BlockedName,
+        ),
+        (
+            "blocked type",
+            sa_token(list("ALL")).build(),
+            &[],
+            Rule::BlockedType,
+        ),
+        (
+            "blocked label",
+            cluster_type(list("ALL")).build(),
+            &[],
+            Rule::BlockedLabel,
+        ),
+        (
+            "outside the control-plane namespace",
+            secret("default", "m")
+                .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+                .build(),
+            &[],
+            Rule::WrongNamespace,
+        ),
+    ];
+    for (case, h, targets, rule) in cases {
+        let d = down_sync(&p, &h);
+        assert_eq!(d.targets, targets, "{case}: {}", d.decision.reason);
+        assert_eq!(d.decision.rule, rule, "{case}: {}", d.decision.reason);
+        assert_eq!(d.decision.allowed, !targets.is_empty(), "{case}");
+    }
+}
+
+#[test]
+fn down_sync_to_one_cluster_explains_why_not() {
+    let p = policy();
+    let h = hub("m")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "cluster2, cluster1")
+        .owner("cluster1")
+        .build();
+    let cases = [
+        ("cluster2", Rule::DownSync, true),
+        ("cluster1", Rule::DownSyncNotTarget, false),
+        ("cluster3", Rule::DownSyncNotTarget, false),
+        ("cluster9", Rule::UnknownCluster, false),
+    ];
+    for (cluster, rule, allowed) in cases {
+        let d = down_sync_to(&p, &h, cluster);
+        assert_eq!(
+            (d.decision.rule, d.decision.allowed),
+            (rule, allowed),
+            "{cluster}"
+        );
+        assert_eq!(d.targets, ["cluster2"]);
+    }
+    let owner_reason = down_sync_to(&p, &h, "cluster1").decision.reason;
+    assert!(
+        owner_reason.contains("never goes back to its owner"),
+        "{owner_reason}"
+    );
+    let blocked = sa_token(hub("m").annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")).build();
+    assert_eq!(
+        down_sync_to(&p, &blocked, "cluster2").decision.rule,
+        Rule::BlockedType
+    );
+}
+
+#[test]
+fn owner_comes_from_the_owner_label() {
+    assert_eq!(owner(&hub("x").build()), Owner::ControlPlane);
+    assert_eq!(
+        owner(&hub("x").owner("c1").build()),
+        Owner::Cluster("c1".into())
+    );
+    assert_eq!(
+        owner(&hub("x").label(keys::OWNER_LABEL, "control-plane").build()),
+        Owner::ControlPlane
+    );
+    // A malformed value locks rather than opens.
+    assert_eq!(
+        owner(&hub("x").label(keys::OWNER_LABEL, "cluster.").build()),
+        Owner::Cluster("cluster.".into())
+    );
+    assert_eq!(Owner::Cluster("c1".into()).label_value(), "cluster.c1");
+}
+
+#[test]
+fn digest_counts_string_data_like_data_and_never_shows_values() {
+    let d = digest(&secret("a", "s").data("k", b"v1").build());
+    assert!(d.starts_with("sha256:") && d.len() == 7 + 64, "{d}");
+    assert_eq!(d, digest(&secret("a", "s").string_data("k", "v1").build()));
+    // stringData overwrites data, like the API server merges it.
+    assert_eq!(
+        d,
+        digest(
+            &secret("a", "s")
+                .data("k", b"old")
+                .string_data("k", "v1")
+                .build()
+        )
+    );
+    assert_ne!(d, digest(&secret("a", "s").data("k", b"v2").build()));
+    assert_ne!(d, digest(&secret("a", "s").data("k2", b"v1").build()));
+    // Length prefixes keep key/value boundaries apart.
+    assert_ne!(
+        digest(&secret("a", "s").data("ab", b"c").build()),
+        digest(&secret("a", "s").data("a", b"bc").build())
+    );
+    // Metadata does not count.
+    assert_eq!(
+        d,
+        digest(&secret("b", "t").label("x", "y").data("k", b"v1").build())
+    );
+    assert_ne!(digest(&secret("a", "s").build()), d);
+}
+
+#[test]
+fn rule_ids_are_stable_kebab_case_and_serialize_as_strings() {
+    let d = Decision::deny(Rule::OwnershipLock, "why");
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"allowed": false, "rule": "ownership-lock", "reason": "why"})
+    );
+    assert_eq!(
+        serde_json::to_value(ReleaseAction::ReturnToControlPlane).unwrap(),
+        "return-to-control-plane"
+    );
+    assert_eq!(
+        serde_json::to_value(ReleaseAction::Delete).unwrap(),
+        "delete"
+    );
+    assert_eq!(d.to_string(), "denied (ownership-lock): why");
+    for r in [
+        Rule::BlockedName,
+        Rule::UpSyncNew,
+        Rule::DownSyncNotTarget,
+        Rule::OwnerLabelForged,
+    ] {
+        assert!(
+            r.as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        );
+    }
+    assert!(BLOCKED_RULES.contains(&Rule::for_blocked(&BlockedBy::Name("x".into()))));
 }

@@ -55,9 +55,15 @@ fn the_design_example_parses() {
     assert_eq!(p.control_plane_namespace(), "argocd");
     assert_eq!(p.agent_namespace(), "akuity");
     let c = p.cluster("cluster1").unwrap();
-    assert_eq!(c.labels, labels(&[("env", "prod"), ("my-label", "cluster1")]));
+    assert_eq!(
+        c.labels,
+        labels(&[("env", "prod"), ("my-label", "cluster1")])
+    );
     assert_eq!(p.sources().len(), 1);
-    assert_eq!(p.sources()[0].label_selector.to_string(), "team in (my-team)");
+    assert_eq!(
+        p.sources()[0].label_selector.to_string(),
+        "team in (my-team)"
+    );
     assert!(p.break_glass().users.is_empty());
     assert!(p.cluster("cluster2").is_none());
 }
@@ -142,10 +148,21 @@ breakGlass: { users: [""], teams: [] }
     ];
     assert_eq!(got, want);
     let all = problems(text);
-    let msg = |path: &str| all.iter().find(|(p, _)| p == path).map(|(_, m)| m.clone()).unwrap();
-    assert!(msg("clusters[1].name").contains("duplicate cluster name 'cluster1' (first at clusters[0])"));
+    let msg = |path: &str| {
+        all.iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, m)| m.clone())
+            .unwrap()
+    };
+    assert!(
+        msg("clusters[1].name")
+            .contains("duplicate cluster name 'cluster1' (first at clusters[0])")
+    );
     assert!(msg("colour").contains("unknown field"));
-    assert!(msg("extraBlocked.names[0]").contains("cannot unblock the built-in blocked name 'argocd-secret'"));
+    assert!(
+        msg("extraBlocked.names[0]")
+            .contains("cannot unblock the built-in blocked name 'argocd-secret'")
+    );
     assert!(msg("extraBlocked.types[0]").contains("built-in"));
     assert!(msg("extraBlocked.labels[0]").contains("built-in"));
     assert!(!msg("extraBlocked.names[2]").contains("built-in"));
@@ -206,7 +223,10 @@ fn built_in_and_extra_blocked_secrets_are_found() {
     )
     .unwrap();
     let cases: &[(Secret, Option<&str>)] = &[
-        (secret("argocd-secret", None, &[]), Some("name argocd-secret")),
+        (
+            secret("argocd-secret", None, &[]),
+            Some("name argocd-secret"),
+        ),
         (
             secret("argocd-initial-admin-secret", None, &[]),
             Some("name argocd-initial-admin-secret"),
@@ -219,19 +239,44 @@ fn built_in_and_extra_blocked_secrets_are_found() {
             secret("x", None, &[("argocd.argoproj.io/secret-type", "cluster")]),
             Some("label argocd.argoproj.io/secret-type=cluster"),
         ),
-        (secret("x", None, &[("argocd.argoproj.io/secret-type", "repository")]), None),
+        (
+            secret(
+                "x",
+                None,
+                &[("argocd.argoproj.io/secret-type", "repository")],
+            ),
+            None,
+        ),
         (secret("vault-token", None, &[]), Some("name vault-token")),
-        (secret("x", Some("example.com/hsm"), &[]), Some("type example.com/hsm")),
-        (secret("x", None, &[("class", "restricted")]), Some("label class=restricted")),
+        (
+            secret("x", Some("example.com/hsm"), &[]),
+            Some("type example.com/hsm"),
+        ),
+        (
+            secret("x", None, &[("class", "restricted")]),
+            Some("label class=restricted"),
+        ),
         (secret("x", None, &[("class", "open")]), None),
-        (secret("x", None, &[("no-sync", "yes")]), Some("label no-sync=yes")),
+        (
+            secret("x", None, &[("no-sync", "yes")]),
+            Some("label no-sync=yes"),
+        ),
         (secret("x", Some("Opaque"), &[("team", "a")]), None),
     ];
     for (s, want) in cases {
-        assert_eq!(p.blocked(s).map(|b| b.to_string()).as_deref(), *want, "{:?}", s.metadata);
+        assert_eq!(
+            p.blocked(s).map(|b| b.to_string()).as_deref(),
+            *want,
+            "{:?}",
+            s.metadata
+        );
     }
     // The default policy blocks the built-ins too.
-    assert!(Policy::default().blocked(&secret("argocd-secret", None, &[])).is_some());
+    assert!(
+        Policy::default()
+            .blocked(&secret("argocd-secret", None, &[]))
+            .is_some()
+    );
 }
 
 #[test]
@@ -245,7 +290,9 @@ fn sources_are_indexed_per_cluster() {
     }
     text.push_str("secretSources:\n");
     for i in 0..20 {
-        text.push_str(&format!("  - {{ clusterSelector: \"id=c{i}\", labelSelector: \"team=t{i}\" }}\n"));
+        text.push_str(&format!(
+            "  - {{ clusterSelector: \"id=c{i}\", labelSelector: \"team=t{i}\" }}\n"
+        ));
     }
     text.push_str("  - { clusterSelector: \"env in (prod)\", labelSelector: \"shared\" }\n");
     text.push_str("  - { labelSelector: \"global=true\" }\n");
@@ -255,9 +302,15 @@ fn sources_are_indexed_per_cluster() {
     assert_eq!(p.candidate_count("nope"), 0);
     assert_eq!(p.matching_source("c3", &labels(&[("team", "t3")])), Some(3));
     assert_eq!(p.matching_source("c3", &labels(&[("team", "t4")])), None);
-    assert_eq!(p.matching_source("c4", &labels(&[("shared", "")])), Some(20));
+    assert_eq!(
+        p.matching_source("c4", &labels(&[("shared", "")])),
+        Some(20)
+    );
     assert_eq!(p.matching_source("c5", &labels(&[("shared", "")])), None);
-    assert_eq!(p.matching_source("c5", &labels(&[("global", "true")])), Some(21));
+    assert_eq!(
+        p.matching_source("c5", &labels(&[("global", "true")])),
+        Some(21)
+    );
 }
 
 fn selector_strategy() -> impl Strategy<Value = String> {
@@ -274,7 +327,11 @@ fn selector_strategy() -> impl Strategy<Value = String> {
 }
 
 fn labels_strategy() -> impl Strategy<Value = BTreeMap<String, String>> {
-    prop::collection::btree_map((0u8..4).prop_map(|i| format!("k{i}")), (0u8..2).prop_map(|i| format!("v{i}")), 0..4)
+    prop::collection::btree_map(
+        (0u8..4).prop_map(|i| format!("k{i}")),
+        (0u8..2).prop_map(|i| format!("v{i}")),
+        0..4,
+    )
 }
 
 proptest! {

@@ -3,6 +3,9 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// (selector, labels, matches)
+type MatchCase = (&'static str, &'static [(&'static str, &'static str)], bool);
+
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
@@ -26,7 +29,7 @@ fn set_based_selector_matches_like_kubernetes() {
 #[test]
 fn each_operator_has_kubernetes_semantics() {
     // (selector, labels, expected)
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    let cases: &[MatchCase] = &[
         ("a=b", &[("a", "b")], true),
         ("a=b", &[("a", "c")], false),
         ("a=b", &[], false),
@@ -109,7 +112,10 @@ fn parse_errors_name_position_and_token() {
     for (sel, pos, token) in cases {
         let e = err(sel);
         assert_eq!((e.position, e.token.as_str()), (*pos, *token), "{sel}: {e}");
-        assert!(e.to_string().starts_with("failed to parse selector at position"));
+        assert!(
+            e.to_string()
+                .starts_with("failed to parse selector at position")
+        );
     }
 }
 
@@ -151,7 +157,11 @@ fn label_selector_objects_convert_with_every_operator() {
     );
     assert!(s.matches(&labels(&[("env", "prod"), ("tier", "api"), ("team", "a")])));
     assert!(!s.matches(&labels(&[("env", "prod"), ("tier", "api")])));
-    assert!(Selector::from_label_selector(&LabelSelector::default()).unwrap().is_empty());
+    assert!(
+        Selector::from_label_selector(&LabelSelector::default())
+            .unwrap()
+            .is_empty()
+    );
 
     let bad = |r| LabelSelector {
         match_labels: None,
@@ -182,10 +192,18 @@ impl ModelReq {
         let sp = if spaced { " " } else { "" };
         let v0 = self.values.first().cloned().unwrap_or_default();
         match self.op {
-            0 => format!("{}{sp}{}{sp}{v0}", self.key, if double { "==" } else { "=" }),
+            0 => format!(
+                "{}{sp}{}{sp}{v0}",
+                self.key,
+                if double { "==" } else { "=" }
+            ),
             1 => format!("{}{sp}!={sp}{v0}", self.key),
             2 => format!("{} in{sp}({})", self.key, self.values.join(",")),
-            3 => format!("{} notin ({sp}{}{sp})", self.key, self.values.join(&format!(",{sp}"))),
+            3 => format!(
+                "{} notin ({sp}{}{sp})",
+                self.key,
+                self.values.join(&format!(",{sp}"))
+            ),
             4 => format!("{sp}{}", self.key),
             _ => format!("!{sp}{}", self.key),
         }
@@ -225,16 +243,19 @@ fn value_strategy() -> impl Strategy<Value = String> {
 }
 
 fn req_strategy() -> impl Strategy<Value = ModelReq> {
-    (key_strategy(), 0u8..6, prop::collection::vec(value_strategy(), 1..4)).prop_map(
-        |(key, op, mut values)| {
+    (
+        key_strategy(),
+        0u8..6,
+        prop::collection::vec(value_strategy(), 1..4),
+    )
+        .prop_map(|(key, op, mut values)| {
             match op {
                 0 | 1 => values.truncate(1),
                 4 | 5 => values.clear(),
                 _ => {}
             }
             ModelReq { key, op, values }
-        },
-    )
+        })
 }
 
 proptest! {
