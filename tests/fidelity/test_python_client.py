@@ -1,0 +1,191 @@
+"""The official Python client against the sandbox: status codes, reasons and messages as a
+real API server gives them, and watch events."""
+
+import base64
+import json
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+from kubernetes.client.rest import ApiException
+
+WATCH_TIMEOUT_SECONDS = 20
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def status_of(error):
+    body = json.loads(error.body)
+    assert body["kind"] == "Status"
+    assert body["apiVersion"] == "v1"
+    assert body["status"] == "Failure"
+    assert body["code"] == error.status
+    return body
+
+
+def secret(name, labels=None, string_data=None, data=None):
+    return k8s.V1Secret(
+        metadata=k8s.V1ObjectMeta(name=name, labels=labels),
+        type="Opaque",
+        string_data=string_data,
+        data=data,
+    )
+
+
+def test_create_returns_the_stored_secret_with_string_data_merged(core, ns):
+    created = core.create_namespaced_secret(
+        ns, secret("created", string_data={"user": "admin"}, data={"other": b64("x")})
+    )
+
+    assert created.metadata.uid
+    assert created.metadata.resource_version
+    assert created.metadata.creation_timestamp is not None
+    assert created.metadata.namespace == ns
+    assert created.data == {"user": b64("admin"), "other": b64("x")}
+    assert created.string_data is None
+    read = core.read_namespaced_secret("created", ns)
+    assert read.data == created.data
+    assert read.metadata.resource_version == created.metadata.resource_version
+
+
+def test_duplicate_create_is_409_already_exists(core, ns):
+    core.create_namespaced_secret(ns, secret("twice"))
+
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(ns, secret("twice"))
+
+    assert raised.value.status == 409
+    body = status_of(raised.value)
+    assert body["reason"] == "AlreadyExists"
+    assert body["message"] == 'secrets "twice" already exists'
+    assert body["details"] == {"name": "twice", "kind": "secrets"}
+
+
+def test_read_of_a_missing_secret_is_404_not_found(core, ns):
+    with pytest.raises(ApiException) as raised:
+        core.read_namespaced_secret("missing", ns)
+
+    assert raised.value.status == 404
+    body = status_of(raised.value)
+    assert body["reason"] == "NotFound"
+    assert body["message"] == 'secrets "missing" not found'
+
+
+def test_stale_replace_is_409_conflict_and_changes_nothing(core, ns):
+    original = core.create_namespaced_secret(ns, secret("raced", data={"k": b64("1")}))
+    core.patch_namespaced_secret("raced", ns, {"metadata": {"labels": {"moved": "on"}}})
+    original.data = {"k": b64("2")}
+
+    with pytest.raises(ApiException) as raised:
+        core.replace_namespaced_secret("raced", ns, original)
+
+    assert raised.value.status == 409
+    body = status_of(raised.value)
+    assert body["reason"] == "Conflict"
+    assert body["message"] == (
+        'Operation cannot be fulfilled on secrets "raced": the object has been modified; '
+        "please apply your changes to the latest version and try again"
+    )
+    assert core.read_namespaced_secret("raced", ns).data == {"k": b64("1")}
+
+
+def test_replace_keeps_the_uid_and_advances_the_resource_version(core, ns):
+    created = core.create_namespaced_secret(ns, secret("kept", data={"k": b64("1")}))
+    created.data = {"k": b64("2")}
+
+    replaced = core.replace_namespaced_secret("kept", ns, created)
+
+    assert replaced.metadata.uid == created.metadata.uid
+    assert int(replaced.metadata.resource_version) > int(created.metadata.resource_version)
+    assert replaced.data == {"k": b64("2")}
+
+
+def test_list_with_a_label_selector(core, ns):
+    core.create_namespaced_secret(ns, secret("a", labels={"tier": "a"}))
+    core.create_namespaced_secret(ns, secret("b", labels={"tier": "b", "skip": "yes"}))
+    core.create_namespaced_secret(ns, secret("c", labels={"tier": "c"}))
+    core.create_namespaced_secret(ns, secret("d", labels={"tier": "b"}))
+
+    listed = core.list_namespaced_secret(ns, label_selector="tier in (a,b),!skip")
+
+    assert [s.metadata.name for s in listed.items] == ["a", "d"]
+    assert listed.metadata.resource_version
+    everything = core.list_namespaced_secret(ns)
+    assert [s.metadata.name for s in everything.items] == ["a", "b", "c", "d"]
+    only_c = core.list_namespaced_secret(ns, label_selector="tier=c")
+    assert [s.metadata.name for s in only_c.items] == ["c"]
+
+
+def test_delete_returns_a_success_status(core, ns):
+    created = core.create_namespaced_secret(ns, secret("gone"))
+
+    status = core.delete_namespaced_secret("gone", ns)
+
+    assert status.status == "Success"
+    assert status.details.name == "gone"
+    assert status.details.kind == "secrets"
+    assert status.details.uid == created.metadata.uid
+    with pytest.raises(ApiException) as raised:
+        core.read_namespaced_secret("gone", ns)
+    assert raised.value.status == 404
+
+
+def test_watch_sees_added_modified_and_deleted(core, ns):
+    core.create_namespaced_secret(ns, secret("watched", data={"k": b64("1")}))
+    watch = k8s_watch.Watch()
+    seen = []
+    for event in watch.stream(
+        core.list_namespaced_secret, ns, timeout_seconds=WATCH_TIMEOUT_SECONDS
+    ):
+        obj = event["object"]
+        seen.append((event["type"], obj.metadata.name))
+        if event["type"] == "ADDED":
+            assert obj.data == {"k": b64("1")}
+            core.patch_namespaced_secret("watched", ns, {"data": {"k": b64("2")}})
+        elif event["type"] == "MODIFIED":
+            assert obj.data == {"k": b64("2")}
+            core.delete_namespaced_secret("watched", ns)
+        elif event["type"] == "DELETED":
+            watch.stop()
+
+    assert seen == [("ADDED", "watched"), ("MODIFIED", "watched"), ("DELETED", "watched")]
+
+
+def test_watch_from_a_list_resource_version_sees_only_later_changes(core, ns):
+    core.create_namespaced_secret(ns, secret("before"))
+    listed = core.list_namespaced_secret(ns)
+    core.create_namespaced_secret(ns, secret("after"))
+    watch = k8s_watch.Watch()
+    seen = []
+    for event in watch.stream(
+        core.list_namespaced_secret,
+        ns,
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=WATCH_TIMEOUT_SECONDS,
+    ):
+        seen.append((event["type"], event["object"].metadata.name))
+        watch.stop()
+
+    assert seen == [("ADDED", "after")]
+
+
+def test_watch_with_a_label_selector_sees_entry_and_exit(core, ns):
+    core.create_namespaced_secret(ns, secret("mover", labels={"sync": "no"}))
+    watch = k8s_watch.Watch()
+    seen = []
+    core.patch_namespaced_secret("mover", ns, {"metadata": {"labels": {"sync": "yes"}}})
+    for event in watch.stream(
+        core.list_namespaced_secret,
+        ns,
+        label_selector="sync=yes",
+        timeout_seconds=WATCH_TIMEOUT_SECONDS,
+    ):
+        seen.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "ADDED":
+            core.patch_namespaced_secret("mover", ns, {"metadata": {"labels": {"sync": "no"}}})
+        elif event["type"] == "DELETED":
+            watch.stop()
+
+    assert seen == [("ADDED", "mover"), ("DELETED", "mover")]
