@@ -1,1 +1,306 @@
-//! secret-relay sandbox.
+//! secret-relay sandbox: an in-memory Kubernetes API server for the demo and tests.
+//!
+//! It serves core/v1 Namespaces, Secrets and ConfigMaps and admissionregistration.k8s.io/v1
+//! webhook configurations over HTTPS, calls admission webhooks as kube-apiserver does, and
+//! behaves closely enough to kube-apiserver that kubectl, kube-rs and the Python client work
+//! against it. It is never for production: nothing is persisted and there is no RBAC.
+//!
+//! Several sandboxes can run in one process: there is no global state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+mod admission;
+mod auth;
+mod discovery;
+mod fields;
+mod meta;
+mod patch;
+mod resource;
+mod selector;
+mod server;
+mod status;
+mod store;
+mod tls;
+mod validate;
+
+pub use auth::UserInfo;
+pub use status::{FieldError, Resource, Status, StatusCause};
+
+/// How to run one sandbox API server.
+#[derive(Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Listen address; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Users; each gets a kubeconfig. Default: `admin` in group `system:masters`, allowed to impersonate.
+    pub users: Vec<UserConfig>,
+    /// Where admission dials webhook services: `"name.namespace.svc:port"` -> address.
+    pub services: BTreeMap<String, SocketAddr>,
+    /// Events kept per kind for watch resume; older resourceVersions get 410 Expired.
+    pub history_limit: usize,
+    /// Largest accepted request body, in bytes (kube-apiserver: 3 MiB).
+    pub max_body_bytes: usize,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK, in seconds.
+    pub bookmark_interval_seconds: u64,
+}
+
+/// One user of the sandbox.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user name (client certificate CN).
+    pub name: String,
+    /// Groups (client certificate O).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// A bearer token; without one a client certificate is issued.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Whether this user may send `Impersonate-*` headers.
+    #[serde(default)]
+    pub impersonate: bool,
+}
+
+/// Why a sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Binding the listen address failed.
+    #[error("failed to bind {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Issuing the CA, serving or client certificates failed.
+    #[error("failed to issue sandbox certificates: {0}")]
+    Certs(String),
+    /// The configuration is inconsistent.
+    #[error("failed to validate sandbox config: {0}")]
+    Config(String),
+}
+
+/// A running sandbox API server. Dropping it without [`Sandbox::shutdown`] leaves it serving
+/// until the runtime stops.
+pub struct Sandbox {
+    addr: SocketAddr,
+    ca_pem: String,
+    kubeconfigs: BTreeMap<String, String>,
+    shared: Arc<server::Shared>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            users: vec![UserConfig {
+                name: "admin".to_owned(),
+                groups: vec!["system:masters".to_owned()],
+                token: None,
+                impersonate: true,
+            }],
+            services: BTreeMap::new(),
+            history_limit: 1000,
+            max_body_bytes: 3 * 1024 * 1024,
+            bookmark_interval_seconds: 60,
+        }
+    }
+}
+
+impl fmt::Debug for SandboxConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxConfig")
+            .field("addr", &self.addr)
+            .field("users", &self.users)
+            .field("services", &self.services)
+            .field("history_limit", &self.history_limit)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("bookmark_interval_seconds", &self.bookmark_interval_seconds)
+            .finish()
+    }
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("name", &self.name)
+            .field("groups", &self.groups)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("impersonate", &self.impersonate)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a sandbox API server; it is serving when this returns.
+pub async fn start(config: SandboxConfig) -> Result<Sandbox, StartError> {
+    let mut names = std::collections::BTreeSet::new();
+    for user in &config.users {
+        if user.name.is_empty() || !names.insert(user.name.clone()) {
+            return Err(StartError::Config(format!(
+                "user names must be unique and non-empty: {:?}",
+                user.name
+            )));
+        }
+    }
+    let pki = tls::Pki::issue(&config.users)?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+
+    let mut authenticator = auth::Authenticator::default();
+    for user in &config.users {
+        authenticator
+            .users
+            .insert(user.name.clone(), user.impersonate);
+        if let Some(token) = &user.token {
+            authenticator.tokens.insert(
+                token.clone(),
+                UserInfo {
+                    username: user.name.clone(),
+                    groups: user.groups.clone(),
+                    ..UserInfo::default()
+                },
+            );
+        }
+    }
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shared = Arc::new(server::Shared {
+        db: Mutex::new(store::Db::new(config.history_limit, &meta::now())),
+        auth: authenticator,
+        admission: admission::AdmissionWebhooks::new(config.services.clone()),
+        max_body: config.max_body_bytes,
+        bookmark_interval: Duration::from_secs(config.bookmark_interval_seconds.max(1)),
+        shutdown: shutdown_rx,
+    });
+    let url = format!("https://{addr}");
+    let kubeconfigs = config
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.name.clone(),
+                kubeconfig(&url, &pki.ca_pem, u, pki.client_certs.get(&u.name)),
+            )
+        })
+        .collect();
+    let task = tokio::spawn(server::serve(listener, pki.acceptor, shared.clone()));
+    tracing::info!(%url, "sandbox API server serving");
+    Ok(Sandbox {
+        addr,
+        ca_pem: pki.ca_pem,
+        kubeconfigs,
+        shared,
+        shutdown: shutdown_tx,
+        task,
+    })
+}
+
+fn kubeconfig(
+    url: &str,
+    ca_pem: &str,
+    user: &UserConfig,
+    cert: Option<&tls::ClientCert>,
+) -> String {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let mut credentials = serde_json::Map::new();
+    if let Some(token) = &user.token {
+        credentials.insert("token".into(), json!(token));
+    } else if let Some(cert) = cert {
+        credentials.insert("client-certificate-data".into(), json!(b64(&cert.cert_pem)));
+        credentials.insert("client-key-data".into(), json!(b64(&cert.key_pem)));
+    }
+    let context = format!("{}@sandbox", user.name);
+    let doc = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sandbox", "cluster": {"server": url, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": user.name, "user": credentials}],
+        "contexts": [{"name": context, "context": {"cluster": "sandbox", "user": user.name, "namespace": "default"}}],
+        "current-context": context,
+        "preferences": {},
+    });
+    // A JSON value of strings, arrays and maps always serialises to YAML.
+    serde_yaml::to_string(&doc).unwrap_or_default()
+}
+
+impl Sandbox {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The CA (PEM) that signed the serving certificate and the users' client certificates.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The kubeconfig (YAML) of a configured user.
+    pub fn kubeconfig(&self, user: &str) -> Option<String> {
+        self.kubeconfigs.get(user).cloned()
+    }
+
+    /// Writes `<user>.kubeconfig` for each user into `dir` (created if missing).
+    pub fn write_kubeconfigs(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        for (user, config) in &self.kubeconfigs {
+            let path = dir.join(format!("{user}.kubeconfig"));
+            let tmp = dir.join(format!(".{user}.kubeconfig.tmp"));
+            std::fs::write(&tmp, config)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+        Ok(())
+    }
+
+    /// Test hook: drops the watch history, so a watch or `continue` from an older
+    /// resourceVersion gets 410 Expired.
+    pub fn compact_history(&self) {
+        self.shared.db().compact();
+    }
+
+    /// The latest resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.db().rv()
+    }
+
+    /// Stops accepting, ends open watches and waits for the server task.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}

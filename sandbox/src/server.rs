@@ -1,0 +1,1812 @@
+//! The HTTPS server: connections, authentication, routing and the REST handlers.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::admission::{AdmissionAttributes, AdmissionWebhooks, Operation, WebhookConfigs};
+use crate::auth::{self, Authenticator, UserInfo};
+use crate::fields;
+use crate::meta;
+use crate::patch::{self, PatchType};
+use crate::resource::{self, MUTATING, NAMESPACES, ResourceKind, VALIDATING};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{FieldError, Status};
+use crate::store::{self, Db, Event, EventType, WriteError, rv_of};
+use crate::{discovery, validate};
+
+/// Response body: a full JSON document or a watch stream.
+pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Write attempts for unconditional updates that race with other writers.
+const MAX_ATTEMPTS: usize = 8;
+/// A watch without `timeoutSeconds` ends after this long (kube-apiserver: 30-60 min).
+const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// State shared by all connections of one sandbox.
+pub(crate) struct Shared {
+    pub(crate) db: Mutex<Db>,
+    pub(crate) auth: Authenticator,
+    pub(crate) admission: AdmissionWebhooks,
+    pub(crate) max_body: usize,
+    pub(crate) bookmark_interval: Duration,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The database; a poisoned lock still holds consistent data (every write is one insert).
+    pub(crate) fn db(&self) -> MutexGuard<'_, Db> {
+        self.db.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Accepts connections until shutdown.
+pub(crate) async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_connection(stream, acceptor.clone(), shared.clone()));
+                }
+                Err(err) => tracing::warn!(error = %err, "failed to accept connection"),
+            },
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "failed TLS handshake");
+            return;
+        }
+        Err(_) => return,
+    };
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| auth::user_from_cert(cert.as_ref()));
+    let mut shutdown = shared.shutdown.clone();
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let peer = peer.clone();
+        async move { Ok::<_, Infallible>(handle(shared, peer, req).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    peer: Option<UserInfo>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = match route(shared, peer, req).await {
+        Ok(response) => response,
+        Err(status) => status_response(&status),
+    };
+    tracing::debug!(%method, %path, code = response.status().as_u16(), "request");
+    response
+}
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
+
+fn json_response(code: u16, value: &Value, warnings: &[String]) -> Response<Body> {
+    let mut response = Response::new(full(value.to_string()));
+    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", v);
+        }
+    }
+    response
+}
+
+fn status_response(status: &Status) -> Response<Body> {
+    json_response(status.code, &status.to_json(), &[])
+}
+
+/// Query parameters, decoded.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        let pairs = q
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (url_decode(k), url_decode(v))
+            })
+            .collect();
+        Self(pairs)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+}
+
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                match s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An authenticated request with its body read.
+struct Req {
+    method: Method,
+    query: Query,
+    headers: HeaderMap,
+    body: Bytes,
+    user: UserInfo,
+}
+
+impl Req {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn manager(&self) -> String {
+        fields::manager_from(self.query.get("fieldManager"), self.header("user-agent"))
+    }
+
+    fn dry_run(&self) -> Result<bool, Status> {
+        let values = self.query.all("dryRun");
+        for v in &values {
+            if *v != "All" {
+                return Err(Status::bad_request(format!(
+                    "Invalid dryRun value: {v:?}: supported values: \"All\""
+                )));
+            }
+        }
+        Ok(!values.is_empty())
+    }
+
+    fn field_validation(&self) -> Result<&str, Status> {
+        match self.query.get("fieldValidation") {
+            None | Some("") => Ok("Warn"),
+            Some(v @ ("Strict" | "Warn" | "Ignore")) => Ok(v),
+            Some(other) => Err(Status::bad_request(format!(
+                "fieldValidation parameter unsupported: {other:?}; supported values are \"Ignore\", \"Warn\", \"Strict\""
+            ))),
+        }
+    }
+}
+
+/// What a resource path names.
+struct Target {
+    kind: ResourceKind,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+fn parse_target(group: &str, rest: &[&str]) -> Result<Target, Status> {
+    let lookup = |res: &str| ResourceKind::lookup(group, res).ok_or_else(Status::path_not_found);
+    let target = match rest {
+        [res] => Target {
+            kind: lookup(res)?,
+            namespace: None,
+            name: None,
+        },
+        [res, name] => {
+            let kind = lookup(res)?;
+            if kind.namespaced {
+                return Err(Status::path_not_found());
+            }
+            Target {
+                kind,
+                namespace: None,
+                name: Some((*name).to_owned()),
+            }
+        }
+        ["namespaces", ns, res] if group.is_empty() => {
+            let kind = lookup(res)?;
+            if !kind.namespaced {
+                return Err(Status::path_not_found());
+            }
+            Target {
+                kind,
+                namespace: Some((*ns).to_owned()),
+                name: None,
+            }
+        }
+        ["namespaces", ns, res, name] if group.is_empty() => {
+            let kind = lookup(res)?;
+            if !kind.namespaced {
+                return Err(Status::path_not_found());
+            }
+            Target {
+                kind,
+                namespace: Some((*ns).to_owned()),
+                name: Some((*name).to_owned()),
+            }
+        }
+        _ => return Err(Status::path_not_found()),
+    };
+    Ok(target)
+}
+
+async fn route(
+    shared: Arc<Shared>,
+    peer: Option<UserInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Status> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    if let ["healthz" | "livez" | "readyz"] = segments.as_slice() {
+        return Ok(Response::new(full("ok")));
+    }
+    let principal = shared
+        .auth
+        .authenticate(&parts.headers, peer.as_ref())
+        .ok_or_else(Status::unauthorized)?;
+    let user = auth::impersonate(principal, &parts.headers)?;
+
+    if parts.method == Method::GET {
+        let doc = match segments.as_slice() {
+            ["version"] => Some(discovery::version()),
+            ["api"] => Some(discovery::core_versions()),
+            ["api", "v1"] => Some(discovery::resource_list("")),
+            ["apis"] => Some(discovery::groups()),
+            ["apis", "admissionregistration.k8s.io"] => Some(discovery::admission_group()),
+            ["apis", "admissionregistration.k8s.io", "v1"] => {
+                Some(discovery::resource_list(MUTATING.group))
+            }
+            ["openapi", "v3"] => Some(discovery::openapi_index()),
+            ["openapi", "v3", "api", "v1"] => Some(discovery::openapi_document("")),
+            [
+                "openapi",
+                "v3",
+                "apis",
+                "admissionregistration.k8s.io",
+                "v1",
+            ] => Some(discovery::openapi_document(MUTATING.group)),
+            _ => None,
+        };
+        if let Some(doc) = doc {
+            return Ok(json_response(200, &doc, &[]));
+        }
+    }
+    let (group, rest) = match segments.as_slice() {
+        ["api", "v1", rest @ ..] if !rest.is_empty() => ("", rest),
+        ["apis", "admissionregistration.k8s.io", "v1", rest @ ..] if !rest.is_empty() => {
+            (MUTATING.group, rest)
+        }
+        _ => return Err(Status::path_not_found()),
+    };
+    let target = parse_target(group, rest)?;
+
+    if parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|n| n > shared.max_body)
+    {
+        return Err(Status::request_entity_too_large(shared.max_body));
+    }
+    let body = match Limited::new(body, shared.max_body).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                return Err(Status::request_entity_too_large(shared.max_body));
+            }
+            return Err(Status::bad_request(format!(
+                "failed to read request body: {err}"
+            )));
+        }
+    };
+    let req = Req {
+        method: parts.method,
+        query: Query::parse(parts.uri.query()),
+        headers: parts.headers,
+        body,
+        user,
+    };
+    let Target {
+        kind,
+        namespace,
+        name,
+    } = target;
+    let ns = namespace.as_deref();
+    match (&req.method, name.as_deref()) {
+        (&Method::GET, None) if req.query.flag("watch") => start_watch(shared, &req, kind, ns),
+        (&Method::GET, None) => list(&shared, &req, kind, ns),
+        (&Method::POST, None) => match ns {
+            Some(ns) => create(&shared, &req, kind, ns).await,
+            None if !kind.namespaced => create(&shared, &req, kind, "").await,
+            None => Err(Status::method_not_supported(kind.res(), "create")),
+        },
+        (&Method::DELETE, None) => delete_collection(&shared, &req, kind, ns).await,
+        (&Method::GET, Some(name)) => get(&shared, kind, ns.unwrap_or_default(), name),
+        (&Method::PUT, Some(name)) => {
+            update(&shared, &req, kind, ns.unwrap_or_default(), name).await
+        }
+        (&Method::PATCH, Some(name)) => {
+            patch_object(&shared, &req, kind, ns.unwrap_or_default(), name).await
+        }
+        (&Method::DELETE, Some(name)) => {
+            delete(&shared, &req, kind, ns.unwrap_or_default(), name).await
+        }
+        _ => Err(Status::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+fn write_error(err: WriteError, kind: &ResourceKind, ns: &str, name: &str) -> Status {
+    match err {
+        WriteError::Exists => Status::already_exists(kind.res(), name),
+        WriteError::Missing => Status::not_found(kind.res(), name),
+        WriteError::Stale => Status::conflict_modified(kind.res(), name),
+        WriteError::NoNamespace => Status::not_found(NAMESPACES.res(), ns),
+    }
+}
+
+/// Decodes a JSON or YAML body into an object of `kind`; prunes unknown fields per fieldValidation.
+fn decode_object(
+    req: &Req,
+    kind: &ResourceKind,
+    yaml: bool,
+) -> Result<(Value, Vec<String>), Status> {
+    let content_type = req.header("content-type").unwrap_or("application/json");
+    let base = content_type.split(';').next().unwrap_or_default().trim();
+    let mut obj: Value = if yaml || base == "application/yaml" {
+        let v: serde_yaml::Value = serde_yaml::from_slice(&req.body)
+            .map_err(|e| Status::bad_request(format!("error converting YAML to JSON: {e}")))?;
+        serde_json::to_value(v)
+            .map_err(|e| Status::bad_request(format!("error converting YAML to JSON: {e}")))?
+    } else if base == "application/json" || base == "*/*" || base.is_empty() {
+        serde_json::from_slice(&req.body).map_err(|e| {
+            Status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
+    } else {
+        return Err(Status::unsupported_media_type(base));
+    };
+    if !obj.is_object() {
+        return Err(Status::bad_request(
+            "couldn't get version/kind; json parse error: the body is not a JSON object",
+        ));
+    }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
+        if !k.is_empty() && k != kind.kind {
+            return Err(Status::bad_request(format!(
+                "the kind of the object ({k}) does not match the resource ({}) of the request",
+                kind.kind
+            )));
+        }
+    }
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
+        if !v.is_empty() && v != kind.api_version() {
+            return Err(Status::bad_request(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                kind.api_version()
+            )));
+        }
+    }
+    let unknown = kind.prune_unknown(&mut obj);
+    let mode = req.field_validation()?;
+    let messages: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match mode {
+        "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
+            "strict decoding error: {}",
+            messages.join(", ")
+        ))),
+        "Warn" => Ok((obj, messages)),
+        _ => Ok((obj, Vec::new())),
+    }
+}
+
+fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
+    obj["metadata"][field].as_str().unwrap_or_default()
+}
+
+fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        // metadata was made an object just above
+        _ => unreachable!("metadata is an object"),
+    }
+}
+
+/// Fills server-set metadata and kind defaults; merges Secret stringData into data.
+fn prepare(
+    kind: &ResourceKind,
+    obj: &mut Value,
+    old: Option<&Value>,
+    keep_managed_fields: bool,
+) -> Result<(), Status> {
+    obj["apiVersion"] = json!(kind.api_version());
+    obj["kind"] = json!(kind.kind);
+    let name = meta_str(obj, "name").to_owned();
+    let meta = meta_mut(obj);
+    for k in [
+        "selfLink",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        meta.remove(k);
+    }
+    if !keep_managed_fields {
+        meta.remove("managedFields");
+    }
+    match old {
+        Some(old) => {
+            for k in ["uid", "creationTimestamp"] {
+                match old["metadata"].get(k) {
+                    Some(v) => meta.insert(k.into(), v.clone()),
+                    None => meta.remove(k),
+                };
+            }
+            if !keep_managed_fields {
+                if let Some(mf) = old["metadata"].get("managedFields") {
+                    meta.insert("managedFields".into(), mf.clone());
+                }
+            }
+        }
+        None => {
+            meta.insert("uid".into(), json!(meta::new_uid()));
+            meta.insert("creationTimestamp".into(), json!(meta::now()));
+            meta.remove("resourceVersion");
+        }
+    }
+    if meta
+        .get("labels")
+        .is_some_and(|l| l.as_object().is_some_and(serde_json::Map::is_empty) || l.is_null())
+    {
+        meta.remove("labels");
+    }
+    if meta
+        .get("annotations")
+        .is_some_and(|l| l.as_object().is_some_and(serde_json::Map::is_empty) || l.is_null())
+    {
+        meta.remove("annotations");
+    }
+    match kind.index {
+        0 => {
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            labels["kubernetes.io/metadata.name"] = json!(name);
+            if obj["spec"]["finalizers"].is_null() {
+                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+            obj["status"] = old.map_or_else(|| json!({"phase": "Active"}), |o| o["status"].clone());
+        }
+        1 => prepare_secret(obj)?,
+        3 | 4 => default_webhooks(obj, kind.index == 3),
+        _ => {}
+    }
+    Ok(())
+}
+
+fn prepare_secret(obj: &mut Value) -> Result<(), Status> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(data) = obj.get("data").and_then(Value::as_object) {
+        for v in data.values() {
+            let s = v.as_str().ok_or_else(|| {
+                Status::bad_request("Secret in version \"v1\" cannot be handled as a Secret: data values must be base64 strings")
+            })?;
+            if let Err(e) = b64.decode(s) {
+                return Err(Status::bad_request(format!(
+                    "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte {}",
+                    match e {
+                        base64::DecodeError::InvalidByte(i, _)
+                        | base64::DecodeError::InvalidLastSymbol(i, _) => i,
+                        _ => s.len(),
+                    }
+                )));
+            }
+        }
+    }
+    if let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
+        if let Some(map) = string_data.as_object() {
+            if !obj["data"].is_object() {
+                obj["data"] = json!({});
+            }
+            for (k, v) in map {
+                let s = v.as_str().unwrap_or_default();
+                obj["data"][k] = json!(b64.encode(s.as_bytes()));
+            }
+        }
+    }
+    if obj
+        .get("data")
+        .is_some_and(|d| d.is_null() || d.as_object().is_some_and(serde_json::Map::is_empty))
+    {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("data");
+        }
+    }
+    if obj["type"].as_str().is_none_or(str::is_empty) {
+        obj["type"] = json!("Opaque");
+    }
+    Ok(())
+}
+
+fn default_webhooks(obj: &mut Value, mutating: bool) {
+    let Some(hooks) = obj.get_mut("webhooks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for hook in hooks {
+        let Some(h) = hook.as_object_mut() else {
+            continue;
+        };
+        h.entry("failurePolicy").or_insert(json!("Fail"));
+        h.entry("matchPolicy").or_insert(json!("Equivalent"));
+        h.entry("namespaceSelector").or_insert(json!({}));
+        h.entry("objectSelector").or_insert(json!({}));
+        h.entry("timeoutSeconds").or_insert(json!(10));
+        if mutating {
+            h.entry("reinvocationPolicy").or_insert(json!("Never"));
+        }
+        if let Some(service) = h
+            .get_mut("clientConfig")
+            .and_then(|c| c.get_mut("service"))
+            .and_then(Value::as_object_mut)
+        {
+            service.entry("port").or_insert(json!(443));
+        }
+        if let Some(rules) = h.get_mut("rules").and_then(Value::as_array_mut) {
+            for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                rule.entry("scope").or_insert(json!("*"));
+            }
+        }
+    }
+}
+
+/// kube's validation of a kind; `old` for updates.
+fn validate_object(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Result<(), Status> {
+    let mut errs: Vec<FieldError> = Vec::new();
+    validate::object_meta(obj, kind.index == 0, &mut errs);
+    if let Some(old) = old {
+        if old["metadata"]["name"] != obj["metadata"]["name"] {
+            errs.push(FieldError::invalid(
+                "metadata.name",
+                meta_str(obj, "name"),
+                "field is immutable",
+            ));
+        }
+    }
+    match kind.index {
+        1 => {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let total = validate::data_keys(
+                "data",
+                obj.get("data"),
+                |v| {
+                    v.as_str()
+                        .and_then(|s| b64.decode(s).ok())
+                        .map_or(0, |b| b.len())
+                },
+                &mut errs,
+            );
+            if total > validate::MAX_DATA_BYTES {
+                errs.push(FieldError::too_long("data", validate::MAX_DATA_BYTES));
+            }
+            let ty = obj["type"].as_str().unwrap_or_default();
+            let has = |k: &str| obj["data"].get(k).is_some();
+            match ty {
+                "kubernetes.io/service-account-token" => {
+                    if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                        .as_str()
+                        .is_none_or(str::is_empty)
+                    {
+                        errs.push(FieldError::required(
+                            "metadata.annotations[kubernetes.io/service-account.name]",
+                            "",
+                        ));
+                    }
+                }
+                "kubernetes.io/tls" => {
+                    for k in ["tls.crt", "tls.key"] {
+                        if !has(k) {
+                            errs.push(FieldError::required(format!("data[{k}]"), ""));
+                        }
+                    }
+                }
+                "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
+                    errs.push(FieldError::required("data[.dockerconfigjson]", ""));
+                }
+                "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+                    errs.push(FieldError::required("data[username]", ""));
+                }
+                "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
+                    errs.push(FieldError::required("data[ssh-privatekey]", ""));
+                }
+                _ => {}
+            }
+            if let Some(old) = old {
+                if old["type"] != obj["type"] {
+                    errs.push(FieldError::invalid("type", ty, "field is immutable"));
+                }
+                immutable_checks(old, obj, &["data"], &mut errs);
+            }
+        }
+        2 => {
+            let total = validate::data_keys(
+                "data",
+                obj.get("data"),
+                |v| v.as_str().map_or(0, str::len),
+                &mut errs,
+            ) + validate::data_keys(
+                "binaryData",
+                obj.get("binaryData"),
+                |v| v.as_str().map_or(0, str::len),
+                &mut errs,
+            );
+            if let (Some(d), Some(b)) = (obj["data"].as_object(), obj["binaryData"].as_object()) {
+                for k in d.keys().filter(|k| b.contains_key(*k)) {
+                    errs.push(FieldError::invalid(
+                        format!("data[{k}]"),
+                        k,
+                        "duplicate of key present in binaryData",
+                    ));
+                }
+            }
+            if total > validate::MAX_DATA_BYTES {
+                errs.push(FieldError::too_long("", validate::MAX_DATA_BYTES));
+            }
+            if let Some(old) = old {
+                immutable_checks(old, obj, &["data", "binaryData"], &mut errs);
+            }
+        }
+        3 | 4 => {
+            let mut names = std::collections::BTreeSet::new();
+            for (i, hook) in obj["webhooks"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
+                let name = hook["name"].as_str().unwrap_or_default();
+                if name.is_empty() {
+                    errs.push(FieldError::required(format!("webhooks[{i}].name"), ""));
+                } else if !names.insert(name.to_owned()) {
+                    errs.push(FieldError::duplicate(format!("webhooks[{i}].name"), name));
+                }
+                if hook["sideEffects"].is_null() {
+                    errs.push(FieldError::required(
+                        format!("webhooks[{i}].sideEffects"),
+                        "",
+                    ));
+                }
+                if hook["admissionReviewVersions"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)
+                {
+                    errs.push(FieldError::required(
+                        format!("webhooks[{i}].admissionReviewVersions"),
+                        "must specify one of v1, v1beta1",
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid(
+            kind.kind,
+            kind.group,
+            meta_str(obj, "name"),
+            &errs,
+        ))
+    }
+}
+
+fn immutable_checks(old: &Value, obj: &Value, data_fields: &[&str], errs: &mut Vec<FieldError>) {
+    if old["immutable"].as_bool() == Some(true) {
+        if obj["immutable"].as_bool() != Some(true) {
+            errs.push(FieldError::forbidden(
+                "immutable",
+                "field is immutable when `immutable` is set",
+            ));
+        }
+        for f in data_fields {
+            if old[*f] != obj[*f] {
+                errs.push(FieldError::forbidden(
+                    *f,
+                    "field is immutable when `immutable` is set",
+                ));
+            }
+        }
+    }
+}
+
+/// Equal apart from resourceVersion and managedFields: kube skips such writes.
+fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn options(kind: &str, req: &Req, dry_run: bool) -> Value {
+    let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
+    if let Some(m) = req.query.get("fieldManager") {
+        o["fieldManager"] = json!(m);
+    }
+    if dry_run {
+        o["dryRun"] = json!(["All"]);
+    }
+    if req.query.flag("force") {
+        o["force"] = json!(true);
+    }
+    o
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn admit(
+    shared: &Shared,
+    user: &UserInfo,
+    operation: Operation,
+    kind: &ResourceKind,
+    ns: &str,
+    name: &str,
+    object: Option<Value>,
+    old_object: Option<Value>,
+    dry_run: bool,
+    options: Value,
+) -> Result<Option<Value>, Status> {
+    let (configs, namespace_labels) = {
+        let db = shared.db();
+        let configs = WebhookConfigs {
+            mutating: db.objects(&MUTATING),
+            validating: db.objects(&VALIDATING),
+        };
+        let labels: BTreeMap<String, String> = db
+            .get(&NAMESPACES, "", ns)
+            .and_then(|n| n["metadata"]["labels"].as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (configs, labels)
+    };
+    let attrs = AdmissionAttributes {
+        operation,
+        group: kind.group.to_owned(),
+        version: kind.version.to_owned(),
+        kind: kind.kind.to_owned(),
+        resource: kind.resource.to_owned(),
+        subresource: String::new(),
+        namespace: ns.to_owned(),
+        name: name.to_owned(),
+        object,
+        old_object,
+        user: user.clone(),
+        dry_run,
+        options,
+        namespace_labels,
+    };
+    shared.admission.admit(&configs, attrs).await
+}
+
+fn get(
+    shared: &Shared,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, Status> {
+    let db = shared.db();
+    let obj = db
+        .get(&kind, ns, name)
+        .ok_or_else(|| Status::not_found(kind.res(), name))?;
+    Ok(json_response(200, obj, &[]))
+}
+
+fn field_extras(kind: &ResourceKind) -> &'static [&'static str] {
+    match kind.index {
+        1 => &["type"],
+        0 => &["status.phase"],
+        _ => &[],
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: u64,
+    start: (String, String),
+}
+
+fn list(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: Option<&str>,
+) -> Result<Response<Body>, Status> {
+    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
+    let field = FieldSelector::parse(
+        req.query.get("fieldSelector").unwrap_or_default(),
+        field_extras(&kind),
+    )?;
+    let limit = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let token = match req.query.get("continue").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(c)
+                .map_err(|_| {
+                    Status::bad_request("continue key is not valid: illegal base64 data")
+                })?;
+            let token: ContinueToken = serde_json::from_slice(&bytes)
+                .map_err(|e| Status::bad_request(format!("continue key is not valid: {e}")))?;
+            Some(token)
+        }
+        None => None,
+    };
+    let db = shared.db();
+    if let Some(t) = &token {
+        if t.rv < db.compacted(&kind) {
+            return Err(Status::continue_expired());
+        }
+    }
+    let list_rv = token.as_ref().map_or(db.rv(), |t| t.rv);
+    let mut items = Vec::new();
+    let mut next: Option<store::Key> = None;
+    let mut remaining = 0usize;
+    for (key, obj) in db.range(&kind, ns, token.as_ref().map(|t| &t.start)) {
+        if !labels.matches(obj) || !field.matches(obj) {
+            continue;
+        }
+        if limit.is_some_and(|l| items.len() >= l) {
+            if next.is_none() {
+                next = Some(key.clone());
+            }
+            remaining += 1;
+            continue;
+        }
+        let mut item = obj.clone();
+        if let Some(m) = item.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+        items.push(item);
+    }
+    drop(db);
+    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(start) = next {
+        let token = ContinueToken {
+            v: "meta.k8s.io/v1".into(),
+            rv: list_rv,
+            start,
+        };
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(serde_json::to_vec(&token).unwrap_or_default());
+        metadata["continue"] = json!(encoded);
+        if labels.is_empty() && field.is_empty() {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let doc = json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": metadata,
+        "items": items,
+    });
+    Ok(json_response(200, &doc, &[]))
+}
+
+async fn create(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: &str,
+) -> Result<Response<Body>, Status> {
+    let (mut obj, warnings) = decode_object(req, &kind, false)?;
+    let dry_run = req.dry_run()?;
+    {
+        let meta = meta_mut(&mut obj);
+        if kind.namespaced {
+            let body_ns = meta
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if !body_ns.is_empty() && body_ns != ns {
+                return Err(Status::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            meta.insert("namespace".into(), json!(ns));
+        } else {
+            meta.remove("namespace");
+        }
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+        let generate = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if name.is_empty() && !generate.is_empty() {
+            meta.insert(
+                "name".into(),
+                json!(format!("{generate}{}", meta::random_suffix())),
+            );
+        }
+    }
+    prepare(&kind, &mut obj, None, false)?;
+    validate_object(&kind, &obj, None)?;
+    if kind.namespaced && !shared.db().namespace_exists(ns) {
+        return Err(Status::not_found(NAMESPACES.res(), ns));
+    }
+    let name = meta_str(&obj, "name").to_owned();
+    let admitted = admit(
+        shared,
+        &req.user,
+        Operation::Create,
+        &kind,
+        ns,
+        &name,
+        Some(obj.clone()),
+        None,
+        dry_run,
+        options("CreateOptions", req, dry_run),
+    )
+    .await?;
+    let mut obj = admitted.unwrap_or(obj);
+    validate_object(&kind, &obj, None)?;
+    fields::record_update(
+        None,
+        &mut obj,
+        &req.manager(),
+        &kind.api_version(),
+        &meta::now(),
+    );
+    if dry_run {
+        let db = shared.db();
+        if db.get(&kind, ns, &name).is_some() {
+            return Err(Status::already_exists(kind.res(), &name));
+        }
+        return Ok(json_response(201, &obj, &warnings));
+    }
+    let stored = shared
+        .db()
+        .create(&kind, obj)
+        .map_err(|e| write_error(e, &kind, ns, &name))?;
+    tracing::debug!(resource = kind.resource, namespace = ns, name = %name, "created");
+    Ok(json_response(201, &stored, &warnings))
+}
+
+/// The shared tail of PUT and PATCH: defaults, validation, admission, managed fields, store.
+struct Write<'a> {
+    kind: ResourceKind,
+    ns: &'a str,
+    name: &'a str,
+    /// Whether the caller pinned a resourceVersion (then a race is a 409, not a retry).
+    conditional: bool,
+}
+
+enum Outcome {
+    Done(Response<Body>),
+    Retry,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish_write(
+    shared: &Shared,
+    req: &Req,
+    w: &Write<'_>,
+    mut obj: Value,
+    old: Option<Value>,
+    applied: bool,
+    warnings: &[String],
+    options_kind: &str,
+) -> Result<Outcome, Status> {
+    let kind = w.kind;
+    let dry_run = req.dry_run()?;
+    prepare(&kind, &mut obj, old.as_ref(), applied)?;
+    validate_object(&kind, &obj, old.as_ref())?;
+    if let Some(old) = &old {
+        if same_object(&obj, old)
+            && (!applied || obj["metadata"]["managedFields"] == old["metadata"]["managedFields"])
+        {
+            return Ok(Outcome::Done(json_response(200, old, warnings)));
+        }
+    }
+    if kind.namespaced && old.is_none() && !shared.db().namespace_exists(w.ns) {
+        return Err(Status::not_found(NAMESPACES.res(), w.ns));
+    }
+    let operation = if old.is_some() {
+        Operation::Update
+    } else {
+        Operation::Create
+    };
+    let admitted = admit(
+        shared,
+        &req.user,
+        operation,
+        &kind,
+        w.ns,
+        w.name,
+        Some(obj.clone()),
+        old.clone(),
+        dry_run,
+        options(options_kind, req, dry_run),
+    )
+    .await?;
+    let mut obj = admitted.unwrap_or(obj);
+    validate_object(&kind, &obj, old.as_ref())?;
+    if !applied {
+        fields::record_update(
+            old.as_ref(),
+            &mut obj,
+            &req.manager(),
+            &kind.api_version(),
+            &meta::now(),
+        );
+    }
+    let code = if old.is_some() { 200 } else { 201 };
+    if dry_run {
+        return Ok(Outcome::Done(json_response(code, &obj, warnings)));
+    }
+    let result = {
+        let mut db = shared.db();
+        match &old {
+            Some(old) => db.update(&kind, obj, rv_of(old)),
+            None => db.create(&kind, obj),
+        }
+    };
+    match result {
+        Ok(stored) => Ok(Outcome::Done(json_response(code, &stored, warnings))),
+        Err(WriteError::Stale | WriteError::Exists | WriteError::Missing) if !w.conditional => {
+            Ok(Outcome::Retry)
+        }
+        Err(e) => Err(write_error(e, &kind, w.ns, w.name)),
+    }
+}
+
+fn check_identity(
+    kind: &ResourceKind,
+    obj: &mut Value,
+    ns: &str,
+    name: &str,
+) -> Result<(), Status> {
+    let body_name = meta_str(obj, "name").to_owned();
+    if body_name.is_empty() {
+        meta_mut(obj).insert("name".into(), json!(name));
+    } else if body_name != name {
+        return Err(Status::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    if kind.namespaced {
+        let body_ns = meta_str(obj, "namespace").to_owned();
+        if !body_ns.is_empty() && body_ns != ns {
+            return Err(Status::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        meta_mut(obj).insert("namespace".into(), json!(ns));
+    } else {
+        meta_mut(obj).remove("namespace");
+    }
+    Ok(())
+}
+
+async fn update(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, Status> {
+    let (mut obj, warnings) = decode_object(req, &kind, false)?;
+    check_identity(&kind, &mut obj, ns, name)?;
+    let requested_rv = meta_str(&obj, "resourceVersion").to_owned();
+    let w = Write {
+        kind,
+        ns,
+        name,
+        conditional: !requested_rv.is_empty(),
+    };
+    for _ in 0..MAX_ATTEMPTS {
+        let old = shared
+            .db()
+            .get(&kind, ns, name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind.res(), name))?;
+        if !requested_rv.is_empty() && requested_rv != meta_str(&old, "resourceVersion") {
+            return Err(Status::conflict_modified(kind.res(), name));
+        }
+        match finish_write(
+            shared,
+            req,
+            &w,
+            obj.clone(),
+            Some(old),
+            false,
+            &warnings,
+            "UpdateOptions",
+        )
+        .await?
+        {
+            Outcome::Done(r) => return Ok(r),
+            Outcome::Retry => continue,
+        }
+    }
+    Err(Status::conflict_modified(kind.res(), name))
+}
+
+async fn patch_object(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, Status> {
+    let patch_type = PatchType::from_content_type(req.header("content-type").unwrap_or_default())?;
+    let mut warnings = Vec::new();
+    let applied = if patch_type == PatchType::Apply {
+        let manager = req.query.get("fieldManager").unwrap_or_default();
+        if manager.is_empty() {
+            return Err(Status::bad_request(
+                "PATCH /apply: fieldManager is required for apply requests",
+            ));
+        }
+        let (mut applied, w) = decode_object(req, &kind, true)?;
+        warnings = w;
+        check_identity(&kind, &mut applied, ns, name)?;
+        Some(applied)
+    } else {
+        None
+    };
+    let force = req.query.flag("force");
+    if force && patch_type != PatchType::Apply {
+        return Err(Status::bad_request(
+            "force is only allowed for apply patches",
+        ));
+    }
+    let mut conditional = false;
+    for _ in 0..MAX_ATTEMPTS {
+        let old = shared.db().get(&kind, ns, name).cloned();
+        let new = match (&applied, &old) {
+            (Some(applied), old) => {
+                let requested = meta_str(applied, "resourceVersion");
+                if let Some(old) = old {
+                    if !requested.is_empty() && requested != meta_str(old, "resourceVersion") {
+                        return Err(Status::conflict_modified(kind.res(), name));
+                    }
+                }
+                conditional = !requested.is_empty();
+                let mut applied = applied.clone();
+                meta_mut(&mut applied).remove("resourceVersion");
+                let manager = req.query.get("fieldManager").unwrap_or_default();
+                fields::apply(
+                    old.as_ref(),
+                    &applied,
+                    manager,
+                    force,
+                    &kind.api_version(),
+                    &meta::now(),
+                )?
+            }
+            (None, None) => return Err(Status::not_found(kind.res(), name)),
+            (None, Some(old)) => {
+                let mut target = old.clone();
+                patch::apply_patch(patch_type, &mut target, &req.body)?;
+                if !target.is_object() {
+                    return Err(Status::bad_request(
+                        "the patched object is not a JSON object",
+                    ));
+                }
+                let patched_rv = meta_str(&target, "resourceVersion");
+                if patched_rv != meta_str(old, "resourceVersion") {
+                    if !patched_rv.is_empty() {
+                        return Err(Status::conflict_modified(kind.res(), name));
+                    }
+                    // a patch that removes resourceVersion is unconditional
+                    meta_mut(&mut target).insert(
+                        "resourceVersion".into(),
+                        old["metadata"]["resourceVersion"].clone(),
+                    );
+                }
+                if meta_str(&target, "name") != name {
+                    return Err(Status::bad_request(format!(
+                        "the name of the object ({}) does not match the name on the URL ({name})",
+                        meta_str(&target, "name")
+                    )));
+                }
+                let unknown = kind.prune_unknown(&mut target);
+                match req.field_validation()? {
+                    "Strict" if !unknown.is_empty() => {
+                        let msgs: Vec<String> = unknown
+                            .iter()
+                            .map(|f| format!("unknown field {f:?}"))
+                            .collect();
+                        return Err(Status::bad_request(format!(
+                            "strict decoding error: {}",
+                            msgs.join(", ")
+                        )));
+                    }
+                    "Warn" => {
+                        warnings = unknown
+                            .iter()
+                            .map(|f| format!("unknown field {f:?}"))
+                            .collect()
+                    }
+                    _ => {}
+                }
+                target
+            }
+        };
+        let w = Write {
+            kind,
+            ns,
+            name,
+            conditional,
+        };
+        match finish_write(
+            shared,
+            req,
+            &w,
+            new,
+            old,
+            applied.is_some(),
+            &warnings,
+            "PatchOptions",
+        )
+        .await?
+        {
+            Outcome::Done(r) => return Ok(r),
+            Outcome::Retry => continue,
+        }
+    }
+    Err(Status::conflict_modified(kind.res(), name))
+}
+
+fn delete_options(req: &Req) -> Result<Value, Status> {
+    let mut opts = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice::<Value>(&req.body)
+            .map_err(|e| Status::bad_request(format!("failed to decode DeleteOptions: {e}")))?
+    };
+    opts["kind"] = json!("DeleteOptions");
+    opts["apiVersion"] = json!("meta.k8s.io/v1");
+    if let Some(p) = req.query.get("propagationPolicy") {
+        opts["propagationPolicy"] = json!(p);
+    }
+    if let Some(g) = req
+        .query
+        .get("gracePeriodSeconds")
+        .and_then(|g| g.parse::<i64>().ok())
+    {
+        opts["gracePeriodSeconds"] = json!(g);
+    }
+    if req.dry_run()? {
+        opts["dryRun"] = json!(["All"]);
+    }
+    Ok(opts)
+}
+
+async fn delete(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+) -> Result<Response<Body>, Status> {
+    let opts = delete_options(req)?;
+    let dry_run = opts["dryRun"].is_array();
+    let uid = delete_one(shared, &req.user, kind, ns, name, &opts, dry_run).await?;
+    Ok(json_response(
+        200,
+        &Status::success_json(kind.res(), name, &uid),
+        &[],
+    ))
+}
+
+/// Deletes one object through admission; returns its uid.
+async fn delete_one(
+    shared: &Shared,
+    user: &UserInfo,
+    kind: ResourceKind,
+    ns: &str,
+    name: &str,
+    opts: &Value,
+    dry_run: bool,
+) -> Result<String, Status> {
+    for _ in 0..MAX_ATTEMPTS {
+        let old = shared
+            .db()
+            .get(&kind, ns, name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(kind.res(), name))?;
+        let uid = meta_str(&old, "uid").to_owned();
+        let pre = &opts["preconditions"];
+        if let Some(p) = pre["uid"].as_str() {
+            if p != uid {
+                return Err(Status::conflict(
+                    kind.res(),
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = pre["resourceVersion"].as_str() {
+            let actual = meta_str(&old, "resourceVersion");
+            if p != actual {
+                return Err(Status::conflict(
+                    kind.res(),
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in object meta: {actual}"
+                    ),
+                ));
+            }
+        }
+        admit(
+            shared,
+            user,
+            Operation::Delete,
+            &kind,
+            ns,
+            name,
+            None,
+            Some(old.clone()),
+            dry_run,
+            opts.clone(),
+        )
+        .await?;
+        if dry_run {
+            return Ok(uid);
+        }
+        if kind.index == NAMESPACES.index {
+            delete_namespace_contents(shared, name).await?;
+        }
+        let result = shared.db().delete(&kind, ns, name, rv_of(&old));
+        match result {
+            Ok(_) => {
+                tracing::debug!(resource = kind.resource, namespace = ns, name, "deleted");
+                return Ok(uid);
+            }
+            Err(WriteError::Stale) if opts["preconditions"]["resourceVersion"].is_null() => {
+                continue;
+            }
+            Err(e) => return Err(write_error(e, &kind, ns, name)),
+        }
+    }
+    Err(Status::conflict_modified(kind.res(), name))
+}
+
+/// What kube's namespace controller does: delete everything in the namespace, as itself.
+async fn delete_namespace_contents(shared: &Shared, ns: &str) -> Result<(), Status> {
+    let controller = auth::namespace_controller();
+    let opts = json!({"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", "propagationPolicy": "Background"});
+    for kind in resource::KINDS.iter().filter(|k| k.namespaced) {
+        let names: Vec<String> = shared
+            .db()
+            .range(kind, Some(ns), None)
+            .map(|(k, _)| k.1.clone())
+            .collect();
+        for name in names {
+            match Box::pin(delete_one(
+                shared,
+                &controller,
+                *kind,
+                ns,
+                &name,
+                &opts,
+                false,
+            ))
+            .await
+            {
+                Ok(_) => {}
+                Err(s) if s.code == 404 => {}
+                Err(s) => return Err(s),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_collection(
+    shared: &Shared,
+    req: &Req,
+    kind: ResourceKind,
+    ns: Option<&str>,
+) -> Result<Response<Body>, Status> {
+    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
+    let field = FieldSelector::parse(
+        req.query.get("fieldSelector").unwrap_or_default(),
+        field_extras(&kind),
+    )?;
+    let opts = delete_options(req)?;
+    let dry_run = opts["dryRun"].is_array();
+    let targets: Vec<(String, String)> = shared
+        .db()
+        .range(&kind, ns, None)
+        .filter(|(_, o)| labels.matches(o) && field.matches(o))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let mut items = Vec::new();
+    for (obj_ns, name) in targets {
+        let obj = shared.db().get(&kind, &obj_ns, &name).cloned();
+        match delete_one(shared, &req.user, kind, &obj_ns, &name, &opts, dry_run).await {
+            Ok(_) => items.extend(obj),
+            Err(s) if s.code == 404 => {}
+            Err(s) => return Err(s),
+        }
+    }
+    let rv = shared.db().rv();
+    let doc = json!({
+        "kind": format!("{}List", kind.kind),
+        "apiVersion": kind.api_version(),
+        "metadata": {"resourceVersion": rv.to_string()},
+        "items": items,
+    });
+    Ok(json_response(200, &doc, &[]))
+}
+
+/// Which objects a watch sees.
+struct WatchFilter {
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl WatchFilter {
+    fn matches(&self, obj: &Value) -> bool {
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| meta_str(obj, "namespace") == ns)
+            && self.labels.matches(obj)
+            && self.fields.matches(obj)
+    }
+
+    /// The event a watcher with this filter sees for a stored change, as kube's cacher decides it.
+    fn convert(&self, event: &Event) -> Option<(&'static str, Value)> {
+        let now = self.matches(&event.object);
+        match event.kind {
+            EventType::Added => now.then(|| ("ADDED", event.object.clone())),
+            EventType::Deleted => now.then(|| ("DELETED", event.object.clone())),
+            EventType::Modified => {
+                let before = event.old.as_ref().is_some_and(|o| self.matches(o));
+                match (before, now) {
+                    (true, true) => Some(("MODIFIED", event.object.clone())),
+                    (false, true) => Some(("ADDED", event.object.clone())),
+                    (true, false) => {
+                        // the previous state, at this event's resourceVersion
+                        let mut old = event.old.clone().unwrap_or(Value::Null);
+                        old["metadata"]["resourceVersion"] =
+                            event.object["metadata"]["resourceVersion"].clone();
+                        Some(("DELETED", old))
+                    }
+                    (false, false) => None,
+                }
+            }
+        }
+    }
+}
+
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = json!({"type": kind, "object": object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+fn bookmark(kind: &ResourceKind, rv: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    event_line(
+        "BOOKMARK",
+        &json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": meta}),
+    )
+}
+
+fn start_watch(
+    shared: Arc<Shared>,
+    req: &Req,
+    kind: ResourceKind,
+    ns: Option<&str>,
+) -> Result<Response<Body>, Status> {
+    let filter = WatchFilter {
+        namespace: ns.map(str::to_owned),
+        labels: LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?,
+        fields: FieldSelector::parse(
+            req.query.get("fieldSelector").unwrap_or_default(),
+            field_extras(&kind),
+        )?,
+    };
+    let rv = match req.query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        None | Some("0") => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            Status::bad_request(format!(
+                "resourceVersion: Invalid value: {v:?}: must be a valid resource version"
+            ))
+        })?),
+    };
+    let send_initial = req.query.flag("sendInitialEvents");
+    let bookmarks = req.query.flag("allowWatchBookmarks");
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .filter(|t| *t > 0)
+        .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
+    let start = shared.db().watch(&kind, rv, send_initial);
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    match start {
+        Err(oldest) => {
+            let status = Status::expired(format!(
+                "too old resource version: {} ({oldest})",
+                rv.unwrap_or_default()
+            ));
+            // The channel has room: this is the first message.
+            let _ = tx.try_send(event_line("ERROR", &status.to_json()));
+        }
+        Ok(start) => {
+            tokio::spawn(run_watch(
+                shared,
+                kind,
+                filter,
+                start,
+                tx,
+                bookmarks,
+                send_initial,
+                timeout,
+            ));
+        }
+    }
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut response = Response::new(StreamBody::new(stream).boxed_unsync());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_watch(
+    shared: Arc<Shared>,
+    kind: ResourceKind,
+    filter: WatchFilter,
+    start: store::WatchStart,
+    tx: mpsc::Sender<Bytes>,
+    bookmarks: bool,
+    send_initial: bool,
+    timeout: Duration,
+) {
+    let store::WatchStart {
+        initial,
+        backlog,
+        mut rx,
+        rv,
+    } = start;
+    let mut last_rv = rv;
+    let mut shutdown = shared.shutdown.clone();
+    let interval = shared.bookmark_interval;
+    drop(shared);
+    for obj in initial.iter().filter(|o| filter.matches(o)) {
+        if tx.send(event_line("ADDED", obj)).await.is_err() {
+            return;
+        }
+    }
+    if send_initial && bookmarks && tx.send(bookmark(&kind, last_rv, true)).await.is_err() {
+        return;
+    }
+    for event in &backlog {
+        if let Some((t, obj)) = filter.convert(event) {
+            if tx.send(event_line(t, &obj)).await.is_err() {
+                return;
+            }
+        }
+    }
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return,
+            _ = shutdown.changed() => return,
+            _ = tx.closed() => return,
+            _ = ticker.tick(), if bookmarks => {
+                if tx.send(bookmark(&kind, last_rv, false)).await.is_err() {
+                    return;
+                }
+            }
+            received = rx.recv() => match received {
+                Ok(event) => {
+                    last_rv = last_rv.max(event.rv);
+                    if let Some((t, obj)) = filter.convert(&event) {
+                        if tx.send(event_line(t, &obj)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let status = Status::expired(format!("too old resource version: {last_rv} ({})", last_rv + 1));
+                    let _ = tx.send(event_line("ERROR", &status.to_json())).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::SECRETS;
+
+    #[test]
+    fn query_values_are_url_decoded() {
+        let q = Query::parse(Some("labelSelector=a%3Db%2Cc+in+%28x%29&watch=1"));
+        assert_eq!(q.get("labelSelector"), Some("a=b,c in (x)"));
+        assert!(q.flag("watch"));
+    }
+
+    #[test]
+    fn selector_exit_is_a_deleted_event_with_the_new_rv() {
+        let filter = WatchFilter {
+            namespace: None,
+            labels: LabelSelector::parse("a=1").unwrap(),
+            fields: FieldSelector::default(),
+        };
+        let old = json!({"metadata": {"name": "x", "labels": {"a": "1"}, "resourceVersion": "5"}});
+        let new = json!({"metadata": {"name": "x", "labels": {"a": "2"}, "resourceVersion": "6"}});
+        let ev = Event {
+            rv: 6,
+            kind: EventType::Modified,
+            object: new.clone(),
+            old: Some(old.clone()),
+        };
+        let (t, obj) = filter.convert(&ev).unwrap();
+        assert_eq!(t, "DELETED");
+        assert_eq!(obj["metadata"]["labels"]["a"], "1");
+        assert_eq!(obj["metadata"]["resourceVersion"], "6");
+        let back = Event {
+            rv: 7,
+            kind: EventType::Modified,
+            object: old,
+            old: Some(new),
+        };
+        assert_eq!(filter.convert(&back).unwrap().0, "ADDED");
+    }
+
+    #[test]
+    fn secret_string_data_is_merged_and_type_defaulted() {
+        let mut obj = json!({"metadata": {"name": "s", "namespace": "d"}, "data": {"a": "MQ=="}, "stringData": {"b": "two"}});
+        prepare(&SECRETS, &mut obj, None, false).unwrap();
+        assert!(obj.get("stringData").is_none());
+        assert_eq!(obj["data"]["b"], "dHdv");
+        assert_eq!(obj["type"], "Opaque");
+        assert!(obj["metadata"]["uid"].is_string());
+    }
+
+    #[test]
+    fn bad_base64_is_rejected_without_echoing_the_value() {
+        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "not base64 s3cret!"}});
+        let err = prepare(&SECRETS, &mut obj, None, false).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(!err.message.contains("s3cret"));
+    }
+
+    #[test]
+    fn immutable_secret_data_cannot_change() {
+        let old = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": "MQ=="}});
+        let new = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": "Mg=="}});
+        let err = validate_object(&SECRETS, &new, Some(&old)).unwrap_err();
+        assert_eq!(err.code, 422);
+        assert_eq!(
+            err.message,
+            "Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+        );
+        let retyped = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth", "immutable": true, "data": {"a": "MQ==", "username": "dQ=="}});
+        let err = validate_object(&SECRETS, &retyped, Some(&old)).unwrap_err();
+        assert!(
+            err.message
+                .contains("type: Invalid value: \"kubernetes.io/basic-auth\": field is immutable"),
+            "{}",
+            err.message
+        );
+    }
+}
