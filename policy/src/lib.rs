@@ -16,7 +16,7 @@ pub use admission::{
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, digest, down_sync, down_sync_to, is_adoptable, is_adopted, owner, release,
-    up_sync,
+    up_sync, up_sync_full_scan,
 };
 pub use document::{
     BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,

@@ -195,6 +195,11 @@ fn up_sync_follows_every_rule() {
     ];
     for (case, cluster, secret, hub, rule, allowed) in cases {
         let d = up_sync(&p, cluster, &secret, hub.as_ref());
+        assert_eq!(
+            d,
+            up_sync_full_scan(&p, cluster, &secret, hub.as_ref()),
+            "{case}"
+        );
         assert_eq!((d.rule, d.allowed), (rule, allowed), "{case}: {}", d.reason);
         assert!(!d.reason.contains("s3cr3t"), "{case}: reason leaks data");
     }
