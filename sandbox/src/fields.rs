@@ -72,10 +72,10 @@ fn get_path<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
 fn set_path(obj: &mut Value, path: &[String], value: Value) {
     let mut cur = obj;
     for seg in &path[..path.len() - 1] {
-        if !cur.get(seg).is_some_and(Value::is_object) {
-            if let Some(m) = cur.as_object_mut() {
-                m.insert(seg.clone(), Value::Object(Map::new()));
-            }
+        if !cur.get(seg).is_some_and(Value::is_object)
+            && let Some(m) = cur.as_object_mut()
+        {
+            m.insert(seg.clone(), Value::Object(Map::new()));
         }
         match cur.get_mut(seg) {
             Some(next) => cur = next,
@@ -102,13 +102,12 @@ fn remove_path(obj: &mut Value, path: &[String]) {
         m.remove(last);
     }
     // Drop maps emptied by the removal, as a typed object would not serialise them.
-    if parents.len() > 1 || (parents.len() == 1 && parents[0] != "metadata") {
-        if get_path(obj, parents)
+    if (parents.len() > 1 || (parents.len() == 1 && parents[0] != "metadata"))
+        && get_path(obj, parents)
             .and_then(Value::as_object)
             .is_some_and(Map::is_empty)
-        {
-            remove_path(obj, parents);
-        }
+    {
+        remove_path(obj, parents);
     }
 }
 

@@ -7,6 +7,10 @@
 //!
 //! Several sandboxes can run in one process: there is no global state.
 
+// Every handler fails with a `Status` mirroring metav1.Status; its size is irrelevant next to a
+// TLS round trip, and boxing it everywhere would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -201,6 +205,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, StartError> {
         max_body: config.max_body_bytes,
         bookmark_interval: Duration::from_secs(config.bookmark_interval_seconds.max(1)),
         shutdown: shutdown_rx,
+        watches_started: std::sync::atomic::AtomicU64::new(0),
     });
     let url = format!("https://{addr}");
     let kubeconfigs = config
@@ -296,6 +301,13 @@ impl Sandbox {
     /// The latest resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.db().rv()
+    }
+
+    /// Test hook: how many watch requests have been served so far (to await a reconnect).
+    pub fn watches_started(&self) -> u64 {
+        self.shared
+            .watches_started
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops accepting, ends open watches and waits for the server task.

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) max_body: usize,
     pub(crate) bookmark_interval: Duration,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Watches started so far (a test hook to await reconnects).
+    pub(crate) watches_started: AtomicU64,
 }
 
 impl Shared {
@@ -176,7 +179,11 @@ impl Query {
     }
 
     fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        // Go's strconv.ParseBool: the Python client sends `watch=True`.
+        matches!(
+            self.get(key),
+            Some("1" | "t" | "T" | "TRUE" | "true" | "True")
+        )
     }
 }
 
@@ -447,21 +454,23 @@ fn decode_object(
             "couldn't get version/kind; json parse error: the body is not a JSON object",
         ));
     }
-    if let Some(k) = obj.get("kind").and_then(Value::as_str) {
-        if !k.is_empty() && k != kind.kind {
-            return Err(Status::bad_request(format!(
-                "the kind of the object ({k}) does not match the resource ({}) of the request",
-                kind.kind
-            )));
-        }
+    if let Some(k) = obj.get("kind").and_then(Value::as_str)
+        && !k.is_empty()
+        && k != kind.kind
+    {
+        return Err(Status::bad_request(format!(
+            "the kind of the object ({k}) does not match the resource ({}) of the request",
+            kind.kind
+        )));
     }
-    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str) {
-        if !v.is_empty() && v != kind.api_version() {
-            return Err(Status::bad_request(format!(
-                "the API version in the data ({v}) does not match the expected API version ({})",
-                kind.api_version()
-            )));
-        }
+    if let Some(v) = obj.get("apiVersion").and_then(Value::as_str)
+        && !v.is_empty()
+        && v != kind.api_version()
+    {
+        return Err(Status::bad_request(format!(
+            "the API version in the data ({v}) does not match the expected API version ({})",
+            kind.api_version()
+        )));
     }
     let unknown = kind.prune_unknown(&mut obj);
     let mode = req.field_validation()?;
@@ -524,10 +533,8 @@ fn prepare(
                     None => meta.remove(k),
                 };
             }
-            if !keep_managed_fields {
-                if let Some(mf) = old["metadata"].get("managedFields") {
-                    meta.insert("managedFields".into(), mf.clone());
-                }
+            if !keep_managed_fields && let Some(mf) = old["metadata"].get("managedFields") {
+                meta.insert("managedFields".into(), mf.clone());
             }
         }
         None => {
@@ -583,24 +590,23 @@ fn prepare_secret(obj: &mut Value) -> Result<(), Status> {
             }
         }
     }
-    if let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
-        if let Some(map) = string_data.as_object() {
-            if !obj["data"].is_object() {
-                obj["data"] = json!({});
-            }
-            for (k, v) in map {
-                let s = v.as_str().unwrap_or_default();
-                obj["data"][k] = json!(b64.encode(s.as_bytes()));
-            }
+    if let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+        && let Some(map) = string_data.as_object()
+    {
+        if !obj["data"].is_object() {
+            obj["data"] = json!({});
+        }
+        for (k, v) in map {
+            let s = v.as_str().unwrap_or_default();
+            obj["data"][k] = json!(b64.encode(s.as_bytes()));
         }
     }
     if obj
         .get("data")
         .is_some_and(|d| d.is_null() || d.as_object().is_some_and(serde_json::Map::is_empty))
+        && let Some(m) = obj.as_object_mut()
     {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("data");
-        }
+        m.remove("data");
     }
     if obj["type"].as_str().is_none_or(str::is_empty) {
         obj["type"] = json!("Opaque");
@@ -643,14 +649,14 @@ fn default_webhooks(obj: &mut Value, mutating: bool) {
 fn validate_object(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Result<(), Status> {
     let mut errs: Vec<FieldError> = Vec::new();
     validate::object_meta(obj, kind.index == 0, &mut errs);
-    if let Some(old) = old {
-        if old["metadata"]["name"] != obj["metadata"]["name"] {
-            errs.push(FieldError::invalid(
-                "metadata.name",
-                meta_str(obj, "name"),
-                "field is immutable",
-            ));
-        }
+    if let Some(old) = old
+        && old["metadata"]["name"] != obj["metadata"]["name"]
+    {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            meta_str(obj, "name"),
+            "field is immutable",
+        ));
     }
     match kind.index {
         1 => {
@@ -671,16 +677,15 @@ fn validate_object(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Res
             let ty = obj["type"].as_str().unwrap_or_default();
             let has = |k: &str| obj["data"].get(k).is_some();
             match ty {
-                "kubernetes.io/service-account-token" => {
+                "kubernetes.io/service-account-token"
                     if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
                         .as_str()
-                        .is_none_or(str::is_empty)
-                    {
-                        errs.push(FieldError::required(
-                            "metadata.annotations[kubernetes.io/service-account.name]",
-                            "",
-                        ));
-                    }
+                        .is_none_or(str::is_empty) =>
+                {
+                    errs.push(FieldError::required(
+                        "metadata.annotations[kubernetes.io/service-account.name]",
+                        "",
+                    ));
                 }
                 "kubernetes.io/tls" => {
                     for k in ["tls.crt", "tls.key"] {
@@ -934,10 +939,10 @@ fn list(
         None => None,
     };
     let db = shared.db();
-    if let Some(t) = &token {
-        if t.rv < db.compacted(&kind) {
-            return Err(Status::continue_expired());
-        }
+    if let Some(t) = &token
+        && t.rv < db.compacted(&kind)
+    {
+        return Err(Status::continue_expired());
     }
     let list_rv = token.as_ref().map_or(db.rv(), |t| t.rv);
     let mut items = Vec::new();
@@ -1094,12 +1099,11 @@ async fn finish_write(
     let dry_run = req.dry_run()?;
     prepare(&kind, &mut obj, old.as_ref(), applied)?;
     validate_object(&kind, &obj, old.as_ref())?;
-    if let Some(old) = &old {
-        if same_object(&obj, old)
-            && (!applied || obj["metadata"]["managedFields"] == old["metadata"]["managedFields"])
-        {
-            return Ok(Outcome::Done(json_response(200, old, warnings)));
-        }
+    if let Some(old) = &old
+        && same_object(&obj, old)
+        && (!applied || obj["metadata"]["managedFields"] == old["metadata"]["managedFields"])
+    {
+        return Ok(Outcome::Done(json_response(200, old, warnings)));
     }
     if kind.namespaced && old.is_none() && !shared.db().namespace_exists(w.ns) {
         return Err(Status::not_found(NAMESPACES.res(), w.ns));
@@ -1260,10 +1264,11 @@ async fn patch_object(
         let new = match (&applied, &old) {
             (Some(applied), old) => {
                 let requested = meta_str(applied, "resourceVersion");
-                if let Some(old) = old {
-                    if !requested.is_empty() && requested != meta_str(old, "resourceVersion") {
-                        return Err(Status::conflict_modified(kind.res(), name));
-                    }
+                if let Some(old) = old
+                    && !requested.is_empty()
+                    && requested != meta_str(old, "resourceVersion")
+                {
+                    return Err(Status::conflict_modified(kind.res(), name));
                 }
                 conditional = !requested.is_empty();
                 let mut applied = applied.clone();
@@ -1412,16 +1417,16 @@ async fn delete_one(
             .ok_or_else(|| Status::not_found(kind.res(), name))?;
         let uid = meta_str(&old, "uid").to_owned();
         let pre = &opts["preconditions"];
-        if let Some(p) = pre["uid"].as_str() {
-            if p != uid {
-                return Err(Status::conflict(
-                    kind.res(),
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"
-                    ),
-                ));
-            }
+        if let Some(p) = pre["uid"].as_str()
+            && p != uid
+        {
+            return Err(Status::conflict(
+                kind.res(),
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"
+                ),
+            ));
         }
         if let Some(p) = pre["resourceVersion"].as_str() {
             let actual = meta_str(&old, "resourceVersion");
@@ -1627,6 +1632,7 @@ fn start_watch(
         .filter(|t| *t > 0)
         .map_or(DEFAULT_WATCH_TIMEOUT, Duration::from_secs);
     let start = shared.db().watch(&kind, rv, send_initial);
+    shared.watches_started.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     match start {
         Err(oldest) => {
@@ -1693,10 +1699,10 @@ async fn run_watch(
         return;
     }
     for event in &backlog {
-        if let Some((t, obj)) = filter.convert(event) {
-            if tx.send(event_line(t, &obj)).await.is_err() {
-                return;
-            }
+        if let Some((t, obj)) = filter.convert(event)
+            && tx.send(event_line(t, &obj)).await.is_err()
+        {
+            return;
         }
     }
     let deadline = tokio::time::sleep(timeout);
@@ -1715,11 +1721,10 @@ async fn run_watch(
             received = rx.recv() => match received {
                 Ok(event) => {
                     last_rv = last_rv.max(event.rv);
-                    if let Some((t, obj)) = filter.convert(&event) {
-                        if tx.send(event_line(t, &obj)).await.is_err() {
+                    if let Some((t, obj)) = filter.convert(&event)
+                        && tx.send(event_line(t, &obj)).await.is_err() {
                             return;
                         }
-                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     let status = Status::expired(format!("too old resource version: {last_rv} ({})", last_rv + 1));

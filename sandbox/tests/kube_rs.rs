@@ -1,0 +1,499 @@
+//! kube-rs against the sandbox: `Api<Secret>` semantics and `kube::runtime::watcher`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use secret_relay_sandbox::{Sandbox, SandboxConfig, UserConfig};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn sandbox() -> Sandbox {
+    secret_relay_sandbox::start(SandboxConfig::default())
+        .await
+        .expect("sandbox starts")
+}
+
+async fn client(sandbox: &Sandbox, user: &str) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig(user).expect("user exists"))
+        .expect("kubeconfig parses");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config loads");
+    Client::try_from(config).expect("client builds")
+}
+
+fn secret(name: &str, labels: &[(&str, &str)]) -> Secret {
+    let mut s = Secret::default();
+    s.metadata.name = Some(name.to_owned());
+    s.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    s.data = Some(BTreeMap::from([(
+        "k".to_owned(),
+        ByteString(b"v1".to_vec()),
+    )]));
+    s
+}
+
+fn api_error(err: kube::Error) -> kube::core::Status {
+    match err {
+        kube::Error::Api(status) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Next watcher event that is not an init marker, skipping errors the watcher recovers from.
+async fn next_change<S>(stream: &mut S) -> Event<Secret>
+where
+    S: Stream<Item = Result<Event<Secret>, watcher::Error>> + Unpin,
+{
+    loop {
+        match stream.next().await.expect("watch stream ended") {
+            Ok(Event::Init | Event::InitDone) => continue,
+            Ok(event) => return event,
+            Err(_) => continue,
+        }
+    }
+}
+
+fn name_of(event: &Event<Secret>) -> (&'static str, String) {
+    match event {
+        Event::Apply(s) => ("apply", s.metadata.name.clone().unwrap_or_default()),
+        Event::Delete(s) => ("delete", s.metadata.name.clone().unwrap_or_default()),
+        Event::InitApply(s) => ("init-apply", s.metadata.name.clone().unwrap_or_default()),
+        Event::Init => ("init", String::new()),
+        Event::InitDone => ("init-done", String::new()),
+    }
+}
+
+#[tokio::test]
+async fn secret_crud_matches_kube_apiserver() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+
+    let created = api
+        .create(&PostParams::default(), &secret("s1", &[("app", "x")]))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().expect("uid set");
+    let rv = created
+        .metadata
+        .resource_version
+        .clone()
+        .expect("resourceVersion set");
+    assert!(created.metadata.creation_timestamp.is_some());
+    assert_eq!(created.type_.as_deref(), Some("Opaque"));
+
+    let dup = api_error(
+        api.create(&PostParams::default(), &secret("s1", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(dup.message, r#"secrets "s1" already exists"#);
+
+    let mut fresh = created.clone();
+    fresh.data = Some(BTreeMap::from([(
+        "k".to_owned(),
+        ByteString(b"v2".to_vec()),
+    )]));
+    let replaced = api
+        .replace("s1", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(replaced.metadata.uid.as_deref(), Some(uid.as_str()));
+    assert_ne!(
+        replaced.metadata.resource_version.as_deref(),
+        Some(rv.as_str())
+    );
+
+    // `created` still carries the old resourceVersion
+    let stale = api_error(
+        api.replace("s1", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((stale.code, stale.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        stale.message,
+        r#"Operation cannot be fulfilled on secrets "s1": the object has been modified; please apply your changes to the latest version and try again"#
+    );
+
+    let patched = api
+        .patch(
+            "s1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"extra": "plain"}})),
+        )
+        .await
+        .unwrap();
+    let data = patched.data.expect("data");
+    assert_eq!(data["extra"].0, b"plain");
+    assert_eq!(data["k"].0, b"v2");
+    assert!(patched.string_data.is_none(), "stringData is never stored");
+
+    let missing = api_error(
+        api.patch("nope", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (missing.code, missing.message.as_str()),
+        (404, r#"secrets "nope" not found"#)
+    );
+
+    api.delete("s1", &DeleteParams::default()).await.unwrap();
+    let gone = api_error(api.get("s1").await.unwrap_err());
+    assert_eq!(gone.code, 404);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_names_and_keys_are_422_with_causes() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let err = api_error(
+        api.create(&PostParams::default(), &secret("Bad_Name", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(err.message.starts_with(r#"Secret "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain"#), "{}", err.message);
+    let causes = err.details.expect("details").causes;
+    assert_eq!(causes[0].field, "metadata.name");
+    assert_eq!(causes[0].reason, "FieldValueInvalid");
+
+    let mut bad_key = secret("ok", &[]);
+    bad_key.data = Some(BTreeMap::from([(
+        "a/b".to_owned(),
+        ByteString(b"x".to_vec()),
+    )]));
+    let err = api_error(
+        api.create(&PostParams::default(), &bad_key)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .contains("data[a/b]: Invalid value: \"a/b\": a valid config key"),
+        "{}",
+        err.message
+    );
+    // nothing was stored
+    assert!(api.get_opt("ok").await.unwrap().is_none());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_and_force() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let body = |v: &str| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ssa"}, "stringData": {}, "data": {"k": v}});
+    api.patch(
+        "ssa",
+        &PatchParams::apply("first"),
+        &Patch::Apply(body("MQ==")),
+    )
+    .await
+    .unwrap();
+    let err = api_error(
+        api.patch(
+            "ssa",
+            &PatchParams::apply("second"),
+            &Patch::Apply(body("Mg==")),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(
+        err.message,
+        r#"Apply failed with 1 conflict: conflict with "first": .data.k"#
+    );
+    assert_eq!(
+        err.details.unwrap().causes[0].reason,
+        "FieldManagerConflict"
+    );
+    let forced = api
+        .patch(
+            "ssa",
+            &PatchParams::apply("second").force(),
+            &Patch::Apply(body("Mg==")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"].0, b"2");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, vec!["second"]);
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn namespace_deletion_removes_its_contents() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("team".into());
+    let created = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    assert_eq!(
+        created.metadata.labels.unwrap()["kubernetes.io/metadata.name"],
+        "team"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("c".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    namespaces
+        .delete("team", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(
+        cms.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let err = api_error(cms.create(&PostParams::default(), &cm).await.unwrap_err());
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, r#"namespaces "team" not found"#)
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_pages_with_limit_and_continue() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    for i in 0..5 {
+        api.create(
+            &PostParams::default(),
+            &secret(&format!("p{i}"), &[("page", "yes")]),
+        )
+        .await
+        .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    assert_eq!(first.items.len(), 2);
+    let token = first.metadata.continue_.clone().expect("continue token");
+    let second = api
+        .list(&ListParams::default().limit(10).continue_token(&token))
+        .await
+        .unwrap();
+    let names: Vec<String> = first
+        .items
+        .iter()
+        .chain(&second.items)
+        .filter_map(|s| s.metadata.name.clone())
+        .collect();
+    assert_eq!(names, vec!["p0", "p1", "p2", "p3", "p4"]);
+    // a write after the token's snapshot, then compaction past it
+    api.create(&PostParams::default(), &secret("later", &[]))
+        .await
+        .unwrap();
+    sb.compact_history();
+    let expired = api_error(
+        api.list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((expired.code, expired.reason.as_str()), (410, "Expired"));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn token_users_and_impersonation() {
+    let config = SandboxConfig {
+        users: vec![
+            UserConfig {
+                name: "admin".into(),
+                groups: vec!["system:masters".into()],
+                token: None,
+                impersonate: true,
+            },
+            UserConfig {
+                name: "viewer".into(),
+                groups: vec![],
+                token: Some("t0ken".into()),
+                impersonate: false,
+            },
+        ],
+        ..SandboxConfig::default()
+    };
+    let sb = secret_relay_sandbox::start(config).await.unwrap();
+    assert!(sb.kubeconfig("viewer").unwrap().contains("token: t0ken"));
+    let viewer: Api<Secret> = Api::namespaced(client(&sb, "viewer").await, "default");
+    viewer.list(&ListParams::default()).await.unwrap();
+
+    let mut cfg = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::from_yaml(&sb.kubeconfig("viewer").unwrap()).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    cfg.auth_info.impersonate = Some("someone".into());
+    let impersonating: Api<Secret> = Api::namespaced(Client::try_from(cfg).unwrap(), "default");
+    let err = api_error(
+        impersonating
+            .list(&ListParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 403);
+    assert_eq!(
+        err.message,
+        r#"users "someone" is forbidden: User "viewer" cannot impersonate resource "users" in API group "" at the cluster scope"#
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn watcher_follows_selector_entry_and_exit() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let mut stream =
+        watcher::watcher(api.clone(), watcher::Config::default().labels("sync=true")).boxed();
+    within("initial list", async {
+        while !matches!(stream.next().await, Some(Ok(Event::InitDone))) {}
+    })
+    .await;
+
+    api.create(&PostParams::default(), &secret("w", &[]))
+        .await
+        .unwrap();
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"sync": "true"}}})),
+    )
+    .await
+    .unwrap();
+    let entered = within("label added", next_change(&mut stream)).await;
+    assert_eq!(name_of(&entered), ("apply", "w".to_owned()));
+
+    api.patch(
+        "w",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"sync": null}}})),
+    )
+    .await
+    .unwrap();
+    let left = within("label removed", next_change(&mut stream)).await;
+    assert_eq!(name_of(&left), ("delete", "w".to_owned()));
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn watcher_reconnects_after_the_server_ends_the_watch() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().timeout(1)).boxed();
+    within("initial list", async {
+        while !matches!(stream.next().await, Some(Ok(Event::InitDone))) {}
+    })
+    .await;
+    // The watch request follows the initial list; make sure it is open.
+    within("first watch", async {
+        while sb.watches_started() < 1 {
+            let _ = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+        }
+    })
+    .await;
+    api.create(&PostParams::default(), &secret("before", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        name_of(&within("first event", next_change(&mut stream)).await),
+        ("apply", "before".to_owned())
+    );
+
+    // The server closes each watch after timeoutSeconds; wait for the watcher's next watch.
+    within("reconnect", async {
+        while sb.watches_started() < 2 {
+            let _ = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+        }
+    })
+    .await;
+    api.create(&PostParams::default(), &secret("after", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        name_of(&within("event after reconnect", next_change(&mut stream)).await),
+        ("apply", "after".to_owned())
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn watcher_relists_after_a_forced_410() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &secret("old", &[]))
+        .await
+        .unwrap();
+    let mut stream = watcher::watcher(api.clone(), watcher::Config::default().timeout(1)).boxed();
+    within("initial list", async {
+        while !matches!(stream.next().await, Some(Ok(Event::InitDone))) {}
+    })
+    .await;
+    within("first watch", async {
+        while sb.watches_started() < 1 {
+            let _ = tokio::time::timeout(Duration::from_millis(20), stream.next()).await;
+        }
+    })
+    .await;
+
+    // Move the global resourceVersion past what the secret watch has seen, then drop history:
+    // its next watch resumes from a compacted resourceVersion and gets an ERROR 410 event.
+    let mut cm = ConfigMap::default();
+    cm.metadata.name = Some("bump".into());
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    sb.compact_history();
+
+    let relisted = within("relist after 410", async {
+        let mut seen = Vec::new();
+        loop {
+            match stream.next().await.expect("stream continues") {
+                Ok(Event::Init) => seen.clear(),
+                Ok(Event::InitApply(s)) => seen.push(s.metadata.name.unwrap_or_default()),
+                Ok(Event::InitDone) => return seen,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(relisted, vec!["old"]);
+    sb.shutdown().await;
+}
