@@ -844,6 +844,7 @@ async fn admit(
     old_object: Option<Value>,
     dry_run: bool,
     options: Value,
+    warnings: Option<&mut Vec<String>>,
 ) -> Result<Option<Value>, Status> {
     let (configs, namespace_labels) = {
         let db = shared.db();
@@ -878,7 +879,15 @@ async fn admit(
         options,
         namespace_labels,
     };
-    shared.admission.admit(&configs, attrs).await
+    match warnings {
+        Some(warnings) => {
+            shared
+                .admission
+                .admit_with_warnings(&configs, attrs, warnings)
+                .await
+        }
+        None => shared.admission.admit(&configs, attrs).await,
+    }
 }
 
 fn get(
@@ -996,7 +1005,7 @@ async fn create(
     kind: ResourceKind,
     ns: &str,
 ) -> Result<Response<Body>, Status> {
-    let (mut obj, warnings) = decode_object(req, &kind, false)?;
+    let (mut obj, mut warnings) = decode_object(req, &kind, false)?;
     let dry_run = req.dry_run()?;
     {
         let meta = meta_mut(&mut obj);
@@ -1044,6 +1053,7 @@ async fn create(
         None,
         dry_run,
         options("CreateOptions", req, dry_run),
+        Some(&mut warnings),
     )
     .await?;
     let mut obj = admitted.unwrap_or(obj);
@@ -1096,6 +1106,7 @@ async fn finish_write(
     options_kind: &str,
 ) -> Result<Outcome, Status> {
     let kind = w.kind;
+    let mut warnings = warnings.to_vec();
     let dry_run = req.dry_run()?;
     prepare(&kind, &mut obj, old.as_ref(), applied)?;
     validate_object(&kind, &obj, old.as_ref())?;
@@ -1103,7 +1114,7 @@ async fn finish_write(
         && same_object(&obj, old)
         && (!applied || obj["metadata"]["managedFields"] == old["metadata"]["managedFields"])
     {
-        return Ok(Outcome::Done(json_response(200, old, warnings)));
+        return Ok(Outcome::Done(json_response(200, old, &warnings)));
     }
     if kind.namespaced && old.is_none() && !shared.db().namespace_exists(w.ns) {
         return Err(Status::not_found(NAMESPACES.res(), w.ns));
@@ -1124,6 +1135,7 @@ async fn finish_write(
         old.clone(),
         dry_run,
         options(options_kind, req, dry_run),
+        Some(&mut warnings),
     )
     .await?;
     let mut obj = admitted.unwrap_or(obj);
@@ -1139,7 +1151,7 @@ async fn finish_write(
     }
     let code = if old.is_some() { 200 } else { 201 };
     if dry_run {
-        return Ok(Outcome::Done(json_response(code, &obj, warnings)));
+        return Ok(Outcome::Done(json_response(code, &obj, &warnings)));
     }
     let result = {
         let mut db = shared.db();
@@ -1149,7 +1161,7 @@ async fn finish_write(
         }
     };
     match result {
-        Ok(stored) => Ok(Outcome::Done(json_response(code, &stored, warnings))),
+        Ok(stored) => Ok(Outcome::Done(json_response(code, &stored, &warnings))),
         Err(WriteError::Stale | WriteError::Exists | WriteError::Missing) if !w.conditional => {
             Ok(Outcome::Retry)
         }
@@ -1451,6 +1463,7 @@ async fn delete_one(
             Some(old.clone()),
             dry_run,
             opts.clone(),
+            None,
         )
         .await?;
         if dry_run {

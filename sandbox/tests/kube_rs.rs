@@ -11,6 +11,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
+use rustls_pki_types::pem::PemObject as _;
 use secret_relay_sandbox::{Sandbox, SandboxConfig, UserConfig};
 use serde_json::json;
 
@@ -495,5 +496,186 @@ async fn watcher_relists_after_a_forced_410() {
     })
     .await;
     assert_eq!(relisted, vec!["old"]);
+    sb.shutdown().await;
+}
+
+/// Sends a raw request; returns the status code and the body text.
+async fn raw(
+    client: &Client,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type)
+        .body(kube::client::Body::from(body))
+        .expect("request builds");
+    let response = client.send(request).await.expect("request is answered");
+    let code = response.status().as_u16();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .expect("body reads")
+        .to_bytes();
+    (code, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn unsupported_bodies_get_kube_statuses() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let uri = "/api/v1/namespaces/default/secrets";
+
+    let (code, body) = raw(
+        &client,
+        "POST",
+        uri,
+        "application/vnd.kubernetes.protobuf",
+        b"k8s\0".to_vec(),
+    )
+    .await;
+    assert_eq!(code, 415);
+    assert!(
+        body.contains(r#""reason":"UnsupportedMediaType""#),
+        "{body}"
+    );
+
+    let unknown = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "u"}, "spec": {"foo": 1}});
+    let strict = format!("{uri}?fieldValidation=Strict");
+    let (code, body) = raw(
+        &client,
+        "POST",
+        &strict,
+        "application/json",
+        unknown.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["message"],
+        r#"strict decoding error: unknown field "spec""#
+    );
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    assert!(
+        api.get_opt("u").await.unwrap().is_none(),
+        "a refused request stores nothing"
+    );
+
+    let huge = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"}, "stringData": {"k": "x".repeat(4 * 1024 * 1024)}});
+    let (code, body) = raw(
+        &client,
+        "POST",
+        uri,
+        "application/json",
+        huge.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+    assert!(
+        body.contains("Request entity too large: limit is 3145728"),
+        "{body}"
+    );
+
+    let over = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "big"}, "stringData": {"k": "x".repeat(1024 * 1024 + 1)}});
+    let (code, body) = raw(
+        &client,
+        "POST",
+        uri,
+        "application/json",
+        over.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_version_is_an_error_event() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s = api
+        .create(&PostParams::default(), &secret("a", &[]))
+        .await
+        .unwrap();
+    let rv = s.metadata.resource_version.unwrap();
+    api.create(&PostParams::default(), &secret("b", &[]))
+        .await
+        .unwrap();
+    sb.compact_history();
+    let request = http::Request::builder()
+        .uri(format!(
+            "/api/v1/namespaces/default/secrets?watch=true&resourceVersion={rv}"
+        ))
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    assert_eq!(
+        response.status().as_u16(),
+        200,
+        "an expired watch is still a 200"
+    );
+    let bytes = within(
+        "error event",
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .unwrap()
+    .to_bytes();
+    let event: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(event["type"], "ERROR");
+    assert_eq!(event["object"]["code"], 410);
+    assert_eq!(event["object"]["reason"], "Expired");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_list_ends_with_an_initial_events_bookmark() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &secret("a", &[]))
+        .await
+        .unwrap();
+    let request = http::Request::builder()
+        .uri("/api/v1/namespaces/default/secrets?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let bytes = within(
+        "watch ends",
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .unwrap()
+    .to_bytes();
+    let events: Vec<serde_json::Value> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "a");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(events[1]["object"]["kind"], "Secret");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_without_credentials_are_401() {
+    let sb = sandbox().await;
+    let ca = rustls_pki_types::CertificateDer::from_pem_slice(sb.ca_pem().as_bytes()).unwrap();
+    let mut config = kube::Config::new(sb.url().parse().unwrap());
+    config.root_cert = Some(vec![ca.to_vec()]);
+    let anonymous: Api<Secret> = Api::namespaced(Client::try_from(config).unwrap(), "default");
+    let err = api_error(anonymous.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
     sb.shutdown().await;
 }
