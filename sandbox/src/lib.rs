@@ -234,7 +234,7 @@ fn kubeconfig(
     url: &str,
     ca_pem: &str,
     user: &UserConfig,
-    cert: Option<&tls::ClientCert>,
+    cert: Option<&secret_relay_certs::IssuedCert>,
 ) -> String {
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
