@@ -217,15 +217,17 @@ def test_create_secret_generic_through_client_dry_run_and_apply(kubectl, core, n
     assert core.read_namespaced_secret("generated", ns).data == {"password": b64("s3cr3t")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: `kubectl create secret` posts protobuf, which the sandbox answers "
-    "with 415 Unsupported Media Type; a real API server accepts it",
-)
 def test_create_secret_generic_directly(kubectl, core, ns):
-    out = ok(kubectl.run("create", "secret", "generic", "direct", "-n", ns, "--from-literal=a=b"))
+    result = kubectl.run("create", "secret", "generic", "direct", "-n", ns, "--from-literal=a=b")
 
-    assert out.strip() == "secret/direct created"
+    if result.returncode != 0 and "(got \"application/vnd.kubernetes.protobuf\"" in result.stderr:
+        # Since 1.32, kubectl posts typed objects as protobuf. A real API server accepts
+        # that; the sandbox speaks JSON only and answers 415, so on these versions the
+        # check documents the gap (use `--dry-run=client -o yaml | kubectl apply -f -`).
+        assert result.stderr.startswith("error: failed to create secret "), result.stderr
+        pytest.xfail("known gap: the sandbox answers kubectl's protobuf POST with 415")
+    assert ok(result).strip() == "secret/direct created"
+    assert core.read_namespaced_secret("direct", ns).data == {"a": b64("b")}
 
 
 # --- server-side apply ------------------------------------------------------------------
@@ -324,9 +326,9 @@ def test_label_add_refuse_overwrite_and_remove(kubectl, core, ns):
 def test_annotate_add_refuse_overwrite_and_overwrite(kubectl, core, ns):
     make_secret(core, ns, "noted")
 
-    assert ok(kubectl.run("annotate", "secret", "noted", "-n", ns, "note=x")).strip() == (
-        "secret/noted annotated"
-    )
+    # kubectl 1.27 itself prints "annotate" rather than "annotated".
+    out = ok(kubectl.run("annotate", "secret", "noted", "-n", ns, "note=x")).strip()
+    assert re.fullmatch(r"secret/noted annotated?", out), out
     err = fails(kubectl.run("annotate", "secret", "noted", "-n", ns, "note=y"))
     assert err.strip() == (
         "error: --overwrite is false but found the following declared annotation(s): "
