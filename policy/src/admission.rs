@@ -471,9 +471,12 @@ fn validate_other(
             ),
         );
     }
+    // The owner label must be absent on CREATE and unchanged on UPDATE.
+    let old_label = input.old_object.and_then(|s| label(s, keys::OWNER_LABEL));
     if input.operation != Operation::Delete
         && let Some(new) = input.object
         && let Some(v) = label(new, keys::OWNER_LABEL)
+        && (input.operation == Operation::Create || old_label != Some(v))
     {
         return Decision::deny(
             Rule::OwnerLabelForged,

@@ -416,6 +416,20 @@ fn control_plane_admission_follows_every_rule() {
             false,
         ),
         (
+            "admin keeps an explicit control-plane owner label",
+            admin(),
+            "argocd",
+            Some(
+                repo()
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .data("k", b"new")
+                    .build(),
+            ),
+            Some(repo().label(keys::OWNER_LABEL, "control-plane").build()),
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
             "admin edits a cluster's copy",
             admin(),
             "argocd",

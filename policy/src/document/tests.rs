@@ -205,6 +205,8 @@ fn unreadable_documents_get_one_clear_problem() {
     assert_eq!(paths(""), [""]);
     assert_eq!(paths("- a\n- b\n"), [""]);
     assert_eq!(paths("clusters: {a: 1}"), ["clusters"]);
+    let (_, msg) = problems("clusters:\n  - name: a\n    name: b\n").remove(0);
+    assert!(msg.contains("duplicate entry"), "{msg}");
 }
 
 #[test]
