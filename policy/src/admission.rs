@@ -108,7 +108,7 @@ pub struct AdmissionVerdict {
     pub break_glass_used: bool,
 }
 
-/// One RFC 6902 JSON-patch operation; paths come from [`pointer`].
+/// One RFC 6902 JSON-patch operation; paths come from [`pointer()`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum PatchOp {
