@@ -363,3 +363,62 @@ proptest! {
         }
     }
 }
+
+fn json_strategy() -> impl Strategy<Value = serde_json::Value> {
+    let key = prop_oneof![
+        Just("controlPlaneNamespace"),
+        Just("agentNamespace"),
+        Just("clusters"),
+        Just("name"),
+        Just("labels"),
+        Just("secretSources"),
+        Just("clusterSelector"),
+        Just("labelSelector"),
+        Just("matchLabels"),
+        Just("matchExpressions"),
+        Just("key"),
+        Just("operator"),
+        Just("values"),
+        Just("extraBlocked"),
+        Just("names"),
+        Just("types"),
+        Just("breakGlass"),
+        Just("users"),
+        Just("groups"),
+        Just("x"),
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i32>().prop_map(serde_json::Value::from),
+        "[a-z=!(),/ .-]{0,12}".prop_map(serde_json::Value::from),
+        Just(serde_json::Value::from("In")),
+        Just(serde_json::Value::from("!argocd-secret")),
+    ];
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            prop::collection::btree_map(key.clone(), inner, 0..5).prop_map(|m| {
+                serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn any_document_gives_a_policy_or_located_problems(doc in json_strategy()) {
+        match Policy::from_yaml(&doc.to_string()) {
+            Ok(p) => {
+                // Valid by construction: every source selects something narrower than all.
+                for s in p.sources() {
+                    prop_assert!(!(s.cluster_selector.is_empty() && s.label_selector.is_empty()));
+                }
+            }
+            Err(e) => {
+                prop_assert!(!e.problems.is_empty());
+                prop_assert!(e.to_string().starts_with("failed to load policy: "));
+            }
+        }
+    }
+}
