@@ -18,6 +18,9 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
+from webhook_server import SERVER_NAME as WEBHOOK_SERVER_NAME
+from webhook_server import FidelityWebhook
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 START_DEADLINE_SECONDS = 60
 
@@ -51,13 +54,33 @@ def _binary():
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory):
-    """Starts the sandbox on a free port and stops it after the session."""
+def fidelity_webhook():
+    """The suite's own admission webhook (see webhook_server.py)."""
+    webhook = FidelityWebhook()
+    yield webhook
+    webhook.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, fidelity_webhook):
+    """Starts the sandbox on a free port and stops it after the session.
+
+    Its config maps the fidelity webhook's service name to the webhook's address.
+    """
     directory = tmp_path_factory.mktemp("sandbox")
     log_path = directory / "sandbox.log"
+    config_path = directory / "sandbox.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {"services": {f"{WEBHOOK_SERVER_NAME}:443": f"127.0.0.1:{fidelity_webhook.port}"}}
+        )
+    )
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [str(_binary()), "sandbox", "--addr", "127.0.0.1:0", "--dir", str(directory)],
+            [
+                str(_binary()), "sandbox", "--addr", "127.0.0.1:0",
+                "--dir", str(directory), "--config", str(config_path),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -109,6 +132,22 @@ def api_client(sandbox):
 @pytest.fixture(scope="session")
 def core(api_client):
     return k8s.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def admission_webhooks(api_client, fidelity_webhook):
+    """The fidelity webhook's configurations, registered through the API for the session.
+
+    They only match Secrets labelled `fidelity-mutate` or `fidelity-deny`, so no other
+    test is affected.
+    """
+    registration = k8s.AdmissionregistrationV1Api(api_client)
+    mutating, validating = fidelity_webhook.configurations(uuid.uuid4().hex[:8])
+    registration.create_mutating_webhook_configuration(mutating)
+    registration.create_validating_webhook_configuration(validating)
+    yield fidelity_webhook
+    registration.delete_mutating_webhook_configuration(mutating["metadata"]["name"])
+    registration.delete_validating_webhook_configuration(validating["metadata"]["name"])
 
 
 @pytest.fixture

@@ -1,0 +1,110 @@
+"""Admission through the sandbox, judged by kubectl and the Python client: webhook
+configurations created through the API, the HTTPS call with SNI and caBundle, a mutation
+that lands in storage, and a denial worded as kube-apiserver words it."""
+
+import base64
+import json
+
+import pytest
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from webhook_server import DENIAL_MESSAGE, SERVER_NAME
+
+DENIED = f'admission webhook "deny.fidelity.example.com" denied the request: {DENIAL_MESSAGE}'
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+def manifest(ns, name, labels):
+    return yaml.safe_dump({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "data": {"k": b64("v")},
+    })
+
+
+def test_python_create_is_mutated_by_the_webhook(admission_webhooks, core, ns):
+    created = core.create_namespaced_secret(
+        ns,
+        k8s.V1Secret(
+            metadata=k8s.V1ObjectMeta(name="mutated", labels={"fidelity-mutate": "true"}),
+            string_data={"password": "s3cr3t"},
+        ),
+    )
+
+    assert created.metadata.labels == {"fidelity-mutate": "true", "fidelity-mutated": "yes"}
+    assert core.read_namespaced_secret("mutated", ns).metadata.labels == created.metadata.labels
+    (call,) = [r for r in admission_webhooks.reviews_for(ns, "mutated") if r["path"].startswith("/mutate")]
+    assert call["path"] == "/mutate?timeout=10s"
+    request = call["review"]["request"]
+    assert call["review"]["apiVersion"] == "admission.k8s.io/v1"
+    assert request["operation"] == "CREATE"
+    assert request["namespace"] == ns
+    assert request["kind"] == {"group": "", "version": "v1", "kind": "Secret"}
+    assert request["resource"] == {"group": "", "version": "v1", "resource": "secrets"}
+    assert request["userInfo"]["username"] == "admin"
+    assert "system:masters" in request["userInfo"]["groups"]
+    assert request["object"]["data"] == {"password": b64("s3cr3t")}
+    assert "stringData" not in request["object"]
+    assert request["options"]["kind"] == "CreateOptions"
+    assert request["options"]["apiVersion"] == "meta.k8s.io/v1"
+    assert SERVER_NAME in admission_webhooks.server_names
+
+
+def test_python_create_denied_by_the_webhook_is_403_with_its_message(admission_webhooks, core, ns):
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(
+            ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="denied", labels={"fidelity-deny": "true"}))
+        )
+
+    assert raised.value.status == 403
+    body = json.loads(raised.value.body)
+    assert body["reason"] == "Forbidden"
+    assert body["message"] == DENIED
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_secret("denied", ns)
+    assert missing.value.status == 404
+
+
+def test_kubectl_apply_denied_by_the_webhook(admission_webhooks, kubectl, core, ns):
+    result = kubectl.run(
+        "apply", "-f", "-", input=manifest(ns, "refused", {"fidelity-deny": "true"})
+    )
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        f'Error from server (Forbidden): error when creating "STDIN": {DENIED}'
+    )
+
+
+def test_kubectl_label_update_denied_by_the_webhook(admission_webhooks, kubectl, core, ns):
+    core.create_namespaced_secret(ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="guarded")))
+
+    result = kubectl.run("label", "secret", "guarded", "-n", ns, "fidelity-deny=true")
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == f"Error from server (Forbidden): {DENIED}"
+    assert not core.read_namespaced_secret("guarded", ns).metadata.labels
+    (call,) = admission_webhooks.reviews_for(ns, "guarded")
+    assert call["review"]["request"]["operation"] == "UPDATE"
+    assert call["review"]["request"]["oldObject"]["metadata"]["name"] == "guarded"
+
+
+def test_kubectl_dry_run_server_is_admitted_but_not_stored(admission_webhooks, kubectl, core, ns):
+    result = kubectl.run(
+        "apply", "--dry-run=server", "-f", "-",
+        input=manifest(ns, "rehearsal", {"fidelity-mutate": "true"}),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "secret/rehearsal created (server dry run)"
+    (call,) = admission_webhooks.reviews_for(ns, "rehearsal")
+    assert call["review"]["request"]["dryRun"] is True
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_secret("rehearsal", ns)
+    assert missing.value.status == 404
