@@ -31,6 +31,7 @@ mod discovery;
 mod fields;
 mod meta;
 mod patch;
+mod protobuf;
 mod resource;
 mod selector;
 mod server;

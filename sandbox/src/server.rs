@@ -446,8 +446,18 @@ fn decode_object(
         serde_json::from_slice(&req.body).map_err(|e| {
             Status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         })?
+    } else if base == "application/vnd.kubernetes.protobuf" && !yaml {
+        match crate::protobuf::decode(kind, &req.body) {
+            Ok(Some(obj)) => obj,
+            Ok(None) => return Err(Status::unsupported_media_type()),
+            Err(e) => {
+                return Err(Status::bad_request(format!(
+                    "failed to decode protobuf body: {e}"
+                )));
+            }
+        }
     } else {
-        return Err(Status::unsupported_media_type(base));
+        return Err(Status::unsupported_media_type());
     };
     if !obj.is_object() {
         return Err(Status::bad_request(
@@ -1253,8 +1263,14 @@ async fn patch_object(
     let applied = if patch_type == PatchType::Apply {
         let manager = req.query.get("fieldManager").unwrap_or_default();
         if manager.is_empty() {
-            return Err(Status::bad_request(
-                "PATCH /apply: fieldManager is required for apply requests",
+            return Err(Status::invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
             ));
         }
         let (mut applied, w) = decode_object(req, &kind, true)?;
@@ -1266,8 +1282,14 @@ async fn patch_object(
     };
     let force = req.query.flag("force");
     if force && patch_type != PatchType::Apply {
-        return Err(Status::bad_request(
-            "force is only allowed for apply patches",
+        return Err(Status::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            &[FieldError::forbidden(
+                "force",
+                "may not be specified for non-apply patch",
+            )],
         ));
     }
     let mut conditional = false;

@@ -231,7 +231,16 @@ impl Status {
         } else {
             format!("[{}]", rendered.join(", "))
         };
-        let mut status = Self::new(422, "Invalid", format!("{kind} {name:?} is invalid: {agg}"));
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let mut status = Self::new(
+            422,
+            "Invalid",
+            format!("{qualified} {name:?} is invalid: {agg}"),
+        );
         status.name = Some(name.to_owned());
         status.group = Some(group.to_owned());
         status.kind = Some(kind.to_owned());
@@ -298,16 +307,13 @@ impl Status {
         )
     }
 
-    /// 415 for bodies in a format the sandbox does not decode (protobuf).
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    /// 415 for a body in a format the sandbox does not decode.
+    pub fn unsupported_media_type() -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: \
-                 application/json, application/yaml (got {content_type:?}; this server does not decode \
-                 application/vnd.kubernetes.protobuf)"
-            ),
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json, application/yaml, application/vnd.kubernetes.protobuf",
         )
     }
 

@@ -531,7 +531,7 @@ async fn unsupported_bodies_get_kube_statuses() {
     let (code, body) = raw(
         &client,
         "POST",
-        uri,
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations",
         "application/vnd.kubernetes.protobuf",
         b"k8s\0".to_vec(),
     )
