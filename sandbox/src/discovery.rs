@@ -143,7 +143,7 @@ fn kind_schema(k: &ResourceKind) -> Value {
         _ => {
             props["webhooks"] = json!({
                 "type": "array",
-                "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "items": webhook_schema(),
                 "x-kubernetes-list-map-keys": ["name"],
                 "x-kubernetes-list-type": "map",
                 "x-kubernetes-patch-merge-key": "name",
@@ -152,6 +152,75 @@ fn kind_schema(k: &ResourceKind) -> Value {
         }
     }
     json!({"type": "object", "properties": props, "x-kubernetes-group-version-kind": [gvk(k)]})
+}
+
+/// `admissionregistration.k8s.io/v1` MutatingWebhook / ValidatingWebhook: kubectl computes
+/// client-side apply patches from these field types and list strategies.
+fn webhook_schema() -> Value {
+    let atomic_strings = json!({"type": "array", "items": {"type": "string", "default": ""}, "x-kubernetes-list-type": "atomic"});
+    let selector = json!({
+        "type": "object",
+        "properties": {
+            "matchLabels": string_map(),
+            "matchExpressions": {
+                "type": "array",
+                "items": {"type": "object", "properties": {
+                    "key": {"type": "string", "default": ""},
+                    "operator": {"type": "string", "default": ""},
+                    "values": atomic_strings,
+                }, "required": ["key", "operator"]},
+                "x-kubernetes-list-type": "atomic",
+            },
+        },
+        "x-kubernetes-map-type": "atomic",
+    });
+    json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "default": ""},
+            "admissionReviewVersions": atomic_strings,
+            "clientConfig": {"type": "object", "properties": {
+                "caBundle": {"type": "string", "format": "byte"},
+                "service": {"type": "object", "properties": {
+                    "name": {"type": "string", "default": ""},
+                    "namespace": {"type": "string", "default": ""},
+                    "path": {"type": "string"},
+                    "port": {"type": "integer", "format": "int32"},
+                }, "required": ["namespace", "name"]},
+                "url": {"type": "string"},
+            }},
+            "failurePolicy": {"type": "string"},
+            "matchPolicy": {"type": "string"},
+            "namespaceSelector": selector,
+            "objectSelector": selector,
+            "reinvocationPolicy": {"type": "string"},
+            "rules": {
+                "type": "array",
+                "items": {"type": "object", "properties": {
+                    "apiGroups": atomic_strings,
+                    "apiVersions": atomic_strings,
+                    "operations": atomic_strings,
+                    "resources": atomic_strings,
+                    "scope": {"type": "string"},
+                }},
+                "x-kubernetes-list-type": "atomic",
+            },
+            "sideEffects": {"type": "string"},
+            "timeoutSeconds": {"type": "integer", "format": "int32"},
+            "matchConditions": {
+                "type": "array",
+                "items": {"type": "object", "properties": {
+                    "name": {"type": "string", "default": ""},
+                    "expression": {"type": "string", "default": ""},
+                }, "required": ["name", "expression"]},
+                "x-kubernetes-list-map-keys": ["name"],
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-patch-merge-key": "name",
+                "x-kubernetes-patch-strategy": "merge",
+            },
+        },
+        "required": ["name", "clientConfig", "sideEffects", "admissionReviewVersions"],
+    })
 }
 
 fn query_param(name: &str, kind: &str) -> Value {

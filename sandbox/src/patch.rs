@@ -43,6 +43,7 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
                 ));
             }
             if kind == PatchType::Strategic {
+                merge_webhooks_by_name(target, &mut patch);
                 strip_directives(&mut patch);
             }
             json_patch::merge(target, &patch);
@@ -86,6 +87,55 @@ fn strip_directives(v: &mut Value) {
     }
 }
 
+/// Strategic merge of a webhook configuration's `webhooks`, a list merged by `name`
+/// (`patchMergeKey: name`): each patch entry is merged into the entry of the same name
+/// (or appended, or removed with `$patch: delete`), in `$setElementOrder/webhooks` order
+/// when given. The merged list replaces the patch's, so the plain merge that follows keeps it.
+fn merge_webhooks_by_name(target: &Value, patch: &mut Value) {
+    let Some(patch_map) = patch.as_object_mut() else {
+        return;
+    };
+    let order = patch_map.remove("$setElementOrder/webhooks");
+    let Some(Value::Array(entries)) = patch_map.get("webhooks") else {
+        return;
+    };
+    let name_of = |v: &Value| v.get("name").and_then(Value::as_str).map(str::to_owned);
+    if !entries.iter().all(|e| name_of(e).is_some()) {
+        return;
+    }
+    let mut merged: Vec<Value> = target
+        .get("webhooks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for entry in entries {
+        let name = name_of(entry);
+        let position = merged.iter().position(|m| name_of(m) == name);
+        if entry.get("$patch").and_then(Value::as_str) == Some("delete") {
+            if let Some(i) = position {
+                merged.remove(i);
+            }
+            continue;
+        }
+        let mut entry = entry.clone();
+        strip_directives(&mut entry);
+        match position {
+            Some(i) => json_patch::merge(&mut merged[i], &entry),
+            None => merged.push(entry),
+        }
+    }
+    if let Some(Value::Array(order)) = order {
+        let rank = |v: &Value| {
+            order
+                .iter()
+                .position(|o| name_of(o) == name_of(v))
+                .unwrap_or(usize::MAX)
+        };
+        merged.sort_by_key(rank);
+    }
+    patch_map.insert("webhooks".to_owned(), Value::Array(merged));
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -114,6 +164,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t, json!({"metadata": {"labels": {"a": "1", "b": "2"}}}));
+    }
+
+    #[test]
+    fn strategic_patch_merges_webhooks_by_name() {
+        let mut t = json!({"webhooks": [
+            {"name": "a", "sideEffects": "None", "rules": [{"scope": "*", "resources": ["secrets"]}]},
+            {"name": "b", "sideEffects": "None"},
+        ]});
+        apply_patch(
+            PatchType::Strategic,
+            &mut t,
+            br#"{"$setElementOrder/webhooks": [{"name": "c"}, {"name": "a"}],
+                "webhooks": [{"name": "a", "rules": [{"resources": ["configmaps"]}]},
+                             {"name": "b", "$patch": "delete"},
+                             {"name": "c", "sideEffects": "None"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            json!({"webhooks": [
+                {"name": "c", "sideEffects": "None"},
+                {"name": "a", "sideEffects": "None", "rules": [{"resources": ["configmaps"]}]},
+            ]})
+        );
     }
 
     #[test]
