@@ -37,6 +37,7 @@ mod selector;
 mod server;
 mod status;
 mod store;
+mod table;
 mod tls;
 mod validate;
 

@@ -28,7 +28,7 @@ use crate::resource::{self, MUTATING, NAMESPACES, ResourceKind, VALIDATING};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{FieldError, Status};
 use crate::store::{self, Db, Event, EventType, WriteError, rv_of};
-use crate::{discovery, validate};
+use crate::{discovery, table, validate};
 
 /// Response body: a full JSON document or a watch stream.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -227,6 +227,12 @@ impl Req {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// The Table rendering asked for by the Accept header, if any.
+    fn table(&self) -> Option<table::IncludeObject> {
+        table::wants_table(self.header("accept"))
+            .then(|| table::IncludeObject::parse(self.query.get("includeObject")))
+    }
+
     fn manager(&self) -> String {
         fields::manager_from(self.query.get("fieldManager"), self.header("user-agent"))
     }
@@ -414,7 +420,7 @@ async fn route(
             None => Err(Status::method_not_supported(kind.res(), "create")),
         },
         (&Method::DELETE, None) => delete_collection(&shared, &req, kind, ns).await,
-        (&Method::GET, Some(name)) => get(&shared, kind, ns.unwrap_or_default(), name),
+        (&Method::GET, Some(name)) => get(&shared, &req, kind, ns.unwrap_or_default(), name),
         (&Method::PUT, Some(name)) => {
             update(&shared, &req, kind, ns.unwrap_or_default(), name).await
         }
@@ -914,6 +920,7 @@ async fn admit(
 
 fn get(
     shared: &Shared,
+    req: &Req,
     kind: ResourceKind,
     ns: &str,
     name: &str,
@@ -922,6 +929,14 @@ fn get(
     let obj = db
         .get(&kind, ns, name)
         .ok_or_else(|| Status::not_found(kind.res(), name))?;
+    if let Some(include) = req.table() {
+        let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+        return Ok(json_response(
+            200,
+            &table::table(&kind, &[obj], meta, include, true),
+            &[],
+        ));
+    }
     Ok(json_response(200, obj, &[]))
 }
 
@@ -1011,6 +1026,14 @@ fn list(
         if labels.is_empty() && field.is_empty() {
             metadata["remainingItemCount"] = json!(remaining);
         }
+    }
+    if let Some(include) = req.table() {
+        let refs: Vec<&Value> = items.iter().collect();
+        return Ok(json_response(
+            200,
+            &table::table(&kind, &refs, metadata, include, true),
+            &[],
+        ));
     }
     let doc = json!({
         "kind": format!("{}List", kind.kind),
@@ -1691,15 +1714,22 @@ fn start_watch(
             let _ = tx.try_send(event_line("ERROR", &status.to_json()));
         }
         Ok(start) => {
+            let render = Render {
+                kind,
+                table: req.table(),
+                first: true,
+            };
             tokio::spawn(run_watch(
                 shared,
-                kind,
+                render,
                 filter,
                 start,
                 tx,
-                bookmarks,
-                send_initial,
-                timeout,
+                WatchOptions {
+                    bookmarks,
+                    send_initial,
+                    timeout,
+                },
             ));
         }
     }
@@ -1716,17 +1746,47 @@ fn start_watch(
     Ok(response)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_watch(
-    shared: Arc<Shared>,
-    kind: ResourceKind,
-    filter: WatchFilter,
-    start: store::WatchStart,
-    tx: mpsc::Sender<Bytes>,
+struct WatchOptions {
     bookmarks: bool,
     send_initial: bool,
     timeout: Duration,
+}
+
+/// Encodes watch events: the object itself, or a one-row Table (columns in the first only).
+struct Render {
+    kind: ResourceKind,
+    table: Option<table::IncludeObject>,
+    first: bool,
+}
+
+impl Render {
+    fn line(&mut self, event_type: &str, obj: &Value) -> Bytes {
+        match self.table {
+            None => event_line(event_type, obj),
+            Some(include) => {
+                let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});
+                let t = table::table(&self.kind, &[obj], meta, include, self.first);
+                self.first = false;
+                event_line(event_type, &t)
+            }
+        }
+    }
+}
+
+async fn run_watch(
+    shared: Arc<Shared>,
+    mut render: Render,
+    filter: WatchFilter,
+    start: store::WatchStart,
+    tx: mpsc::Sender<Bytes>,
+    options: WatchOptions,
 ) {
+    let WatchOptions {
+        bookmarks,
+        send_initial,
+        timeout,
+    } = options;
+    let kind = render.kind;
     let store::WatchStart {
         initial,
         backlog,
@@ -1738,7 +1798,7 @@ async fn run_watch(
     let interval = shared.bookmark_interval;
     drop(shared);
     for obj in initial.iter().filter(|o| filter.matches(o)) {
-        if tx.send(event_line("ADDED", obj)).await.is_err() {
+        if tx.send(render.line("ADDED", obj)).await.is_err() {
             return;
         }
     }
@@ -1747,7 +1807,7 @@ async fn run_watch(
     }
     for event in &backlog {
         if let Some((t, obj)) = filter.convert(event)
-            && tx.send(event_line(t, &obj)).await.is_err()
+            && tx.send(render.line(t, &obj)).await.is_err()
         {
             return;
         }
@@ -1769,7 +1829,7 @@ async fn run_watch(
                 Ok(event) => {
                     last_rv = last_rv.max(event.rv);
                     if let Some((t, obj)) = filter.convert(&event)
-                        && tx.send(event_line(t, &obj)).await.is_err() {
+                        && tx.send(render.line(t, &obj)).await.is_err() {
                             return;
                         }
                 }
