@@ -170,6 +170,21 @@ impl AdmissionWebhooks {
         mut attrs: AdmissionAttributes,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Value>, Status> {
+        attrs.object = self.mutate(configs, attrs.clone(), warnings).await?;
+        self.validate(configs, &attrs, warnings).await?;
+        Ok(attrs.object)
+    }
+
+    /// The mutating phase alone: returns the object patched by the matching mutating
+    /// webhooks. kube-apiserver validates the object between the two phases; a server that
+    /// does the same calls [`AdmissionWebhooks::mutate`], validates, then
+    /// [`AdmissionWebhooks::validate`].
+    pub(crate) async fn mutate(
+        &self,
+        configs: &WebhookConfigs,
+        mut attrs: AdmissionAttributes,
+        warnings: &mut Vec<String>,
+    ) -> Result<Option<Value>, Status> {
         if is_exempt_configuration_resource(&attrs) {
             return Ok(attrs.object);
         }
@@ -177,11 +192,26 @@ impl AdmissionWebhooks {
             self.dispatch(HookKind::Mutating, &hook, &mut attrs, warnings)
                 .await?;
         }
+        Ok(attrs.object)
+    }
+
+    /// The validating phase alone, on the final object.
+    pub(crate) async fn validate(
+        &self,
+        configs: &WebhookConfigs,
+        attrs: &AdmissionAttributes,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), Status> {
+        if is_exempt_configuration_resource(attrs) {
+            return Ok(());
+        }
+        // Validating webhooks cannot change the object: they work on a copy.
+        let mut attrs = attrs.clone();
         for hook in ordered_hooks(&configs.validating) {
             self.dispatch(HookKind::Validating, &hook, &mut attrs, warnings)
                 .await?;
         }
-        Ok(attrs.object)
+        Ok(())
     }
 
     /// Calls one webhook if it matches and applies its failure policy.
