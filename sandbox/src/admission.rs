@@ -182,12 +182,13 @@ impl AdmissionWebhooks {
     pub(crate) async fn mutate(
         &self,
         configs: &WebhookConfigs,
-        mut attrs: AdmissionAttributes,
+        attrs: AdmissionAttributes,
         warnings: &mut Vec<String>,
     ) -> Result<Option<Value>, Status> {
         if is_exempt_configuration_resource(&attrs) {
             return Ok(attrs.object);
         }
+        let mut attrs = request_namespace(attrs);
         for hook in ordered_hooks(&configs.mutating) {
             self.dispatch(HookKind::Mutating, &hook, &mut attrs, warnings)
                 .await?;
@@ -206,7 +207,7 @@ impl AdmissionWebhooks {
             return Ok(());
         }
         // Validating webhooks cannot change the object: they work on a copy.
-        let mut attrs = attrs.clone();
+        let mut attrs = request_namespace(attrs.clone());
         for hook in ordered_hooks(&configs.validating) {
             self.dispatch(HookKind::Validating, &hook, &mut attrs, warnings)
                 .await?;
@@ -844,6 +845,20 @@ fn apply_patch(
     }
     *object = patched;
     Ok(())
+}
+
+/// The request namespace as kube-apiserver's request info has it: a request on
+/// `/api/v1/namespaces/<name>` (a Namespace's own update or delete) carries `<name>` as its
+/// namespace, which webhooks see in `request.namespace` and which rule scopes judge.
+fn request_namespace(mut attrs: AdmissionAttributes) -> AdmissionAttributes {
+    if attrs.group.is_empty()
+        && attrs.resource == "namespaces"
+        && attrs.namespace.is_empty()
+        && attrs.operation != Operation::Create
+    {
+        attrs.namespace = attrs.name.clone();
+    }
+    attrs
 }
 
 /// Webhook configurations sorted by name, each one's webhooks in order.

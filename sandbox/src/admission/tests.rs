@@ -674,6 +674,37 @@ async fn a_namespace_is_judged_by_its_own_labels() {
 }
 
 #[tokio::test]
+async fn a_namespace_update_carries_its_own_name_as_the_request_namespace() {
+    let ca = TestCa::new();
+    let mut server = TestHook::start(&ca, allow).await;
+    let rules = json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["namespaces"] }] });
+    let configs = validating(vec![config(
+        "v",
+        vec![hook("ns.example.com", &ca, "/", rules)],
+    )]);
+    let namespace =
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "n1" } });
+    let mut attrs = create(namespace.clone());
+    attrs.operation = Operation::Update;
+    attrs.kind = "Namespace".to_owned();
+    attrs.resource = "namespaces".to_owned();
+    attrs.namespace = String::new();
+    attrs.old_object = Some(namespace);
+
+    server
+        .dispatcher()
+        .admit(&configs, attrs.clone())
+        .await
+        .unwrap();
+    attrs.operation = Operation::Create;
+    attrs.old_object = None;
+    server.dispatcher().admit(&configs, attrs).await.unwrap();
+
+    assert_eq!(server.next().review["request"]["namespace"], "n1");
+    assert!(server.next().review["request"].get("namespace").is_none());
+}
+
+#[tokio::test]
 async fn webhook_configurations_themselves_are_never_sent_to_webhooks() {
     let ca = TestCa::new();
     let mut server = TestHook::start(&ca, |review| {
