@@ -318,3 +318,63 @@ impl Sandbox {
         let _ = self.task.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_reads_from_yaml_with_defaults() {
+        let yaml = r#"
+users:
+  - name: relay
+    groups: [relayers]
+    token: abc
+    impersonate: true
+services:
+  "secret-relay-webhook.secret-relay.svc:443": "127.0.0.1:9443"
+historyLimit: 50
+"#;
+        let config: SandboxConfig = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(config.users[0].name, "relay");
+        assert!(config.users[0].impersonate);
+        assert_eq!(config.history_limit, 50);
+        assert_eq!(config.max_body_bytes, 3 * 1024 * 1024);
+        assert_eq!(
+            config.services["secret-relay-webhook.secret-relay.svc:443"],
+            "127.0.0.1:9443".parse().unwrap()
+        );
+        assert!(
+            !format!("{config:?}").contains("abc"),
+            "tokens are redacted"
+        );
+    }
+
+    #[test]
+    fn unknown_config_keys_are_rejected() {
+        assert!(serde_yaml::from_str::<SandboxConfig>("histroyLimit: 5").is_err());
+    }
+
+    #[tokio::test]
+    async fn duplicate_users_are_refused() {
+        let mut config = SandboxConfig::default();
+        config.users.push(config.users[0].clone());
+        assert!(matches!(start(config).await, Err(StartError::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn kubeconfigs_are_written_per_user() {
+        let sandbox = start(SandboxConfig::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sandbox.write_kubeconfigs(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("admin.kubeconfig")).unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["server"].as_str(),
+            Some(sandbox.url().as_str())
+        );
+        assert!(doc["users"][0]["user"]["client-certificate-data"].is_string());
+        assert!(sandbox.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        sandbox.shutdown().await;
+    }
+}

@@ -679,3 +679,39 @@ async fn requests_without_credentials_are_401() {
     assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn watches_get_periodic_bookmarks_with_kind_and_version() {
+    let sb = secret_relay_sandbox::start(SandboxConfig {
+        bookmark_interval_seconds: 1,
+        ..SandboxConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = client(&sb, "admin").await;
+    let request = http::Request::builder()
+        .uri("/api/v1/namespaces/default/secrets?watch=1&allowWatchBookmarks=true&timeoutSeconds=2")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    let bytes = within(
+        "watch ends",
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .unwrap()
+    .to_bytes();
+    let bookmark: serde_json::Value = bytes
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "BOOKMARK")
+        .expect("a bookmark within the watch");
+    assert_eq!(bookmark["object"]["kind"], "Secret");
+    assert_eq!(bookmark["object"]["apiVersion"], "v1");
+    assert_eq!(
+        bookmark["object"]["metadata"]["resourceVersion"],
+        sb.resource_version().to_string()
+    );
+    sb.shutdown().await;
+}
