@@ -5,6 +5,7 @@ Every test runs once per kubectl binary (see conftest.py) in its own namespace.
 
 import base64
 import json
+import pathlib
 import queue
 import re
 import threading
@@ -486,3 +487,36 @@ def test_apply_of_a_webhook_configuration_creates_it_with_defaults(kubectl):
         assert stored["webhooks"][0]["clientConfig"]["service"]["name"] == "nowhere"
     finally:
         kubectl.run("delete", "validatingwebhookconfiguration", name, "--ignore-not-found")
+
+
+def webhook_manifests():
+    """Every webhook configuration document in the repository's manifests/."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "manifests"
+    found = []
+    for path in sorted(root.rglob("*.yaml")) + sorted(root.rglob("*.yml")):
+        try:
+            documents = list(yaml.safe_load_all(path.read_text()))
+        except yaml.YAMLError:
+            continue
+        for document in documents:
+            if isinstance(document, dict) and str(document.get("kind", "")).endswith(
+                "WebhookConfiguration"
+            ):
+                found.append(pytest.param(document, id=f"{path.relative_to(root)}"))
+    return found or [pytest.param(None, id="none")]
+
+
+@pytest.mark.parametrize("document", webhook_manifests())
+def test_the_repository_webhook_manifests_are_accepted(kubectl, document):
+    if document is None:
+        pytest.skip("manifests/ holds no webhook configuration yet")
+    # Server-side dry run: admission and validation run, nothing is registered, so a
+    # failurePolicy: Fail webhook cannot disturb the other tests.
+    result = kubectl.run("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(document))
+
+    assert result.returncode == 0, result.stderr
+    kind = document["kind"].lower()
+    name = document["metadata"]["name"]
+    assert result.stdout.strip() == (
+        f"{kind}.admissionregistration.k8s.io/{name} created (server dry run)"
+    )
