@@ -593,7 +593,22 @@ fn prepare(
             obj["status"] = old.map_or_else(|| json!({"phase": "Active"}), |o| o["status"].clone());
         }
         1 => prepare_secret(obj)?,
-        3 | 4 => default_webhooks(obj, kind.index == 3),
+        3 | 4 => {
+            default_webhooks(obj, kind.index == 3);
+            // admissionregistration objects count spec changes in metadata.generation
+            let generation = match old {
+                None => 1,
+                Some(old) => {
+                    let before = old["metadata"]["generation"].as_i64().unwrap_or(1);
+                    if old["webhooks"] == obj["webhooks"] {
+                        before
+                    } else {
+                        before + 1
+                    }
+                }
+            };
+            meta_mut(obj).insert("generation".into(), json!(generation));
+        }
         _ => {}
     }
     Ok(())
@@ -1460,7 +1475,16 @@ async fn delete(
 ) -> Result<Response<Body>, Status> {
     let opts = delete_options(req)?;
     let dry_run = opts["dryRun"].is_array();
-    let uid = delete_one(shared, &req.user, kind, ns, name, &opts, dry_run).await?;
+    let deleted = delete_one(shared, &req.user, kind, ns, name, &opts, dry_run).await?;
+    if kind.index == NAMESPACES.index {
+        // kube-apiserver answers a namespace DELETE with the namespace, now terminating;
+        // here its contents are already gone.
+        let mut ns_obj = deleted;
+        meta_mut(&mut ns_obj).insert("deletionTimestamp".into(), json!(meta::now()));
+        ns_obj["status"] = json!({"phase": "Terminating"});
+        return Ok(json_response(200, &ns_obj, &[]));
+    }
+    let uid = meta_str(&deleted, "uid").to_owned();
     Ok(json_response(
         200,
         &Status::success_json(kind.res(), name, &uid),
@@ -1468,7 +1492,7 @@ async fn delete(
     ))
 }
 
-/// Deletes one object through admission; returns its uid.
+/// Deletes one object through admission; returns it as it was deleted.
 async fn delete_one(
     shared: &Shared,
     user: &UserInfo,
@@ -1477,7 +1501,7 @@ async fn delete_one(
     name: &str,
     opts: &Value,
     dry_run: bool,
-) -> Result<String, Status> {
+) -> Result<Value, Status> {
     for _ in 0..MAX_ATTEMPTS {
         let old = shared
             .db()
@@ -1524,16 +1548,16 @@ async fn delete_one(
         )
         .await?;
         if dry_run {
-            return Ok(uid);
+            return Ok(old);
         }
         if kind.index == NAMESPACES.index {
             delete_namespace_contents(shared, name).await?;
         }
         let result = shared.db().delete(&kind, ns, name, rv_of(&old));
         match result {
-            Ok(_) => {
+            Ok(deleted) => {
                 tracing::debug!(resource = kind.resource, namespace = ns, name, "deleted");
-                return Ok(uid);
+                return Ok(deleted);
             }
             Err(WriteError::Stale) if opts["preconditions"]["resourceVersion"].is_null() => {
                 continue;

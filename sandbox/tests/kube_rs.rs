@@ -273,10 +273,18 @@ async fn namespace_deletion_removes_its_contents() {
     let mut cm = ConfigMap::default();
     cm.metadata.name = Some("c".into());
     cms.create(&PostParams::default(), &cm).await.unwrap();
-    namespaces
+    let answer = namespaces
         .delete("team", &DeleteParams::default())
         .await
         .unwrap();
+    let terminating = answer
+        .left()
+        .expect("a namespace DELETE answers with the namespace");
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    assert!(namespaces.get_opt("team").await.unwrap().is_none());
     assert!(
         cms.list(&ListParams::default())
             .await
