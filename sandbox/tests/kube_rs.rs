@@ -1,5 +1,8 @@
 //! kube-rs against the sandbox: `Api<Secret>` semantics and `kube::runtime::watcher`.
 
+// Helpers outside #[test] functions panic on a failed setup step, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
@@ -720,6 +723,156 @@ async fn watches_get_periodic_bookmarks_with_kind_and_version() {
     assert_eq!(
         bookmark["object"]["metadata"]["resourceVersion"],
         sb.resource_version().to_string()
+    );
+    sb.shutdown().await;
+}
+
+/// An HTTPS admission webhook for `hook.webhooks.svc` that allows everything and reports
+/// (operation, resource, username) of each review.
+async fn recording_webhook() -> (
+    std::net::SocketAddr,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String, String)>,
+) {
+    use secret_relay_certs::{Ca, ClientAuth, Validity, server_config};
+    let ca = Ca::generate("hook-ca", Validity::ca_default()).unwrap();
+    let cert = ca
+        .issue_server(
+            "hook",
+            &["hook.webhooks.svc".to_owned()],
+            &[],
+            Validity::days(1),
+        )
+        .unwrap();
+    let config = server_config(
+        &cert.cert_pem,
+        &cert.key_pem,
+        None,
+        ClientAuth::None,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = http_body_util::BodyExt::collect(req.into_body())
+                                .await?
+                                .to_bytes();
+                            let review: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            let request = &review["request"];
+                            let _ = tx.send((
+                                request["operation"].as_str().unwrap_or_default().to_owned(),
+                                request["resource"]["resource"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                                request["userInfo"]["username"]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                            ));
+                            let answer = json!({
+                                "apiVersion": "admission.k8s.io/v1",
+                                "kind": "AdmissionReview",
+                                "response": {"uid": request["uid"], "allowed": true},
+                            });
+                            Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(answer.to_string()),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    use base64::Engine as _;
+    (
+        addr,
+        base64::engine::general_purpose::STANDARD.encode(ca.cert_pem()),
+        rx,
+    )
+}
+
+#[tokio::test]
+async fn namespace_contents_are_deleted_through_admission_as_the_namespace_controller() {
+    let (hook_addr, ca_bundle, mut seen) = recording_webhook().await;
+    let config = SandboxConfig {
+        services: BTreeMap::from([("hook.webhooks.svc:443".to_owned(), hook_addr)]),
+        ..SandboxConfig::default()
+    };
+    let sb = secret_relay_sandbox::start(config).await.unwrap();
+    let client = client(&sb, "admin").await;
+    let hooks: Api<k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration> =
+        Api::all(client.clone());
+    let hook_config = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "record"},
+        "webhooks": [{
+            "name": "record.webhooks.svc",
+            "clientConfig": {"service": {"name": "hook", "namespace": "webhooks", "path": "/validate"}, "caBundle": ca_bundle},
+            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]}],
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+        }],
+    }))
+    .unwrap();
+    let stored = hooks
+        .create(&PostParams::default(), &hook_config)
+        .await
+        .unwrap();
+    assert_eq!(stored.metadata.generation, Some(1));
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("doomed".into());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client, "doomed");
+    secrets
+        .create(&PostParams::default(), &secret("inside", &[]))
+        .await
+        .unwrap();
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    let (operation, resource, user) = within("the content delete's review", seen.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        (operation.as_str(), resource.as_str()),
+        ("DELETE", "secrets")
+    );
+    assert_eq!(
+        user,
+        "system:serviceaccount:kube-system:namespace-controller"
+    );
+    assert!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
     );
     sb.shutdown().await;
 }
