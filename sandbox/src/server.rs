@@ -861,6 +861,20 @@ fn same_object(a: &Value, b: &Value) -> bool {
     strip(a) == strip(b)
 }
 
+/// Same managedFields apart from timestamps: an apply that changes nothing is a no-op.
+fn same_ownership(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut entries = v["metadata"]["managedFields"].clone();
+        if let Some(list) = entries.as_array_mut() {
+            for e in list.iter_mut().filter_map(Value::as_object_mut) {
+                e.remove("time");
+            }
+        }
+        entries
+    };
+    strip(a) == strip(b)
+}
+
 fn options(kind: &str, req: &Req, dry_run: bool) -> Value {
     let mut o = json!({"kind": kind, "apiVersion": "meta.k8s.io/v1"});
     if let Some(m) = req.query.get("fieldManager") {
@@ -1172,7 +1186,7 @@ async fn finish_write(
     validate_object(&kind, &obj, old.as_ref())?;
     if let Some(old) = &old
         && same_object(&obj, old)
-        && (!applied || obj["metadata"]["managedFields"] == old["metadata"]["managedFields"])
+        && (!applied || same_ownership(&obj, old))
     {
         return Ok(Outcome::Done(json_response(200, old, &warnings)));
     }

@@ -876,3 +876,31 @@ async fn namespace_contents_are_deleted_through_admission_as_the_namespace_contr
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn repeating_an_apply_changes_nothing() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "same", "labels": {"a": "1"}}, "data": {"k": "MQ=="}});
+    let first = api
+        .patch("same", &PatchParams::apply("m"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    let again = api
+        .patch("same", &PatchParams::apply("m"), &Patch::Apply(&body))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.metadata.resource_version,
+        again.metadata.resource_version
+    );
+    let replaced = api
+        .replace("same", &PostParams::default(), &again)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.metadata.resource_version, again.metadata.resource_version,
+        "a no-op PUT is not a write"
+    );
+    sb.shutdown().await;
+}
