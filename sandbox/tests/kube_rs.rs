@@ -904,3 +904,79 @@ async fn repeating_an_apply_changes_nothing() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn generate_name_dry_run_selectors_and_delete_collection() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+
+    let mut generated = secret("", &[("batch", "x")]);
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("gen-".into());
+    let made = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let name = made.metadata.name.unwrap();
+    assert!(
+        name.starts_with("gen-") && name.len() == "gen-".len() + 5,
+        "{name}"
+    );
+
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let rv_before = sb.resource_version();
+    let not_stored = api
+        .create(&dry, &secret("dry", &[("batch", "x")]))
+        .await
+        .unwrap();
+    assert_eq!(not_stored.metadata.name.as_deref(), Some("dry"));
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+    assert_eq!(sb.resource_version(), rv_before, "a dry run writes nothing");
+
+    let mut elsewhere = secret("wrong-ns", &[]);
+    elsewhere.metadata.namespace = Some("kube-system".into());
+    let err = api_error(
+        api.create(&PostParams::default(), &elsewhere)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        "the namespace of the provided object does not match the namespace sent on the request"
+    );
+
+    api.create(&PostParams::default(), &secret("keep", &[("batch", "y")]))
+        .await
+        .unwrap();
+    let by_field = api
+        .list(&ListParams::default().fields("metadata.name=keep"))
+        .await
+        .unwrap();
+    assert_eq!(by_field.items.len(), 1);
+    let by_set = api
+        .list(&ListParams::default().labels("batch in (x,y)"))
+        .await
+        .unwrap();
+    assert_eq!(by_set.items.len(), 2);
+
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("batch=x"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["keep"]);
+    sb.shutdown().await;
+}
