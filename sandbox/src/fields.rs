@@ -190,6 +190,10 @@ fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
             if let Some(s) = e.subresource {
                 v["subresource"] = json!(s);
             }
+            if let (true, Some(m)) = (e.manager.is_empty(), v.as_object_mut()) {
+                // metav1.ManagedFieldsEntry.manager is omitempty
+                m.remove("manager");
+            }
             v
         })
         .collect();
@@ -375,18 +379,26 @@ fn conflict_status(conflicts: &[(String, Vec<String>)]) -> Status {
     Status::apply_conflict(message, causes)
 }
 
-/// The field manager of a non-apply write: `fieldManager`, else the User-Agent's program name.
+/// The field manager of a non-apply write: `fieldManager`, else the User-Agent's program
+/// name (the part before the first '/', printable characters, at most 128 bytes), as
+/// kube-apiserver derives it; empty without either.
 pub(crate) fn manager_from(field_manager: Option<&str>, user_agent: Option<&str>) -> String {
     if let Some(m) = field_manager.filter(|m| !m.is_empty()) {
         return m.to_owned();
     }
-    let ua = user_agent.unwrap_or_default();
-    let prefix = ua.split('/').next().unwrap_or_default();
-    if prefix.is_empty() {
-        "unknown".to_owned()
-    } else {
-        prefix.chars().take(128).collect()
+    let prefix = user_agent
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut out = String::new();
+    for c in prefix.chars().filter(|c| !c.is_control()) {
+        if out.len() + c.len_utf8() > 128 {
+            break;
+        }
+        out.push(c);
     }
+    out
 }
 
 #[cfg(test)]
@@ -504,5 +516,6 @@ mod tests {
             "kubectl"
         );
         assert_eq!(manager_from(Some("x"), Some("kubectl/v1")), "x");
+        assert_eq!(manager_from(None, None), "");
     }
 }
