@@ -1,0 +1,315 @@
+//! AdmissionReview v1 decoding and encoding around the pure policy decisions.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::Secret;
+use secret_relay_policy::{
+    AdmissionInput, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo, mutate, validate,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// The only AdmissionReview version kube-apiserver sends us (admissionReviewVersions: [v1]).
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// The envelope kind.
+pub const KIND: &str = "AdmissionReview";
+
+/// Which webhook endpoint is answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/validate`: allowed or denied, never a patch.
+    Validate,
+    /// `/mutate`: always allowed, with a JSON patch when something is stamped.
+    Mutate,
+}
+
+/// Why a request body is not an AdmissionReview we can answer (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeReviewError {
+    /// Not JSON, or not the shape of an AdmissionReview.
+    #[error("failed to decode AdmissionReview: {0}")]
+    Json(#[source] serde_json::Error),
+    /// apiVersion or kind is not `admission.k8s.io/v1` `AdmissionReview`.
+    #[error(
+        "failed to decode AdmissionReview: expected apiVersion {API_VERSION} and kind {KIND}, got {api_version:?} {kind:?}"
+    )]
+    Envelope {
+        /// The body's apiVersion.
+        api_version: String,
+        /// The body's kind.
+        kind: String,
+    },
+    /// The envelope carries no `request`.
+    #[error("failed to decode AdmissionReview: it has no request")]
+    MissingRequest,
+    /// The object of a Secret request is not a Secret. The message never repeats the
+    /// decoder's text, which could quote a value.
+    #[error("failed to decode the {which} of AdmissionReview {uid} as a core/v1 Secret")]
+    Secret {
+        /// The request uid.
+        uid: String,
+        /// `object` or `oldObject`.
+        which: &'static str,
+    },
+    /// The operation is not one of CREATE, UPDATE, DELETE, CONNECT.
+    #[error("failed to decode AdmissionReview {uid}: unknown operation {operation:?}")]
+    Operation {
+        /// The request uid.
+        uid: String,
+        /// The operation.
+        operation: String,
+    },
+}
+
+/// What one review decided, for the response, logs and metrics.
+#[derive(Debug)]
+pub struct Reviewed {
+    /// The encoded AdmissionReview response.
+    pub body: Vec<u8>,
+    /// The request uid.
+    pub uid: String,
+    /// `CREATE`, `UPDATE`, ...
+    pub operation: String,
+    /// Request namespace.
+    pub namespace: String,
+    /// Request name.
+    pub name: String,
+    /// Whether the request was allowed.
+    pub allowed: bool,
+    /// The rule id that decided (`not-a-secret` for kinds we pass through).
+    pub rule: &'static str,
+    /// The patch length in operations (mutate only).
+    pub patch_ops: usize,
+    /// A break-glass identity bypassed the rules.
+    pub break_glass: Option<String>,
+    /// Whether the request was a dry run.
+    pub dry_run: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: String,
+    #[serde(default)]
+    user_info: UserInfoIn,
+    #[serde(default, borrow)]
+    object: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct GroupVersionKind {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    kind: String,
+}
+
+#[derive(Deserialize, Default)]
+struct UserInfoIn {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct StatusOut {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+/// Answers one AdmissionReview body with the given policy snapshot.
+///
+/// Non-Secret kinds and subresources are allowed untouched. A validating answer never
+/// carries a patch; a mutating answer is always allowed and carries the stamps.
+pub fn review(
+    policy: &Policy,
+    relay: &RelayIdentity,
+    mode: &Mode,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Reviewed, DecodeReviewError> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(DecodeReviewError::Envelope {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
+    }
+    let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
+    let namespace = req.namespace.clone().unwrap_or_default();
+    let name = req.name.clone().unwrap_or_default();
+    let dry_run = req.dry_run.unwrap_or(false);
+    let is_secret = req.kind.group.is_empty()
+        && req.kind.version == "v1"
+        && req.kind.kind == "Secret"
+        && req.sub_resource.as_deref().unwrap_or("").is_empty();
+    let mut reviewed = Reviewed {
+        body: Vec::new(),
+        uid: req.uid.clone(),
+        operation: req.operation.clone(),
+        namespace,
+        name,
+        allowed: true,
+        rule: "not-a-secret",
+        patch_ops: 0,
+        break_glass: None,
+        dry_run,
+    };
+    let mut response = ResponseOut {
+        uid: &req.uid,
+        allowed: true,
+        status: None,
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+        audit_annotations: BTreeMap::new(),
+    };
+    if is_secret {
+        let operation = match req.operation.as_str() {
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            other => {
+                return Err(DecodeReviewError::Operation {
+                    uid: req.uid.clone(),
+                    operation: other.to_owned(),
+                });
+            }
+        };
+        let object = decode_secret(req.object, &req.uid, "object")?;
+        let old_object = decode_secret(req.old_object, &req.uid, "oldObject")?;
+        let user = UserInfo {
+            username: req.user_info.username,
+            groups: req.user_info.groups,
+        };
+        let input = AdmissionInput {
+            operation,
+            namespace: &reviewed.namespace,
+            name: &reviewed.name,
+            object: object.as_ref(),
+            old_object: old_object.as_ref(),
+            user: &user,
+            dry_run,
+        };
+        match endpoint {
+            Endpoint::Validate => {
+                let verdict = validate(policy, relay, mode, &input);
+                reviewed.allowed = verdict.decision.allowed;
+                reviewed.rule = verdict.decision.rule.as_str();
+                if verdict.break_glass_used {
+                    reviewed.break_glass = Some(user.username.clone());
+                }
+                response.allowed = verdict.decision.allowed;
+                if !verdict.decision.allowed {
+                    response.status = Some(StatusOut {
+                        code: 403,
+                        reason: "Forbidden",
+                        message: format!(
+                            "{} (rule {})",
+                            verdict.decision.reason,
+                            verdict.decision.rule.as_str()
+                        ),
+                    });
+                }
+                response.warnings = verdict.warnings;
+                response.audit_annotations = verdict.audit;
+            }
+            Endpoint::Mutate => {
+                let ops = mutate(policy, relay, mode, &input);
+                reviewed.rule = "mutate";
+                reviewed.patch_ops = ops.len();
+                if !ops.is_empty() {
+                    response.patch_type = Some("JSONPatch");
+                    response.patch = Some(encode_patch(&ops));
+                }
+            }
+        }
+    }
+    let out = ReviewOut {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
+    // Serializing plain structs of strings, bools and maps cannot fail.
+    reviewed.body = serde_json::to_vec(&out).unwrap_or_default();
+    Ok(reviewed)
+}
+
+fn decode_secret(
+    raw: Option<&RawValue>,
+    uid: &str,
+    which: &'static str,
+) -> Result<Option<Secret>, DecodeReviewError> {
+    match raw {
+        None => Ok(None),
+        Some(raw) if raw.get() == "null" => Ok(None),
+        Some(raw) => {
+            serde_json::from_str(raw.get())
+                .map(Some)
+                .map_err(|_| DecodeReviewError::Secret {
+                    uid: uid.to_owned(),
+                    which,
+                })
+        }
+    }
+}
+
+fn encode_patch(ops: &[PatchOp]) -> String {
+    // PatchOp serializes to plain JSON objects; this cannot fail.
+    let json = serde_json::to_vec(ops).unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(json)
+}
