@@ -99,8 +99,8 @@ pub enum StartError {
     Config(String),
 }
 
-/// A running sandbox API server. Dropping it without [`Sandbox::shutdown`] leaves it serving
-/// until the runtime stops.
+/// A running sandbox API server. Dropping it stops the server too (connections and watches
+/// end in the background); [`Sandbox::shutdown`] also waits for the listener to close.
 pub struct Sandbox {
     addr: SocketAddr,
     ca_pem: String,

@@ -980,3 +980,22 @@ async fn generate_name_dry_run_selectors_and_delete_collection() {
     assert_eq!(left, vec!["keep"]);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_watches() {
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let request = http::Request::builder()
+        .uri("/api/v1/namespaces/default/secrets?watch=1")
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let response = client.send(request).await.unwrap();
+    sb.shutdown().await;
+    // Without shutdown this watch would run for 30 minutes.
+    within(
+        "the watch to end",
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .ok();
+}
