@@ -233,6 +233,11 @@ impl Req {
             .then(|| table::IncludeObject::parse(self.query.get("includeObject")))
     }
 
+    /// Whether the Accept header asks for metadata only.
+    fn metadata_only(&self) -> bool {
+        table::wants_metadata(self.header("accept"))
+    }
+
     fn manager(&self) -> String {
         fields::manager_from(self.query.get("fieldManager"), self.header("user-agent"))
     }
@@ -966,6 +971,9 @@ fn get(
             &[],
         ));
     }
+    if req.metadata_only() {
+        return Ok(json_response(200, &table::partial(obj), &[]));
+    }
     Ok(json_response(200, obj, &[]))
 }
 
@@ -1063,6 +1071,16 @@ fn list(
             &table::table(&kind, &refs, metadata, include, true),
             &[],
         ));
+    }
+    if req.metadata_only() {
+        let partials: Vec<Value> = items.iter().map(table::partial).collect();
+        let doc = json!({
+            "kind": "PartialObjectMetadataList",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": metadata,
+            "items": partials,
+        });
+        return Ok(json_response(200, &doc, &[]));
     }
     let doc = json!({
         "kind": format!("{}List", kind.kind),
@@ -1755,6 +1773,7 @@ fn start_watch(
             let render = Render {
                 kind,
                 table: req.table(),
+                metadata_only: req.metadata_only(),
                 first: true,
             };
             tokio::spawn(run_watch(
@@ -1794,12 +1813,14 @@ struct WatchOptions {
 struct Render {
     kind: ResourceKind,
     table: Option<table::IncludeObject>,
+    metadata_only: bool,
     first: bool,
 }
 
 impl Render {
     fn line(&mut self, event_type: &str, obj: &Value) -> Bytes {
         match self.table {
+            None if self.metadata_only => event_line(event_type, &table::partial(obj)),
             None => event_line(event_type, obj),
             Some(include) => {
                 let meta = json!({"resourceVersion": meta_str(obj, "resourceVersion")});

@@ -24,6 +24,24 @@ pub(crate) fn wants_table(accept: Option<&str>) -> bool {
     })
 }
 
+/// Whether the Accept header asks for `PartialObjectMetadata` (metadata-only get, list, watch).
+pub(crate) fn wants_metadata(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').next().is_some_and(|first| {
+            first.contains("as=PartialObjectMetadata") && first.contains("g=meta.k8s.io")
+        })
+    })
+}
+
+/// An object reduced to its metadata, as `PartialObjectMetadata`.
+pub(crate) fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"],
+    })
+}
+
 impl IncludeObject {
     pub(crate) fn parse(value: Option<&str>) -> Self {
         match value {
@@ -262,6 +280,18 @@ mod tests {
         assert_eq!(t["rows"][0]["cells"][1], "Opaque");
         assert_eq!(t["rows"][0]["cells"][2], 2);
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn metadata_only_requests_never_carry_data() {
+        assert!(wants_metadata(Some(
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+        )));
+        assert!(!wants_metadata(Some("application/json")));
+        let s = json!({"metadata": {"name": "s"}, "data": {"a": "c2VjcmV0"}});
+        let p = partial(&s);
+        assert_eq!(p["metadata"]["name"], "s");
+        assert!(p.get("data").is_none());
     }
 
     #[test]

@@ -999,3 +999,46 @@ async fn shutdown_ends_open_watches() {
     .await
     .ok();
 }
+
+#[tokio::test]
+async fn metadata_requests_carry_no_secret_data() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    api.create(&PostParams::default(), &secret("meta", &[("app", "x")]))
+        .await
+        .unwrap();
+    let one = api.get_metadata("meta").await.unwrap();
+    assert_eq!(one.metadata.labels.unwrap()["app"], "x");
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("meta"));
+    let (code, body) = raw(
+        &api.clone().into_client(),
+        "GET",
+        "/api/v1/namespaces/default/secrets",
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("\"data\""), "a plain list has data");
+    let request = http::Request::builder()
+        .uri("/api/v1/namespaces/default/secrets")
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(kube::client::Body::empty())
+        .unwrap();
+    let client = client(&sb, "admin").await;
+    let response = client.send(request).await.unwrap();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("PartialObjectMetadataList") && !text.contains("\"data\""),
+        "{text}"
+    );
+    sb.shutdown().await;
+}
