@@ -520,3 +520,51 @@ def test_the_repository_webhook_manifests_are_accepted(kubectl, document):
     assert result.stdout.strip() == (
         f"{kind}.admissionregistration.k8s.io/{name} created (server dry run)"
     )
+
+
+def test_delete_with_server_dry_run_keeps_the_secret(kubectl, core, ns):
+    make_secret(core, ns, "kept")
+
+    out = ok(kubectl.run("delete", "secret", "kept", "-n", ns, "--dry-run=server"))
+
+    assert out.strip() == 'secret "kept" deleted (server dry run)'
+    assert core.read_namespaced_secret("kept", ns).metadata.name == "kept"
+
+
+def test_get_in_an_empty_namespace_says_no_resources(kubectl, ns):
+    result = kubectl.run("get", "secrets", "-n", ns)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"No resources found in {ns} namespace."
+
+
+def test_get_namespace_prints_its_status(kubectl, ns):
+    lines = ok(kubectl.run("get", "namespace", ns)).splitlines()
+
+    assert lines[0].split() == ["NAME", "STATUS", "AGE"]
+    assert lines[1].split()[:2] == [ns, "Active"]
+
+
+def test_server_side_apply_removes_fields_the_manager_stops_applying(kubectl, core, ns):
+    both = secret_manifest(ns, "pruned", {"a": "1", "b": "2"}, labels={"x": "1", "y": "2"})
+    fewer = secret_manifest(ns, "pruned", {"a": "1"}, labels={"x": "1"})
+    ok(kubectl.run("apply", "--server-side", "--field-manager=owner", "-f", "-", input=both))
+
+    ok(kubectl.run("apply", "--server-side", "--field-manager=owner", "-f", "-", input=fewer))
+
+    stored = core.read_namespaced_secret("pruned", ns)
+    assert stored.data == {"a": b64("1")}
+    assert stored.metadata.labels == {"x": "1"}
+
+
+def test_apply_of_an_unknown_field_is_a_strict_decoding_error(kubectl, core, ns):
+    document = yaml.safe_load(secret_manifest(ns, "strict", {"k": "v"}))
+    document["spec"] = {"oops": True}
+
+    err = fails(kubectl.run("apply", "-f", "-", input=yaml.safe_dump(document)))
+
+    assert err.strip() == (
+        'Error from server (BadRequest): error when creating "STDIN": Secret in version "v1" '
+        'cannot be handled as a Secret: strict decoding error: unknown field "spec"'
+    )

@@ -189,3 +189,114 @@ def test_watch_with_a_label_selector_sees_entry_and_exit(core, ns):
             watch.stop()
 
     assert seen == [("ADDED", "mover"), ("DELETED", "mover")]
+
+
+def test_an_invalid_name_is_422_invalid_with_a_field_cause(core, ns):
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(ns, secret("Bad_Name"))
+
+    assert raised.value.status == 422
+    body = status_of(raised.value)
+    assert body["reason"] == "Invalid"
+    assert body["message"].startswith(
+        'Secret "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": '
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters"
+    ), body["message"]
+    assert body["details"]["kind"] == "Secret"
+    assert body["details"]["name"] == "Bad_Name"
+    (cause,) = body["details"]["causes"]
+    assert cause["field"] == "metadata.name"
+    assert cause["reason"] == "FieldValueInvalid"
+
+
+def test_a_body_namespace_other_than_the_url_is_400(core, ns):
+    body = secret("elsewhere")
+    body.metadata.namespace = "other-namespace"
+
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(ns, body)
+
+    assert raised.value.status == 400
+    assert status_of(raised.value)["message"] == (
+        "the namespace of the provided object does not match the namespace sent on the request"
+    )
+
+
+def test_generate_name_appends_a_random_suffix(core, ns):
+    body = k8s.V1Secret(metadata=k8s.V1ObjectMeta(generate_name="gen-"))
+
+    created = core.create_namespaced_secret(ns, body)
+
+    assert created.metadata.name.startswith("gen-")
+    assert len(created.metadata.name) == len("gen-") + 5
+    assert core.read_namespaced_secret(created.metadata.name, ns).metadata.uid == created.metadata.uid
+
+
+def test_dry_run_create_answers_but_stores_nothing(core, ns):
+    answered = core.create_namespaced_secret(ns, secret("rehearsal", string_data={"k": "v"}), dry_run="All")
+
+    assert answered.data == {"k": b64("v")}
+    with pytest.raises(ApiException) as raised:
+        core.read_namespaced_secret("rehearsal", ns)
+    assert raised.value.status == 404
+
+
+def test_an_immutable_secret_refuses_new_data(core, ns):
+    body = secret("frozen", data={"k": b64("1")})
+    body.immutable = True
+    core.create_namespaced_secret(ns, body)
+
+    with pytest.raises(ApiException) as raised:
+        core.patch_namespaced_secret("frozen", ns, {"data": {"k": b64("2")}})
+
+    assert raised.value.status == 422
+    body = status_of(raised.value)
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'Secret "frozen" is invalid: data: Forbidden: field is immutable when `immutable` is set'
+    )
+    assert core.read_namespaced_secret("frozen", ns).data == {"k": b64("1")}
+
+
+def test_the_type_of_a_secret_cannot_change(core, ns):
+    core.create_namespaced_secret(ns, secret("typed"))
+
+    with pytest.raises(ApiException) as raised:
+        core.patch_namespaced_secret("typed", ns, {"type": "example.com/other"})
+
+    assert raised.value.status == 422
+    assert status_of(raised.value)["message"] == (
+        'Secret "typed" is invalid: type: Invalid value: "example.com/other": field is immutable'
+    )
+
+
+def test_list_pages_with_limit_and_continue(core, ns):
+    for name in ("p1", "p2", "p3"):
+        core.create_namespaced_secret(ns, secret(name))
+
+    first = core.list_namespaced_secret(ns, limit=2)
+    assert [s.metadata.name for s in first.items] == ["p1", "p2"]
+    assert first.metadata._continue
+    second = core.list_namespaced_secret(ns, limit=2, _continue=first.metadata._continue)
+
+    assert [s.metadata.name for s in second.items] == ["p3"]
+    assert not second.metadata._continue
+
+
+def test_list_with_a_field_selector_on_the_name(core, ns):
+    for name in ("f1", "f2"):
+        core.create_namespaced_secret(ns, secret(name))
+
+    listed = core.list_namespaced_secret(ns, field_selector="metadata.name=f2")
+
+    assert [s.metadata.name for s in listed.items] == ["f2"]
+
+
+def test_secret_data_over_one_mebibyte_is_invalid(core, ns):
+    big = base64.b64encode(b"x" * (1024 * 1024 + 1)).decode()
+
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(ns, secret("big", data={"blob": big}))
+
+    assert raised.value.status == 422
+    assert status_of(raised.value)["message"].startswith('Secret "big" is invalid: data: Too long')
