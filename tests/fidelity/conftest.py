@@ -23,6 +23,7 @@ from webhook_server import FidelityWebhook
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 START_DEADLINE_SECONDS = 60
+HISTORY_LIMIT = 50
 
 
 class Sandbox:
@@ -71,9 +72,11 @@ def sandbox(tmp_path_factory, fidelity_webhook):
     log_path = directory / "sandbox.log"
     config_path = directory / "sandbox.yaml"
     config_path.write_text(
-        yaml.safe_dump(
-            {"services": {f"{WEBHOOK_SERVER_NAME}:443": f"127.0.0.1:{fidelity_webhook.port}"}}
-        )
+        yaml.safe_dump({
+            "services": {f"{WEBHOOK_SERVER_NAME}:443": f"127.0.0.1:{fidelity_webhook.port}"},
+            # Small enough that a test can outrun it and see 410 Expired.
+            "historyLimit": HISTORY_LIMIT,
+        })
     )
     with open(log_path, "wb") as log:
         process = subprocess.Popen(

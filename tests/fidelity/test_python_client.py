@@ -10,6 +10,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
 
 WATCH_TIMEOUT_SECONDS = 20
+# The sandbox runs with historyLimit 50 (conftest.py).
+MORE_THAN_HISTORY = 60
 
 
 def b64(text):
@@ -300,3 +302,22 @@ def test_secret_data_over_one_mebibyte_is_invalid(core, ns):
 
     assert raised.value.status == 422
     assert status_of(raised.value)["message"].startswith('Secret "big" is invalid: data: Too long')
+
+
+def test_watch_from_a_compacted_resource_version_is_410_expired(core, ns):
+    first = core.create_namespaced_secret(ns, secret("old-0"))
+    for i in range(1, MORE_THAN_HISTORY):
+        core.create_namespaced_secret(ns, secret(f"old-{i}"))
+    watch = k8s_watch.Watch()
+
+    with pytest.raises(ApiException) as raised:
+        for _ in watch.stream(
+            core.list_namespaced_secret,
+            ns,
+            resource_version=first.metadata.resource_version,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+        ):
+            pass
+
+    assert raised.value.status == 410
+    assert raised.value.reason.startswith("Expired: too old resource version: "), raised.value.reason
