@@ -1,6 +1,8 @@
 //! AdmissionReview bodies through the in-process handler: the kube-apiserver contract
 //! and every rule, as `/validate` and `/mutate` see them.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, StatusCode};
