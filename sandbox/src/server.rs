@@ -518,9 +518,16 @@ fn decode_object(
         .map(|f| format!("unknown field {f:?}"))
         .collect();
     match mode {
-        "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
+        // create and update decode through the codec, which names the kind; apply does not
+        "Strict" if !messages.is_empty() && yaml => Err(Status::bad_request(format!(
             "strict decoding error: {}",
             messages.join(", ")
+        ))),
+        "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+            messages.join(", "),
+            kind = kind.kind,
+            version = kind.version,
         ))),
         "Warn" => Ok((obj, messages)),
         _ => Ok((obj, Vec::new())),

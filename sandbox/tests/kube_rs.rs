@@ -567,7 +567,7 @@ async fn unsupported_bodies_get_kube_statuses() {
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         status["message"],
-        r#"strict decoding error: unknown field "spec""#
+        r#"Secret in version "v1" cannot be handled as a Secret: strict decoding error: unknown field "spec""#
     );
     let api: Api<Secret> = Api::namespaced(client.clone(), "default");
     assert!(
