@@ -88,9 +88,11 @@ async fn world() -> World {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let webhook_addr = listener.local_addr().unwrap();
 
-    let mut config = SandboxConfig::default();
-    config.addr = "127.0.0.1:0".parse().unwrap();
-    config.services = BTreeMap::from([(format!("{SERVICE}:443"), webhook_addr)]);
+    let config = SandboxConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        services: BTreeMap::from([(format!("{SERVICE}:443"), webhook_addr)]),
+        ..SandboxConfig::default()
+    };
     let sandbox = secret_relay_sandbox::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     sandbox.write_kubeconfigs(dir.path()).unwrap();
