@@ -1042,3 +1042,71 @@ async fn metadata_requests_carry_no_secret_data() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn delete_preconditions_and_immutable_type() {
+    let sb = sandbox().await;
+    let api: Api<Secret> = Api::namespaced(client(&sb, "admin").await, "default");
+    let created = api
+        .create(&PostParams::default(), &secret("pre", &[]))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+
+    let wrong = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some("other".into()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let err = api_error(api.delete("pre", &wrong).await.unwrap_err());
+    assert_eq!(err.code, 409);
+    assert_eq!(
+        err.message,
+        format!(
+            r#"Operation cannot be fulfilled on secrets "pre": Precondition failed: UID in precondition: other, UID in object meta: {uid}"#
+        )
+    );
+
+    let mut retyped = created.clone();
+    retyped.type_ = Some("kubernetes.io/basic-auth".into());
+    retyped.data = Some(BTreeMap::from([(
+        "username".to_owned(),
+        ByteString(b"u".to_vec()),
+    )]));
+    let err = api_error(
+        api.replace("pre", &PostParams::default(), &retyped)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        r#"Secret "pre" is invalid: type: Invalid value: "kubernetes.io/basic-auth": field is immutable"#
+    );
+
+    let right = DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(uid.clone()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let status = api
+        .delete("pre", &right)
+        .await
+        .unwrap()
+        .right()
+        .expect("a Secret DELETE answers with a Status");
+    let details = status.details.unwrap();
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.kind.as_str(),
+            details.uid.as_str()
+        ),
+        ("pre", "secrets", uid.as_str())
+    );
+    sb.shutdown().await;
+}
