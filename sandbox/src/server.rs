@@ -542,8 +542,8 @@ fn options(kind: &str, req: &Req, dry_run: bool) -> Value {
     if dry_run {
         o["dryRun"] = json!(["All"]);
     }
-    if req.query.flag("force") {
-        o["force"] = json!(true);
+    if let Some(v) = req.query.get("fieldValidation").filter(|v| !v.is_empty()) {
+        o["fieldValidation"] = json!(v);
     }
     o
 }
@@ -849,7 +849,6 @@ async fn finish_write(
     old: Option<Value>,
     applied: bool,
     warnings: &[String],
-    options_kind: &str,
 ) -> Result<Outcome, Status> {
     let kind = w.kind;
     let mut warnings = warnings.to_vec();
@@ -880,7 +879,15 @@ async fn finish_write(
         Some(obj.clone()),
         old.clone(),
         dry_run,
-        options(options_kind, req, dry_run),
+        // kube converts PATCH options to the Create/UpdateOptions of the operation
+        options(
+            match operation {
+                Operation::Create => "CreateOptions",
+                _ => "UpdateOptions",
+            },
+            req,
+            dry_run,
+        ),
         Some(&mut warnings),
     )
     .await?;
@@ -968,18 +975,7 @@ async fn update(
         if !requested_rv.is_empty() && requested_rv != meta_str(&old, "resourceVersion") {
             return Err(Status::conflict_modified(kind.res(), name));
         }
-        match finish_write(
-            shared,
-            req,
-            &w,
-            obj.clone(),
-            Some(old),
-            false,
-            &warnings,
-            "UpdateOptions",
-        )
-        .await?
-        {
+        match finish_write(shared, req, &w, obj.clone(), Some(old), false, &warnings).await? {
             Outcome::Done(r) => return Ok(r),
             Outcome::Retry => continue,
         }
@@ -1108,18 +1104,7 @@ async fn patch_object(
             name,
             conditional,
         };
-        match finish_write(
-            shared,
-            req,
-            &w,
-            new,
-            old,
-            applied.is_some(),
-            &warnings,
-            "PatchOptions",
-        )
-        .await?
-        {
+        match finish_write(shared, req, &w, new, old, applied.is_some(), &warnings).await? {
             Outcome::Done(r) => return Ok(r),
             Outcome::Retry => continue,
         }
