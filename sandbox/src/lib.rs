@@ -6,6 +6,21 @@
 //! against it. It is never for production: nothing is persisted and there is no RBAC.
 //!
 //! Several sandboxes can run in one process: there is no global state.
+//!
+//! # Where it knowingly differs from kube-apiserver
+//!
+//! - Namespace deletion is immediate: the DELETE answers with the namespace in phase
+//!   `Terminating`, after its contents were deleted through admission as the namespace
+//!   controller (`system:serviceaccount:kube-system:namespace-controller`). If admission
+//!   refuses one of those deletes, the namespace DELETE fails with that Status (a real cluster
+//!   would leave the namespace stuck in `Terminating`).
+//! - Protobuf request bodies are decoded for Namespaces, Secrets and ConfigMaps (what
+//!   `kubectl create` sends); other kinds answer 415. Responses are always JSON.
+//! - Server-side apply tracks ownership per key of `metadata.labels`, `metadata.annotations`
+//!   and map fields (`data`, `stringData`, `binaryData`), and per top-level field otherwise
+//!   (a webhook configuration's `webhooks` list is one field).
+//! - A `continue` token lists the current objects after its key (not a snapshot) and expires
+//!   with compaction; there is no RBAC, every authenticated user may do everything.
 
 // Every handler fails with a `Status` mirroring metav1.Status; its size is irrelevant next to a
 // TLS round trip, and boxing it everywhere would only add noise.
