@@ -252,11 +252,7 @@ impl Ca {
         cluster: &str,
         validity: Validity,
     ) -> Result<IssuedCert, IssueCertError> {
-        if cluster.is_empty()
-            || !cluster
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        {
+        if !crate::identity::is_cluster_name(cluster) {
             return Err(IssueCertError::InvalidName {
                 name: cluster.to_owned(),
                 why: "a cluster name is lowercase letters, digits, '-' and '.'",

@@ -6,6 +6,9 @@
 //!   (CN = user, O = groups).
 //! - [`server_config`] and [`client_config`] build rustls configs on the one crypto
 //!   provider of the workspace.
+//! - [`ReloadingServerTls`] serves certificates and client CA bundles read from files
+//!   and rotated without a restart.
+//! - [`peer_identity`] names the cluster of a verified client certificate.
 //!
 //! # Crypto provider: ring
 //!
@@ -15,10 +18,14 @@
 //! [`provider`] explicitly; no process-wide default is installed.
 
 mod config;
+mod identity;
 mod issue;
+mod reload;
 
 pub use config::{ClientAuth, TlsConfigError, client_config, provider, server_config};
+pub use identity::{ClusterIdentity, IdentityError, IdentitySource, peer_identity};
 pub use issue::{
     Ca, IssueCertError, IssuedCert, LoadCertError, SPIFFE_CLUSTER_PREFIX, Validity,
     parse_certs_pem, parse_key_pem,
 };
+pub use reload::{ReloadOutcome, ReloadTlsError, ReloadingServerTls, TlsFiles};

@@ -1,0 +1,99 @@
+//! The cluster identity of a verified peer certificate.
+
+use std::fmt;
+
+use rustls_pki_types::CertificateDer;
+use x509_parser::extensions::GeneralName;
+
+use crate::issue::SPIFFE_CLUSTER_PREFIX;
+
+/// The cluster a verified client certificate names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterIdentity {
+    /// The cluster name.
+    pub name: String,
+    /// Where the name came from.
+    pub source: IdentitySource,
+}
+
+/// Which part of the certificate named the cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The URI SAN `spiffe://secret-relay/cluster/<name>`.
+    SpiffeUri,
+    /// The subject common name (certificates without the URI SAN).
+    CommonName,
+}
+
+/// The certificate names no cluster.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    /// The certificate does not parse as X.509.
+    #[error("failed to read the peer certificate: not valid X.509")]
+    Unparsable,
+    /// Neither a secret-relay URI SAN nor a common name.
+    #[error(
+        "failed to identify the peer: its certificate has no spiffe://secret-relay/cluster/ URI SAN and no common name"
+    )]
+    NoIdentity,
+    /// The name found is not a valid cluster name.
+    #[error("failed to identify the peer: {0:?} is not a valid cluster name")]
+    InvalidName(String),
+    /// More than one secret-relay URI SAN, naming different clusters.
+    #[error("failed to identify the peer: its certificate names more than one cluster")]
+    Ambiguous,
+}
+
+impl fmt::Display for ClusterIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// The cluster named by a peer certificate that rustls already verified: the URI SAN
+/// `spiffe://secret-relay/cluster/<name>` first, then the common name.
+pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<ClusterIdentity, IdentityError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|_| IdentityError::Unparsable)?;
+    let mut from_uri: Option<&str> = None;
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::URI(uri) = name
+                && let Some(cluster) = uri.strip_prefix(SPIFFE_CLUSTER_PREFIX)
+            {
+                match from_uri {
+                    Some(seen) if seen != cluster => return Err(IdentityError::Ambiguous),
+                    _ => from_uri = Some(cluster),
+                }
+            }
+        }
+    }
+    let (name, source) = match from_uri {
+        Some(name) => (name.to_owned(), IdentitySource::SpiffeUri),
+        None => {
+            let cn = parsed
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .filter(|cn| !cn.is_empty())
+                .ok_or(IdentityError::NoIdentity)?;
+            (cn.to_owned(), IdentitySource::CommonName)
+        }
+    };
+    if !is_cluster_name(&name) {
+        return Err(IdentityError::InvalidName(name));
+    }
+    Ok(ClusterIdentity { name, source })
+}
+
+/// A cluster name: a DNS-1123 subdomain (lowercase alphanumerics, `-` and `.`, at most 253).
+pub(crate) fn is_cluster_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
