@@ -6,6 +6,7 @@
 //! while open connections go on with what they negotiated.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,6 +104,7 @@ pub struct ReloadingServerTls {
     verifier: Option<Arc<RotatingClientVerifier>>,
     config: Arc<ServerConfig>,
     seen: Mutex<FileContents>,
+    rotations: AtomicU64,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
@@ -166,6 +168,7 @@ impl ReloadingServerTls {
             verifier,
             config: Arc::new(config),
             seen: Mutex::new(contents),
+            rotations: AtomicU64::new(0),
         }))
     }
 
@@ -187,6 +190,11 @@ impl ReloadingServerTls {
     /// The server config; hand it to the acceptor once, it follows every rotation.
     pub fn config(&self) -> Arc<ServerConfig> {
         self.config.clone()
+    }
+
+    /// How many times new material was swapped in since start.
+    pub fn rotations(&self) -> u64 {
+        self.rotations.load(Ordering::Acquire)
     }
 
     /// The files this material is read from.
@@ -213,6 +221,7 @@ impl ReloadingServerTls {
             v.current.store(Arc::new(new));
         }
         *seen = contents;
+        self.rotations.fetch_add(1, Ordering::AcqRel);
         Ok(ReloadOutcome::Rotated)
     }
 
