@@ -110,33 +110,32 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => anyhow::bail!("one of --policy-file or --policy-configmap is required"),
     };
-    let tls = load_tls(&args.tls_cert, &args.tls_key)?;
+    let tls = secret_relay_certs::ReloadingServerTls::webhook(secret_relay_certs::TlsFiles {
+        cert: args.tls_cert.clone(),
+        key: args.tls_key.clone(),
+        client_ca: None,
+    })
+    .with_context(|| {
+        format!(
+            "failed to load TLS material from {}",
+            args.tls_cert.display()
+        )
+    })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tls_watch = std::sync::Arc::clone(&tls).spawn_watch(interval, async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|stop| *stop).await;
+    });
     let state = AppState::new(relay, mode);
     let config = Config {
         addr: args.addr,
         policy,
     };
-    secret_relay_webhook::run(config, state, tls, client, shutdown_signal())
-        .await
-        .context("webhook failed")
-}
-
-fn load_tls(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<std::sync::Arc<rustls::ServerConfig>> {
-    let cert_pem = std::fs::read_to_string(cert)
-        .with_context(|| format!("failed to read {}", cert.display()))?;
-    let key_pem = std::fs::read_to_string(key)
-        .with_context(|| format!("failed to read {}", key.display()))?;
-    secret_relay_certs::server_config(
-        &cert_pem,
-        &key_pem,
-        None,
-        secret_relay_certs::ClientAuth::None,
-        &[b"http/1.1"],
-    )
-    .with_context(|| format!("failed to load TLS material from {}", cert.display()))
+    let result =
+        secret_relay_webhook::run(config, state, tls.config(), client, shutdown_signal()).await;
+    let _ = stop_tx.send(true);
+    let _ = tls_watch.await;
+    result.context("webhook failed")
 }
 
 async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
