@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from webhook_server import DENIAL_MESSAGE, SERVER_NAME
+from webhook_server import DENIAL_MESSAGE, SERVER_NAME, UNDELETABLE_MESSAGE, WARNINGS
 
 DENIED = f'admission webhook "deny.fidelity.example.com" denied the request: {DENIAL_MESSAGE}'
 
@@ -108,3 +108,35 @@ def test_kubectl_dry_run_server_is_admitted_but_not_stored(admission_webhooks, k
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_secret("rehearsal", ns)
     assert missing.value.status == 404
+
+
+def test_kubectl_delete_denied_by_the_webhook_keeps_the_secret(admission_webhooks, kubectl, core, ns):
+    core.create_namespaced_secret(
+        ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="pinned", labels={"fidelity-undeletable": "true"}))
+    )
+
+    result = kubectl.run("delete", "secret", "pinned", "-n", ns)
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        'Error from server (Forbidden): admission webhook "undeletable.fidelity.example.com" '
+        f"denied the request: {UNDELETABLE_MESSAGE}"
+    )
+    assert core.read_namespaced_secret("pinned", ns).metadata.name == "pinned"
+    (call,) = [
+        r for r in admission_webhooks.reviews_for(ns, "pinned") if r["path"].startswith("/undeletable")
+    ]
+    request = call["review"]["request"]
+    assert request["operation"] == "DELETE"
+    assert request["object"] is None
+    assert request["oldObject"]["metadata"]["labels"] == {"fidelity-undeletable": "true"}
+    assert request["options"]["kind"] == "DeleteOptions"
+    assert request["options"]["apiVersion"] == "meta.k8s.io/v1"
+
+
+def test_kubectl_prints_webhook_warnings(admission_webhooks, kubectl, ns):
+    result = kubectl.run("apply", "-f", "-", input=manifest(ns, "warned", {"fidelity-warn": "true"}))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "secret/warned created"
+    assert result.stderr.splitlines() == [f"Warning: {w}" for w in WARNINGS]

@@ -3,8 +3,10 @@
 It serves `/mutate` and `/validate` over TLS with a certificate for its service name,
 signed by its own CA, and answers AdmissionReview v1 the way a real webhook does.
 Secrets labelled `fidelity-mutate: "true"` get a `fidelity-mutated: "yes"` label;
-Secrets labelled `fidelity-deny: "true"` are denied with 403. Every review received is
-kept, so tests can assert what the API server sent.
+Secrets labelled `fidelity-deny: "true"` are denied with 403, those labelled
+`fidelity-undeletable: "true"` cannot be deleted, and those labelled `fidelity-warn: "true"`
+are admitted with two warnings. Every review received is kept, so tests can assert what
+the API server sent.
 """
 
 import base64
@@ -24,6 +26,8 @@ SERVICE_NAME = "fidelity-hook"
 SERVICE_NAMESPACE = "webhooks"
 SERVER_NAME = f"{SERVICE_NAME}.{SERVICE_NAMESPACE}.svc"
 DENIAL_MESSAGE = "denied by the fidelity webhook"
+UNDELETABLE_MESSAGE = "this secret cannot be deleted"
+WARNINGS = ["fidelity says hello", "and says it twice"]
 
 
 def _certificates():
@@ -137,6 +141,13 @@ class FidelityWebhook:
         if path.startswith("/validate") and labels.get("fidelity-deny") == "true":
             response["allowed"] = False
             response["status"] = {"code": 403, "reason": "Forbidden", "message": DENIAL_MESSAGE}
+        if path.startswith("/undeletable") and request["operation"] == "DELETE":
+            response["allowed"] = False
+            response["status"] = {
+                "code": 403, "reason": "Forbidden", "message": UNDELETABLE_MESSAGE,
+            }
+        if path.startswith("/warn"):
+            response["warnings"] = WARNINGS
         return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
     def reviews_for(self, namespace, name):
@@ -151,7 +162,7 @@ class FidelityWebhook:
     def configurations(self, suffix):
         """Mutating and validating configurations that call this webhook for labelled Secrets."""
 
-        def webhook(name, path, label):
+        def webhook(name, path, label, operations=("CREATE", "UPDATE")):
             return {
                 "name": name,
                 "clientConfig": {
@@ -164,7 +175,7 @@ class FidelityWebhook:
                     "caBundle": self.ca_bundle,
                 },
                 "rules": [{
-                    "operations": ["CREATE", "UPDATE"],
+                    "operations": list(operations),
                     "apiGroups": [""],
                     "apiVersions": ["v1"],
                     "resources": ["secrets"],
@@ -185,7 +196,14 @@ class FidelityWebhook:
             "apiVersion": "admissionregistration.k8s.io/v1",
             "kind": "ValidatingWebhookConfiguration",
             "metadata": {"name": f"fidelity-validate-{suffix}"},
-            "webhooks": [webhook("deny.fidelity.example.com", "/validate", "fidelity-deny")],
+            "webhooks": [
+                webhook("deny.fidelity.example.com", "/validate", "fidelity-deny"),
+                webhook(
+                    "undeletable.fidelity.example.com", "/undeletable", "fidelity-undeletable",
+                    operations=("DELETE",),
+                ),
+                webhook("warn.fidelity.example.com", "/warn", "fidelity-warn"),
+            ],
         }
         return mutating, validating
 
