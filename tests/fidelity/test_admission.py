@@ -140,3 +140,33 @@ def test_kubectl_prints_webhook_warnings(admission_webhooks, kubectl, ns):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "secret/warned created"
     assert result.stderr.splitlines() == [f"Warning: {w}" for w in WARNINGS]
+
+
+def test_kubectl_sees_a_webhook_signed_by_another_ca_fail_closed(admission_webhooks, kubectl, ns):
+    result = kubectl.run("apply", "-f", "-", input=manifest(ns, "untrusted", {"fidelity-bad-ca": "true"}))
+
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip() == (
+        'Error from server (InternalError): error when creating "STDIN": Internal error occurred: '
+        'failed calling webhook "bad-ca.fidelity.example.com": failed to call webhook: '
+        f'Post "https://{SERVER_NAME}:443/validate?timeout=10s": '
+        "tls: failed to verify certificate: x509: certificate signed by unknown authority"
+    )
+
+
+def test_python_create_times_out_on_a_webhook_that_never_answers(admission_webhooks, core, ns):
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(
+            ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="stuck", labels={"fidelity-slow": "true"}))
+        )
+
+    assert raised.value.status == 500
+    body = json.loads(raised.value.body)
+    assert body["reason"] == "InternalError"
+    assert body["message"] == (
+        'Internal error occurred: failed calling webhook "slow.fidelity.example.com": '
+        f'failed to call webhook: Post "https://{SERVER_NAME}:443/slow?timeout=1s": '
+        "context deadline exceeded"
+    )
+    (call,) = admission_webhooks.reviews_for(ns, "stuck")
+    assert call["path"] == "/slow?timeout=1s"

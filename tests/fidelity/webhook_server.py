@@ -5,8 +5,10 @@ signed by its own CA, and answers AdmissionReview v1 the way a real webhook does
 Secrets labelled `fidelity-mutate: "true"` get a `fidelity-mutated: "yes"` label;
 Secrets labelled `fidelity-deny: "true"` are denied with 403, those labelled
 `fidelity-undeletable: "true"` cannot be deleted, and those labelled `fidelity-warn: "true"`
-are admitted with two warnings. Every review received is kept, so tests can assert what
-the API server sent.
+are admitted with two warnings. Two more webhooks cannot succeed: one registered with
+another CA's bundle (label `fidelity-bad-ca`) and one that never answers (label
+`fidelity-slow`, timeoutSeconds 1). Every review received is kept, so tests can assert
+what the API server sent.
 """
 
 import base64
@@ -86,6 +88,9 @@ class FidelityWebhook:
     def __init__(self):
         ca_pem, cert_pem, key_pem = _certificates()
         self.ca_bundle = base64.b64encode(ca_pem).decode()
+        self.other_ca_bundle = base64.b64encode(_certificates()[0]).decode()
+        # Released on close, so a handler holding back its answer ends with the server.
+        self._closing = threading.Event()
         self.reviews = []
         self.server_names = []
         self._lock = threading.Lock()
@@ -99,6 +104,10 @@ class FidelityWebhook:
                 review = json.loads(self.rfile.read(length))
                 with webhook._lock:
                     webhook.reviews.append({"path": self.path, "review": review})
+                if self.path.startswith("/slow"):
+                    # Never answer in time: the API server's timeoutSeconds must end the call.
+                    webhook._closing.wait()
+                    return
                 body = json.dumps(webhook.answer(self.path, review)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -162,7 +171,7 @@ class FidelityWebhook:
     def configurations(self, suffix):
         """Mutating and validating configurations that call this webhook for labelled Secrets."""
 
-        def webhook(name, path, label, operations=("CREATE", "UPDATE")):
+        def webhook(name, path, label, operations=("CREATE", "UPDATE"), ca_bundle=None):
             return {
                 "name": name,
                 "clientConfig": {
@@ -172,7 +181,7 @@ class FidelityWebhook:
                         "path": path,
                         "port": 443,
                     },
-                    "caBundle": self.ca_bundle,
+                    "caBundle": ca_bundle or self.ca_bundle,
                 },
                 "rules": [{
                     "operations": list(operations),
@@ -203,10 +212,19 @@ class FidelityWebhook:
                     operations=("DELETE",),
                 ),
                 webhook("warn.fidelity.example.com", "/warn", "fidelity-warn"),
+                webhook(
+                    "bad-ca.fidelity.example.com", "/validate", "fidelity-bad-ca",
+                    ca_bundle=self.other_ca_bundle,
+                ),
+                dict(
+                    webhook("slow.fidelity.example.com", "/slow", "fidelity-slow"),
+                    timeoutSeconds=1,
+                ),
             ],
         }
         return mutating, validating
 
     def close(self):
+        self._closing.set()
         self._server.shutdown()
         self._server.server_close()
