@@ -58,6 +58,9 @@ pub(crate) struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "SECRET_RELAY_LOG_JSON")]
     log_json: bool,
+    /// Also serve POST /baseline (a fixed answer, no admission work) for benchmarks.
+    #[arg(long, hide = true)]
+    bench_baseline: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -126,7 +129,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     });
-    let state = AppState::new(relay, mode);
+    let state = if args.bench_baseline {
+        AppState::with_bench_baseline(relay, mode)
+    } else {
+        AppState::new(relay, mode)
+    };
     let config = Config {
         addr: args.addr,
         policy,

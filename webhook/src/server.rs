@@ -31,8 +31,9 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let endpoint = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/validate") => Endpoint::Validate,
-        (&Method::POST, "/mutate") => Endpoint::Mutate,
+        (&Method::POST, "/validate") => Some(Endpoint::Validate),
+        (&Method::POST, "/mutate") => Some(Endpoint::Mutate),
+        (&Method::POST, "/baseline") if state.bench_baseline() => None,
         (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n".to_owned()),
         (&Method::GET, "/readyz") => {
             let (ready, detail) = state.readiness();
@@ -63,8 +64,9 @@ where
     };
     let started = Instant::now();
     let endpoint_name = match endpoint {
-        Endpoint::Validate => "validate",
-        Endpoint::Mutate => "mutate",
+        Some(Endpoint::Validate) => "validate",
+        Some(Endpoint::Mutate) => "mutate",
+        None => "baseline",
     };
     let bad = |code: StatusCode, message: String| {
         state
@@ -126,6 +128,9 @@ where
             );
         }
     };
+    let Some(endpoint) = endpoint else {
+        return json(Bytes::from_static(BASELINE_REVIEW));
+    };
     // One snapshot per request: a request never sees two policies.
     let policy = state.policy();
     let reviewed = match review(&policy, state.relay(), state.mode(), endpoint, &body) {
@@ -173,7 +178,15 @@ where
         .metrics()
         .latency
         .observe(started.elapsed().as_secs_f64());
-    let mut resp = Response::new(Full::new(Bytes::from(reviewed.body)));
+    json(Bytes::from(reviewed.body))
+}
+
+/// The fixed answer of `POST /baseline` (benchmarks only): an allowed review of a
+/// typical size, so the baseline pays the same TLS, HTTP and body costs as a review.
+const BASELINE_REVIEW: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true}}"#;
+
+fn json(body: Bytes) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body));
     resp.headers_mut().insert(
         CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

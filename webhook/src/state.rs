@@ -25,6 +25,7 @@ struct Inner {
     relay: RelayIdentity,
     mode: Mode,
     reloads: watch::Sender<u64>,
+    bench_baseline: bool,
 }
 
 /// The outcome of offering a policy document to the store.
@@ -41,6 +42,17 @@ pub enum LoadOutcome {
 impl AppState {
     /// A state that is not ready until a valid policy is loaded.
     pub fn new(relay: RelayIdentity, mode: Mode) -> AppState {
+        AppState::build(relay, mode, false)
+    }
+
+    /// Like [`AppState::new`], and also serves `POST /baseline`: the same body handling
+    /// and TLS, answering a fixed AdmissionReview without admission work. Benchmarks
+    /// measure it beside `/validate` to show what admission costs.
+    pub fn with_bench_baseline(relay: RelayIdentity, mode: Mode) -> AppState {
+        AppState::build(relay, mode, true)
+    }
+
+    fn build(relay: RelayIdentity, mode: Mode, bench_baseline: bool) -> AppState {
         let (reloads, _) = watch::channel(0);
         AppState {
             inner: Arc::new(Inner {
@@ -51,6 +63,7 @@ impl AppState {
                 relay,
                 mode,
                 reloads,
+                bench_baseline,
             }),
         }
     }
@@ -68,6 +81,11 @@ impl AppState {
     /// Control plane or managed cluster.
     pub fn mode(&self) -> &Mode {
         &self.inner.mode
+    }
+
+    /// Whether `POST /baseline` is served.
+    pub fn bench_baseline(&self) -> bool {
+        self.inner.bench_baseline
     }
 
     /// The metrics registry.

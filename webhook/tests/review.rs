@@ -749,3 +749,22 @@ async fn health_and_unknown_paths() {
     .await;
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn the_bench_baseline_route_is_served_only_when_enabled() {
+    let r = review(
+        "CREATE",
+        admin(),
+        secret("repo", json!({}), json!({})),
+        Value::Null,
+    );
+    let body = serde_json::to_vec(&r).unwrap();
+    let (code, _) = post(&state(), "/baseline", "application/json", body.clone()).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let bench = AppState::with_bench_baseline(RelayIdentity::default(), Mode::ControlPlane);
+    bench.offer_policy("test", "1", parse_policy(POLICY));
+    let (code, out) = post(&bench, "/baseline", "application/json", body).await;
+    assert_eq!(code, StatusCode::OK);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["response"]["allowed"], true);
+}
