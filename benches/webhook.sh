@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Admission webhook throughput, latency at half load and memory, beside a baseline
+# served by the same binary and TLS stack that does no admission work (POST /baseline).
+#
+#   benches/webhook.sh            # 3 rounds of 10 s each (ROUNDS, SECONDS_PER_RUN, CONNECTIONS)
+#
+# The webhook runs on core 0 and the load generator, oha, on core 1 (taskset), over
+# TLS keep-alive (HTTP/1.1, as kube-apiserver calls webhooks). oha is installed with
+# `cargo install oha --locked --root target/bench-tools` when it is not on PATH.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+CONNECTIONS=${CONNECTIONS:-32}
+
+# oha comes from PATH, or is installed once into a local root (OHA_ROOT).
+OHA_ROOT=${OHA_ROOT:-$PWD/target/bench-tools}
+if ! command -v oha >/dev/null 2>&1; then
+    [ -x "$OHA_ROOT/bin/oha" ] || cargo install oha --locked --root "$OHA_ROOT"
+    PATH="$OHA_ROOT/bin:$PATH"
+fi
+command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
+cargo build --release -q -p secret-relay
+bin=target/release/secret-relay
+
+work=$(mktemp -d)
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin" certs init --dir "$work" 2>/dev/null
+"$bin" certs server --dir "$work" --name webhook --dns localhost --ip 127.0.0.1 2>/dev/null
+cat > "$work/policy.yaml" <<'POLICY'
+clusters:
+  - name: cluster1
+    labels: { env: prod }
+secretSources:
+  - clusterSelector: env=prod
+POLICY
+
+# A realistic review: a cluster's repository credentials, created through the relay (~2 KB).
+python3 - "$work/review.json" <<'PY'
+import base64, json, sys
+data = {k: base64.b64encode(v.encode()).decode() for k, v in {
+    "url": "https://git.example.com/platform/deployments.git",
+    "username": "deploy-bot",
+    "password": "x" * 40,
+    "sshPrivateKey": "k" * 700,
+}.items()}
+secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+          "metadata": {"name": "repo-platform", "namespace": "argocd",
+                       "labels": {"argocd.argoproj.io/secret-type": "repository", "team": "platform"},
+                       "annotations": {"akuity.io/managed-secret-allowed-clusters": "cluster2,cluster3"}},
+          "data": data}
+review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    "uid": "0b7c6a4e-8d3f-4b1e-9f2a-5c6d7e8f9a0b",
+    "kind": {"group": "", "version": "v1", "kind": "Secret"},
+    "resource": {"group": "", "version": "v1", "resource": "secrets"},
+    "requestKind": {"group": "", "version": "v1", "kind": "Secret"},
+    "requestResource": {"group": "", "version": "v1", "resource": "secrets"},
+    "name": "repo-platform", "namespace": "argocd", "operation": "CREATE",
+    "userInfo": {"username": "secret-relay:cluster:cluster1",
+                 "groups": ["secret-relay:clusters", "system:authenticated"]},
+    "object": secret, "oldObject": None, "dryRun": False,
+    "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+secret["metadata"]["labels"]["secret-relay.io/owner"] = "cluster.cluster1"
+open(sys.argv[1], "w").write(json.dumps(review))
+PY
+
+port=$((20000 + RANDOM % 20000))
+SECRET_RELAY_LOG=warn taskset -c 0 "$bin" webhook --addr "127.0.0.1:$port" \
+    --tls-cert "$work/webhook.crt" --tls-key "$work/webhook.key" \
+    --policy-file "$work/policy.yaml" --bench-baseline &
+pid=$!
+for _ in $(seq 1 100); do
+    curl -sf --cacert "$work/ca.crt" "https://localhost:$port/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+curl -sf --cacert "$work/ca.crt" "https://localhost:$port/readyz" >/dev/null
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# run PATH [extra oha args...] -> prints "rps p50_ms p99_ms cpu_us_per_req"
+run() {
+    local path=$1; shift
+    local before after out
+    before=$(cpu_ticks)
+    out=$(taskset -c 1 oha --no-tui --output-format json -z "${SECONDS_PER_RUN}s" -c "$CONNECTIONS" \
+        -m POST -H 'content-type: application/json' -D "$work/review.json" \
+        --cacert "$work/ca.crt" "$@" "https://localhost:$port$path")
+    after=$(cpu_ticks)
+    python3 -c '
+import json, sys, os
+r = json.loads(sys.argv[1]); ticks = int(sys.argv[2]); hz = os.sysconf("SC_CLK_TCK")
+rps = r["summary"]["requestsPerSec"]; p = r["latencyPercentiles"]
+ok = r.get("statusCodeDistribution", {}).get("200", 0)
+cpu = ticks / hz / max(ok, 1) * 1e6
+print("%.0f %.3f %.3f %.1f %d" % (rps, p["p50"] * 1000, p["p99"] * 1000, cpu, ok))
+' "$out" "$((after - before))"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A col
+for path in /baseline /validate /mutate; do
+    for round in $(seq 1 "$ROUNDS"); do
+        read -r rps p50 p99 cpu ok < <(run "$path")
+        echo "full load $path round $round: $rps req/s, p50 $p50 ms, p99 $p99 ms, $cpu us CPU/req ($ok OK)" >&2
+        col[$path.rps]+="$rps "; col[$path.cpu]+="$cpu "
+        half=$((rps / 2))
+        read -r _ hp50 hp99 _ _ < <(run "$path" -q "$half")
+        echo "  at $half req/s: p50 $hp50 ms, p99 $hp99 ms" >&2
+        col[$path.p50]+="$hp50 "; col[$path.p99]+="$hp99 "; col[$path.half]+="$half "
+    done
+done
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+
+m() { tr ' ' '\n' <<<"${col[$1]}" | grep -v '^$' | median; }
+base=$(m /baseline.rps)
+echo
+echo "webhook bench: $ROUNDS x ${SECONDS_PER_RUN}s, $CONNECTIONS connections, webhook on core 0, oha on core 1; medians"
+echo "| endpoint | reviews/s | vs baseline | CPU µs/review | p50 at half load (ms) | p99 at half load (ms) |"
+echo "|---|---:|---:|---:|---:|---:|"
+for path in /baseline /validate /mutate; do
+    rps=$(m $path.rps)
+    printf '| %s | %s | %.2f | %s | %s | %s |\n' "$path" "$rps" "$(python3 -c "print($rps/$base)")" \
+        "$(m $path.cpu)" "$(m $path.p50)" "$(m $path.p99)"
+done
+echo "peak RSS of the webhook over the whole run: $((rss_kb / 1024)) MiB"
