@@ -639,6 +639,16 @@ fn field_extras(kind: &ResourceKind) -> &'static [&'static str] {
     }
 }
 
+/// The `labelSelector` and `fieldSelector` of a list-like request.
+fn selectors(req: &Req, kind: &ResourceKind) -> Result<(LabelSelector, FieldSelector), Status> {
+    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
+    let field = FieldSelector::parse(
+        req.query.get("fieldSelector").unwrap_or_default(),
+        field_extras(kind),
+    )?;
+    Ok((labels, field))
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     v: String,
@@ -652,11 +662,7 @@ fn list(
     kind: ResourceKind,
     ns: Option<&str>,
 ) -> Result<Response<Body>, Status> {
-    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
-    let field = FieldSelector::parse(
-        req.query.get("fieldSelector").unwrap_or_default(),
-        field_extras(&kind),
-    )?;
+    let (labels, field) = selectors(req, &kind)?;
     let limit = req
         .query
         .get("limit")
@@ -1276,11 +1282,7 @@ async fn delete_collection(
     kind: ResourceKind,
     ns: Option<&str>,
 ) -> Result<Response<Body>, Status> {
-    let labels = LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?;
-    let field = FieldSelector::parse(
-        req.query.get("fieldSelector").unwrap_or_default(),
-        field_extras(&kind),
-    )?;
+    let (labels, field) = selectors(req, &kind)?;
     let opts = delete_options(req)?;
     let dry_run = opts["dryRun"].is_array();
     let targets: Vec<(String, String)> = shared
