@@ -169,11 +169,11 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The kubectl to judge with: the first of `KUBECTL_BINARIES` when the test script set it
+/// (it lists only versions the checks support, and may be empty), else `kubectl` on PATH.
 fn kubectl() -> Option<String> {
-    if let Ok(list) = std::env::var("KUBECTL_BINARIES")
-        && let Some(first) = list.split(':').find(|s| !s.is_empty())
-    {
-        return Some(first.to_owned());
+    if let Ok(list) = std::env::var("KUBECTL_BINARIES") {
+        return list.split(':').find(|s| !s.is_empty()).map(str::to_owned);
     }
     Command::new("kubectl")
         .args(["version", "--client"])
