@@ -69,9 +69,9 @@ open(sys.argv[1], "w").write(json.dumps(review))
 PY
 
 port=$((20000 + RANDOM % 20000))
-SECRET_RELAY_LOG=warn taskset -c 0 "$bin" webhook --addr "127.0.0.1:$port" \
+taskset -c 0 "$bin" webhook --addr "127.0.0.1:$port" \
     --tls-cert "$work/webhook.crt" --tls-key "$work/webhook.key" \
-    --policy-file "$work/policy.yaml" --bench-baseline &
+    --policy-file "$work/policy.yaml" --bench-baseline 2>"$work/webhook.log" &
 pid=$!
 for _ in $(seq 1 100); do
     curl -sf --cacert "$work/ca.crt" "https://localhost:$port/readyz" >/dev/null 2>&1 && break

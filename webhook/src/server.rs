@@ -163,17 +163,27 @@ where
             "break-glass identity bypassed secret-relay rules"
         );
     }
-    tracing::info!(
-        uid = %reviewed.uid,
-        endpoint = endpoint_name,
-        operation = %reviewed.operation,
-        namespace = %reviewed.namespace,
-        name = %reviewed.name,
-        decision,
-        rule = reviewed.rule,
-        dry_run = reviewed.dry_run,
-        "reviewed"
-    );
+    // Denials and stamps are news; the common allowed review is logged at debug so a busy
+    // control plane does not pay a log line per write.
+    macro_rules! reviewed {
+        ($level:ident) => {
+            tracing::$level!(
+                uid = %reviewed.uid,
+                endpoint = endpoint_name,
+                operation = %reviewed.operation,
+                namespace = %reviewed.namespace,
+                name = %reviewed.name,
+                decision,
+                rule = reviewed.rule,
+                dry_run = reviewed.dry_run,
+                "reviewed"
+            )
+        };
+    }
+    match decision {
+        "denied" | "patched" => reviewed!(info),
+        _ => reviewed!(debug),
+    }
     state
         .metrics()
         .latency
