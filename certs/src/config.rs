@@ -1,5 +1,6 @@
 //! rustls server and client configs on the workspace's one crypto provider.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::CryptoProvider;
@@ -40,6 +41,15 @@ pub enum TlsConfigError {
     /// The client verifier could not be built.
     #[error("failed to build TLS config: invalid client CA bundle")]
     Verifier(#[source] rustls::server::VerifierBuilderError),
+    /// A certificate, key or CA file could not be read.
+    #[error("failed to read {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The crypto provider every config in secret-relay uses (ring).
@@ -128,4 +138,24 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// The agent's client config from files (the `tls.crt`, `tls.key` and `ca.crt` of the
+/// `secret-relay-agent-tls` Secret): trusts only the CA, presents the cluster
+/// certificate, offers ALPN `h2` then `http/1.1`.
+///
+/// This reads files; from async code call it inside `tokio::task::spawn_blocking`.
+pub fn agent_client_config(
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| TlsConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let (ca_pem, cert_pem, key_pem) = (read(ca)?, read(cert)?, read(key)?);
+    client_config(&ca_pem, Some((&cert_pem, &key_pem)), &[b"h2", b"http/1.1"])
 }

@@ -10,6 +10,12 @@
 //!   and rotated without a restart.
 //! - [`peer_identity`] names the cluster of a verified client certificate.
 //!
+//! # Async callers
+//!
+//! Issuing certificates (rcgen key generation and signing) and [`ReloadingServerTls::reload`]
+//! are blocking CPU and file work: from async code run them inside
+//! `tokio::task::spawn_blocking` (as [`ReloadingServerTls::spawn_watch`] does).
+//!
 //! # Crypto provider: ring
 //!
 //! ring is the default provider of both kube and rcgen, it builds with a C compiler
@@ -22,7 +28,9 @@ mod identity;
 mod issue;
 mod reload;
 
-pub use config::{ClientAuth, TlsConfigError, client_config, provider, server_config};
+pub use config::{
+    ClientAuth, TlsConfigError, agent_client_config, client_config, provider, server_config,
+};
 pub use identity::{ClusterIdentity, IdentityError, IdentitySource, peer_identity};
 pub use issue::{
     Ca, IssueCertError, IssuedCert, LoadCertError, SPIFFE_CLUSTER_PREFIX, Validity,

@@ -11,7 +11,8 @@ use rustls::{CertificateError, Error as TlsError};
 use rustls_pki_types::ServerName;
 use secret_relay_certs::{
     Ca, ClusterIdentity, IdentityError, IdentitySource, IssuedCert, ReloadOutcome,
-    ReloadingServerTls, TlsFiles, Validity, client_config, peer_identity,
+    ReloadingServerTls, TlsConfigError, TlsFiles, Validity, agent_client_config, client_config,
+    peer_identity,
 };
 use time::{Duration, OffsetDateTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,6 +146,46 @@ fn window(from_days: i64, to_days: i64) -> Validity {
         now + Duration::days(from_days),
         now + Duration::days(to_days),
     )
+}
+
+#[tokio::test]
+async fn the_agent_config_from_files_is_accepted_with_h2() {
+    let pki = pki();
+    let (addr, mut rx) = server(ReloadingServerTls::relay(pki.files.clone()).unwrap()).await;
+    let cluster = pki.ca.issue_cluster("edge-2", Validity::default()).unwrap();
+    let agent = tempfile::tempdir().unwrap();
+    std::fs::write(agent.path().join("tls.crt"), &cluster.cert_pem).unwrap();
+    std::fs::write(agent.path().join("tls.key"), &cluster.key_pem).unwrap();
+    std::fs::write(agent.path().join("ca.crt"), pki.ca.cert_pem()).unwrap();
+    let paths = (
+        agent.path().join("ca.crt"),
+        agent.path().join("tls.crt"),
+        agent.path().join("tls.key"),
+    );
+    let config =
+        tokio::task::spawn_blocking(move || agent_client_config(&paths.0, &paths.1, &paths.2))
+            .await
+            .unwrap()
+            .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut stream = TlsConnector::from(config)
+        .connect(ServerName::try_from("relay.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    stream.read_exact(&mut buf).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert_eq!(seen(&mut rx).await.unwrap().name, "edge-2");
+
+    let missing = agent.path().join("missing.key");
+    let err = agent_client_config(
+        &agent.path().join("ca.crt"),
+        &agent.path().join("tls.crt"),
+        &missing,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TlsConfigError::Read { ref path, .. } if *path == missing));
 }
 
 #[tokio::test]
