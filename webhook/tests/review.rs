@@ -92,6 +92,14 @@ async fn post(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
+async fn get(state: &AppState, path: &str) -> http::Response<Full<Bytes>> {
+    handle(
+        state,
+        Request::get(path).body(Full::new(Bytes::new())).unwrap(),
+    )
+    .await
+}
+
 async fn call(state: &AppState, path: &str, review: &Value) -> Value {
     let (status, body) = post(
         state,
@@ -324,24 +332,12 @@ async fn not_ready_until_a_valid_policy_loads() {
     )
     .await;
     assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
-    let readyz = handle(
-        &state,
-        Request::get("/readyz")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let readyz = get(&state, "/readyz").await;
     assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     state.offer_policy("test", "1", parse_policy("clusters: [{name: Bad_Name}]"));
     assert!(!state.is_ready());
-    let readyz = handle(
-        &state,
-        Request::get("/readyz")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let readyz = get(&state, "/readyz").await;
     let detail = readyz.into_body().collect().await.unwrap().to_bytes();
     assert!(
         String::from_utf8_lossy(&detail).contains("clusters[0].name"),
@@ -351,13 +347,7 @@ async fn not_ready_until_a_valid_policy_loads() {
     state.offer_policy("test", "2", parse_policy(POLICY));
     assert!(state.is_ready());
     assert_eq!(state.generation(), 1);
-    let readyz = handle(
-        &state,
-        Request::get("/readyz")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let readyz = get(&state, "/readyz").await;
     assert_eq!(readyz.status(), StatusCode::OK);
 }
 
@@ -375,13 +365,7 @@ async fn a_bad_policy_never_replaces_the_last_good_one() {
     );
     let (_, out) = admit(&state, &r).await;
     assert_eq!(out["response"]["allowed"], true, "{out}");
-    let metrics = handle(
-        &state,
-        Request::get("/metrics")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let metrics = get(&state, "/metrics").await;
     let text = String::from_utf8(
         metrics
             .into_body()
@@ -726,27 +710,11 @@ async fn managed_cluster_mode_locks_down_copies_against_all_but_the_agent() {
 #[tokio::test]
 async fn health_and_unknown_paths() {
     let state = state();
-    let ok = handle(
-        &state,
-        Request::get("/healthz")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let ok = get(&state, "/healthz").await;
     assert_eq!(ok.status(), StatusCode::OK);
-    let missing = handle(
-        &state,
-        Request::get("/nope").body(Full::new(Bytes::new())).unwrap(),
-    )
-    .await;
+    let missing = get(&state, "/nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let get = handle(
-        &state,
-        Request::get("/validate")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let get = get(&state, "/validate").await;
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
