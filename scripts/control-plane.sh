@@ -1,0 +1,327 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane for the tests, as envtest runs one: etcd,
+# kube-apiserver and kube-controller-manager built from their Go modules
+# (tests/kube/go.mod pins the version) and started on loopback, on free ports.
+#
+#   scripts/control-plane.sh build          build (or find cached) binaries, print their dir
+#   scripts/control-plane.sh up DIR         start a control plane whose state lives in DIR
+#   scripts/control-plane.sh down DIR       stop exactly the processes `up DIR` started
+#
+# `up` writes DIR/admin.kubeconfig (cluster-admin by client certificate, group
+# system:masters), DIR/env (the ports and paths, shell syntax) and the logs
+# DIR/{etcd,kube-apiserver,kube-controller-manager}.log. It returns once
+# /readyz answers ok, or fails with the tail of the failing log. Several
+# control planes run side by side in different DIRs.
+#
+# Environment:
+#   SECRET_RELAY_CACHE    where binaries are cached (default ~/.cache/secret-relay)
+#   KCM_SA_CREDENTIALS    "true" (default): kube-controller-manager runs each
+#                         controller as its own service account, as kubeadm
+#                         does; "false": everything as system:kube-controller-manager
+#   CONTROL_PLANE_TIMEOUT seconds to wait for /readyz (default 120)
+#   CONTROL_PLANE_OWNER_PID  when set, a watchdog runs `down DIR` as soon as
+#                         that process exits, so a test process that dies
+#                         without cleaning up leaves nothing running
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+module="$root/tests/kube"
+
+die() { printf 'control-plane: %s\n' "$*" >&2; exit 1; }
+say() { printf 'control-plane: %s\n' "$*" >&2; }
+
+min_go_minor=26
+# Bump when the way the binaries are built changes (flags, ldflags): it is part of the cache key.
+build_recipe=1
+
+require_go() {
+    command -v go >/dev/null 2>&1 || die "no 'go' on PATH: the test control plane is built from Go modules; install Go 1.$min_go_minor or newer"
+    local v
+    v=$(go env GOVERSION 2>/dev/null || true)
+    v=${v#go}
+    local major=${v%%.*} rest=${v#*.}
+    local minor=${rest%%.*}
+    if [ "${major:-0}" -lt 1 ] || { [ "$major" = 1 ] && [ "${minor:-0}" -lt "$min_go_minor" ]; }; then
+        die "go $v is too old: the test control plane needs Go 1.$min_go_minor or newer"
+    fi
+}
+
+kube_version() {
+    awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 } $1 == "k8s.io/kubernetes" { print $2 }' "$module/go.mod" | head -n1
+}
+
+# The cache key: the Kubernetes version plus a hash of go.sum, so a change of
+# any pinned module rebuilds.
+bin_dir() {
+    local cache=${SECRET_RELAY_CACHE:-$HOME/.cache/secret-relay}
+    local sum
+    sum=$( (cat "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go; echo "$build_recipe") | sha256sum | cut -c1-12)
+    printf '%s/kube-%s-%s/bin' "$cache" "$(kube_version)" "$sum"
+}
+
+build() {
+    local bin
+    bin=$(bin_dir)
+    if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/etcd" ]; then
+        printf '%s\n' "$bin"
+        return
+    fi
+    require_go
+    mkdir -p "$(dirname "$bin")"
+    # One build per machine even when several `up`s start at once.
+    exec 9>"$(dirname "$bin").lock"
+    flock 9
+    if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/etcd" ]; then
+        say "building etcd, kube-apiserver and kube-controller-manager $(kube_version) (first run on this machine: several minutes)"
+        local start=$SECONDS tmp="$bin.tmp.$$"
+        mkdir -p "$tmp"
+        # The version stamps a release build carries (hack/lib/version.sh), so
+        # that /version says which Kubernetes this is.
+        local v ldflags=""
+        v=$(kube_version)
+        local minor=${v#v1.}
+        minor=${minor%%.*}
+        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+            ldflags="$ldflags -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+        done
+        (cd "$module" && GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly" go build -ldflags="$ldflags" -o "$tmp/" \
+            ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) \
+            || die "go build failed (see above)"
+        rm -rf "$bin"
+        mv "$tmp" "$bin"
+        say "built in $((SECONDS - start))s into $bin"
+    fi
+    flock -u 9
+    printf '%s\n' "$bin"
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# pki DIR: a CA, the API server's serving certificate, client certificates and
+# the service-account signing key pair, with openssl (ECDSA P-256).
+pki() {
+    local d=$1/pki
+    mkdir -p "$d"
+    (
+        cd "$d"
+        umask 077
+        openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+        openssl req -x509 -new -key ca.key -subj "/CN=secret-relay-test-kubernetes-ca" -days 3650 -out ca.crt 2>/dev/null
+        leaf() { # name subject extfile-lines
+            local name=$1 subj=$2 ext=$3
+            openssl ecparam -name prime256v1 -genkey -noout -out "$name.key" 2>/dev/null
+            openssl req -new -key "$name.key" -subj "$subj" -out "$name.csr" 2>/dev/null
+            printf '%b' "$ext" > "$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+                -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+            rm -f "$name.csr" "$name.ext"
+        }
+        leaf apiserver "/CN=kube-apiserver" \
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        local client="basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+        leaf admin "/O=system:masters/CN=admin" "$client"
+        leaf kcm "/CN=system:kube-controller-manager" "$client"
+        # The API server's own client certificate for calling webhooks is not
+        # needed: webhooks authenticate the API server by network policy here.
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+        openssl pkey -in sa.key -pubout -out sa.pub 2>/dev/null
+    )
+}
+
+kubeconfig() { # file user cert key server
+    local file=$1 user=$2 cert=$3 key=$4 server=$5 ca=$6
+    cat > "$file" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 < "$ca")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 < "$cert")
+    client-key-data: $(base64 -w0 < "$key")
+contexts:
+- name: $user
+  context: { cluster: test, user: $user }
+current-context: $user
+EOF
+    chmod 600 "$file"
+}
+
+start() { # name logfile cmd...
+    local name=$1 log=$2
+    shift 2
+    setsid "$@" >"$log" 2>&1 < /dev/null &
+    echo "$! $name" >> "$dir/pids"
+}
+
+fail_with_log() { # message log
+    say "$1"
+    if [ -f "$2" ]; then
+        say "last lines of $2:"
+        tail -n 40 "$2" >&2
+    fi
+    stop_all
+    exit 1
+}
+
+running() { # pid name
+    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q -- "$2"
+}
+
+stop_all() {
+    [ -f "$dir/pids" ] || return 0
+    # Stop in reverse order of start: controller manager, API server, etcd.
+    local lines pid name
+    mapfile -t lines < <(tac "$dir/pids")
+    for line in "${lines[@]}"; do
+        pid=${line%% *}
+        name=${line#* }
+        if running "$pid" "$name"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 100); do
+                running "$pid" "$name" || break
+                sleep 0.1
+            done
+            running "$pid" "$name" && kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -f "$dir/pids"
+}
+
+up() {
+    [ -n "${dir:-}" ] || die "usage: $0 up DIR"
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    if [ -f "$dir/pids" ]; then
+        die "$dir already has a control plane (run '$0 down $dir' first)"
+    fi
+    command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the control plane's PKI"
+    local bin
+    bin=$(build)
+    pki "$dir"
+    local p=$dir/pki
+    local etcd_port etcd_peer api_port
+    etcd_port=$(free_port)
+    etcd_peer=$(free_port)
+    api_port=$(free_port)
+    local server="https://127.0.0.1:$api_port"
+    kubeconfig "$dir/admin.kubeconfig" admin "$p/admin.crt" "$p/admin.key" "$server" "$p/ca.crt"
+    kubeconfig "$dir/kcm.kubeconfig" kcm "$p/kcm.crt" "$p/kcm.key" "$server" "$p/ca.crt"
+
+    start etcd "$dir/etcd.log" "$bin/etcd" \
+        --name=test --data-dir="$dir/etcd-data" \
+        --listen-client-urls="http://127.0.0.1:$etcd_port" \
+        --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls="http://127.0.0.1:$etcd_peer" \
+        --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+        --initial-cluster="test=http://127.0.0.1:$etcd_peer" \
+        --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
+
+    start kube-apiserver "$dir/kube-apiserver.log" "$bin/kube-apiserver" \
+        --etcd-servers="http://127.0.0.1:$etcd_port" \
+        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+        --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
+        --client-ca-file="$p/ca.crt" \
+        --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+        --service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
+        --service-cluster-ip-range=10.0.0.0/24 \
+        --authorization-mode=RBAC \
+        --allow-privileged=true \
+        --endpoint-reconciler-type=none \
+        --cert-dir="$dir/apiserver-certs" \
+        --v=1
+
+    # Wait for the API server before the controller manager, so its first
+    # discovery does not race the API server's start.
+    local timeout=${CONTROL_PLANE_TIMEOUT:-120} waited=0
+    until curl -fsS --max-time 2 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
+        "$server/readyz" 2>/dev/null | grep -qx ok; do
+        if ! running "$(awk '$2 == "etcd" { print $1 }' "$dir/pids")" etcd; then
+            fail_with_log "etcd exited" "$dir/etcd.log"
+        fi
+        if ! running "$(awk '$2 == "kube-apiserver" { print $1 }' "$dir/pids")" kube-apiserver; then
+            fail_with_log "kube-apiserver exited" "$dir/kube-apiserver.log"
+        fi
+        if [ "$waited" -ge "$((timeout * 10))" ]; then
+            fail_with_log "kube-apiserver was not ready within ${timeout}s" "$dir/kube-apiserver.log"
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+
+    local sa_creds=${KCM_SA_CREDENTIALS:-true}
+    start kube-controller-manager "$dir/kube-controller-manager.log" "$bin/kube-controller-manager" \
+        --kubeconfig="$dir/kcm.kubeconfig" \
+        --authentication-kubeconfig="$dir/kcm.kubeconfig" \
+        --authorization-kubeconfig="$dir/kcm.kubeconfig" \
+        --bind-address=127.0.0.1 --secure-port="$(free_port)" \
+        --leader-elect=false \
+        --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller \
+        --use-service-account-credentials="$sa_creds" \
+        --service-account-private-key-file="$p/sa.key" \
+        --root-ca-file="$p/ca.crt" \
+        --cert-dir="$dir/kcm-certs" \
+        --v=1
+
+    # The controller manager is ready when it has made the default namespace's
+    # service account: its controllers are running.
+    until kubectl_get_sa "$server" "$p"; do
+        if ! running "$(awk '$2 == "kube-controller-manager" { print $1 }' "$dir/pids")" kube-controller-manager; then
+            fail_with_log "kube-controller-manager exited" "$dir/kube-controller-manager.log"
+        fi
+        if [ "$waited" -ge "$((timeout * 10))" ]; then
+            fail_with_log "kube-controller-manager made no service account within ${timeout}s" "$dir/kube-controller-manager.log"
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+
+    cat > "$dir/env" <<EOF
+KUBECONFIG=$dir/admin.kubeconfig
+SERVER=$server
+API_PORT=$api_port
+ETCD_PORT=$etcd_port
+CA_CRT=$p/ca.crt
+BIN_DIR=$bin
+KCM_SA_CREDENTIALS=$sa_creds
+EOF
+    local owner=${CONTROL_PLANE_OWNER_PID:-}
+    if [ -n "$owner" ]; then
+        setsid bash -c 'tail --pid="$1" -f /dev/null; exec "$2" down "$3"' watchdog "$owner" "$here/control-plane.sh" "$dir" \
+            >/dev/null 2>&1 < /dev/null &
+        echo "$!" > "$dir/watchdog.pid"
+    fi
+    say "ready: $server (kubeconfig $dir/admin.kubeconfig)"
+}
+
+kubectl_get_sa() { # server pki
+    curl -fsS --max-time 2 --cacert "$2/ca.crt" --cert "$2/admin.crt" --key "$2/admin.key" \
+        "$1/api/v1/namespaces/default/serviceaccounts/default" >/dev/null 2>&1
+}
+
+cmd=${1:-}
+dir=${2:-}
+case "$cmd" in
+    build) build ;;
+    up) up ;;
+    down)
+        [ -n "$dir" ] || die "usage: $0 down DIR"
+        [ -d "$dir" ] || exit 0
+        dir=$(cd "$dir" && pwd)
+        stop_all
+        # The watchdog, unless it is the one calling.
+        if [ -f "$dir/watchdog.pid" ]; then
+            w=$(cat "$dir/watchdog.pid")
+            rm -f "$dir/watchdog.pid"
+            [ "$w" != "$PPID" ] && [ "$w" != "$$" ] && kill -TERM "$w" 2>/dev/null || true
+        fi
+        ;;
+    *) die "usage: $0 build | up DIR | down DIR" ;;
+esac

@@ -1,0 +1,359 @@
+//! Dev only: the API servers tests run against, and the helpers tests share.
+//!
+//! A [`TestCluster`] is either a sandbox (in process, [`secret_relay_sandbox`]) or a
+//! real control plane: etcd, kube-apiserver and kube-controller-manager built from
+//! their Go modules and started by `scripts/control-plane.sh`. Tests that must hold
+//! on both write the scenario once and run it on each [`Flavor`]; a difference is a
+//! bug in the sandbox.
+//!
+//! When the real control plane cannot start (no Go, a failed build), tests fail with
+//! the script's message. Setting `SECRET_RELAY_SKIP_REAL_CONTROL_PLANE=1` asks for
+//! the real-server variants to be skipped; each skip is printed.
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use secret_relay_sandbox::{Sandbox, SandboxConfig};
+
+/// The environment variable that asks for the real-control-plane variants to be skipped.
+pub const SKIP_REAL_ENV: &str = "SECRET_RELAY_SKIP_REAL_CONTROL_PLANE";
+
+/// Which API server a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// The in-process sandbox.
+    Sandbox,
+    /// etcd, kube-apiserver and kube-controller-manager from `scripts/control-plane.sh`.
+    Real,
+}
+
+/// How to start a [`TestCluster`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Webhook services the API server must reach: `name.namespace.svc` -> where it
+    /// listens. The webhook configuration must name the same port (see
+    /// [`webhook_manifest`]). The sandbox maps them in its config; on the real server
+    /// each becomes an `ExternalName` Service pointing at the address, which
+    /// kube-apiserver's service resolver dials with the service's name as SNI.
+    pub services: Vec<(String, SocketAddr)>,
+    /// Sandbox only: events kept for watch resume (0: the sandbox default).
+    pub history_limit: usize,
+    /// Real only: run kube-controller-manager as the single identity
+    /// `system:kube-controller-manager` instead of one service account per controller.
+    pub kcm_single_identity: bool,
+}
+
+/// A running API server with an admin kubeconfig.
+pub struct TestCluster {
+    flavor: Flavor,
+    kubeconfig: PathBuf,
+    inner: Inner,
+    // Last: removed after the servers stop.
+    dir: tempfile::TempDir,
+}
+
+enum Inner {
+    Sandbox(Sandbox),
+    Real(RealControlPlane),
+}
+
+/// A control plane started by `scripts/control-plane.sh up DIR`; dropping it runs `down DIR`.
+pub struct RealControlPlane {
+    dir: PathBuf,
+    env: BTreeMap<String, String>,
+}
+
+impl Flavor {
+    /// Whether the real-control-plane variants were asked to be skipped; prints the skip.
+    pub fn skipped(self, test: &str) -> bool {
+        let skip = self == Flavor::Real
+            && std::env::var(SKIP_REAL_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+        if skip {
+            eprintln!("!!! {test}: real control plane skipped because {SKIP_REAL_ENV} is set");
+        }
+        skip
+    }
+}
+
+impl TestCluster {
+    /// Starts an API server of the given flavor. Panics with the cause when it cannot.
+    pub async fn start(flavor: Flavor, options: Options) -> TestCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("secret-relay-test-")
+            .tempdir()
+            .unwrap();
+        match flavor {
+            Flavor::Sandbox => {
+                let mut config = SandboxConfig {
+                    addr: "127.0.0.1:0".parse().unwrap(),
+                    services: options
+                        .services
+                        .iter()
+                        .map(|(host, addr)| (format!("{host}:{}", addr.port()), *addr))
+                        .collect(),
+                    ..SandboxConfig::default()
+                };
+                if options.history_limit > 0 {
+                    config.history_limit = options.history_limit;
+                }
+                let sandbox = secret_relay_sandbox::start(config).await.unwrap();
+                sandbox.write_kubeconfigs(dir.path()).unwrap();
+                TestCluster {
+                    flavor,
+                    kubeconfig: dir.path().join("admin.kubeconfig"),
+                    inner: Inner::Sandbox(sandbox),
+                    dir,
+                }
+            }
+            Flavor::Real => {
+                let cp = RealControlPlane::start(dir.path(), options.kcm_single_identity)
+                    .await
+                    .unwrap_or_else(|e| panic!("failed to start the real control plane: {e}"));
+                let cluster = TestCluster {
+                    flavor,
+                    kubeconfig: dir.path().join("admin.kubeconfig"),
+                    inner: Inner::Real(cp),
+                    dir,
+                };
+                cluster.route_services(&options.services).await;
+                cluster
+            }
+        }
+    }
+
+    /// Which API server this is.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The admin kubeconfig (cluster-admin: group `system:masters`).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A scratch directory that lives as long as the cluster (for kubectl's HOME, files).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        match &self.inner {
+            Inner::Sandbox(s) => s.url(),
+            Inner::Real(r) => r.env["SERVER"].clone(),
+        }
+    }
+
+    /// The sandbox, when this is one.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        match &self.inner {
+            Inner::Sandbox(s) => Some(s),
+            Inner::Real(_) => None,
+        }
+    }
+
+    /// The real control plane, when this is one.
+    pub fn real(&self) -> Option<&RealControlPlane> {
+        match &self.inner {
+            Inner::Real(r) => Some(r),
+            Inner::Sandbox(_) => None,
+        }
+    }
+
+    /// A kube client as the admin.
+    pub async fn client(&self) -> Client {
+        client_from_kubeconfig(&self.kubeconfig, None).await
+    }
+
+    /// A kube client as the admin impersonating `user` in `groups`.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Client {
+        client_from_kubeconfig(&self.kubeconfig, Some((user, groups))).await
+    }
+
+    /// Creates a namespace (no error if it exists).
+    pub async fn create_namespace(&self, name: &str) {
+        create_namespace(&self.client().await, name).await;
+    }
+
+    async fn route_services(&self, services: &[(String, SocketAddr)]) {
+        let client = self.client().await;
+        for (host, addr) in services {
+            let mut parts = host.split('.');
+            let (Some(name), Some(namespace)) = (parts.next(), parts.next()) else {
+                panic!("service host {host} is not name.namespace.svc");
+            };
+            create_namespace(&client, namespace).await;
+            let svc: Service = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": addr.ip().to_string(),
+                    "ports": [{"name": "https", "port": addr.port()}],
+                },
+            }))
+            .unwrap();
+            Api::<Service>::namespaced(client.clone(), namespace)
+                .create(&PostParams::default(), &svc)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+impl RealControlPlane {
+    /// Runs `scripts/control-plane.sh up DIR` (building the binaries on a machine's first
+    /// run) with a watchdog tied to this process, and reads `DIR/env`.
+    pub async fn start(dir: &Path, kcm_single_identity: bool) -> Result<RealControlPlane, String> {
+        let out = tokio::process::Command::new(repo_root().join("scripts/control-plane.sh"))
+            .arg("up")
+            .arg(dir)
+            .env("CONTROL_PLANE_OWNER_PID", std::process::id().to_string())
+            .env(
+                "KCM_SA_CREDENTIALS",
+                if kcm_single_identity { "false" } else { "true" },
+            )
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| format!("failed to run scripts/control-plane.sh: {e}"))?;
+        // From here on the script may have started processes: `down` on drop.
+        let mut cp = RealControlPlane {
+            dir: dir.to_path_buf(),
+            env: BTreeMap::new(),
+        };
+        if !out.status.success() {
+            return Err(format!(
+                "scripts/control-plane.sh up {} failed:\n{}",
+                dir.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let env = std::fs::read_to_string(dir.join("env")).map_err(|e| e.to_string())?;
+        cp.env = env
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Ok(cp)
+    }
+
+    /// A value of `DIR/env`: `SERVER`, `API_PORT`, `ETCD_PORT`, `CA_CRT`, `BIN_DIR`.
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.env.get(key).map(String::as_str)
+    }
+
+    /// The directory with the logs and PKI.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The tail of one component's log, for failure messages.
+    pub fn log_tail(&self, component: &str, lines: usize) -> String {
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{component}.log"))).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for RealControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_root().join("scripts/control-plane.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A kube client from a kubeconfig file, optionally impersonating a user and groups.
+pub async fn client_from_kubeconfig(path: &Path, impersonate: Option<(&str, &[&str])>) -> Client {
+    let kc = Kubeconfig::read_from(path).unwrap();
+    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    if let Some((user, groups)) = impersonate {
+        config.auth_info.impersonate = Some(user.to_owned());
+        config.auth_info.impersonate_groups =
+            Some(groups.iter().map(|g| (*g).to_owned()).collect());
+    }
+    Client::try_from(config).unwrap()
+}
+
+/// Creates a namespace; an existing one is fine.
+pub async fn create_namespace(client: &Client, name: &str) {
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    match Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("failed to create namespace {name}: {e}"),
+    }
+}
+
+/// Awaits `fut`, failing the test with `what` after 30 s (real control planes on a
+/// loaded 2-core machine are slower than the sandbox; this is a hang guard, not a
+/// performance bound).
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A webhook configuration manifest of the repository with the test's CA as `caBundle`
+/// and the port its service really listens on.
+pub fn webhook_manifest(relative_path: &str, ca_pem: &str, port: u16) -> String {
+    let text = std::fs::read_to_string(repo_root().join(relative_path)).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    assert!(text.contains("caBundle: Cg=="), "{relative_path} has no caBundle placeholder");
+    text.replace("caBundle: Cg==", &format!("caBundle: {bundle}"))
+        .replace("port: 443", &format!("port: {port}"))
+}
+
+/// The kubectl to judge with: the first of `KUBECTL_BINARIES` when the test script set it
+/// (it lists only versions the checks support, and may be empty), else `kubectl` on PATH.
+pub fn kubectl() -> Option<String> {
+    if let Ok(list) = std::env::var("KUBECTL_BINARIES") {
+        return list.split(':').find(|s| !s.is_empty()).map(str::to_owned);
+    }
+    Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| "kubectl".to_owned())
+}
+
+impl TestCluster {
+    /// Runs kubectl against this cluster as the admin, with HOME in the cluster's dir
+    /// (kubectl caches discovery there).
+    pub fn kubectl(&self, kubectl: &str, args: &[&str]) -> std::process::Output {
+        Command::new(kubectl)
+            .env("HOME", self.dir())
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
