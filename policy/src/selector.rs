@@ -1,11 +1,15 @@
 //! Kubernetes label selectors with the semantics of `k8s.io/apimachinery/pkg/labels`.
 //!
 //! Two forms are read: the string syntax (`a=b`, `a==b`, `a!=b`, `a in (x,y)`,
-//! `a notin (x)`, `a`, `!a`, comma for AND, free whitespace) and `LabelSelector`
-//! objects (matchLabels plus matchExpressions with In, NotIn, Exists and
-//! DoesNotExist). Keys and values are validated like Kubernetes label keys and
-//! values. An empty selector matches everything; `notin` and `!=` match a
+//! `a notin (x)`, `a`, `!a`, `a>1`, `a<1`, comma for AND, free whitespace) and
+//! `LabelSelector` objects (matchLabels plus matchExpressions with In, NotIn,
+//! Exists and DoesNotExist; like `metav1.LabelSelectorAsSelector`, objects
+//! have no Gt or Lt). Keys and values are validated like Kubernetes label keys
+//! and values. An empty selector matches everything; `notin` and `!=` match a
 //! missing key.
+//!
+//! `tests/selector_oracle.rs` holds `Selector::parse` and `Selector::matches`
+//! to `labels.Parse` and `Selector.Matches` on a corpus judged by Go.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -45,6 +49,12 @@ pub enum Operator {
     Exists,
     /// `!key`: the label is absent.
     DoesNotExist,
+    /// `key>N`: the label is present and its value, read as a base-10 `i64`
+    /// (an optional sign, then digits), is greater than `N`. `N` is written
+    /// as digits only (it must also be a label value) and fits an `i64`.
+    GreaterThan,
+    /// `key<N`: like [`Operator::GreaterThan`], but less than `N`.
+    LessThan,
 }
 
 /// A selector that does not parse or whose keys or values are invalid.
@@ -223,6 +233,17 @@ impl Requirement {
                     "values set must be empty for Exists and DoesNotExist".to_owned(),
                 ));
             }
+            Operator::GreaterThan | Operator::LessThan => {
+                if values.len() != 1 {
+                    return Err(invalid(
+                        key,
+                        "'>' and '<' need exactly one value".to_owned(),
+                    ));
+                }
+                for v in &values {
+                    validate_integer(v).map_err(|m| invalid(v, m))?;
+                }
+            }
             _ => {}
         }
         for v in &values {
@@ -245,7 +266,8 @@ impl Requirement {
         self.operator
     }
 
-    /// The values (one for `=`/`!=`, one or more for `in`/`notin`, none otherwise).
+    /// The values (one for `=`/`!=`/`>`/`<`, one or more for `in`/`notin`,
+    /// none otherwise).
     pub fn values(&self) -> &BTreeSet<String> {
         &self.values
     }
@@ -258,6 +280,25 @@ impl Requirement {
             Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
             Operator::Exists => value.is_some(),
             Operator::DoesNotExist => value.is_none(),
+            Operator::GreaterThan | Operator::LessThan => {
+                // Like Go's strconv.ParseInt(v, 10, 64), which `str::parse`
+                // matches: an optional sign, ASCII digits, in range. A label
+                // value that does not parse matches neither operator.
+                let bound = self
+                    .values
+                    .iter()
+                    .next()
+                    .and_then(|v| v.parse::<i64>().ok());
+                let (Some(have), Some(bound)) = (value.and_then(|v| v.parse::<i64>().ok()), bound)
+                else {
+                    return false;
+                };
+                if self.operator == Operator::GreaterThan {
+                    have > bound
+                } else {
+                    have < bound
+                }
+            }
         }
     }
 }
@@ -270,6 +311,8 @@ impl fmt::Display for Requirement {
             Operator::DoesNotExist => write!(f, "!{}", self.key),
             Operator::Equals => write!(f, "{}={first}", self.key),
             Operator::NotEquals => write!(f, "{}!={first}", self.key),
+            Operator::GreaterThan => write!(f, "{}>{first}", self.key),
+            Operator::LessThan => write!(f, "{}<{first}", self.key),
             Operator::In | Operator::NotIn => {
                 let op = if self.operator == Operator::In {
                     "in"
@@ -287,24 +330,41 @@ impl<'a> Lexer<'a> {
     fn tokens(mut self) -> Result<Vec<(Token, usize, &'a str)>, SelectorParseError> {
         let mut out = Vec::new();
         loop {
-            let (token, start) = self.lex();
-            let text = &self.input[start..self.pos];
-            let end = token == Token::End;
+            let (token, start, end) = self.lex();
+            let text = &self.input[start..end];
+            let last = token == Token::End;
             out.push((token, start, text));
-            if end {
+            if last {
                 return Ok(out);
             }
         }
     }
 
-    fn lex(&mut self) -> (Token, usize) {
+    /// The next token and its byte range.
+    ///
+    /// A NUL byte does what it does in `labels.Lexer`, whose `read` returns 0
+    /// both for NUL and past the end: where a token would start it ends the
+    /// input (the rest is never read), and right after a token it ends that
+    /// token and is skipped.
+    fn lex(&mut self) -> (Token, usize, usize) {
         let bytes = self.input.as_bytes();
         while self.pos < bytes.len() && is_whitespace(bytes[self.pos]) {
             self.pos += 1;
         }
         let start = self.pos;
-        let Some(&c) = bytes.get(self.pos) else {
-            return (Token::End, start);
+        let token = self.token(start);
+        let end = self.pos;
+        if token != Token::End && bytes.get(self.pos) == Some(&0) {
+            self.pos += 1;
+        }
+        (token, start, end)
+    }
+
+    fn token(&mut self, start: usize) -> Token {
+        let bytes = self.input.as_bytes();
+        let c = match bytes.get(start) {
+            None | Some(0) => return Token::End,
+            Some(&c) => c,
         };
         if is_special(c) {
             let two = bytes.get(self.pos + 1).copied();
@@ -320,21 +380,20 @@ impl<'a> Lexer<'a> {
                 _ => (Token::LessThan, 1),
             };
             self.pos += len;
-            return (token, start);
+            return token;
         }
         while self.pos < bytes.len()
+            && bytes[self.pos] != 0
             && !is_whitespace(bytes[self.pos])
             && !is_special(bytes[self.pos])
         {
             self.pos += 1;
         }
-        let word = &self.input[start..self.pos];
-        let token = match word {
+        match &self.input[start..self.pos] {
             "in" => Token::In,
             "notin" => Token::NotIn,
-            _ => Token::Identifier(word.to_owned()),
-        };
-        (token, start)
+            word => Token::Identifier(word.to_owned()),
+        }
     }
 }
 
@@ -437,18 +496,13 @@ impl Parser<'_> {
             Token::NotIn => (Operator::NotIn, self.set_values()?),
             Token::Equals | Token::DoubleEquals => (Operator::Equals, self.exact_value()?),
             Token::NotEquals => (Operator::NotEquals, self.exact_value()?),
-            Token::GreaterThan | Token::LessThan => {
-                return Err(Self::error(
-                    pos,
-                    &text,
-                    "'>' and '<' are not supported for labels; use =, ==, !=, in, notin",
-                ));
-            }
+            Token::GreaterThan => (Operator::GreaterThan, self.integer_value()?),
+            Token::LessThan => (Operator::LessThan, self.integer_value()?),
             _ => {
                 return Err(Self::error(
                     pos,
                     &text,
-                    "expected an operator: =, ==, !=, in, notin",
+                    "expected an operator: =, ==, !=, in, notin, >, <",
                 ));
             }
         };
@@ -474,6 +528,17 @@ impl Parser<'_> {
             Token::Identifier(v) => Ok([self.value(pos, &v)?].into_iter().collect()),
             _ => Err(Self::error(pos, &text, "expected a value")),
         }
+    }
+
+    /// The value of `>` or `<`: an exact value that is also an integer.
+    fn integer_value(&mut self) -> Result<BTreeSet<String>, SelectorParseError> {
+        let (_, pos, text) = self.peek(Context::Values);
+        let values = self.exact_value()?;
+        // `text` is the value, or the ',' or end that stands for an empty one.
+        for v in &values {
+            validate_integer(v).map_err(|m| Self::error(pos, &text, m))?;
+        }
+        Ok(values)
     }
 
     fn set_values(&mut self) -> Result<BTreeSet<String>, SelectorParseError> {
@@ -548,8 +613,17 @@ pub fn validate_label_key(key: &str) -> Result<(), String> {
                 "invalid label key '{key}': the prefix before '/' is empty"
             ));
         }
-        if let Err(m) = validate_dns_subdomain(prefix) {
-            return Err(format!("invalid label key '{key}': prefix {m}"));
+        if prefix.len() > 253 {
+            return Err(format!(
+                "invalid label key '{key}': the prefix must be at most 253 characters"
+            ));
+        }
+        // Kubernetes' IsDNS1123Subdomain: unlike `validate_dns_subdomain`,
+        // no limit of 63 on each dot-separated part.
+        if !prefix.split('.').all(is_dns1123_label_unbounded) {
+            return Err(format!(
+                "invalid label key '{key}': the prefix must be a DNS subdomain: lowercase alphanumerics, '-' and '.', each part starting and ending alphanumeric"
+            ));
         }
     }
     if name.is_empty() {
@@ -604,13 +678,29 @@ pub fn validate_dns_subdomain(s: &str) -> Result<(), String> {
 /// Whether `s` is a DNS-1123 label: 1 to 63 lowercase alphanumerics or `-`,
 /// starting and ending alphanumeric.
 pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns1123_label_unbounded(s)
+}
+
+/// A DNS-1123 label without the length limit: lowercase alphanumerics or
+/// `-`, starting and ending alphanumeric.
+fn is_dns1123_label_unbounded(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.len() <= 63
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// The value of `>` and `<`: Go's `strconv.ParseInt(v, 10, 64)` must read it
+/// (label value validation already leaves only digits).
+fn validate_integer(v: &str) -> Result<(), String> {
+    match v.parse::<i64>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "invalid value '{v}' for '>' or '<': must be a decimal integer that fits in 64 bits"
+        )),
+    }
 }
 
 fn is_qualified_name_part(s: &str) -> bool {

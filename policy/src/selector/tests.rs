@@ -60,6 +60,12 @@ fn each_operator_has_kubernetes_semantics() {
         ("", &[("anything", "x")], true),
         ("   ", &[("anything", "x")], true),
         ("example.com/app=web", &[("example.com/app", "web")], true),
+        ("a>5", &[("a", "6")], true),
+        ("a>5", &[("a", "5")], false),
+        ("a>5", &[("a", "x")], false),
+        ("a>5", &[], false),
+        ("a<5", &[("a", "-3")], true),
+        ("a<5", &[("a", "+4")], true),
     ];
     for (sel, l, want) in cases {
         let s = Selector::parse(sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
@@ -98,7 +104,8 @@ fn parse_errors_name_position_and_token() {
         (",a", 0, ","),
         ("a,", 2, ""),
         ("a=b c", 4, "c"),
-        ("a>1", 1, ">"),
+        ("a>x", 2, "x"),
+        ("a<", 2, ""),
         ("!a=b", 2, "="),
         ("a in x", 5, "x"),
         ("a=(", 2, "("),
