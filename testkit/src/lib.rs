@@ -320,12 +320,14 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
-/// A webhook configuration manifest of the repository with the test's CA as `caBundle`
-/// and the port its service really listens on.
-pub fn webhook_manifest(relative_path: &str, ca_pem: &str, port: u16) -> String {
-    let text = std::fs::read_to_string(repo_root().join(relative_path)).unwrap();
+/// Manifests with the test's CA as every `caBundle` and the port the webhook's service
+/// really listens on as every `port: 443`.
+pub fn with_ca_bundle_and_port(text: &str, ca_pem: &str, port: u16) -> String {
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    assert!(text.contains("caBundle: Cg=="), "{relative_path} has no caBundle placeholder");
+    assert!(
+        text.contains("caBundle: Cg=="),
+        "the manifests have no caBundle placeholder"
+    );
     text.replace("caBundle: Cg==", &format!("caBundle: {bundle}"))
         .replace("port: 443", &format!("port: {port}"))
 }

@@ -1,35 +1,46 @@
-//! End to end through the sandbox API server: the repository's own webhook manifests
-//! applied with kubectl, the policy read from a ConfigMap, and writes made the way
-//! the relay and a person with kubectl make them.
+//! End to end, on the sandbox and on a real kube-apiserver (with etcd and
+//! kube-controller-manager): the repository's own manifests applied with kubectl, the
+//! policy read from its ConfigMap through the webhook's own RBAC, the API server
+//! calling the webhook over TLS, and writes made the way the relay and a person with
+//! kubectl make them. Each scenario runs on both servers; a difference is a sandbox bug.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
-use base64::Engine as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use secret_relay_certs::{Ca, ClientAuth, Validity, server_config};
 use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_sandbox::{Sandbox, SandboxConfig};
+use secret_relay_testkit::{Flavor, Options, TestCluster, within};
 use secret_relay_webhook::{AppState, serve, watch_configmap};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 const SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
+const SYSTEM_NS: &str = "secret-relay-system";
+const WEBHOOK_SA: &str = "system:serviceaccount:secret-relay-system:secret-relay-webhook";
 
 const POLICY: &str = "clusters:\n  - name: cluster1\n    labels: { env: prod }\nsecretSources:\n  - clusterSelector: env=prod\n";
 const POLICY_WITH_CLUSTER2: &str = "clusters:\n  - name: cluster1\n    labels: { env: prod }\n  - name: cluster2\n    labels: { env: prod }\nsecretSources:\n  - clusterSelector: env=prod\n";
 
+/// The kinds the sandbox serves; on the real server every object of the manifests is applied.
+const SANDBOX_KINDS: &[&str] = &[
+    "Namespace",
+    "ConfigMap",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
 struct World {
-    sandbox: Sandbox,
+    cluster: TestCluster,
     state: AppState,
-    dir: tempfile::TempDir,
+    tls: Arc<rustls::ServerConfig>,
+    addr: SocketAddr,
     stop: watch::Sender<bool>,
+    server: Option<JoinHandle<()>>,
 }
 
 fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
@@ -37,25 +48,6 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
     async move {
         let _ = rx.wait_for(|s| *s).await;
     }
-}
-
-async fn client_as(sandbox: &Sandbox, impersonate: Option<(&str, &[&str])>) -> Client {
-    let kc = kube::config::Kubeconfig::from_yaml(&sandbox.kubeconfig("admin").unwrap()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    if let Some((user, groups)) = impersonate {
-        config.auth_info.impersonate = Some(user.to_owned());
-        config.auth_info.impersonate_groups =
-            Some(groups.iter().map(|g| (*g).to_owned()).collect());
-    }
-    Client::try_from(config).unwrap()
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
 /// Waits until the state has seen one more reload attempt than `seen`.
@@ -67,7 +59,52 @@ async fn next_reload(state: &AppState, seen: u64) -> u64 {
         .unwrap()
 }
 
-async fn world() -> World {
+/// The control plane's kustomize output, ready for this test: the webhook configurations
+/// trust `ca_pem` and name the port the in-process webhook listens on; the webhook's
+/// Service is left out (the test cluster routes the service name to the in-process
+/// webhook); on the sandbox only the kinds it serves are kept.
+fn control_plane_manifests(
+    cluster: &TestCluster,
+    kubectl: &str,
+    ca_pem: &str,
+    port: u16,
+) -> String {
+    let out = cluster.kubectl(
+        kubectl,
+        &[
+            "kustomize",
+            secret_relay_testkit::repo_root()
+                .join("manifests/control-plane")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<String> = text
+        .split("\n---\n")
+        .filter(|doc| {
+            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+            let kind = v["kind"].as_str().unwrap_or_default();
+            match cluster.flavor() {
+                Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
+                Flavor::Real => kind != "Service",
+            }
+        })
+        .map(str::to_owned)
+        .collect();
+    secret_relay_testkit::with_ca_bundle_and_port(&docs.join("\n---\n"), ca_pem, port)
+}
+
+async fn world(flavor: Flavor) -> World {
+    world_with(flavor, POLICY).await
+}
+
+async fn world_with(flavor: Flavor, policy: &str) -> World {
     let ca = Ca::generate("secret-relay test CA", Validity::ca_default()).unwrap();
     let cert = ca
         .issue_server(
@@ -86,165 +123,189 @@ async fn world() -> World {
     )
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook_addr = listener.local_addr().unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cluster = TestCluster::start(
+        flavor,
+        Options {
+            services: vec![(SERVICE.to_owned(), addr)],
+            ..Options::default()
+        },
+    )
+    .await;
+    let admin = cluster.client().await;
+    cluster.create_namespace("argocd").await;
 
-    let config = SandboxConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        services: BTreeMap::from([(format!("{SERVICE}:443"), webhook_addr)]),
-        ..SandboxConfig::default()
-    };
-    let sandbox = secret_relay_sandbox::start(config).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    sandbox.write_kubeconfigs(dir.path()).unwrap();
+    // The repository's manifests: namespace, RBAC, policy ConfigMap, Deployment,
+    // NetworkPolicy and both webhook configurations.
+    let kubectl = secret_relay_testkit::kubectl()
+        .expect("kubectl is needed to apply the repository's manifests (kustomize)");
+    let manifests = control_plane_manifests(&cluster, &kubectl, &ca.cert_pem(), addr.port());
+    let path = cluster.dir().join("control-plane.yaml");
+    std::fs::write(&path, manifests).unwrap();
+    let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    set_policy(&admin, policy).await;
 
-    let admin = client_as(&sandbox, None).await;
-    for ns in ["secret-relay-system", "argocd"] {
-        let namespaces: Api<Namespace> = Api::all(admin.clone());
-        let obj: Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
-        namespaces
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap();
-    }
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "secret-relay-system");
-    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "secret-relay-policy"},
-        "data": {"policy.yaml": POLICY},
-    }))
-    .unwrap();
-    cms.create(&PostParams::default(), &cm).await.unwrap();
-
+    // The webhook reads its policy as its own service account: on the real server this
+    // proves the repository's RBAC is enough.
+    let webhook_client = cluster
+        .client_as(
+            WEBHOOK_SA,
+            &[
+                "system:serviceaccounts",
+                "system:serviceaccounts:secret-relay-system",
+                "system:authenticated",
+            ],
+        )
+        .await;
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
     let (stop, stop_rx) = watch::channel(false);
     let seen = *state.subscribe_reloads().borrow();
     tokio::spawn(watch_configmap(
         state.clone(),
-        admin.clone(),
-        "secret-relay-system".to_owned(),
+        webhook_client,
+        SYSTEM_NS.to_owned(),
         "secret-relay-policy".to_owned(),
         stopped(&stop_rx),
     ));
     next_reload(&state, seen).await;
-    assert!(state.is_ready(), "{:?}", state.last_error());
-    tokio::spawn(serve(listener, tls, state.clone(), stopped(&stop_rx)));
-
-    // The repository's own webhook configurations, with this test's CA as caBundle.
-    let manifest =
-        std::fs::read_to_string(repo_root().join("manifests/control-plane/webhooks.yaml")).unwrap();
-    let bundle = base64::engine::general_purpose::STANDARD.encode(ca.cert_pem());
-    let manifest = manifest.replace("caBundle: Cg==", &format!("caBundle: {bundle}"));
-    let path = dir.path().join("webhooks.yaml");
-    std::fs::write(&path, manifest).unwrap();
-    match kubectl() {
-        Some(kubectl) => {
-            let out = run_kubectl(
-                &kubectl,
-                dir.path(),
-                &["apply", "-f", path.to_str().unwrap()],
-            );
-            assert!(
-                out.status.success(),
-                "kubectl apply: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        None => {
-            eprintln!("!!! no kubectl found: applying the webhook manifests with kube-rs instead");
-            apply_with_kube(&admin, &path).await;
-        }
+    if !state.is_ready() {
+        // The manifests' own (empty) policy may come first; wait for the test's.
+        within("the test policy", async {
+            let mut rx = state.subscribe_reloads();
+            while state.generation() == 0 {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await;
     }
+    let server = tokio::spawn(serve(
+        listener,
+        tls.clone(),
+        state.clone(),
+        stopped(&stop_rx),
+    ));
     World {
-        sandbox,
+        cluster,
         state,
-        dir,
+        tls,
+        addr,
         stop,
+        server: Some(server),
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+async fn set_policy(admin: &Client, text: &str) {
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NS);
+    let patch = serde_json::json!({"data": {"policy.yaml": text}});
+    cms.patch(
+        "secret-relay-policy",
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
 }
 
-/// The kubectl to judge with: the first of `KUBECTL_BINARIES` when the test script set it
-/// (it lists only versions the checks support, and may be empty), else `kubectl` on PATH.
-fn kubectl() -> Option<String> {
-    if let Ok(list) = std::env::var("KUBECTL_BINARIES") {
-        return list.split(':').find(|s| !s.is_empty()).map(str::to_owned);
-    }
-    Command::new("kubectl")
-        .args(["version", "--client"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "kubectl".to_owned())
-}
-
-fn run_kubectl(kubectl: &str, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(kubectl)
-        .env("HOME", dir)
-        .arg("--kubeconfig")
-        .arg(dir.join("admin.kubeconfig"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-async fn apply_with_kube(client: &Client, path: &Path) {
-    use kube::api::DynamicObject;
-    use kube::discovery::ApiResource;
-    let text = std::fs::read_to_string(path).unwrap();
-    for doc in text.split("\n---\n") {
-        let obj: DynamicObject = serde_yaml::from_str(doc).unwrap();
-        let kind = obj.types.as_ref().unwrap().kind.clone();
-        let gvk = kube::api::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", &kind);
-        let ar = ApiResource::from_gvk(&gvk);
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let name = obj.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .unwrap();
+impl World {
+    /// Replaces the serving webhook with one that has never loaded a valid policy
+    /// (not ready), on the same address.
+    async fn replace_with_unready_webhook(&mut self) -> AppState {
+        let _ = self.stop.send(true);
+        if let Some(server) = self.server.take() {
+            server.await.unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
+        assert!(!state.is_ready());
+        let (stop, stop_rx) = watch::channel(false);
+        self.stop = stop;
+        self.server = Some(tokio::spawn(serve(
+            listener,
+            self.tls.clone(),
+            state.clone(),
+            stopped(&stop_rx),
+        )));
+        state
     }
 }
 
-fn repo_secret(name: &str) -> Secret {
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+fn repo_secret(name: &str, namespace: &str) -> Secret {
     serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": "argocd", "labels": {"team": "a"}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a"}},
         "stringData": {"url": "https://example.invalid/repo.git"},
     }))
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_write_is_stamped_and_a_kubectl_edit_of_it_is_refused() {
-    let w = world().await;
-    let cluster1 = client_as(
-        &w.sandbox,
-        Some(("secret-relay:cluster:cluster1", &["secret-relay:clusters"])),
-    )
-    .await;
-    let secrets: Api<Secret> = Api::namespaced(cluster1, "argocd");
+fn owner(secret: &Secret) -> Option<String> {
+    secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("secret-relay.io/owner").cloned())
+}
+
+async fn cluster_client(w: &World, name: &str) -> Client {
+    w.cluster
+        .client_as(
+            &format!("secret-relay:cluster:{name}"),
+            &["secret-relay:clusters"],
+        )
+        .await
+}
+
+/// Declares one test per flavor for a scenario `async fn(Flavor)`.
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sandbox() {
+                    super::$scenario(secret_relay_testkit::Flavor::Sandbox).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn real_control_plane() {
+                    let flavor = secret_relay_testkit::Flavor::Real;
+                    if !flavor.skipped(stringify!($scenario)) {
+                        super::$scenario(flavor).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+on_both!(
+    a_relay_write_is_stamped_and_a_kubectl_edit_of_it_is_refused,
+    the_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good,
+    namespace_deletion_removes_cluster_owned_copies_with_the_webhook_healthy,
+    namespace_deletion_removes_cluster_owned_copies_with_the_webhook_unready,
+);
+
+async fn a_relay_write_is_stamped_and_a_kubectl_edit_of_it_is_refused(flavor: Flavor) {
+    let w = world(flavor).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster_client(&w, "cluster1").await, "argocd");
     let created = secrets
-        .create(&PostParams::default(), &repo_secret("repo-creds"))
+        .create(&PostParams::default(), &repo_secret("repo-creds", "argocd"))
         .await
         .unwrap();
-    let labels = created.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(
-        labels.get("secret-relay.io/owner").map(String::as_str),
-        Some("cluster.cluster1")
-    );
+    assert_eq!(owner(&created).as_deref(), Some("cluster.cluster1"));
     let annotations = created.metadata.annotations.clone().unwrap_or_default();
     assert!(annotations["secret-relay.io/digest"].starts_with("sha256:"));
 
     // A person (system:masters) edits the cluster-owned copy: refused with the webhook's message.
-    let admin = client_as(&w.sandbox, None).await;
+    let admin = w.cluster.client().await;
     let admin_secrets: Api<Secret> = Api::namespaced(admin.clone(), "argocd");
     let err = admin_secrets
         .patch(
@@ -260,134 +321,188 @@ async fn a_relay_write_is_stamped_and_a_kubectl_edit_of_it_is_refused() {
         "{msg}"
     );
     assert!(msg.contains("cluster1"), "{msg}");
-    match kubectl() {
-        Some(kubectl) => {
-            let out = run_kubectl(
-                &kubectl,
-                w.dir.path(),
-                &[
-                    "label",
-                    "secret",
-                    "repo-creds",
-                    "-n",
-                    "argocd",
-                    "edited=true",
-                ],
-            );
-            assert!(!out.status.success());
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(
-                stderr
-                    .contains("admission webhook \"validate.secret-relay.io\" denied the request")
-                    && stderr.contains("owned by cluster cluster1"),
-                "{stderr}"
-            );
-            let out = run_kubectl(
-                &kubectl,
-                w.dir.path(),
-                &["delete", "secret", "repo-creds", "-n", "argocd"],
-            );
-            assert!(!out.status.success());
-            // Nobody sets the owner label by hand, not even an admin.
-            let out = run_kubectl(
-                &kubectl,
-                w.dir.path(),
-                &[
-                    "label",
-                    "secret",
-                    "other",
-                    "-n",
-                    "argocd",
-                    "secret-relay.io/owner=cluster.cluster1",
-                ],
-            );
-            assert!(!out.status.success());
-        }
-        None => eprintln!("!!! no kubectl found: the kubectl edit checks of this test did not run"),
-    }
-    let still = admin_secrets.get("repo-creds").await.unwrap();
-    assert_eq!(still.metadata.labels.unwrap().get("x"), None);
 
-    // Kubernetes' namespace deletion is never blocked, even for cluster-owned copies.
-    let namespaces: Api<Namespace> = Api::all(admin);
-    namespaces
-        .delete("argocd", &Default::default())
+    // A control-plane-owned Secret that exists, so that a refusal below is the webhook's
+    // and not a 404.
+    admin_secrets
+        .create(&PostParams::default(), &repo_secret("other", "argocd"))
         .await
         .unwrap();
-    within("the namespace to go", async {
-        while admin_secrets
-            .get_opt("repo-creds")
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let _ = w.stop.send(true);
+    let kubectl = secret_relay_testkit::kubectl().unwrap();
+    let out = w.cluster.kubectl(
+        &kubectl,
+        &[
+            "label",
+            "secret",
+            "repo-creds",
+            "-n",
+            "argocd",
+            "edited=true",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("admission webhook \"validate.secret-relay.io\" denied the request")
+            && stderr.contains("owned by cluster cluster1"),
+        "{stderr}"
+    );
+    let out = w.cluster.kubectl(
+        &kubectl,
+        &["delete", "secret", "repo-creds", "-n", "argocd"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("denied the request"), "{stderr}");
+    // Nobody sets the owner label by hand, not even an admin.
+    let out = w.cluster.kubectl(
+        &kubectl,
+        &[
+            "label",
+            "secret",
+            "other",
+            "-n",
+            "argocd",
+            "secret-relay.io/owner=cluster.cluster1",
+        ],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("denied the request"), "{stderr}");
+    assert_eq!(owner(&admin_secrets.get("other").await.unwrap()), None);
+
+    let still = admin_secrets.get("repo-creds").await.unwrap();
+    assert_eq!(still.metadata.labels.unwrap().get("x"), None);
+    assert!(admin_secrets.get_opt("repo-creds").await.unwrap().is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good() {
-    let w = world().await;
-    let admin = client_as(&w.sandbox, None).await;
-    let cms: Api<ConfigMap> = Api::namespaced(admin, "secret-relay-system");
-    let cluster2 = client_as(
-        &w.sandbox,
-        Some(("secret-relay:cluster:cluster2", &["secret-relay:clusters"])),
-    )
-    .await;
-    let secrets: Api<Secret> = Api::namespaced(cluster2, "argocd");
+async fn the_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good(flavor: Flavor) {
+    let w = world(flavor).await;
+    let admin = w.cluster.client().await;
+    let secrets: Api<Secret> = Api::namespaced(cluster_client(&w, "cluster2").await, "argocd");
 
     let err = secrets
-        .create(&PostParams::default(), &repo_secret("from-2"))
+        .create(&PostParams::default(), &repo_secret("from-2", "argocd"))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown-cluster"), "{err}");
-    assert_eq!(w.state.generation(), 1);
+    let generation = w.state.generation();
 
-    let set_policy = |text: &'static str| {
-        let cms = cms.clone();
-        async move {
-            let patch = serde_json::json!({"data": {"policy.yaml": text}});
-            cms.patch(
-                "secret-relay-policy",
-                &PatchParams::default(),
-                &Patch::Merge(patch),
-            )
-            .await
-            .unwrap();
-        }
-    };
     let seen = *w.state.subscribe_reloads().borrow();
-    set_policy("clusters: [{name: NOT_VALID}]\n").await;
+    set_policy(&admin, "clusters: [{name: NOT_VALID}]\n").await;
     let seen = next_reload(&w.state, seen).await;
     assert_eq!(
         w.state.generation(),
-        1,
+        generation,
         "a bad policy must not replace the last good one"
     );
     assert!(w.state.last_error().unwrap().contains("clusters[0].name"));
     assert!(w.state.is_ready());
 
-    set_policy(POLICY_WITH_CLUSTER2).await;
+    set_policy(&admin, POLICY_WITH_CLUSTER2).await;
     next_reload(&w.state, seen).await;
-    assert_eq!(w.state.generation(), 2);
+    assert_eq!(w.state.generation(), generation + 1);
     assert!(w.state.last_error().is_none());
     let created = secrets
-        .create(&PostParams::default(), &repo_secret("from-2"))
+        .create(&PostParams::default(), &repo_secret("from-2", "argocd"))
         .await
         .unwrap();
-    assert_eq!(
-        created
-            .metadata
-            .labels
+    assert_eq!(owner(&created).as_deref(), Some("cluster.cluster2"));
+}
+
+/// Fills a namespace with cluster-owned copies (through the webhook, as the relay
+/// would), then deletes the namespace as an admin and waits for it to be gone. On the
+/// real server the namespace controller of kube-controller-manager does the deleting.
+async fn fill_with_cluster_owned_copies(w: &World, namespace: &str, count: usize) {
+    let secrets: Api<Secret> = Api::namespaced(cluster_client(w, "cluster1").await, namespace);
+    for i in 0..count {
+        let created = secrets
+            .create(
+                &PostParams::default(),
+                &repo_secret(&format!("copy-{i}"), namespace),
+            )
+            .await
+            .unwrap();
+        assert_eq!(owner(&created).as_deref(), Some("cluster.cluster1"));
+    }
+}
+
+async fn delete_namespace_and_wait(w: &World, namespace: &str) {
+    let admin = w.cluster.client().await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let uid = namespaces.get(namespace).await.unwrap().metadata.uid;
+    namespaces
+        .delete(namespace, &DeleteParams::default())
+        .await
+        .unwrap();
+    let gone = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        kube::runtime::wait::await_condition(
+            namespaces.clone(),
+            namespace,
+            kube::runtime::conditions::is_deleted(&uid.unwrap_or_default()),
+        ),
+    )
+    .await;
+    if gone.is_err() {
+        let ns = namespaces.get_opt(namespace).await.unwrap();
+        let conditions = ns
+            .and_then(|n| n.status)
+            .and_then(|s| s.conditions)
+            .map(|c| {
+                c.iter()
+                    .map(|c| {
+                        format!(
+                            "{}={}: {}",
+                            c.type_,
+                            c.status,
+                            c.message.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default();
+        let log = w
+            .cluster
+            .real()
+            .map(|r| r.log_tail("kube-controller-manager", 20))
+            .unwrap_or_default();
+        panic!("namespace {namespace} was not deleted within 60 s:\n{conditions}\n{log}");
+    }
+    let secrets: Api<Secret> = Api::namespaced(admin, namespace);
+    assert!(
+        secrets
+            .list(&Default::default())
+            .await
             .unwrap()
-            .get("secret-relay.io/owner")
-            .map(String::as_str),
-        Some("cluster.cluster2")
+            .items
+            .is_empty()
     );
-    let _ = w.stop.send(true);
+}
+
+async fn namespace_deletion_removes_cluster_owned_copies_with_the_webhook_healthy(flavor: Flavor) {
+    let w = world(flavor).await;
+    fill_with_cluster_owned_copies(&w, "argocd", 5).await;
+    delete_namespace_and_wait(&w, "argocd").await;
+}
+
+async fn namespace_deletion_removes_cluster_owned_copies_with_the_webhook_unready(flavor: Flavor) {
+    let mut w = world(flavor).await;
+    fill_with_cluster_owned_copies(&w, "argocd", 5).await;
+    let unready = w.replace_with_unready_webhook().await;
+    // The unready webhook refuses ordinary writes (failurePolicy Fail keeps the namespace
+    // closed) ...
+    let admin = w.cluster.client().await;
+    let err = Api::<Secret>::namespaced(admin, "argocd")
+        .create(
+            &PostParams::default(),
+            &repo_secret("while-unready", "argocd"),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("secret-relay.io"), "{err}");
+    assert!(!unready.is_ready());
+    // ... but never Kubernetes' own cleanup.
+    delete_namespace_and_wait(&w, "argocd").await;
 }
