@@ -13,8 +13,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::decision::{
-    ADOPTABLE_NAMES, Decision, Owner, Rule, allowed_selector, blocked_decision, digest,
-    is_adoptable, is_adopted, label, owner, unknown_cluster,
+    ADOPTABLE_NAMES, Decision, Owner, ReleaseAction, Rule, annotation, blocked_decision, digest,
+    down_sync_problems, invalid_owner, is_adoptable, is_adopted, label, owner, ownership,
+    reclaim_owned, release_owned, unknown_cluster,
 };
 use crate::document::Policy;
 use crate::keys;
@@ -45,8 +46,11 @@ pub enum Identity {
     Relay,
     /// A break-glass user (or member of a break-glass group); exempt, logged.
     BreakGlass(String),
-    /// Kubernetes' namespace controller or garbage collector; never blocked.
-    KubernetesSystem,
+    /// Kubernetes' namespace controller, garbage collector or
+    /// kube-controller-manager ([`keys::KUBERNETES_SYSTEM_USERS`]): its
+    /// cleanup is never blocked ([`is_kubernetes_cleanup`]), anything else
+    /// it writes is judged like anybody's.
+    KubernetesSystem(String),
     /// Anybody else (people, Argo CD, kubectl, `system:masters` included).
     Other(String),
 }
@@ -140,6 +144,14 @@ struct Stamp {
     annotations: Vec<(&'static str, Option<String>)>,
 }
 
+/// A write with the objects its operation needs (see [`Change::of`]).
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Create(&'a Secret),
+    Update { old: &'a Secret, new: &'a Secret },
+    Delete(&'a Secret),
+}
+
 impl Default for RelayIdentity {
     fn default() -> Self {
         RelayIdentity {
@@ -165,13 +177,13 @@ impl fmt::Debug for AdmissionInput<'_> {
 
 impl Identity {
     /// A short label for logs and audit: `cluster:<name>`, `relay`,
-    /// `break-glass:<user>`, `kubernetes-system`, `other:<user>`.
+    /// `break-glass:<user>`, `kubernetes-system:<user>`, `other:<user>`.
     pub fn audit_value(&self) -> String {
         match self {
             Identity::Cluster(c) => format!("cluster:{c}"),
             Identity::Relay => "relay".to_owned(),
             Identity::BreakGlass(u) => format!("break-glass:{u}"),
-            Identity::KubernetesSystem => "kubernetes-system".to_owned(),
+            Identity::KubernetesSystem(u) => format!("kubernetes-system:{u}"),
             Identity::Other(u) => format!("other:{u}"),
         }
     }
@@ -201,7 +213,9 @@ pub fn pointer(segments: &[&str]) -> String {
 
 /// Who wrote: a cluster identity needs both the impersonated user name and
 /// the clusters group (only the relay may impersonate); cluster identities
-/// are checked first so no break-glass entry can exempt a cluster.
+/// are checked first so no break-glass entry can exempt a cluster. A
+/// break-glass entry wins over a Kubernetes system identity, so an operator
+/// who lists one gets what they asked for.
 pub fn identify(policy: &Policy, relay: &RelayIdentity, user: &UserInfo) -> Identity {
     if let Some(name) = user.username.strip_prefix(keys::CLUSTER_USER_PREFIX)
         && !name.is_empty()
@@ -212,14 +226,54 @@ pub fn identify(policy: &Policy, relay: &RelayIdentity, user: &UserInfo) -> Iden
     if user.username == relay.service_account {
         return Identity::Relay;
     }
-    if keys::KUBERNETES_SYSTEM_USERS.contains(&user.username.as_str()) {
-        return Identity::KubernetesSystem;
-    }
     let bg = policy.break_glass();
     if bg.users.contains(&user.username) || user.groups.iter().any(|g| bg.groups.contains(g)) {
         return Identity::BreakGlass(user.username.clone());
     }
+    if keys::KUBERNETES_SYSTEM_USERS.contains(&user.username.as_str()) {
+        return Identity::KubernetesSystem(user.username.clone());
+    }
     Identity::Other(user.username.clone())
+}
+
+/// Whether `namespace` is the one the webhook guards in `mode`: the
+/// control-plane namespace, or the agent namespace on a managed cluster.
+/// A request elsewhere is decided without reading its objects:
+/// `out-of-scope`, or `wrong-namespace` for a cluster identity on the
+/// control plane.
+pub fn in_scope(policy: &Policy, mode: &Mode, namespace: &str) -> bool {
+    match mode {
+        Mode::ControlPlane => namespace == policy.control_plane_namespace(),
+        Mode::ManagedCluster { .. } => namespace == policy.agent_namespace(),
+    }
+}
+
+/// Whether the request is Kubernetes' own cleanup, which is never blocked: a
+/// [`keys::KUBERNETES_SYSTEM_USERS`] identity that DELETEs (with or without
+/// `oldObject`: a delete carries nothing to forge), or UPDATEs only
+/// `metadata.ownerReferences` and/or `metadata.finalizers` (old and new
+/// compared with those, `managedFields`, `resourceVersion` and `generation`
+/// ignored). Needs no policy, so the webhook answers it before one loads.
+pub fn is_kubernetes_cleanup(input: &AdmissionInput) -> bool {
+    if !keys::KUBERNETES_SYSTEM_USERS.contains(&input.user.username.as_str()) {
+        return false;
+    }
+    match (input.operation, input.old_object, input.object) {
+        (Operation::Delete, _, _) => true,
+        (Operation::Update, Some(old), Some(new)) => only_cleanup_metadata_changed(old, new),
+        _ => false,
+    }
+}
+
+/// The validating answer before a valid policy has loaded: Kubernetes' own
+/// cleanup is allowed (`system-exempt`); for anything else `None`, and the
+/// webhook refuses the request as not ready.
+pub fn validate_without_policy(input: &AdmissionInput) -> Option<AdmissionVerdict> {
+    if !is_kubernetes_cleanup(input) {
+        return None;
+    }
+    let identity = Identity::KubernetesSystem(input.user.username.clone()).audit_value();
+    Some(verdict(input, identity, cleanup_exempt(), Vec::new()))
 }
 
 /// The validating webhook's decision for a write to a Secret.
@@ -229,34 +283,26 @@ pub fn validate(
     mode: &Mode,
     input: &AdmissionInput,
 ) -> AdmissionVerdict {
-    let identity = match mode {
-        Mode::ManagedCluster { agent } if input.user.username == *agent => None,
-        _ => Some(identify(policy, relay, input.user)),
-    };
-    let decision = match (&identity, mode) {
-        (_, _) if input.operation == Operation::Connect => {
-            Decision::allow(Rule::NotApplicable, "CONNECT is not a write to a Secret")
-        }
-        (Some(Identity::BreakGlass(u)), _) => Decision::allow(
-            Rule::BreakGlass,
-            format!("break-glass user {u} bypasses secret-relay rules; this use is logged"),
-        ),
-        (Some(Identity::KubernetesSystem), _) => Decision::allow(
-            Rule::SystemExempt,
-            "Kubernetes namespace deletion and garbage collection are never blocked",
-        ),
-        (_, Mode::ControlPlane) => {
-            let identity = identity.clone().unwrap_or(Identity::Relay);
-            validate_control_plane(policy, &identity, input)
-        }
-        (_, Mode::ManagedCluster { .. }) => validate_managed(policy, identity.is_none(), input),
-    };
+    let is_agent = matches!(mode, Mode::ManagedCluster { agent } if input.user.username == *agent);
+    let identity = identify(policy, relay, input.user);
+    let decision = decide(policy, mode, is_agent, &identity, input);
     let warnings = warnings(policy, mode, input, &decision);
+    let identity_value = if is_agent {
+        "agent".to_owned()
+    } else {
+        identity.audit_value()
+    };
+    verdict(input, identity_value, decision, warnings)
+}
+
+fn verdict(
+    input: &AdmissionInput,
+    identity: String,
+    decision: Decision,
+    warnings: Vec<String>,
+) -> AdmissionVerdict {
     let mut audit = BTreeMap::new();
-    let identity_value = identity
-        .as_ref()
-        .map_or_else(|| "agent".to_owned(), Identity::audit_value);
-    audit.insert("identity".to_owned(), identity_value);
+    audit.insert("identity".to_owned(), identity);
     audit.insert("rule".to_owned(), decision.rule.as_str().to_owned());
     if let Some(s) = input.object.or(input.old_object) {
         audit.insert("owner".to_owned(), owner(s).label_value());
@@ -270,86 +316,148 @@ pub fn validate(
     }
 }
 
-fn validate_control_plane(
+fn not_applicable() -> Decision {
+    Decision::allow(Rule::NotApplicable, "CONNECT is not a write to a Secret")
+}
+
+fn cleanup_exempt() -> Decision {
+    Decision::allow(
+        Rule::SystemExempt,
+        "Kubernetes namespace deletion and garbage collection (a delete, or an update of only ownerReferences and finalizers) are never blocked",
+    )
+}
+
+/// The order matters: out of scope before anything that reads the objects;
+/// Kubernetes' cleanup before the missing-object check (a delete without
+/// oldObject still passes); a missing object before break-glass (it is
+/// denied whoever sends it).
+fn decide(
     policy: &Policy,
+    mode: &Mode,
+    is_agent: bool,
     identity: &Identity,
     input: &AdmissionInput,
 ) -> Decision {
-    let cp = policy.control_plane_namespace();
-    let name = input.secret_name();
     let ns = input.namespace;
-    if ns != cp {
-        return match identity {
-            Identity::Cluster(c) => Decision::deny(
+    let name = input.secret_name();
+    if input.operation == Operation::Connect {
+        return not_applicable();
+    }
+    if !in_scope(policy, mode, ns) {
+        return match (mode, identity) {
+            (Mode::ControlPlane, Identity::Cluster(c)) => Decision::deny(
                 Rule::WrongNamespace,
-                format!("cluster {c} may only write hub copies in namespace {cp}, not {ns}/{name}"),
+                format!(
+                    "cluster {c} may only write hub copies in namespace {cp}, not {ns}/{name}",
+                    cp = policy.control_plane_namespace()
+                ),
             ),
-            _ => Decision::allow(
+            (Mode::ControlPlane, _) => Decision::allow(
                 Rule::OutOfScope,
-                format!("{ns}/{name} is outside the control-plane namespace {cp}"),
+                format!(
+                    "{ns}/{name} is outside the control-plane namespace {}",
+                    policy.control_plane_namespace()
+                ),
+            ),
+            (Mode::ManagedCluster { .. }, _) => Decision::allow(
+                Rule::OutOfScope,
+                format!(
+                    "{ns}/{name} is outside the agent namespace {}",
+                    policy.agent_namespace()
+                ),
             ),
         };
     }
-    let old_owner = input.old_object.map(owner);
-    match identity {
-        Identity::Cluster(c) => validate_cluster_write(policy, c, input),
-        Identity::Relay => validate_relay(policy, input, old_owner),
-        Identity::Other(u) => validate_other(policy, u, input, old_owner),
-        // Exempt identities are decided before this point.
-        Identity::BreakGlass(_) | Identity::KubernetesSystem => {
-            Decision::allow(Rule::SystemExempt, "exempt identity")
+    if is_kubernetes_cleanup(input) {
+        return cleanup_exempt();
+    }
+    let change = match Change::of(input) {
+        Ok(change) => change,
+        Err(d) => return d,
+    };
+    if !is_agent && let Identity::BreakGlass(u) = identity {
+        return Decision::allow(
+            Rule::BreakGlass,
+            format!("break-glass user {u} bypasses secret-relay rules; this use is logged"),
+        );
+    }
+    match mode {
+        Mode::ControlPlane => match identity {
+            Identity::Cluster(c) => validate_cluster_write(policy, c, name, change),
+            Identity::Relay => validate_relay(policy, name, change),
+            // A system identity outside cleanup, and break-glass (decided
+            // above), are judged like anybody else.
+            Identity::Other(u) | Identity::KubernetesSystem(u) | Identity::BreakGlass(u) => {
+                validate_other(policy, u, name, change)
+            }
+        },
+        Mode::ManagedCluster { .. } => validate_managed(policy, is_agent, ns, name, change),
+    }
+}
+
+impl<'a> Change<'a> {
+    /// The write, or `missing-object` when the request lacks the object or
+    /// oldObject its operation needs (kube-apiserver always sends them; a
+    /// request without them cannot be checked, so it never passes).
+    fn of(input: &AdmissionInput<'a>) -> Result<Change<'a>, Decision> {
+        let what = format!("{}/{}", input.namespace, input.secret_name());
+        let missing = |op: &str, field: &str| {
+            Decision::deny(
+                Rule::MissingObject,
+                format!(
+                    "the {op} of {what} has no {field}, so secret-relay cannot check who owns it: it is denied whoever sends it"
+                ),
+            )
+        };
+        match (input.operation, input.old_object, input.object) {
+            (Operation::Create, _, Some(new)) => Ok(Change::Create(new)),
+            (Operation::Create, _, None) => Err(missing("CREATE", "object")),
+            (Operation::Update, Some(old), Some(new)) => Ok(Change::Update { old, new }),
+            (Operation::Update, None, _) => Err(missing("UPDATE", "oldObject")),
+            (Operation::Update, Some(_), None) => Err(missing("UPDATE", "object")),
+            (Operation::Delete, Some(old), _) => Ok(Change::Delete(old)),
+            (Operation::Delete, None, _) => Err(missing("DELETE", "oldObject")),
+            (Operation::Connect, _, _) => Err(not_applicable()),
+        }
+    }
+
+    fn old(self) -> Option<&'a Secret> {
+        match self {
+            Change::Create(_) => None,
+            Change::Update { old, .. } | Change::Delete(old) => Some(old),
+        }
+    }
+
+    fn written(self) -> Option<&'a Secret> {
+        match self {
+            Change::Create(new) | Change::Update { new, .. } => Some(new),
+            Change::Delete(_) => None,
         }
     }
 }
 
-fn validate_cluster_write(policy: &Policy, c: &str, input: &AdmissionInput) -> Decision {
+fn validate_cluster_write(policy: &Policy, c: &str, name: &str, change: Change) -> Decision {
     let cp = policy.control_plane_namespace();
-    let name = input.secret_name();
     if policy.cluster(c).is_none() {
         return unknown_cluster(c);
     }
     let what = format!("{cp}/{name}");
-    for s in [input.object, input.old_object].into_iter().flatten() {
+    let new = match change {
+        // A cluster's delete is its release: the same decision as `release`.
+        Change::Delete(old) => {
+            let r = release_owned(policy, c, name, old);
+            return match r.action {
+                Some(ReleaseAction::ReturnToControlPlane) => adopted_must_return(&what, c),
+                _ => r.decision,
+            };
+        }
+        Change::Create(new) | Change::Update { new, .. } => new,
+    };
+    for s in [Some(new), change.old()].into_iter().flatten() {
         if let Some(d) = blocked_decision(policy, s, &format!("secret {what}")) {
             return d;
         }
     }
-    let old_owner = input.old_object.map(owner);
-    if input.operation == Operation::Delete {
-        let Some(old) = input.old_object else {
-            return Decision::deny(
-                Rule::MissingObject,
-                format!("cannot check who owns {what}: the request has no oldObject"),
-            );
-        };
-        return match owner(old) {
-            Owner::Cluster(o) if o == c => {
-                if is_adopted(old) {
-                    Decision::deny(
-                        Rule::ReleaseReturn,
-                        format!(
-                            "{what} was adopted by cluster {c}: it returns to the control plane on release and is not deleted"
-                        ),
-                    )
-                } else {
-                    Decision::allow(
-                        Rule::ReleaseDelete,
-                        format!("cluster {c} deletes its own hub copy {what}"),
-                    )
-                }
-            }
-            o => Decision::deny(
-                Rule::ReleaseNotOwner,
-                format!("cluster {c} may delete only its own hub copies; {what} is owned by {o}"),
-            ),
-        };
-    }
-    let Some(new) = input.object else {
-        return Decision::deny(
-            Rule::MissingObject,
-            format!("the request to write {what} has no object"),
-        );
-    };
     let want_owner = Owner::Cluster(c.to_owned()).label_value();
     if label(new, keys::OWNER_LABEL) != Some(want_owner.as_str()) {
         return Decision::deny(
@@ -360,7 +468,8 @@ fn validate_cluster_write(policy: &Policy, c: &str, input: &AdmissionInput) -> D
             ),
         );
     }
-    if is_adopted(new) != expected_adopted(c, name, input.old_object) {
+    let want_adopted = expected_adopted(c, name, change.old()).then_some("true");
+    if annotation(new, keys::ADOPTED_ANNOTATION) != want_adopted {
         return Decision::deny(
             Rule::OwnerLabelForged,
             format!(
@@ -370,34 +479,24 @@ fn validate_cluster_write(policy: &Policy, c: &str, input: &AdmissionInput) -> D
             ),
         );
     }
-    match old_owner {
-        None => Decision::allow(
-            Rule::UpSyncNew,
-            format!("cluster {c} creates the hub copy {what}"),
-        ),
-        Some(Owner::Cluster(o)) if o == c => Decision::allow(
-            Rule::UpSyncOwner,
-            format!("cluster {c} updates its own hub copy {what}"),
-        ),
-        Some(Owner::Cluster(o)) => Decision::deny(
-            Rule::OwnedByOtherCluster,
-            format!(
-                "{what} is owned by cluster {o}: rename the Secret on cluster {c}, or release it on cluster {o} first (remove its {} label there)",
-                keys::SECRET_SYNC_LABEL
-            ),
-        ),
-        Some(Owner::ControlPlane) if is_adoptable(name) => Decision::allow(
-            Rule::Adopt,
-            format!("cluster {c} adopts the control-plane secret {what}"),
-        ),
-        Some(Owner::ControlPlane) => Decision::deny(
-            Rule::OwnedByControlPlane,
-            format!(
-                "{what} is a control-plane secret and only {} can be adopted: rename the Secret on cluster {c}, or delete {what} on the control plane",
-                ADOPTABLE_NAMES.join(", ")
-            ),
-        ),
+    // The same ownership step as `up_sync`.
+    let d = ownership(policy, c, name, change.old());
+    if d.allowed {
+        Decision::allow(d.rule, format!("cluster {c} writes {what}: {}", d.reason))
+    } else {
+        d
     }
+}
+
+fn adopted_must_return(what: &str, c: &str) -> Decision {
+    Decision::deny(
+        Rule::AdoptedMustReturn,
+        format!(
+            "{what} was adopted by cluster {c}: release returns it to the control plane with its data kept (the relay removes {} and {}); it is never deleted",
+            keys::OWNER_LABEL,
+            keys::ADOPTED_ANNOTATION
+        ),
+    )
 }
 
 /// Whether a hub copy written by cluster `c` should carry the adopted
@@ -408,35 +507,36 @@ fn expected_adopted(c: &str, name: &str, old: Option<&Secret>) -> bool {
     };
     match owner(old) {
         Owner::ControlPlane => is_adoptable(name),
-        Owner::Cluster(o) => o == c && is_adopted(old) && is_adoptable(name),
+        Owner::Cluster(o) => o == c && is_adopted(old),
+        Owner::Invalid(_) => false,
     }
 }
 
-fn validate_relay(policy: &Policy, input: &AdmissionInput, old_owner: Option<Owner>) -> Decision {
+/// The relay's own account releases copies of registered clusters, with the
+/// same [`release_owned`] decision the relay asks before it acts; on anything
+/// else it is bound like anybody.
+fn validate_relay(policy: &Policy, name: &str, change: Change) -> Decision {
     let cp = policy.control_plane_namespace();
-    let what = format!("{cp}/{}", input.secret_name());
-    let Some(Owner::Cluster(o)) = old_owner else {
-        // Not a cluster-owned copy: the relay's own account is bound like anybody else.
-        return validate_other(policy, "the relay", input, old_owner);
+    let what = format!("{cp}/{name}");
+    let Some((old, o)) = change.old().and_then(|old| match owner(old) {
+        Owner::Cluster(o) if policy.cluster(&o).is_some() => Some((old, o)),
+        _ => None,
+    }) else {
+        return validate_other(policy, "the relay", name, change);
     };
-    let old = input.old_object;
-    let adopted = old.is_some_and(|s| is_adopted(s) && is_adoptable(input.secret_name()));
-    match (input.operation, input.object) {
-        (Operation::Delete, _) if adopted => Decision::deny(
-            Rule::ReleaseReturn,
-            format!(
-                "{what} was adopted by cluster {o}: release returns it to the control plane, it is not deleted"
-            ),
-        ),
-        (Operation::Delete, _) => Decision::allow(
+    let release = release_owned(policy, &o, name, old);
+    match (change, release.action) {
+        (Change::Delete(_), Some(ReleaseAction::ReturnToControlPlane)) => {
+            adopted_must_return(&what, &o)
+        }
+        (Change::Delete(_), _) => Decision::allow(
             Rule::ReleaseDelete,
             format!("the relay releases {what} for cluster {o} by deleting it"),
         ),
-        (_, Some(new))
-            if adopted
-                && label(new, keys::OWNER_LABEL).is_none()
-                && !is_adopted(new)
-                && old.is_some_and(|old| digest(old) == digest(new)) =>
+        (Change::Update { new, .. }, Some(ReleaseAction::ReturnToControlPlane))
+            if label(new, keys::OWNER_LABEL).is_none()
+                && annotation(new, keys::ADOPTED_ANNOTATION).is_none()
+                && digest(old) == digest(new) =>
         {
             Decision::allow(
                 Rule::ReleaseReturn,
@@ -454,58 +554,125 @@ fn validate_relay(policy: &Policy, input: &AdmissionInput, old_owner: Option<Own
     }
 }
 
-fn validate_other(
-    policy: &Policy,
-    who: &str,
-    input: &AdmissionInput,
-    old_owner: Option<Owner>,
-) -> Decision {
+fn validate_other(policy: &Policy, who: &str, name: &str, change: Change) -> Decision {
     let cp = policy.control_plane_namespace();
-    let what = format!("{cp}/{}", input.secret_name());
-    if let Some(Owner::Cluster(o)) = &old_owner {
-        return Decision::deny(
-            Rule::OwnershipLock,
-            format!(
-                "secret {what} is owned by cluster {o}: change it on cluster {o}, or remove the {} label there to release it",
-                keys::SECRET_SYNC_LABEL
-            ),
-        );
+    let what = format!("{cp}/{name}");
+    let old = change.old();
+    match old.map(owner) {
+        Some(Owner::Cluster(o)) if policy.cluster(&o).is_some() => {
+            return Decision::deny(
+                Rule::OwnershipLock,
+                format!(
+                    "secret {what} is owned by cluster {o}: change it on cluster {o}, or remove the {} label there to release it",
+                    keys::SECRET_SYNC_LABEL
+                ),
+            );
+        }
+        Some(Owner::Cluster(_) | Owner::Invalid(_)) => {
+            return validate_orphan(policy, who, name, change);
+        }
+        Some(Owner::ControlPlane) | None => {}
     }
-    // The owner label must be absent on CREATE and unchanged on UPDATE.
-    let old_label = input.old_object.and_then(|s| label(s, keys::OWNER_LABEL));
-    if input.operation != Operation::Delete
-        && let Some(new) = input.object
-        && let Some(v) = label(new, keys::OWNER_LABEL)
-        && (input.operation == Operation::Create || old_label != Some(v))
-    {
-        return Decision::deny(
-            Rule::OwnerLabelForged,
-            format!(
-                "{who} may not set {}: {v} on {what}; only secret-relay stamps ownership, remove the label",
-                keys::OWNER_LABEL
-            ),
-        );
+    // The owner label must be absent on CREATE and unchanged on UPDATE; so
+    // must the adopted annotation (it may be dropped).
+    if let Some(new) = change.written() {
+        let old_label = old.and_then(|s| label(s, keys::OWNER_LABEL));
+        if let Some(v) = label(new, keys::OWNER_LABEL)
+            && old_label != Some(v)
+        {
+            return Decision::deny(
+                Rule::OwnerLabelForged,
+                format!(
+                    "{who} may not set {}: {v} on {what}; only secret-relay stamps ownership, remove the label",
+                    keys::OWNER_LABEL
+                ),
+            );
+        }
+        let old_adopted = old.and_then(|s| annotation(s, keys::ADOPTED_ANNOTATION));
+        if let Some(v) = annotation(new, keys::ADOPTED_ANNOTATION)
+            && old_adopted != Some(v)
+        {
+            return Decision::deny(
+                Rule::OwnerLabelForged,
+                format!(
+                    "{who} may not set {}: {v} on {what}; only secret-relay marks adoption, remove the annotation",
+                    keys::ADOPTED_ANNOTATION
+                ),
+            );
+        }
     }
+    let verb = if matches!(change, Change::Delete(_)) {
+        "delete"
+    } else {
+        "change"
+    };
     Decision::allow(
         Rule::ControlPlaneWrite,
-        format!("{what} is owned by the control plane; {who} may change it"),
+        format!("{what} is owned by the control plane; {who} may {verb} it"),
     )
 }
 
-fn validate_managed(policy: &Policy, is_agent: bool, input: &AdmissionInput) -> Decision {
-    let agent_ns = policy.agent_namespace();
-    let name = input.secret_name();
-    let what = format!("{}/{name}", input.namespace);
-    if input.namespace != agent_ns {
-        return Decision::allow(
-            Rule::OutOfScope,
-            format!("{what} is outside the agent namespace {agent_ns}"),
-        );
+/// A copy whose owner is not a registered cluster (or is invalid): the
+/// control plane's way out of the lock, decided by [`reclaim_owned`] for a
+/// delete; an update takes it over when it drops the owner label and the
+/// adopted annotation.
+fn validate_orphan(policy: &Policy, who: &str, name: &str, change: Change) -> Decision {
+    let cp = policy.control_plane_namespace();
+    let what = format!("{cp}/{name}");
+    let (old, new) = match change {
+        Change::Delete(old) => return reclaim_owned(policy, name, old).decision,
+        Change::Update { old, new } => (old, new),
+        // A create has no old object, so it never reaches here.
+        Change::Create(_) => return validate_other(policy, who, name, change),
+    };
+    let old_label = label(old, keys::OWNER_LABEL);
+    let new_label = label(new, keys::OWNER_LABEL);
+    let new_adopted = annotation(new, keys::ADOPTED_ANNOTATION);
+    let reclaimed = reclaim_owned(policy, name, old).decision;
+    match (new_label, new_adopted) {
+        (None, None) => Decision::allow(
+            Rule::OrphanedOwner,
+            format!("{who} takes over {what}: {}", reclaimed.reason),
+        ),
+        (Some(v), _) if Some(v) != old_label => Decision::deny(
+            Rule::OwnerLabelForged,
+            format!(
+                "{who} may not set {}: {v} on {what}; only secret-relay stamps ownership. {}",
+                keys::OWNER_LABEL,
+                reclaimed.reason
+            ),
+        ),
+        (None, Some(_)) => Decision::deny(
+            Rule::OwnerLabelForged,
+            format!(
+                "{who} takes over {what} but keeps {}: remove it too, only secret-relay marks adoption",
+                keys::ADOPTED_ANNOTATION
+            ),
+        ),
+        (Some(_), _) => match owner(old) {
+            Owner::Invalid(v) => invalid_owner(cp, name, &v),
+            o => Decision::deny(
+                Rule::OwnershipLock,
+                format!(
+                    "secret {what} is owned by {o}, which is not registered: {who} may not change it as it is. {}",
+                    reclaimed.reason
+                ),
+            ),
+        },
     }
-    let old_origin = input.old_object.and_then(|s| label(s, keys::OWNER_LABEL));
-    let new_origin = input.object.and_then(|s| label(s, keys::OWNER_LABEL));
-    let writes = input.operation != Operation::Delete;
-    if old_origin.is_none() && !(writes && new_origin.is_some()) {
+}
+
+fn validate_managed(
+    policy: &Policy,
+    is_agent: bool,
+    ns: &str,
+    name: &str,
+    change: Change,
+) -> Decision {
+    let what = format!("{ns}/{name}");
+    let old_origin = change.old().and_then(|s| label(s, keys::OWNER_LABEL));
+    let new_origin = change.written().and_then(|s| label(s, keys::OWNER_LABEL));
+    if old_origin.is_none() && new_origin.is_none() {
         return Decision::allow(Rule::OutOfScope, format!("{what} is not a down copy"));
     }
     if !is_agent {
@@ -525,7 +692,7 @@ fn validate_managed(policy: &Policy, is_agent: bool, input: &AdmissionInput) -> 
             ),
         );
     }
-    if input.operation == Operation::Update && old_origin.is_none() {
+    if matches!(change, Change::Update { .. }) && old_origin.is_none() {
         return Decision::deny(
             Rule::DownSyncConflict,
             format!(
@@ -533,7 +700,7 @@ fn validate_managed(policy: &Policy, is_agent: bool, input: &AdmissionInput) -> 
             ),
         );
     }
-    if writes && let Some(new) = input.object {
+    if let Some(new) = change.written() {
         if let Some(d) = blocked_decision(policy, new, &format!("secret {what}")) {
             return d;
         }
@@ -570,30 +737,60 @@ fn warnings(
     if *mode == Mode::ControlPlane
         && decision.allowed
         && input.namespace == policy.control_plane_namespace()
-        && input.operation != Operation::Delete
+        && matches!(input.operation, Operation::Create | Operation::Update)
         && let Some(new) = input.object
-        && let Err(e) = allowed_selector(new)
     {
-        out.push(format!(
-            "{} does not parse ({e}): this secret goes to no cluster by selector",
-            keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
-        ));
+        out.extend(
+            down_sync_problems(new)
+                .into_iter()
+                .map(|p| format!("down-sync: {p}")),
+        );
     }
     out
+}
+
+/// Whether old and new differ in nothing but what Kubernetes' cleanup
+/// changes (ownerReferences, finalizers) and what the API server maintains
+/// (managedFields, resourceVersion, generation). Fails closed: a Secret that
+/// does not serialize is not a cleanup.
+fn only_cleanup_metadata_changed(old: &Secret, new: &Secret) -> bool {
+    let strip = |s: &Secret| {
+        let mut v = serde_json::to_value(s).ok()?;
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in [
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+                "resourceVersion",
+                "generation",
+            ] {
+                meta.remove(field);
+            }
+        }
+        Some(v)
+    };
+    match (strip(old), strip(new)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The mutating webhook's JSON patch: the digest annotation on every
 /// CREATE/UPDATE in the control-plane namespace (and on down copies on a
 /// managed cluster); for a cluster identity also the owner label and the
-/// adopted annotation. Empty on DELETE and outside the guarded namespace;
-/// applying the patch and mutating again gives an empty patch.
+/// adopted annotation. Empty on DELETE, outside the guarded namespace and for
+/// Kubernetes' cleanup; applying the patch and mutating again gives an empty
+/// patch.
 pub fn mutate(
     policy: &Policy,
     relay: &RelayIdentity,
     mode: &Mode,
     input: &AdmissionInput,
 ) -> Vec<PatchOp> {
-    if !matches!(input.operation, Operation::Create | Operation::Update) {
+    if !matches!(input.operation, Operation::Create | Operation::Update)
+        || !in_scope(policy, mode, input.namespace)
+        || is_kubernetes_cleanup(input)
+    {
         return Vec::new();
     }
     let Some(obj) = input.object else {
@@ -605,9 +802,6 @@ pub fn mutate(
     };
     match mode {
         Mode::ControlPlane => {
-            if input.namespace != policy.control_plane_namespace() {
-                return Vec::new();
-            }
             if let Identity::Cluster(c) = identify(policy, relay, input.user) {
                 stamp.labels.push((
                     keys::OWNER_LABEL,
@@ -620,9 +814,7 @@ pub fn mutate(
             }
         }
         Mode::ManagedCluster { .. } => {
-            if input.namespace != policy.agent_namespace()
-                || label(obj, keys::OWNER_LABEL).is_none()
-            {
+            if label(obj, keys::OWNER_LABEL).is_none() {
                 return Vec::new();
             }
         }

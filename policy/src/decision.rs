@@ -7,7 +7,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Secret;
 use serde::{Serialize, Serializer};
 
-use crate::document::{BlockedBy, Policy};
+use crate::document::{BlockedBy, Policy, is_valid_cluster_name};
 use crate::keys;
 use crate::selector::Selector;
 
@@ -30,6 +30,8 @@ pub struct Decision {
 }
 
 /// Stable machine-readable rule ids; `as_str` and `Serialize` give the kebab-case id.
+/// Each id names one outcome: [`Rule::allows`] says whether a decision with it
+/// is allowed, and no id is used both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
     /// The Secret's name is blocked.
@@ -62,6 +64,15 @@ pub enum Rule {
     ReleaseReturn,
     /// Release refused: the cluster does not own the hub copy.
     ReleaseNotOwner,
+    /// Deleting an adopted secret is refused: release returns it to the
+    /// control plane with its data kept.
+    AdoptedMustReturn,
+    /// The hub copy's owner label is neither `control-plane` nor
+    /// `cluster.<valid name>`: no cluster may change or release it.
+    InvalidOwner,
+    /// The control plane deletes or takes over a hub copy whose owner is not
+    /// a registered cluster (or whose owner label is invalid).
+    OrphanedOwner,
     /// Down-sync sends the hub copy to one or more clusters.
     DownSync,
     /// Down-sync does not send the hub copy to this cluster.
@@ -125,13 +136,93 @@ pub struct DownSync {
 /// Who owns a hub copy.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
-    /// No owner label: the control plane owns it.
+    /// No owner label (or `control-plane`): the control plane owns it.
     ControlPlane,
-    /// `secret-relay.io/owner: cluster.<name>`.
+    /// `secret-relay.io/owner: cluster.<name>` with a valid cluster name
+    /// (registered or not).
     Cluster(String),
+    /// Any other owner label value, kept whole: an owner no cluster matches.
+    Invalid(String),
 }
 
 impl Rule {
+    /// Every rule, in declaration order.
+    pub const ALL: [Rule; 33] = [
+        Rule::BlockedName,
+        Rule::BlockedType,
+        Rule::BlockedLabel,
+        Rule::UnknownCluster,
+        Rule::WrongNamespace,
+        Rule::NotOptedIn,
+        Rule::NoMatchingSource,
+        Rule::OwnedByOtherCluster,
+        Rule::OwnedByControlPlane,
+        Rule::UpSyncNew,
+        Rule::UpSyncOwner,
+        Rule::Adopt,
+        Rule::ReleaseDelete,
+        Rule::ReleaseReturn,
+        Rule::ReleaseNotOwner,
+        Rule::AdoptedMustReturn,
+        Rule::InvalidOwner,
+        Rule::OrphanedOwner,
+        Rule::DownSync,
+        Rule::DownSyncNotTarget,
+        Rule::NoTargets,
+        Rule::InvalidSelector,
+        Rule::OwnerLabelForged,
+        Rule::OwnershipLock,
+        Rule::BreakGlass,
+        Rule::SystemExempt,
+        Rule::OutOfScope,
+        Rule::ControlPlaneWrite,
+        Rule::DownCopyAgent,
+        Rule::DownSyncConflict,
+        Rule::DownCopyOptIn,
+        Rule::MissingObject,
+        Rule::NotApplicable,
+    ];
+
+    /// The one outcome this id names: `true` for the rules that allow,
+    /// `false` for the rules that deny.
+    pub fn allows(self) -> bool {
+        match self {
+            Rule::UpSyncNew
+            | Rule::UpSyncOwner
+            | Rule::Adopt
+            | Rule::ReleaseDelete
+            | Rule::ReleaseReturn
+            | Rule::OrphanedOwner
+            | Rule::DownSync
+            | Rule::BreakGlass
+            | Rule::SystemExempt
+            | Rule::OutOfScope
+            | Rule::ControlPlaneWrite
+            | Rule::DownCopyAgent
+            | Rule::NotApplicable => true,
+            Rule::BlockedName
+            | Rule::BlockedType
+            | Rule::BlockedLabel
+            | Rule::UnknownCluster
+            | Rule::WrongNamespace
+            | Rule::NotOptedIn
+            | Rule::NoMatchingSource
+            | Rule::OwnedByOtherCluster
+            | Rule::OwnedByControlPlane
+            | Rule::ReleaseNotOwner
+            | Rule::AdoptedMustReturn
+            | Rule::InvalidOwner
+            | Rule::DownSyncNotTarget
+            | Rule::NoTargets
+            | Rule::InvalidSelector
+            | Rule::OwnerLabelForged
+            | Rule::OwnershipLock
+            | Rule::DownSyncConflict
+            | Rule::DownCopyOptIn
+            | Rule::MissingObject => false,
+        }
+    }
+
     /// The stable kebab-case id.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -150,6 +241,9 @@ impl Rule {
             Rule::ReleaseDelete => "release-delete",
             Rule::ReleaseReturn => "release-return",
             Rule::ReleaseNotOwner => "release-not-owner",
+            Rule::AdoptedMustReturn => "adopted-must-return",
+            Rule::InvalidOwner => "invalid-owner",
+            Rule::OrphanedOwner => "orphaned-owner",
             Rule::DownSync => "down-sync",
             Rule::DownSyncNotTarget => "down-sync-not-target",
             Rule::NoTargets => "no-targets",
@@ -191,8 +285,9 @@ impl Serialize for Rule {
 }
 
 impl Decision {
-    /// An allowing decision.
+    /// An allowing decision; `rule` must be one that allows ([`Rule::allows`]).
     pub fn allow(rule: Rule, reason: impl Into<String>) -> Decision {
+        debug_assert!(rule.allows(), "rule {rule} names a denial");
         Decision {
             allowed: true,
             rule,
@@ -200,8 +295,9 @@ impl Decision {
         }
     }
 
-    /// A denying decision.
+    /// A denying decision; `rule` must be one that denies ([`Rule::allows`]).
     pub fn deny(rule: Rule, reason: impl Into<String>) -> Decision {
+        debug_assert!(!rule.allows(), "rule {rule} names an allowed outcome");
         Decision {
             allowed: false,
             rule,
@@ -218,11 +314,13 @@ impl fmt::Display for Decision {
 }
 
 impl Owner {
-    /// The owner label value: `cluster.<name>`, or `control-plane`.
+    /// The owner label value: `cluster.<name>`, `control-plane`, or the
+    /// invalid value as it is.
     pub fn label_value(&self) -> String {
         match self {
             Owner::ControlPlane => "control-plane".to_owned(),
             Owner::Cluster(c) => format!("{}{c}", keys::OWNER_CLUSTER_PREFIX),
+            Owner::Invalid(v) => v.clone(),
         }
     }
 }
@@ -232,20 +330,22 @@ impl fmt::Display for Owner {
         match self {
             Owner::ControlPlane => f.write_str("the control plane"),
             Owner::Cluster(c) => write!(f, "cluster {c}"),
+            Owner::Invalid(v) => write!(f, "the invalid owner '{v}'"),
         }
     }
 }
 
 /// The owner of a hub copy, from its `secret-relay.io/owner` label: absent or
-/// `control-plane` means the control plane; `cluster.<name>` that cluster.
-/// Any other value is kept whole as a cluster name no registered cluster
-/// has, so a malformed label locks rather than opens.
+/// exactly `control-plane` means the control plane; exactly `cluster.<name>`
+/// with a valid cluster name means that cluster. Any other value (`cluster1`,
+/// `cluster.`, `Cluster.x`) is [`Owner::Invalid`], an owner no cluster
+/// matches, so a malformed label locks rather than opens.
 pub fn owner(hub: &Secret) -> Owner {
     match label(hub, keys::OWNER_LABEL) {
         None | Some("control-plane") => Owner::ControlPlane,
         Some(v) => match v.strip_prefix(keys::OWNER_CLUSTER_PREFIX) {
-            Some(name) if !name.is_empty() => Owner::Cluster(name.to_owned()),
-            _ => Owner::Cluster(v.to_owned()),
+            Some(name) if is_valid_cluster_name(name) => Owner::Cluster(name.to_owned()),
+            _ => Owner::Invalid(v.to_owned()),
         },
     }
 }
@@ -255,9 +355,16 @@ pub fn is_adoptable(name: &str) -> bool {
     ADOPTABLE_NAMES.contains(&name)
 }
 
-/// Whether the hub copy carries `secret-relay.io/adopted: "true"`.
+/// Whether hub copy `hub` is an adopted secret: an adoptable control-plane
+/// secret a cluster took over, which release returns to the control plane
+/// with its data kept instead of deleting it. True iff its owner is a cluster
+/// (a valid `cluster.<name>` label), it carries `secret-relay.io/adopted:
+/// "true"` and its name is adoptable. This is the one definition `explain`,
+/// the webhook and the relay use.
 pub fn is_adopted(hub: &Secret) -> bool {
-    annotation(hub, keys::ADOPTED_ANNOTATION) == Some("true")
+    matches!(owner(hub), Owner::Cluster(_))
+        && annotation(hub, keys::ADOPTED_ANNOTATION) == Some("true")
+        && is_adoptable(hub.metadata.name.as_deref().unwrap_or(""))
 }
 
 /// `sha256:<hex>` over the canonical data: `data` with `stringData` merged
@@ -364,20 +471,41 @@ fn up_sync_with(
             ),
         );
     };
+    let d = ownership(policy, cluster, name, hub);
+    if d.allowed {
+        Decision::allow(
+            d.rule,
+            format!(
+                "secret {ns}/{name} from cluster {cluster} is allowed by secretSources[{source}]: {}",
+                d.reason
+            ),
+        )
+    } else {
+        d
+    }
+}
+
+/// The ownership step of a write by cluster `cluster` to the hub copy `name`,
+/// given the existing copy: create it, update its own, adopt an adoptable
+/// control-plane secret, or a denial naming the owner. Shared by [`up_sync`]
+/// and the webhook's check of the same write, so they always agree.
+pub(crate) fn ownership(
+    policy: &Policy,
+    cluster: &str,
+    name: &str,
+    hub: Option<&Secret>,
+) -> Decision {
+    let cp = policy.control_plane_namespace();
     let Some(h) = hub else {
         return Decision::allow(
             Rule::UpSyncNew,
-            format!(
-                "secret {ns}/{name} from cluster {cluster} is allowed by secretSources[{source}]; it creates the hub copy {cp}/{name}, owned by cluster {cluster}"
-            ),
+            format!("it creates the hub copy {cp}/{name}, owned by cluster {cluster}"),
         );
     };
     match owner(h) {
         Owner::Cluster(o) if o == cluster => Decision::allow(
             Rule::UpSyncOwner,
-            format!(
-                "secret {ns}/{name} from cluster {cluster} is allowed by secretSources[{source}]; it updates the hub copy {cp}/{name}, which cluster {cluster} owns"
-            ),
+            format!("it updates the hub copy {cp}/{name}, which cluster {cluster} owns"),
         ),
         Owner::Cluster(o) => Decision::deny(
             Rule::OwnedByOtherCluster,
@@ -386,10 +514,11 @@ fn up_sync_with(
                 keys::SECRET_SYNC_LABEL
             ),
         ),
+        Owner::Invalid(v) => invalid_owner(cp, name, &v),
         Owner::ControlPlane if is_adoptable(name) => Decision::allow(
             Rule::Adopt,
             format!(
-                "secret {ns}/{name} from cluster {cluster} is allowed by secretSources[{source}]; cluster {cluster} adopts the control-plane secret {cp}/{name}, which returns to the control plane with its data when released"
+                "cluster {cluster} adopts the control-plane secret {cp}/{name}, which returns to the control plane with its data when released"
             ),
         ),
         Owner::ControlPlane => Decision::deny(
@@ -403,67 +532,171 @@ fn up_sync_with(
 }
 
 /// Release of hub copy `hub` by cluster `cluster` (its Secret was deleted or
-/// lost the opt-in label): an adopted secret returns to the control plane,
-/// one the cluster created is deleted, and a copy it does not own is refused.
+/// lost the opt-in label): an adopted secret ([`is_adopted`]) returns to the
+/// control plane, one the cluster created is deleted, and a copy it does not
+/// own is refused. A copy that became blocked after it synced (the policy's
+/// `extraBlocked` grew) is still released by its owner.
 pub fn release(policy: &Policy, cluster: &str, hub: &Secret) -> ReleaseDecision {
-    let refuse = |decision| ReleaseDecision {
-        decision,
-        action: None,
-    };
     let name = hub.metadata.name.as_deref().unwrap_or("");
     let ns = hub.metadata.namespace.as_deref().unwrap_or("");
     let cp = policy.control_plane_namespace();
     if policy.cluster(cluster).is_none() {
-        return refuse(unknown_cluster(cluster));
+        let mut d = unknown_cluster(cluster);
+        if owner(hub) == Owner::Cluster(cluster.to_owned()) {
+            d.reason.push_str(&format!(
+                "; while it is not, its copy {cp}/{name} is orphaned and the control plane may delete it or take it over (rule {})",
+                Rule::OrphanedOwner
+            ));
+        }
+        return refused(d);
     }
     if ns != cp {
-        return refuse(Decision::deny(
+        return refused(Decision::deny(
             Rule::WrongNamespace,
             format!("{ns}/{name} is not a hub copy: hub copies live in namespace {cp}"),
         ));
     }
-    if let Some(d) = blocked_decision(policy, hub, &format!("the hub copy {cp}/{name}")) {
-        return refuse(d);
-    }
+    release_owned(policy, cluster, name, hub)
+}
+
+/// [`release`] once the cluster is known to be registered and `hub` to be in
+/// the control-plane namespace; the webhook decides a cluster's DELETE and the
+/// relay's release with it.
+pub(crate) fn release_owned(
+    policy: &Policy,
+    cluster: &str,
+    name: &str,
+    hub: &Secret,
+) -> ReleaseDecision {
+    let cp = policy.control_plane_namespace();
     match owner(hub) {
-        Owner::Cluster(o) if o == cluster => {
-            if is_adopted(hub) && is_adoptable(name) {
-                ReleaseDecision {
-                    decision: Decision::allow(
-                        Rule::ReleaseReturn,
-                        format!(
-                            "{cp}/{name} was adopted by cluster {cluster}: it returns to the control plane with its data kept"
-                        ),
-                    ),
-                    action: Some(ReleaseAction::ReturnToControlPlane),
-                }
-            } else {
-                ReleaseDecision {
-                    decision: Decision::allow(
-                        Rule::ReleaseDelete,
-                        format!(
-                            "{cp}/{name} was created by cluster {cluster}: releasing it deletes the hub copy"
-                        ),
-                    ),
-                    action: Some(ReleaseAction::Delete),
-                }
+        Owner::Cluster(o) if o == cluster && is_adopted(hub) => ReleaseDecision {
+            decision: Decision::allow(
+                Rule::ReleaseReturn,
+                format!(
+                    "{cp}/{name} was adopted by cluster {cluster}: it returns to the control plane with its data kept"
+                ),
+            ),
+            action: Some(ReleaseAction::ReturnToControlPlane),
+        },
+        Owner::Cluster(o) if o == cluster => ReleaseDecision {
+            decision: Decision::allow(
+                Rule::ReleaseDelete,
+                format!(
+                    "{cp}/{name} was created by cluster {cluster}: releasing it deletes the hub copy"
+                ),
+            ),
+            action: Some(ReleaseAction::Delete),
+        },
+        o => {
+            if let Some(d) = blocked_decision(policy, hub, &format!("the hub copy {cp}/{name}")) {
+                return refused(d);
             }
+            refused(match o {
+                Owner::Invalid(v) => invalid_owner(cp, name, &v),
+                o => Decision::deny(
+                    Rule::ReleaseNotOwner,
+                    format!(
+                        "cluster {cluster} does not own {cp}/{name} ({o} does), so it cannot release it; the hub copy is left as it is"
+                    ),
+                ),
+            })
         }
-        o => refuse(Decision::deny(
-            Rule::ReleaseNotOwner,
+    }
+}
+
+/// The control plane's way out of a lock: whether anybody who may write
+/// Secrets in the control-plane namespace (no break-glass needed) may delete
+/// or take over hub copy `hub`. A copy whose owner is not a registered
+/// cluster, or whose owner label is invalid, is orphaned: allowed
+/// (`orphaned-owner`), with the suggested action. A copy of a registered
+/// cluster stays locked (`ownership-lock`); one the control plane owns is
+/// its own (`control-plane-write`, no action).
+pub fn reclaim(policy: &Policy, hub: &Secret) -> ReleaseDecision {
+    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let ns = hub.metadata.namespace.as_deref().unwrap_or("");
+    let cp = policy.control_plane_namespace();
+    if ns != cp {
+        return refused(Decision::deny(
+            Rule::WrongNamespace,
+            format!("{ns}/{name} is not a hub copy: hub copies live in namespace {cp}"),
+        ));
+    }
+    reclaim_owned(policy, name, hub)
+}
+
+/// [`reclaim`] once `hub` is known to be in the control-plane namespace.
+pub(crate) fn reclaim_owned(policy: &Policy, name: &str, hub: &Secret) -> ReleaseDecision {
+    let cp = policy.control_plane_namespace();
+    let take_over = format!(
+        "take it over by removing the {} label and the {} annotation",
+        keys::OWNER_LABEL,
+        keys::ADOPTED_ANNOTATION
+    );
+    let orphaned = |why: String| ReleaseDecision {
+        decision: Decision::allow(
+            Rule::OrphanedOwner,
             format!(
-                "cluster {cluster} does not own {cp}/{name} ({o} does), so it cannot release it; the hub copy is left as it is"
+                "{why}: the copy {cp}/{name} is orphaned, so the control plane may delete it or {take_over}"
+            ),
+        ),
+        action: Some(if is_adopted(hub) {
+            ReleaseAction::ReturnToControlPlane
+        } else {
+            ReleaseAction::Delete
+        }),
+    };
+    match owner(hub) {
+        Owner::ControlPlane => ReleaseDecision {
+            decision: Decision::allow(
+                Rule::ControlPlaneWrite,
+                format!(
+                    "{cp}/{name} is owned by the control plane: whoever may write Secrets in {cp} may change or delete it"
+                ),
+            ),
+            action: None,
+        },
+        Owner::Cluster(o) if policy.cluster(&o).is_some() => refused(Decision::deny(
+            Rule::OwnershipLock,
+            format!(
+                "{cp}/{name} is owned by cluster {o}, which is registered: it is released on cluster {o} (delete the Secret there or remove its {} label); remove cluster {o} from the policy to orphan its copies",
+                keys::SECRET_SYNC_LABEL
             ),
         )),
+        Owner::Cluster(o) => orphaned(format!("its owner, cluster {o}, is not registered")),
+        Owner::Invalid(v) => orphaned(format!(
+            "its owner label {}: {v} names no cluster",
+            keys::OWNER_LABEL
+        )),
     }
+}
+
+fn refused(decision: Decision) -> ReleaseDecision {
+    ReleaseDecision {
+        decision,
+        action: None,
+    }
+}
+
+/// The denial for a hub copy whose owner label is invalid.
+pub(crate) fn invalid_owner(cp: &str, name: &str, value: &str) -> Decision {
+    Decision::deny(
+        Rule::InvalidOwner,
+        format!(
+            "{cp}/{name} has the owner label {}: {value}, which is neither control-plane nor cluster.<name>: no cluster may change or release it; the control plane may delete it or take it over by removing the label (rule {})",
+            keys::OWNER_LABEL,
+            Rule::OrphanedOwner
+        ),
+    )
 }
 
 /// Down-sync targets of hub copy `hub`: clusters named in
 /// `allowed-clusters` (trimmed, empty entries ignored; `ALL` for every
 /// cluster) united with clusters whose labels match
 /// `allowed-cluster-selector`, never the owner, never for a blocked Secret.
-/// Only registered clusters are targets. An empty selector annotation selects
-/// nothing; an unparsable one gives no targets at all.
+/// Only registered clusters are targets. The annotations are an OR: a blank
+/// or unparsable one adds no cluster and does not cancel the other; its
+/// problem is named in the reason (see [`down_sync_problems`]).
 pub fn down_sync(policy: &Policy, hub: &Secret) -> DownSync {
     let none = |decision| DownSync {
         targets: Vec::new(),
@@ -483,52 +716,53 @@ pub fn down_sync(policy: &Policy, hub: &Secret) -> DownSync {
     if let Some(d) = blocked_decision(policy, hub, &format!("secret {cp}/{name}")) {
         return none(d);
     }
-    let selector = match allowed_selector(hub) {
-        Ok(s) => s,
-        Err(e) => {
-            return none(Decision::deny(
-                Rule::InvalidSelector,
-                format!(
-                    "the annotation {} on {cp}/{name} does not parse ({e}), so the secret goes to no cluster: fix the annotation",
-                    keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
-                ),
-            ));
-        }
-    };
-    let list = allowed_list(hub);
+    let list = list_annotation(hub);
+    let selector = selector_annotation(hub);
+    let problems = annotation_problems(&list, &selector);
     let owner = owner(hub);
     let mut targets: Vec<String> = policy
         .clusters()
         .filter(|c| owner != Owner::Cluster(c.name.clone()))
-        .filter(|c| {
-            list.as_ref().is_some_and(|l| l.includes(&c.name))
-                || selector.as_ref().is_some_and(|s| s.matches(&c.labels))
-        })
+        .filter(|c| list.includes(&c.name) || selector.matches(&c.labels))
         .map(|c| c.name.clone())
         .collect();
     targets.sort();
     if targets.is_empty() {
-        let why = if list.is_none() && selector.is_none() {
+        let rule = if matches!(selector, SelectorAnnotation::Invalid(_)) {
+            Rule::InvalidSelector
+        } else {
+            Rule::NoTargets
+        };
+        let why = if matches!(list, ListAnnotation::Absent)
+            && matches!(selector, SelectorAnnotation::Absent)
+        {
             format!(
                 "{cp}/{name} has neither the {} nor the {} annotation: add one to send it to clusters",
                 keys::ALLOWED_CLUSTERS_ANNOTATION,
                 keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
             )
         } else {
-            format!(
-                "no registered cluster other than the owner is named in {} or matches {} on {cp}/{name}: name a registered cluster or fix the selector",
-                keys::ALLOWED_CLUSTERS_ANNOTATION,
-                keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
-            )
+            let mut parts = problems;
+            if list.names_something() || matches!(selector, SelectorAnnotation::Valid(_)) {
+                parts.push(format!(
+                    "no registered cluster other than the owner is named in {} or matches {}: name a registered cluster or fix the selector",
+                    keys::ALLOWED_CLUSTERS_ANNOTATION,
+                    keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
+                ));
+            }
+            format!("{cp}/{name} goes to no cluster: {}", parts.join("; "))
         };
-        return none(Decision::deny(Rule::NoTargets, why));
+        return none(Decision::deny(rule, why));
     }
-    let reason = format!(
+    let mut reason = format!(
         "{cp}/{name} goes to {} cluster{}: {}",
         targets.len(),
         if targets.len() == 1 { "" } else { "s" },
         targets.join(", ")
     );
+    if !problems.is_empty() {
+        reason.push_str(&format!("; but {}", problems.join("; ")));
+    }
     DownSync {
         targets,
         decision: Decision::allow(Rule::DownSync, reason),
@@ -551,21 +785,31 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
     let name = hub.metadata.name.as_deref().unwrap_or("");
     let cp = policy.control_plane_namespace();
     let decision = match (&all.decision.rule, policy.cluster(cluster)) {
-        (Rule::WrongNamespace | Rule::BlockedName | Rule::BlockedType | Rule::BlockedLabel, _)
-        | (Rule::InvalidSelector, _) => all.decision.clone(),
+        (
+            Rule::WrongNamespace
+            | Rule::BlockedName
+            | Rule::BlockedType
+            | Rule::BlockedLabel
+            | Rule::InvalidSelector,
+            _,
+        ) => all.decision.clone(),
         (_, None) => unknown_cluster(cluster),
         _ if owner(hub) == Owner::Cluster(cluster.to_owned()) => Decision::deny(
             Rule::DownSyncNotTarget,
             format!("cluster {cluster} owns {cp}/{name}: a secret never goes back to its owner"),
         ),
-        _ => Decision::deny(
-            Rule::DownSyncNotTarget,
-            format!(
+        _ => {
+            let mut reason = format!(
                 "cluster {cluster} is not named in {} and its labels do not match {} on {cp}/{name}: add it to one of them",
                 keys::ALLOWED_CLUSTERS_ANNOTATION,
                 keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
-            ),
-        ),
+            );
+            for p in down_sync_problems(hub) {
+                reason.push_str("; ");
+                reason.push_str(&p);
+            }
+            Decision::deny(Rule::DownSyncNotTarget, reason)
+        }
     };
     DownSync {
         targets: all.targets,
@@ -573,8 +817,16 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
     }
 }
 
+/// What is wrong with hub copy `hub`'s down-sync annotations, one sentence
+/// each: a blank `allowed-clusters` or `allowed-cluster-selector`, or a
+/// selector that does not parse. Each such annotation adds no cluster. The
+/// webhook returns these as warnings; [`down_sync`] names them in its reason.
+pub fn down_sync_problems(hub: &Secret) -> Vec<String> {
+    annotation_problems(&list_annotation(hub), &selector_annotation(hub))
+}
+
 /// The parsed `allowed-cluster-selector` annotation: `Ok(None)` when absent
-/// or blank.
+/// or blank (see [`down_sync_problems`] to tell them apart).
 pub fn allowed_selector(hub: &Secret) -> Result<Option<Selector>, crate::SelectorParseError> {
     match annotation(hub, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
         Some(s) if !s.trim().is_empty() => Selector::parse(s).map(Some),
@@ -582,33 +834,97 @@ pub fn allowed_selector(hub: &Secret) -> Result<Option<Selector>, crate::Selecto
     }
 }
 
-enum AllowedList {
+/// The `allowed-clusters` annotation.
+enum ListAnnotation {
+    Absent,
+    /// Present, but empty or only commas and spaces.
+    Blank,
     All,
     Names(Vec<String>),
 }
 
-impl AllowedList {
+/// The `allowed-cluster-selector` annotation.
+enum SelectorAnnotation {
+    Absent,
+    /// Present, but empty or only spaces.
+    Blank,
+    Invalid(crate::SelectorParseError),
+    Valid(Selector),
+}
+
+impl ListAnnotation {
     fn includes(&self, name: &str) -> bool {
         match self {
-            AllowedList::All => true,
-            AllowedList::Names(n) => n.iter().any(|x| x == name),
+            ListAnnotation::All => true,
+            ListAnnotation::Names(n) => n.iter().any(|x| x == name),
+            ListAnnotation::Absent | ListAnnotation::Blank => false,
+        }
+    }
+
+    fn names_something(&self) -> bool {
+        matches!(self, ListAnnotation::All | ListAnnotation::Names(_))
+    }
+}
+
+impl SelectorAnnotation {
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        match self {
+            SelectorAnnotation::Valid(s) => s.matches(labels),
+            _ => false,
         }
     }
 }
 
-fn allowed_list(hub: &Secret) -> Option<AllowedList> {
-    let raw = annotation(hub, keys::ALLOWED_CLUSTERS_ANNOTATION)?;
+fn list_annotation(hub: &Secret) -> ListAnnotation {
+    let Some(raw) = annotation(hub, keys::ALLOWED_CLUSTERS_ANNOTATION) else {
+        return ListAnnotation::Absent;
+    };
     let names: Vec<String> = raw
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
-    if names.iter().any(|n| n == "ALL") {
-        Some(AllowedList::All)
+    if names.is_empty() {
+        ListAnnotation::Blank
+    } else if names.iter().any(|n| n == "ALL") {
+        ListAnnotation::All
     } else {
-        Some(AllowedList::Names(names))
+        ListAnnotation::Names(names)
     }
+}
+
+fn selector_annotation(hub: &Secret) -> SelectorAnnotation {
+    match annotation(hub, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
+        None => SelectorAnnotation::Absent,
+        Some(s) if s.trim().is_empty() => SelectorAnnotation::Blank,
+        Some(s) => match Selector::parse(s) {
+            Ok(sel) => SelectorAnnotation::Valid(sel),
+            Err(e) => SelectorAnnotation::Invalid(e),
+        },
+    }
+}
+
+fn annotation_problems(list: &ListAnnotation, selector: &SelectorAnnotation) -> Vec<String> {
+    let mut out = Vec::new();
+    if matches!(list, ListAnnotation::Blank) {
+        out.push(format!(
+            "the annotation {} is blank, so it names no cluster: list cluster names (comma-separated) or ALL, or remove it",
+            keys::ALLOWED_CLUSTERS_ANNOTATION
+        ));
+    }
+    match selector {
+        SelectorAnnotation::Blank => out.push(format!(
+            "the annotation {} is blank, so it selects no cluster: write a selector such as env=prod, or remove it",
+            keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
+        )),
+        SelectorAnnotation::Invalid(e) => out.push(format!(
+            "the annotation {} does not parse ({e}), so it selects no cluster: fix it",
+            keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
+        )),
+        SelectorAnnotation::Absent | SelectorAnnotation::Valid(_) => {}
+    }
+    out
 }
 
 pub(crate) fn unknown_cluster(cluster: &str) -> Decision {

@@ -359,6 +359,12 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Whether `name` is a valid cluster name: a DNS label of at most
+/// [`MAX_CLUSTER_NAME_LEN`] characters (so `cluster.<name>` fits a label value).
+pub fn is_valid_cluster_name(name: &str) -> bool {
+    name.len() <= MAX_CLUSTER_NAME_LEN && is_dns_label(name)
+}
+
 /// Per cluster, the sources whose cluster selector matches it. Sources whose
 /// cluster selector has an `=` or `in` requirement are found through an
 /// inverted index on that requirement's (key, value) pairs, so building costs
@@ -585,7 +591,7 @@ impl Walker {
 
     fn cluster_name(&mut self, path: &str, value: &Value) -> Option<String> {
         let name = self.string(path, value)?;
-        if name.len() <= MAX_CLUSTER_NAME_LEN && is_dns_label(&name) {
+        if is_valid_cluster_name(&name) {
             Some(name)
         } else {
             self.problem(

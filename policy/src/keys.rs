@@ -24,8 +24,15 @@ pub const CLUSTERS_GROUP: &str = "secret-relay:clusters";
 /// The relay's service account user name by default.
 pub const DEFAULT_RELAY_SERVICE_ACCOUNT: &str =
     "system:serviceaccount:secret-relay-system:secret-relay";
-/// Kubernetes' namespace deletion and garbage collection identities.
-pub const KUBERNETES_SYSTEM_USERS: [&str; 2] = [
+/// Kubernetes' namespace deletion and garbage collection identities:
+/// kube-controller-manager's per-controller service accounts (with
+/// `--use-service-account-credentials`, as kubeadm runs it) and its single
+/// identity otherwise. Their DELETEs and their metadata-only UPDATEs (of
+/// `ownerReferences` and `finalizers`) are never blocked; anything else they
+/// write is judged like anybody's. The webhook configurations' `matchConditions`
+/// list the same names.
+pub const KUBERNETES_SYSTEM_USERS: [&str; 3] = [
     "system:serviceaccount:kube-system:namespace-controller",
     "system:serviceaccount:kube-system:generic-garbage-collector",
+    "system:kube-controller-manager",
 ];

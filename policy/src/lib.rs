@@ -11,16 +11,17 @@ pub mod store;
 
 pub use admission::{
     AdmissionInput, AdmissionVerdict, Identity, Mode, Operation, PatchOp, RelayIdentity, UserInfo,
-    identify, is_down_copy, mutate, pointer, validate,
+    identify, in_scope, is_down_copy, is_kubernetes_cleanup, mutate, pointer, validate,
+    validate_without_policy,
 };
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
-    allowed_selector, digest, down_sync, down_sync_to, is_adoptable, is_adopted, owner, release,
-    up_sync, up_sync_full_scan,
+    allowed_selector, digest, down_sync, down_sync_problems, down_sync_to, is_adoptable,
+    is_adopted, owner, reclaim, release, up_sync, up_sync_full_scan,
 };
 pub use document::{
     BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,
-    Problem, SecretSource,
+    Problem, SecretSource, is_valid_cluster_name,
 };
 pub use k8s_openapi::api::core::v1::Secret;
 pub use selector::{Operator, Requirement, Selector, SelectorParseError};

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use crate::document::Policy;
 use crate::keys;
 
-/// Three clusters, sources by selector, one extra blocked name and break-glass users.
+/// Three clusters, sources by selector, an extra blocked name and label, and break-glass users.
 pub(crate) const POLICY: &str = r#"
 clusters:
   - { name: cluster1, labels: { env: prod, my-label: cluster1 } }
@@ -20,7 +20,7 @@ secretSources:
     labelSelector: "team in (my-team)"
   - clusterSelector: { matchLabels: { my-label: cluster3 } }
   - labelSelector: "argocd.argoproj.io/secret-type in (repository, repo-creds)"
-extraBlocked: { names: [vault-token] }
+extraBlocked: { names: [vault-token], labels: [vault] }
 breakGlass: { users: [alice], groups: [sre] }
 "#;
 
@@ -99,6 +99,35 @@ impl SecretBuilder {
             .string_data
             .get_or_insert_with(BTreeMap::new)
             .insert(k.to_owned(), v.to_owned());
+        self
+    }
+
+    pub(crate) fn finalizer(mut self, f: &str) -> Self {
+        self.0
+            .metadata
+            .finalizers
+            .get_or_insert_with(Vec::new)
+            .push(f.to_owned());
+        self
+    }
+
+    pub(crate) fn owner_reference(mut self, kind: &str, name: &str) -> Self {
+        self.0
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new)
+            .push(OwnerReference {
+                api_version: "v1".to_owned(),
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                uid: format!("uid-of-{name}"),
+                ..OwnerReference::default()
+            });
+        self
+    }
+
+    pub(crate) fn resource_version(mut self, rv: &str) -> Self {
+        self.0.metadata.resource_version = Some(rv.to_owned());
         self
     }
 

@@ -15,6 +15,9 @@ type Case = (
 );
 
 const AGENT: &str = "system:serviceaccount:akuity:secret-relay-agent";
+const NAMESPACE_CONTROLLER: &str = "system:serviceaccount:kube-system:namespace-controller";
+const GARBAGE_COLLECTOR: &str = "system:serviceaccount:kube-system:generic-garbage-collector";
+const KCM: &str = "system:kube-controller-manager";
 
 fn user(name: &str, groups: &[&str]) -> UserInfo {
     UserInfo {
@@ -123,18 +126,22 @@ fn identities_are_recognised() {
         (user("bob", &["sre"]), Identity::BreakGlass("bob".into())),
         (admin(), Identity::Other("kubernetes-admin".into())),
         (
-            user(
-                "system:serviceaccount:kube-system:namespace-controller",
-                &[],
-            ),
-            Identity::KubernetesSystem,
+            user(NAMESPACE_CONTROLLER, &["system:serviceaccounts"]),
+            Identity::KubernetesSystem(NAMESPACE_CONTROLLER.into()),
         ),
         (
+            user(GARBAGE_COLLECTOR, &[]),
+            Identity::KubernetesSystem(GARBAGE_COLLECTOR.into()),
+        ),
+        // kube-controller-manager without --use-service-account-credentials.
+        (user(KCM, &[]), Identity::KubernetesSystem(KCM.into())),
+        // Another kube-system service account is nobody special.
+        (
             user(
-                "system:serviceaccount:kube-system:generic-garbage-collector",
+                "system:serviceaccount:kube-system:replicaset-controller",
                 &[],
             ),
-            Identity::KubernetesSystem,
+            Identity::Other("system:serviceaccount:kube-system:replicaset-controller".into()),
         ),
     ];
     for (u, want) in cases {
@@ -357,7 +364,70 @@ fn control_plane_admission_follows_every_rule() {
                     .adopted()
                     .build(),
             ),
-            Rule::ReleaseReturn,
+            Rule::AdoptedMustReturn,
+            false,
+        ),
+        (
+            "cluster deletes its copy with an adopted annotation on a name that is not adoptable",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(own().adopted().build()),
+            Rule::ReleaseDelete,
+            true,
+        ),
+        (
+            "cluster deletes its copy that became blocked (extraBlocked grew)",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(hub("vault-token").owner("cluster1").build()),
+            Rule::ReleaseDelete,
+            true,
+        ),
+        (
+            "cluster updates its copy that became blocked",
+            c1.clone(),
+            "argocd",
+            Some(hub("vault-token").owner("cluster1").build()),
+            Some(hub("vault-token").owner("cluster1").build()),
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "cluster deletes another cluster's blocked copy",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(hub("vault-token").owner("cluster2").build()),
+            Rule::BlockedName,
+            false,
+        ),
+        (
+            "cluster deletes a copy whose owner label is not cluster.<name>",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::InvalidOwner,
+            false,
+        ),
+        (
+            "cluster updates a copy whose owner label is not cluster.<name>",
+            c1.clone(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::InvalidOwner,
+            false,
+        ),
+        (
+            "cluster deletes a copy whose owner label is cluster.",
+            c1.clone(),
+            "argocd",
+            None,
+            Some(repo().label(keys::OWNER_LABEL, "cluster.").build()),
+            Rule::InvalidOwner,
             false,
         ),
         (
@@ -545,8 +615,41 @@ fn control_plane_admission_follows_every_rule() {
                     .adopted()
                     .build(),
             ),
-            Rule::ReleaseReturn,
+            Rule::AdoptedMustReturn,
             false,
+        ),
+        (
+            "relay deletes a cluster's copy that became blocked",
+            relay_user(),
+            "argocd",
+            None,
+            Some(hub("vault-token").owner("cluster1").build()),
+            Rule::ReleaseDelete,
+            true,
+        ),
+        (
+            "relay returns an adopted secret that became blocked",
+            relay_user(),
+            "argocd",
+            Some(hub("application-set-secret").label("vault", "x").build()),
+            Some(
+                hub("application-set-secret")
+                    .label("vault", "x")
+                    .owner("cluster1")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::ReleaseReturn,
+            true,
+        ),
+        (
+            "relay deletes the copy of an unregistered cluster",
+            relay_user(),
+            "argocd",
+            None,
+            Some(repo().owner("cluster9").build()),
+            Rule::OrphanedOwner,
+            true,
         ),
         (
             "relay sets the owner label itself",
@@ -607,6 +710,193 @@ fn control_plane_admission_follows_every_rule() {
             None,
             Some(hub("argocd-secret").owner("cluster1").build()),
             Rule::SystemExempt,
+            true,
+        ),
+        (
+            "kube-controller-manager as one identity deletes",
+            user(KCM, &[]),
+            "argocd",
+            None,
+            Some(own().build()),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "garbage collector removes an owner reference",
+            user(GARBAGE_COLLECTOR, &[]),
+            "argocd",
+            Some(own().resource_version("2").build()),
+            Some(own().owner_reference("ConfigMap", "parent").build()),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "garbage collector removes a finalizer",
+            user(KCM, &[]),
+            "argocd",
+            Some(own().owner_reference("ConfigMap", "parent").build()),
+            Some(
+                own()
+                    .owner_reference("ConfigMap", "parent")
+                    .finalizer("foregroundDeletion")
+                    .build(),
+            ),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "a system identity changes a cluster's copy's data",
+            user(GARBAGE_COLLECTOR, &[]),
+            "argocd",
+            Some(own().data("token", b"forged").build()),
+            Some(own().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "a system identity changes a label along with a finalizer",
+            user(KCM, &[]),
+            "argocd",
+            Some(own().label("x", "y").build()),
+            Some(own().finalizer("f").build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "a system identity creates a secret with a forged owner label",
+            user(NAMESPACE_CONTROLLER, &[]),
+            "argocd",
+            Some(own().build()),
+            None,
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "a system identity creates a control-plane secret",
+            user(KCM, &[]),
+            "argocd",
+            Some(repo().build()),
+            None,
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        // The way out of a lock whose owner is gone.
+        (
+            "admin deletes the copy of an unregistered cluster",
+            admin(),
+            "argocd",
+            None,
+            Some(repo().owner("cluster9").build()),
+            Rule::OrphanedOwner,
+            true,
+        ),
+        (
+            "admin takes over the copy of an unregistered cluster",
+            admin(),
+            "argocd",
+            Some(repo().data("token", b"mine").build()),
+            Some(repo().owner("cluster9").build()),
+            Rule::OrphanedOwner,
+            true,
+        ),
+        (
+            "admin takes over an adopted secret of an unregistered cluster",
+            admin(),
+            "argocd",
+            Some(hub("application-set-secret").build()),
+            Some(
+                hub("application-set-secret")
+                    .owner("cluster9")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::OrphanedOwner,
+            true,
+        ),
+        (
+            "admin takes over but keeps the adopted annotation",
+            admin(),
+            "argocd",
+            Some(hub("application-set-secret").adopted().build()),
+            Some(
+                hub("application-set-secret")
+                    .owner("cluster9")
+                    .adopted()
+                    .build(),
+            ),
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin edits the copy of an unregistered cluster keeping its owner",
+            admin(),
+            "argocd",
+            Some(repo().owner("cluster9").data("k", b"x").build()),
+            Some(repo().owner("cluster9").build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "admin hands the copy of an unregistered cluster to another",
+            admin(),
+            "argocd",
+            Some(repo().owner("cluster1").build()),
+            Some(repo().owner("cluster9").build()),
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin deletes a copy with an invalid owner label",
+            admin(),
+            "argocd",
+            None,
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::OrphanedOwner,
+            true,
+        ),
+        (
+            "admin takes over a copy with an invalid owner label",
+            admin(),
+            "argocd",
+            Some(repo().build()),
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::OrphanedOwner,
+            true,
+        ),
+        (
+            "admin edits a copy with an invalid owner label keeping it",
+            admin(),
+            "argocd",
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::InvalidOwner,
+            false,
+        ),
+        (
+            "admin sets the adopted annotation on a control-plane secret",
+            admin(),
+            "argocd",
+            Some(hub("application-set-secret").adopted().build()),
+            Some(hub("application-set-secret").build()),
+            Rule::OwnerLabelForged,
+            false,
+        ),
+        (
+            "admin drops a stray adopted annotation",
+            admin(),
+            "argocd",
+            Some(hub("application-set-secret").build()),
+            Some(hub("application-set-secret").adopted().build()),
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
+            "break-glass outside the namespace bypasses nothing",
+            user("alice", &[]),
+            "default",
+            Some(secret("default", "x").build()),
+            None,
+            Rule::OutOfScope,
             true,
         ),
     ];
@@ -748,14 +1038,281 @@ fn break_glass_use_is_flagged_and_warned() {
 }
 
 #[test]
-fn an_unparsable_selector_annotation_is_warned_about() {
-    let new = hub("m")
-        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+fn down_sync_annotation_problems_are_warned_about() {
+    let cases = [
+        (
+            hub("m").annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in ("),
+            "does not parse",
+        ),
+        (
+            hub("m").annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "  "),
+            "allowed-cluster-selector is blank",
+        ),
+        (
+            hub("m").annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, " , "),
+            "allowed-clusters is blank",
+        ),
+    ];
+    for (new, needle) in cases {
+        let v = admit(
+            &Mode::ControlPlane,
+            &admin(),
+            "argocd",
+            Some(new.build()),
+            None,
+        );
+        assert_eq!(v.decision.rule, Rule::ControlPlaneWrite);
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains(needle), "{needle}: {:?}", v.warnings);
+        assert!(
+            v.warnings[0].contains("selects no cluster")
+                || v.warnings[0].contains("names no cluster")
+        );
+    }
+    // A valid annotation, or none, warns about nothing.
+    let fine = hub("m")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "cluster1")
+        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env=prod")
         .build();
-    let v = admit(&Mode::ControlPlane, &admin(), "argocd", Some(new), None);
-    assert!(v.decision.allowed);
-    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
-    assert!(v.warnings[0].contains("goes to no cluster by selector"));
+    let v = admit(&Mode::ControlPlane, &admin(), "argocd", Some(fine), None);
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+}
+
+#[test]
+fn an_update_or_delete_without_old_object_is_denied_whoever_sends_it() {
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let own = hub("repo").owner("cluster1").build();
+    let users = [
+        ("cluster", cluster_user("cluster1")),
+        ("admin", admin()),
+        ("relay", relay_user()),
+        ("break-glass", user("alice", &[])),
+        ("system", user(GARBAGE_COLLECTOR, &[])),
+    ];
+    let modes = [
+        (Mode::ControlPlane, "argocd"),
+        (
+            Mode::ManagedCluster {
+                agent: AGENT.to_owned(),
+            },
+            "akuity",
+        ),
+    ];
+    for (mode, ns) in &modes {
+        for (who, u) in &users {
+            for (operation, object) in [
+                (Operation::Update, Some(&own)),
+                (Operation::Delete, None),
+                (Operation::Create, None),
+            ] {
+                // A delete by Kubernetes' own cleanup passes without oldObject.
+                if *who == "system" && operation == Operation::Delete {
+                    continue;
+                }
+                let input = AdmissionInput {
+                    operation,
+                    namespace: ns,
+                    name: "repo",
+                    object,
+                    old_object: None,
+                    user: u,
+                    dry_run: false,
+                };
+                let v = validate(&p, &relay, mode, &input);
+                assert_eq!(
+                    (v.decision.rule, v.decision.allowed),
+                    (Rule::MissingObject, false),
+                    "{mode:?} {who} {operation:?}: {}",
+                    v.decision.reason
+                );
+                assert_eq!(v.audit["rule"], "missing-object");
+                assert!(!v.break_glass_used);
+            }
+        }
+        let input = AdmissionInput {
+            operation: Operation::Delete,
+            namespace: ns,
+            name: "repo",
+            object: None,
+            old_object: None,
+            user: &user(NAMESPACE_CONTROLLER, &[]),
+            dry_run: false,
+        };
+        let v = validate(&p, &relay, mode, &input);
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (Rule::SystemExempt, true)
+        );
+    }
+}
+
+#[test]
+fn kubernetes_cleanup_is_recognised_without_a_policy() {
+    let own = hub("repo").owner("cluster1").build();
+    let with_ref = hub("repo")
+        .owner("cluster1")
+        .owner_reference("ConfigMap", "p")
+        .finalizer("orphan")
+        .resource_version("7")
+        .build();
+    let changed = hub("repo")
+        .owner("cluster1")
+        .data("token", b"other")
+        .build();
+    // (user, operation, new, old, cleanup)
+    let cases = [
+        (
+            NAMESPACE_CONTROLLER,
+            Operation::Delete,
+            None,
+            Some(&own),
+            true,
+        ),
+        (KCM, Operation::Delete, None, None, true),
+        (
+            GARBAGE_COLLECTOR,
+            Operation::Update,
+            Some(&own),
+            Some(&with_ref),
+            true,
+        ),
+        (
+            GARBAGE_COLLECTOR,
+            Operation::Update,
+            Some(&with_ref),
+            Some(&own),
+            true,
+        ),
+        (
+            GARBAGE_COLLECTOR,
+            Operation::Update,
+            Some(&changed),
+            Some(&with_ref),
+            false,
+        ),
+        (
+            GARBAGE_COLLECTOR,
+            Operation::Update,
+            Some(&own),
+            None,
+            false,
+        ),
+        (KCM, Operation::Create, Some(&own), None, false),
+        (
+            "kubernetes-admin",
+            Operation::Delete,
+            None,
+            Some(&own),
+            false,
+        ),
+    ];
+    for (name, operation, object, old_object, cleanup) in cases {
+        let u = user(name, &[]);
+        let input = AdmissionInput {
+            operation,
+            namespace: "argocd",
+            name: "repo",
+            object,
+            old_object,
+            user: &u,
+            dry_run: false,
+        };
+        assert_eq!(
+            is_kubernetes_cleanup(&input),
+            cleanup,
+            "{name} {operation:?}"
+        );
+        match validate_without_policy(&input) {
+            Some(v) => {
+                assert!(cleanup, "{name} {operation:?}");
+                assert_eq!(
+                    (v.decision.rule, v.decision.allowed),
+                    (Rule::SystemExempt, true)
+                );
+                assert_eq!(v.audit["identity"], format!("kubernetes-system:{name}"));
+                assert_eq!(v.audit["rule"], "system-exempt");
+            }
+            None => assert!(!cleanup, "{name} {operation:?}"),
+        }
+        // With a policy, the same request is exempt exactly when it is cleanup.
+        let v = validate(
+            &policy(),
+            &RelayIdentity::default(),
+            &Mode::ControlPlane,
+            &input,
+        );
+        assert_eq!(
+            v.decision.rule == Rule::SystemExempt,
+            cleanup,
+            "{name} {operation:?}"
+        );
+        // And the mutating webhook leaves cleanup alone.
+        if cleanup {
+            assert!(
+                mutate(
+                    &policy(),
+                    &RelayIdentity::default(),
+                    &Mode::ControlPlane,
+                    &input
+                )
+                .is_empty()
+            );
+        }
+    }
+}
+
+#[test]
+fn out_of_scope_is_decided_without_the_objects() {
+    let p = Policy::from_yaml("controlPlaneNamespace: hub\nagentNamespace: agents\n").unwrap();
+    let relay = RelayIdentity::default();
+    let managed = Mode::ManagedCluster {
+        agent: AGENT.to_owned(),
+    };
+    assert!(in_scope(&p, &Mode::ControlPlane, "hub"));
+    assert!(!in_scope(&p, &Mode::ControlPlane, "argocd"));
+    assert!(in_scope(&p, &managed, "agents"));
+    assert!(!in_scope(&p, &managed, "akuity"));
+    let forged = secret("argocd", "x").owner("cluster1").build();
+    for (mode, ns) in [(Mode::ControlPlane, "argocd"), (managed, "akuity")] {
+        for operation in [Operation::Create, Operation::Update, Operation::Delete] {
+            for object in [None, Some(&forged)] {
+                let input = AdmissionInput {
+                    operation,
+                    namespace: ns,
+                    name: "x",
+                    object,
+                    old_object: None,
+                    user: &admin(),
+                    dry_run: false,
+                };
+                let v = validate(&p, &relay, &mode, &input);
+                assert_eq!(
+                    (v.decision.rule, v.decision.allowed),
+                    (Rule::OutOfScope, true),
+                    "{mode:?} {operation:?}"
+                );
+                assert!(mutate(&p, &relay, &mode, &input).is_empty());
+            }
+        }
+    }
+    // A cluster identity outside the control-plane namespace is refused.
+    let c1 = cluster_user("cluster1");
+    let input = AdmissionInput {
+        operation: Operation::Create,
+        namespace: "argocd",
+        name: "x",
+        object: None,
+        old_object: None,
+        user: &c1,
+        dry_run: false,
+    };
+    assert_eq!(
+        validate(&p, &relay, &Mode::ControlPlane, &input)
+            .decision
+            .rule,
+        Rule::WrongNamespace
+    );
 }
 
 #[test]
@@ -917,6 +1474,24 @@ fn managed_cluster_admission_guards_down_copies() {
             Some(down().build()),
             Rule::SystemExempt,
             true,
+        ),
+        (
+            "garbage collector removes a finalizer from a down copy",
+            user(GARBAGE_COLLECTOR, &[]),
+            "akuity",
+            Some(down().build()),
+            Some(down().finalizer("f").build()),
+            Rule::SystemExempt,
+            true,
+        ),
+        (
+            "a system identity edits a down copy",
+            user(KCM, &[]),
+            "akuity",
+            Some(down().data("k", b"x").build()),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
         ),
         (
             "break-glass",
@@ -1103,6 +1678,8 @@ fn identity_strategy() -> impl Strategy<Value = UserInfo> {
         Just(admin()),
         Just(relay_user()),
         Just(user("alice", &[])),
+        Just(user(NAMESPACE_CONTROLLER, &[])),
+        Just(user(KCM, &[])),
     ]
 }
 
@@ -1187,5 +1764,55 @@ proptest! {
         } else {
             prop_assert!(ops.is_empty());
         }
+    }
+
+    #[test]
+    fn a_system_identity_outside_cleanup_is_judged_like_anybody(
+        new in secret_strategy(),
+        old in secret_strategy(),
+        finalizer in any::<bool>(),
+        system in prop_oneof![Just(NAMESPACE_CONTROLLER), Just(GARBAGE_COLLECTOR), Just(KCM)],
+    ) {
+        let p = policy();
+        let relay = RelayIdentity::default();
+        let old = old.map(|s| if finalizer { let mut s = s; s.metadata.finalizers = Some(vec!["f".into()]); s } else { s });
+        let operation = op_of(new.as_ref(), old.as_ref());
+        let name = new.as_ref().or(old.as_ref()).and_then(|s| s.metadata.name.clone()).unwrap_or_default();
+        let sys = user(system, &[]);
+        let nobody = user("nobody", &[]);
+        let input = AdmissionInput {
+            operation,
+            namespace: "argocd",
+            name: &name,
+            object: new.as_ref(),
+            old_object: old.as_ref(),
+            user: &sys,
+            dry_run: false,
+        };
+        let as_system = validate(&p, &relay, &Mode::ControlPlane, &input);
+        if is_kubernetes_cleanup(&input) {
+            prop_assert_eq!(as_system.decision.rule, Rule::SystemExempt);
+            prop_assert!(operation == Operation::Delete || operation == Operation::Update);
+        } else {
+            let as_nobody = validate(&p, &relay, &Mode::ControlPlane, &AdmissionInput { user: &nobody, ..input });
+            prop_assert_eq!(
+                (as_system.decision.rule, as_system.decision.allowed),
+                (as_nobody.decision.rule, as_nobody.decision.allowed)
+            );
+        }
+    }
+
+    #[test]
+    fn every_decision_names_a_rule_with_its_outcome(
+        u in identity_strategy(),
+        new in secret_strategy(),
+        old in secret_strategy(),
+        managed in any::<bool>(),
+    ) {
+        let mode = if managed { Mode::ManagedCluster { agent: AGENT.to_owned() } } else { Mode::ControlPlane };
+        let ns = if managed { "akuity" } else { "argocd" };
+        let v = admit(&mode, &u, ns, new, old);
+        prop_assert_eq!(v.decision.allowed, v.decision.rule.allows(), "{}", v.decision.reason);
+        prop_assert_eq!(v.audit["rule"].as_str(), v.decision.rule.as_str());
     }
 }

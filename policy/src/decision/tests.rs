@@ -192,6 +192,22 @@ fn up_sync_follows_every_rule() {
             Rule::OwnedByControlPlane,
             false,
         ),
+        (
+            "hub copy whose owner label is the bare cluster name",
+            "cluster1",
+            s("repo"),
+            Some(hub("repo").label(keys::OWNER_LABEL, "cluster1").build()),
+            Rule::InvalidOwner,
+            false,
+        ),
+        (
+            "hub copy of an unregistered cluster",
+            "cluster1",
+            s("repo"),
+            Some(hub("repo").owner("cluster9").build()),
+            Rule::OwnedByOtherCluster,
+            false,
+        ),
     ];
     for (case, cluster, secret, hub, rule, allowed) in cases {
         let d = up_sync(&p, cluster, &secret, hub.as_ref());
@@ -294,10 +310,45 @@ fn release_follows_every_rule() {
             None,
         ),
         (
-            "blocked hub copy",
+            "its copy became blocked (extraBlocked grew)",
             "cluster1",
-            cluster_type(hub("repo").owner("cluster1")).build(),
+            hub("vault-token").owner("cluster1").build(),
+            Rule::ReleaseDelete,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "its adopted secret became blocked",
+            "cluster1",
+            hub("argocd-image-updater-secret")
+                .label("vault", "1")
+                .owner("cluster1")
+                .adopted()
+                .build(),
+            Rule::ReleaseReturn,
+            Some(ReleaseAction::ReturnToControlPlane),
+        ),
+        (
+            "blocked copy of another cluster",
+            "cluster1",
+            cluster_type(hub("repo").owner("cluster2")).build(),
             Rule::BlockedLabel,
+            None,
+        ),
+        (
+            "owner label without the cluster. prefix",
+            "cluster1",
+            hub("repo").label(keys::OWNER_LABEL, "cluster1").build(),
+            Rule::InvalidOwner,
+            None,
+        ),
+        (
+            "adopted annotation with an invalid owner",
+            "cluster1",
+            hub("application-set-secret")
+                .label(keys::OWNER_LABEL, "cluster1")
+                .adopted()
+                .build(),
+            Rule::InvalidOwner,
             None,
         ),
         (
@@ -396,8 +447,22 @@ fn down_sync_targets_follow_every_rule() {
             Rule::DownSync,
         ),
         (
-            "unparsable selector gives nothing, even with a list",
-            list("ALL")
+            "unparsable selector does not cancel the list",
+            list("cluster3")
+                .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+                .build(),
+            &["cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "unparsable selector alone",
+            sel("env in (").build(),
+            &[],
+            Rule::InvalidSelector,
+        ),
+        (
+            "unparsable selector and a list of unregistered names",
+            list("cluster9")
                 .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
                 .build(),
             &[],
@@ -408,6 +473,26 @@ fn down_sync_targets_follow_every_rule() {
             sel("  ").build(),
             &[],
             Rule::NoTargets,
+        ),
+        (
+            "blank list names nothing",
+            list(" , ").build(),
+            &[],
+            Rule::NoTargets,
+        ),
+        (
+            "blank list does not cancel the selector",
+            list("")
+                .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env=dev")
+                .build(),
+            &["cluster3"],
+            Rule::DownSync,
+        ),
+        (
+            "invalid owner label excludes no cluster",
+            list("ALL").label(keys::OWNER_LABEL, "cluster1").build(),
+            &["cluster1", "cluster2", "cluster3"],
+            Rule::DownSync,
         ),
         ("no annotations", hub("m").build(), &[], Rule::NoTargets),
         (
@@ -445,6 +530,46 @@ fn down_sync_targets_follow_every_rule() {
         assert_eq!(d.decision.rule, rule, "{case}: {}", d.decision.reason);
         assert_eq!(d.decision.allowed, !targets.is_empty(), "{case}");
     }
+}
+
+#[test]
+fn annotation_problems_are_named_and_blank_is_not_absent() {
+    let p = policy();
+    let both_bad = hub("m")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "cluster2")
+        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+        .build();
+    let d = down_sync(&p, &both_bad);
+    assert_eq!(d.targets, ["cluster2"]);
+    assert!(
+        d.decision.reason.contains("does not parse"),
+        "{}",
+        d.decision.reason
+    );
+    assert_eq!(down_sync_problems(&both_bad).len(), 1);
+    // The invalid selector is named when asking about a cluster it would not add.
+    let r = down_sync_to(&p, &both_bad, "cluster1").decision;
+    assert_eq!(r.rule, Rule::DownSyncNotTarget);
+    assert!(r.reason.contains("does not parse"), "{}", r.reason);
+
+    let blank_sel = hub("m")
+        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "")
+        .build();
+    let d = down_sync(&p, &blank_sel).decision;
+    assert!(d.reason.contains("is blank"), "{}", d.reason);
+    assert!(!d.reason.contains("neither"), "{}", d.reason);
+    let blank_list = hub("m")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "  ")
+        .build();
+    let d = down_sync(&p, &blank_list).decision;
+    assert!(
+        d.reason.contains("allowed-clusters is blank"),
+        "{}",
+        d.reason
+    );
+    let absent = down_sync(&p, &hub("m").build()).decision;
+    assert!(absent.reason.contains("neither"), "{}", absent.reason);
+    assert!(down_sync_problems(&hub("m").build()).is_empty());
 }
 
 #[test]
@@ -492,12 +617,126 @@ fn owner_comes_from_the_owner_label() {
         owner(&hub("x").label(keys::OWNER_LABEL, "control-plane").build()),
         Owner::ControlPlane
     );
-    // A malformed value locks rather than opens.
+    // Any other value is an owner no cluster matches: it locks rather than opens.
+    let long = format!("cluster.{}", "a".repeat(56));
+    for v in [
+        "cluster.",
+        "cluster1",
+        "cluster.Bad_Name",
+        "Cluster.c1",
+        "cluster.c1 ",
+        "control-plane ",
+        "",
+        long.as_str(),
+    ] {
+        assert_eq!(
+            owner(&hub("x").label(keys::OWNER_LABEL, v).build()),
+            Owner::Invalid(v.into()),
+            "{v:?}"
+        );
+    }
     assert_eq!(
-        owner(&hub("x").label(keys::OWNER_LABEL, "cluster.").build()),
-        Owner::Cluster("cluster.".into())
+        owner(&hub("x").owner(&"a".repeat(55)).build()),
+        Owner::Cluster("a".repeat(55))
     );
     assert_eq!(Owner::Cluster("c1".into()).label_value(), "cluster.c1");
+    assert_eq!(Owner::Invalid("cluster1".into()).label_value(), "cluster1");
+}
+
+#[test]
+fn adopted_means_a_cluster_owned_adoptable_secret_marked_adopted() {
+    let name = "argocd-notifications-secret";
+    let cases = [
+        (hub(name).owner("cluster1").adopted(), true),
+        (hub(name).owner("cluster9").adopted(), true),
+        (hub(name).owner("cluster1"), false),
+        (hub(name).adopted(), false),
+        (
+            hub(name)
+                .label(keys::OWNER_LABEL, "control-plane")
+                .adopted(),
+            false,
+        ),
+        (
+            hub(name).label(keys::OWNER_LABEL, "cluster1").adopted(),
+            false,
+        ),
+        (hub("repo").owner("cluster1").adopted(), false),
+        (
+            hub(name)
+                .owner("cluster1")
+                .annotation(keys::ADOPTED_ANNOTATION, "True"),
+            false,
+        ),
+    ];
+    for (i, (b, want)) in cases.into_iter().enumerate() {
+        assert_eq!(is_adopted(&b.build()), want, "case {i}");
+    }
+}
+
+#[test]
+fn reclaim_is_the_control_planes_way_out() {
+    let p = policy();
+    // (case, hub, rule, action)
+    let cases: Vec<(&str, Secret, Rule, Option<ReleaseAction>)> = vec![
+        (
+            "copy of an unregistered cluster",
+            hub("repo").owner("cluster9").build(),
+            Rule::OrphanedOwner,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "adopted secret of an unregistered cluster",
+            hub("application-set-secret")
+                .owner("cluster9")
+                .adopted()
+                .build(),
+            Rule::OrphanedOwner,
+            Some(ReleaseAction::ReturnToControlPlane),
+        ),
+        (
+            "invalid owner label",
+            hub("repo").label(keys::OWNER_LABEL, "cluster1").build(),
+            Rule::OrphanedOwner,
+            Some(ReleaseAction::Delete),
+        ),
+        (
+            "copy of a registered cluster",
+            hub("repo").owner("cluster1").build(),
+            Rule::OwnershipLock,
+            None,
+        ),
+        (
+            "control-plane secret",
+            hub("repo").build(),
+            Rule::ControlPlaneWrite,
+            None,
+        ),
+        (
+            "not in the control-plane namespace",
+            secret("default", "repo").owner("cluster9").build(),
+            Rule::WrongNamespace,
+            None,
+        ),
+    ];
+    for (case, h, rule, action) in cases {
+        let r = reclaim(&p, &h);
+        assert_eq!(
+            (r.decision.rule, r.action),
+            (rule, action),
+            "{case}: {}",
+            r.decision.reason
+        );
+        assert_eq!(r.decision.allowed, rule.allows(), "{case}");
+    }
+    // A release by the removed cluster points at the way out.
+    let r = release(&p, "cluster9", &hub("repo").owner("cluster9").build());
+    assert_eq!(r.decision.rule, Rule::UnknownCluster);
+    assert!(
+        r.decision.reason.contains("orphaned-owner"),
+        "{}",
+        r.decision.reason
+    );
 }
 
 #[test]
@@ -560,4 +799,42 @@ fn rule_ids_are_stable_kebab_case_and_serialize_as_strings() {
         );
     }
     assert!(BLOCKED_RULES.contains(&Rule::for_blocked(&BlockedBy::Name("x".into()))));
+}
+
+#[test]
+fn every_rule_id_is_distinct_and_documented_with_its_one_outcome() {
+    let mut seen = std::collections::BTreeSet::new();
+    for r in Rule::ALL {
+        assert!(seen.insert(r.as_str()), "duplicate id {r}");
+    }
+    // The README's rule table lists every id once, with the outcome `allows` gives.
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split("## Rule ids")
+        .nth(1)
+        .expect("a Rule ids section")
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2);
+    let mut documented = std::collections::BTreeMap::new();
+    for row in table {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let allowed = match cells[2] {
+            "yes" => true,
+            "no" => false,
+            other => panic!("allowed column {other:?} in {row}"),
+        };
+        for id in cells[1].split('`').skip(1).step_by(2) {
+            assert!(
+                documented.insert(id.to_owned(), allowed).is_none(),
+                "{id} listed twice"
+            );
+        }
+    }
+    let ids: std::collections::BTreeMap<String, bool> = Rule::ALL
+        .iter()
+        .map(|r| (r.as_str().to_owned(), r.allows()))
+        .collect();
+    assert_eq!(documented, ids);
 }
