@@ -1,0 +1,79 @@
+//! The flag groups every server subcommand shares, and logging setup.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::policy::PolicySource;
+
+/// Serving certificate and key, and optionally the CA that client certificates chain to.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TlsArgs {
+    /// Serving certificate (PEM); re-read when it changes.
+    #[arg(long, env = "SECRET_RELAY_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// Serving key (PEM); re-read when it changes.
+    #[arg(long, env = "SECRET_RELAY_TLS_KEY")]
+    pub tls_key: PathBuf,
+}
+
+/// Where the policy comes from: a file or a ConfigMap.
+#[derive(Clone, Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct PolicyArgs {
+    /// Policy document file, re-read when it changes.
+    #[arg(long, env = "SECRET_RELAY_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// Policy ConfigMap as NAMESPACE/NAME (key policy.yaml), watched through the API server.
+    #[arg(long, env = "SECRET_RELAY_POLICY_CONFIGMAP")]
+    pub policy_configmap: Option<String>,
+}
+
+/// Logging.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log as JSON lines.
+    #[arg(long, env = "SECRET_RELAY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl PolicyArgs {
+    /// The source these flags name, polling a file every `interval`.
+    pub fn source(&self, interval: Duration) -> Result<PolicySource, String> {
+        match (&self.policy_file, &self.policy_configmap) {
+            (Some(path), _) => Ok(PolicySource::File {
+                path: path.clone(),
+                interval,
+            }),
+            (None, Some(spec)) => {
+                let (namespace, name) = spec
+                    .split_once('/')
+                    .filter(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+                    .ok_or_else(|| {
+                        format!("--policy-configmap must be NAMESPACE/NAME, got {spec:?}")
+                    })?;
+                Ok(PolicySource::ConfigMap {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+            (None, None) => {
+                Err("one of --policy-file or --policy-configmap is required".to_owned())
+            }
+        }
+    }
+}
+
+/// Installs the tracing subscriber (level from `SECRET_RELAY_LOG`, default info) on stderr.
+pub fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SECRET_RELAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests) keeps the first subscriber.
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}

@@ -1,0 +1,24 @@
+//! What every secret-relay server process shares: the TLS accept loop with drain,
+//! the shutdown signal, the kube client, the policy sources with "not loaded yet"
+//! and change notification, the admin endpoints (`/healthz`, `/readyz`,
+//! `/metrics`) with one metrics registry, and the shared flag groups.
+//!
+//! The webhook, the relay and the agent stand on this floor; each registers its
+//! metrics into [`Admin`]'s registry and its readiness as named parts.
+
+mod admin;
+mod args;
+mod client;
+mod policy;
+mod serve;
+mod shutdown;
+
+pub use admin::{Admin, Readiness, text_response};
+pub use args::{LogArgs, PolicyArgs, TlsArgs, init_tracing};
+pub use client::{BuildClientError, kube_client, kube_config};
+pub use policy::{
+    LoadOutcome, PolicySource, PolicyState, parse_policy, parse_policy_data, reload_file_once,
+    run_policy_source, watch_configmap, watch_file,
+};
+pub use serve::{ConnInfo, ServeOptions, serve_tls};
+pub use shutdown::{CancellationToken, shutdown_signal};

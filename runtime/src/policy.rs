@@ -1,0 +1,429 @@
+//! The policy a process serves: the last good document, a state of its own for
+//! "no policy yet", and a notification on every new generation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use secret_relay_policy::{POLICY_KEY, Policy, PolicyError, PolicyStore};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Where the policy comes from.
+#[derive(Clone, Debug)]
+pub enum PolicySource {
+    /// A file, re-read when its contents change (robust to Kubernetes' symlink-swapped mounts).
+    File {
+        /// The policy document.
+        path: PathBuf,
+        /// How often to look at it.
+        interval: Duration,
+    },
+    /// The `policy.yaml` key of a ConfigMap, watched through the API server.
+    ConfigMap {
+        /// Namespace of the ConfigMap.
+        namespace: String,
+        /// Name of the ConfigMap.
+        name: String,
+    },
+}
+
+/// The outcome of offering a policy document.
+#[derive(Debug)]
+pub enum LoadOutcome {
+    /// The document was valid and is now served as this generation.
+    Loaded(u64),
+    /// The document was invalid; the last good policy stays.
+    Rejected(String),
+}
+
+/// Cloneable handle to the served policy: snapshots for requests, generations for
+/// subscribers, readiness and the last reload error for `/readyz`.
+#[derive(Clone, Debug)]
+pub struct PolicyState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: PolicyStore,
+    ready: AtomicBool,
+    last_error: ArcSwapOption<String>,
+    /// Bumped on every reload attempt, good or bad.
+    attempts: watch::Sender<u64>,
+    /// The generation served: 0 until the first valid policy.
+    generations: watch::Sender<u64>,
+    metrics: PolicyMetrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Default)]
+struct PolicyMetrics {
+    reloads: Family<ReloadLabels, Counter>,
+    failures: Counter,
+    generation: Gauge,
+}
+
+impl PolicyState {
+    /// A state with no policy yet, registering its metrics (`policy_reloads`,
+    /// `policy_reload_failures`, `policy_generation`) into `registry`.
+    pub fn new(registry: &mut Registry) -> PolicyState {
+        let metrics = PolicyMetrics::default();
+        registry.register(
+            "policy_reloads",
+            "Policy reloads by result",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Policy documents that failed to parse or validate; the last good policy stays",
+            metrics.failures.clone(),
+        );
+        registry.register(
+            "policy_generation",
+            "Generation of the policy being served, 0 until the first valid one",
+            metrics.generation.clone(),
+        );
+        PolicyState {
+            inner: Arc::new(Inner {
+                store: PolicyStore::default(),
+                ready: AtomicBool::new(false),
+                last_error: ArcSwapOption::empty(),
+                attempts: watch::channel(0).0,
+                generations: watch::channel(0).0,
+                metrics,
+            }),
+        }
+    }
+
+    /// The policy snapshot to decide one request with. Before the first valid policy
+    /// this is the default (empty) policy: check [`PolicyState::is_ready`] first.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.store.load()
+    }
+
+    /// The snapshot and its generation, read together.
+    pub fn snapshot(&self) -> (Arc<Policy>, u64) {
+        // The generation is bumped after the store: read it first, so a racing swap
+        // gives a newer policy with an older number, never the reverse.
+        let generation = self.generation();
+        (self.inner.store.load(), generation)
+    }
+
+    /// Whether a valid policy has been loaded.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The generation served: 0 until the first valid policy, then one more per load.
+    pub fn generation(&self) -> u64 {
+        *self.inner.generations.borrow()
+    }
+
+    /// The last reload error, if the newest document offered was invalid.
+    pub fn last_error(&self) -> Option<Arc<String>> {
+        self.inner.last_error.load_full()
+    }
+
+    /// A receiver that changes on every reload attempt (tests await it).
+    pub fn subscribe_reloads(&self) -> watch::Receiver<u64> {
+        self.inner.attempts.subscribe()
+    }
+
+    /// A receiver that changes on every new generation.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.generations.subscribe()
+    }
+
+    /// Offers a policy document from `source` at `revision` (a resourceVersion or a
+    /// file digest). A valid one replaces the policy; an invalid one is logged,
+    /// counted and shown by `/readyz`, and the last good policy stays.
+    pub fn offer_policy(
+        &self,
+        source: &str,
+        revision: &str,
+        parsed: Result<Policy, String>,
+    ) -> LoadOutcome {
+        let metrics = &self.inner.metrics;
+        let outcome = match parsed {
+            Ok(policy) => {
+                // Swap first, then flip readiness, so a ready state always has a real policy.
+                self.inner.store.store(policy);
+                self.inner.ready.store(true, Ordering::Release);
+                self.inner.last_error.store(None);
+                let generation = self.inner.store.generation() - 1;
+                metrics
+                    .reloads
+                    .get_or_create(&ReloadLabels { result: "success" })
+                    .inc();
+                metrics
+                    .generation
+                    .set(i64::try_from(generation).unwrap_or(i64::MAX));
+                self.inner.generations.send_replace(generation);
+                tracing::info!(source, revision, generation, "policy loaded");
+                LoadOutcome::Loaded(generation)
+            }
+            Err(error) => {
+                metrics
+                    .reloads
+                    .get_or_create(&ReloadLabels { result: "failure" })
+                    .inc();
+                metrics.failures.inc();
+                tracing::warn!(
+                    source,
+                    revision,
+                    %error,
+                    generation = self.generation(),
+                    "policy rejected; keeping the last good policy"
+                );
+                self.inner
+                    .last_error
+                    .store(Some(Arc::new(format!("{source} at {revision}: {error}"))));
+                LoadOutcome::Rejected(error)
+            }
+        };
+        self.inner.attempts.send_modify(|n| *n += 1);
+        outcome
+    }
+
+    /// Records a problem with the policy source itself (unreadable file, missing key),
+    /// without touching the policy being served.
+    pub fn source_problem(&self, source: &str, problem: String) {
+        self.offer_policy(source, "-", Err(problem));
+    }
+
+    /// Readiness of the policy part: ready or not, with a human-readable detail.
+    pub fn readiness(&self) -> (bool, String) {
+        let ready = self.is_ready();
+        let mut detail = if ready {
+            format!("policy: serving generation {}", self.generation())
+        } else {
+            "policy: no valid policy loaded yet".to_owned()
+        };
+        if let Some(err) = self.last_error() {
+            detail.push_str(&format!("; last reload failed: {err}"));
+        }
+        (ready, detail)
+    }
+}
+
+/// Parses a policy document, flattening every located problem into one message.
+pub fn parse_policy(text: &str) -> Result<Policy, String> {
+    Policy::from_yaml(text).map_err(|e: PolicyError| e.to_string())
+}
+
+/// Parses the policy out of ConfigMap data under `key`.
+pub fn parse_policy_data(data: &BTreeMap<String, String>, key: &str) -> Result<Policy, String> {
+    Policy::from_configmap_data(data, key).map_err(|e| e.to_string())
+}
+
+/// Runs the policy source until `shutdown` is cancelled. `client` is required for
+/// [`PolicySource::ConfigMap`]; without one the problem is reported on the state.
+pub async fn run_policy_source(
+    state: PolicyState,
+    source: PolicySource,
+    client: Option<Client>,
+    shutdown: CancellationToken,
+) {
+    match (source, client) {
+        (PolicySource::File { path, interval }, _) => {
+            watch_file(state, path, interval, shutdown).await;
+        }
+        (PolicySource::ConfigMap { namespace, name }, Some(client)) => {
+            watch_configmap(state, client, namespace, name, shutdown).await;
+        }
+        (PolicySource::ConfigMap { namespace, name }, None) => state.source_problem(
+            &format!("configmap {namespace}/{name}"),
+            "no Kubernetes client to watch the policy ConfigMap with".to_owned(),
+        ),
+    }
+}
+
+/// Reads the policy file once and offers it if its contents changed since `last`.
+pub async fn reload_file_once(
+    state: &PolicyState,
+    path: &Path,
+    last: &mut Option<Vec<u8>>,
+) -> Option<LoadOutcome> {
+    let source = path.display().to_string();
+    let bytes = match tokio::fs::read(path).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let problem = format!("failed to read policy file: {err}");
+            // Report an unreadable file once per change of state, not on every poll.
+            if last.as_deref() != Some(problem.as_bytes()) {
+                *last = Some(problem.clone().into_bytes());
+                state.source_problem(&source, problem.clone());
+                return Some(LoadOutcome::Rejected(problem));
+            }
+            return None;
+        }
+    };
+    if last.as_deref() == Some(bytes.as_slice()) {
+        return None;
+    }
+    let revision = format!("sha256:{}", short_digest(&bytes));
+    let parsed = match std::str::from_utf8(&bytes) {
+        Ok(text) => parse_policy(text),
+        Err(_) => Err("failed to read policy file: not UTF-8".to_owned()),
+    };
+    *last = Some(bytes);
+    Some(state.offer_policy(&source, &revision, parsed))
+}
+
+/// Polls the policy file until `shutdown` is cancelled.
+pub async fn watch_file(
+    state: PolicyState,
+    path: PathBuf,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut last = None;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticker.tick() => {
+                reload_file_once(&state, &path, &mut last).await;
+            }
+        }
+    }
+}
+
+/// Watches the policy ConfigMap until `shutdown` is cancelled. The watcher resumes
+/// from its last resourceVersion and backs off on errors; a deleted ConfigMap keeps
+/// the last good policy.
+pub async fn watch_configmap(
+    state: PolicyState,
+    client: Client,
+    namespace: String,
+    name: String,
+    shutdown: CancellationToken,
+) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = watcher::watcher(api, config).default_backoff();
+    tokio::pin!(stream);
+    let source = format!("configmap {namespace}/{name}");
+    let mut seen_in_init = false;
+    let mut last_revision: Option<String> = None;
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = stream.next() => event,
+        };
+        let Some(event) = event else { return };
+        match event {
+            Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
+                seen_in_init = true;
+                let revision = cm.metadata.resource_version.clone().unwrap_or_default();
+                if last_revision.as_deref() == Some(revision.as_str()) {
+                    continue;
+                }
+                last_revision = Some(revision.clone());
+                let data = cm.data.unwrap_or_default();
+                state.offer_policy(&source, &revision, parse_policy_data(&data, POLICY_KEY));
+            }
+            Ok(Event::Delete(_)) => {
+                last_revision = None;
+                state.source_problem(
+                    &source,
+                    "the policy ConfigMap was deleted; keeping the last good policy".to_owned(),
+                );
+            }
+            Ok(Event::Init) => seen_in_init = false,
+            Ok(Event::InitDone) => {
+                if !seen_in_init {
+                    state.source_problem(&source, "the policy ConfigMap does not exist".to_owned());
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%source, error = %err, "policy ConfigMap watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+fn short_digest(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_document_keeps_the_last_good_policy_and_subscribers_see_each_generation() {
+        let mut registry = Registry::default();
+        let state = PolicyState::new(&mut registry);
+        let mut generations = state.subscribe();
+        assert!(!state.is_ready());
+        assert_eq!(state.generation(), 0);
+
+        let outcome = state.offer_policy("test", "1", parse_policy("controlPlaneNamespace: hub\n"));
+        assert!(matches!(outcome, LoadOutcome::Loaded(1)));
+        generations.changed().await.unwrap();
+        assert_eq!(*generations.borrow_and_update(), 1);
+
+        let outcome =
+            state.offer_policy("test", "2", parse_policy("clusters: [{name: NOT_VALID}]\n"));
+        assert!(matches!(outcome, LoadOutcome::Rejected(_)));
+        assert_eq!(state.generation(), 1);
+        assert_eq!(state.policy().control_plane_namespace(), "hub");
+        assert!(state.last_error().unwrap().contains("clusters[0].name"));
+        assert!(
+            !generations.has_changed().unwrap(),
+            "a rejected document is no new generation"
+        );
+        let (ready, detail) = state.readiness();
+        assert!(ready);
+        assert!(detail.contains("last reload failed"), "{detail}");
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("policy_reload_failures_total 1"), "{text}");
+        assert!(text.contains("policy_generation 1"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_policy_file_is_reread_only_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        let state = PolicyState::new(&mut Registry::default());
+        let mut last = None;
+        std::fs::write(&path, "agentNamespace: a\n").unwrap();
+        assert!(matches!(
+            reload_file_once(&state, &path, &mut last).await,
+            Some(LoadOutcome::Loaded(1))
+        ));
+        assert!(reload_file_once(&state, &path, &mut last).await.is_none());
+        std::fs::write(&path, "agentNamespace: b\n").unwrap();
+        assert!(matches!(
+            reload_file_once(&state, &path, &mut last).await,
+            Some(LoadOutcome::Loaded(2))
+        ));
+        assert_eq!(state.policy().agent_namespace(), "b");
+    }
+}
