@@ -16,7 +16,9 @@ use std::sync::Arc;
 
 pub use metrics::{Metrics, ReloadLabels, RequestLabels};
 pub use reload::{PolicySource, reload_file_once, watch_configmap, watch_file};
-pub use review::{API_VERSION, DecodeReviewError, Endpoint, KIND, Reviewed, review};
+pub use review::{
+    API_VERSION, DecodeReviewError, Endpoint, KIND, Reviewed, review, review_without_policy,
+};
 pub use server::{MAX_BODY_BYTES, handle, serve};
 pub use state::{AppState, LoadOutcome, parse_policy, parse_policy_data};
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use secret_relay_policy::{
-    AdmissionInput, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo, mutate, validate,
+    AdmissionInput, AdmissionVerdict, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo,
+    in_scope, is_kubernetes_cleanup, mutate, validate, validate_without_policy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -77,7 +78,8 @@ pub struct Reviewed {
     pub name: String,
     /// Whether the request was allowed.
     pub allowed: bool,
-    /// The rule id that decided (`not-a-secret` for kinds we pass through).
+    /// The rule id that decided (`not-a-secret` for kinds we pass through, `mutate` on
+    /// `/mutate`).
     pub rule: &'static str,
     /// The patch length in operations (mutate only).
     pub patch_ops: usize,
@@ -140,16 +142,16 @@ struct UserInfoIn {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ReviewOut<'a> {
+struct ReviewOut {
     api_version: &'static str,
     kind: &'static str,
-    response: ResponseOut<'a>,
+    response: ResponseOut,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct ResponseOut<'a> {
-    uid: &'a str,
+struct ResponseOut {
+    uid: String,
     allowed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<StatusOut>,
@@ -170,10 +172,29 @@ struct StatusOut {
     message: String,
 }
 
+/// The rule id answered for kinds and subresources passed through untouched.
+const NOT_A_SECRET: &str = "not-a-secret";
+
+/// An answer being built: what is logged and counted, and the response.
+struct Answer {
+    reviewed: Reviewed,
+    response: ResponseOut,
+}
+
+/// A decoded Secret request: the operation and the objects it carries.
+struct SecretRequest {
+    operation: Operation,
+    object: Option<Secret>,
+    old_object: Option<Secret>,
+    user: UserInfo,
+}
+
 /// Answers one AdmissionReview body with the given policy snapshot.
 ///
-/// Non-Secret kinds and subresources are allowed untouched. A validating answer never
-/// carries a patch; a mutating answer is always allowed and carries the stamps.
+/// Non-Secret kinds and subresources are allowed untouched (rule `not-a-secret`). A
+/// Secret outside the namespace the policy guards is decided without decoding its
+/// objects. A validating answer never carries a patch; a mutating answer is always
+/// allowed and carries the stamps.
 pub fn review(
     policy: &Policy,
     relay: &RelayIdentity,
@@ -181,6 +202,78 @@ pub fn review(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Reviewed, DecodeReviewError> {
+    let review: ReviewIn<'_> = decode_envelope(body)?;
+    let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
+    let mut answer = Answer::new(&req);
+    if !is_secret(&req) {
+        answer.pass_through(endpoint);
+        return Ok(answer.finish());
+    }
+    let (namespace, name) = (
+        answer.reviewed.namespace.clone(),
+        answer.reviewed.name.clone(),
+    );
+    // Outside the guarded namespace the decision needs no object: skip decoding them.
+    let scoped = in_scope(policy, mode, &namespace);
+    let secret = decode_request(req, scoped)?;
+    let input = AdmissionInput {
+        operation: secret.operation,
+        namespace: &namespace,
+        name: &name,
+        object: secret.object.as_ref(),
+        old_object: secret.old_object.as_ref(),
+        user: &secret.user,
+        dry_run: answer.reviewed.dry_run,
+    };
+    match endpoint {
+        Endpoint::Validate => answer.verdict(validate(policy, relay, mode, &input), &secret.user),
+        Endpoint::Mutate => answer.patch(&mutate(policy, relay, mode, &input)),
+    }
+    Ok(answer.finish())
+}
+
+/// Answers one AdmissionReview body while no valid policy has loaded: Kubernetes'
+/// own cleanup (a delete, or an update of only ownerReferences and finalizers, by
+/// kube-controller-manager) is allowed and never patched, and kinds other than
+/// Secrets pass untouched; `Ok(None)` for anything else, which the server refuses
+/// as not ready.
+pub fn review_without_policy(
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Option<Reviewed>, DecodeReviewError> {
+    let review: ReviewIn<'_> = decode_envelope(body)?;
+    let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
+    let mut answer = Answer::new(&req);
+    if !is_secret(&req) {
+        answer.pass_through(endpoint);
+        return Ok(Some(answer.finish()));
+    }
+    let (namespace, name) = (
+        answer.reviewed.namespace.clone(),
+        answer.reviewed.name.clone(),
+    );
+    let secret = decode_request(req, true)?;
+    let input = AdmissionInput {
+        operation: secret.operation,
+        namespace: &namespace,
+        name: &name,
+        object: secret.object.as_ref(),
+        old_object: secret.old_object.as_ref(),
+        user: &secret.user,
+        dry_run: answer.reviewed.dry_run,
+    };
+    match endpoint {
+        Endpoint::Validate => match validate_without_policy(&input) {
+            Some(verdict) => answer.verdict(verdict, &secret.user),
+            None => return Ok(None),
+        },
+        Endpoint::Mutate if is_kubernetes_cleanup(&input) => answer.patch(&[]),
+        Endpoint::Mutate => return Ok(None),
+    }
+    Ok(Some(answer.finish()))
+}
+
+fn decode_envelope(body: &[u8]) -> Result<ReviewIn<'_>, DecodeReviewError> {
     let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(DecodeReviewError::Envelope {
@@ -188,105 +281,129 @@ pub fn review(
             kind: review.kind,
         });
     }
-    let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
-    let namespace = req.namespace.clone().unwrap_or_default();
-    let name = req.name.clone().unwrap_or_default();
-    let dry_run = req.dry_run.unwrap_or(false);
-    let is_secret = req.kind.group.is_empty()
+    Ok(review)
+}
+
+fn is_secret(req: &RequestIn<'_>) -> bool {
+    req.kind.group.is_empty()
         && req.kind.version == "v1"
         && req.kind.kind == "Secret"
-        && req.sub_resource.as_deref().unwrap_or("").is_empty();
-    let mut reviewed = Reviewed {
-        body: Vec::new(),
-        uid: req.uid.clone(),
-        operation: req.operation.clone(),
-        namespace,
-        name,
-        allowed: true,
-        rule: "not-a-secret",
-        patch_ops: 0,
-        break_glass: None,
-        dry_run,
+        && req.sub_resource.as_deref().unwrap_or("").is_empty()
+}
+
+/// The operation, the user and (when `with_objects`) the decoded objects.
+fn decode_request(
+    req: RequestIn<'_>,
+    with_objects: bool,
+) -> Result<SecretRequest, DecodeReviewError> {
+    let operation = match req.operation.as_str() {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => Operation::Connect,
+        other => {
+            return Err(DecodeReviewError::Operation {
+                uid: req.uid.clone(),
+                operation: other.to_owned(),
+            });
+        }
     };
-    let mut response = ResponseOut {
-        uid: &req.uid,
-        allowed: true,
-        status: None,
-        patch_type: None,
-        patch: None,
-        warnings: Vec::new(),
-        audit_annotations: BTreeMap::new(),
+    let (object, old_object) = if with_objects {
+        (
+            decode_secret(req.object, &req.uid, "object")?,
+            decode_secret(req.old_object, &req.uid, "oldObject")?,
+        )
+    } else {
+        (None, None)
     };
-    if is_secret {
-        let operation = match req.operation.as_str() {
-            "CREATE" => Operation::Create,
-            "UPDATE" => Operation::Update,
-            "DELETE" => Operation::Delete,
-            "CONNECT" => Operation::Connect,
-            other => {
-                return Err(DecodeReviewError::Operation {
-                    uid: req.uid.clone(),
-                    operation: other.to_owned(),
-                });
-            }
-        };
-        let object = decode_secret(req.object, &req.uid, "object")?;
-        let old_object = decode_secret(req.old_object, &req.uid, "oldObject")?;
-        let user = UserInfo {
+    Ok(SecretRequest {
+        operation,
+        object,
+        old_object,
+        user: UserInfo {
             username: req.user_info.username,
             groups: req.user_info.groups,
-        };
-        let input = AdmissionInput {
-            operation,
-            namespace: &reviewed.namespace,
-            name: &reviewed.name,
-            object: object.as_ref(),
-            old_object: old_object.as_ref(),
-            user: &user,
-            dry_run,
-        };
-        match endpoint {
-            Endpoint::Validate => {
-                let verdict = validate(policy, relay, mode, &input);
-                reviewed.allowed = verdict.decision.allowed;
-                reviewed.rule = verdict.decision.rule.as_str();
-                if verdict.break_glass_used {
-                    reviewed.break_glass = Some(user.username.clone());
-                }
-                response.allowed = verdict.decision.allowed;
-                if !verdict.decision.allowed {
-                    response.status = Some(StatusOut {
-                        code: 403,
-                        reason: "Forbidden",
-                        message: format!(
-                            "{} (rule {})",
-                            verdict.decision.reason,
-                            verdict.decision.rule.as_str()
-                        ),
-                    });
-                }
-                response.warnings = verdict.warnings;
-                response.audit_annotations = verdict.audit;
-            }
-            Endpoint::Mutate => {
-                let ops = mutate(policy, relay, mode, &input);
-                reviewed.rule = "mutate";
-                reviewed.patch_ops = ops.len();
-                if !ops.is_empty() {
-                    response.patch_type = Some("JSONPatch");
-                    response.patch = Some(encode_patch(&ops));
-                }
-            }
+        },
+    })
+}
+
+impl Answer {
+    fn new(req: &RequestIn<'_>) -> Answer {
+        Answer {
+            reviewed: Reviewed {
+                body: Vec::new(),
+                uid: req.uid.clone(),
+                operation: req.operation.clone(),
+                namespace: req.namespace.clone().unwrap_or_default(),
+                name: req.name.clone().unwrap_or_default(),
+                allowed: true,
+                rule: NOT_A_SECRET,
+                patch_ops: 0,
+                break_glass: None,
+                dry_run: req.dry_run.unwrap_or(false),
+            },
+            response: ResponseOut {
+                uid: req.uid.clone(),
+                allowed: true,
+                status: None,
+                patch_type: None,
+                patch: None,
+                warnings: Vec::new(),
+                audit_annotations: BTreeMap::new(),
+            },
         }
     }
-    let out = ReviewOut {
-        api_version: API_VERSION,
-        kind: KIND,
-        response,
-    };
-    // Serializing plain structs of strings, bools and maps cannot fail.
-    reviewed.body = serde_json::to_vec(&out).unwrap_or_default();
-    Ok(reviewed)
+
+    fn pass_through(&mut self, endpoint: Endpoint) {
+        if endpoint == Endpoint::Validate {
+            self.response
+                .audit_annotations
+                .insert("rule".to_owned(), NOT_A_SECRET.to_owned());
+        }
+    }
+
+    fn verdict(&mut self, verdict: AdmissionVerdict, user: &UserInfo) {
+        let decision = &verdict.decision;
+        self.reviewed.allowed = decision.allowed;
+        self.reviewed.rule = decision.rule.as_str();
+        if verdict.break_glass_used {
+            self.reviewed.break_glass = Some(user.username.clone());
+        }
+        self.response.allowed = decision.allowed;
+        if !decision.allowed {
+            self.response.status = Some(StatusOut {
+                code: 403,
+                reason: "Forbidden",
+                message: format!("{} (rule {})", decision.reason, decision.rule.as_str()),
+            });
+        }
+        self.response.warnings = verdict.warnings;
+        self.response.audit_annotations = verdict.audit;
+    }
+
+    fn patch(&mut self, ops: &[PatchOp]) {
+        self.reviewed.rule = "mutate";
+        self.reviewed.patch_ops = ops.len();
+        if !ops.is_empty() {
+            self.response.patch_type = Some("JSONPatch");
+            self.response.patch = Some(encode_patch(ops));
+        }
+    }
+
+    fn finish(self) -> Reviewed {
+        let Answer {
+            mut reviewed,
+            response,
+        } = self;
+        let out = ReviewOut {
+            api_version: API_VERSION,
+            kind: KIND,
+            response,
+        };
+        // Serializing plain structs of strings, bools and maps cannot fail.
+        reviewed.body = serde_json::to_vec(&out).unwrap_or_default();
+        reviewed
+    }
 }
 
 fn decode_secret(

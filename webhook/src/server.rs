@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::RequestLabels;
-use crate::review::{Endpoint, review};
+use crate::review::{Endpoint, review, review_without_policy};
 use crate::state::AppState;
 
 /// The largest AdmissionReview body accepted. A worst-case Secret UPDATE review (1 MiB of
@@ -81,12 +81,6 @@ where
         tracing::warn!(endpoint = endpoint_name, status = code.as_u16(), %message, "refused an admission request");
         text(code, message)
     };
-    if !state.is_ready() {
-        return bad(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no valid policy loaded yet; see /readyz\n".to_owned(),
-        );
-    }
     let is_json = req
         .headers()
         .get(CONTENT_TYPE)
@@ -131,9 +125,25 @@ where
     let Some(endpoint) = endpoint else {
         return json(Bytes::from_static(BASELINE_REVIEW));
     };
-    // One snapshot per request: a request never sees two policies.
-    let policy = state.policy();
-    let reviewed = match review(&policy, state.relay(), state.mode(), endpoint, &body) {
+    let reviewed = if state.is_ready() {
+        // One snapshot per request: a request never sees two policies.
+        let policy = state.policy();
+        review(&policy, state.relay(), state.mode(), endpoint, &body)
+    } else {
+        // Before a valid policy loads, Kubernetes' own cleanup still passes, so a
+        // namespace deletion never hangs on us; anything else is refused as not ready.
+        match review_without_policy(endpoint, &body) {
+            Ok(Some(reviewed)) => Ok(reviewed),
+            Ok(None) => {
+                return bad(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no valid policy loaded yet; see /readyz\n".to_owned(),
+                );
+            }
+            Err(err) => Err(err),
+        }
+    };
+    let reviewed = match reviewed {
         Ok(reviewed) => reviewed,
         Err(err) => return bad(StatusCode::BAD_REQUEST, format!("{err}\n")),
     };
