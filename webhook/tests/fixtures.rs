@@ -20,7 +20,9 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/admission")
 }
 
-fn state(mode: &str) -> AppState {
+/// The webhook in `mode`, with the fixtures' policy loaded unless `policy_loaded` is
+/// false (a webhook that has not loaded a valid policy yet).
+fn state(mode: &str, policy_loaded: bool) -> AppState {
     let mode = match mode {
         "control-plane" => Mode::ControlPlane,
         "managed-cluster" => Mode::ManagedCluster {
@@ -29,10 +31,19 @@ fn state(mode: &str) -> AppState {
         other => panic!("unknown fixture mode {other:?}"),
     };
     let state = AppState::new(RelayIdentity::default(), mode);
-    let policy = std::fs::read_to_string(fixtures_dir().join("policy.yaml")).unwrap();
-    state.offer_policy("fixtures", "1", parse_policy(&policy));
-    assert!(state.is_ready(), "{:?}", state.last_error());
+    if policy_loaded {
+        let policy = std::fs::read_to_string(fixtures_dir().join("policy.yaml")).unwrap();
+        state.offer_policy("fixtures", "1", parse_policy(&policy));
+        assert!(state.is_ready(), "{:?}", state.last_error());
+    }
     state
+}
+
+fn fixture_state(fixture: &Value) -> AppState {
+    state(
+        fixture["mode"].as_str().unwrap(),
+        fixture["policyLoaded"].as_bool().unwrap_or(true),
+    )
 }
 
 async fn post(state: &AppState, path: &str, review: &Value) -> Value {
@@ -57,7 +68,7 @@ fn decoded_patch(response: &Value) -> Option<json_patch::Patch> {
 /// Checks one fixture; returns a description of every mismatch.
 async fn replay(file: &Path) -> Vec<String> {
     let fixture: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-    let state = state(fixture["mode"].as_str().unwrap());
+    let state = fixture_state(&fixture);
     let path = fixture["path"].as_str().unwrap();
     let expect = &fixture["expect"];
     let review = &fixture["review"];
@@ -82,10 +93,48 @@ async fn replay(file: &Path) -> Vec<String> {
         format!("allowed {} != {}", response["allowed"], expect["allowed"]),
     );
     let message = response["status"]["message"].as_str().unwrap_or("");
-    if let Some(rule) = expect["rule"].as_str() {
+    // Every validating answer names its rule, allowed ones included; a denial also
+    // ends its message with it.
+    if path.starts_with("/validate") {
+        match expect["rule"].as_str() {
+            None => check(
+                false,
+                "a /validate fixture must say which rule decides (expect.rule)".to_owned(),
+            ),
+            Some(rule) => {
+                check(
+                    response["auditAnnotations"]["rule"] == rule,
+                    format!(
+                        "audit annotation rule = {} != {rule}",
+                        response["auditAnnotations"]["rule"]
+                    ),
+                );
+                if expect["allowed"] == false {
+                    check(
+                        message.ends_with(&format!("(rule {rule})")),
+                        format!("rule {rule} not named in {message:?}"),
+                    );
+                }
+            }
+        }
+    }
+    let warnings: Vec<&str> = response["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    for needle in expect["warningsContain"].as_array().into_iter().flatten() {
+        let needle = needle.as_str().unwrap();
         check(
-            message.ends_with(&format!("(rule {rule})")),
-            format!("rule {rule} not named in {message:?}"),
+            warnings.iter().any(|w| w.contains(needle)),
+            format!("no warning contains {needle:?}: {warnings:?}"),
+        );
+    }
+    if expect.get("warningsContain").is_none() {
+        check(
+            warnings.is_empty(),
+            format!("unexpected warnings {warnings:?}"),
         );
     }
     for needle in expect["messageContains"].as_array().into_iter().flatten() {
@@ -115,6 +164,12 @@ async fn replay(file: &Path) -> Vec<String> {
         check(patch.is_none(), "unexpected patch".to_owned());
     }
     let wants_patch = expect.get("patched").is_some() || expect.get("patchedPrefix").is_some();
+    if path.starts_with("/mutate") {
+        check(
+            wants_patch != (expect["noPatch"] == true),
+            "a /mutate fixture must expect either noPatch or patched/patchedPrefix".to_owned(),
+        );
+    }
     if wants_patch {
         let Some(patch) = patch else {
             problems.push("expected a patch".to_owned());
@@ -157,7 +212,7 @@ async fn every_fixture_gets_the_expected_answer() {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "fixtures missing: {files:?}");
+    assert!(files.len() >= 25, "fixtures missing: {files:?}");
     let mut failures = Vec::new();
     for file in &files {
         for problem in replay(file).await {
@@ -181,7 +236,7 @@ async fn fixture_secret_values_never_reach_an_answer() {
         }
         let fixture: Value =
             serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
-        let state = state(fixture["mode"].as_str().unwrap());
+        let state = fixture_state(&fixture);
         let out = post(
             &state,
             fixture["path"].as_str().unwrap(),
