@@ -1,16 +1,17 @@
 //! `secret-relay explain`: why a Secret does (or does not) sync.
 //!
 //! Prints exactly one JSON object on stdout (`allowed`, `rule`, `reason`,
-//! plus `targets` for down and `action` for an allowed release), one readable
-//! line on stderr, and exits 0 when allowed, 1 when denied and 2 on bad input.
+//! plus `targets` for down and `action` for an allowed release that acts on
+//! the copy), one readable line on stderr, and exits 0 when allowed, 1 when
+//! denied and 2 on bad input.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use secret_relay_policy::{
-    Decision, POLICY_KEY, Policy, ReleaseAction, Rule, Secret, down_sync, down_sync_to, release,
-    up_sync,
+    Decision, POLICY_KEY, Policy, ReleaseAction, Rule, Secret, down_sync, down_sync_to, reclaim,
+    release, up_sync,
 };
 use serde::Serialize;
 
@@ -29,16 +30,18 @@ pub(crate) struct Args {
     secret: PathBuf,
     /// Which decision: `up` (cluster to control plane), `down` (control plane
     /// to clusters) or `release` (the cluster's Secret was deleted or lost the
-    /// opt-in label).
+    /// opt-in label; without `--cluster`, whether the control plane may delete
+    /// or take over the copy, e.g. of a cluster removed from the policy).
     #[arg(long, value_enum, env = "SECRET_RELAY_EXPLAIN_DIRECTION")]
     direction: Direction,
-    /// The cluster: required for `up` and `release`; for `down`, asks whether
-    /// this cluster is a target.
+    /// The cluster: required for `up`; for `release`, the releasing cluster
+    /// (omit it to ask about the control plane's way out); for `down`, asks
+    /// whether this cluster is a target.
     #[arg(long, value_name = "NAME", env = "SECRET_RELAY_EXPLAIN_CLUSTER")]
     cluster: Option<String>,
-    /// The existing hub copy in the control-plane namespace, if any. For
-    /// `down` and `release` it is the Secret judged (then `--secret` must have
-    /// the same name).
+    /// The existing hub copy in the control-plane namespace, if any (a
+    /// manifest in another namespace is an error). For `down` and `release` it
+    /// is the Secret judged (then `--secret` must have the same name).
     #[arg(long, value_name = "FILE", env = "SECRET_RELAY_EXPLAIN_HUB")]
     hub: Option<PathBuf>,
 }
@@ -64,15 +67,17 @@ struct Output<'a> {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let policy = load_policy(&args.policy)?;
     let secret = load_secret(&args.secret)?;
-    let hub = args.hub.as_deref().map(load_secret).transpose()?;
     let agent_ns = policy.agent_namespace().to_owned();
     let cp_ns = policy.control_plane_namespace().to_owned();
+    let hub = match &args.hub {
+        Some(path) => Some(load_hub(path, &cp_ns)?),
+        None => None,
+    };
 
     let (decision, targets, action) = match args.direction {
         Direction::Up => {
             let cluster = required_cluster(&args)?;
             let secret = with_namespace(secret, &agent_ns);
-            let hub = hub.map(|h| with_namespace(h, &cp_ns));
             if let Some(h) = &hub {
                 same_name(&secret, h)?;
             }
@@ -87,9 +92,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             (down.decision, Some(down.targets), None)
         }
         Direction::Release => {
-            let cluster = required_cluster(&args)?;
             let judged = hub_copy(secret, hub, &cp_ns)?;
-            let r = release(&policy, cluster, &judged);
+            let r = match &args.cluster {
+                Some(cluster) => release(&policy, cluster, &judged),
+                None => reclaim(&policy, &judged),
+            };
             (r.decision, None, r.action)
         }
     };
@@ -124,7 +131,7 @@ fn print(
 fn required_cluster(args: &Args) -> anyhow::Result<&str> {
     match &args.cluster {
         Some(c) => Ok(c),
-        None => bail!("--cluster NAME is required for --direction up and release"),
+        None => bail!("--cluster NAME is required for --direction up"),
     }
 }
 
@@ -134,10 +141,24 @@ fn hub_copy(secret: Secret, hub: Option<Secret>, cp_ns: &str) -> anyhow::Result<
     match hub {
         Some(h) => {
             same_name(&secret, &h)?;
-            Ok(with_namespace(h, cp_ns))
+            Ok(h)
         }
         None => Ok(with_namespace(secret, cp_ns)),
     }
+}
+
+/// The `--hub` manifest: a hub copy lives in the control-plane namespace, so one
+/// that names another namespace is bad input, not something to judge.
+fn load_hub(path: &Path, cp_ns: &str) -> anyhow::Result<Secret> {
+    let hub = with_namespace(load_secret(path)?, cp_ns);
+    let ns = hub.metadata.namespace.as_deref().unwrap_or("");
+    if ns != cp_ns {
+        bail!(
+            "--hub {} is in namespace '{ns}', not in the control-plane namespace '{cp_ns}' where hub copies live",
+            path.display()
+        );
+    }
+    Ok(hub)
 }
 
 fn same_name(secret: &Secret, hub: &Secret) -> anyhow::Result<()> {

@@ -249,7 +249,7 @@ fn down_sync_to_one_cluster_is_allowed_only_for_a_target() {
 }
 
 #[test]
-fn down_sync_with_an_unparsable_selector_has_no_targets() {
+fn an_unparsable_selector_does_not_cancel_the_list_and_is_named_in_the_reason() {
     let run = explain(&[
         "--policy",
         "@policy.yaml",
@@ -258,8 +258,48 @@ fn down_sync_with_an_unparsable_selector_has_no_targets() {
         "--direction",
         "down",
     ]);
+    let v = assert_answer(&run, 0, true, "down-sync");
+    assert_eq!(v["targets"], json!(["cluster1", "cluster2", "cluster3"]));
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("does not parse"), "{reason}");
+    assert!(
+        reason.contains("akuity.io/managed-secret-allowed-cluster-selector"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn down_sync_with_only_an_unparsable_selector_has_no_targets() {
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@only-bad-selector.yaml",
+        "--direction",
+        "down",
+    ]);
     let v = assert_answer(&run, 1, false, "invalid-selector");
     assert_eq!(v["targets"], json!([]));
+    assert!(v["reason"].as_str().unwrap().contains("does not parse"));
+}
+
+#[test]
+fn a_blank_selector_is_reported_as_blank_not_as_absent() {
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@blank-selector.yaml",
+        "--direction",
+        "down",
+    ]);
+    let v = assert_answer(&run, 1, false, "no-targets");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("allowed-cluster-selector is blank"),
+        "{reason}"
+    );
+    assert!(!reason.contains("neither"), "{reason}");
 }
 
 #[test]
@@ -307,6 +347,139 @@ fn release_of_a_created_copy_deletes_it_and_of_anothers_is_refused() {
     ]);
     let v = assert_answer(&run, 1, false, "release-not-owner");
     assert_eq!(keys(&v), ["allowed", "reason", "rule"]);
+}
+
+#[test]
+fn a_copy_that_became_blocked_is_still_released_by_its_cluster() {
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@hub-vault-token-cluster1.yaml",
+        "--direction",
+        "release",
+        "--cluster",
+        "cluster1",
+    ]);
+    let v = assert_answer(&run, 0, true, "release-delete");
+    assert_eq!(v["action"], "delete");
+    // The cluster can no longer sync it up.
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@hub-vault-token-cluster1.yaml",
+        "--direction",
+        "down",
+    ]);
+    assert_answer(&run, 1, false, "blocked-name");
+}
+
+#[test]
+fn release_without_a_cluster_shows_the_control_planes_way_out() {
+    let release = |file: &'static str| {
+        explain(&[
+            "--policy",
+            "@policy.yaml",
+            "--secret",
+            file,
+            "--direction",
+            "release",
+        ])
+    };
+    // A copy of a cluster removed from the policy is orphaned: the control plane may
+    // delete it or take it over.
+    let v = assert_answer(
+        &release("@hub-repo-removed-cluster.yaml"),
+        0,
+        true,
+        "orphaned-owner",
+    );
+    assert_eq!(v["action"], "delete");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("cluster9"), "{reason}");
+    assert!(reason.contains("take it over"), "{reason}");
+    // So is one whose owner label is invalid.
+    let v = assert_answer(
+        &release("@hub-repo-bare-owner.yaml"),
+        0,
+        true,
+        "orphaned-owner",
+    );
+    assert_eq!(v["action"], "delete");
+    // A copy of a registered cluster stays locked to it.
+    let v = assert_answer(
+        &release("@hub-repo-cluster1.yaml"),
+        1,
+        false,
+        "ownership-lock",
+    );
+    assert_eq!(keys(&v), ["allowed", "reason", "rule"]);
+    // The control plane's own secret needs no way out.
+    let v = assert_answer(&release("@managed-cp.yaml"), 0, true, "control-plane-write");
+    assert_eq!(keys(&v), ["allowed", "reason", "rule"]);
+}
+
+#[test]
+fn a_bare_owner_label_is_an_owner_no_cluster_matches() {
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@hub-repo-bare-owner.yaml",
+        "--direction",
+        "release",
+        "--cluster",
+        "cluster1",
+    ]);
+    assert_answer(&run, 1, false, "invalid-owner");
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@repo.yaml",
+        "--hub",
+        "@hub-repo-bare-owner.yaml",
+        "--direction",
+        "up",
+        "--cluster",
+        "cluster1",
+    ]);
+    assert_answer(&run, 1, false, "invalid-owner");
+}
+
+#[test]
+fn a_hub_outside_the_control_plane_namespace_is_bad_input() {
+    for direction in ["up", "down", "release"] {
+        let run = explain(&[
+            "--policy",
+            "@policy.yaml",
+            "--secret",
+            "@repo.yaml",
+            "--hub",
+            "@repo-in-default.yaml",
+            "--direction",
+            direction,
+            "--cluster",
+            "cluster1",
+        ]);
+        assert_bad_input(&run, "--hub");
+        assert!(
+            run.stderr.contains("namespace 'default'") && run.stderr.contains("'argocd'"),
+            "{direction}: {}",
+            run.stderr
+        );
+    }
+    // Judged alone with --secret, the same manifest is an answer, not an error.
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@repo-in-default.yaml",
+        "--direction",
+        "down",
+    ]);
+    assert_answer(&run, 1, false, "wrong-namespace");
 }
 
 #[test]
@@ -404,7 +577,7 @@ fn missing_cluster_and_mismatched_names_are_bad_input() {
         "--direction",
         "up",
     ]);
-    assert_bad_input(&run, "--cluster NAME is required");
+    assert_bad_input(&run, "--cluster NAME is required for --direction up");
     let run = explain(&[
         "--policy",
         "@policy.yaml",
