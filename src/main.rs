@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod certs_cmd;
 mod explain;
+mod relay_cmd;
 mod sandbox_cmd;
 mod webhook_cmd;
 
@@ -27,6 +28,8 @@ enum Command {
     Sandbox(sandbox_cmd::Args),
     /// Run the AdmissionReview v1 webhook server.
     Webhook(webhook_cmd::Args),
+    /// Run the mTLS relay that serves managed clusters' agents.
+    Relay(relay_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs_cmd::run(args),
         Command::Sandbox(args) => sandbox_cmd::run(args),
         Command::Webhook(args) => webhook_cmd::run(args),
+        Command::Relay(args) => relay_cmd::run(args),
     };
     match result {
         Ok(code) => code,

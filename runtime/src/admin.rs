@@ -114,6 +114,47 @@ impl Admin {
     }
 }
 
+/// Serves the admin endpoints over plain HTTP/1.1 on `listener` until `shutdown`
+/// (probes and Prometheus scrape without client certificates).
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    admin: Admin,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let admin = admin.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let admin = admin.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        admin
+                            .handle(req.method(), req.uri().path())
+                            .unwrap_or_else(|| text_response(StatusCode::NOT_FOUND, "not found\n".to_owned())),
+                    )
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
 /// A `text/plain` response.
 pub fn text_response(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body)));

@@ -13,7 +13,7 @@ mod policy;
 mod serve;
 mod shutdown;
 
-pub use admin::{Admin, Readiness, text_response};
+pub use admin::{Admin, Readiness, serve_admin, text_response};
 pub use args::{LogArgs, PolicyArgs, TlsArgs, init_tracing};
 pub use client::{BuildClientError, kube_client, kube_config};
 pub use policy::{

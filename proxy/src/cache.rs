@@ -1,0 +1,547 @@
+//! One shared watch cache of the control-plane namespace's Secrets, fanned out to
+//! every connected cluster.
+//!
+//! A single writer task follows the API server with kube-runtime's watcher and keeps,
+//! per hub copy, its JSON (serialized once for every watch) and the sorted list of
+//! clusters that may see it: the down-sync targets plus its owner. Changes and policy
+//! generations go to watches through one broadcast channel in one order, and into a
+//! bounded history so a client can resume from a resourceVersion (the API server's own)
+//! on this replica or another.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use secret_relay_policy::{Owner, Policy, down_sync, owner};
+use secret_relay_runtime::{CancellationToken, PolicyState};
+use tokio::sync::broadcast;
+
+/// How many events a lagging watch may fall behind before it is ended (it resumes
+/// from its last resourceVersion, out of the history).
+const BROADCAST_CAPACITY: usize = 16 * 1024;
+
+/// One hub copy as the cache holds it.
+#[derive(Debug)]
+pub struct Entry {
+    /// The Secret's name.
+    pub name: String,
+    /// Its resourceVersion, as a number (etcd revisions are).
+    pub rv: u64,
+    /// The object.
+    pub secret: Arc<Secret>,
+    /// The object as JSON, serialized once for every watch and list.
+    pub json: Bytes,
+    /// The clusters that may see it, sorted: down-sync targets and its owner.
+    pub targets: Arc<[String]>,
+}
+
+/// One change, in the order every watch sees them.
+#[derive(Debug)]
+pub enum CacheEvent {
+    /// A hub copy was added, modified or deleted.
+    Change {
+        /// Position in the broadcast order.
+        seq: u64,
+        /// The resourceVersion of the change.
+        rv: u64,
+        /// The entry before, if it existed.
+        before: Option<Arc<Entry>>,
+        /// The entry after; for a deletion, the final object.
+        after: Arc<Entry>,
+        /// Whether this is a deletion.
+        deleted: bool,
+        /// When the cache received it (for the fan-out lag metric).
+        received: Instant,
+    },
+    /// A new policy generation: the entries whose target lists changed.
+    Policy {
+        /// Position in the broadcast order.
+        seq: u64,
+        /// The cache's resourceVersion when the policy arrived.
+        rv: u64,
+        /// The new generation.
+        generation: u64,
+        /// The new policy.
+        policy: Arc<Policy>,
+        /// Each entry whose targets changed, with the targets it had before.
+        changes: Vec<(Arc<Entry>, Arc<[String]>)>,
+        /// When the cache received it.
+        received: Instant,
+    },
+    /// The upstream watch restarted from a new list and the namespace may have
+    /// changed: every watch ends, and clients list again.
+    Reset {
+        /// Position in the broadcast order.
+        seq: u64,
+    },
+}
+
+/// The shared cache handle.
+#[derive(Clone, Debug)]
+pub struct HubCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: RwLock<State>,
+    tx: broadcast::Sender<Arc<CacheEvent>>,
+    history_limit: usize,
+}
+
+#[derive(Debug)]
+struct State {
+    namespace: String,
+    objects: BTreeMap<String, Arc<Entry>>,
+    rv: u64,
+    seq: u64,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// Resumes from a resourceVersion at or after this one are served from history.
+    history_base_rv: u64,
+    synced: bool,
+    policy: Arc<Policy>,
+    generation: u64,
+}
+
+/// A consistent view of the cache for starting a list or a watch.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The namespace the cache follows.
+    pub namespace: String,
+    /// Every entry, sorted by name.
+    pub entries: Vec<Arc<Entry>>,
+    /// The cache's resourceVersion.
+    pub rv: u64,
+    /// The broadcast position this snapshot includes.
+    pub seq: u64,
+    /// The policy the entries' targets were computed with, and its generation.
+    pub policy: Arc<Policy>,
+    /// The policy generation.
+    pub generation: u64,
+}
+
+/// What a watch from a resourceVersion gets.
+#[derive(Debug)]
+pub enum Resume {
+    /// The events after it, from the history.
+    Replay(Vec<Arc<CacheEvent>>),
+    /// It is older than the history: 410 Expired.
+    Expired,
+}
+
+impl CacheEvent {
+    /// Position in the broadcast order.
+    pub fn seq(&self) -> u64 {
+        match self {
+            CacheEvent::Change { seq, .. }
+            | CacheEvent::Policy { seq, .. }
+            | CacheEvent::Reset { seq } => *seq,
+        }
+    }
+}
+
+impl Entry {
+    /// Builds an entry: serializes the object once and computes its targets.
+    pub fn new(policy: &Policy, secret: Secret) -> Entry {
+        let name = secret.metadata.name.clone().unwrap_or_default();
+        let rv = parse_rv(secret.metadata.resource_version.as_deref());
+        let targets = targets(policy, &secret);
+        let mut secret = secret;
+        // The cache never needs managedFields; dropping them keeps memory and every
+        // response smaller (kube-apiserver keeps them, a client can ask it directly).
+        secret.metadata.managed_fields = None;
+        // k8s-openapi writes apiVersion and kind, as the API server does.
+        let json = Bytes::from(serde_json::to_vec(&secret).unwrap_or_default());
+        Entry {
+            name,
+            rv,
+            secret: Arc::new(secret),
+            json,
+            targets,
+        }
+    }
+
+    /// Whether cluster `cluster` may see this entry.
+    pub fn visible_to(&self, cluster: &str) -> bool {
+        self.targets
+            .binary_search_by(|t| t.as_str().cmp(cluster))
+            .is_ok()
+    }
+
+    fn with_targets(&self, targets: Arc<[String]>) -> Entry {
+        Entry {
+            name: self.name.clone(),
+            rv: self.rv,
+            secret: self.secret.clone(),
+            json: self.json.clone(),
+            targets,
+        }
+    }
+}
+
+/// The clusters that may see hub copy `hub` under `policy`, sorted.
+pub fn targets(policy: &Policy, hub: &Secret) -> Arc<[String]> {
+    let mut targets = down_sync(policy, hub).targets;
+    if let Owner::Cluster(c) = owner(hub)
+        && policy.cluster(&c).is_some()
+        && !targets.contains(&c)
+    {
+        targets.push(c);
+        targets.sort();
+    }
+    targets.into()
+}
+
+/// A resourceVersion as a number; an unparsable one is 0 (never newer than anything).
+pub fn parse_rv(rv: Option<&str>) -> u64 {
+    rv.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+impl HubCache {
+    /// An empty, unsynced cache keeping `history_limit` events for resumes.
+    pub fn new(history_limit: usize) -> HubCache {
+        let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+        HubCache {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State {
+                    namespace: String::new(),
+                    objects: BTreeMap::new(),
+                    rv: 0,
+                    seq: 0,
+                    history: VecDeque::new(),
+                    history_base_rv: u64::MAX,
+                    synced: false,
+                    policy: Arc::new(Policy::default()),
+                    generation: 0,
+                }),
+                tx,
+                history_limit: history_limit.max(1),
+            }),
+        }
+    }
+
+    /// Whether the first list from the API server has completed.
+    pub fn is_synced(&self) -> bool {
+        self.read().synced
+    }
+
+    /// The resourceVersion the cache has reached.
+    pub fn resource_version(&self) -> u64 {
+        self.read().rv
+    }
+
+    /// How many hub copies the cache holds.
+    pub fn len(&self) -> usize {
+        self.read().objects.len()
+    }
+
+    /// Whether the cache holds no hub copy.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The policy generation the targets were computed with.
+    pub fn generation(&self) -> u64 {
+        self.read().generation
+    }
+
+    /// One entry by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Entry>> {
+        self.read().objects.get(name).cloned()
+    }
+
+    /// Subscribes to changes. Subscribe before taking the snapshot or resume that the
+    /// subscription continues, and skip events whose `seq` the snapshot includes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CacheEvent>> {
+        self.inner.tx.subscribe()
+    }
+
+    /// The current contents, consistent with `seq`.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.read();
+        Snapshot {
+            namespace: state.namespace.clone(),
+            entries: state.objects.values().cloned().collect(),
+            rv: state.rv,
+            seq: state.seq,
+            policy: state.policy.clone(),
+            generation: state.generation,
+        }
+    }
+
+    /// The events after resourceVersion `rv` (policy events at `rv` included, so a
+    /// client that may have missed one sees it again; re-applying one is harmless),
+    /// with the snapshot position they lead to.
+    pub fn resume(&self, rv: u64) -> (Resume, Snapshot) {
+        let state = self.read();
+        let snapshot = Snapshot {
+            namespace: state.namespace.clone(),
+            entries: Vec::new(),
+            rv: state.rv,
+            seq: state.seq,
+            policy: state.policy.clone(),
+            generation: state.generation,
+        };
+        if rv < state.history_base_rv && rv != state.rv {
+            return (Resume::Expired, snapshot);
+        }
+        let events = state
+            .history
+            .iter()
+            .filter(|e| match e.as_ref() {
+                CacheEvent::Change { rv: at, .. } => *at > rv,
+                CacheEvent::Policy { rv: at, .. } => *at >= rv,
+                CacheEvent::Reset { .. } => false,
+            })
+            .cloned()
+            .collect();
+        (Resume::Replay(events), snapshot)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        // A poisoned lock means a writer panicked mid-update; the state is still the
+        // last complete one (updates are built before they are swapped in).
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies one upstream object (added or modified).
+    pub fn apply(&self, secret: Secret) {
+        let received = Instant::now();
+        let event = {
+            let mut state = self.write();
+            let entry = Arc::new(Entry::new(&state.policy, secret));
+            if let Some(old) = state.objects.get(&entry.name)
+                && old.rv == entry.rv
+                && entry.rv != 0
+            {
+                return;
+            }
+            state.seq += 1;
+            state.rv = state.rv.max(entry.rv);
+            let before = state.objects.insert(entry.name.clone(), entry.clone());
+            let event = Arc::new(CacheEvent::Change {
+                seq: state.seq,
+                rv: entry.rv,
+                before,
+                after: entry,
+                deleted: false,
+                received,
+            });
+            self.record(&mut state, &event);
+            event
+        };
+        let _ = self.inner.tx.send(event);
+    }
+
+    /// Applies one upstream deletion (the final object).
+    pub fn delete(&self, secret: Secret) {
+        let received = Instant::now();
+        let event = {
+            let mut state = self.write();
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            let Some(before) = state.objects.remove(&name) else {
+                return;
+            };
+            let mut entry = Entry::new(&state.policy, secret);
+            // The final object's labels may differ; who saw it is who saw it before.
+            entry.targets = before.targets.clone();
+            if entry.rv <= before.rv {
+                entry.rv = state.rv.max(before.rv);
+            }
+            state.seq += 1;
+            state.rv = state.rv.max(entry.rv);
+            let event = Arc::new(CacheEvent::Change {
+                seq: state.seq,
+                rv: entry.rv,
+                before: Some(before),
+                after: Arc::new(entry),
+                deleted: true,
+                received,
+            });
+            self.record(&mut state, &event);
+            event
+        };
+        let _ = self.inner.tx.send(event);
+    }
+
+    /// Replaces the contents with a complete list, emitting the differences as changes.
+    pub fn replace(&self, secrets: Vec<Secret>) {
+        let listed: BTreeMap<String, Secret> = secrets
+            .into_iter()
+            .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
+            .collect();
+        let gone: Vec<Arc<Entry>> = {
+            let state = self.read();
+            state
+                .objects
+                .values()
+                .filter(|e| !listed.contains_key(&e.name))
+                .cloned()
+                .collect()
+        };
+        for entry in gone {
+            self.delete((*entry.secret).clone());
+        }
+        for (_, secret) in listed {
+            self.apply(secret);
+        }
+        let mut state = self.write();
+        if !state.synced {
+            state.synced = true;
+            state.history_base_rv = state.rv;
+        }
+    }
+
+    /// Recomputes every entry's targets under a new policy generation and tells every
+    /// watch which entries entered or left which views.
+    pub fn set_policy(&self, policy: Arc<Policy>, generation: u64) {
+        let received = Instant::now();
+        let event = {
+            let mut state = self.write();
+            if generation <= state.generation && state.generation != 0 {
+                return;
+            }
+            let mut changes = Vec::new();
+            let mut updated = Vec::new();
+            for entry in state.objects.values() {
+                let targets = targets(&policy, &entry.secret);
+                if targets != entry.targets {
+                    let next = Arc::new(entry.with_targets(targets));
+                    changes.push((next.clone(), entry.targets.clone()));
+                    updated.push(next);
+                }
+            }
+            for next in updated {
+                state.objects.insert(next.name.clone(), next);
+            }
+            state.policy = policy.clone();
+            state.generation = generation;
+            state.seq += 1;
+            let event = Arc::new(CacheEvent::Policy {
+                seq: state.seq,
+                rv: state.rv,
+                generation,
+                policy,
+                changes,
+                received,
+            });
+            self.record(&mut state, &event);
+            event
+        };
+        let _ = self.inner.tx.send(event);
+    }
+
+    /// Empties the cache for namespace `namespace` (a new upstream watch), ending every
+    /// watch; clients list again.
+    pub fn reset(&self, namespace: &str) {
+        let event = {
+            let mut state = self.write();
+            state.namespace = namespace.to_owned();
+            state.objects.clear();
+            state.history.clear();
+            state.history_base_rv = u64::MAX;
+            state.synced = false;
+            state.seq += 1;
+            Arc::new(CacheEvent::Reset { seq: state.seq })
+        };
+        let _ = self.inner.tx.send(event);
+    }
+
+    fn record(&self, state: &mut State, event: &Arc<CacheEvent>) {
+        if !state.synced {
+            // Before the first complete list, clients cannot resume anyway.
+            return;
+        }
+        state.history.push_back(event.clone());
+        while state.history.len() > self.inner.history_limit {
+            if let Some(old) = state.history.pop_front()
+                && let CacheEvent::Change { rv, .. } = old.as_ref()
+            {
+                state.history_base_rv = state.history_base_rv.max(*rv);
+            }
+        }
+    }
+}
+
+/// Follows the control-plane namespace's Secrets as the relay's own identity until
+/// `shutdown`, feeding the cache; restarts the watch when the policy names another
+/// namespace. Errors are retried with kube-runtime's backoff.
+pub async fn run_upstream(
+    cache: HubCache,
+    client: Client,
+    policy: PolicyState,
+    shutdown: CancellationToken,
+) {
+    let mut generations = policy.subscribe();
+    // Wait for a valid policy: it names the namespace to follow.
+    while !policy.is_ready() {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = generations.changed() => if changed.is_err() { return },
+        }
+    }
+    loop {
+        let (current, generation) = policy.snapshot();
+        let namespace = current.control_plane_namespace().to_owned();
+        cache.reset(&namespace);
+        cache.set_policy(current, generation);
+        tracing::info!(%namespace, "following hub copies");
+        let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        tokio::pin!(stream);
+        let mut listing: Option<Vec<Secret>> = None;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = generations.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let (next, generation) = policy.snapshot();
+                    if next.control_plane_namespace() != namespace {
+                        break;
+                    }
+                    cache.set_policy(next, generation);
+                }
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Ok(Event::Init)) => listing = Some(Vec::new()),
+                    Some(Ok(Event::InitApply(s))) => {
+                        if let Some(list) = listing.as_mut() {
+                            list.push(s);
+                        }
+                    }
+                    Some(Ok(Event::InitDone)) => {
+                        if let Some(list) = listing.take() {
+                            cache.replace(list);
+                        }
+                    }
+                    Some(Ok(Event::Apply(s))) => cache.apply(s),
+                    Some(Ok(Event::Delete(s))) => cache.delete(s),
+                    Some(Err(err)) => {
+                        tracing::warn!(%namespace, error = %err, "hub copy watch failed; retrying with backoff");
+                    }
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

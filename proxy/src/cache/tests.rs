@@ -1,0 +1,189 @@
+use super::*;
+
+fn policy(text: &str) -> Arc<Policy> {
+    Arc::new(Policy::from_yaml(text).unwrap())
+}
+
+const TWO: &str =
+    "clusters:\n  - name: c1\n    labels: {env: prod}\n  - name: c2\n    labels: {env: dev}\n";
+
+fn hub(name: &str, rv: u64, annotations: &[(&str, &str)], labels: &[(&str, &str)]) -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "namespace": "argocd",
+            "resourceVersion": rv.to_string(),
+            "annotations": annotations.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+            "labels": labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+        },
+        "data": {"k": "dmFsdWU="},
+    }))
+    .unwrap()
+}
+
+fn synced(p: &Arc<Policy>) -> HubCache {
+    let cache = HubCache::new(100);
+    cache.reset("argocd");
+    cache.set_policy(p.clone(), 1);
+    cache.replace(vec![]);
+    cache
+}
+
+#[test]
+fn a_hub_copy_is_visible_to_its_targets_and_its_owner_only() {
+    let p = policy(TWO);
+    let all = Entry::new(
+        &p,
+        hub(
+            "all",
+            5,
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            &[],
+        ),
+    );
+    assert!(all.visible_to("c1") && all.visible_to("c2"));
+    assert!(
+        !all.visible_to("c3"),
+        "an unregistered cluster sees nothing"
+    );
+    let owned = Entry::new(
+        &p,
+        hub(
+            "repo",
+            6,
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            &[("secret-relay.io/owner", "cluster.c1")],
+        ),
+    );
+    assert!(owned.visible_to("c1"), "the owner sees its own copy");
+    assert!(owned.visible_to("c2"));
+    let private = Entry::new(
+        &p,
+        hub(
+            "private",
+            7,
+            &[],
+            &[("secret-relay.io/owner", "cluster.c1")],
+        ),
+    );
+    assert_eq!(&*private.targets, &["c1".to_owned()]);
+    let blocked = Entry::new(
+        &p,
+        hub(
+            "argocd-secret",
+            8,
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            &[],
+        ),
+    );
+    assert!(blocked.targets.is_empty(), "a blocked secret goes nowhere");
+    let json: serde_json::Value = serde_json::from_slice(&all.json).unwrap();
+    assert_eq!(json["kind"], "Secret");
+    assert_eq!(json["apiVersion"], "v1");
+}
+
+#[test]
+fn a_policy_change_reports_the_entries_whose_views_changed() {
+    let p = policy(TWO);
+    let cache = synced(&p);
+    cache.apply(hub(
+        "sel",
+        10,
+        &[(
+            "akuity.io/managed-secret-allowed-cluster-selector",
+            "env=prod",
+        )],
+        &[],
+    ));
+    cache.apply(hub(
+        "fixed",
+        11,
+        &[("akuity.io/managed-secret-allowed-clusters", "c2")],
+        &[],
+    ));
+    let mut rx = cache.subscribe();
+    let swapped = policy(
+        "clusters:\n  - name: c1\n    labels: {env: dev}\n  - name: c2\n    labels: {env: prod}\n",
+    );
+    cache.set_policy(swapped, 2);
+    let event = rx.try_recv().unwrap();
+    let CacheEvent::Policy {
+        changes,
+        generation,
+        rv,
+        ..
+    } = event.as_ref()
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(*generation, 2);
+    assert_eq!(*rv, 11);
+    assert_eq!(changes.len(), 1, "only the selector-targeted copy changed");
+    let (entry, before) = &changes[0];
+    assert_eq!(entry.name, "sel");
+    assert_eq!(&**before, &["c1".to_owned()]);
+    assert_eq!(&*entry.targets, &["c2".to_owned()]);
+    assert_eq!(&*cache.get("sel").unwrap().targets, &["c2".to_owned()]);
+    // An older generation never replaces a newer one.
+    cache.set_policy(p, 1);
+    assert_eq!(cache.generation(), 2);
+}
+
+#[test]
+fn a_resume_replays_what_followed_and_an_old_version_is_expired() {
+    let p = policy(TWO);
+    let cache = HubCache::new(3);
+    cache.reset("argocd");
+    cache.set_policy(p.clone(), 1);
+    cache.replace(vec![hub("a", 10, &[], &[])]);
+    assert_eq!(cache.resource_version(), 10);
+    cache.apply(hub("b", 11, &[], &[]));
+    cache.apply(hub("a", 12, &[], &[]));
+    let (Resume::Replay(events), snap) = cache.resume(11) else {
+        panic!("expired");
+    };
+    assert_eq!(events.len(), 1);
+    assert_eq!(snap.rv, 12);
+    // The same object at the same version is no change.
+    cache.apply(hub("a", 12, &[], &[]));
+    assert_eq!(cache.resource_version(), 12);
+    // Two more changes push the history past its limit of 3: version 10 is gone.
+    cache.apply(hub("c", 13, &[], &[]));
+    cache.delete(hub("b", 14, &[], &[]));
+    assert!(matches!(cache.resume(10).0, Resume::Expired));
+    let (Resume::Replay(events), _) = cache.resume(12) else {
+        panic!("expired");
+    };
+    assert_eq!(events.len(), 2);
+    assert!(matches!(
+        events[1].as_ref(),
+        CacheEvent::Change {
+            deleted: true,
+            rv: 14,
+            ..
+        }
+    ));
+    // Resuming at the current version is always possible.
+    assert!(matches!(cache.resume(14).0, Resume::Replay(ref e) if e.is_empty()));
+}
+
+#[test]
+fn a_relist_emits_what_changed_while_the_watch_was_away() {
+    let p = policy(TWO);
+    let cache = synced(&p);
+    cache.apply(hub("stays", 10, &[], &[]));
+    cache.apply(hub("goes", 11, &[], &[]));
+    let mut rx = cache.subscribe();
+    cache.replace(vec![hub("stays", 10, &[], &[]), hub("new", 15, &[], &[])]);
+    let mut seen = Vec::new();
+    while let Ok(event) = rx.try_recv() {
+        if let CacheEvent::Change { after, deleted, .. } = event.as_ref() {
+            seen.push((after.name.clone(), *deleted));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![("goes".to_owned(), true), ("new".to_owned(), false)]
+    );
+    assert_eq!(cache.len(), 2);
+}

@@ -1,0 +1,219 @@
+//! The relay: the control-plane endpoint agents talk to. It terminates mTLS from
+//! managed clusters, maps each client certificate to a registered cluster, serves
+//! each cluster a filtered view of the hub copies from one shared watch cache, and
+//! decides up-sync writes and releases before forwarding them to the API server as
+//! its own account impersonating the cluster.
+//!
+//! Layers, outermost first: the TLS accept loop of `secret-relay-runtime` (a span per
+//! connection naming the peer), authentication (peer certificate to cluster, refused
+//! when not in the live policy), refusal of client impersonation headers, a
+//! per-cluster rate limit, routing (Secrets in the control-plane namespace only),
+//! then reads from the cache or a policy decision and forwarding.
+
+mod cache;
+mod metrics;
+mod route;
+mod server;
+mod status;
+mod watch;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use cache::{CacheEvent, Entry, HubCache, Resume, Snapshot, parse_rv, run_upstream, targets};
+pub use metrics::{Metrics, RefusalLabels, WriteLabels};
+pub use route::{PatchKind, Query, Route, RouteError, SecretsRequest, Verb, route};
+pub use server::{CLUSTERS_GROUP, Limits, Relay, cluster_user, handle};
+pub use status::{BoxError, RelayBody};
+pub use watch::{POLICY_GENERATION_ANNOTATION, ViewRequest, WatchParams, error_line, list, watch};
+
+use secret_relay_runtime::{CancellationToken, ConnInfo, ServeOptions, serve_tls};
+
+/// How many cache events are kept for watch resumes.
+pub const DEFAULT_HISTORY: usize = 10_000;
+
+/// Serves the relay on `listener` until `shutdown`: the caller has started the
+/// policy source and [`run_upstream`] for `relay`'s cache.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    relay: Relay,
+    shutdown: CancellationToken,
+) {
+    let handler = move |req, conn: Arc<ConnInfo>| {
+        let relay = relay.clone();
+        async move {
+            let method = req_method(&req);
+            let resp = handle(&relay, req, &conn).await;
+            tracing::debug!(peer = %conn.peer, %method, status = resp.status().as_u16(), "request");
+            resp
+        }
+    };
+    serve_tls(listener, tls, ServeOptions::default(), handler, shutdown).await;
+}
+
+fn req_method<B>(req: &http::Request<B>) -> http::Method {
+    req.method().clone()
+}
+
+/// How to run a relay process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address of the mTLS API surface.
+    pub addr: SocketAddr,
+    /// Serving certificate, key and the CA client certificates must chain to.
+    pub tls: secret_relay_certs::TlsFiles,
+    /// Kubeconfig for the control plane's API server; `None`: in-cluster or `$KUBECONFIG`.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Where the policy comes from.
+    pub policy: secret_relay_runtime::PolicySource,
+    /// Plain-HTTP address of `/healthz`, `/readyz` and `/metrics`; `None`: not served.
+    pub admin_addr: Option<SocketAddr>,
+    /// How often certificate files (and a policy file) are checked for changes.
+    pub poll_interval: std::time::Duration,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// What a started relay reports to its caller.
+#[derive(Clone, Debug)]
+pub struct Started {
+    /// The bound API address.
+    pub addr: SocketAddr,
+    /// The bound admin address, when served.
+    pub admin_addr: Option<SocketAddr>,
+    /// The admin endpoints (readiness and metrics) of this relay.
+    pub admin: secret_relay_runtime::Admin,
+    /// The served policy.
+    pub policy: secret_relay_runtime::PolicyState,
+    /// The cache.
+    pub cache: HubCache,
+}
+
+/// Failed to start the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// An address could not be bound.
+    #[error("failed to bind {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS material could not be loaded.
+    #[error("failed to load the relay's TLS material")]
+    Tls(#[source] secret_relay_certs::ReloadTlsError),
+    /// No client for the control plane.
+    #[error("failed to build the control plane client")]
+    Client(#[source] secret_relay_runtime::BuildClientError),
+}
+
+/// Binds, starts the policy source, the upstream watch, certificate rotation and the
+/// admin endpoints, and serves until `shutdown`. Returns once serving has started;
+/// the returned handle resolves when everything has stopped.
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(Started, tokio::task::JoinHandle<()>), RunError> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("secret_relay_relay");
+    let policy = secret_relay_runtime::PolicyState::new(&mut registry);
+    let metrics = Arc::new(Metrics::new(&mut registry));
+    let cache = HubCache::new(DEFAULT_HISTORY);
+    let client = secret_relay_runtime::kube_client(config.kubeconfig.as_deref())
+        .await
+        .map_err(RunError::Client)?;
+    let tls =
+        secret_relay_certs::ReloadingServerTls::relay(config.tls.clone()).map_err(RunError::Tls)?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let admin_listener = match config.admin_addr {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|source| RunError::Bind { addr: a, source })?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let policy_ready = policy.clone();
+    let cache_ready = cache.clone();
+    let admin = secret_relay_runtime::Admin::new(
+        registry,
+        vec![
+            secret_relay_runtime::Readiness::new("policy", move || policy_ready.readiness()),
+            secret_relay_runtime::Readiness::new("cache", move || {
+                let synced = cache_ready.is_synced();
+                let detail = if synced {
+                    format!(
+                        "{} hub copies at resourceVersion {}",
+                        cache_ready.len(),
+                        cache_ready.resource_version()
+                    )
+                } else {
+                    "the first list of hub copies has not completed".to_owned()
+                };
+                (synced, detail)
+            }),
+        ],
+    );
+    let relay = Relay::new(
+        policy.clone(),
+        cache.clone(),
+        client.clone(),
+        metrics,
+        config.limits.clone(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    let source_client = matches!(
+        config.policy,
+        secret_relay_runtime::PolicySource::ConfigMap { .. }
+    )
+    .then(|| client.clone());
+    tasks.spawn(secret_relay_runtime::run_policy_source(
+        policy.clone(),
+        config.policy.clone(),
+        source_client,
+        shutdown.clone(),
+    ));
+    tasks.spawn(run_upstream(
+        cache.clone(),
+        client,
+        policy.clone(),
+        shutdown.clone(),
+    ));
+    let rotation_stop = shutdown.clone();
+    let rotation = tls.clone().spawn_watch(config.poll_interval, async move {
+        rotation_stop.cancelled().await;
+    });
+    tasks.spawn(async move {
+        let _ = rotation.await;
+    });
+    if let Some(l) = admin_listener {
+        tasks.spawn(secret_relay_runtime::serve_admin(
+            l,
+            admin.clone(),
+            shutdown.clone(),
+        ));
+    }
+    tasks.spawn(serve(listener, tls.config(), relay, shutdown.clone()));
+    tracing::info!(%addr, admin = ?admin_addr, "relay serving");
+    let started = Started {
+        addr,
+        admin_addr,
+        admin,
+        policy,
+        cache,
+    };
+    let all = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
+    Ok((started, all))
+}

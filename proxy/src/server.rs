@@ -1,0 +1,823 @@
+//! The relay's request handler: authenticate the peer as a registered cluster, route,
+//! then serve reads from the cache and decide writes before forwarding them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited, StreamBody};
+use hyper::body::{Body, Frame};
+use secret_relay_policy::{
+    Decision, Policy, ReleaseAction, Secret, Selector, keys, release, up_sync,
+};
+use secret_relay_runtime::{ConnInfo, PolicyState};
+use tokio::sync::Semaphore;
+
+use crate::cache::{HubCache, parse_rv};
+use crate::metrics::{Metrics, WriteLabels};
+use crate::route::{PatchKind, Route, RouteError, SecretsRequest, Verb, route};
+use crate::status::{RelayBody, json, status, success};
+use crate::watch::{ViewRequest, WatchParams, list, watch};
+
+/// The user the relay impersonates for cluster `name`.
+pub fn cluster_user(name: &str) -> String {
+    format!("secret-relay:cluster:{name}")
+}
+
+/// The group every impersonated cluster is in.
+pub const CLUSTERS_GROUP: &str = "secret-relay:clusters";
+
+/// Per-cluster and per-request limits.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body, in bytes (kube-apiserver's is 3 MiB).
+    pub max_body_bytes: usize,
+    /// Requests per second per cluster (a token bucket of `burst`).
+    pub rate_per_second: f64,
+    /// Burst of the per-cluster token bucket.
+    pub burst: f64,
+    /// Open watches per cluster.
+    pub watches_per_cluster: usize,
+    /// Timeout of a forwarded request.
+    pub upstream_timeout: Duration,
+    /// Longest watch (a client may ask for less with `timeoutSeconds`).
+    pub max_watch: Duration,
+    /// BOOKMARK interval on idle watches.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 3 * 1024 * 1024,
+            rate_per_second: 100.0,
+            burst: 200.0,
+            watches_per_cluster: 8,
+            upstream_timeout: Duration::from_secs(30),
+            max_watch: Duration::from_secs(30 * 60),
+            bookmark_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Everything a request needs; cheap to clone.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<RelayInner>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+struct RelayInner {
+    policy: PolicyState,
+    cache: HubCache,
+    upstream: kube::Client,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    clusters: Mutex<HashMap<String, Arc<ClusterState>>>,
+}
+
+#[derive(Debug)]
+struct ClusterState {
+    watches: Arc<Semaphore>,
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl Relay {
+    /// A relay over a policy, a cache and the API server client (the relay's own identity).
+    pub fn new(
+        policy: PolicyState,
+        cache: HubCache,
+        upstream: kube::Client,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Relay {
+        Relay {
+            inner: Arc::new(RelayInner {
+                policy,
+                cache,
+                upstream,
+                metrics,
+                limits,
+                clusters: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    fn cluster_state(&self, name: &str) -> Arc<ClusterState> {
+        let mut clusters = self
+            .inner
+            .clusters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        clusters
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                Arc::new(ClusterState {
+                    watches: Arc::new(Semaphore::new(self.inner.limits.watches_per_cluster)),
+                    bucket: Mutex::new((self.inner.limits.burst, Instant::now())),
+                })
+            })
+            .clone()
+    }
+
+    fn take_token(&self, state: &ClusterState) -> bool {
+        let limits = &self.inner.limits;
+        let mut bucket = state
+            .bucket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.1).as_secs_f64() * limits.rate_per_second;
+        bucket.0 = (bucket.0 + refill).min(limits.burst);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn update_connected(&self) {
+        let clusters = self
+            .inner
+            .clusters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let max = self.inner.limits.watches_per_cluster;
+        let connected = clusters
+            .values()
+            .filter(|c| c.watches.available_permits() < max)
+            .count();
+        self.inner
+            .metrics
+            .connected_clusters
+            .set(i64::try_from(connected).unwrap_or(i64::MAX));
+    }
+}
+
+/// Answers one request from a peer.
+pub async fn handle<B>(relay: &Relay, req: Request<B>, conn: &ConnInfo) -> Response<RelayBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let metrics = &relay.inner.metrics;
+    let Some(cluster) = conn.identity.clone() else {
+        metrics.refused("no-identity");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "the client certificate names no secret-relay cluster",
+            None,
+        );
+    };
+    if !relay.inner.policy.is_ready() {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the relay has not loaded a valid policy yet; see its /readyz",
+            None,
+        );
+    }
+    // One snapshot per request: a request never sees two policies.
+    let policy = relay.inner.policy.policy();
+    if policy.cluster(&cluster).is_none() {
+        metrics.refused("unregistered-cluster");
+        tracing::info!(%cluster, "refused a cluster that is not in the policy");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!(
+                "cluster {cluster} is not registered: add it to clusters in the secret-relay-policy ConfigMap"
+            ),
+            None,
+        );
+    }
+    if let Some(header) = req
+        .headers()
+        .keys()
+        .find(|k| k.as_str().starts_with("impersonate-"))
+    {
+        metrics.refused("impersonation-header");
+        tracing::warn!(%cluster, header = %header, "refused a request with an impersonation header");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("cluster {cluster} may not send {header}: the relay sets the identity itself"),
+            None,
+        );
+    }
+    let state = relay.cluster_state(&cluster);
+    if !relay.take_token(&state) {
+        metrics.refused("rate-limited");
+        let mut resp = status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            &format!("cluster {cluster} is over its request rate; retry later"),
+            None,
+        );
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+        return resp;
+    }
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let namespace = policy.control_plane_namespace();
+    let routed = route(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        content_type,
+        namespace,
+    );
+    let routed = match routed {
+        Ok(r) => r,
+        Err(err) => {
+            metrics.refused("route");
+            tracing::info!(%cluster, method = %req.method(), path = req.uri().path(), error = %err, "refused a request outside the relay's surface");
+            return route_error(&err);
+        }
+    };
+    match routed {
+        Route::Version => forward_get(relay, &req, None).await,
+        Route::OpenApi => forward_get(relay, &req, Some(&cluster)).await,
+        Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
+        Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
+        Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
+        Route::Secrets(sr) => secrets(relay, &policy, &cluster, &state, sr, req).await,
+    }
+}
+
+const API_VERSIONS: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"secret-relay"}]}"#;
+const API_RESOURCES: &str = r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["create","delete","get","list","patch","update","watch"]}]}"#;
+const API_GROUPS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
+
+fn route_error(err: &RouteError) -> Response<RelayBody> {
+    let (code, reason) = match err {
+        RouteError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+        RouteError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+        RouteError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
+        RouteError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        RouteError::UnsupportedMediaType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+        }
+    };
+    status(code, reason, &err.to_string(), None)
+}
+
+async fn secrets<B>(
+    relay: &Relay,
+    policy: &Policy,
+    cluster: &str,
+    state: &Arc<ClusterState>,
+    sr: SecretsRequest,
+    req: Request<B>,
+) -> Response<RelayBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let cache = &relay.inner.cache;
+    let reads = matches!(sr.verb, Verb::Get | Verb::List | Verb::Watch);
+    if reads && !cache.is_synced() {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the relay's cache of hub copies is not synced yet; retry",
+            None,
+        );
+    }
+    match sr.verb {
+        Verb::Get => {
+            let name = sr.name.unwrap_or_default();
+            let view = ViewRequest {
+                cluster: cluster.to_owned(),
+                labels: None,
+                name: None,
+            };
+            match cache.get(&name) {
+                Some(entry) if view.sees(&entry) => json(StatusCode::OK, entry.json.clone()),
+                _ => not_found(&name),
+            }
+        }
+        Verb::List | Verb::Watch => {
+            let view = match view_request(cluster, &sr, policy) {
+                Ok(v) => v,
+                Err(resp) => return resp,
+            };
+            if sr.verb == Verb::List {
+                return json(StatusCode::OK, list(cache, &view));
+            }
+            let Ok(permit) = state.watches.clone().try_acquire_owned() else {
+                relay.inner.metrics.refused("too-many-watches");
+                return status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TooManyRequests",
+                    &format!(
+                        "cluster {cluster} has {} open watches, the most allowed; close one first",
+                        relay.inner.limits.watches_per_cluster
+                    ),
+                    None,
+                );
+            };
+            let limits = &relay.inner.limits;
+            let timeout = sr
+                .query
+                .timeout_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(limits.max_watch)
+                .min(limits.max_watch);
+            let params = WatchParams {
+                resource_version: sr
+                    .query
+                    .resource_version
+                    .as_deref()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| parse_rv(Some(v))),
+                bookmarks: sr.query.allow_bookmarks,
+                timeout,
+                bookmark_interval: limits.bookmark_interval,
+                send_initial_events: sr.query.send_initial_events,
+            };
+            let rx = watch(cache, view, params, relay.inner.metrics.clone(), permit);
+            relay.update_connected();
+            let relay_for_end = relay.clone();
+            let stream =
+                futures::stream::unfold((rx, Some(relay_for_end)), |(mut rx, relay)| async move {
+                    match rx.recv().await {
+                        Some(line) => Some((
+                            Ok::<_, std::convert::Infallible>(Frame::data(line)),
+                            (rx, relay),
+                        )),
+                        None => {
+                            if let Some(relay) = relay {
+                                relay.update_connected();
+                            }
+                            None
+                        }
+                    }
+                });
+            let body = StreamBody::new(stream.boxed()).map_err(|never| match never {});
+            let mut resp = Response::new(body.boxed_unsync());
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
+            let (parts, body) = req.into_parts();
+            let limit = relay.inner.limits.max_body_bytes;
+            if parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok())
+                .is_some_and(|n| n > limit)
+            {
+                return too_large(relay, limit);
+            }
+            let body = match Limited::new(body, limit).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                    return too_large(relay, limit);
+                }
+                Err(err) => {
+                    return status(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("failed to read the request body: {err}"),
+                        None,
+                    );
+                }
+            };
+            write(
+                relay,
+                policy,
+                cluster,
+                sr,
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                body,
+            )
+            .await
+        }
+    }
+}
+
+fn too_large(relay: &Relay, limit: usize) -> Response<RelayBody> {
+    relay.inner.metrics.refused("body-too-large");
+    status(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        &format!("the request body is larger than {limit} bytes"),
+        None,
+    )
+}
+
+fn not_found(name: &str) -> Response<RelayBody> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("secrets \"{name}\" not found"),
+        Some((name, &[])),
+    )
+}
+
+fn view_request(
+    cluster: &str,
+    sr: &SecretsRequest,
+    policy: &Policy,
+) -> Result<ViewRequest, Response<RelayBody>> {
+    let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+    let labels = match sr.query.label_selector.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(
+            Selector::parse(s).map_err(|e| bad(format!("unable to parse labelSelector: {e}")))?,
+        ),
+    };
+    let mut name = None;
+    for term in sr
+        .query
+        .field_selector
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|t| !t.is_empty())
+    {
+        let (field, value) = term
+            .split_once("==")
+            .or_else(|| term.split_once('='))
+            .ok_or_else(|| bad(format!("unsupported fieldSelector term {term:?}")))?;
+        match field.trim() {
+            "metadata.name" => name = Some(value.trim().to_owned()),
+            "metadata.namespace" if value.trim() == policy.control_plane_namespace() => {}
+            // Another namespace: no hub copy has an empty name, so nothing matches.
+            "metadata.namespace" => name = Some(String::new()),
+            other => {
+                return Err(bad(format!(
+                    "field label not supported: {other} (the relay supports metadata.name and metadata.namespace)"
+                )));
+            }
+        }
+    }
+    Ok(ViewRequest {
+        cluster: cluster.to_owned(),
+        labels,
+        name,
+    })
+}
+
+/// The written object as the cluster's own Secret, for the up-sync decision: the
+/// relay trusts the agent for where it read the Secret (the agent namespace).
+fn as_cluster_secret(policy: &Policy, secret: &Secret) -> Secret {
+    let mut s = secret.clone();
+    s.metadata.namespace = Some(policy.agent_namespace().to_owned());
+    s
+}
+
+#[allow(clippy::too_many_arguments)] // one write, its parts taken apart
+async fn write(
+    relay: &Relay,
+    policy: &Policy,
+    cluster: &str,
+    sr: SecretsRequest,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<RelayBody> {
+    let cp = policy.control_plane_namespace();
+    let hub = sr
+        .name
+        .as_deref()
+        .and_then(|n| relay.inner.cache.get(n))
+        .map(|e| e.secret.clone());
+    let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+    let (name, decision) = match sr.verb {
+        Verb::Create | Verb::Update => {
+            let secret: Secret = match serde_json::from_slice(&body) {
+                Ok(s) => s,
+                Err(e) => return bad(format!("failed to decode the Secret: {e}")),
+            };
+            if secret
+                .metadata
+                .namespace
+                .as_deref()
+                .is_some_and(|ns| ns != cp)
+            {
+                return bad(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                        .to_owned(),
+                );
+            }
+            let Some(name) = secret.metadata.name.clone().filter(|n| !n.is_empty()) else {
+                return status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "a hub copy needs metadata.name (generateName is not used for hub copies)",
+                    None,
+                );
+            };
+            if sr.name.as_deref().is_some_and(|n| n != name) {
+                return bad(format!(
+                    "the name of the object ({name}) does not match the name on the URL"
+                ));
+            }
+            let hub = relay.inner.cache.get(&name).map(|e| e.secret.clone());
+            let d = up_sync(
+                policy,
+                cluster,
+                &as_cluster_secret(policy, &secret),
+                hub.as_deref(),
+            );
+            (name, d)
+        }
+        Verb::Patch(kind) => {
+            let name = sr.name.clone().unwrap_or_default();
+            let result = match patched(hub.as_deref(), &name, cp, kind, &body) {
+                Ok(s) => s,
+                Err(resp) => return resp,
+            };
+            let d = up_sync(
+                policy,
+                cluster,
+                &as_cluster_secret(policy, &result),
+                hub.as_deref(),
+            );
+            (name, d)
+        }
+        Verb::Delete => {
+            let name = sr.name.clone().unwrap_or_default();
+            let Some(hub) = hub else {
+                return not_found(&name);
+            };
+            let r = release(policy, cluster, &hub);
+            count_write(relay, &r.decision);
+            if !r.decision.allowed {
+                return denied(cluster, &name, "release", &r.decision);
+            }
+            tracing::info!(%cluster, %name, rule = %r.decision.rule, action = ?r.action, "release");
+            return match r.action {
+                Some(ReleaseAction::ReturnToControlPlane) => {
+                    return_to_control_plane(relay, cp, &hub).await
+                }
+                _ => forward(relay, method, uri, headers, body, Some(cluster)).await,
+            };
+        }
+        Verb::Get | Verb::List | Verb::Watch => unreachable_read(),
+    };
+    count_write(relay, &decision);
+    if !decision.allowed {
+        return denied(cluster, &name, "up-sync", &decision);
+    }
+    tracing::info!(%cluster, %name, rule = %decision.rule, "up-sync write");
+    forward(relay, method, uri, headers, body, Some(cluster)).await
+}
+
+fn unreachable_read() -> (String, Decision) {
+    // `secrets` sends reads elsewhere; a read here is a bug, refused rather than forwarded.
+    (
+        String::new(),
+        Decision::deny(
+            secret_relay_policy::Rule::NotApplicable,
+            "a read is not a write".to_owned(),
+        ),
+    )
+}
+
+fn count_write(relay: &Relay, decision: &Decision) {
+    relay
+        .inner
+        .metrics
+        .writes
+        .get_or_create(&WriteLabels {
+            decision: if decision.allowed {
+                "allowed"
+            } else {
+                "denied"
+            }
+            .to_owned(),
+            rule: decision.rule.to_string(),
+        })
+        .inc();
+}
+
+fn denied(cluster: &str, name: &str, what: &str, decision: &Decision) -> Response<RelayBody> {
+    tracing::info!(%cluster, %name, rule = %decision.rule, "{what} denied");
+    let rule = decision.rule.to_string();
+    let message = format!(
+        "secret-relay denied the request: {} (rule {rule})",
+        decision.reason
+    );
+    status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        &message,
+        Some((name, &[(rule.as_str(), decision.reason.as_str())])),
+    )
+}
+
+/// The object a patch would produce, for the decision (the API server applies the
+/// real patch; the webhook judges its result).
+fn patched(
+    hub: Option<&Secret>,
+    name: &str,
+    namespace: &str,
+    kind: PatchKind,
+    body: &[u8],
+) -> Result<Secret, Response<RelayBody>> {
+    let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+    let mut base = match (hub, kind) {
+        (Some(h), _) => serde_json::to_value(h).unwrap_or_default(),
+        (None, PatchKind::Apply) => {
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}})
+        }
+        (None, _) => return Err(not_found(name)),
+    };
+    match kind {
+        PatchKind::Merge | PatchKind::Strategic | PatchKind::Apply => {
+            let mut patch: serde_json::Value = if kind == PatchKind::Apply {
+                serde_yaml::from_slice(body)
+                    .map_err(|e| bad(format!("failed to decode the apply patch: {e}")))?
+            } else {
+                serde_json::from_slice(body)
+                    .map_err(|e| bad(format!("failed to decode the patch: {e}")))?
+            };
+            strip_directives(&mut patch);
+            json_patch::merge(&mut base, &patch);
+        }
+        PatchKind::Json => {
+            let ops: json_patch::Patch = serde_json::from_slice(body)
+                .map_err(|e| bad(format!("failed to decode the JSON patch: {e}")))?;
+            json_patch::patch(&mut base, &ops).map_err(|e| {
+                status(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    &format!("the JSON patch does not apply: {e}"),
+                    None,
+                )
+            })?;
+        }
+    }
+    let secret: Secret = serde_json::from_value(base)
+        .map_err(|e| bad(format!("the patched object is not a Secret: {e}")))?;
+    if secret.metadata.name.as_deref() != Some(name) {
+        return Err(bad("a patch may not change metadata.name".to_owned()));
+    }
+    Ok(secret)
+}
+
+/// Drops strategic-merge directives (`$patch`, `$setElementOrder/...`, `$retainKeys`).
+fn strip_directives(value: &mut serde_json::Value) {
+    if let serde_json::Value::Object(map) = value {
+        map.retain(|k, _| !k.starts_with('$'));
+        for v in map.values_mut() {
+            strip_directives(v);
+        }
+    }
+}
+
+/// Returns an adopted secret to the control plane with its data kept, as the relay's
+/// own account: the owner label and adopted annotation go, the data stays.
+async fn return_to_control_plane(
+    relay: &Relay,
+    namespace: &str,
+    hub: &Secret,
+) -> Response<RelayBody> {
+    let name = hub.metadata.name.clone().unwrap_or_default();
+    let mut returned = hub.clone();
+    if let Some(labels) = returned.metadata.labels.as_mut() {
+        labels.remove(keys::OWNER_LABEL);
+    }
+    if let Some(annotations) = returned.metadata.annotations.as_mut() {
+        annotations.remove(keys::ADOPTED_ANNOTATION);
+    }
+    returned.metadata.managed_fields = None;
+    let body = serde_json::to_vec(&returned).unwrap_or_default();
+    let uri: http::Uri = match format!("/api/v1/namespaces/{namespace}/secrets/{name}").parse() {
+        Ok(u) => u,
+        Err(_) => return not_found(&name),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let resp = forward(relay, &Method::PUT, &uri, &headers, Bytes::from(body), None).await;
+    if resp.status().is_success() {
+        success(
+            &name,
+            &format!(
+                "secret {namespace}/{name} was returned to the control plane with its data kept"
+            ),
+        )
+    } else {
+        resp
+    }
+}
+
+async fn forward_get<B>(
+    relay: &Relay,
+    req: &Request<B>,
+    impersonate: Option<&str>,
+) -> Response<RelayBody> {
+    forward(
+        relay,
+        &Method::GET,
+        req.uri(),
+        req.headers(),
+        Bytes::new(),
+        impersonate,
+    )
+    .await
+}
+
+/// Sends a request to the API server as the relay's own account, impersonating
+/// `cluster` when given, and passes its answer back unchanged. Connection errors are
+/// 502 and a timeout 504.
+async fn forward(
+    relay: &Relay,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    impersonate: Option<&str>,
+) -> Response<RelayBody> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut builder = Request::builder().method(method.clone()).uri(path);
+    for name in [CONTENT_TYPE, ACCEPT] {
+        if let Some(v) = headers.get(&name) {
+            builder = builder.header(name, v.clone());
+        }
+    }
+    if let Some(cluster) = impersonate {
+        builder = builder
+            .header("Impersonate-User", cluster_user(cluster))
+            .header("Impersonate-Group", CLUSTERS_GROUP);
+    }
+    let request = match builder.body(kube::client::Body::from(body)) {
+        Ok(r) => r,
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("failed to build the upstream request: {e}"),
+                None,
+            );
+        }
+    };
+    let started = Instant::now();
+    let sent = tokio::time::timeout(
+        relay.inner.limits.upstream_timeout,
+        relay.inner.upstream.send(request),
+    )
+    .await;
+    relay
+        .inner
+        .metrics
+        .upstream_latency
+        .observe(started.elapsed().as_secs_f64());
+    match sent {
+        Err(_) => status(
+            StatusCode::GATEWAY_TIMEOUT,
+            "Timeout",
+            "the control plane's API server did not answer in time",
+            None,
+        ),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "failed to reach the control plane's API server");
+            status(
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                "failed to reach the control plane's API server",
+                None,
+            )
+        }
+        Ok(Ok(resp)) => {
+            let (parts, body) = resp.into_parts();
+            let mut out =
+                Response::from_parts(parts, body.map_err(|e| Box::new(e) as _).boxed_unsync());
+            // Hop-by-hop headers belong to the upstream connection.
+            for h in ["connection", "keep-alive", "transfer-encoding", "audit-id"] {
+                out.headers_mut().remove(h);
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `secret-relay relay`: the mTLS Kubernetes-API relay for managed clusters.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use secret_relay_proxy::{Config, Limits};
+use secret_relay_runtime::{LogArgs, PolicyArgs, TlsArgs};
+
+/// Flags of `secret-relay relay`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Listen address of the mTLS API surface agents talk to.
+    #[arg(long, env = "SECRET_RELAY_RELAY_ADDR", default_value = "0.0.0.0:9443")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// CA bundle (PEM) that cluster client certificates must chain to; re-read when it changes.
+    #[arg(long, env = "SECRET_RELAY_CLIENT_CA")]
+    client_ca: PathBuf,
+    /// Kubeconfig of the control plane (default: in-cluster or $KUBECONFIG).
+    #[arg(long, env = "SECRET_RELAY_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+    /// Plain-HTTP address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "SECRET_RELAY_ADMIN_ADDR", default_value = "0.0.0.0:9090")]
+    admin_addr: SocketAddr,
+    /// How often the policy file and TLS files are checked for changes, in milliseconds.
+    #[arg(long, env = "SECRET_RELAY_POLL_MS", default_value_t = 1000)]
+    poll_ms: u64,
+    /// Requests per second each cluster may make (token bucket).
+    #[arg(long, env = "SECRET_RELAY_CLUSTER_RATE", default_value_t = 100.0)]
+    cluster_rate: f64,
+    /// Burst of each cluster's token bucket.
+    #[arg(long, env = "SECRET_RELAY_CLUSTER_BURST", default_value_t = 200.0)]
+    cluster_burst: f64,
+    /// Open watches each cluster may hold.
+    #[arg(long, env = "SECRET_RELAY_CLUSTER_WATCHES", default_value_t = 8)]
+    cluster_watches: usize,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    secret_relay_runtime::init_tracing(args.log.log_json);
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    runtime.block_on(serve(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let interval = Duration::from_millis(args.poll_ms.max(50));
+    let policy = args.policy.source(interval).map_err(anyhow::Error::msg)?;
+    let config = Config {
+        addr: args.addr,
+        tls: secret_relay_certs::TlsFiles {
+            cert: args.tls.tls_cert,
+            key: args.tls.tls_key,
+            client_ca: Some(args.client_ca),
+        },
+        kubeconfig: args.kubeconfig,
+        policy,
+        admin_addr: Some(args.admin_addr),
+        poll_interval: interval,
+        limits: Limits {
+            rate_per_second: args.cluster_rate,
+            burst: args.cluster_burst,
+            watches_per_cluster: args.cluster_watches.max(1),
+            ..Limits::default()
+        },
+    };
+    let shutdown = secret_relay_runtime::shutdown_signal();
+    let (_, done) = secret_relay_proxy::start(config, shutdown)
+        .await
+        .context("failed to start the relay")?;
+    done.await.context("the relay stopped unexpectedly")?;
+    Ok(())
+}
