@@ -381,7 +381,11 @@ impl HubCache {
     }
 
     /// Replaces the contents with a complete list, emitting the differences as changes.
-    pub fn replace(&self, secrets: Vec<Secret>) {
+    /// `list_rv` is a resourceVersion read from the API server after the list: the
+    /// history covers resumes from it on. After a relist (the upstream watch lost its
+    /// place), the history restarts there too, so a client that may have missed a
+    /// change gets 410 Expired and lists again.
+    pub fn replace(&self, secrets: Vec<Secret>, list_rv: Option<u64>) {
         let listed: BTreeMap<String, Secret> = secrets
             .into_iter()
             .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
@@ -402,10 +406,10 @@ impl HubCache {
             self.apply(secret);
         }
         let mut state = self.write();
-        if !state.synced {
-            state.synced = true;
-            state.history_base_rv = state.rv;
-        }
+        state.rv = state.rv.max(list_rv.unwrap_or(0));
+        state.history.clear();
+        state.history_base_rv = state.rv;
+        state.synced = true;
     }
 
     /// Recomputes every entry's targets under a new policy generation and tells every
@@ -503,7 +507,7 @@ pub async fn run_upstream(
         cache.set_policy(current, generation);
         tracing::info!(%namespace, "following hub copies");
         let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
         tokio::pin!(stream);
         let mut listing: Option<Vec<Secret>> = None;
         loop {
@@ -529,7 +533,15 @@ pub async fn run_upstream(
                     }
                     Some(Ok(Event::InitDone)) => {
                         if let Some(list) = listing.take() {
-                            cache.replace(list);
+                            // The watcher does not say at which resourceVersion it listed:
+                            // read one now. Changes in between arrive on the watch.
+                            let list_rv = api
+                                .list_metadata(&kube::api::ListParams::default().limit(1))
+                                .await
+                                .ok()
+                                .and_then(|l| l.metadata.resource_version)
+                                .map(|rv| parse_rv(Some(&rv)));
+                            cache.replace(list, list_rv);
                         }
                     }
                     Some(Ok(Event::Apply(s))) => cache.apply(s),

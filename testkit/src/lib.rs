@@ -12,6 +12,13 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
+mod stack;
+
+pub use stack::{
+    RELAY_USER, RelayHandle, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE, WEBHOOK_USER,
+    control_plane_manifests,
+};
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +55,11 @@ pub struct Options {
     pub services: Vec<(String, SocketAddr)>,
     /// Sandbox only: events kept for watch resume (0: the sandbox default).
     pub history_limit: usize,
+    /// Service accounts (namespace, name) that tests act as with
+    /// [`TestCluster::service_account_kubeconfig`]: the sandbox is configured with a
+    /// token for each (allowed to impersonate, as the sandbox has no RBAC); the real
+    /// server issues tokens through the TokenRequest API.
+    pub service_accounts: Vec<(String, String)>,
     /// Real only: run kube-controller-manager as the single identity
     /// `system:kube-controller-manager` instead of one service account per controller.
     pub kcm_single_identity: bool,
@@ -105,6 +117,22 @@ impl TestCluster {
                 };
                 if options.history_limit > 0 {
                     config.history_limit = options.history_limit;
+                }
+                if !options.service_accounts.is_empty() {
+                    let mut users = config.users.clone();
+                    for (ns, name) in &options.service_accounts {
+                        users.push(secret_relay_sandbox::UserConfig {
+                            name: format!("system:serviceaccount:{ns}:{name}"),
+                            groups: vec![
+                                "system:serviceaccounts".to_owned(),
+                                format!("system:serviceaccounts:{ns}"),
+                                "system:authenticated".to_owned(),
+                            ],
+                            token: Some(format!("token-{ns}-{name}")),
+                            impersonate: true,
+                        });
+                    }
+                    config.users = users;
                 }
                 let sandbox = secret_relay_sandbox::start(config).await.unwrap();
                 sandbox.write_kubeconfigs(dir.path()).unwrap();
@@ -183,6 +211,48 @@ impl TestCluster {
     /// Creates a namespace (no error if it exists).
     pub async fn create_namespace(&self, name: &str) {
         create_namespace(&self.client().await, name).await;
+    }
+
+    /// A kubeconfig acting as service account `namespace/name` by bearer token.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
+        let user = format!("system:serviceaccount:{namespace}:{name}");
+        let path = self.dir().join(format!("sa-{namespace}-{name}.kubeconfig"));
+        match &self.inner {
+            Inner::Sandbox(s) => {
+                let text = s.kubeconfig(&user).unwrap_or_else(|| {
+                    panic!("the sandbox was not started with service account {user}")
+                });
+                std::fs::write(&path, text).unwrap();
+            }
+            Inner::Real(r) => {
+                let client = self.client().await;
+                let body = serde_json::json!({
+                    "apiVersion": "authentication.k8s.io/v1",
+                    "kind": "TokenRequest",
+                    "spec": {"expirationSeconds": 86400},
+                });
+                let req = http::Request::post(format!(
+                    "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+                ))
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap();
+                let answer: serde_json::Value = client.request(req).await.unwrap_or_else(|e| {
+                    panic!(
+                        "failed to get a token for {user} (does the service account exist?): {e}"
+                    )
+                });
+                let token = answer["status"]["token"].as_str().unwrap();
+                let ca = std::fs::read(r.env("CA_CRT").unwrap()).unwrap();
+                let text = format!(
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: test, user: sa}}\ncurrent-context: sa\n",
+                    server = self.url(),
+                    ca = base64::engine::general_purpose::STANDARD.encode(ca),
+                );
+                std::fs::write(&path, text).unwrap();
+            }
+        }
+        path
     }
 
     async fn route_services(&self, services: &[(String, SocketAddr)]) {

@@ -25,7 +25,7 @@ fn synced(p: &Arc<Policy>) -> HubCache {
     let cache = HubCache::new(100);
     cache.reset("argocd");
     cache.set_policy(p.clone(), 1);
-    cache.replace(vec![]);
+    cache.replace(vec![], None);
     cache
 }
 
@@ -135,7 +135,7 @@ fn a_resume_replays_what_followed_and_an_old_version_is_expired() {
     let cache = HubCache::new(3);
     cache.reset("argocd");
     cache.set_policy(p.clone(), 1);
-    cache.replace(vec![hub("a", 10, &[], &[])]);
+    cache.replace(vec![hub("a", 10, &[], &[])], Some(10));
     assert_eq!(cache.resource_version(), 10);
     cache.apply(hub("b", 11, &[], &[]));
     cache.apply(hub("a", 12, &[], &[]));
@@ -174,7 +174,10 @@ fn a_relist_emits_what_changed_while_the_watch_was_away() {
     cache.apply(hub("stays", 10, &[], &[]));
     cache.apply(hub("goes", 11, &[], &[]));
     let mut rx = cache.subscribe();
-    cache.replace(vec![hub("stays", 10, &[], &[]), hub("new", 15, &[], &[])]);
+    cache.replace(
+        vec![hub("stays", 10, &[], &[]), hub("new", 15, &[], &[])],
+        Some(20),
+    );
     let mut seen = Vec::new();
     while let Ok(event) = rx.try_recv() {
         if let CacheEvent::Change { after, deleted, .. } = event.as_ref() {
@@ -186,4 +189,18 @@ fn a_relist_emits_what_changed_while_the_watch_was_away() {
         vec![("goes".to_owned(), true), ("new".to_owned(), false)]
     );
     assert_eq!(cache.len(), 2);
+    // After a relist the history starts again at the list's version.
+    assert_eq!(cache.resource_version(), 20);
+    assert!(matches!(cache.resume(15).0, Resume::Expired));
+    assert!(matches!(cache.resume(20).0, Resume::Replay(ref e) if e.is_empty()));
+}
+
+#[test]
+fn an_empty_namespace_still_knows_where_its_history_starts() {
+    let cache = HubCache::new(10);
+    cache.reset("argocd");
+    cache.set_policy(policy(TWO), 1);
+    cache.replace(vec![], Some(500));
+    assert!(matches!(cache.resume(1).0, Resume::Expired));
+    assert!(matches!(cache.resume(500).0, Resume::Replay(_)));
 }

@@ -1,0 +1,368 @@
+//! A control plane with secret-relay installed: the repository's manifests applied
+//! with kubectl, the webhook and any number of relay replicas running in process as
+//! their own service accounts, and a PKI with a certificate per cluster.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use secret_relay_certs::{Ca, ClientAuth, TlsFiles, Validity, server_config};
+use secret_relay_policy::{Mode, RelayIdentity};
+use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
+use secret_relay_runtime::{CancellationToken, PolicySource};
+use secret_relay_webhook::AppState;
+use tokio::sync::watch;
+
+use crate::{Flavor, Options, TestCluster, repo_root, with_ca_bundle_and_port, within};
+
+/// The webhook's service name, as the manifests register it.
+pub const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
+/// The namespace of secret-relay's own objects.
+pub const SYSTEM_NAMESPACE: &str = "secret-relay-system";
+/// The webhook's service account user.
+pub const WEBHOOK_USER: &str = "system:serviceaccount:secret-relay-system:secret-relay-webhook";
+/// The relay's service account user.
+pub const RELAY_USER: &str = "system:serviceaccount:secret-relay-system:secret-relay";
+
+/// The kinds the sandbox serves; on the real server every object of the manifests is applied.
+const SANDBOX_KINDS: &[&str] = &[
+    "Namespace",
+    "ConfigMap",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+/// How to build a [`Stack`].
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// The policy document stored in the policy ConfigMap.
+    pub policy: String,
+    /// Clusters to issue client certificates for (registered or not).
+    pub certificates: Vec<String>,
+    /// Run the webhook (the authoritative guard); off only to show what it guards.
+    pub webhook: bool,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            policy: String::new(),
+            certificates: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
+            webhook: true,
+        }
+    }
+}
+
+/// A control plane with secret-relay installed.
+pub struct Stack {
+    /// The API server.
+    pub cluster: TestCluster,
+    /// The PKI's CA: it signs the webhook's and relays' serving certificates and the
+    /// cluster certificates.
+    pub ca: Ca,
+    /// The webhook's state (policy generation, readiness).
+    pub webhook: Option<AppState>,
+    pki: PathBuf,
+    relay_kubeconfig: PathBuf,
+    stop: watch::Sender<bool>,
+    shutdown: CancellationToken,
+}
+
+/// One relay replica running in process.
+pub struct RelayHandle {
+    /// What the relay reports: its address, admin endpoints, policy and cache.
+    pub started: Started,
+    /// Stops this replica.
+    pub shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+impl Stack {
+    /// Starts an API server of `flavor`, applies the control plane's manifests with
+    /// kubectl, stores `options.policy` and starts the webhook.
+    pub async fn start(flavor: Flavor, options: StackOptions) -> Stack {
+        let ca = Ca::generate("secret-relay test CA", Validity::ca_default()).unwrap();
+        let webhook_cert = ca
+            .issue_server(
+                WEBHOOK_SERVICE,
+                &[WEBHOOK_SERVICE.to_owned()],
+                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                Validity::default(),
+            )
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let webhook_addr = listener.local_addr().unwrap();
+        let cluster = TestCluster::start(
+            flavor,
+            Options {
+                services: vec![(WEBHOOK_SERVICE.to_owned(), webhook_addr)],
+                service_accounts: vec![
+                    (SYSTEM_NAMESPACE.to_owned(), "secret-relay".to_owned()),
+                    (
+                        SYSTEM_NAMESPACE.to_owned(),
+                        "secret-relay-webhook".to_owned(),
+                    ),
+                ],
+                ..Options::default()
+            },
+        )
+        .await;
+        let admin = cluster.client().await;
+        cluster.create_namespace("argocd").await;
+        let kubectl = crate::kubectl()
+            .expect("kubectl is needed to apply the repository's manifests (kustomize)");
+        let manifests =
+            control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), webhook_addr.port());
+        let path = cluster.dir().join("control-plane.yaml");
+        std::fs::write(&path, manifests).unwrap();
+        let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "kubectl apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        set_policy(&admin, &options.policy).await;
+
+        // Not `pki`: the real control plane keeps its own PKI there.
+        let pki = cluster.dir().join("secret-relay-pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        std::fs::write(pki.join("ca.crt"), ca.cert_pem()).unwrap();
+        for name in &options.certificates {
+            let cert = ca.issue_cluster(name, Validity::default()).unwrap();
+            std::fs::write(pki.join(format!("{name}.crt")), &cert.cert_pem).unwrap();
+            std::fs::write(pki.join(format!("{name}.key")), &cert.key_pem).unwrap();
+        }
+        let relay_cert = ca
+            .issue_server(
+                "secret-relay",
+                &["localhost".to_owned()],
+                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                Validity::default(),
+            )
+            .unwrap();
+        std::fs::write(pki.join("relay.crt"), &relay_cert.cert_pem).unwrap();
+        std::fs::write(pki.join("relay.key"), &relay_cert.key_pem).unwrap();
+        let relay_kubeconfig = cluster
+            .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay")
+            .await;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let webhook = if options.webhook {
+            let tls = server_config(
+                &webhook_cert.cert_pem,
+                &webhook_cert.key_pem,
+                None,
+                ClientAuth::None,
+                &[b"http/1.1"],
+            )
+            .unwrap();
+            // The webhook reads its policy as its own service account: on the real server
+            // this proves the repository's RBAC is enough.
+            let webhook_kubeconfig = cluster
+                .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
+                .await;
+            let webhook_client = crate::client_from_kubeconfig(&webhook_kubeconfig, None).await;
+            let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
+            tokio::spawn(secret_relay_webhook::watch_configmap(
+                state.clone(),
+                webhook_client,
+                SYSTEM_NAMESPACE.to_owned(),
+                "secret-relay-policy".to_owned(),
+                stopped(&stop_rx),
+            ));
+            within("the webhook's first policy", async {
+                let mut rx = state.subscribe_reloads();
+                while state.generation() == 0 {
+                    rx.changed().await.unwrap();
+                }
+            })
+            .await;
+            tokio::spawn(secret_relay_webhook::serve(
+                listener,
+                tls,
+                state.clone(),
+                stopped(&stop_rx),
+            ));
+            Some(state)
+        } else {
+            None
+        };
+        Stack {
+            cluster,
+            ca,
+            webhook,
+            pki,
+            relay_kubeconfig,
+            stop,
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Starts one relay replica as the relay's service account, and waits until it is
+    /// ready (policy loaded, cache synced).
+    pub async fn start_relay(&self) -> RelayHandle {
+        self.start_relay_with(Limits::default()).await
+    }
+
+    /// [`Stack::start_relay`] with limits.
+    pub async fn start_relay_with(&self, limits: Limits) -> RelayHandle {
+        let shutdown = self.shutdown.child_token();
+        let config = RelayConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            tls: TlsFiles {
+                cert: self.pki.join("relay.crt"),
+                key: self.pki.join("relay.key"),
+                client_ca: Some(self.pki.join("ca.crt")),
+            },
+            kubeconfig: Some(self.relay_kubeconfig.clone()),
+            policy: PolicySource::ConfigMap {
+                namespace: SYSTEM_NAMESPACE.to_owned(),
+                name: "secret-relay-policy".to_owned(),
+            },
+            admin_addr: None,
+            poll_interval: Duration::from_millis(100),
+            limits,
+        };
+        let (started, task) = secret_relay_proxy::start(config, shutdown.clone())
+            .await
+            .unwrap();
+        within("the relay to be ready", async {
+            loop {
+                let (ready, _) = started.admin.readiness();
+                if ready {
+                    return;
+                }
+                let mut generations = started.policy.subscribe();
+                // Readiness has two parts: a policy generation or the cache's first
+                // list. Re-check on either, with a short tick for the cache.
+                tokio::select! {
+                    _ = generations.changed() => {}
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                }
+            }
+        })
+        .await;
+        RelayHandle {
+            started,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A kubeconfig that reaches `relay` as cluster `cluster` (its client certificate).
+    pub fn relay_kubeconfig(&self, relay: &RelayHandle, cluster: &str) -> PathBuf {
+        let path = self.cluster.dir().join(format!(
+            "relay-{}-{cluster}.kubeconfig",
+            relay.started.addr.port()
+        ));
+        let b64 = |p: &Path| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
+        };
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: relay\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\nusers:\n- name: {cluster}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {cluster}\n  context: {{cluster: relay, user: {cluster}, namespace: argocd}}\ncurrent-context: {cluster}\n",
+            addr = relay.started.addr,
+            ca = b64(&self.pki.join("ca.crt")),
+            cert = b64(&self.pki.join(format!("{cluster}.crt"))),
+            key = b64(&self.pki.join(format!("{cluster}.key"))),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// A kube client reaching `relay` as cluster `cluster`.
+    pub async fn relay_client(&self, relay: &RelayHandle, cluster: &str) -> Client {
+        crate::client_from_kubeconfig(&self.relay_kubeconfig(relay, cluster), None).await
+    }
+
+    /// The PKI directory: `ca.crt`, `<cluster>.crt`/`.key`, `relay.crt`/`.key`.
+    pub fn pki(&self) -> &Path {
+        &self.pki
+    }
+
+    /// Stores a new policy document in the ConfigMap.
+    pub async fn set_policy(&self, text: &str) {
+        set_policy(&self.cluster.client().await, text).await;
+    }
+
+    /// Waits until `relay` serves policy generation `generation` or newer.
+    pub async fn relay_generation(relay: &RelayHandle, generation: u64) {
+        let mut rx = relay.started.policy.subscribe();
+        within(
+            "the relay's policy generation",
+            rx.wait_for(|g| *g >= generation),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+impl RelayHandle {
+    /// Stops the replica and waits for it.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.shutdown.cancel();
+    }
+}
+
+async fn set_policy(admin: &Client, text: &str) {
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    let patch = serde_json::json!({"data": {"policy.yaml": text}});
+    cms.patch(
+        "secret-relay-policy",
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .unwrap();
+}
+
+/// The control plane's kustomize output, ready for a test: the webhook configurations
+/// trust `ca_pem` and name the port the in-process webhook listens on; the webhook's
+/// Service is left out (the test cluster routes the service name to the in-process
+/// webhook); on the sandbox only the kinds it serves are kept.
+pub fn control_plane_manifests(
+    cluster: &TestCluster,
+    kubectl: &str,
+    ca_pem: &str,
+    port: u16,
+) -> String {
+    let dir = repo_root().join("manifests/control-plane");
+    let out = cluster.kubectl(kubectl, &["kustomize", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|doc| {
+            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
+            let kind = v["kind"].as_str().unwrap_or_default();
+            let name = v["metadata"]["name"].as_str().unwrap_or_default();
+            match cluster.flavor() {
+                Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
+                Flavor::Real => !(kind == "Service" && name == "secret-relay-webhook"),
+            }
+        })
+        .collect();
+    with_ca_bundle_and_port(&docs.join("\n---\n"), ca_pem, port)
+}
