@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use std::time::Duration;
-
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::{Api, Client};
-use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, within};
+use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, on_both, within};
 
 const POLICY: &str = "\
 clusters:
@@ -44,27 +42,6 @@ clusters:
 secretSources:
   - clusterSelector: env=prod
 ";
-
-/// Declares one test per flavor for a scenario `async fn(Flavor)`.
-macro_rules! on_both {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sandbox() {
-                    super::$scenario(secret_relay_testkit::Flavor::Sandbox).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn real_control_plane() {
-                    let flavor = secret_relay_testkit::Flavor::Real;
-                    if !flavor.skipped(stringify!($scenario)) {
-                        super::$scenario(flavor).await;
-                    }
-                }
-            }
-        )*
-    };
-}
 
 on_both!(
     up_sync_writes_are_decided_by_policy_and_stamped_by_the_webhook,
@@ -689,6 +666,77 @@ async fn refusals_name_their_reason(flavor: Flavor) {
     assert!(text.contains("reason=\"unregistered-cluster\""), "{text}");
     assert!(text.contains("reason=\"impersonation-header\""), "{text}");
     assert!(!text.contains("s3cr3t"), "no secret value in metrics");
-    let _ = Duration::from_secs(0);
     relay.stop().await;
+}
+
+/// The repository's RBAC for the relay, applied to a real kube-apiserver: it may
+/// impersonate exactly the registered cluster users in their group, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_account_can_impersonate_only_cluster_users_on_a_real_control_plane() {
+    if Flavor::Real.skipped("relay RBAC") {
+        return;
+    }
+    let stack = stack(Flavor::Real).await;
+    let kubeconfig = stack
+        .cluster
+        .service_account_kubeconfig(secret_relay_testkit::SYSTEM_NAMESPACE, "secret-relay")
+        .await;
+    let as_user = |user: &'static str, groups: &'static [&'static str]| {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            let client =
+                secret_relay_testkit::client_from_kubeconfig(&kubeconfig, Some((user, groups)))
+                    .await;
+            Api::<Secret>::namespaced(client, "argocd")
+                .list(&ListParams::default())
+                .await
+        }
+    };
+    as_user("secret-relay:cluster:cluster1", &["secret-relay:clusters"])
+        .await
+        .expect("the relay impersonates a registered cluster");
+    for (user, groups) in [
+        ("system:admin", &["secret-relay:clusters"][..]),
+        ("secret-relay:cluster:cluster1", &["system:masters"][..]),
+        (
+            "secret-relay:cluster:not-listed",
+            &["secret-relay:clusters"][..],
+        ),
+        ("alice", &[][..]),
+        (
+            "system:serviceaccount:kube-system:namespace-controller",
+            &[][..],
+        ),
+    ] {
+        let err = as_user(user, groups).await.unwrap_err();
+        match err {
+            kube::Error::Api(s) => {
+                assert_eq!(s.code, 403, "{user} {groups:?}: {s:?}");
+                assert!(s.message.contains("impersonate"), "{user}: {}", s.message);
+            }
+            other => panic!("{user}: {other}"),
+        }
+    }
+    // As itself: reads hub copies, cannot create them, cannot read other namespaces.
+    let own = secret_relay_testkit::client_from_kubeconfig(&kubeconfig, None).await;
+    Api::<Secret>::namespaced(own.clone(), "argocd")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let err = Api::<Secret>::namespaced(own.clone(), "argocd")
+        .create(&PostParams::default(), &opted_in("by-the-relay"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err}"
+    );
+    let err = Api::<Secret>::namespaced(own, "kube-system")
+        .list(&ListParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 403),
+        "{err}"
+    );
 }

@@ -429,3 +429,27 @@ impl TestCluster {
             .unwrap()
     }
 }
+
+/// Declares one test per [`Flavor`] for each scenario `async fn(Flavor)`: a module named
+/// after the scenario with tests `sandbox` and `real_control_plane` (skipped only when
+/// [`SKIP_REAL_ENV`] asks for it).
+#[macro_export]
+macro_rules! on_both {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sandbox() {
+                    super::$scenario($crate::Flavor::Sandbox).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn real_control_plane() {
+                    let flavor = $crate::Flavor::Real;
+                    if !flavor.skipped(stringify!($scenario)) {
+                        super::$scenario(flavor).await;
+                    }
+                }
+            }
+        )*
+    };
+}
