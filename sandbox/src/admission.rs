@@ -336,7 +336,8 @@ impl AdmissionWebhooks {
     fn target(&self, spec: &Value) -> Result<Target, String> {
         let client = spec.get("clientConfig").unwrap_or(&Value::Null);
         let ca_bundle = client.get("caBundle").and_then(Value::as_str).unwrap_or("");
-        let roots = root_store(ca_bundle).map_err(|e| format!("could not get REST client: {e}"))?;
+        let (roots, bundle) =
+            root_store(ca_bundle).map_err(|e| format!("could not get REST client: {e}"))?;
         if let Some(service) = client.get("service").filter(|s| s.is_object()) {
             let name = str_at(service, "name").unwrap_or("");
             let namespace = str_at(service, "namespace").unwrap_or("");
@@ -358,6 +359,7 @@ impl AdmissionWebhooks {
                 host,
                 server_name,
                 roots,
+                bundle,
             });
         }
         let url = str_at(client, "url")
@@ -390,6 +392,7 @@ impl AdmissionWebhooks {
                 .trim_end_matches(']')
                 .to_owned(),
             roots,
+            bundle,
         })
     }
 }
@@ -406,6 +409,8 @@ struct Target {
     /// TLS server name (SNI and verification).
     server_name: String,
     roots: rustls::RootCertStore,
+    /// The `caBundle`'s certificates, to word a verification failure as Go does.
+    bundle: Vec<CertificateDer<'static>>,
 }
 
 /// The TCP address to dial.
@@ -442,18 +447,31 @@ async fn exchange(target: &Target, url: &str, body: Vec<u8>) -> Result<Bytes, Ex
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let verifier = x509::RecordingVerifier::new(target.roots.clone(), provider.clone());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ExchangeError::Transport(format!("tls: {e}")))?
-        .with_root_certificates(target.roots.clone())
-        .with_no_client_auth();
+        .map_err(|e| ExchangeError::Transport(format!("tls: {e}")))?;
+    let mut config = match &verifier {
+        Some(verifier) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth(),
+        // No roots: every certificate is signed by an unknown authority.
+        None => builder
+            .with_root_certificates(target.roots.clone())
+            .with_no_client_auth(),
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let server_name = ServerName::try_from(target.server_name.clone())
         .map_err(|e| ExchangeError::Transport(format!("tls: invalid server name: {e}")))?;
     let tls = TlsConnector::from(Arc::new(config))
         .connect(server_name, tcp)
         .await
-        .map_err(|e| ExchangeError::Transport(tls_reason(&e, &target.server_name)))?;
+        .map_err(|e| {
+            let presented = verifier.as_ref().and_then(|v| v.presented());
+            let unknown_authority = x509::unknown_authority(presented.as_deref(), &target.bundle);
+            ExchangeError::Transport(tls_reason(&e, &target.server_name, &unknown_authority))
+        })?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| ExchangeError::Transport(e.to_string()))?;
@@ -524,16 +542,16 @@ fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
-/// The reason of a failed TLS handshake, worded like Go's crypto/tls where it matters.
-fn tls_reason(err: &std::io::Error, server_name: &str) -> String {
+/// The reason of a failed TLS handshake, worded like Go's crypto/tls where it matters;
+/// `unknown_authority` is Go's wording of a certificate no root signed.
+fn tls_reason(err: &std::io::Error, server_name: &str, unknown_authority: &str) -> String {
     let inner = err
         .get_ref()
         .and_then(|e| e.downcast_ref::<rustls::Error>());
     match inner {
         Some(rustls::Error::InvalidCertificate(
             rustls::CertificateError::UnknownIssuer | rustls::CertificateError::BadSignature,
-        )) => "tls: failed to verify certificate: x509: certificate signed by unknown authority"
-            .to_owned(),
+        )) => format!("tls: failed to verify certificate: {unknown_authority}"),
         Some(rustls::Error::InvalidCertificate(
             rustls::CertificateError::NotValidForName
             | rustls::CertificateError::NotValidForNameContext { .. },
@@ -551,11 +569,15 @@ fn tls_reason(err: &std::io::Error, server_name: &str) -> String {
     }
 }
 
-/// The trust roots of one webhook: only its `caBundle` (base64 of PEM certificates).
-fn root_store(ca_bundle: &str) -> Result<rustls::RootCertStore, String> {
+/// The trust roots of one webhook: only its `caBundle` (base64 of PEM certificates), as a
+/// root store and as the certificates themselves.
+fn root_store(
+    ca_bundle: &str,
+) -> Result<(rustls::RootCertStore, Vec<CertificateDer<'static>>), String> {
     let mut roots = rustls::RootCertStore::empty();
+    let mut bundle = Vec::new();
     if ca_bundle.is_empty() {
-        return Ok(roots);
+        return Ok((roots, bundle));
     }
     let pem = BASE64
         .decode(ca_bundle.trim())
@@ -563,13 +585,14 @@ fn root_store(ca_bundle: &str) -> Result<rustls::RootCertStore, String> {
     for cert in CertificateDer::pem_slice_iter(&pem) {
         let cert = cert.map_err(|e| format!("invalid caBundle: {e}"))?;
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| format!("invalid caBundle: {e}"))?;
+        bundle.push(cert);
     }
     if roots.is_empty() {
         return Err("invalid caBundle: no certificates found".to_owned());
     }
-    Ok(roots)
+    Ok((roots, bundle))
 }
 
 /// `host:port` with the default 443 (IPv6 hosts in brackets).
@@ -1081,3 +1104,4 @@ fn str_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests;
+mod x509;

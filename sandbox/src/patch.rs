@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::status::{Status, StatusCause};
+use crate::status::Status;
 
 /// The patch types kube-apiserver accepts, by Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,18 +52,16 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
         PatchType::Json => {
             let patch: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(target, &patch).map_err(|e| {
-                let mut status = Status::new(
+            // kube-apiserver answers a failed operation with
+            // NewGenericServerResponse(422, ..., isUnexpectedResponse=false): the generic
+            // message and no cause, so the operation's error is not shown to the client
+            // (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go).
+            json_patch::patch(target, &patch).map_err(|_| {
+                Status::new(
                     422,
                     "Invalid",
                     "the server rejected our request due to an error in our request",
-                );
-                status.causes = vec![StatusCause {
-                    reason: "UnexpectedServerResponse".into(),
-                    message: e.to_string(),
-                    field: String::new(),
-                }];
-                status
+                )
             })
         }
         PatchType::Apply => Err(Status::internal_error(
@@ -195,6 +193,12 @@ mod tests {
         let mut t = json!({"data": {"a": "MQ=="}});
         let err = apply_patch(PatchType::Json, &mut t, br#"[{"op": "add", "path": "/data/b", "value": "x"}, {"op": "test", "path": "/data/a", "value": "no"}]"#).unwrap_err();
         assert_eq!(err.code, 422);
+        assert_eq!(err.reason, "Invalid");
+        assert_eq!(
+            err.message,
+            "the server rejected our request due to an error in our request"
+        );
+        assert!(err.causes.is_empty(), "kube-apiserver sends no cause");
         assert_eq!(t, json!({"data": {"a": "MQ=="}}));
     }
 

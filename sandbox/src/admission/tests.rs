@@ -25,10 +25,14 @@ struct TestCa {
 
 impl TestCa {
     fn new() -> Self {
+        Self::named(&format!("test-ca-{}", new_uid()))
+    }
+
+    fn named(name: &str) -> Self {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("test-ca-{}", new_uid()));
+            .push(rcgen::DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         Self { issuer }
@@ -853,6 +857,46 @@ async fn only_the_ca_bundle_is_trusted() {
         status.message
     );
     assert!(!server.was_called());
+}
+
+#[tokio::test]
+async fn a_ca_bundle_of_the_same_name_but_another_key_is_named_in_gos_hint() {
+    // What a replaced CA looks like: kube-apiserver's Go client names the candidate whose
+    // signature check failed (crypto/x509 UnknownAuthorityError).
+    let ca = TestCa::named("rotated CA");
+    let other = TestCa::named("rotated CA");
+    let mut server = TestHook::start(&ca, allow).await;
+    let configs = validating(vec![config(
+        "v",
+        vec![hook("v.example.com", &other, "/validate", json!({}))],
+    )]);
+
+    let status = server
+        .dispatcher()
+        .admit(&configs, create(secret("s", json!({}))))
+        .await
+        .unwrap_err();
+
+    assert!(
+        status.message.ends_with(
+            "tls: failed to verify certificate: x509: certificate signed by unknown authority \
+             (possibly because of \"x509: ECDSA verification failure\" while trying to verify \
+             candidate authority certificate \"rotated CA\")"
+        ),
+        "{}",
+        status.message
+    );
+    assert!(!server.was_called());
+}
+
+#[test]
+fn serial_numbers_print_in_decimal_as_go_prints_them() {
+    assert_eq!(x509::decimal(&[]), "0");
+    assert_eq!(x509::decimal(&[0x01, 0x00]), "256");
+    assert_eq!(
+        x509::decimal(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+        "2361183241434822606847"
+    );
 }
 
 #[tokio::test]
