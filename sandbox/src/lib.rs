@@ -9,11 +9,26 @@
 //!
 //! # Where it knowingly differs from kube-apiserver
 //!
+//! The fidelity suite (tests/fidelity) runs every check against this sandbox and against
+//! kube-apiserver; a check the sandbox knowingly fails is marked `sandbox_differs` there and
+//! listed here, with the upstream source (paths in kubernetes/kubernetes).
+//!
 //! - Namespace deletion is immediate: the DELETE answers with the namespace in phase
 //!   `Terminating`, after its contents were deleted through admission as the namespace
 //!   controller (`system:serviceaccount:kube-system:namespace-controller`). If admission
 //!   refuses one of those deletes, the namespace DELETE fails with that Status (a real cluster
-//!   would leave the namespace stuck in `Terminating`).
+//!   would leave the namespace stuck in `Terminating`). So a create in a namespace just
+//!   deleted is 404 NotFound here, where kube-apiserver answers 403 Forbidden with cause
+//!   `NamespaceTerminating` until the namespace controller has emptied it
+//!   (plugin/pkg/admission/namespace/lifecycle/admission.go).
+//! - Watch history is a count: the last `historyLimit` events per kind, and a watch from an
+//!   older resourceVersion gets the 410 Expired ERROR event. kube-apiserver's watch cache
+//!   keeps every event younger than 75 s (`eventFreshDuration`), growing its buffer (100 up
+//!   to 102400 events) rather than dropping one, and drops the oldest only once they are older
+//!   and the buffer is full (staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache_history.go:
+//!   `resizeCacheLocked`, `GetIntervalLocked`; the message is the same,
+//!   `too old resource version: RV (OLDEST)`). Compacting etcd does not expire a watch's
+//!   resourceVersion there: the watch cache still serves it.
 //! - Protobuf request bodies are decoded for Namespaces, Secrets and ConfigMaps (what
 //!   `kubectl create` sends); other kinds answer 415. Responses are always JSON.
 //! - Server-side apply tracks ownership per key of `metadata.labels`, `metadata.annotations`

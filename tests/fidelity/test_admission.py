@@ -1,4 +1,4 @@
-"""Admission through the sandbox, judged by kubectl and the Python client: webhook
+"""Admission through each backend (the sandbox and kube-apiserver), judged by kubectl and the Python client: webhook
 configurations created through the API, the HTTPS call with SNI and caBundle, a mutation
 that lands in storage, and a denial worded as kube-apiserver words it."""
 
@@ -10,7 +10,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from webhook_server import DENIAL_MESSAGE, SERVER_NAME, UNDELETABLE_MESSAGE, WARNINGS
+from webhook_server import CA_NAME, DENIAL_MESSAGE, SERVER_NAME, UNDELETABLE_MESSAGE, WARNINGS
 
 DENIED = f'admission webhook "deny.fidelity.example.com" denied the request: {DENIAL_MESSAGE}'
 
@@ -143,15 +143,39 @@ def test_kubectl_prints_webhook_warnings(admission_webhooks, kubectl, ns):
 
 
 def test_kubectl_sees_a_webhook_signed_by_another_ca_fail_closed(admission_webhooks, kubectl, ns):
+    # The caBundle holds a CA of the same name but another key, as after a CA was replaced:
+    # Go's x509 names the candidate it tried.
     result = kubectl.run("apply", "-f", "-", input=manifest(ns, "untrusted", {"fidelity-bad-ca": "true"}))
 
     assert result.returncode == 1, result.stdout
     assert result.stderr.strip() == (
         'Error from server (InternalError): error when creating "STDIN": Internal error occurred: '
         'failed calling webhook "bad-ca.fidelity.example.com": failed to call webhook: '
-        f'Post "https://{SERVER_NAME}:443/validate?timeout=10s": '
+        f'Post "https://{SERVER_NAME}:{admission_webhooks.port}/validate?timeout=10s": '
+        "tls: failed to verify certificate: x509: certificate signed by unknown authority "
+        '(possibly because of "x509: ECDSA verification failure" while trying to verify '
+        f'candidate authority certificate "{CA_NAME}")'
+    )
+
+
+def test_python_create_through_a_webhook_of_an_unrelated_ca_fails_closed(admission_webhooks, core, ns):
+    with pytest.raises(ApiException) as raised:
+        core.create_namespaced_secret(
+            ns,
+            k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="foreign", labels={"fidelity-foreign-ca": "true"})),
+        )
+
+    assert raised.value.status == 500
+    body = json.loads(raised.value.body)
+    assert body["reason"] == "InternalError"
+    assert body["message"] == (
+        'Internal error occurred: failed calling webhook "foreign-ca.fidelity.example.com": '
+        f'failed to call webhook: Post "https://{SERVER_NAME}:{admission_webhooks.port}/validate?timeout=10s": '
         "tls: failed to verify certificate: x509: certificate signed by unknown authority"
     )
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_secret("foreign", ns)
+    assert missing.value.status == 404
 
 
 def test_python_create_times_out_on_a_webhook_that_never_answers(admission_webhooks, core, ns):
@@ -165,7 +189,7 @@ def test_python_create_times_out_on_a_webhook_that_never_answers(admission_webho
     assert body["reason"] == "InternalError"
     assert body["message"] == (
         'Internal error occurred: failed calling webhook "slow.fidelity.example.com": '
-        f'failed to call webhook: Post "https://{SERVER_NAME}:443/slow?timeout=1s": '
+        f'failed to call webhook: Post "https://{SERVER_NAME}:{admission_webhooks.port}/slow?timeout=1s": '
         "context deadline exceeded"
     )
     (call,) = admission_webhooks.reviews_for(ns, "stuck")

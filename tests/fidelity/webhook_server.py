@@ -5,9 +5,9 @@ signed by its own CA, and answers AdmissionReview v1 the way a real webhook does
 Secrets labelled `fidelity-mutate: "true"` get a `fidelity-mutated: "yes"` label;
 Secrets labelled `fidelity-deny: "true"` are denied with 403, those labelled
 `fidelity-undeletable: "true"` cannot be deleted, and those labelled `fidelity-warn: "true"`
-are admitted with two warnings. Two more webhooks cannot succeed: one registered with
-another CA's bundle (label `fidelity-bad-ca`) and one that never answers (label
-`fidelity-slow`, timeoutSeconds 1). Every review received is kept, so tests can assert
+are admitted with two warnings. Three more webhooks cannot succeed: two registered with
+another CA's bundle, of the same name (label `fidelity-bad-ca`) and of another name (label
+`fidelity-foreign-ca`), and one that never answers (label `fidelity-slow`, timeoutSeconds 1). Every review received is kept, so tests can assert
 what the API server sent.
 """
 
@@ -32,11 +32,15 @@ UNDELETABLE_MESSAGE = "this secret cannot be deleted"
 WARNINGS = ["fidelity says hello", "and says it twice"]
 
 
-def _certificates():
+CA_NAME = "fidelity webhook CA"
+FOREIGN_CA_NAME = "foreign CA"
+
+
+def _certificates(ca_common_name=CA_NAME):
     """A CA and a serving certificate for SERVER_NAME, as PEM."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fidelity webhook CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name)])
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -88,7 +92,9 @@ class FidelityWebhook:
     def __init__(self):
         ca_pem, cert_pem, key_pem = _certificates()
         self.ca_bundle = base64.b64encode(ca_pem).decode()
+        # Another CA of the same name (what a replaced CA looks like), and one of another name.
         self.other_ca_bundle = base64.b64encode(_certificates()[0]).decode()
+        self.foreign_ca_bundle = base64.b64encode(_certificates(FOREIGN_CA_NAME)[0]).decode()
         # Released on close, so a handler holding back its answer ends with the server.
         self._closing = threading.Event()
         self.reviews = []
@@ -179,7 +185,9 @@ class FidelityWebhook:
                         "name": SERVICE_NAME,
                         "namespace": SERVICE_NAMESPACE,
                         "path": path,
-                        "port": 443,
+                        # The real port: the sandbox's service map and the real server's
+                        # ExternalName Service (conftest.py) both dial 127.0.0.1 at it.
+                        "port": self.port,
                     },
                     "caBundle": ca_bundle or self.ca_bundle,
                 },
@@ -215,6 +223,10 @@ class FidelityWebhook:
                 webhook(
                     "bad-ca.fidelity.example.com", "/validate", "fidelity-bad-ca",
                     ca_bundle=self.other_ca_bundle,
+                ),
+                webhook(
+                    "foreign-ca.fidelity.example.com", "/validate", "fidelity-foreign-ca",
+                    ca_bundle=self.foreign_ca_bundle,
                 ),
                 dict(
                     webhook("slow.fidelity.example.com", "/slow", "fidelity-slow"),
