@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent_cmd;
 mod certs_cmd;
 mod explain;
 mod relay_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Webhook(webhook_cmd::Args),
     /// Run the mTLS relay that serves managed clusters' agents.
     Relay(relay_cmd::Args),
+    /// Run the agent of a managed cluster.
+    Agent(agent_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => sandbox_cmd::run(args),
         Command::Webhook(args) => webhook_cmd::run(args),
         Command::Relay(args) => relay_cmd::run(args),
+        Command::Agent(args) => agent_cmd::run(args),
     };
     match result {
         Ok(code) => code,

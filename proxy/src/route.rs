@@ -21,6 +21,13 @@ pub enum Route {
     OpenApi,
     /// A Secrets request in the control-plane namespace.
     Secrets(SecretsRequest),
+    /// `GET /apis/secret-relay.io/v1/generation[?after=N]`: the relay's policy
+    /// generation, held open until it is newer than `after` (a long poll agents use
+    /// to retry what an older policy denied).
+    Generation {
+        /// Answer once the generation is newer than this.
+        after: Option<u64>,
+    },
 }
 
 /// A Secrets request: the verb, the name when the path has one, and the query.
@@ -129,6 +136,16 @@ pub fn route(
         ["api"] => get_only(Route::ApiVersions),
         ["api", "v1"] => get_only(Route::ApiResources),
         ["apis"] => get_only(Route::ApiGroups),
+        ["apis", "secret-relay.io", "v1", "generation"] => {
+            let q = parse_query(query)?;
+            let after = match q.other.get("after") {
+                None => None,
+                Some(v) => Some(v.parse().map_err(|_| {
+                    RouteError::BadRequest(format!("after must be a number, not {v:?}"))
+                })?),
+            };
+            get_only(Route::Generation { after })
+        }
         ["openapi", "v2"] | ["openapi", "v3"] | ["openapi", "v3", "api", "v1"] => {
             get_only(Route::OpenApi)
         }
@@ -453,6 +470,26 @@ mod tests {
                 "argocd"
             ),
             Err(RouteError::UnsupportedMediaType(_))
+        ));
+    }
+
+    #[test]
+    fn the_generation_long_poll_reads_after() {
+        assert_eq!(
+            r(
+                Method::GET,
+                "/apis/secret-relay.io/v1/generation",
+                Some("after=4")
+            ),
+            Ok(Route::Generation { after: Some(4) })
+        );
+        assert!(matches!(
+            r(
+                Method::GET,
+                "/apis/secret-relay.io/v1/generation",
+                Some("after=x")
+            ),
+            Err(RouteError::BadRequest(_))
         ));
     }
 

@@ -263,6 +263,7 @@ where
         Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
         Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
         Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
+        Route::Generation { after } => generation(relay, after).await,
         Route::Secrets(sr) => secrets(relay, &policy, &cluster, &state, sr, req).await,
     }
 }
@@ -270,6 +271,24 @@ where
 const API_VERSIONS: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"secret-relay"}]}"#;
 const API_RESOURCES: &str = r#"{"kind":"APIResourceList","apiVersion":"v1","groupVersion":"v1","resources":[{"name":"secrets","singularName":"secret","namespaced":true,"kind":"Secret","verbs":["create","delete","get","list","patch","update","watch"]}]}"#;
 const API_GROUPS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#;
+
+/// How long a generation long poll is held open before answering with the current one.
+const GENERATION_POLL: Duration = Duration::from_secs(55);
+
+async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
+    let mut rx = relay.inner.policy.subscribe();
+    if let Some(after) = after {
+        // Either a newer generation or the poll's end: both answer with the current one.
+        let _ = tokio::time::timeout(GENERATION_POLL, rx.wait_for(|g| *g > after)).await;
+    }
+    let current = *rx.borrow();
+    json(
+        StatusCode::OK,
+        format!(
+            r#"{{"kind":"PolicyGeneration","apiVersion":"secret-relay.io/v1","generation":{current}}}"#
+        ),
+    )
+}
 
 fn route_error(err: &RouteError) -> Response<RelayBody> {
     let (code, reason) = match err {

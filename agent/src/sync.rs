@@ -1,0 +1,848 @@
+//! The reconciler: both stores, the triggers, and what one name needs.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, Resource as _};
+use secret_relay_policy::{Owner, digest, is_down_copy, keys, owner};
+use secret_relay_runtime::CancellationToken;
+use tokio::sync::mpsc;
+
+use crate::metrics::{Metrics, StatusLabels};
+
+/// Up to this many names are reconciled at once.
+const CONCURRENCY: usize = 16;
+
+/// Annotations that describe a write, not the Secret: never copied between clusters.
+const WRITE_ANNOTATIONS: &[&str] = &[
+    keys::DIGEST_ANNOTATION,
+    keys::ADOPTED_ANNOTATION,
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// The agent of one managed cluster.
+pub struct Agent {
+    cluster: String,
+    namespace: String,
+    local: Client,
+    relay: Client,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    local_store: Store<Secret>,
+    view_store: Store<Secret>,
+    writers: Mutex<
+        Option<(
+            reflector::store::Writer<Secret>,
+            reflector::store::Writer<Secret>,
+        )>,
+    >,
+    local_ready: AtomicBool,
+    view_ready: AtomicBool,
+    generation: AtomicU64,
+    control_plane_namespace: Mutex<Option<String>>,
+    memo: Mutex<Memo>,
+}
+
+/// What the reconciler remembers between passes.
+#[derive(Default)]
+struct Memo {
+    /// Per name: the fingerprint pushed and the hub copy's resourceVersion at the push,
+    /// so an unchanged Secret is not pushed again while the hub copy catches up.
+    pushed: HashMap<String, (Fingerprint, Option<String>)>,
+    /// Per name: the fingerprint denied and the policy generation of the denial.
+    denied: HashMap<String, (Fingerprint, u64)>,
+    /// Per name and direction: the status series currently set.
+    status: HashMap<(String, &'static str), StatusLabels>,
+    /// Conflicts already reported, by name and local resourceVersion.
+    conflicts: HashMap<String, Option<String>>,
+}
+
+/// What makes two Secrets the same for sync: labels, annotations (without the
+/// write-only ones), type and the digest of the data. Values never leave the digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fingerprint {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    type_: String,
+    digest: String,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("cluster", &self.cluster)
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Trigger {
+    Name(String),
+    Full,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `secret`, ignoring `skip_labels`.
+    pub fn of(secret: &Secret, skip_labels: &[&str]) -> Fingerprint {
+        Fingerprint {
+            labels: secret
+                .metadata
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !skip_labels.contains(&k.as_str()))
+                .collect(),
+            annotations: secret
+                .metadata
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
+                .collect(),
+            type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+            digest: digest(secret),
+        }
+    }
+}
+
+/// The hub copy the agent asks the relay to write for local Secret `local`: its
+/// labels (the opt-in label included: the relay checks it), its annotations without
+/// the write-only ones, its type and data. The owner label, the adopted and digest
+/// annotations are the webhook's to stamp.
+pub fn hub_copy_body(local: &Secret, control_plane_namespace: &str) -> Secret {
+    let mut labels = local.metadata.labels.clone().unwrap_or_default();
+    labels.remove(keys::OWNER_LABEL);
+    let annotations: BTreeMap<String, String> = local
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
+        .collect();
+    let mut body = Secret::default();
+    body.metadata.name = local.metadata.name.clone();
+    body.metadata.namespace = Some(control_plane_namespace.to_owned());
+    body.metadata.labels = Some(labels);
+    body.metadata.annotations = Some(annotations);
+    body.type_ = local.type_.clone();
+    body.data = local.data.clone();
+    body
+}
+
+/// The down copy of hub copy `hub` in namespace `namespace`: without the opt-in label,
+/// with the owner label naming its origin (`control-plane` or `cluster.<name>`) and the
+/// digest of its data.
+pub fn down_copy(hub: &Secret, namespace: &str) -> Secret {
+    let mut labels = hub.metadata.labels.clone().unwrap_or_default();
+    labels.remove(keys::SECRET_SYNC_LABEL);
+    let origin = match owner(hub) {
+        Owner::Cluster(c) => format!("{}{c}", keys::OWNER_CLUSTER_PREFIX),
+        _ => "control-plane".to_owned(),
+    };
+    labels.insert(keys::OWNER_LABEL.to_owned(), origin);
+    let mut annotations: BTreeMap<String, String> = hub
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
+        .collect();
+    annotations.insert(keys::DIGEST_ANNOTATION.to_owned(), digest(hub));
+    let mut copy = Secret::default();
+    copy.metadata.name = hub.metadata.name.clone();
+    copy.metadata.namespace = Some(namespace.to_owned());
+    copy.metadata.labels = Some(labels);
+    copy.metadata.annotations = Some(annotations);
+    copy.type_ = hub.type_.clone();
+    copy.data = hub.data.clone();
+    copy
+}
+
+fn name_of(s: &Secret) -> String {
+    s.metadata.name.clone().unwrap_or_default()
+}
+
+fn is_opted_in(s: &Secret) -> bool {
+    s.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(keys::SECRET_SYNC_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// The rule id a relay or webhook denial names: the Status cause's reason, else the
+/// `(rule <id>)` at the end of the message.
+fn denied_rule(status: &kube::core::Status) -> String {
+    if let Some(cause) = status.details.as_ref().and_then(|d| d.causes.first())
+        && !cause.reason.is_empty()
+    {
+        return cause.reason.clone();
+    }
+    status
+        .message
+        .rsplit_once("(rule ")
+        .map(|(_, r)| r.trim_end_matches(')').to_owned())
+        .unwrap_or_else(|| status.reason.clone())
+}
+
+impl Agent {
+    /// An agent for `cluster` syncing namespace `namespace` through `relay`.
+    pub fn new(
+        cluster: String,
+        namespace: String,
+        local: Client,
+        relay: Client,
+        metrics: Arc<Metrics>,
+    ) -> Agent {
+        let (local_store, local_writer) = reflector::store();
+        let (view_store, view_writer) = reflector::store();
+        let recorder = Recorder::new(
+            local.clone(),
+            Reporter {
+                controller: "secret-relay-agent".to_owned(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Agent {
+            cluster,
+            namespace,
+            local,
+            relay,
+            metrics,
+            recorder,
+            local_store,
+            view_store,
+            writers: Mutex::new(Some((local_writer, view_writer))),
+            local_ready: AtomicBool::new(false),
+            view_ready: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            control_plane_namespace: Mutex::new(None),
+            memo: Mutex::new(Memo::default()),
+        }
+    }
+
+    /// The cluster this agent is.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// The relay's policy generation last seen.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Ready once both sides have been listed completely.
+    pub fn readiness(&self) -> (bool, String) {
+        let local = self.local_ready.load(Ordering::Acquire);
+        let view = self.view_ready.load(Ordering::Acquire);
+        let ready = local && view;
+        let detail = format!(
+            "local namespace {} listed: {local}; relay view listed: {view}; policy generation {}",
+            self.namespace,
+            self.generation()
+        );
+        (ready, detail)
+    }
+
+    fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The control-plane namespace the relay named, once known.
+    pub fn control_plane_namespace(&self) -> Option<String> {
+        self.control_plane_namespace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs until `shutdown`: the two reflectors, the generation long poll and the
+    /// reconciler.
+    pub async fn run(self: Arc<Self>, resync: Duration, shutdown: CancellationToken) {
+        let Some((local_writer, view_writer)) = self
+            .writers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            tracing::error!("the agent is already running");
+            return;
+        };
+        // The relay says which namespace holds the hub copies, and its generation.
+        let (cp, generation) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            first = self.first_generation() => first,
+        };
+        *self
+            .control_plane_namespace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cp.clone());
+        self.set_generation(generation);
+
+        let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+        let mut tasks = tokio::task::JoinSet::new();
+        let local_api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
+        tasks.spawn(follow(
+            "local namespace",
+            local_api,
+            local_writer,
+            tx.clone(),
+            self.clone(),
+            Side::Local,
+            shutdown.clone(),
+        ));
+        let view_api: Api<Secret> = Api::namespaced(self.relay.clone(), &cp);
+        tasks.spawn(follow(
+            "relay view",
+            view_api,
+            view_writer,
+            tx.clone(),
+            self.clone(),
+            Side::View,
+            shutdown.clone(),
+        ));
+        tasks.spawn(self.clone().poll_generations(tx.clone(), shutdown.clone()));
+
+        let mut ticker = tokio::time::interval(resync);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticker.tick() => Trigger::Full,
+                t = rx.recv() => match t { Some(t) => t, None => break },
+            };
+            let mut full = false;
+            let mut names = BTreeSet::new();
+            let mut take = |t: Trigger| match t {
+                Trigger::Full => full = true,
+                Trigger::Name(n) => {
+                    names.insert(n);
+                }
+            };
+            take(first);
+            while let Ok(t) = rx.try_recv() {
+                take(t);
+            }
+            if full {
+                names.extend(self.local_store.state().iter().map(|s| name_of(s)));
+                names.extend(self.view_store.state().iter().map(|s| name_of(s)));
+            }
+            let generation = self.generation();
+            futures::stream::iter(names)
+                .for_each_concurrent(CONCURRENCY, |name| {
+                    let this = self.clone();
+                    let cp = cp.clone();
+                    async move { this.reconcile(&cp, &name, generation).await }
+                })
+                .await;
+        }
+        tasks.abort_all();
+    }
+
+    fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Ordering::Release);
+        self.metrics
+            .policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    async fn generation_request(&self, after: Option<u64>) -> Result<(String, u64), kube::Error> {
+        let path = match after {
+            Some(g) => format!("/apis/secret-relay.io/v1/generation?after={g}"),
+            None => "/apis/secret-relay.io/v1/generation".to_owned(),
+        };
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)?;
+        let answer: serde_json::Value = self.relay.request(req).await?;
+        let cp = answer["controlPlaneNamespace"]
+            .as_str()
+            .unwrap_or("argocd")
+            .to_owned();
+        Ok((cp, answer["generation"].as_u64().unwrap_or(0)))
+    }
+
+    async fn first_generation(&self) -> (String, u64) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.generation_request(None).await {
+                Ok(answer) => return answer,
+                Err(err) => {
+                    tracing::warn!(error = %err, "failed to reach the relay; retrying");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// Long-polls the relay's policy generation; a new one reconciles everything, so
+    /// a Secret an older policy denied is tried again.
+    async fn poll_generations(
+        self: Arc<Self>,
+        tx: mpsc::UnboundedSender<Trigger>,
+        shutdown: CancellationToken,
+    ) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let after = self.generation();
+            let answer = tokio::select! {
+                () = shutdown.cancelled() => return,
+                a = self.generation_request(Some(after)) => a,
+            };
+            match answer {
+                Ok((_, generation)) => {
+                    delay = Duration::from_millis(100);
+                    if generation != after {
+                        tracing::info!(generation, "the relay serves a new policy generation");
+                        self.set_generation(generation);
+                        let _ = tx.send(Trigger::Full);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "policy generation poll failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(jitter(delay)) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&self, cp: &str, name: &str, generation: u64) {
+        let local = self
+            .local_store
+            .get(&ObjectRef::new(name).within(&self.namespace));
+        let hub = self.view_store.get(&ObjectRef::new(name).within(cp));
+        let both_listed =
+            self.local_ready.load(Ordering::Acquire) && self.view_ready.load(Ordering::Acquire);
+        let mine = hub
+            .as_ref()
+            .is_some_and(|h| owner(h) == Owner::Cluster(self.cluster.clone()));
+        let opted = local
+            .as_ref()
+            .filter(|s| is_opted_in(s) && !is_down_copy(s));
+        match (opted, &hub) {
+            (Some(s), _) => self.up(cp, s, hub.as_deref(), mine, generation).await,
+            (None, Some(h)) if mine && both_listed => self.release(name, h).await,
+            _ => {}
+        }
+        if opted.is_some() || mine {
+            return;
+        }
+        match (&hub, &local) {
+            (Some(h), _) => self.down(h, local.as_deref()).await,
+            (None, Some(d)) if is_down_copy(d) && both_listed => {
+                self.delete_down_copy(d).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn up(&self, cp: &str, s: &Secret, hub: Option<&Secret>, mine: bool, generation: u64) {
+        let name = name_of(s);
+        let body = hub_copy_body(s, cp);
+        let want = Fingerprint::of(&body, &[]);
+        if let Some(h) = hub
+            && mine
+            && Fingerprint::of(h, &[keys::OWNER_LABEL]) == want
+            && h.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
+                .is_some_and(|d| *d == want.digest)
+        {
+            self.set_status(&name, "up", "synced", "");
+            return;
+        }
+        let hub_rv = hub.and_then(|h| h.metadata.resource_version.clone());
+        {
+            let memo = self.memo();
+            if memo.pushed.get(&name) == Some(&(want.clone(), hub_rv.clone())) {
+                return;
+            }
+            if memo.denied.get(&name) == Some(&(want.clone(), generation)) {
+                return;
+            }
+        }
+        let api: Api<Secret> = Api::namespaced(self.relay.clone(), cp);
+        let result = match hub {
+            None => api.create(&PostParams::default(), &body).await,
+            Some(h) => {
+                let mut body = body;
+                body.metadata.resource_version = h.metadata.resource_version.clone();
+                api.replace(&name, &PostParams::default(), &body).await
+            }
+        };
+        match result {
+            Ok(_) => {
+                {
+                    let mut memo = self.memo();
+                    memo.pushed.insert(name.clone(), (want, hub_rv));
+                    memo.denied.remove(&name);
+                }
+                self.metrics.action("push", "ok");
+                self.set_status(&name, "up", "synced", "");
+                tracing::info!(%name, "pushed to the control plane");
+                self.event(
+                    s,
+                    EventType::Normal,
+                    "UpSynced",
+                    format!("synced to the control plane as {cp}/{name}"),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+                let rule = denied_rule(&status);
+                self.memo().denied.insert(name.clone(), (want, generation));
+                self.metrics.action("push", "denied");
+                self.set_status(&name, "up", "denied", &rule);
+                tracing::info!(%name, %rule, reason = %status.message, "up-sync denied");
+                self.event(
+                    s,
+                    EventType::Warning,
+                    "UpSyncDenied",
+                    status.message.clone(),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                // The hub copy changed under us: its event brings the name back.
+                tracing::debug!(%name, "hub copy changed during the push; will retry");
+            }
+            Err(err) => {
+                self.metrics.action("push", "error");
+                self.set_status(&name, "up", "error", "");
+                tracing::warn!(%name, error = %err, "failed to push to the relay; will retry");
+            }
+        }
+    }
+
+    async fn release(&self, name: &str, hub: &Secret) {
+        let cp = hub.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.relay.clone(), &cp);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                self.metrics.action("release", "ok");
+                self.clear_status(name, "up");
+                self.memo().pushed.remove(name);
+                tracing::info!(%name, "released the hub copy");
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                self.metrics.action("release", "denied");
+                tracing::info!(%name, rule = %denied_rule(&status), reason = %status.message, "release denied");
+            }
+            Err(err) => {
+                self.metrics.action("release", "error");
+                tracing::warn!(%name, error = %err, "failed to release; will retry");
+            }
+        }
+    }
+
+    async fn down(&self, hub: &Secret, local: Option<&Secret>) {
+        let name = name_of(hub);
+        let want = down_copy(hub, &self.namespace);
+        let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
+        let (action, result) = match local {
+            None => (
+                "write-down-copy",
+                api.create(&PostParams::default(), &want).await.map(|_| ()),
+            ),
+            Some(d) if !is_down_copy(d) => {
+                let seen = d.metadata.resource_version.clone();
+                let first = self.memo().conflicts.insert(name.clone(), seen.clone()) != Some(seen);
+                self.set_status(&name, "down", "conflict", "down-sync-conflict");
+                if first {
+                    self.metrics.action("conflict", "denied");
+                    tracing::warn!(%name, "a local Secret of the same name exists; the down copy is not written");
+                    self.event(
+                        d,
+                        EventType::Warning,
+                        "DownSyncConflict",
+                        format!(
+                            "the control plane sends a Secret named {name} to this cluster, but this Secret was not written by secret-relay: it is kept as it is (rule down-sync-conflict); rename or delete it to receive the hub copy"
+                        ),
+                    )
+                    .await;
+                }
+                return;
+            }
+            Some(d) => {
+                if Fingerprint::of(d, &[]) == Fingerprint::of(&want, &[])
+                    && d.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
+                        == want
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
+                {
+                    self.set_status(&name, "down", "synced", "");
+                    return;
+                }
+                if d.type_ != want.type_ {
+                    // The type is immutable: replace the copy.
+                    let _ = api.delete(&name, &DeleteParams::default()).await;
+                    (
+                        "revert-drift",
+                        api.create(&PostParams::default(), &want).await.map(|_| ()),
+                    )
+                } else {
+                    let mut next = want.clone();
+                    next.metadata.resource_version = d.metadata.resource_version.clone();
+                    (
+                        "revert-drift",
+                        api.replace(&name, &PostParams::default(), &next)
+                            .await
+                            .map(|_| ()),
+                    )
+                }
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.memo().conflicts.remove(&name);
+                self.metrics.action(action, "ok");
+                self.set_status(&name, "down", "synced", "");
+                tracing::info!(%name, action, "down copy written");
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(%name, "the local Secret changed during the write; will retry");
+            }
+            Err(err) => {
+                self.metrics.action(action, "error");
+                self.set_status(&name, "down", "error", "");
+                tracing::warn!(%name, error = %err, "failed to write the down copy; will retry");
+            }
+        }
+    }
+
+    async fn delete_down_copy(&self, d: &Secret) {
+        let name = name_of(d);
+        let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: d.metadata.uid.clone(),
+                resource_version: d.metadata.resource_version.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {
+                self.metrics.action("delete-down-copy", "ok");
+                self.clear_status(&name, "down");
+                tracing::info!(%name, "deleted a down copy that left the view");
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(err) => {
+                self.metrics.action("delete-down-copy", "error");
+                tracing::warn!(%name, error = %err, "failed to delete the down copy; will retry");
+            }
+        }
+    }
+
+    fn set_status(&self, name: &str, direction: &'static str, state: &'static str, rule: &str) {
+        let labels = StatusLabels {
+            name: name.to_owned(),
+            direction,
+            state,
+            rule: rule.to_owned(),
+        };
+        let mut memo = self.memo();
+        if let Some(old) = memo
+            .status
+            .insert((name.to_owned(), direction), labels.clone())
+            && old != labels
+        {
+            self.metrics.status.remove(&old);
+        }
+        self.metrics.status.get_or_create(&labels).set(1);
+    }
+
+    fn clear_status(&self, name: &str, direction: &'static str) {
+        if let Some(old) = self.memo().status.remove(&(name.to_owned(), direction)) {
+            self.metrics.status.remove(&old);
+        }
+    }
+
+    /// The current status of a Secret in one direction: (state, rule).
+    pub fn status(&self, name: &str, direction: &'static str) -> Option<(&'static str, String)> {
+        self.memo()
+            .status
+            .get(&(name.to_owned(), direction))
+            .map(|l| (l.state, l.rule.clone()))
+    }
+
+    async fn event(&self, on: &Secret, type_: EventType, reason: &str, note: String) {
+        let reference = on.object_ref(&());
+        let event = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Sync".to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %err, "failed to record an event");
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Local,
+    View,
+}
+
+/// Follows one side with a reflector (kube-runtime's watcher backs off and resumes),
+/// triggering the names that change and a full pass after each complete list.
+async fn follow(
+    what: &'static str,
+    api: Api<Secret>,
+    writer: reflector::store::Writer<Secret>,
+    tx: mpsc::UnboundedSender<Trigger>,
+    agent: Arc<Agent>,
+    side: Side,
+    shutdown: CancellationToken,
+) {
+    let stream = reflector::reflector(
+        writer,
+        watcher::watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    tokio::pin!(stream);
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => return,
+            e = stream.next() => e,
+        };
+        let Some(event) = event else { return };
+        match event {
+            Ok(Event::Apply(s) | Event::Delete(s)) => {
+                let _ = tx.send(Trigger::Name(name_of(&s)));
+            }
+            Ok(Event::InitDone) => {
+                let flag = match side {
+                    Side::Local => &agent.local_ready,
+                    Side::View => &agent.view_ready,
+                };
+                flag.store(true, Ordering::Release);
+                let _ = tx.send(Trigger::Full);
+            }
+            Ok(Event::Init | Event::InitApply(_)) => {}
+            Err(err) => {
+                tracing::warn!(side = what, error = %err, "watch failed; retrying with backoff");
+            }
+        }
+    }
+}
+
+/// Up to ±25 % of `d`, so agents that lost the relay together do not return together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.75 + f64::from(nanos % 1000) / 2000.0;
+    d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(value: serde_json::Value) -> Secret {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_hub_copy_body_keeps_labels_and_data_and_leaves_stamps_to_the_webhook() {
+        let local = secret(serde_json::json!({
+            "metadata": {"name": "repo", "namespace": "akuity",
+                "labels": {"akuity.io/secret-sync": "true", "secret-relay.io/owner": "cluster.x"},
+                "annotations": {"akuity.io/managed-secret-allowed-clusters": "cluster2", "secret-relay.io/digest": "sha256:0"}},
+            "data": {"k": "dg=="},
+        }));
+        let body = hub_copy_body(&local, "argocd");
+        assert_eq!(body.metadata.namespace.as_deref(), Some("argocd"));
+        let labels = body.metadata.labels.clone().unwrap();
+        assert_eq!(
+            labels.get("akuity.io/secret-sync").map(String::as_str),
+            Some("true")
+        );
+        assert!(!labels.contains_key("secret-relay.io/owner"));
+        let annotations = body.metadata.annotations.clone().unwrap();
+        assert!(annotations.contains_key("akuity.io/managed-secret-allowed-clusters"));
+        assert!(!annotations.contains_key("secret-relay.io/digest"));
+        assert_eq!(digest(&body), digest(&local));
+    }
+
+    #[test]
+    fn a_down_copy_never_opts_in_and_names_its_origin() {
+        let hub = secret(serde_json::json!({
+            "metadata": {"name": "repo", "namespace": "argocd",
+                "labels": {"akuity.io/secret-sync": "true", "secret-relay.io/owner": "cluster.cluster1"},
+                "annotations": {"secret-relay.io/adopted": "true"}},
+            "data": {"k": "dg=="},
+        }));
+        let copy = down_copy(&hub, "akuity");
+        let labels = copy.metadata.labels.clone().unwrap();
+        assert!(!labels.contains_key("akuity.io/secret-sync"));
+        assert_eq!(labels["secret-relay.io/owner"], "cluster.cluster1");
+        assert!(is_down_copy(&copy));
+        let annotations = copy.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations["secret-relay.io/digest"], digest(&hub));
+        assert!(!annotations.contains_key("secret-relay.io/adopted"));
+        let managed = secret(serde_json::json!({"metadata": {"name": "m"}, "data": {}}));
+        assert_eq!(
+            down_copy(&managed, "akuity").metadata.labels.unwrap()["secret-relay.io/owner"],
+            "control-plane"
+        );
+    }
+
+    #[test]
+    fn a_denial_names_its_rule_from_the_cause_or_the_message() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "secret-relay denied the request: no (rule no-matching-source)",
+            "details": {"causes": [{"reason": "no-matching-source", "message": "no"}]},
+        }))
+        .unwrap();
+        assert_eq!(denied_rule(&status), "no-matching-source");
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 403, "reason": "Forbidden",
+            "message": "admission webhook \"validate.secret-relay.io\" denied the request: owned (rule owned-by-other-cluster)",
+        }))
+        .unwrap();
+        assert_eq!(denied_rule(&status), "owned-by-other-cluster");
+    }
+
+    #[test]
+    fn jitter_stays_within_a_quarter() {
+        let d = Duration::from_secs(4);
+        let j = jitter(d);
+        assert!(
+            j >= Duration::from_secs(3) && j <= Duration::from_secs(5),
+            "{j:?}"
+        );
+    }
+}
