@@ -50,6 +50,8 @@ pub struct Agent {
     generation: AtomicU64,
     control_plane_namespace: Mutex<Option<String>>,
     memo: Mutex<Memo>,
+    /// Bumped whenever a status changes (tests and the demo wait on it).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// What the reconciler remembers between passes.
@@ -231,6 +233,7 @@ impl Agent {
             generation: AtomicU64::new(0),
             control_plane_namespace: Mutex::new(None),
             memo: Mutex::new(Memo::default()),
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -356,6 +359,7 @@ impl Agent {
 
     fn set_generation(&self, generation: u64) {
         self.generation.store(generation, Ordering::Release);
+        self.changes.send_modify(|n| *n += 1);
         self.metrics
             .policy_generation
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
@@ -677,12 +681,20 @@ impl Agent {
             self.metrics.status.remove(&old);
         }
         self.metrics.status.get_or_create(&labels).set(1);
+        drop(memo);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that changes whenever a status or readiness changes.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn clear_status(&self, name: &str, direction: &'static str) {
         if let Some(old) = self.memo().status.remove(&(name.to_owned(), direction)) {
             self.metrics.status.remove(&old);
         }
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// The current status of a Secret in one direction: (state, rule).
@@ -746,6 +758,7 @@ async fn follow(
                     Side::View => &agent.view_ready,
                 };
                 flag.store(true, Ordering::Release);
+                agent.changes.send_modify(|n| *n += 1);
                 let _ = tx.send(Trigger::Full);
             }
             Ok(Event::Init | Event::InitApply(_)) => {}

@@ -609,6 +609,17 @@ async fn write(
         return denied(cluster, &name, "up-sync", &decision);
     }
     tracing::info!(%cluster, %name, rule = %decision.rule, "up-sync write");
+    // Adopting a control-plane secret the cluster cannot see (it is not in its view)
+    // arrives as a create: the relay, which sees the hub, makes it the update it is.
+    if sr.verb == Verb::Create
+        && let Some(hub) = relay.inner.cache.get(&name)
+        && let Ok(mut adopt) = serde_json::from_slice::<Secret>(&body)
+        && let Ok(put) = format!("/api/v1/namespaces/{cp}/secrets/{name}").parse::<http::Uri>()
+    {
+        adopt.metadata.resource_version = hub.secret.metadata.resource_version.clone();
+        let body = Bytes::from(serde_json::to_vec(&adopt).unwrap_or_default());
+        return forward(relay, &Method::PUT, &put, headers, body, Some(cluster)).await;
+    }
     forward(relay, method, uri, headers, body, Some(cluster)).await
 }
 

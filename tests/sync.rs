@@ -1,0 +1,618 @@
+//! The three sync directions end to end, one test per statement of DESIGN.md: a
+//! control plane with the webhook and the relay, managed clusters with agents, on
+//! sandboxes and on real kube-apiservers.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::conditions::is_deleted;
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client};
+use secret_relay_agent::Agent;
+use secret_relay_testkit::{
+    Flavor, Options, RelayHandle, Stack, StackOptions, TestCluster, on_both, within,
+};
+
+const POLICY: &str = "\
+clusters:
+  - name: cluster1
+    labels: { env: prod }
+  - name: cluster2
+    labels: { env: staging }
+secretSources:
+  - clusterSelector: env in (prod, staging)
+    labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
+  - clusterSelector: env=prod
+    labelSelector: team=platform
+";
+
+struct World {
+    stack: Stack,
+    _relay: RelayHandle,
+    managed: Vec<Managed>,
+}
+
+struct Managed {
+    name: String,
+    cluster: TestCluster,
+    agent: Arc<Agent>,
+    client: Client,
+}
+
+async fn world(flavor: Flavor, policy: &str) -> World {
+    let stack = Stack::start(
+        flavor,
+        StackOptions {
+            policy: policy.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let relay = stack.start_relay().await;
+    let mut managed = Vec::new();
+    for name in ["cluster1", "cluster2"] {
+        managed.push(start_managed(&stack, &relay, name, flavor).await);
+    }
+    World {
+        stack,
+        _relay: relay,
+        managed,
+    }
+}
+
+async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str, flavor: Flavor) -> Managed {
+    let cluster = TestCluster::start(flavor, Options::default()).await;
+    cluster.create_namespace("akuity").await;
+    let pki = stack.pki();
+    let config = secret_relay_agent::Config {
+        kubeconfig: Some(cluster.kubeconfig().to_path_buf()),
+        namespace: "akuity".to_owned(),
+        relay: format!("https://{}", relay.started.addr),
+        tls_cert: pki.join(format!("{name}.crt")),
+        tls_key: pki.join(format!("{name}.key")),
+        relay_ca: pki.join("ca.crt"),
+        admin_addr: None,
+        resync: Duration::from_secs(30),
+    };
+    let (started, _task) = secret_relay_agent::start(config, relay.shutdown.child_token())
+        .await
+        .unwrap();
+    let agent = started.agent;
+    within(&format!("{name}'s agent to be ready"), async {
+        let mut rx = agent.subscribe();
+        while !agent.readiness().0 {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await;
+    let client = cluster.client().await;
+    Managed {
+        name: name.to_owned(),
+        cluster,
+        agent,
+        client,
+    }
+}
+
+impl World {
+    fn cluster(&self, name: &str) -> &Managed {
+        self.managed.iter().find(|m| m.name == name).unwrap()
+    }
+
+    async fn hub(&self) -> Api<Secret> {
+        Api::namespaced(self.stack.cluster.client().await, "argocd")
+    }
+}
+
+impl Managed {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), "akuity")
+    }
+
+    /// Waits until this cluster's agent reports `state` (and `rule`, when given) for
+    /// `name` in `direction`.
+    async fn status(&self, name: &str, direction: &'static str, state: &str, rule: Option<&str>) {
+        let agent = self.agent.clone();
+        within(
+            &format!("{} to report {direction} {state} for {name}", self.name),
+            async {
+                let mut rx = agent.subscribe();
+                loop {
+                    if let Some((s, r)) = agent.status(name, direction)
+                        && s == state
+                        && rule.is_none_or(|want| want == r)
+                    {
+                        return;
+                    }
+                    rx.changed().await.unwrap();
+                }
+            },
+        )
+        .await;
+    }
+}
+
+fn secret(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    value: &str,
+) -> Secret {
+    let map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
+        "stringData": {"password": value},
+    }))
+    .unwrap()
+}
+
+const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
+const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
+
+/// Waits until `name` exists in `api` and satisfies `pred`.
+async fn appears(
+    api: &Api<Secret>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Secret) -> bool + Send + 'static,
+) -> Secret {
+    within(
+        what,
+        await_condition(api.clone(), name, move |s: Option<&Secret>| {
+            s.is_some_and(&pred)
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn disappears(api: &Api<Secret>, name: &str, what: &str) {
+    within(what, await_condition(api.clone(), name, is_deleted("")))
+        .await
+        .unwrap();
+}
+
+fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
+    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn password(s: &Secret) -> Vec<u8> {
+    s.data.as_ref().unwrap()["password"].0.clone()
+}
+
+on_both!(
+    repo_credentials_from_a_cluster_appear_in_argocd,
+    blocked_secrets_never_move,
+    adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_returns_control,
+    a_managed_secret_reaches_all_clusters_or_only_those_a_selector_picks,
+    cluster_to_cluster_works_through_both_annotations,
+    a_secret_created_before_its_source_syncs_after_the_policy_change,
+    deletes_propagate_up_and_down,
+    drift_is_reverted_and_conflicts_are_kept,
+);
+
+async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("repo", &[OPT_IN, REPO_CREDS], &[], "hunter2"),
+        )
+        .await
+        .unwrap();
+    let hub = w.hub().await;
+    let copy = appears(&hub, "repo", "the hub copy", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster1")
+    })
+    .await;
+    assert_eq!(password(&copy), b"hunter2");
+    c1.status("repo", "up", "synced", None).await;
+    // An update is pushed (its digest changed).
+    c1.secrets()
+        .patch(
+            "repo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "rotated"}})),
+        )
+        .await
+        .unwrap();
+    appears(&hub, "repo", "the rotated hub copy", |s| {
+        password(s) == b"rotated"
+    })
+    .await;
+    if flavor == Flavor::Real {
+        assert_event(&c1.cluster, "repo", "UpSynced").await;
+    }
+}
+
+async fn assert_event(cluster: &TestCluster, name: &str, reason: &str) {
+    use futures::TryStreamExt as _;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::runtime::WatchStreamExt as _;
+    let events: Api<Event> = Api::namespaced(cluster.client().await, "akuity");
+    // Existing Events arrive first (the watcher lists), then new ones.
+    let stream = kube::runtime::watcher(events, Default::default()).applied_objects();
+    futures::pin_mut!(stream);
+    within(&format!("a {reason} Event on {name}"), async {
+        while let Some(e) = stream.try_next().await.unwrap() {
+            if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+async fn blocked_secrets_never_move(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("argocd-secret", &[OPT_IN, REPO_CREDS], &[], "x"),
+        )
+        .await
+        .unwrap();
+    c1.status("argocd-secret", "up", "denied", Some("blocked-name"))
+        .await;
+    let cluster_type = secret(
+        "a-cluster",
+        &[OPT_IN, ("argocd.argoproj.io/secret-type", "cluster")],
+        &[],
+        "x",
+    );
+    c1.secrets()
+        .create(&PostParams::default(), &cluster_type)
+        .await
+        .unwrap();
+    c1.status("a-cluster", "up", "denied", Some("blocked-label"))
+        .await;
+    let hub = w.hub().await;
+    assert!(hub.get_opt("argocd-secret").await.unwrap().is_none());
+    assert!(hub.get_opt("a-cluster").await.unwrap().is_none());
+    // A blocked hub secret targeted at every cluster goes nowhere; a sibling does.
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "argocd-initial-admin-secret",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "x",
+        ),
+    )
+    .await
+    .unwrap();
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "marker",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "x",
+        ),
+    )
+    .await
+    .unwrap();
+    appears(&c2.secrets(), "marker", "the marker down copy", |_| true).await;
+    assert!(
+        c2.secrets()
+            .get_opt("argocd-initial-admin-secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_returns_control(
+    flavor: Flavor,
+) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let hub = w.hub().await;
+    hub.create(
+        &PostParams::default(),
+        &secret("argocd-notifications-secret", &[], &[], "from-cp"),
+    )
+    .await
+    .unwrap();
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret(
+                "argocd-notifications-secret",
+                &[OPT_IN, ("argocd.argoproj.io/secret-type", "repository")],
+                &[],
+                "from-cluster1",
+            ),
+        )
+        .await
+        .unwrap();
+    let adopted = appears(&hub, "argocd-notifications-secret", "the adoption", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster1")
+    })
+    .await;
+    assert_eq!(password(&adopted), b"from-cluster1");
+    let err = hub
+        .patch(
+            "argocd-notifications-secret",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "cp-edit"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cluster1"), "{err}");
+    // The cluster deletes its Secret: the hub secret returns to the control plane with its data.
+    c1.secrets()
+        .delete("argocd-notifications-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = appears(&hub, "argocd-notifications-secret", "the return", |s| {
+        label(s, "secret-relay.io/owner").is_none()
+    })
+    .await;
+    assert_eq!(password(&back), b"from-cluster1");
+    hub.patch(
+        "argocd-notifications-secret",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"stringData": {"password": "cp-edit"}})),
+    )
+    .await
+    .unwrap();
+}
+
+async fn a_managed_secret_reaches_all_clusters_or_only_those_a_selector_picks(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let hub = w.hub().await;
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "to-all",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "all",
+        ),
+    )
+    .await
+    .unwrap();
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "to-prod",
+            &[],
+            &[(
+                "akuity.io/managed-secret-allowed-cluster-selector",
+                "env in (prod)",
+            )],
+            "prod",
+        ),
+    )
+    .await
+    .unwrap();
+    for m in &w.managed {
+        let copy = appears(&m.secrets(), "to-all", "the down copy of to-all", |_| true).await;
+        assert_eq!(label(&copy, "secret-relay.io/owner"), Some("control-plane"));
+        assert_eq!(
+            label(&copy, "akuity.io/secret-sync"),
+            None,
+            "a down copy never opts in"
+        );
+        assert_eq!(password(&copy), b"all");
+    }
+    appears(
+        &w.cluster("cluster1").secrets(),
+        "to-prod",
+        "to-prod on cluster1",
+        |_| true,
+    )
+    .await;
+    w.cluster("cluster2")
+        .status("to-all", "down", "synced", None)
+        .await;
+    assert!(
+        w.cluster("cluster2")
+            .secrets()
+            .get_opt("to-prod")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn cluster_to_cluster_works_through_both_annotations(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret(
+                "by-name",
+                &[OPT_IN, REPO_CREDS],
+                &[("akuity.io/managed-secret-allowed-clusters", "cluster2")],
+                "n",
+            ),
+        )
+        .await
+        .unwrap();
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret(
+                "by-selector",
+                &[OPT_IN, REPO_CREDS],
+                &[(
+                    "akuity.io/managed-secret-allowed-cluster-selector",
+                    "env=staging",
+                )],
+                "s",
+            ),
+        )
+        .await
+        .unwrap();
+    for name in ["by-name", "by-selector"] {
+        let copy = appears(&c2.secrets(), name, "the cluster-to-cluster copy", |_| true).await;
+        assert_eq!(
+            label(&copy, "secret-relay.io/owner"),
+            Some("cluster.cluster1")
+        );
+    }
+    // The origin keeps its own Secret and gets no down copy of its own hub copy.
+    let own = c1.secrets().get("by-name").await.unwrap();
+    assert_eq!(label(&own, "akuity.io/secret-sync"), Some("true"));
+    assert_eq!(label(&own, "secret-relay.io/owner"), None);
+}
+
+async fn a_secret_created_before_its_source_syncs_after_the_policy_change(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c2 = w.cluster("cluster2");
+    c2.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("early", &[OPT_IN, ("team", "platform")], &[], "e"),
+        )
+        .await
+        .unwrap();
+    c2.status("early", "up", "denied", Some("no-matching-source"))
+        .await;
+    let hub = w.hub().await;
+    assert!(hub.get_opt("early").await.unwrap().is_none());
+    // A Secret Source for staging clusters and team=platform: no reapply needed.
+    let policy =
+        format!("{POLICY}  - clusterSelector: env=staging\n    labelSelector: team=platform\n");
+    w.stack.set_policy(&policy).await;
+    appears(&hub, "early", "the hub copy after the policy change", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster2")
+    })
+    .await;
+}
+
+async fn deletes_propagate_up_and_down(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret(
+                "shared",
+                &[OPT_IN, REPO_CREDS],
+                &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+                "v",
+            ),
+        )
+        .await
+        .unwrap();
+    let hub = w.hub().await;
+    appears(&hub, "shared", "the hub copy", |_| true).await;
+    appears(&c2.secrets(), "shared", "the down copy", |_| true).await;
+    c1.secrets()
+        .delete("shared", &DeleteParams::default())
+        .await
+        .unwrap();
+    disappears(&hub, "shared", "the hub copy's release").await;
+    disappears(&c2.secrets(), "shared", "the down copy's deletion").await;
+    // Removing the opt-in label releases too; a managed secret's deletion goes down.
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "managed",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "m",
+        ),
+    )
+    .await
+    .unwrap();
+    appears(&c1.secrets(), "managed", "the managed down copy", |_| true).await;
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("labelled", &[OPT_IN, REPO_CREDS], &[], "l"),
+        )
+        .await
+        .unwrap();
+    appears(&hub, "labelled", "the hub copy", |_| true).await;
+    c1.secrets()
+        .patch(
+            "labelled",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"akuity.io/secret-sync": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    disappears(&hub, "labelled", "the release after the label went").await;
+    hub.delete("managed", &DeleteParams::default())
+        .await
+        .unwrap();
+    disappears(&c1.secrets(), "managed", "the managed down copy's deletion").await;
+}
+
+async fn drift_is_reverted_and_conflicts_are_kept(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    // A local Secret the agent did not write, with the name of a managed secret.
+    c2.secrets()
+        .create(&PostParams::default(), &secret("taken", &[], &[], "local"))
+        .await
+        .unwrap();
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "taken",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "hub",
+        ),
+    )
+    .await
+    .unwrap();
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "drifty",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            "hub",
+        ),
+    )
+    .await
+    .unwrap();
+    c2.status("taken", "down", "conflict", Some("down-sync-conflict"))
+        .await;
+    assert_eq!(
+        password(&c2.secrets().get("taken").await.unwrap()),
+        b"local"
+    );
+    appears(&c2.secrets(), "drifty", "the down copy", |_| true).await;
+    c2.secrets()
+        .patch(
+            "drifty",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "edited"}})),
+        )
+        .await
+        .unwrap();
+    appears(&c2.secrets(), "drifty", "the reverted down copy", |s| {
+        password(s) == b"hub"
+    })
+    .await;
+    if flavor == Flavor::Real {
+        assert_event(&c2.cluster, "taken", "DownSyncConflict").await;
+    }
+}
