@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod agent_cmd;
 mod certs_cmd;
+mod demo;
 mod explain;
 mod relay_cmd;
 mod sandbox_cmd;
@@ -33,6 +34,8 @@ enum Command {
     Relay(relay_cmd::Args),
     /// Run the agent of a managed cluster.
     Agent(agent_cmd::Args),
+    /// Run a control plane and managed clusters with every component, in this process.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => webhook_cmd::run(args),
         Command::Relay(args) => relay_cmd::run(args),
         Command::Agent(args) => agent_cmd::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

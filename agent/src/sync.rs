@@ -52,6 +52,8 @@ pub struct Agent {
     memo: Mutex<Memo>,
     /// Bumped whenever a status changes (tests and the demo wait on it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Where delayed retries send their trigger (set when running).
+    retries: Mutex<Option<mpsc::UnboundedSender<Trigger>>>,
 }
 
 /// What the reconciler remembers between passes.
@@ -66,6 +68,8 @@ struct Memo {
     status: HashMap<(String, &'static str), StatusLabels>,
     /// Conflicts already reported, by name and local resourceVersion.
     conflicts: HashMap<String, Option<String>>,
+    /// Failed attempts in a row, by name, for the retry backoff.
+    attempts: HashMap<String, u32>,
 }
 
 /// What makes two Secrets the same for sync: labels, annotations (without the
@@ -234,6 +238,7 @@ impl Agent {
             control_plane_namespace: Mutex::new(None),
             memo: Mutex::new(Memo::default()),
             changes: tokio::sync::watch::channel(0).0,
+            retries: Mutex::new(None),
         }
     }
 
@@ -298,6 +303,10 @@ impl Agent {
         self.set_generation(generation);
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+        *self
+            .retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx.clone());
         let mut tasks = tokio::task::JoinSet::new();
         let local_api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
         tasks.spawn(follow(
@@ -502,6 +511,7 @@ impl Agent {
                     memo.pushed.insert(name.clone(), (want, hub_rv));
                     memo.denied.remove(&name);
                 }
+                self.succeeded(&name);
                 self.metrics.action("push", "ok");
                 self.set_status(&name, "up", "synced", "");
                 tracing::info!(%name, "pushed to the control plane");
@@ -528,13 +538,14 @@ impl Agent {
                 .await;
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                // The hub copy changed under us: its event brings the name back.
-                tracing::debug!(%name, "hub copy changed during the push; will retry");
+                tracing::debug!(%name, "the hub copy changed during the push; will retry");
+                self.retry_later(&name);
             }
             Err(err) => {
                 self.metrics.action("push", "error");
                 self.set_status(&name, "up", "error", "");
                 tracing::warn!(%name, error = %err, "failed to push to the relay; will retry");
+                self.retry_later(&name);
             }
         }
     }
@@ -557,6 +568,7 @@ impl Agent {
             Err(err) => {
                 self.metrics.action("release", "error");
                 tracing::warn!(%name, error = %err, "failed to release; will retry");
+                self.retry_later(name);
             }
         }
     }
@@ -625,6 +637,7 @@ impl Agent {
         };
         match result {
             Ok(()) => {
+                self.succeeded(&name);
                 self.memo().conflicts.remove(&name);
                 self.metrics.action(action, "ok");
                 self.set_status(&name, "down", "synced", "");
@@ -632,11 +645,13 @@ impl Agent {
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 tracing::debug!(%name, "the local Secret changed during the write; will retry");
+                self.retry_later(&name);
             }
             Err(err) => {
                 self.metrics.action(action, "error");
                 self.set_status(&name, "down", "error", "");
                 tracing::warn!(%name, error = %err, "failed to write the down copy; will retry");
+                self.retry_later(&name);
             }
         }
     }
@@ -661,8 +676,41 @@ impl Agent {
             Err(err) => {
                 self.metrics.action("delete-down-copy", "error");
                 tracing::warn!(%name, error = %err, "failed to delete the down copy; will retry");
+                self.retry_later(&name);
             }
         }
+    }
+
+    /// Reconciles `name` again after a backoff that doubles with each failure in a
+    /// row (100 ms to 30 s, with jitter): a write that failed or raced is retried even
+    /// when no watch event will bring the name back.
+    fn retry_later(&self, name: &str) {
+        let attempt = {
+            let mut memo = self.memo();
+            let n = memo.attempts.entry(name.to_owned()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let delay = Duration::from_millis(100)
+            .saturating_mul(1u32 << attempt.min(9))
+            .min(Duration::from_secs(30));
+        let Some(tx) = self
+            .retries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(jitter(delay)).await;
+            let _ = tx.send(Trigger::Name(name));
+        });
+    }
+
+    fn succeeded(&self, name: &str) {
+        self.memo().attempts.remove(name);
     }
 
     fn set_status(&self, name: &str, direction: &'static str, state: &'static str, rule: &str) {

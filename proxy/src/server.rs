@@ -561,7 +561,7 @@ async fn write(
                     "the name of the object ({name}) does not match the name on the URL"
                 ));
             }
-            let hub = relay.inner.cache.get(&name).map(|e| e.secret.clone());
+            let hub = current_hub(relay, cp, &name, sr.verb == Verb::Create).await;
             let d = up_sync(
                 policy,
                 cluster,
@@ -612,15 +612,35 @@ async fn write(
     // Adopting a control-plane secret the cluster cannot see (it is not in its view)
     // arrives as a create: the relay, which sees the hub, makes it the update it is.
     if sr.verb == Verb::Create
-        && let Some(hub) = relay.inner.cache.get(&name)
+        && let Some(hub) = current_hub(relay, cp, &name, true).await
         && let Ok(mut adopt) = serde_json::from_slice::<Secret>(&body)
         && let Ok(put) = format!("/api/v1/namespaces/{cp}/secrets/{name}").parse::<http::Uri>()
     {
-        adopt.metadata.resource_version = hub.secret.metadata.resource_version.clone();
+        adopt.metadata.resource_version = hub.metadata.resource_version.clone();
         let body = Bytes::from(serde_json::to_vec(&adopt).unwrap_or_default());
         return forward(relay, &Method::PUT, &put, headers, body, Some(cluster)).await;
     }
     forward(relay, method, uri, headers, body, Some(cluster)).await
+}
+
+/// The hub copy a write is decided against: the cache's, and for a create of a name
+/// the cache does not hold yet, the API server's (the cache may lag a moment behind a
+/// control-plane secret created just before).
+async fn current_hub(relay: &Relay, cp: &str, name: &str, ask_upstream: bool) -> Option<Arc<Secret>> {
+    if let Some(entry) = relay.inner.cache.get(name) {
+        return Some(entry.secret.clone());
+    }
+    if !ask_upstream {
+        return None;
+    }
+    let api: kube::Api<Secret> = kube::Api::namespaced(relay.inner.upstream.clone(), cp);
+    match api.get_opt(name).await {
+        Ok(found) => found.map(Arc::new),
+        Err(err) => {
+            tracing::warn!(%name, error = %err, "failed to read the hub copy; deciding on the cache");
+            None
+        }
+    }
 }
 
 fn unreachable_read() -> (String, Decision) {
