@@ -1,5 +1,7 @@
 //! `secret-relay demo`: the README's main command, run as a user runs it.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::process::{Command, Stdio};
 
 fn bin() -> &'static str {

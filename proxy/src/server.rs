@@ -341,7 +341,7 @@ where
         Verb::List | Verb::Watch => {
             let view = match view_request(cluster, &sr, policy) {
                 Ok(v) => v,
-                Err(resp) => return resp,
+                Err(resp) => return *resp,
             };
             if sr.verb == Verb::List {
                 return json(StatusCode::OK, list(cache, &view));
@@ -465,8 +465,15 @@ fn view_request(
     cluster: &str,
     sr: &SecretsRequest,
     policy: &Policy,
-) -> Result<ViewRequest, Response<RelayBody>> {
-    let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+) -> Result<ViewRequest, Box<Response<RelayBody>>> {
+    let bad = |message: String| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &message,
+            None,
+        ))
+    };
     let labels = match sr.query.label_selector.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -574,7 +581,7 @@ async fn write(
             let name = sr.name.clone().unwrap_or_default();
             let result = match patched(hub.as_deref(), &name, cp, kind, &body) {
                 Ok(s) => s,
-                Err(resp) => return resp,
+                Err(resp) => return *resp,
             };
             let d = up_sync(
                 policy,
@@ -626,7 +633,12 @@ async fn write(
 /// The hub copy a write is decided against: the cache's, and for a create of a name
 /// the cache does not hold yet, the API server's (the cache may lag a moment behind a
 /// control-plane secret created just before).
-async fn current_hub(relay: &Relay, cp: &str, name: &str, ask_upstream: bool) -> Option<Arc<Secret>> {
+async fn current_hub(
+    relay: &Relay,
+    cp: &str,
+    name: &str,
+    ask_upstream: bool,
+) -> Option<Arc<Secret>> {
     if let Some(entry) = relay.inner.cache.get(name) {
         return Some(entry.secret.clone());
     }
@@ -694,14 +706,21 @@ fn patched(
     namespace: &str,
     kind: PatchKind,
     body: &[u8],
-) -> Result<Secret, Response<RelayBody>> {
-    let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+) -> Result<Secret, Box<Response<RelayBody>>> {
+    let bad = |message: String| {
+        Box::new(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &message,
+            None,
+        ))
+    };
     let mut base = match (hub, kind) {
         (Some(h), _) => serde_json::to_value(h).unwrap_or_default(),
         (None, PatchKind::Apply) => {
             serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}})
         }
-        (None, _) => return Err(not_found(name)),
+        (None, _) => return Err(Box::new(not_found(name))),
     };
     match kind {
         PatchKind::Merge | PatchKind::Strategic | PatchKind::Apply => {
