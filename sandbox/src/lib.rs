@@ -35,7 +35,15 @@
 //!   and map fields (`data`, `stringData`, `binaryData`), and per top-level field otherwise
 //!   (a webhook configuration's `webhooks` list is one field).
 //! - A `continue` token lists the current objects after its key (not a snapshot) and expires
-//!   with compaction; there is no RBAC, every authenticated user may do everything.
+//!   with compaction; its encoding differs from kube-apiserver's, so a token that does not
+//!   decode is a 400 BadRequest on both but with other words
+//!   (staging/src/k8s.io/apiserver/pkg/storage/continue.go). A list with
+//!   `resourceVersionMatch=Exact` is validated as there but answered with the current objects,
+//!   not those at that resourceVersion (staging/src/k8s.io/apiserver/pkg/storage/cacher/
+//!   delegator.go). There is no RBAC: every authenticated user may do everything.
+//! - A patch body is decoded with the Strict/Warn field validation's error wording also under
+//!   `fieldValidation=Ignore`, where kube-apiserver words some decoding errors differently
+//!   (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go, `applyJSPatch`).
 
 // Every handler fails with a `Status` mirroring metav1.Status; its size is irrelevant next to a
 // TLS round trip, and boxing it everywhere would only add noise.

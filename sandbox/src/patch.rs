@@ -31,17 +31,73 @@ impl PatchType {
     }
 }
 
-/// Applies a merge, strategic-merge or JSON patch to `target`.
+/// The Go `encoding/json` name of a JSON value's type, as in "cannot unmarshal string".
+fn go_json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// A patch body that is not JSON: kube-apiserver's handler refuses it before anything else,
+/// even for a missing object (`validateAndTranscodePatch` in
+/// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go).
+pub(crate) fn check_json(kind: PatchType, body: &[u8]) -> Result<(), Status> {
+    if kind != PatchType::Apply && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+        return Err(Status::bad_request("invalid JSON patch"));
+    }
+    Ok(())
+}
+
+/// kube-apiserver's answer to a JSON patch operation that cannot be applied:
+/// NewGenericServerResponse(422, ..., isUnexpectedResponse=false), the generic message with
+/// empty details and no cause, so the operation's error is not shown to the client.
+fn unprocessable() -> Status {
+    let mut status = Status::new(
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+    );
+    status.empty_details = true;
+    status
+}
+
+/// Applies a merge, strategic-merge or JSON patch to `target`, decoding the body as
+/// kube-apiserver does with the Strict or Warn field validation (the default): Go's
+/// `encoding/json` type errors, `Invalid JSON Patch` for a null merge patch, and a null
+/// strategic or JSON patch that changes nothing.
 pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> Result<(), Status> {
+    check_json(kind, body)?;
+    let patch: Value =
+        serde_json::from_slice(body).map_err(|_| Status::bad_request("invalid JSON patch"))?;
     match kind {
         PatchType::Merge | PatchType::Strategic => {
-            let mut patch: Value = serde_json::from_slice(body)
-                .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-            if !patch.is_object() {
-                return Err(Status::bad_request(
-                    "error decoding patch: the patch is not a JSON object",
-                ));
-            }
+            let mut patch = match patch {
+                Value::Object(_) => patch,
+                // A merge patch decodes to a nil map, which jsonpatch.MergePatch refuses; a
+                // strategic one is a patch without changes.
+                Value::Null if kind == PatchType::Merge => {
+                    return Err(Status::bad_request("Invalid JSON Patch"));
+                }
+                Value::Null => return Ok(()),
+                other => {
+                    // The merge patcher prefixes its decoding error; strategicPatchObject
+                    // does not.
+                    let prefix = if kind == PatchType::Merge {
+                        "error decoding patch: "
+                    } else {
+                        ""
+                    };
+                    return Err(Status::bad_request(format!(
+                        "{prefix}json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                        go_json_type(&other)
+                    )));
+                }
+            };
             if kind == PatchType::Strategic {
                 merge_webhooks_by_name(target, &mut patch);
                 strip_directives(&mut patch);
@@ -50,19 +106,44 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
             Ok(())
         }
         PatchType::Json => {
-            let patch: json_patch::Patch = serde_json::from_slice(body)
-                .map_err(|e| Status::bad_request(format!("error decoding patch: {e}")))?;
-            // kube-apiserver answers a failed operation with
-            // NewGenericServerResponse(422, ..., isUnexpectedResponse=false): the generic
-            // message and no cause, so the operation's error is not shown to the client
-            // (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go).
-            json_patch::patch(target, &patch).map_err(|_| {
-                Status::new(
-                    422,
-                    "Invalid",
-                    "the server rejected our request due to an error in our request",
-                )
-            })
+            let ops = match patch {
+                Value::Array(ops) => ops,
+                Value::Null => return Ok(()),
+                other => {
+                    return Err(Status::bad_request(format!(
+                        "error decoding patch: json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
+                        go_json_type(&other)
+                    )));
+                }
+            };
+            for op in &ops {
+                match op {
+                    Value::Object(fields) => {
+                        for field in ["op", "path", "from"] {
+                            if let Some(v) =
+                                fields.get(field).filter(|v| !v.is_string() && !v.is_null())
+                            {
+                                return Err(Status::bad_request(format!(
+                                    "error decoding patch: json: cannot unmarshal {} into Go struct field jsonPatchOp.{field} of type string",
+                                    go_json_type(v)
+                                )));
+                            }
+                        }
+                    }
+                    Value::Null => {}
+                    other => {
+                        return Err(Status::bad_request(format!(
+                            "error decoding patch: json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
+                            go_json_type(other)
+                        )));
+                    }
+                }
+            }
+            // What decodes but cannot be applied (an unknown op, a missing path, a failed
+            // test) is a 422 from the patch's Apply.
+            let patch: json_patch::Patch =
+                serde_json::from_value(Value::Array(ops)).map_err(|_| unprocessable())?;
+            json_patch::patch(target, &patch).map_err(|_| unprocessable())
         }
         PatchType::Apply => Err(Status::internal_error(
             "apply patches are handled by server-side apply",
@@ -199,7 +280,65 @@ mod tests {
             "the server rejected our request due to an error in our request"
         );
         assert!(err.causes.is_empty(), "kube-apiserver sends no cause");
+        assert_eq!(err.to_json()["details"], json!({}));
         assert_eq!(t, json!({"data": {"a": "MQ=="}}));
+    }
+
+    #[test]
+    fn patch_bodies_that_do_not_decode_are_worded_as_go_words_them() {
+        let message = |kind, body: &str| {
+            let mut t = json!({"data": {}});
+            let result = apply_patch(kind, &mut t, body.as_bytes());
+            result.map(|()| t).map_err(|e| (e.code, e.message))
+        };
+        assert_eq!(
+            message(PatchType::Merge, "{").unwrap_err(),
+            (400, "invalid JSON patch".to_owned())
+        );
+        assert_eq!(
+            message(PatchType::Json, "").unwrap_err(),
+            (400, "invalid JSON patch".to_owned())
+        );
+        assert_eq!(
+            message(PatchType::Merge, "[1]").unwrap_err().1,
+            "error decoding patch: json: cannot unmarshal array into Go value of type map[string]interface {}"
+        );
+        assert_eq!(
+            message(PatchType::Strategic, "true").unwrap_err().1,
+            "json: cannot unmarshal bool into Go value of type map[string]interface {}"
+        );
+        assert_eq!(
+            message(PatchType::Merge, "null").unwrap_err(),
+            (400, "Invalid JSON Patch".to_owned())
+        );
+        assert_eq!(
+            message(PatchType::Strategic, "null").unwrap(),
+            json!({"data": {}})
+        );
+        assert_eq!(
+            message(PatchType::Json, "null").unwrap(),
+            json!({"data": {}})
+        );
+        assert_eq!(
+            message(PatchType::Json, r#"{"op": "add"}"#).unwrap_err().1,
+            "error decoding patch: json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp"
+        );
+        assert_eq!(
+            message(PatchType::Json, r#"[{"op": "add", "path": 1}]"#)
+                .unwrap_err()
+                .1,
+            "error decoding patch: json: cannot unmarshal number into Go struct field jsonPatchOp.path of type string"
+        );
+        assert_eq!(
+            message(PatchType::Json, "[1]").unwrap_err().1,
+            "error decoding patch: json: cannot unmarshal number into Go value of type handlers.jsonPatchOp"
+        );
+        assert_eq!(
+            message(PatchType::Json, r#"[{"op": "frob", "path": "/data"}]"#)
+                .unwrap_err()
+                .0,
+            422
+        );
     }
 
     #[test]

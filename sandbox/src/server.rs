@@ -25,7 +25,7 @@ use crate::meta;
 use crate::patch::{self, PatchType};
 use crate::resource::{self, MUTATING, NAMESPACES, ResourceKind, VALIDATING};
 use crate::selector::{FieldSelector, LabelSelector};
-use crate::status::{FieldError, Status};
+use crate::status::{FieldError, Resource, Status};
 use crate::store::{self, Db, WriteError, rv_of};
 use crate::{discovery, table};
 
@@ -183,11 +183,10 @@ impl Query {
     }
 
     fn flag(&self, key: &str) -> bool {
-        // Go's strconv.ParseBool: the Python client sends `watch=True`.
-        matches!(
-            self.get(key),
-            Some("1" | "t" | "T" | "TRUE" | "true" | "True")
-        )
+        // runtime.Convert_Slice_string_To_bool: present and neither "0" nor "false" in any
+        // case is true (the Python client sends `watch=True`; `watch=` is true too).
+        self.get(key)
+            .is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
     }
 }
 
@@ -613,6 +612,7 @@ fn get(
     ns: &str,
     name: &str,
 ) -> Result<Response<Body>, Status> {
+    parse_resource_version(req.query.get("resourceVersion")).map_err(plain_error)?;
     let db = shared.db();
     let obj = db
         .get(&kind, ns, name)
@@ -629,6 +629,130 @@ fn get(
         return Ok(json_response(200, &table::partial(obj), &[]));
     }
     Ok(json_response(200, obj, &[]))
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)` or `strconv.ParseUint(s, 10, 64)`, with its error text.
+fn go_parse_int(s: &str, unsigned: bool) -> Result<i128, String> {
+    let func = if unsigned { "ParseUint" } else { "ParseInt" };
+    let digits = if unsigned {
+        s
+    } else {
+        s.strip_prefix(['+', '-']).unwrap_or(s)
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.{func}: parsing {s:?}: invalid syntax"));
+    }
+    let out_of_range = || format!("strconv.{func}: parsing {s:?}: value out of range");
+    if unsigned {
+        s.parse::<u64>().map(i128::from).map_err(|_| out_of_range())
+    } else {
+        s.parse::<i64>().map(i128::from).map_err(|_| out_of_range())
+    }
+}
+
+/// The integer parameters of a list or watch, converted as the query decoding converts them
+/// into ListOptions before anything else (`timeoutSeconds`, then `limit`): a 400 with
+/// strconv's error.
+fn list_query_conversion(req: &Req) -> Result<(), Status> {
+    for key in ["timeoutSeconds", "limit"] {
+        if let Some(v) = req.query.get(key) {
+            go_parse_int(v, false).map_err(Status::bad_request)?;
+        }
+    }
+    Ok(())
+}
+
+/// `ValidateListOptions` (staging/src/k8s.io/apimachinery/pkg/apis/meta/internalversion/
+/// validation/validation.go): a 422 on ListOptions.meta.k8s.io.
+fn validate_list_options(req: &Req, watch: bool) -> Result<(), Status> {
+    let q = &req.query;
+    let rv_match = q.get("resourceVersionMatch").unwrap_or_default();
+    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+    let send_initial = q.get("sendInitialEvents").is_some();
+    let mut errs = Vec::new();
+    let path = "resourceVersionMatch";
+    if watch {
+        if send_initial && rv_match != "NotOlderThan" {
+            errs.push(FieldError::forbidden(
+                path,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if !rv_match.is_empty() {
+            if !send_initial {
+                errs.push(FieldError::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if rv_match != "NotOlderThan" {
+                errs.push(FieldError::not_supported(path, rv_match, &["NotOlderThan"]));
+            }
+            if has_continue {
+                errs.push(FieldError::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        let rv = q.get("resourceVersion").unwrap_or_default();
+        if !rv_match.is_empty() {
+            if rv.is_empty() {
+                errs.push(FieldError::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if has_continue {
+                errs.push(FieldError::forbidden(
+                    path,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if rv_match != "Exact" && rv_match != "NotOlderThan" {
+                errs.push(FieldError::not_supported(
+                    path,
+                    rv_match,
+                    &["Exact", "NotOlderThan", ""],
+                ));
+            }
+            if rv_match == "Exact" && rv == "0" {
+                errs.push(FieldError::forbidden(
+                    path,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if send_initial {
+            errs.push(FieldError::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(Status::invalid("ListOptions", "meta.k8s.io", "", &errs))
+    }
+}
+
+/// The storage's `ParseResourceVersion`: `None` for "" and "0", else the number, or its
+/// InvalidError text.
+fn parse_resource_version(rv: Option<&str>) -> Result<Option<u64>, String> {
+    match rv {
+        None | Some("" | "0") => Ok(None),
+        Some(v) => go_parse_int(v, true)
+            .map(|n| u64::try_from(n).ok())
+            .map_err(|e| format!("resourceVersion: Invalid value: {v:?}: {e}")),
+    }
+}
+
+/// An error that is not an API status, as kube-apiserver answers it: 500 with the error's
+/// text and no reason (`ErrorToAPIStatus`).
+fn plain_error(message: String) -> Status {
+    Status::new(500, "", message)
 }
 
 fn field_extras(kind: &ResourceKind) -> &'static [&'static str] {
@@ -662,7 +786,11 @@ fn list(
     kind: ResourceKind,
     ns: Option<&str>,
 ) -> Result<Response<Body>, Status> {
+    list_query_conversion(req)?;
     let (labels, field) = selectors(req, &kind)?;
+    validate_list_options(req, false)?;
+    parse_resource_version(req.query.get("resourceVersion"))
+        .map_err(|e| Status::bad_request(format!("invalid resource version: {e}")))?;
     let limit = req
         .query
         .get("limit")
@@ -997,6 +1125,7 @@ async fn patch_object(
     name: &str,
 ) -> Result<Response<Body>, Status> {
     let patch_type = PatchType::from_content_type(req.header("content-type").unwrap_or_default())?;
+    patch::check_json(patch_type, &req.body)?;
     let mut warnings = Vec::new();
     let applied = if patch_type == PatchType::Apply {
         let manager = req.query.get("fieldManager").unwrap_or_default();
@@ -1186,15 +1315,23 @@ async fn delete_one(
             .cloned()
             .ok_or_else(|| Status::not_found(kind.res(), name))?;
         let uid = meta_str(&old, "uid").to_owned();
+        // rest.BeforeDelete checks the preconditions first, naming the kind (not the
+        // resource) as the conflicting "resource"
+        // (staging/src/k8s.io/apiserver/pkg/registry/rest/delete.go).
+        let by_kind = Resource {
+            resource: kind.kind,
+            group: kind.group,
+        };
         let pre = &opts["preconditions"];
         if let Some(p) = pre["uid"].as_str()
             && p != uid
         {
             return Err(Status::conflict(
-                kind.res(),
+                by_kind,
                 name,
                 &format!(
-                    "Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"
+                    "the UID in the precondition ({p}) does not match the UID in record ({uid}). \
+                     The object might have been deleted and then recreated"
                 ),
             ));
         }
@@ -1202,10 +1339,11 @@ async fn delete_one(
             let actual = meta_str(&old, "resourceVersion");
             if p != actual {
                 return Err(Status::conflict(
-                    kind.res(),
+                    by_kind,
                     name,
                     &format!(
-                        "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in object meta: {actual}"
+                        "the ResourceVersion in the precondition ({p}) does not match the \
+                         ResourceVersion in record ({actual}). The object might have been modified"
                     ),
                 ));
             }

@@ -36,6 +36,8 @@ pub struct Status {
     pub causes: Vec<StatusCause>,
     /// `details.retryAfterSeconds`.
     pub retry_after_seconds: Option<u32>,
+    /// Whether `details` is sent even when empty (`{}`), as `NewGenericServerResponse` does.
+    pub empty_details: bool,
 }
 
 /// The resource a status talks about: plural resource and API group ("" for core).
@@ -162,6 +164,7 @@ impl Status {
             uid: None,
             causes: Vec::new(),
             retry_after_seconds: None,
+            empty_details: false,
         }
     }
 
@@ -354,9 +357,12 @@ impl Status {
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         });
+        // metav1.Status.Reason is omitempty: a plain error has none.
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
         let mut details = serde_json::Map::new();
         if let Some(name) = self.name.as_deref().filter(|n| !n.is_empty()) {
             details.insert("name".into(), json!(name));
@@ -393,7 +399,7 @@ impl Status {
         if let Some(secs) = self.retry_after_seconds {
             details.insert("retryAfterSeconds".into(), json!(secs));
         }
-        if !details.is_empty() {
+        if !details.is_empty() || self.empty_details {
             status["details"] = Value::Object(details);
         }
         status

@@ -1,5 +1,7 @@
 //! Validation of names, labels, annotations and Secret/ConfigMap data, with
-//! apimachinery's messages (k8s.io/apimachinery/pkg/util/validation).
+//! apimachinery's messages as kube-apiserver 1.37 words them: names and data keys from
+//! k8s.io/apimachinery/pkg/util/validation (lengths in "characters"), label keys and values
+//! from k8s.io/apimachinery/pkg/api/validate/content (lengths in "bytes", "a valid label key").
 
 use serde_json::Value;
 
@@ -44,9 +46,15 @@ pub(crate) fn dns1123_label(s: &str) -> Vec<String> {
 
 /// `IsDNS1123Subdomain`: the error details (empty when valid).
 pub(crate) fn dns1123_subdomain(s: &str) -> Vec<String> {
+    dns1123_subdomain_in("characters", s)
+}
+
+/// `IsDNS1123Subdomain` with its length unit: "characters" (util/validation) or "bytes"
+/// (api/validate/content).
+fn dns1123_subdomain_in(unit: &str, s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 253 {
-        errs.push("must be no more than 253 characters".to_owned());
+        errs.push(format!("must be no more than 253 {unit}"));
     }
     if s.is_empty() || !s.split('.').all(is_dns1123_label) {
         errs.push(format!(
@@ -65,7 +73,7 @@ fn is_qualified_name_part(s: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'.')
 }
 
-/// `IsQualifiedName` (label and annotation keys).
+/// `IsQualifiedName`, which is `content.IsLabelKey` (label and annotation keys).
 pub(crate) fn qualified_name(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = s.split('/').collect();
@@ -75,7 +83,7 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_owned());
             } else {
-                for e in dns1123_subdomain(prefix) {
+                for e in dns1123_subdomain_in("bytes", prefix) {
                     errs.push(format!("prefix part {e}"));
                 }
             }
@@ -83,7 +91,7 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
         }
         _ => {
             errs.push(format!(
-                "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{QUALIFIED_NAME_FMT}') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
+                "a valid label key must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{QUALIFIED_NAME_FMT}') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
             ));
             return errs;
         }
@@ -91,9 +99,10 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_owned());
     } else if name.len() > 63 {
-        errs.push("name part must be no more than 63 characters".to_owned());
+        errs.push("name part must be no more than 63 bytes".to_owned());
     }
-    if !name.is_empty() && !is_qualified_name_part(name) {
+    // The pattern does not match an empty name either: Go reports both.
+    if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '{QUALIFIED_NAME_FMT}')"
         ));
@@ -101,11 +110,11 @@ pub(crate) fn qualified_name(s: &str) -> Vec<String> {
     errs
 }
 
-/// `IsValidLabelValue`.
+/// `IsValidLabelValue`, which is `content.IsLabelValue`.
 pub(crate) fn label_value(s: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if s.len() > 63 {
-        errs.push("must be no more than 63 characters".to_owned());
+        errs.push("must be no more than 63 bytes".to_owned());
     }
     if !s.is_empty() && !is_qualified_name_part(s) {
         errs.push(format!(

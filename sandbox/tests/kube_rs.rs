@@ -1065,7 +1065,7 @@ async fn delete_preconditions_and_immutable_type() {
     assert_eq!(
         err.message,
         format!(
-            r#"Operation cannot be fulfilled on secrets "pre": Precondition failed: UID in precondition: other, UID in object meta: {uid}"#
+            r#"Operation cannot be fulfilled on Secret "pre": the UID in the precondition (other) does not match the UID in record ({uid}). The object might have been deleted and then recreated"#
         )
     );
 

@@ -84,6 +84,7 @@ pub(super) fn start_watch(
     kind: ResourceKind,
     ns: Option<&str>,
 ) -> Result<Response<Body>, Status> {
+    super::list_query_conversion(req)?;
     let filter = WatchFilter {
         namespace: ns.map(str::to_owned),
         labels: LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?,
@@ -92,14 +93,10 @@ pub(super) fn start_watch(
             field_extras(&kind),
         )?,
     };
-    let rv = match req.query.get("resourceVersion").filter(|v| !v.is_empty()) {
-        None | Some("0") => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| {
-            Status::bad_request(format!(
-                "resourceVersion: Invalid value: {v:?}: must be a valid resource version"
-            ))
-        })?),
-    };
+    super::validate_list_options(req, true)?;
+    // The watch cache's ParseResourceVersion error reaches the client as a plain error.
+    let rv = super::parse_resource_version(req.query.get("resourceVersion"))
+        .map_err(super::plain_error)?;
     let send_initial = req.query.flag("sendInitialEvents");
     let bookmarks = req.query.flag("allowWatchBookmarks");
     let timeout = req
