@@ -275,6 +275,27 @@ def test_the_type_of_a_secret_cannot_change(core, ns):
     )
 
 
+def test_list_with_numeric_and_set_based_selectors(core, ns):
+    for name, labels in [
+        ("one", {"n": "1", "tier": "a"}),
+        ("five", {"n": "5", "tier": "b"}),
+        ("ten", {"n": "10"}),
+        ("word", {"n": "many", "tier": "a"}),
+    ]:
+        core.create_namespaced_secret(ns, secret(name, labels=labels))
+
+    def names(selector):
+        return sorted(s.metadata.name for s in core.list_namespaced_secret(ns, label_selector=selector).items)
+
+    # Gt and Lt compare the label as an integer; a label that is not one never matches.
+    assert names("n>2") == ["five", "ten"]
+    assert names("n<6,n>1") == ["five"]
+    assert names("n > 0, tier notin (a)") == ["five", "ten"]
+    assert names("tier in (a,,b),!missing") == ["five", "one", "word"]
+    assert names("tier notin ()") == ["five", "one", "ten", "word"]
+    assert names("n!=5,tier") == ["one", "word"]
+
+
 def test_list_pages_with_limit_and_continue(core, ns):
     for name in ("p1", "p2", "p3"):
         core.create_namespaced_secret(ns, secret(name))
