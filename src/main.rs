@@ -10,6 +10,7 @@ mod demo;
 mod explain;
 mod relay_cmd;
 mod sandbox_cmd;
+mod ui_cmd;
 mod webhook_cmd;
 
 /// Sync Kubernetes Secrets between an Argo CD control plane and its managed clusters.
@@ -36,6 +37,8 @@ enum Command {
     Agent(agent_cmd::Args),
     /// Run a control plane and managed clusters with every component, in this process.
     Demo(demo::Args),
+    /// Serve the Secrets page locally: every synced secret, its owner, its targets and why.
+    Ui(ui_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Relay(args) => relay_cmd::run(args),
         Command::Agent(args) => agent_cmd::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Ui(args) => ui_cmd::run(args),
     };
     match result {
         Ok(code) => code,
