@@ -152,6 +152,8 @@ impl AdmissionWebhooks {
     /// Runs the matching mutating webhooks (configurations sorted by name, webhooks in
     /// order), then the matching validating ones. Returns the object to store, patched by
     /// the mutating webhooks (`None` on DELETE), or the Status kube-apiserver would answer.
+    /// (The server runs the two phases itself, with the registry's work between them.)
+    #[cfg(test)]
     pub(crate) async fn admit(
         &self,
         configs: &WebhookConfigs,
@@ -164,6 +166,7 @@ impl AdmissionWebhooks {
 
     /// As [`AdmissionWebhooks::admit`], also collecting the webhooks' `warnings`, which the
     /// server returns as `Warning: 299 - "<text>"` response headers.
+    #[cfg(test)]
     pub(crate) async fn admit_with_warnings(
         &self,
         configs: &WebhookConfigs,

@@ -160,7 +160,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The user named by a client certificate: CN is the user, O entries the groups.
+/// The `userInfo.extra` key kube-apiserver fills with the credential that authenticated a
+/// request (staging/src/k8s.io/apiserver/pkg/authentication/user: `CredentialIDKey`).
+pub(crate) const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// The user named by a client certificate: CN is the user, O entries the groups, and the
+/// certificate's SHA-256 as the credential id (`X509SHA256=<hex>`, as the x509
+/// authenticator sets it).
 pub(crate) fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
@@ -169,11 +175,16 @@ pub(crate) fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Some(UserInfo {
         username,
         uid: String::new(),
         groups,
-        extra: BTreeMap::new(),
+        extra: BTreeMap::from([(
+            CREDENTIAL_ID_KEY.to_owned(),
+            vec![format!("X509SHA256={hex}")],
+        )]),
     })
 }
 

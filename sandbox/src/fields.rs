@@ -34,6 +34,12 @@ pub(crate) fn fields_of(obj: &Value) -> FieldSet {
         match key.as_str() {
             "apiVersion" | "kind" | "status" => {}
             "metadata" => {
+                if value
+                    .get("generateName")
+                    .is_some_and(|g| g.as_str().is_some_and(|g| !g.is_empty()))
+                {
+                    set.insert(vec!["metadata".into(), "generateName".into()]);
+                }
                 for sub in ["labels", "annotations"] {
                     if let Some(m) = value.get(sub).and_then(Value::as_object) {
                         for k in m.keys() {
@@ -43,6 +49,35 @@ pub(crate) fn fields_of(obj: &Value) -> FieldSet {
                 }
             }
             _ => collect(value, &mut vec![key.clone()], &mut set),
+        }
+    }
+    set
+}
+
+/// The segment that marks a map itself (FieldsV1 `".": {}`), as in `["data", "."]`.
+const NODE: &str = ".";
+
+fn is_node(path: &[String]) -> bool {
+    path.last().is_some_and(|s| s == NODE)
+}
+
+/// The maps an object holds (non-empty `metadata.labels` and `metadata.annotations`, a
+/// Secret's or ConfigMap's `data`, `stringData`, `binaryData`), as node paths. A manager
+/// whose update creates one owns the map itself, which FieldsV1 writes `".": {}`; apply
+/// does not record them (structured-merge-diff's Update and Apply field sets).
+fn map_nodes(obj: &Value) -> FieldSet {
+    let mut set = FieldSet::new();
+    let non_empty = |v: Option<&Value>| v.and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+    for sub in ["labels", "annotations"] {
+        if non_empty(obj["metadata"].get(sub)) {
+            set.insert(vec!["metadata".into(), sub.into(), NODE.into()]);
+        }
+    }
+    if matches!(obj["kind"].as_str(), Some("Secret" | "ConfigMap")) {
+        for field in ["data", "stringData", "binaryData"] {
+            if non_empty(obj.get(field)) {
+                set.insert(vec![field.into(), NODE.into()]);
+            }
         }
     }
     set
@@ -116,13 +151,36 @@ fn path_string(path: &[String]) -> String {
     path.iter().map(|s| format!(".{s}")).collect()
 }
 
-/// Renders a field set as FieldsV1 (`{"f:data": {"f:x": {}}}`).
+/// Renders a field set as FieldsV1 (`{"f:data": {"f:x": {}}}`); a map owned with some of
+/// its keys is `{".": {}, "f:x": {}}`, one owned without any is `{}`.
 pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
+    let mut root = to_fields_v1_raw(set);
+    collapse_lone_nodes(&mut root);
+    root
+}
+
+fn collapse_lone_nodes(v: &mut Value) {
+    if let Some(map) = v.as_object_mut() {
+        if map.len() == 1 && map.contains_key(NODE) {
+            map.clear();
+            return;
+        }
+        for child in map.values_mut() {
+            collapse_lone_nodes(child);
+        }
+    }
+}
+
+fn to_fields_v1_raw(set: &FieldSet) -> Value {
     let mut root = Value::Object(Map::new());
     for path in set {
         let mut cur = &mut root;
         for seg in path {
-            let key = format!("f:{seg}");
+            let key = if seg == NODE {
+                NODE.to_owned()
+            } else {
+                format!("f:{seg}")
+            };
             let Some(map) = cur.as_object_mut() else {
                 break;
             };
@@ -132,11 +190,23 @@ pub(crate) fn to_fields_v1(set: &FieldSet) -> Value {
     root
 }
 
-/// Parses FieldsV1 back into a set; `.` entries and list keys are ignored.
+/// Parses FieldsV1 back into a set; `.` entries are node paths, list keys are ignored.
 pub(crate) fn from_fields_v1(value: &Value) -> FieldSet {
     let mut set = FieldSet::new();
     walk_v1(value, &mut Vec::new(), &mut set);
-    set
+    // A map written `{}` (owned without keys) is the map itself.
+    set.into_iter()
+        .map(|mut p| {
+            let is_map = matches!(
+                p.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+                ["data" | "stringData" | "binaryData"] | ["metadata", "labels" | "annotations"]
+            );
+            if is_map {
+                p.push(NODE.into());
+            }
+            p
+        })
+        .collect()
 }
 
 fn walk_v1(value: &Value, path: &mut Vec<String>, set: &mut FieldSet) {
@@ -145,8 +215,14 @@ fn walk_v1(value: &Value, path: &mut Vec<String>, set: &mut FieldSet) {
     };
     let children: Vec<(&String, &Value)> =
         map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+    let node = map.contains_key(NODE);
+    if node && !path.is_empty() {
+        let mut p = path.clone();
+        p.push(NODE.into());
+        set.insert(p);
+    }
     if children.is_empty() {
-        if !path.is_empty() {
+        if !path.is_empty() && !node {
             set.insert(path.clone());
         }
         return;
@@ -223,7 +299,15 @@ pub(crate) fn record_update(
         .filter(|p| old.is_none_or(|o| get_path(o, p) != get_path(new, p)))
         .cloned()
         .collect();
-    let removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
+    let mut removed: FieldSet = old_fields.difference(&new_fields).cloned().collect();
+    let new_nodes = map_nodes(new);
+    let old_nodes = old.map(map_nodes).unwrap_or_default();
+    // A map this write creates is its own; a map it removes is nobody's.
+    let changed: FieldSet = changed
+        .into_iter()
+        .chain(new_nodes.difference(&old_nodes).cloned())
+        .collect();
+    removed.extend(old_nodes.difference(&new_nodes).cloned());
     for e in &mut entries {
         e.fields
             .retain(|p| !changed.contains(p) && !removed.contains(p));
@@ -328,6 +412,11 @@ pub(crate) fn apply(
         if let Some(v) = get_path(applied, p) {
             set_path(&mut merged, p, v.clone());
         }
+    }
+    // Maps gone from the result are nobody's any more.
+    let present = map_nodes(&merged);
+    for e in &mut entries {
+        e.fields.retain(|p| !is_node(p) || present.contains(p));
     }
     entries.retain(|e| !mine(e));
     entries.insert(
@@ -468,8 +557,13 @@ mod tests {
         .unwrap();
         assert_eq!(forced["data"]["x"], "Mg==");
         let entries = entries_of(&forced);
-        assert_eq!(entries.len(), 1);
+        // The client-side applier keeps the data map it created.
+        assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].manager, "kubectl");
+        assert_eq!(
+            forced["metadata"]["managedFields"][1]["fieldsV1"],
+            json!({"f:data": {}})
+        );
     }
 
     #[test]
@@ -505,8 +599,32 @@ mod tests {
         b["metadata"]["managedFields"] = a["metadata"]["managedFields"].clone();
         record_update(Some(&a), &mut b, "m2", "v1", NOW);
         let entries = entries_of(&b);
-        assert_eq!(entries.len(), 1, "m1 lost its only field: {entries:?}");
-        assert_eq!(entries[0].manager, "m2");
+        // m1 created the data map and keeps it, without the key it lost (as kube-apiserver
+        // answers: m1 `{"f:data": {}}`, m2 `{"f:data": {"f:x": {}, "f:y": {}}}`).
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0].manager, "m1");
+        assert_eq!(
+            entries[0].fields,
+            FieldSet::from([vec!["data".to_owned(), NODE.to_owned()]])
+        );
+        assert_eq!(
+            b["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {}})
+        );
+        assert_eq!(
+            b["metadata"]["managedFields"][1]["fieldsV1"],
+            json!({"f:data": {"f:x": {}, "f:y": {}}})
+        );
+        assert_eq!(
+            a["metadata"]["managedFields"][0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:x": {}}})
+        );
+        // Removing the map removes it from its owner.
+        let mut c = secret(json!(null));
+        c.as_object_mut().unwrap().remove("data");
+        c["metadata"]["managedFields"] = b["metadata"]["managedFields"].clone();
+        record_update(Some(&b), &mut c, "m3", "v1", NOW);
+        assert!(c["metadata"].get("managedFields").is_none(), "{c}");
     }
 
     #[test]

@@ -31,9 +31,13 @@
 //!   resourceVersion there: the watch cache still serves it.
 //! - Protobuf request bodies are decoded for Namespaces, Secrets and ConfigMaps (what
 //!   `kubectl create` sends); other kinds answer 415. Responses are always JSON.
-//! - Server-side apply tracks ownership per key of `metadata.labels`, `metadata.annotations`
-//!   and map fields (`data`, `stringData`, `binaryData`), and per top-level field otherwise
-//!   (a webhook configuration's `webhooks` list is one field).
+//! - Field ownership (managedFields, server-side apply) is tracked per key of
+//!   `metadata.labels`, `metadata.annotations` and map fields (`data`, `stringData`,
+//!   `binaryData`), for those maps themselves (`".": {}`), for `metadata.generateName`, and
+//!   per top-level field otherwise: a webhook configuration's `webhooks` list is one field
+//!   where kube-apiserver tracks each webhook by name, and `metadata.finalizers` and
+//!   `metadata.ownerReferences` are owned by no one
+//!   (staging/src/k8s.io/apimachinery/pkg/util/managedfields).
 //! - A `continue` token lists the current objects after its key (not a snapshot) and expires
 //!   with compaction; its encoding differs from kube-apiserver's, so a token that does not
 //!   decode is a 400 BadRequest on both but with other words

@@ -32,7 +32,9 @@ use crate::{discovery, table};
 mod objects;
 mod watch;
 
-use objects::{meta_mut, meta_str, prepare, same_object, same_ownership, validate_object};
+use objects::{
+    before_create, meta_mut, meta_str, prepare, same_object, same_ownership, validate_object,
+};
 
 /// Response body: a full JSON document or a watch stream.
 pub(crate) type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -560,6 +562,7 @@ async fn admit(
     dry_run: bool,
     options: Value,
     warnings: Option<&mut Vec<String>>,
+    between: impl FnOnce(Option<Value>) -> Result<Option<Value>, Status>,
 ) -> Result<Option<Value>, Status> {
     let (configs, namespace_labels) = {
         let db = shared.db();
@@ -578,7 +581,7 @@ async fn admit(
             .unwrap_or_default();
         (configs, labels)
     };
-    let attrs = AdmissionAttributes {
+    let mut attrs = AdmissionAttributes {
         operation,
         group: kind.group.to_owned(),
         version: kind.version.to_owned(),
@@ -594,15 +597,27 @@ async fn admit(
         options,
         namespace_labels,
     };
-    match warnings {
-        Some(warnings) => {
-            shared
-                .admission
-                .admit_with_warnings(&configs, attrs, warnings)
-                .await
+    let mut scratch = Vec::new();
+    let warnings = warnings.unwrap_or(&mut scratch);
+    // kube-apiserver runs the mutating webhooks in the handler, then the registry's
+    // Before{Create,Update} (system fields, defaults, validation: `between`), then the
+    // validating webhooks on that object.
+    let mutated = shared
+        .admission
+        .mutate(&configs, attrs.clone(), warnings)
+        .await?;
+    attrs.object = between(mutated)?;
+    if operation == Operation::Create {
+        // The validating phase names the object as created (a generated name included).
+        if let Some(name) = attrs.object.as_ref().map(|o| meta_str(o, "name")) {
+            attrs.name = name.to_owned();
         }
-        None => shared.admission.admit(&configs, attrs).await,
     }
+    shared
+        .admission
+        .validate(&configs, &attrs, warnings)
+        .await?;
+    Ok(attrs.object)
 }
 
 fn get(
@@ -903,41 +918,10 @@ async fn create(
         } else {
             meta.remove("namespace");
         }
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
-        let generate = meta
-            .get("generateName")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if name.is_empty() && !generate.is_empty() {
-            meta.insert(
-                "name".into(),
-                json!(format!("{generate}{}", meta::random_suffix())),
-            );
-        }
     }
     prepare(&kind, &mut obj, None, false)?;
-    validate_object(&kind, &obj, None)?;
-    if kind.namespaced && !shared.db().namespace_exists(ns) {
-        return Err(Status::not_found(NAMESPACES.res(), ns));
-    }
-    let name = meta_str(&obj, "name").to_owned();
-    let admitted = admit(
-        shared,
-        &req.user,
-        Operation::Create,
-        &kind,
-        ns,
-        &name,
-        Some(obj.clone()),
-        None,
-        dry_run,
-        options("CreateOptions", req, dry_run),
-        Some(&mut warnings),
-    )
-    .await?;
-    let mut obj = admitted.unwrap_or(obj);
-    validate_object(&kind, &obj, None)?;
+    // The field manager records the request before admission: what mutating webhooks add
+    // is owned by no manager.
     fields::record_update(
         None,
         &mut obj,
@@ -945,6 +929,35 @@ async fn create(
         &kind.api_version(),
         &meta::now(),
     );
+    if kind.namespaced && !shared.db().namespace_exists(ns) {
+        return Err(Status::not_found(NAMESPACES.res(), ns));
+    }
+    // The request's name: empty with generateName (until the validating phase).
+    let request_name = meta_str(&obj, "name").to_owned();
+    let admitted = admit(
+        shared,
+        &req.user,
+        Operation::Create,
+        &kind,
+        ns,
+        &request_name,
+        Some(obj.clone()),
+        None,
+        dry_run,
+        options("CreateOptions", req, dry_run),
+        Some(&mut warnings),
+        |mutated| {
+            // rest.BeforeCreate: the generated name, uid and creationTimestamp, then
+            // the strategy's validation.
+            let mut obj = mutated.unwrap_or_default();
+            before_create(&kind, &mut obj)?;
+            validate_object(&kind, &obj, None)?;
+            Ok(Some(obj))
+        },
+    )
+    .await?;
+    let obj = admitted.unwrap_or_default();
+    let name = meta_str(&obj, "name").to_owned();
     if dry_run {
         let db = shared.db();
         if db.get(&kind, ns, &name).is_some() {
@@ -988,12 +1001,15 @@ async fn finish_write(
     let mut warnings = warnings.to_vec();
     let dry_run = req.dry_run()?;
     prepare(&kind, &mut obj, old.as_ref(), applied)?;
-    validate_object(&kind, &obj, old.as_ref())?;
-    if let Some(old) = &old
-        && same_object(&obj, old)
-        && (!applied || same_ownership(&obj, old))
-    {
-        return Ok(Outcome::Done(json_response(200, old, &warnings)));
+    if !applied {
+        // As for a create, the field manager runs before admission.
+        fields::record_update(
+            old.as_ref(),
+            &mut obj,
+            &req.manager(),
+            &kind.api_version(),
+            &meta::now(),
+        );
     }
     if kind.namespaced && old.is_none() && !shared.db().namespace_exists(w.ns) {
         return Err(Status::not_found(NAMESPACES.res(), w.ns));
@@ -1023,18 +1039,23 @@ async fn finish_write(
             dry_run,
         ),
         Some(&mut warnings),
+        |mutated| {
+            let mut obj = mutated.unwrap_or_default();
+            if old.is_none() {
+                before_create(&kind, &mut obj)?;
+            }
+            validate_object(&kind, &obj, old.as_ref())?;
+            Ok(Some(obj))
+        },
     )
     .await?;
-    let mut obj = admitted.unwrap_or(obj);
-    validate_object(&kind, &obj, old.as_ref())?;
-    if !applied {
-        fields::record_update(
-            old.as_ref(),
-            &mut obj,
-            &req.manager(),
-            &kind.api_version(),
-            &meta::now(),
-        );
+    let obj = admitted.unwrap_or_default();
+    // An update that changes nothing is not written (the webhooks were still called).
+    if let Some(old) = &old
+        && same_object(&obj, old)
+        && (!applied || same_ownership(&obj, old))
+    {
+        return Ok(Outcome::Done(json_response(200, old, &warnings)));
     }
     let code = if old.is_some() { 200 } else { 201 };
     if dry_run {
@@ -1360,6 +1381,7 @@ async fn delete_one(
             dry_run,
             opts.clone(),
             None,
+            Ok,
         )
         .await?;
         if dry_run {

@@ -58,9 +58,10 @@ pub(super) fn prepare(
             }
         }
         None => {
-            meta.insert("uid".into(), json!(meta::new_uid()));
-            meta.insert("creationTimestamp".into(), json!(meta::now()));
-            meta.remove("resourceVersion");
+            // uid and creationTimestamp come after mutating admission (before_create).
+            for k in ["uid", "creationTimestamp", "resourceVersion"] {
+                meta.remove(k);
+            }
         }
     }
     if meta
@@ -79,10 +80,14 @@ pub(super) fn prepare(
         0 => {
             let labels = meta.entry("labels").or_insert_with(|| json!({}));
             labels["kubernetes.io/metadata.name"] = json!(name);
-            if obj["spec"]["finalizers"].is_null() {
-                obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            // A new namespace's finalizers and phase come from PrepareForCreate, after the
+            // field manager (before_create); an update keeps the old ones.
+            if let Some(old) = old {
+                if obj["spec"]["finalizers"].is_null() {
+                    obj["spec"] = json!({"finalizers": old["spec"]["finalizers"].clone()});
+                }
+                obj["status"] = old["status"].clone();
             }
-            obj["status"] = old.map_or_else(|| json!({"phase": "Active"}), |o| o["status"].clone());
         }
         1 => prepare_secret(obj)?,
         3 | 4 => {
@@ -181,6 +186,41 @@ fn default_webhooks(obj: &mut Value, mutating: bool) {
 }
 
 /// kube's validation of a kind; `old` for updates.
+/// `rest.BeforeCreate` after mutating admission: the name from `generateName`, a new uid
+/// and the creation time (staging/src/k8s.io/apiserver/pkg/registry/rest/create.go).
+pub(super) fn before_create(kind: &ResourceKind, obj: &mut Value) -> Result<(), Status> {
+    if !obj.is_object() {
+        return Err(Status::internal_error("admission returned no object"));
+    }
+    let meta = meta_mut(obj);
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    let generate = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    if name.is_empty() && !generate.is_empty() {
+        meta.insert(
+            "name".into(),
+            json!(format!("{generate}{}", meta::random_suffix())),
+        );
+    }
+    meta.insert("uid".into(), json!(meta::new_uid()));
+    meta.insert("creationTimestamp".into(), json!(meta::now()));
+    meta.remove("resourceVersion");
+    if kind.index == 0 {
+        // A namespace's name label follows the generated name; PrepareForCreate sets its
+        // finalizers and phase (pkg/registry/core/namespace/strategy.go).
+        let name = meta_str(obj, "name").to_owned();
+        let meta = meta_mut(obj);
+        let labels = meta.entry("labels").or_insert_with(|| json!({}));
+        labels["kubernetes.io/metadata.name"] = json!(name);
+        obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        obj["status"] = json!({"phase": "Active"});
+    }
+    Ok(())
+}
+
 pub(super) fn validate_object(
     kind: &ResourceKind,
     obj: &Value,
@@ -385,7 +425,11 @@ mod tests {
         assert!(obj.get("stringData").is_none());
         assert_eq!(obj["data"]["b"], "dHdv");
         assert_eq!(obj["type"], "Opaque");
+        // System fields come after mutating admission.
+        assert!(obj["metadata"].get("uid").is_none());
+        before_create(&SECRETS, &mut obj).unwrap();
         assert!(obj["metadata"]["uid"].is_string());
+        assert!(obj["metadata"]["creationTimestamp"].is_string());
     }
 
     #[test]
