@@ -3,10 +3,13 @@ configurations created through the API, the HTTPS call with SNI and caBundle, a 
 that lands in storage, and a denial worded as kube-apiserver words it."""
 
 import base64
+import hashlib
 import json
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
@@ -194,3 +197,59 @@ def test_python_create_times_out_on_a_webhook_that_never_answers(admission_webho
     )
     (call,) = admission_webhooks.reviews_for(ns, "stuck")
     assert call["path"] == "/slow?timeout=1s"
+
+
+def credential_id(kubeconfig):
+    """What kube-apiserver's x509 authenticator puts in userInfo.extra for a client certificate."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    pem = base64.b64decode(config["users"][0]["user"]["client-certificate-data"])
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    return "X509SHA256=" + hashlib.sha256(der).hexdigest()
+
+
+def test_webhooks_see_the_object_before_and_after_the_registry(admission_webhooks, backend, core, ns):
+    # Mutating webhooks run in the handler, after the field manager and before
+    # rest.BeforeCreate: no uid, no creationTimestamp, no generated name yet. Validating
+    # webhooks see the object as it will be stored, under its generated name.
+    labels = {"fidelity-mutate": "true", "fidelity-warn": "true"}
+    created = core.create_namespaced_secret(
+        ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(generate_name="gen-", labels=labels))
+    )
+
+    # The mutating call names no object yet.
+    (mutate,) = [r["review"]["request"] for r in admission_webhooks.reviews_for(ns, None)]
+    assert "name" not in mutate
+    assert "uid" not in mutate["object"]["metadata"]
+    assert "creationTimestamp" not in mutate["object"]["metadata"]
+    assert mutate["object"]["metadata"]["generateName"] == "gen-"
+    assert [e["manager"] for e in mutate["object"]["metadata"]["managedFields"]] == ["OpenAPI-Generator"]
+    (validate,) = [r["review"]["request"] for r in admission_webhooks.reviews_for(ns, created.metadata.name)]
+    assert validate["object"]["metadata"]["name"] == created.metadata.name
+    assert validate["object"]["metadata"]["uid"] == created.metadata.uid
+    assert validate["object"]["metadata"]["labels"]["fidelity-mutated"] == "yes"
+    assert validate["userInfo"]["extra"] == {
+        "authentication.kubernetes.io/credential-id": [credential_id(backend.kubeconfig)]
+    }
+    # What the mutating webhook added is owned by no manager.
+    (entry,) = created.metadata.managed_fields
+    assert entry.manager == "OpenAPI-Generator"
+    assert entry.fields_v1 == {
+        "f:metadata": {
+            "f:generateName": {},
+            "f:labels": {".": {}, "f:fidelity-mutate": {}, "f:fidelity-warn": {}},
+        },
+        "f:type": {},
+    }
+
+
+def test_an_update_that_changes_nothing_still_calls_the_webhooks(admission_webhooks, core, ns):
+    labels = {"fidelity-warn": "true"}
+    created = core.create_namespaced_secret(
+        ns, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="same", labels=labels), data={"k": "dg=="})
+    )
+
+    patched = core.patch_namespaced_secret("same", ns, {"data": {"k": "dg=="}})
+
+    assert patched.metadata.resource_version == created.metadata.resource_version
+    operations = [r["review"]["request"]["operation"] for r in admission_webhooks.reviews_for(ns, "same")]
+    assert operations == ["CREATE", "UPDATE"]

@@ -296,6 +296,32 @@ def test_list_with_numeric_and_set_based_selectors(core, ns):
     assert names("n!=5,tier") == ["one", "word"]
 
 
+def test_managed_fields_record_who_created_a_map_and_who_set_its_keys(core, ns):
+    def owners(obj):
+        return [(e.manager, e.operation, e.fields_v1) for e in obj.metadata.managed_fields or []]
+
+    created = core.create_namespaced_secret(
+        ns, secret("owned", data={"x": b64("1")}), field_manager="m1"
+    )
+    assert owners(created) == [
+        ("m1", "Update", {"f:data": {".": {}, "f:x": {}}, "f:type": {}}),
+    ]
+
+    # m2 takes the key it changes; m1 keeps the map it created, without keys.
+    taken = core.patch_namespaced_secret(
+        "owned", ns, {"data": {"x": b64("2"), "y": b64("3")}}, field_manager="m2"
+    )
+    assert owners(taken) == [
+        ("m1", "Update", {"f:data": {}, "f:type": {}}),
+        ("m2", "Update", {"f:data": {"f:x": {}, "f:y": {}}}),
+    ]
+
+    # Removing the map leaves no one owning it or its keys.
+    emptied = core.patch_namespaced_secret("owned", ns, {"data": None}, field_manager="m3")
+    assert emptied.data is None
+    assert owners(emptied) == [("m1", "Update", {"f:type": {}})]
+
+
 def test_list_pages_with_limit_and_continue(core, ns):
     for name in ("p1", "p2", "p3"):
         core.create_namespaced_secret(ns, secret(name))
