@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_webhook::{AppState, Config, PolicySource};
+use secret_relay_runtime::{LogArgs, PolicyArgs, PolicySource, TlsArgs};
+use secret_relay_webhook::{AppState, Config};
 
 /// Flags of `secret-relay webhook`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("policy-source").required(true).args(["policy_file", "policy_configmap"])))]
 pub(crate) struct Args {
     /// Listen address.
     #[arg(
@@ -20,18 +20,10 @@ pub(crate) struct Args {
         default_value = "0.0.0.0:8443"
     )]
     addr: SocketAddr,
-    /// Serving certificate (PEM); re-read when it changes.
-    #[arg(long, env = "SECRET_RELAY_TLS_CERT")]
-    tls_cert: PathBuf,
-    /// Serving key (PEM); re-read when it changes.
-    #[arg(long, env = "SECRET_RELAY_TLS_KEY")]
-    tls_key: PathBuf,
-    /// Policy document file, re-read when it changes.
-    #[arg(long, env = "SECRET_RELAY_POLICY_FILE")]
-    policy_file: Option<PathBuf>,
-    /// Policy ConfigMap as NAMESPACE/NAME (key policy.yaml), watched through the API server.
-    #[arg(long, env = "SECRET_RELAY_POLICY_CONFIGMAP")]
-    policy_configmap: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Kubeconfig for the ConfigMap watch (default: in-cluster or $KUBECONFIG).
     #[arg(long, env = "SECRET_RELAY_KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
@@ -55,9 +47,8 @@ pub(crate) struct Args {
     /// How often the policy file and TLS files are checked for changes, in milliseconds.
     #[arg(long, env = "SECRET_RELAY_POLL_MS", default_value_t = 1000)]
     poll_ms: u64,
-    /// Log as JSON lines.
-    #[arg(long, env = "SECRET_RELAY_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: LogArgs,
     /// Also serve POST /baseline (a fixed answer, no admission work) for benchmarks.
     #[arg(long, hide = true)]
     bench_baseline: bool,
@@ -70,7 +61,7 @@ enum ModeArg {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::init_tracing(args.log_json);
+    secret_relay_runtime::init_tracing(args.log.log_json);
     let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
     runtime.block_on(serve(args))?;
     Ok(ExitCode::SUCCESS)
@@ -87,48 +78,31 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let relay = RelayIdentity {
         service_account: args.relay_service_account.clone(),
     };
-    let (policy, client) = match (&args.policy_file, &args.policy_configmap) {
-        (Some(path), _) => (
-            PolicySource::File {
-                path: path.clone(),
-                interval,
-            },
-            None,
+    let policy = args.policy.source(interval).map_err(anyhow::Error::msg)?;
+    // Only the ConfigMap source talks to the API server.
+    let client = match policy {
+        PolicySource::ConfigMap { .. } => Some(
+            secret_relay_runtime::kube_client(args.kubeconfig.as_deref())
+                .await
+                .context("failed to set up the client for the policy ConfigMap watch")?,
         ),
-        (None, Some(spec)) => {
-            let (namespace, name) = spec
-                .split_once('/')
-                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-                .with_context(|| {
-                    format!("--policy-configmap must be NAMESPACE/NAME, got {spec:?}")
-                })?;
-            let client = kube_client(args.kubeconfig.as_deref()).await?;
-            (
-                PolicySource::ConfigMap {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                },
-                Some(client),
-            )
-        }
-        (None, None) => anyhow::bail!("one of --policy-file or --policy-configmap is required"),
+        PolicySource::File { .. } => None,
     };
     let tls = secret_relay_certs::ReloadingServerTls::webhook(secret_relay_certs::TlsFiles {
-        cert: args.tls_cert.clone(),
-        key: args.tls_key.clone(),
+        cert: args.tls.tls_cert.clone(),
+        key: args.tls.tls_key.clone(),
         client_ca: None,
     })
     .with_context(|| {
         format!(
             "failed to load TLS material from {}",
-            args.tls_cert.display()
+            args.tls.tls_cert.display()
         )
     })?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tls_watch = std::sync::Arc::clone(&tls).spawn_watch(interval, async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|stop| *stop).await;
-    });
+    let shutdown = secret_relay_runtime::shutdown_signal();
+    let tls_stop = secret_relay_runtime::CancellationToken::new();
+    let tls_watch =
+        std::sync::Arc::clone(&tls).spawn_watch(interval, tls_stop.clone().cancelled_owned());
     let state = if args.bench_baseline {
         AppState::with_bench_baseline(relay, mode)
     } else {
@@ -138,48 +112,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         addr: args.addr,
         policy,
     };
-    let result =
-        secret_relay_webhook::run(config, state, tls.config(), client, shutdown_signal()).await;
-    let _ = stop_tx.send(true);
+    let result = secret_relay_webhook::run(config, state, tls.config(), client, shutdown).await;
+    tls_stop.cancel();
     let _ = tls_watch.await;
     result.context("webhook failed")
-}
-
-async fn kube_client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("failed to read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("failed to load kubeconfig {}", path.display()))?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("failed to find a kubeconfig")?,
-    };
-    kube::Client::try_from(config).context("failed to build the Kubernetes client")
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
 }

@@ -14,7 +14,6 @@ use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
 use secret_relay_runtime::{CancellationToken, PolicySource};
 use secret_relay_webhook::AppState;
-use tokio::sync::watch;
 
 use crate::{Flavor, Options, TestCluster, repo_root, with_ca_bundle_and_port, within};
 
@@ -67,7 +66,6 @@ pub struct Stack {
     pub webhook: Option<AppState>,
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
-    stop: watch::Sender<bool>,
     shutdown: CancellationToken,
 }
 
@@ -78,13 +76,6 @@ pub struct RelayHandle {
     /// Stops this replica.
     pub shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
 }
 
 impl Stack {
@@ -156,7 +147,7 @@ impl Stack {
             .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay")
             .await;
 
-        let (stop, stop_rx) = watch::channel(false);
+        let shutdown = CancellationToken::new();
         let webhook = if options.webhook {
             let tls = server_config(
                 &webhook_cert.cert_pem,
@@ -178,7 +169,7 @@ impl Stack {
                 webhook_client,
                 SYSTEM_NAMESPACE.to_owned(),
                 "secret-relay-policy".to_owned(),
-                stopped(&stop_rx),
+                shutdown.clone(),
             ));
             within("the webhook's first policy", async {
                 let mut rx = state.subscribe_reloads();
@@ -191,7 +182,7 @@ impl Stack {
                 listener,
                 tls,
                 state.clone(),
-                stopped(&stop_rx),
+                shutdown.clone(),
             ));
             Some(state)
         } else {
@@ -203,8 +194,7 @@ impl Stack {
             webhook,
             pki,
             relay_kubeconfig,
-            stop,
-            shutdown: CancellationToken::new(),
+            shutdown,
         }
     }
 
@@ -317,7 +307,6 @@ impl RelayHandle {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
         self.shutdown.cancel();
     }
 }

@@ -2,6 +2,9 @@
 //! and `/mutate` for core/v1 Secrets, `/healthz`, `/readyz` and `/metrics`, and the
 //! policy reload that feeds it.
 //!
+//! It stands on `secret-relay-runtime`: its TLS accept loop (HTTP/1.1 only), its policy
+//! state and sources, and its admin endpoints over one metrics registry.
+//!
 //! Handlers are thin: decode the review, take one policy snapshot, call the pure
 //! decisions of `secret-relay-policy`, encode the answer echoing the uid.
 
@@ -14,13 +17,14 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use metrics::{Metrics, ReloadLabels, RequestLabels};
-pub use reload::{PolicySource, reload_file_once, watch_configmap, watch_file};
+pub use metrics::{Metrics, RequestLabels};
+pub use reload::{reload_file_once, watch_configmap, watch_file};
 pub use review::{
     API_VERSION, DecodeReviewError, Endpoint, KIND, Reviewed, review, review_without_policy,
 };
+pub use secret_relay_runtime::{LoadOutcome, PolicySource, parse_policy, parse_policy_data};
 pub use server::{MAX_BODY_BYTES, handle, serve};
-pub use state::{AppState, LoadOutcome, parse_policy, parse_policy_data};
+pub use state::AppState;
 
 /// How to run the webhook.
 #[derive(Clone, Debug)]
@@ -45,7 +49,8 @@ pub enum RunError {
     },
 }
 
-/// Binds, starts the policy reload and serves until `shutdown` resolves.
+/// Binds, starts the policy source and serves until `shutdown` is cancelled; the
+/// policy source stops once open requests have drained.
 ///
 /// `client` is required for [`PolicySource::ConfigMap`]; the TLS config is read on
 /// every handshake, so a rotating one serves new certificates without a restart.
@@ -54,7 +59,7 @@ pub async fn run(
     state: AppState,
     tls: Arc<rustls::ServerConfig>,
     client: Option<kube::Client>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: secret_relay_runtime::CancellationToken,
 ) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
@@ -63,30 +68,15 @@ pub async fn run(
             source,
         })?;
     tracing::info!(addr = %config.addr, "webhook serving");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let reload = match (config.policy, client) {
-        (PolicySource::File { path, interval }, _) => {
-            tokio::spawn(watch_file(state.clone(), path, interval, stopped()))
-        }
-        (PolicySource::ConfigMap { namespace, name }, Some(client)) => tokio::spawn(
-            watch_configmap(state.clone(), client, namespace, name, stopped()),
-        ),
-        (PolicySource::ConfigMap { namespace, name }, None) => {
-            state.source_problem(
-                &format!("configmap {namespace}/{name}"),
-                "no Kubernetes client configured to watch the policy ConfigMap".to_owned(),
-            );
-            tokio::spawn(async {})
-        }
-    };
+    let reload_stop = secret_relay_runtime::CancellationToken::new();
+    let reload = tokio::spawn(secret_relay_runtime::run_policy_source(
+        state.policy_state().clone(),
+        config.policy,
+        client,
+        reload_stop.clone(),
+    ));
     serve(listener, tls, state, shutdown).await;
-    let _ = stop_tx.send(true);
+    reload_stop.cancel();
     let _ = reload.await;
     Ok(())
 }

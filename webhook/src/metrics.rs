@@ -1,9 +1,9 @@
-//! Prometheus metrics of the webhook (text exposition via prometheus-client).
+//! Prometheus metrics of the webhook's reviews. The policy reload metrics are the
+//! runtime's [`PolicyState`](secret_relay_runtime::PolicyState)'s, in the same registry.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -18,35 +18,20 @@ pub struct RequestLabels {
     pub decision: &'static str,
 }
 
-/// Labels of a policy reload.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReloadLabels {
-    /// `success` or `failure`.
-    pub result: &'static str,
-}
-
-/// Every metric the webhook exports.
+/// The metrics of the review handler.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     /// Reviews by endpoint, operation and decision.
     pub requests: Family<RequestLabels, Counter>,
     /// Review latency in seconds, body read to response encoded.
     pub latency: Histogram,
-    /// Policy reloads by result.
-    pub reloads: Family<ReloadLabels, Counter>,
-    /// Policy reloads that failed (the last good policy stays).
-    pub reload_failures: Counter,
-    /// Generation of the policy being served (0 until the first valid one).
-    pub policy_generation: Gauge,
     /// Requests by break-glass identities.
     pub break_glass: Counter,
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("secret_relay_webhook");
+    /// Registers every review metric into `registry`.
+    pub fn new(registry: &mut Registry) -> Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",
@@ -61,24 +46,6 @@ impl Metrics {
             "Time to decode, decide and encode one review",
             latency.clone(),
         );
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "policy_reloads",
-            "Policy reloads by result",
-            reloads.clone(),
-        );
-        let reload_failures = Counter::default();
-        registry.register(
-            "policy_reload_failures",
-            "Policy documents that failed to parse or validate; the last good policy stays",
-            reload_failures.clone(),
-        );
-        let policy_generation = Gauge::default();
-        registry.register(
-            "policy_generation",
-            "Generation of the policy being served, 0 until the first valid one",
-            policy_generation.clone(),
-        );
         let break_glass = Counter::default();
         registry.register(
             "break_glass_uses",
@@ -86,27 +53,9 @@ impl Metrics {
             break_glass.clone(),
         );
         Metrics {
-            registry,
             requests,
             latency,
-            reloads,
-            reload_failures,
-            policy_generation,
             break_glass,
         }
-    }
-
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Metrics {
-        Metrics::new()
     }
 }

@@ -1,17 +1,17 @@
 //! The HTTPS server: routing, body limits, and the thin review handler.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Body;
-use hyper_util::rt::TokioIo;
+use secret_relay_runtime::{
+    CancellationToken, ConnInfo, ServeOptions, serve_tls, text_response as text,
+};
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::RequestLabels;
 use crate::review::{Endpoint, review, review_without_policy};
@@ -21,39 +21,20 @@ use crate::state::AppState;
 /// data, base64 in object and oldObject) is about 3.5 MiB; anything above this is 413.
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Answers one HTTP request. Generic over the body so tests can call it in-process.
 pub async fn handle<B>(state: &AppState, req: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    if let Some(resp) = state.admin().handle(req.method(), req.uri().path()) {
+        // GET /healthz, /readyz and /metrics.
+        return resp;
+    }
     let endpoint = match (req.method(), req.uri().path()) {
         (&Method::POST, "/validate") => Some(Endpoint::Validate),
         (&Method::POST, "/mutate") => Some(Endpoint::Mutate),
         (&Method::POST, "/baseline") if state.bench_baseline() => None,
-        (&Method::GET, "/healthz") => return text(StatusCode::OK, "ok\n".to_owned()),
-        (&Method::GET, "/readyz") => {
-            let (ready, detail) = state.readiness();
-            let code = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            return text(code, detail);
-        }
-        (&Method::GET, "/metrics") => {
-            let mut resp = text(StatusCode::OK, state.metrics().encode());
-            resp.headers_mut().insert(
-                CONTENT_TYPE,
-                http::HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            return resp;
-        }
         (_, "/validate" | "/mutate") => {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -214,18 +195,8 @@ fn json(body: Bytes) -> Response<Full<Bytes>> {
     resp
 }
 
-fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = code;
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
-}
-
 /// Serves HTTPS (HTTP/1.1, as kube-apiserver calls webhooks) on `listener` until
-/// `shutdown` resolves, then lets open requests finish.
+/// `shutdown` is cancelled, then lets open requests finish.
 ///
 /// `tls` is read on every handshake, so a config built around a rotating resolver
 /// serves new certificates without a restart.
@@ -233,51 +204,15 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: AppState,
-    shutdown: impl Future<Output = ()>,
+    shutdown: CancellationToken,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "failed to accept a connection");
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    let options = ServeOptions {
+        http1_only: true,
+        ..ServeOptions::default()
+    };
+    let handler = move |req, _conn: Arc<ConnInfo>| {
         let state = state.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(err) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-        });
-    }
-    // Give in-flight reviews a bounded time to finish.
-    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        async move { handle(&state, req).await }
+    };
+    serve_tls(listener, tls, options, handler, shutdown).await;
 }

@@ -1,16 +1,19 @@
-//! The webhook's long-lived state: the policy store, readiness and metrics.
+//! The webhook's long-lived state: the served policy (the runtime's [`PolicyState`]),
+//! one metrics registry behind the admin endpoints, and who the webhook serves.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwapOption;
-use secret_relay_policy::{Mode, Policy, PolicyError, PolicyStore, RelayIdentity};
+use prometheus_client::registry::Registry;
+use secret_relay_policy::{Mode, Policy, RelayIdentity};
+use secret_relay_runtime::{Admin, LoadOutcome, PolicyState, Readiness};
 use tokio::sync::watch;
 
-use crate::metrics::{Metrics, ReloadLabels};
+use crate::metrics::Metrics;
 
-/// Cloneable handle to everything a request or the reload task needs.
+/// The prefix of every metric the webhook exports.
+const METRICS_PREFIX: &str = "secret_relay_webhook";
+
+/// Cloneable handle to everything a request or the policy source needs.
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -18,25 +21,12 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    store: PolicyStore,
-    ready: AtomicBool,
-    last_error: ArcSwapOption<String>,
+    policy: PolicyState,
+    admin: Admin,
     metrics: Metrics,
     relay: RelayIdentity,
     mode: Mode,
-    reloads: watch::Sender<u64>,
     bench_baseline: bool,
-}
-
-/// The outcome of offering a policy document to the store.
-#[derive(Debug)]
-pub enum LoadOutcome {
-    /// The document was valid and is now served as this generation.
-    Loaded(u64),
-    /// The document is the one already served; nothing changed.
-    Unchanged,
-    /// The document was invalid; the last good policy stays.
-    Rejected(String),
 }
 
 impl AppState {
@@ -53,24 +43,39 @@ impl AppState {
     }
 
     fn build(relay: RelayIdentity, mode: Mode, bench_baseline: bool) -> AppState {
-        let (reloads, _) = watch::channel(0);
+        let mut registry = Registry::with_prefix(METRICS_PREFIX);
+        let policy = PolicyState::new(&mut registry);
+        let metrics = Metrics::new(&mut registry);
+        let part = policy.clone();
+        let admin = Admin::new(
+            registry,
+            vec![Readiness::new("policy", move || policy_readiness(&part))],
+        );
         AppState {
             inner: Arc::new(Inner {
-                store: PolicyStore::default(),
-                ready: AtomicBool::new(false),
-                last_error: ArcSwapOption::empty(),
-                metrics: Metrics::new(),
+                policy,
+                admin,
+                metrics,
                 relay,
                 mode,
-                reloads,
                 bench_baseline,
             }),
         }
     }
 
+    /// The served policy: snapshots, generations, readiness and the policy sources' target.
+    pub fn policy_state(&self) -> &PolicyState {
+        &self.inner.policy
+    }
+
+    /// The admin endpoints: `/healthz`, `/readyz` and `/metrics` of the one registry.
+    pub fn admin(&self) -> &Admin {
+        &self.inner.admin
+    }
+
     /// The policy snapshot to decide one request with.
     pub fn policy(&self) -> Arc<Policy> {
-        self.inner.store.load()
+        self.inner.policy.policy()
     }
 
     /// The relay's service account identity.
@@ -88,33 +93,29 @@ impl AppState {
         self.inner.bench_baseline
     }
 
-    /// The metrics registry.
+    /// The review metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
 
     /// Whether a valid policy has been loaded.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire)
+        self.inner.policy.is_ready()
     }
 
     /// The generation served: 0 until the first valid policy, then one more per load.
     pub fn generation(&self) -> u64 {
-        if self.is_ready() {
-            self.inner.store.generation() - 1
-        } else {
-            0
-        }
+        self.inner.policy.generation()
     }
 
     /// The last reload error, if the newest document offered was invalid.
     pub fn last_error(&self) -> Option<Arc<String>> {
-        self.inner.last_error.load_full()
+        self.inner.policy.last_error()
     }
 
     /// A receiver that changes on every reload attempt (tests await it).
     pub fn subscribe_reloads(&self) -> watch::Receiver<u64> {
-        self.inner.reloads.subscribe()
+        self.inner.policy.subscribe_reloads()
     }
 
     /// Offers a policy document from `source` at `revision` (a resourceVersion or a
@@ -126,76 +127,31 @@ impl AppState {
         revision: &str,
         parsed: Result<Policy, String>,
     ) -> LoadOutcome {
-        let outcome = match parsed {
-            Ok(policy) => {
-                // Swap first, then flip readiness, so a ready state always has a real policy.
-                self.inner.store.store(policy);
-                self.inner.ready.store(true, Ordering::Release);
-                self.inner.last_error.store(None);
-                let generation = self.generation();
-                self.inner
-                    .metrics
-                    .reloads
-                    .get_or_create(&ReloadLabels { result: "success" })
-                    .inc();
-                self.inner
-                    .metrics
-                    .policy_generation
-                    .set(i64::try_from(generation).unwrap_or(i64::MAX));
-                tracing::info!(source, revision, generation, "policy loaded");
-                LoadOutcome::Loaded(generation)
-            }
-            Err(error) => {
-                self.inner
-                    .metrics
-                    .reloads
-                    .get_or_create(&ReloadLabels { result: "failure" })
-                    .inc();
-                self.inner.metrics.reload_failures.inc();
-                tracing::warn!(
-                    source,
-                    revision,
-                    %error,
-                    generation = self.generation(),
-                    "policy rejected; keeping the last good policy"
-                );
-                self.inner
-                    .last_error
-                    .store(Some(Arc::new(format!("{source} at {revision}: {error}"))));
-                LoadOutcome::Rejected(error)
-            }
-        };
-        self.inner.reloads.send_modify(|n| *n += 1);
-        outcome
+        self.inner.policy.offer_policy(source, revision, parsed)
     }
 
     /// Records a problem with the policy source itself (unreadable file, missing key),
     /// without touching the policy being served.
     pub fn source_problem(&self, source: &str, problem: String) {
-        self.offer_policy(source, "-", Err(problem));
+        self.inner.policy.source_problem(source, problem);
     }
 
-    /// The `/readyz` answer: ready or not, with a human-readable detail.
+    /// The `/readyz` answer: ready or not, with a line per part.
     pub fn readiness(&self) -> (bool, String) {
-        let ready = self.is_ready();
-        let mut detail = if ready {
-            format!("ok: serving policy generation {}\n", self.generation())
-        } else {
-            "not ready: no valid policy loaded yet\n".to_owned()
-        };
-        if let Some(err) = self.last_error() {
-            detail.push_str(&format!("last policy reload failed: {err}\n"));
-        }
-        (ready, detail)
+        self.inner.admin.readiness()
     }
 }
 
-/// Parses a policy document, flattening every located problem into one message.
-pub fn parse_policy(text: &str) -> Result<Policy, String> {
-    Policy::from_yaml(text).map_err(|e: PolicyError| e.to_string())
-}
-
-/// Parses the policy out of ConfigMap data under `key`.
-pub fn parse_policy_data(data: &BTreeMap<String, String>, key: &str) -> Result<Policy, String> {
-    Policy::from_configmap_data(data, key).map_err(|e| e.to_string())
+/// The policy part of `/readyz`, in the words the webhook has always used.
+fn policy_readiness(policy: &PolicyState) -> (bool, String) {
+    let ready = policy.is_ready();
+    let mut detail = if ready {
+        format!("serving policy generation {}", policy.generation())
+    } else {
+        "no valid policy loaded yet".to_owned()
+    };
+    if let Some(err) = policy.last_error() {
+        detail.push_str(&format!("; last policy reload failed: {err}"));
+    }
+    (ready, detail)
 }

@@ -14,9 +14,9 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use secret_relay_certs::{Ca, ClientAuth, Validity, server_config};
 use secret_relay_policy::{Mode, RelayIdentity};
+use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{Flavor, Options, TestCluster, within};
 use secret_relay_webhook::{AppState, serve, watch_configmap};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 const SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
@@ -39,15 +39,8 @@ struct World {
     state: AppState,
     tls: Arc<rustls::ServerConfig>,
     addr: SocketAddr,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     server: Option<JoinHandle<()>>,
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + use<> {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
 }
 
 /// Waits until the state has seen one more reload attempt than `seen`.
@@ -139,7 +132,7 @@ async fn world_with(flavor: Flavor, policy: &str) -> World {
     // NetworkPolicy and both webhook configurations.
     let kubectl = secret_relay_testkit::kubectl()
         .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-    let manifests = control_plane_manifests(&cluster, &kubectl, &ca.cert_pem(), addr.port());
+    let manifests = control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), addr.port());
     let path = cluster.dir().join("control-plane.yaml");
     std::fs::write(&path, manifests).unwrap();
     let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
@@ -163,14 +156,14 @@ async fn world_with(flavor: Flavor, policy: &str) -> World {
         )
         .await;
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    let (stop, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let seen = *state.subscribe_reloads().borrow();
     tokio::spawn(watch_configmap(
         state.clone(),
         webhook_client,
         SYSTEM_NS.to_owned(),
         "secret-relay-policy".to_owned(),
-        stopped(&stop_rx),
+        stop.clone(),
     ));
     next_reload(&state, seen).await;
     if !state.is_ready() {
@@ -183,12 +176,7 @@ async fn world_with(flavor: Flavor, policy: &str) -> World {
         })
         .await;
     }
-    let server = tokio::spawn(serve(
-        listener,
-        tls.clone(),
-        state.clone(),
-        stopped(&stop_rx),
-    ));
+    let server = tokio::spawn(serve(listener, tls.clone(), state.clone(), stop.clone()));
     World {
         cluster,
         state,
@@ -215,20 +203,19 @@ impl World {
     /// Replaces the serving webhook with one that has never loaded a valid policy
     /// (not ready), on the same address.
     async fn replace_with_unready_webhook(&mut self) -> AppState {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         if let Some(server) = self.server.take() {
             server.await.unwrap();
         }
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
         assert!(!state.is_ready());
-        let (stop, stop_rx) = watch::channel(false);
-        self.stop = stop;
+        self.stop = CancellationToken::new();
         self.server = Some(tokio::spawn(serve(
             listener,
             self.tls.clone(),
             state.clone(),
-            stopped(&stop_rx),
+            self.stop.clone(),
         )));
         state
     }
@@ -236,7 +223,7 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
     }
 }
 

@@ -14,12 +14,12 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use secret_relay_certs::{Ca, ReloadingServerTls, TlsFiles, Validity, client_config};
 use secret_relay_policy::{Mode, RelayIdentity};
+use secret_relay_runtime::CancellationToken;
 use secret_relay_webhook::{
     AppState, LoadOutcome, parse_policy, reload_file_once, serve, watch_file,
 };
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 
 const POLICY: &str =
     "clusters: [{name: cluster1}]\nsecretSources: [{clusterSelector: \"\", labelSelector: team}]\n";
@@ -47,7 +47,13 @@ struct Server {
     ca: Ca,
     tls: Arc<ReloadingServerTls>,
     dir: tempfile::TempDir,
-    _stop: watch::Sender<bool>,
+    stop: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 fn write_cert(dir: &std::path::Path, ca: &Ca, cn: &str) {
@@ -77,17 +83,14 @@ async fn server() -> Server {
     state.offer_policy("test", "1", parse_policy(POLICY));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, rx) = watch::channel(false);
-    let mut rx2 = rx.clone();
-    tokio::spawn(serve(listener, tls.config(), state, async move {
-        let _ = rx2.wait_for(|s| *s).await;
-    }));
+    let stop = CancellationToken::new();
+    tokio::spawn(serve(listener, tls.config(), state, stop.clone()));
     Server {
         addr,
         ca,
         tls,
         dir,
-        _stop: stop,
+        stop,
     }
 }
 
@@ -200,14 +203,12 @@ async fn the_file_watch_picks_up_a_new_policy() {
     std::fs::write(&path, POLICY).unwrap();
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
     let mut reloads = state.subscribe_reloads();
-    let (stop, mut rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let task = tokio::spawn(watch_file(
         state.clone(),
         path.clone(),
         Duration::from_millis(20),
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        },
+        stop.clone(),
     ));
     tokio::time::timeout(Duration::from_secs(10), reloads.wait_for(|n| *n >= 1))
         .await
@@ -221,6 +222,6 @@ async fn the_file_watch_picks_up_a_new_policy() {
         .unwrap();
     assert_eq!(state.generation(), 2);
     assert!(state.policy().cluster("cluster2").is_some());
-    stop.send(true).unwrap();
+    stop.cancel();
     task.await.unwrap();
 }
