@@ -316,6 +316,12 @@ def backend(request, tmp_path_factory, fidelity_webhook):
             first = core.create_namespaced_secret(
                 HISTORY_NAMESPACE, k8s.V1Secret(metadata=k8s.V1ObjectMeta(name=HISTORY_SECRET))
             )
+            # Takes the next resourceVersion, so no later Secret event is `first`'s RV + 1:
+            # once `first` is dropped from the history, the watch cache's window
+            # (`oldest - 1`) is past it.
+            core.create_namespaced_config_map(
+                HISTORY_NAMESPACE, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name=HISTORY_SECRET))
+            )
         finally:
             api.close()
         running.first_resource_version = first.metadata.resource_version
