@@ -391,3 +391,42 @@ def test_watch_from_a_resource_version_older_than_the_history_is_410_expired(
     assert re.fullmatch(
         rf"Expired: too old resource version: {forgotten} \(\d+\)", raised.value.reason
     ), raised.value.reason
+
+
+@pytest.mark.sandbox_differs(
+    "namespace deletion is immediate in the sandbox, so a create in a namespace just deleted "
+    "is 404 NotFound there, not 403 NamespaceTerminating (sandbox/src/lib.rs)"
+)
+def test_a_create_in_a_terminating_namespace_is_403_namespace_terminating(core, ns):
+    # A finalizer holds the Secret, so the namespace stays Terminating.
+    core.create_namespaced_secret(
+        ns,
+        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="held", finalizers=["fidelity.example.com/hold"])),
+    )
+    core.delete_namespace(ns)
+    try:
+        with pytest.raises(ApiException) as raised:
+            core.create_namespaced_secret(ns, secret("late"))
+
+        assert raised.value.status == 403
+        body = status_of(raised.value)
+        assert body["reason"] == "Forbidden"
+        assert body["message"] == (
+            f'secrets "late" is forbidden: unable to create new content in namespace {ns} '
+            "because it is being terminated"
+        )
+        assert body["details"] == {
+            "name": "late",
+            "kind": "secrets",
+            "causes": [{
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {ns} is being terminated",
+                "field": "metadata.namespace",
+            }],
+        }
+    finally:
+        # Let the namespace controller finish.
+        try:
+            core.patch_namespaced_secret("held", ns, {"metadata": {"finalizers": None}})
+        except ApiException:
+            pass
