@@ -64,6 +64,8 @@ async function step(name, fn) {
 
 async function shot(name, fullPage = false) {
   if (!shots) return;
+  // A passing notice ("Created ...") from an earlier step is not part of the state shown.
+  await page.evaluate(() => { document.getElementById('notice').textContent = ''; }).catch(() => {});
   mkdirSync(shots, { recursive: true });
   await page.screenshot({ path: join(shots, name + '.png'), fullPage }).catch(() => {});
 }

@@ -45,6 +45,12 @@
     return el;
   }
 
+  // Replaces an element's children (null and false are skipped).
+  function fill(el, ...children) {
+    el.replaceChildren();
+    return append(el, children);
+  }
+
   const code = (t) => h('code', {}, t);
   const ruleChip = (rule, allowed) =>
     h('span', { class: 'rule ' + (allowed ? 'ok' : 'no') }, allowed ? '✓ ' : '✗ ', code(rule));
@@ -191,7 +197,7 @@
       loaded = true;
     } else if (navigated) {
       const heading = main.querySelector('h1');
-      if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
+      if (heading) heading.focus();
     } else if (focusId) {
       const el = document.getElementById(focusId);
       if (el) {
@@ -203,6 +209,9 @@
 
   function show(content, title) {
     main.replaceChildren(content);
+    // The heading takes focus on navigation, and keeps it across live updates.
+    const heading = main.querySelector('h1');
+    if (heading) heading.setAttribute('tabindex', '-1');
     document.title = title;
   }
 
@@ -547,14 +556,14 @@
       if (mine !== seq || editor !== ed || !r.ok) return;
       const p = r.data;
       ed.blocked = p.blocked;
-      refusalBox.replaceChildren(p.blocked ? h('div', { class: 'banner error', role: 'alert', id: 'refused' },
+      fill(refusalBox, p.blocked ? h('div', { class: 'banner error', role: 'alert', id: 'refused' },
         h('p', { class: 'banner-title' }, 'Refused before saving: this Secret is blocked'),
         h('p', {}, 'Rule ', code(p.blocked.rule)), h('p', { class: 'verbatim' }, p.blocked.reason)) : '');
       const summary = p.targetError
         ? h('p', { class: 'target-error' }, p.targetError)
         : currentMode() === 'none' ? h('p', {}, 'Not synced: it stays on the control plane.')
           : h('p', { id: 'goes-to' }, p.targets.length ? ['Goes to ', h('strong', {}, p.targets.join(', '))] : ['Goes to no cluster: ', code(p.down ? p.down.rule : 'no-targets')]);
-      previewBox.replaceChildren(summary, currentMode() === 'none' ? null :
+      fill(previewBox, summary, currentMode() === 'none' ? null :
         h('ul', { class: 'plain preview-list' }, p.clusters.map((c) => h('li', { 'data-cluster': c.cluster, class: c.target ? 'match' : 'nomatch' },
           c.target ? '✓ ' : '✗ ', c.cluster + ' ', h('span', { class: 'muted small' }, labelsText(c.labels)), ' ',
           c.target ? null : h('span', { class: 'small' }, code(c.decision.rule)))))
@@ -565,7 +574,7 @@
       saveButton.disabled = !!ed.locked || !!ed.blocked;
     }
     async function save() {
-      errorArea.replaceChildren();
+      fill(errorArea);
       const data = {};
       const remove = [];
       for (const row of dataRows.children) {
@@ -589,7 +598,7 @@
         editor = null;
         location.hash = '#/secrets/' + encodeURIComponent(saved);
       } else {
-        errorArea.replaceChildren(errorBox(r.data.error));
+        fill(errorArea, errorBox(r.data.error));
         errorArea.querySelector('[role="alert"]')?.setAttribute('tabindex', '-1');
         errorArea.firstChild?.focus();
       }
@@ -599,13 +608,13 @@
       // user's input stays; the lock banner and the disabled controls follow.
       const now = existing ? view.secrets.find((s) => s.name === name) : null;
       if (existing && !now) {
-        lockArea.replaceChildren(h('div', { class: 'banner error', role: 'alert' }, h('p', {}, 'This Secret was deleted while you were editing it.')));
+        fill(lockArea, h('div', { class: 'banner error', role: 'alert' }, h('p', {}, 'This Secret was deleted while you were editing it.')));
         ed.locked = true;
       } else if (now && now.lock) {
-        lockArea.replaceChildren(lockBanner(now, 'editor'));
+        fill(lockArea, lockBanner(now, 'editor'));
         ed.locked = true;
       } else {
-        lockArea.replaceChildren();
+        fill(lockArea);
         ed.locked = false;
       }
       controls.disabled = !!ed.locked;
@@ -687,9 +696,9 @@
     const results = h('div', { id: 'why-results', 'aria-live': 'polite' });
     whyForm = { pick, paste, results };
     const ask = async (body) => {
-      results.replaceChildren(h('p', {}, 'Asking…'));
+      fill(results, h('p', {}, 'Asking…'));
       const r = await api('POST', '/api/explain', body);
-      results.replaceChildren(r.ok ? whyAnswer(r.data) : errorBox(r.data.error));
+      fill(results, r.ok ? whyAnswer(r.data) : errorBox(r.data.error));
     };
     const out = h('section', { 'aria-labelledby': 'why-title' },
       h('h1', { id: 'why-title' }, 'Why does it (not) sync?'),
