@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{PartialObjectMeta, PostParams};
@@ -199,6 +199,11 @@ pub(crate) fn spawn_watches(
         shutdown.clone(),
     ));
     tokio::spawn(forward_policy_changes(shared.clone(), shutdown.clone()));
+    tokio::spawn(check_policy_access(
+        shared.clone(),
+        config.policy_namespace.clone(),
+        config.policy_name.clone(),
+    ));
     tokio::spawn(follow_namespace(
         shared.clone(),
         Side::ControlPlane,
@@ -223,6 +228,20 @@ pub(crate) fn spawn_watches(
         ));
     }
     tokio::spawn(identify(shared.clone()));
+}
+
+/// The ConfigMap watch retries quietly; one read up front tells the page why
+/// there is no policy when the user may not read it (or it does not exist).
+async fn check_policy_access(shared: Arc<Shared>, namespace: String, name: String) {
+    let api: Api<ConfigMap> = Api::namespaced(shared.client.clone(), &namespace);
+    if let Err(err) = api.get(&name).await
+        && !shared.policy.is_ready()
+    {
+        shared.policy.source_problem(
+            &format!("configmap {namespace}/{name}"),
+            format!("failed to read the policy ConfigMap as you: {err}"),
+        );
+    }
 }
 
 /// Every policy reload attempt (good or bad) changes what the page shows.
