@@ -66,6 +66,8 @@ pub(crate) struct ClusterReport {
     /// The latest agent Event per (Secret name, direction `up`/`down`).
     pub(crate) events: BTreeMap<(String, &'static str), AgentEvent>,
     pub(crate) error: Option<String>,
+    /// Why the agent's Events cannot be read (the sync state then comes from down copies only).
+    pub(crate) events_error: Option<String>,
 }
 
 /// One Event the agent recorded on a Secret.
@@ -435,6 +437,7 @@ async fn follow_cluster(
                 Ok(Event::Apply(e) | Event::InitApply(e)) => {
                     if let Some((key, ev)) = agent_event(&e) {
                         report(&shared, &mut |r| {
+                            r.events_error = None;
                             let newer = r
                                 .events
                                 .get(&key)
@@ -445,10 +448,15 @@ async fn follow_cluster(
                         });
                     }
                 }
+                Ok(Event::InitDone) => report(&shared, &mut |r| r.events_error = None),
                 Ok(_) => {}
                 Err(err) => {
-                    let message = format!("failed to watch Events in {namespace} on cluster {cluster}: {err}");
-                    report(&shared, &mut |r| r.error = Some(message.clone()));
+                    let message = if err.to_string().contains("404") || err.to_string().contains("NotFound") {
+                        "this API server serves no events.k8s.io/v1 Events: the sync state comes from down copies only".to_owned()
+                    } else {
+                        format!("failed to watch Events in {namespace}: {err}")
+                    };
+                    report(&shared, &mut |r| r.events_error = Some(message.clone()));
                 }
             },
         }

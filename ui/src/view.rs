@@ -261,6 +261,7 @@ pub(crate) struct ReporterView {
     pub(crate) synced: bool,
     pub(crate) registered: bool,
     pub(crate) error: Option<String>,
+    pub(crate) events_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -342,6 +343,7 @@ pub(crate) fn build(snap: &Snapshot) -> View {
                 synced: r.secrets_synced,
                 registered: policy.cluster(name).is_some(),
                 error: r.error.clone(),
+                events_error: r.events_error.clone(),
             })
             .collect(),
         relay: inner.relay.as_ref().map(|r| RelayView {

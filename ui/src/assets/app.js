@@ -646,7 +646,8 @@
           const r = view.reporters.find((x) => x.cluster === c.name);
           return h('tr', { 'data-cluster': c.name }, h('th', { scope: 'row' }, c.name),
             h('td', {}, Object.entries(c.labels).map(([k, v]) => h('span', { class: 'label' }, k + '=' + v))),
-            h('td', {}, r ? (r.error ? h('span', { class: 'no' }, r.error) : r.synced ? 'read from ' + r.namespace : 'reading…') : h('span', { class: 'muted' }, 'not read')));
+            h('td', {}, r ? [r.error ? h('span', { class: 'no' }, r.error) : r.synced ? 'read from ' + r.namespace : 'reading…',
+              r.eventsError ? h('p', { class: 'muted small' }, r.eventsError) : null] : h('span', { class: 'muted' }, 'not read')));
         }) : h('tr', {}, h('td', { colspan: 3 }, 'No cluster is registered.')))),
       h('h2', {}, 'Secret Sources'),
       h('p', { class: 'small muted' }, 'A cluster may sync a Secret up when a source\'s cluster selector matches the cluster and its label selector matches the Secret. Each Secret below is admitted by the first source that matches it.'),
