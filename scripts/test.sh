@@ -72,6 +72,24 @@ else
     ./scripts/control-plane.sh build
 fi
 
+# --- the browser test: Debian's chromium driven by playwright-core from npm ------
+if [ "${SECRET_RELAY_SKIP_BROWSER:-}" = 1 ]; then
+    loud "SECRET_RELAY_SKIP_BROWSER=1: the Secrets page browser test is SKIPPED on request"
+else
+    say "Chromium and playwright-core for the Secrets page test"
+    command -v chromium >/dev/null 2>&1 || apt_install chromium
+    dpkg -s fonts-dejavu-core >/dev/null 2>&1 || apt_install fonts-dejavu-core || true
+    node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+    if ! command -v node >/dev/null 2>&1 || [ "$(node_major)" -lt 20 ]; then
+        apt_install nodejs npm || true
+    fi
+    if ! command -v node >/dev/null 2>&1 || [ "$(node_major)" -lt 20 ]; then
+        loud "Node.js 20 or newer is needed for playwright-core (found: $(node --version 2>/dev/null || echo none))"
+        exit 1
+    fi
+    (cd tests/ui-browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # --- Rust ------------------------------------------------------------------------
 lint_missing=()
 if cargo fmt --version >/dev/null 2>&1; then

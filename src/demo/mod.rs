@@ -76,6 +76,8 @@ pub(crate) struct Demo {
     pub(crate) clusters: Vec<ManagedCluster>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) relay: secret_relay_proxy::Started,
+    /// The Secrets page, as the control plane's admin.
+    pub(crate) ui: Option<secret_relay_ui::Started>,
 }
 
 /// One managed cluster and its agent.
@@ -324,6 +326,35 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
             agent,
         });
     }
+    // The Secrets page, as the control plane's admin, reading each cluster's reports.
+    let ui = match secret_relay_ui::start(
+        secret_relay_ui::Config {
+            addr: "127.0.0.1:0".parse()?,
+            kubeconfig: Some(dir.join("control-plane.kubeconfig")),
+            context: None,
+            policy_namespace: SYSTEM_NAMESPACE.to_owned(),
+            policy_name: POLICY_CONFIGMAP.to_owned(),
+            clusters: clusters
+                .iter()
+                .map(|c| secret_relay_ui::ClusterKubeconfig {
+                    name: c.name.clone(),
+                    kubeconfig: c.api.kubeconfig(),
+                })
+                .collect(),
+            relay_metrics: relay.admin_addr.map(|a| format!("http://{a}/metrics")),
+            relay_metrics_interval: Duration::from_secs(5),
+            token: None,
+        },
+        shutdown.clone(),
+    )
+    .await
+    {
+        Ok((started, _task)) => Some(started),
+        Err(err) => {
+            tracing::warn!(error = %err, "the Secrets page did not start; the demo goes on without it");
+            None
+        }
+    };
     std::fs::write(dir.join("ready"), format!("relay https://{}\n", relay.addr))?;
     Ok(Demo {
         dir,
@@ -332,6 +363,7 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
         clusters,
         shutdown,
         relay,
+        ui,
     })
 }
 
@@ -437,6 +469,13 @@ async fn register_webhooks(admin: &Client, ca_pem: &str, port: u16) -> anyhow::R
 }
 
 fn print_tour(demo: &Demo) {
+    let text = tour(demo);
+    // The live view redraws the screen: the commands stay in D/try.txt.
+    let _ = std::fs::write(demo.dir.join("try.txt"), &text);
+    println!("{text}");
+}
+
+fn tour(demo: &Demo) -> String {
     let d = demo.dir.display();
     let first = demo
         .clusters
@@ -456,7 +495,7 @@ fn print_tour(demo: &Demo) {
         ));
     }
     out.push_str(&format!(
-        "  relay metrics:   curl http://{}/metrics\n\nTry:\n\
+        "  relay metrics:   curl http://{}/metrics\n  Secrets page:    {}\n\nTry:\n\
   # repository credentials made in {first} appear in {cp_ns}, owned by {first}\n\
   kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} create secret generic repo-creds \\\n\
       --from-literal=url=https://github.com/example/repo.git --from-literal=password=example\n\
@@ -476,7 +515,8 @@ fn print_tour(demo: &Demo) {
   # why? ask explain, or edit the policy live:\n\
   kubectl --kubeconfig {d}/control-plane.kubeconfig -n {SYSTEM_NAMESPACE} edit configmap {POLICY_CONFIGMAP}\n\n\
 Ctrl-C stops everything.\n",
-        demo.relay.admin_addr.map(|a| a.to_string()).unwrap_or_default()
+        demo.relay.admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+        demo.ui.as_ref().map_or("(not started)", |u| u.url.as_str())
     ));
-    println!("{out}");
+    out
 }

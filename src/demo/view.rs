@@ -102,11 +102,11 @@ pub(crate) async fn rows(demo: &Demo) -> Vec<Row> {
     rows
 }
 
-fn render(rows: &[Row], generation: u64) -> String {
+fn render(rows: &[Row], generation: u64, header: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "secret-relay demo: policy generation {generation}   (Ctrl-C to stop)\n"
+        "secret-relay demo: policy generation {generation}   (Ctrl-C to stop)\n{header}\n"
     );
     let _ = writeln!(
         out,
@@ -135,10 +135,15 @@ pub(crate) async fn live(demo: &Demo, shutdown: CancellationToken) {
             _ = ticker.tick() => {}
         }
         let rows = rows(demo).await;
+        let header = format!(
+            "commands to try: {}/try.txt   Secrets page: {}",
+            demo.dir.display(),
+            demo.ui.as_ref().map_or("(not started)", |u| u.url.as_str())
+        );
         // Clear the screen and home the cursor, then draw.
         print!(
             "\x1b[2J\x1b[H{}",
-            render(&rows, demo.relay.policy.generation())
+            render(&rows, demo.relay.policy.generation(), &header)
         );
     }
 }
@@ -187,7 +192,7 @@ mod tests {
             targets: "cluster2".into(),
             status: String::new(),
         }];
-        let text = render(&rows, 3);
+        let text = render(&rows, 3, "header");
         assert!(text.contains("policy generation 3"));
         assert!(text.contains("SECRET") && text.contains("GOES TO"));
         assert!(text.contains("repo") && text.contains("cluster2"));
