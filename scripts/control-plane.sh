@@ -6,12 +6,23 @@
 #   scripts/control-plane.sh build          build (or find cached) binaries, print their dir
 #   scripts/control-plane.sh up DIR         start a control plane whose state lives in DIR
 #   scripts/control-plane.sh down DIR       stop exactly the processes `up DIR` started
+#                                           (and `start` restarted) that are running
+#   scripts/control-plane.sh stop DIR COMPONENT     stop one component (etcd,
+#                                           kube-apiserver, kube-controller-manager)
+#   scripts/control-plane.sh kill DIR COMPONENT     stop one component with SIGKILL,
+#                                           as a crash does
+#   scripts/control-plane.sh start DIR COMPONENT    start it again with exactly the
+#                                           command line `up` recorded (same flags,
+#                                           same ports); waits until it is ready
+#   scripts/control-plane.sh restart DIR COMPONENT  stop, then start
 #
 # `up` writes DIR/admin.kubeconfig (cluster-admin by client certificate, group
 # system:masters), DIR/env (the ports and paths, shell syntax) and the logs
 # DIR/{etcd,kube-apiserver,kube-controller-manager}.log. It returns once
 # /readyz answers ok, or fails with the tail of the failing log. Several
-# control planes run side by side in different DIRs.
+# control planes run side by side in different DIRs. Each component's command
+# line is recorded in DIR/COMPONENT.cmd (shell-quoted), its pid in DIR/pids;
+# `start` appends to the component's log.
 #
 # Environment:
 #   SECRET_RELAY_CACHE    where binaries are cached (default ~/.cache/secret-relay)
@@ -157,6 +168,8 @@ EOF
 start() { # name logfile cmd...
     local name=$1 log=$2
     shift 2
+    # Recorded so that `start DIR COMPONENT` runs exactly this again.
+    printf '%q ' "$@" > "$dir/$name.cmd"
     setsid "$@" >"$log" 2>&1 < /dev/null &
     echo "$! $name" >> "$dir/pids"
 }
@@ -175,6 +188,29 @@ running() { # pid name
     [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q -- "$2"
 }
 
+pid_of() { # name
+    awk -v n="$1" '$2 == n { print $1 }' "$dir/pids"
+}
+
+# stop_pid pid name [signal]: TERM (or signal), up to 10 s to exit, then KILL.
+stop_pid() {
+    local pid=$1 name=$2 signal=${3:-TERM}
+    if running "$pid" "$name"; then
+        kill "-$signal" "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            running "$pid" "$name" || break
+            sleep 0.1
+        done
+        running "$pid" "$name" && kill -KILL "$pid" 2>/dev/null || true
+    fi
+    # The pid is not reaped by us (setsid child of an exited shell): wait until
+    # it is gone for good, so its ports are free.
+    for _ in $(seq 1 50); do
+        running "$pid" "$name" || break
+        sleep 0.1
+    done
+}
+
 stop_all() {
     [ -f "$dir/pids" ] || return 0
     # Stop in reverse order of start: controller manager, API server, etcd.
@@ -183,16 +219,87 @@ stop_all() {
     for line in "${lines[@]}"; do
         pid=${line%% *}
         name=${line#* }
-        if running "$pid" "$name"; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 1 100); do
-                running "$pid" "$name" || break
-                sleep 0.1
-            done
-            running "$pid" "$name" && kill -KILL "$pid" 2>/dev/null || true
-        fi
+        stop_pid "$pid" "$name"
     done
     rm -f "$dir/pids"
+}
+
+components="etcd kube-apiserver kube-controller-manager"
+
+component_arg() { # component: checks it is one `up` starts and has a record
+    local c=${1:-}
+    case " $components " in
+        *" $c "*) ;;
+        *) die "usage: $0 stop|kill|start|restart DIR COMPONENT (one of: $components)" ;;
+    esac
+    [ -f "$dir/pids" ] && [ -f "$dir/env" ] || die "$dir has no control plane (run '$0 up $dir' first)"
+    [ -f "$dir/$c.cmd" ] || die "$dir has no recorded command line for $c"
+}
+
+stop_component() { # component [signal]
+    local c=$1 signal=${2:-TERM} pid
+    pid=$(pid_of "$c")
+    if [ -n "$pid" ]; then
+        stop_pid "$pid" "$c" "$signal"
+    fi
+    say "stopped $c (SIG$signal)"
+}
+
+start_component() { # component
+    local c=$1 pid
+    pid=$(pid_of "$c")
+    if [ -n "$pid" ] && running "$pid" "$c"; then
+        die "$c is already running (pid $pid)"
+    fi
+    local -a cmd
+    eval "cmd=($(cat "$dir/$c.cmd"))"
+    printf '\n--- control-plane.sh: started again at %s ---\n' "$(date -u +%FT%TZ)" >> "$dir/$c.log"
+    # 8>&-: the component must not hold the lock of this script.
+    setsid "${cmd[@]}" >>"$dir/$c.log" 2>&1 < /dev/null 8>&- &
+    local new=$!
+    # Same line, new pid: `down` keeps stopping in reverse order of the first start.
+    awk -v n="$c" -v p="$new" '$2 == n { $1 = p } { print }' "$dir/pids" > "$dir/pids.tmp"
+    mv "$dir/pids.tmp" "$dir/pids"
+    wait_component "$c" "$new"
+    say "started $c again (pid $new)"
+}
+
+# wait_component name pid: until the component answers (etcd /health, the API
+# server /readyz, the controller manager /healthz), or fail with its log.
+wait_component() {
+    local c=$1 pid=$2 timeout=${CONTROL_PLANE_TIMEOUT:-120} waited=0
+    local server etcd_port
+    server=$(awk -F= '$1 == "SERVER" { print $2 }' "$dir/env")
+    etcd_port=$(awk -F= '$1 == "ETCD_PORT" { print $2 }' "$dir/env")
+    local p=$dir/pki
+    until component_ready "$c" "$server" "$etcd_port" "$p"; do
+        running "$pid" "$c" || fail_component "$c exited" "$dir/$c.log"
+        [ "$waited" -ge "$((timeout * 10))" ] && fail_component "$c was not ready within ${timeout}s" "$dir/$c.log"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+}
+
+component_ready() { # component server etcd_port pki
+    case "$1" in
+        etcd) curl -fsS --max-time 2 "http://127.0.0.1:$3/health" 2>/dev/null | grep -q '"health":"true"' ;;
+        kube-apiserver)
+            curl -fsS --max-time 2 --cacert "$4/ca.crt" --cert "$4/admin.crt" --key "$4/admin.key" \
+                "$2/readyz" 2>/dev/null | grep -qx ok ;;
+        kube-controller-manager)
+            local port
+            port=$(grep -o -- "--secure-port=[0-9]*" "$dir/$1.cmd" | cut -d= -f2)
+            curl -fsSk --max-time 2 "https://127.0.0.1:$port/healthz" 2>/dev/null | grep -qx ok ;;
+    esac
+}
+
+fail_component() { # message log: unlike fail_with_log, leaves the rest running for `down`
+    say "$1"
+    if [ -f "$2" ]; then
+        say "last lines of $2:"
+        tail -n 40 "$2" >&2
+    fi
+    exit 1
 }
 
 up() {
@@ -323,5 +430,20 @@ case "$cmd" in
             [ "$w" != "$PPID" ] && [ "$w" != "$$" ] && kill -TERM "$w" 2>/dev/null || true
         fi
         ;;
-    *) die "usage: $0 build | up DIR | down DIR" ;;
+    stop|kill|start|restart)
+        [ -n "$dir" ] && [ -d "$dir" ] || die "usage: $0 $cmd DIR COMPONENT"
+        dir=$(cd "$dir" && pwd)
+        component=${3:-}
+        component_arg "$component"
+        # One change of a control plane at a time.
+        exec 8>"$dir/components.lock"
+        flock 8
+        case "$cmd" in
+            stop) stop_component "$component" ;;
+            kill) stop_component "$component" KILL ;;
+            start) start_component "$component" ;;
+            restart) stop_component "$component"; start_component "$component" ;;
+        esac
+        ;;
+    *) die "usage: $0 build | up DIR | down DIR | stop|kill|start|restart DIR COMPONENT" ;;
 esac

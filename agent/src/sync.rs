@@ -48,6 +48,11 @@ pub struct Agent {
     local_ready: AtomicBool,
     view_ready: AtomicBool,
     generation: AtomicU64,
+    /// Bumped whenever the relay's policy may have changed: a new generation, or the
+    /// relay answering again after it could not be reached (a replica started since
+    /// counts its generations from 1, so the number alone may not change). Denials
+    /// are remembered per epoch, so each such change retries them.
+    epoch: AtomicU64,
     control_plane_namespace: Mutex<Option<String>>,
     memo: Mutex<Memo>,
     /// Bumped whenever a status changes (tests and the demo wait on it).
@@ -62,7 +67,7 @@ struct Memo {
     /// Per name: the fingerprint pushed and the hub copy's resourceVersion at the push,
     /// so an unchanged Secret is not pushed again while the hub copy catches up.
     pushed: HashMap<String, (Fingerprint, Option<String>)>,
-    /// Per name: the fingerprint denied and the policy generation of the denial.
+    /// Per name: the fingerprint denied and the policy epoch of the denial.
     denied: HashMap<String, (Fingerprint, u64)>,
     /// Per name and direction: the status series currently set.
     status: HashMap<(String, &'static str), StatusLabels>,
@@ -189,6 +194,15 @@ fn is_opted_in(s: &Secret) -> bool {
         .is_some_and(|v| v == "true")
 }
 
+/// Whether an error answer is a decision of secret-relay's rules (the relay's or the
+/// webhook's: both name the rule, `(rule <id>)`) or the API server's validation,
+/// which only a change of the Secret or of the policy can turn around. Any other
+/// 403 is the API server's authorization of the relay's own identity: RBAC that is
+/// still loading after a restart (or missing), retried like any failure.
+fn is_denial(status: &kube::core::Status) -> bool {
+    status.code == 422 || (status.code == 403 && status.message.contains("(rule "))
+}
+
 /// The rule id a relay or webhook denial names: the Status cause's reason, else the
 /// `(rule <id>)` at the end of the message.
 fn denied_rule(status: &kube::core::Status) -> String {
@@ -235,6 +249,7 @@ impl Agent {
             local_ready: AtomicBool::new(false),
             view_ready: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             control_plane_namespace: Mutex::new(None),
             memo: Mutex::new(Memo::default()),
             changes: tokio::sync::watch::channel(0).0,
@@ -354,12 +369,12 @@ impl Agent {
                 names.extend(self.local_store.state().iter().map(|s| name_of(s)));
                 names.extend(self.view_store.state().iter().map(|s| name_of(s)));
             }
-            let generation = self.generation();
+            let epoch = self.epoch.load(Ordering::Acquire);
             futures::stream::iter(names)
                 .for_each_concurrent(CONCURRENCY, |name| {
                     let this = self.clone();
                     let cp = cp.clone();
-                    async move { this.reconcile(&cp, &name, generation).await }
+                    async move { this.reconcile(&cp, &name, epoch).await }
                 })
                 .await;
         }
@@ -368,6 +383,7 @@ impl Agent {
 
     fn set_generation(&self, generation: u64) {
         self.generation.store(generation, Ordering::Release);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.changes.send_modify(|n| *n += 1);
         self.metrics
             .policy_generation
@@ -412,22 +428,32 @@ impl Agent {
         shutdown: CancellationToken,
     ) {
         let mut delay = Duration::from_millis(100);
+        // Whether the relay could not be reached since its last answer: the replica
+        // that answers next may serve another policy under the same number, so ask
+        // it at once (no long poll) and re-evaluate whatever it says.
+        let mut lost = false;
         loop {
             let after = self.generation();
             let answer = tokio::select! {
                 () = shutdown.cancelled() => return,
-                a = self.generation_request(Some(after)) => a,
+                a = self.generation_request((!lost).then_some(after)) => a,
             };
             match answer {
                 Ok((_, generation)) => {
                     delay = Duration::from_millis(100);
-                    if generation != after {
-                        tracing::info!(generation, "the relay serves a new policy generation");
+                    if generation != after || lost {
+                        tracing::info!(
+                            generation,
+                            relay_was_unreachable = lost,
+                            "the relay serves a new policy generation, or may"
+                        );
                         self.set_generation(generation);
                         let _ = tx.send(Trigger::Full);
                     }
+                    lost = false;
                 }
                 Err(err) => {
+                    lost = true;
                     tracing::debug!(error = %err, "policy generation poll failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -439,7 +465,7 @@ impl Agent {
         }
     }
 
-    async fn reconcile(&self, cp: &str, name: &str, generation: u64) {
+    async fn reconcile(&self, cp: &str, name: &str, epoch: u64) {
         let local = self
             .local_store
             .get(&ObjectRef::new(name).within(&self.namespace));
@@ -453,7 +479,7 @@ impl Agent {
             .as_ref()
             .filter(|s| is_opted_in(s) && !is_down_copy(s));
         match (opted, &hub) {
-            (Some(s), _) => self.up(cp, s, hub.as_deref(), mine, generation).await,
+            (Some(s), _) => self.up(cp, s, hub.as_deref(), mine, epoch).await,
             (None, Some(h)) if mine && both_listed => self.release(name, h).await,
             _ => {}
         }
@@ -469,7 +495,7 @@ impl Agent {
         }
     }
 
-    async fn up(&self, cp: &str, s: &Secret, hub: Option<&Secret>, mine: bool, generation: u64) {
+    async fn up(&self, cp: &str, s: &Secret, hub: Option<&Secret>, mine: bool, epoch: u64) {
         let name = name_of(s);
         let body = hub_copy_body(s, cp);
         let want = Fingerprint::of(&body, &[]);
@@ -491,7 +517,7 @@ impl Agent {
             if memo.pushed.get(&name) == Some(&(want.clone(), hub_rv.clone())) {
                 return;
             }
-            if memo.denied.get(&name) == Some(&(want.clone(), generation)) {
+            if memo.denied.get(&name) == Some(&(want.clone(), epoch)) {
                 return;
             }
         }
@@ -523,9 +549,9 @@ impl Agent {
                 )
                 .await;
             }
-            Err(kube::Error::Api(status)) if status.code == 403 || status.code == 422 => {
+            Err(kube::Error::Api(status)) if is_denial(&status) => {
                 let rule = denied_rule(&status);
-                self.memo().denied.insert(name.clone(), (want, generation));
+                self.memo().denied.insert(name.clone(), (want, epoch));
                 self.metrics.action("push", "denied");
                 self.set_status(&name, "up", "denied", &rule);
                 tracing::info!(%name, %rule, reason = %status.message, "up-sync denied");
@@ -561,7 +587,7 @@ impl Agent {
                 tracing::info!(%name, "released the hub copy");
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(kube::Error::Api(status)) if status.code == 403 => {
+            Err(kube::Error::Api(status)) if is_denial(&status) => {
                 self.metrics.action("release", "denied");
                 tracing::info!(%name, rule = %denied_rule(&status), reason = %status.message, "release denied");
             }
@@ -895,6 +921,34 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(denied_rule(&status), "owned-by-other-cluster");
+    }
+
+    #[test]
+    fn only_a_decision_that_names_its_rule_is_a_denial() {
+        let status = |code: u16, message: &str| -> kube::core::Status {
+            serde_json::from_value(serde_json::json!({
+                "status": "Failure", "code": code, "reason": "Forbidden", "message": message,
+            }))
+            .unwrap()
+        };
+        assert!(is_denial(&status(
+            403,
+            "secret-relay denied the request: no (rule no-matching-source)"
+        )));
+        assert!(is_denial(&status(
+            403,
+            "admission webhook \"validate.secret-relay.io\" denied the request: owned (rule owned-by-other-cluster)"
+        )));
+        assert!(is_denial(&status(422, "Secret \"x\" is invalid")));
+        // RBAC before the restarted API server has loaded it: retried, not remembered.
+        assert!(!is_denial(&status(
+            403,
+            "secrets is forbidden: User \"secret-relay:cluster:cluster1\" cannot create resource \"secrets\" in API group \"\" in the namespace \"argocd\""
+        )));
+        assert!(!is_denial(&status(
+            502,
+            "failed to reach the control plane's API server"
+        )));
     }
 
     #[test]

@@ -93,6 +93,8 @@ struct Inner {
     state: RwLock<State>,
     tx: broadcast::Sender<Arc<CacheEvent>>,
     history_limit: usize,
+    /// Set once nothing follows the API server any more (see [`HubCache::close`]).
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug)]
@@ -222,13 +224,39 @@ impl HubCache {
                 }),
                 tx,
                 history_limit: history_limit.max(1),
+                closed: tokio::sync::watch::channel(false).0,
             }),
         }
     }
 
-    /// Whether the first list from the API server has completed.
+    /// Whether the first list from the API server has completed and the cache is
+    /// still followed (not [closed](HubCache::close)).
     pub fn is_synced(&self) -> bool {
-        self.read().synced
+        self.read().synced && !self.is_closed()
+    }
+
+    /// Whether the cache was [closed](HubCache::close).
+    pub fn is_closed(&self) -> bool {
+        *self.inner.closed.borrow()
+    }
+
+    /// Says that nothing updates this cache any more (the relay is stopping): every
+    /// watch served from it ends, cleanly, so that its client resumes from its
+    /// resourceVersion on another replica (or on the one that takes this address)
+    /// instead of waiting on a cache that has stopped; reads are refused from now on,
+    /// as before the first list. A stopping relay's drain is then not held up by
+    /// watches either.
+    pub fn close(&self) {
+        self.inner.closed.send_replace(true);
+    }
+
+    /// Resolves once the cache is [closed](HubCache::close).
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.closed.subscribe();
+        async move {
+            // An error means every handle of the cache is gone: closed as well.
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
     }
 
     /// The resourceVersion the cache has reached.
@@ -485,9 +513,20 @@ impl HubCache {
 
 /// Follows the control-plane namespace's Secrets as the relay's own identity until
 /// `shutdown`, feeding the cache; restarts the watch when the policy names another
-/// namespace. Errors are retried with kube-runtime's backoff.
+/// namespace. Errors are retried with kube-runtime's backoff. When it returns, the
+/// cache is [closed](HubCache::close): nothing follows the API server any more.
 pub async fn run_upstream(
     cache: HubCache,
+    client: Client,
+    policy: PolicyState,
+    shutdown: CancellationToken,
+) {
+    follow_upstream(&cache, client, policy, shutdown).await;
+    cache.close();
+}
+
+async fn follow_upstream(
+    cache: &HubCache,
     client: Client,
     policy: PolicyState,
     shutdown: CancellationToken,

@@ -278,8 +278,14 @@ const GENERATION_POLL: Duration = Duration::from_secs(55);
 async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
     let mut rx = relay.inner.policy.subscribe();
     if let Some(after) = after {
-        // Either a newer generation or the poll's end: both answer with the current one.
-        let _ = tokio::time::timeout(GENERATION_POLL, rx.wait_for(|g| *g > after)).await;
+        // Another generation, the relay stopping (its cache closes) or the poll's end:
+        // each answers with the current one. Another, not only a newer: generations
+        // count per replica, and one started later may serve a lower number.
+        let changed = rx.wait_for(|g| *g != after);
+        tokio::select! {
+            _ = tokio::time::timeout(GENERATION_POLL, changed) => {}
+            () = relay.inner.cache.closed() => {}
+        }
     }
     let current = *rx.borrow();
     json(

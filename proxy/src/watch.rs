@@ -125,7 +125,7 @@ pub fn error_line(code: u16, reason: &str, message: &str) -> Bytes {
 
 /// Starts a watch of `view`: the returned channel yields the lines of the response
 /// body and closes when the watch ends (timeout, a lagging client, a reset, the
-/// cluster's removal from the policy, or the client going away).
+/// cluster's removal from the policy, the cache's closing, or the client going away).
 pub fn watch(
     cache: &HubCache,
     view: ViewRequest,
@@ -173,8 +173,9 @@ pub fn watch(
         },
     };
     metrics.watches.inc();
+    let closed = cache.closed();
     tokio::spawn(run_watch(
-        tx, events, view, params, first, seq, rv, generation, metrics, permit,
+        tx, events, view, params, first, seq, rv, generation, metrics, permit, closed,
     ));
     rx
 }
@@ -268,9 +269,11 @@ async fn run_watch(
     generation: u64,
     metrics: Arc<Metrics>,
     _permit: OwnedSemaphorePermit,
+    closed: impl Future<Output = ()>,
 ) {
     let deadline = tokio::time::sleep(params.timeout);
     tokio::pin!(deadline);
+    tokio::pin!(closed);
     let mut ticker = tokio::time::interval_at(
         tokio::time::Instant::now() + params.bookmark_interval,
         params.bookmark_interval,
@@ -292,6 +295,9 @@ async fn run_watch(
             tokio::select! {
                 () = tx.closed() => break,
                 () = &mut deadline => break,
+                // Nothing updates the cache any more: end cleanly, the client resumes
+                // from its resourceVersion elsewhere.
+                () = &mut closed => break,
                 _ = ticker.tick(), if params.bookmarks => {
                     if tx.send(bookmark_line(state.rv, state.generation, false)).await.is_err() {
                         break;

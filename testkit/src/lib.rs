@@ -12,11 +12,13 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
+mod faults;
 mod stack;
 
+pub use faults::Cutter;
 pub use stack::{
-    RELAY_USER, RelayHandle, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE, WEBHOOK_USER,
-    control_plane_manifests,
+    RELAY_USER, RelayHandle, RelayOptions, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE,
+    WEBHOOK_USER, control_plane_manifests,
 };
 
 use std::collections::BTreeMap;
@@ -198,6 +200,23 @@ impl TestCluster {
         }
     }
 
+    /// A copy of the admin kubeconfig that reaches this API server at `url` instead
+    /// (through a [`Cutter`], say); the serving certificate must be valid for it.
+    pub fn kubeconfig_via(&self, url: &str) -> PathBuf {
+        let text = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let ours = self.url();
+        assert!(
+            text.contains(&ours),
+            "the admin kubeconfig names no server {ours}"
+        );
+        let path = self.dir().join(format!(
+            "admin-via-{}.kubeconfig",
+            url.replace([':', '/'], "_")
+        ));
+        std::fs::write(&path, text.replace(&ours, url)).unwrap();
+        path
+    }
+
     /// A kube client as the admin.
     pub async fn client(&self) -> Client {
         client_from_kubeconfig(&self.kubeconfig, None).await
@@ -333,6 +352,47 @@ impl RealControlPlane {
             std::fs::read_to_string(self.dir.join(format!("{component}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl RealControlPlane {
+    /// Stops one component (`etcd`, `kube-apiserver`, `kube-controller-manager`) with
+    /// SIGTERM, as a rolling restart does (`scripts/control-plane.sh stop DIR COMPONENT`).
+    pub async fn stop_component(&self, component: &str) {
+        self.component("stop", component).await;
+    }
+
+    /// Stops one component with SIGKILL, as a crash does.
+    pub async fn kill_component(&self, component: &str) {
+        self.component("kill", component).await;
+    }
+
+    /// Starts a stopped component again with exactly the flags and ports `up` gave it,
+    /// and waits until it is ready (for kube-apiserver: `/readyz` answers ok).
+    pub async fn start_component(&self, component: &str) {
+        self.component("start", component).await;
+    }
+
+    /// [`RealControlPlane::stop_component`], then [`RealControlPlane::start_component`].
+    pub async fn restart(&self, component: &str) {
+        self.component("restart", component).await;
+    }
+
+    async fn component(&self, verb: &str, component: &str) {
+        let out = tokio::process::Command::new(repo_root().join("scripts/control-plane.sh"))
+            .arg(verb)
+            .arg(&self.dir)
+            .arg(component)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "scripts/control-plane.sh {verb} {} {component} failed:\n{}",
+            self.dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

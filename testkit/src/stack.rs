@@ -2,7 +2,7 @@
 //! with kubectl, the webhook and any number of relay replicas running in process as
 //! their own service accounts, and a PKI with a certificate per cluster.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,6 +51,29 @@ impl Default for StackOptions {
             policy: String::new(),
             certificates: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
             webhook: true,
+        }
+    }
+}
+
+/// How to start one relay replica.
+#[derive(Clone, Debug)]
+pub struct RelayOptions {
+    /// Where it listens: `127.0.0.1:0` by default; a stopped replica's address to
+    /// start another in its place (agents are configured with the relay's URL).
+    pub addr: SocketAddr,
+    /// Limits.
+    pub limits: Limits,
+    /// The control plane's API server as the relay reaches it, when not directly
+    /// (through a [`crate::Cutter`], say).
+    pub api_server: Option<String>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            limits: Limits::default(),
+            api_server: None,
         }
     }
 }
@@ -206,15 +229,51 @@ impl Stack {
 
     /// [`Stack::start_relay`] with limits.
     pub async fn start_relay_with(&self, limits: Limits) -> RelayHandle {
+        self.start_relay_with_options(RelayOptions {
+            limits,
+            ..RelayOptions::default()
+        })
+        .await
+    }
+
+    /// [`Stack::start_relay`] on `addr`: in place of a stopped replica, at the URL its
+    /// agents know.
+    pub async fn start_relay_at(&self, addr: SocketAddr) -> RelayHandle {
+        self.start_relay_with_options(RelayOptions {
+            addr,
+            ..RelayOptions::default()
+        })
+        .await
+    }
+
+    /// [`Stack::start_relay`] with options.
+    pub async fn start_relay_with_options(&self, options: RelayOptions) -> RelayHandle {
+        let RelayOptions {
+            addr,
+            limits,
+            api_server,
+        } = options;
+        let kubeconfig = match api_server {
+            None => self.relay_kubeconfig.clone(),
+            Some(url) => {
+                let text = std::fs::read_to_string(&self.relay_kubeconfig).unwrap();
+                let path = self.cluster.dir().join(format!(
+                    "sa-relay-via-{}.kubeconfig",
+                    url.replace([':', '/'], "_")
+                ));
+                std::fs::write(&path, text.replace(&self.cluster.url(), &url)).unwrap();
+                path
+            }
+        };
         let shutdown = self.shutdown.child_token();
         let config = RelayConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
+            addr,
             tls: TlsFiles {
                 cert: self.pki.join("relay.crt"),
                 key: self.pki.join("relay.key"),
                 client_ca: Some(self.pki.join("ca.crt")),
             },
-            kubeconfig: Some(self.relay_kubeconfig.clone()),
+            kubeconfig: Some(kubeconfig),
             policy: PolicySource::ConfigMap {
                 namespace: SYSTEM_NAMESPACE.to_owned(),
                 name: "secret-relay-policy".to_owned(),

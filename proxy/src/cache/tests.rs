@@ -204,3 +204,49 @@ fn an_empty_namespace_still_knows_where_its_history_starts() {
     assert!(matches!(cache.resume(1).0, Resume::Expired));
     assert!(matches!(cache.resume(500).0, Resume::Replay(_)));
 }
+
+#[tokio::test]
+async fn a_closed_cache_ends_every_watch_cleanly_and_refuses_reads() {
+    use std::time::Duration;
+
+    use crate::watch::{ViewRequest, WatchParams, watch};
+
+    let cache = synced(&policy(TWO));
+    cache.apply(hub(
+        "s",
+        10,
+        &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+        &[],
+    ));
+    let metrics = Arc::new(crate::metrics::Metrics::new(
+        &mut prometheus_client::registry::Registry::default(),
+    ));
+    let permit = Arc::new(tokio::sync::Semaphore::new(1))
+        .try_acquire_owned()
+        .unwrap();
+    let view = ViewRequest {
+        cluster: "c1".to_owned(),
+        labels: None,
+        name: None,
+    };
+    let params = WatchParams {
+        resource_version: Some(10),
+        bookmarks: false,
+        timeout: Duration::from_secs(3600),
+        bookmark_interval: Duration::from_secs(3600),
+        send_initial_events: false,
+    };
+    let mut lines = watch(&cache, view, params, metrics, permit);
+    assert!(cache.is_synced());
+    cache.close();
+    assert!(!cache.is_synced(), "reads are refused once closed");
+    // The watch ends without an ERROR line: its client resumes elsewhere, no relist.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = lines.recv().await {
+            assert!(!line.starts_with(br#"{"type":"ERROR""#), "{line:?}");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch outlived the cache's closing");
+    cache.closed().await;
+}

@@ -1,0 +1,618 @@
+//! Faults during sync: each peer of an agent stops and comes back (the relay, the
+//! control plane's kube-apiserver, the managed cluster's own API server), and watches
+//! get 410 Expired. In each, Secrets change while the peer is away, on every side that
+//! is still up, and the test proves that
+//!
+//! - no update is lost: every create, update and delete arrives once the peer is back;
+//! - nothing is deleted spuriously: while the peer is away, down copies and hub copies
+//!   stay (shown after the agent has observably handled a later change, not after a
+//!   sleep), and afterwards the untouched ones are the very same objects (same uid:
+//!   never deleted and written again).
+//!
+//! The agents here resync only once an hour, so convergence comes from their retries,
+//! watches and relists, never from the periodic safety net.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::conditions::is_deleted;
+use kube::runtime::wait::await_condition;
+use secret_relay_agent::Agent;
+use secret_relay_runtime::CancellationToken;
+use secret_relay_testkit::{
+    Cutter, Flavor, Options, RelayHandle, RelayOptions, Stack, StackOptions, TestCluster, on_both,
+    within,
+};
+
+const POLICY: &str = "\
+clusters:
+  - name: cluster1
+    labels: { env: prod }
+secretSources:
+  - clusterSelector: env=prod
+    labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
+";
+
+const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
+const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
+const TO_ALL: (&str, &str) = ("akuity.io/managed-secret-allowed-clusters", "ALL");
+const OWNER: &str = "secret-relay.io/owner";
+
+/// Managed secrets on the hub, with down copies on cluster1 before the fault.
+const HUB_SEEDED: [&str; 3] = ["keep", "change", "drop"];
+/// Opted-in Secrets on cluster1, with hub copies before the fault.
+const LOCAL_SEEDED: [&str; 3] = ["up-keep", "up-change", "up-drop"];
+
+/// A control plane with the webhook and one relay, and cluster1 with its agent.
+struct Fixture {
+    // First: the agent stops before the servers it talks to.
+    _agent_stop: StopOnDrop,
+    agent: Arc<Agent>,
+    relay: Option<RelayHandle>,
+    relay_addr: SocketAddr,
+    /// Between the relay and the control plane's API server, when asked for.
+    upstream: Option<Cutter>,
+    /// Between the agent and its own API server, when asked for.
+    local_link: Option<Cutter>,
+    local: TestCluster,
+    stack: Stack,
+}
+
+/// Where the fixture puts a [`Cutter`].
+#[derive(Clone, Copy, Default)]
+struct Links {
+    /// The relay reaches the control plane through one.
+    upstream: bool,
+    /// The agent reaches its own API server through one.
+    local: bool,
+}
+
+/// The uids of the seeded objects, to prove they were never deleted and re-created.
+struct Seeded {
+    down_copies: BTreeMap<String, String>,
+    hub_copies: BTreeMap<String, String>,
+}
+
+/// Cancels its token when dropped.
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+async fn fixture(flavor: Flavor, links: Links) -> Fixture {
+    // FAULTS_LOG=secret_relay_agent=debug,... shows what the agent and the relay did.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAULTS_LOG"))
+        .with_test_writer()
+        .try_init();
+    let stack = Stack::start(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let upstream = if links.upstream {
+        Some(Cutter::start(addr_of(&stack.cluster.url())).await)
+    } else {
+        None
+    };
+    let relay = stack
+        .start_relay_with_options(RelayOptions {
+            api_server: upstream.as_ref().map(Cutter::url),
+            ..RelayOptions::default()
+        })
+        .await;
+    let relay_addr = relay.started.addr;
+    let local = TestCluster::start(flavor, Options::default()).await;
+    local.create_namespace("akuity").await;
+    let local_link = if links.local {
+        Some(Cutter::start(addr_of(&local.url())).await)
+    } else {
+        None
+    };
+    let kubeconfig = match &local_link {
+        Some(c) => local.kubeconfig_via(&c.url()),
+        None => local.kubeconfig().to_path_buf(),
+    };
+    let stop = CancellationToken::new();
+    let agent = start_agent(&stack, relay_addr, kubeconfig, stop.clone()).await;
+    Fixture {
+        _agent_stop: StopOnDrop(stop),
+        agent,
+        relay: Some(relay),
+        relay_addr,
+        upstream,
+        local_link,
+        local,
+        stack,
+    }
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("https://").parse().unwrap()
+}
+
+/// Starts cluster1's agent against the relay at `relay_addr`, with its own shutdown
+/// (the relay's would stop it with the relay), and waits until it is ready.
+async fn start_agent(
+    stack: &Stack,
+    relay_addr: SocketAddr,
+    kubeconfig: PathBuf,
+    shutdown: CancellationToken,
+) -> Arc<Agent> {
+    let pki = stack.pki();
+    let config = secret_relay_agent::Config {
+        kubeconfig: Some(kubeconfig),
+        namespace: "akuity".to_owned(),
+        relay: format!("https://{relay_addr}"),
+        tls_cert: pki.join("cluster1.crt"),
+        tls_key: pki.join("cluster1.key"),
+        relay_ca: pki.join("ca.crt"),
+        admin_addr: None,
+        // Never within a test: what converges, converges by retries and relists.
+        resync: Duration::from_secs(3600),
+    };
+    let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
+    let agent = started.agent;
+    within("cluster1's agent to be ready", async {
+        let mut rx = agent.subscribe();
+        while !agent.readiness().0 {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await;
+    agent
+}
+
+impl Fixture {
+    async fn hub(&self) -> Api<Secret> {
+        Api::namespaced(self.stack.cluster.client().await, "argocd")
+    }
+
+    /// cluster1's namespace, straight to its API server (never through a cutter).
+    async fn local(&self) -> Api<Secret> {
+        Api::namespaced(self.local.client().await, "akuity")
+    }
+
+    /// Waits until the agent reports `state` for `name` in `direction`.
+    async fn status(&self, name: &str, direction: &'static str, state: &str) {
+        let agent = self.agent.clone();
+        within(
+            &format!("cluster1 to report {direction} {state} for {name}"),
+            async {
+                let mut rx = agent.subscribe();
+                loop {
+                    if agent
+                        .status(name, direction)
+                        .is_some_and(|(s, _)| s == state)
+                    {
+                        return;
+                    }
+                    rx.changed().await.unwrap();
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Managed secrets `keep`, `change`, `drop` on the hub and opted-in `up-keep`,
+    /// `up-change`, `up-drop` on cluster1, all synced; their uids.
+    async fn seed(&self) -> Seeded {
+        let hub = self.hub().await;
+        let local = self.local().await;
+        for name in HUB_SEEDED {
+            hub.create(&PostParams::default(), &secret(name, &[], &[TO_ALL], "v1"))
+                .await
+                .unwrap();
+        }
+        for name in LOCAL_SEEDED {
+            local
+                .create(
+                    &PostParams::default(),
+                    &secret(name, &[OPT_IN, REPO_CREDS], &[], "v1"),
+                )
+                .await
+                .unwrap();
+        }
+        let mut seeded = Seeded {
+            down_copies: BTreeMap::new(),
+            hub_copies: BTreeMap::new(),
+        };
+        for name in HUB_SEEDED {
+            let copy = appears(&local, name, "a seeded down copy", |s| {
+                label(s, OWNER) == Some("control-plane")
+            })
+            .await;
+            seeded.down_copies.insert(name.to_owned(), uid(&copy));
+        }
+        for name in LOCAL_SEEDED {
+            let copy = appears(&hub, name, "a seeded hub copy", |s| {
+                label(s, OWNER) == Some("cluster.cluster1")
+            })
+            .await;
+            seeded.hub_copies.insert(name.to_owned(), uid(&copy));
+            self.status(name, "up", "synced").await;
+        }
+        seeded
+    }
+
+    /// On cluster1: `up-new` created, `up-change` updated, `up-drop` deleted.
+    async fn change_locally(&self) {
+        let local = self.local().await;
+        local
+            .create(
+                &PostParams::default(),
+                &secret("up-new", &[OPT_IN, REPO_CREDS], &[], "v1"),
+            )
+            .await
+            .unwrap();
+        set_password(&local, "up-change", "v2").await;
+        local
+            .delete("up-drop", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+
+    /// On the hub: `new` created, `change` updated, `drop` deleted.
+    async fn change_on_the_hub(&self) {
+        let hub = self.hub().await;
+        hub.create(&PostParams::default(), &secret("new", &[], &[TO_ALL], "v1"))
+            .await
+            .unwrap();
+        set_password(&hub, "change", "v2").await;
+        hub.delete("drop", &DeleteParams::default()).await.unwrap();
+    }
+
+    /// What [`Fixture::change_locally`] did has reached the hub.
+    async fn local_changes_arrived(&self) {
+        let hub = self.hub().await;
+        appears(&hub, "up-new", "the hub copy of up-new", |s| {
+            label(s, OWNER) == Some("cluster.cluster1") && password(s) == b"v1"
+        })
+        .await;
+        appears(&hub, "up-change", "the update of up-change", |s| {
+            password(s) == b"v2"
+        })
+        .await;
+        disappears(&hub, "up-drop", "the release of up-drop").await;
+        self.status("up-new", "up", "synced").await;
+    }
+
+    /// What [`Fixture::change_on_the_hub`] did has reached cluster1.
+    async fn hub_changes_arrived(&self) {
+        let local = self.local().await;
+        appears(&local, "new", "the down copy of new", |s| {
+            label(s, OWNER) == Some("control-plane") && password(s) == b"v1"
+        })
+        .await;
+        appears(&local, "change", "the update of change", |s| {
+            password(s) == b"v2"
+        })
+        .await;
+        disappears(&local, "drop", "the deletion of the down copy of drop").await;
+        self.status("new", "down", "synced").await;
+    }
+
+    /// The seeded objects named are the very same objects: never deleted (and never
+    /// deleted and written again).
+    async fn still_there(&self, seeded: &Seeded, down_copies: &[&str], hub_copies: &[&str]) {
+        let local = self.local().await;
+        for name in down_copies {
+            let copy = local.get_opt(name).await.unwrap();
+            let copy = copy.unwrap_or_else(|| panic!("the down copy {name} was deleted"));
+            assert_eq!(
+                uid(&copy),
+                seeded.down_copies[*name],
+                "the down copy {name} was deleted and written again"
+            );
+        }
+        if hub_copies.is_empty() {
+            return;
+        }
+        let hub = self.hub().await;
+        for name in hub_copies {
+            let copy = hub.get_opt(name).await.unwrap();
+            let copy = copy.unwrap_or_else(|| panic!("the hub copy {name} was released"));
+            assert_eq!(
+                uid(&copy),
+                seeded.hub_copies[*name],
+                "the hub copy {name} was released and pushed again"
+            );
+            assert_eq!(label(&copy, OWNER), Some("cluster.cluster1"));
+        }
+    }
+
+    /// Edits the down copy `keep` on cluster1 and waits until the agent has put the
+    /// hub's value back: proof that the agent is working and still holds `keep`'s hub
+    /// copy in its view.
+    async fn drift_is_reverted(&self) {
+        let local = self.local().await;
+        set_password(&local, "keep", "drifted").await;
+        appears(&local, "keep", "the drift of keep to be reverted", |s| {
+            password(s) == b"v1"
+        })
+        .await;
+    }
+}
+
+fn secret(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    value: &str,
+) -> Secret {
+    let map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
+        "stringData": {"password": value},
+    }))
+    .unwrap()
+}
+
+async fn set_password(api: &Api<Secret>, name: &str, value: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"stringData": {"password": value}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// Waits until `name` exists in `api` and satisfies `pred`.
+async fn appears(
+    api: &Api<Secret>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&Secret) -> bool + Send + 'static,
+) -> Secret {
+    within(
+        what,
+        await_condition(api.clone(), name, move |s: Option<&Secret>| {
+            s.is_some_and(&pred)
+        }),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+async fn disappears(api: &Api<Secret>, name: &str, what: &str) {
+    within(what, await_condition(api.clone(), name, is_deleted("")))
+        .await
+        .unwrap();
+}
+
+fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
+    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+fn password(s: &Secret) -> Vec<u8> {
+    s.data.as_ref().unwrap()["password"].0.clone()
+}
+
+fn uid(s: &Secret) -> String {
+    s.metadata.uid.clone().unwrap()
+}
+
+/// Asserts that a watch of `api` from `rv` now gets 410 Expired.
+async fn watch_from_is_expired(api: &Api<Secret>, rv: &str) {
+    let mut events = api
+        .watch(&WatchParams::default().timeout(10), rv)
+        .await
+        .unwrap()
+        .boxed();
+    match within("the 410", events.next()).await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected a 410 ERROR event from {rv}, got {other:?}"),
+    }
+}
+
+fn real_skipped(test: &str) -> bool {
+    Flavor::Real.skipped(test)
+}
+
+on_both!(the_relay_going_down_loses_no_update_and_deletes_nothing);
+
+/// The relay replica stops; Secrets change on both sides and the policy changes; a
+/// replica starts again at the same address (the agent knows the relay by its URL).
+async fn the_relay_going_down_loses_no_update_and_deletes_nothing(flavor: Flavor) {
+    let mut fx = fixture(flavor, Links::default()).await;
+    let seeded = fx.seed().await;
+    // Denied until the policy changes, which it does while the relay is away: the
+    // replica that comes back serves the new policy as its generation 1, the number
+    // the agent saw the old policy under.
+    let local = fx.local().await;
+    local
+        .create(
+            &PostParams::default(),
+            &secret("early", &[OPT_IN, ("team", "platform")], &[], "e"),
+        )
+        .await
+        .unwrap();
+    fx.status("early", "up", "denied").await;
+    fx.relay.take().unwrap().stop().await;
+
+    fx.change_locally().await;
+    fx.change_on_the_hub().await;
+    fx.stack
+        .set_policy(&format!(
+            "{POLICY}  - clusterSelector: env=prod\n    labelSelector: team=platform\n"
+        ))
+        .await;
+    // The agent tried to push up-new and could not; it reverts drift from what it last
+    // saw of the hub. Both are later than every change above, so by now a spurious
+    // delete would have happened.
+    fx.status("up-new", "up", "error").await;
+    fx.drift_is_reverted().await;
+    fx.still_there(&seeded, &HUB_SEEDED, &LOCAL_SEEDED).await;
+
+    fx.relay = Some(fx.stack.start_relay_at(fx.relay_addr).await);
+    fx.local_changes_arrived().await;
+    fx.hub_changes_arrived().await;
+    appears(
+        &fx.hub().await,
+        "early",
+        "the hub copy allowed by the new policy",
+        |s| label(s, OWNER) == Some("cluster.cluster1"),
+    )
+    .await;
+    fx.still_there(&seeded, &["keep", "change"], &["up-keep", "up-change"])
+        .await;
+}
+
+/// The control plane's kube-apiserver crashes (SIGKILL) while cluster1 changes its
+/// Secrets, and starts again with the same flags and port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_api_server_going_down_loses_no_update_and_deletes_nothing() {
+    if real_skipped("the_control_plane_api_server_going_down") {
+        return;
+    }
+    let fx = fixture(Flavor::Real, Links::default()).await;
+    let seeded = fx.seed().await;
+    let control_plane = fx.stack.cluster.real().unwrap();
+    control_plane.kill_component("kube-apiserver").await;
+
+    fx.change_locally().await;
+    // The relay could not forward the push; the agent still reverts drift from the
+    // relay's cache, which outlives the API server.
+    fx.status("up-new", "up", "error").await;
+    fx.drift_is_reverted().await;
+    fx.still_there(&seeded, &HUB_SEEDED, &[]).await;
+
+    control_plane.start_component("kube-apiserver").await;
+    fx.local_changes_arrived().await;
+    fx.still_there(&seeded, &HUB_SEEDED, &["up-keep", "up-change"])
+        .await;
+    // The relay follows the hub again.
+    fx.change_on_the_hub().await;
+    fx.hub_changes_arrived().await;
+    fx.still_there(&seeded, &["keep"], &["up-keep", "up-change"])
+        .await;
+}
+
+/// cluster1's own kube-apiserver stops (SIGTERM, as a rolling restart does) while the
+/// hub changes, and starts again with the same flags and port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_api_server_restarting_loses_no_update_and_deletes_nothing() {
+    if real_skipped("the_local_api_server_restarting") {
+        return;
+    }
+    let fx = fixture(Flavor::Real, Links::default()).await;
+    let seeded = fx.seed().await;
+    let local = fx.local.real().unwrap();
+    local.stop_component("kube-apiserver").await;
+
+    fx.change_on_the_hub().await;
+    // The agent saw the new hub copy and could not write its down copy: it has
+    // handled the hub's changes, and released nothing meanwhile.
+    fx.status("new", "down", "error").await;
+    fx.still_there(&seeded, &[], &LOCAL_SEEDED).await;
+
+    local.start_component("kube-apiserver").await;
+    fx.hub_changes_arrived().await;
+    fx.still_there(&seeded, &["keep", "change"], &LOCAL_SEEDED)
+        .await;
+    // The agent follows its namespace again.
+    fx.change_locally().await;
+    fx.local_changes_arrived().await;
+    fx.still_there(&seeded, &["keep", "change"], &["up-keep", "up-change"])
+        .await;
+}
+
+/// The agent's watch of its own namespace breaks; meanwhile Secrets change and the
+/// history is compacted, so the watch resumes into 410 Expired and the agent lists
+/// again. The deletions are visible only through that list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_on_the_agents_local_watch_relists_and_loses_nothing() {
+    let fx = fixture(
+        Flavor::Sandbox,
+        Links {
+            local: true,
+            ..Links::default()
+        },
+    )
+    .await;
+    let seeded = fx.seed().await;
+    let local = fx.local().await;
+    let sandbox = fx.local.sandbox().unwrap();
+    let link = fx.local_link.as_ref().unwrap();
+    let before = sandbox.resource_version().to_string();
+    link.cut();
+
+    fx.change_locally().await;
+    // A down copy deleted by hand is drift the agent repairs.
+    local
+        .delete("change", &DeleteParams::default())
+        .await
+        .unwrap();
+    sandbox.compact_history();
+    watch_from_is_expired(&local, &before).await;
+
+    let forwarded = link.forwarded();
+    link.restore();
+    within("the agent to reconnect", link.forwarded_past(forwarded)).await;
+    fx.local_changes_arrived().await;
+    appears(
+        &local,
+        "change",
+        "the deleted down copy written again",
+        |s| label(s, OWNER) == Some("control-plane"),
+    )
+    .await;
+    fx.still_there(&seeded, &["keep", "drop"], &["up-keep", "up-change"])
+        .await;
+}
+
+/// The relay's watch of the hub breaks; meanwhile hub copies change and the history
+/// is compacted, so the relay's watch resumes into 410 Expired and the relay lists
+/// again. The agent's view follows, deletions included, and nothing else moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_on_the_relays_watch_reaches_the_agent_and_loses_nothing() {
+    let fx = fixture(
+        Flavor::Sandbox,
+        Links {
+            upstream: true,
+            ..Links::default()
+        },
+    )
+    .await;
+    let seeded = fx.seed().await;
+    let hub = fx.hub().await;
+    let sandbox = fx.stack.cluster.sandbox().unwrap();
+    let link = fx.upstream.as_ref().unwrap();
+    let before = sandbox.resource_version().to_string();
+    link.cut();
+
+    fx.change_on_the_hub().await;
+    sandbox.compact_history();
+    watch_from_is_expired(&hub, &before).await;
+    // The agent still works from the relay's cache.
+    fx.drift_is_reverted().await;
+    fx.still_there(&seeded, &HUB_SEEDED, &LOCAL_SEEDED).await;
+
+    link.restore();
+    fx.hub_changes_arrived().await;
+    fx.still_there(&seeded, &["keep"], &LOCAL_SEEDED).await;
+    // Up-sync goes through the relay's restored link too.
+    fx.change_locally().await;
+    fx.local_changes_arrived().await;
+}
