@@ -24,13 +24,11 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::conditions::is_deleted;
-use kube::runtime::wait::await_condition;
 use secret_relay_agent::Agent;
 use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{
-    Cutter, Flavor, Options, RelayHandle, RelayOptions, Stack, StackOptions, TestCluster, on_both,
-    within,
+    Cutter, Flavor, Options, RelayHandle, RelayOptions, Stack, StackOptions, TestCluster, appears,
+    disappears, on_both, within,
 };
 
 const POLICY: &str = "\
@@ -154,18 +152,13 @@ async fn start_agent(
     kubeconfig: PathBuf,
     shutdown: CancellationToken,
 ) -> Arc<Agent> {
-    let pki = stack.pki();
-    let config = secret_relay_agent::Config {
-        kubeconfig: Some(kubeconfig),
-        namespace: "akuity".to_owned(),
-        relay: format!("https://{relay_addr}"),
-        tls_cert: pki.join("cluster1.crt"),
-        tls_key: pki.join("cluster1.key"),
-        relay_ca: pki.join("ca.crt"),
-        admin_addr: None,
-        // Never within a test: what converges, converges by retries and relists.
-        resync: Duration::from_secs(3600),
-    };
+    // Never a resync within a test: what converges, converges by retries and relists.
+    let config = stack.agent_config(
+        "cluster1",
+        kubeconfig,
+        relay_addr,
+        Duration::from_secs(3600),
+    );
     let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
     let agent = started.agent;
     within("cluster1's agent to be ready", async {
@@ -375,30 +368,6 @@ async fn set_password(api: &Api<Secret>, name: &str, value: &str) {
     )
     .await
     .unwrap();
-}
-
-/// Waits until `name` exists in `api` and satisfies `pred`.
-async fn appears(
-    api: &Api<Secret>,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&Secret) -> bool + Send + 'static,
-) -> Secret {
-    within(
-        what,
-        await_condition(api.clone(), name, move |s: Option<&Secret>| {
-            s.is_some_and(&pred)
-        }),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-}
-
-async fn disappears(api: &Api<Secret>, name: &str, what: &str) {
-    within(what, await_condition(api.clone(), name, is_deleted("")))
-        .await
-        .unwrap();
 }
 
 fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::conditions::is_deleted;
-use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 use secret_relay_agent::Agent;
 use secret_relay_testkit::{
-    Flavor, Options, RelayHandle, Stack, StackOptions, TestCluster, on_both, within,
+    Flavor, Options, RelayHandle, Stack, StackOptions, TestCluster, appears, disappears, on_both,
+    within,
 };
 
 const POLICY: &str = "\
@@ -66,29 +65,15 @@ async fn world(flavor: Flavor, policy: &str) -> World {
 
 async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str, flavor: Flavor) -> Managed {
     let cluster = TestCluster::start(flavor, Options::default()).await;
-    cluster.create_namespace("akuity").await;
-    let pki = stack.pki();
-    let config = secret_relay_agent::Config {
-        kubeconfig: Some(cluster.kubeconfig().to_path_buf()),
-        namespace: "akuity".to_owned(),
-        relay: format!("https://{}", relay.started.addr),
-        tls_cert: pki.join(format!("{name}.crt")),
-        tls_key: pki.join(format!("{name}.key")),
-        relay_ca: pki.join("ca.crt"),
-        admin_addr: None,
-        resync: Duration::from_secs(30),
-    };
-    let (started, _task) = secret_relay_agent::start(config, relay.shutdown.child_token())
-        .await
-        .unwrap();
-    let agent = started.agent;
-    within(&format!("{name}'s agent to be ready"), async {
-        let mut rx = agent.subscribe();
-        while !agent.readiness().0 {
-            rx.changed().await.unwrap();
-        }
-    })
-    .await;
+    let agent = stack
+        .start_agent(
+            name,
+            &cluster,
+            relay.started.addr,
+            Duration::from_secs(30),
+            relay.shutdown.child_token(),
+        )
+        .await;
     let client = cluster.client().await;
     Managed {
         name: name.to_owned(),
@@ -156,30 +141,6 @@ fn secret(
 
 const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
 const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
-
-/// Waits until `name` exists in `api` and satisfies `pred`.
-async fn appears(
-    api: &Api<Secret>,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&Secret) -> bool + Send + 'static,
-) -> Secret {
-    within(
-        what,
-        await_condition(api.clone(), name, move |s: Option<&Secret>| {
-            s.is_some_and(&pred)
-        }),
-    )
-    .await
-    .unwrap()
-    .unwrap()
-}
-
-async fn disappears(api: &Api<Secret>, name: &str, what: &str) {
-    within(what, await_condition(api.clone(), name, is_deleted("")))
-        .await
-        .unwrap();
-}
 
 fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
     s.metadata.labels.as_ref()?.get(key).map(String::as_str)

@@ -400,29 +400,15 @@ fn browser_tools() -> Option<(PathBuf, PathBuf)> {
 /// A real managed cluster with its agent running.
 async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str) -> TestCluster {
     let cluster = TestCluster::start(Flavor::Real, Options::default()).await;
-    cluster.create_namespace("akuity").await;
-    let pki = stack.pki();
-    let config = secret_relay_agent::Config {
-        kubeconfig: Some(cluster.kubeconfig().to_path_buf()),
-        namespace: "akuity".to_owned(),
-        relay: format!("https://{}", relay.started.addr),
-        tls_cert: pki.join(format!("{name}.crt")),
-        tls_key: pki.join(format!("{name}.key")),
-        relay_ca: pki.join("ca.crt"),
-        admin_addr: None,
-        resync: Duration::from_secs(30),
-    };
-    let (started, _task) = secret_relay_agent::start(config, relay.shutdown.child_token())
-        .await
-        .unwrap();
-    let agent = started.agent;
-    within(&format!("{name}'s agent to be ready"), async {
-        let mut rx = agent.subscribe();
-        while !agent.readiness().0 {
-            rx.changed().await.unwrap();
-        }
-    })
-    .await;
+    stack
+        .start_agent(
+            name,
+            &cluster,
+            relay.started.addr,
+            Duration::from_secs(30),
+            relay.shutdown.child_token(),
+        )
+        .await;
     cluster
 }
 

@@ -441,6 +441,45 @@ pub async fn create_namespace(client: &Client, name: &str) {
     }
 }
 
+/// Waits until Secret `name` exists in `api` and satisfies `pred`; fails the test
+/// with `what` after 30 s.
+pub async fn appears(
+    api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&k8s_openapi::api::core::v1::Secret) -> bool + Send + 'static,
+) -> k8s_openapi::api::core::v1::Secret {
+    within(
+        what,
+        kube::runtime::wait::await_condition(
+            api.clone(),
+            name,
+            move |s: Option<&k8s_openapi::api::core::v1::Secret>| s.is_some_and(&pred),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+}
+
+/// Waits until Secret `name` is gone from `api`; fails the test with `what` after 30 s.
+pub async fn disappears(
+    api: &kube::Api<k8s_openapi::api::core::v1::Secret>,
+    name: &str,
+    what: &str,
+) {
+    within(
+        what,
+        kube::runtime::wait::await_condition(
+            api.clone(),
+            name,
+            kube::runtime::conditions::is_deleted(""),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
 /// Awaits `fut`, failing the test with `what` after 30 s (real control planes on a
 /// loaded 2-core machine are slower than the sandbox; this is a hang guard, not a
 /// performance bound).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use secret_relay_certs::{Ca, ClientAuth, TlsFiles, Validity, server_config};
+use secret_relay_certs::{Ca, ReloadingServerTls, TlsFiles, Validity};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
 use secret_relay_runtime::{CancellationToken, PolicySource};
@@ -87,6 +87,7 @@ pub struct Stack {
     pub ca: Ca,
     /// The webhook's state (policy generation, readiness).
     pub webhook: Option<AppState>,
+    webhook_addr: SocketAddr,
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
@@ -172,14 +173,21 @@ impl Stack {
 
         let shutdown = CancellationToken::new();
         let webhook = if options.webhook {
-            let tls = server_config(
-                &webhook_cert.cert_pem,
-                &webhook_cert.key_pem,
-                None,
-                ClientAuth::None,
-                &[b"http/1.1"],
-            )
+            // From files polled like the relay's, so a test can rotate the certificate
+            // (see [`Stack::rotate_webhook_certificate`]) without a restart.
+            std::fs::write(pki.join("webhook.crt"), &webhook_cert.cert_pem).unwrap();
+            std::fs::write(pki.join("webhook.key"), &webhook_cert.key_pem).unwrap();
+            let reloading = ReloadingServerTls::webhook(TlsFiles {
+                cert: pki.join("webhook.crt"),
+                key: pki.join("webhook.key"),
+                client_ca: None,
+            })
             .unwrap();
+            let tls = reloading.config();
+            let rotation_stop = shutdown.clone();
+            reloading.spawn_watch(Duration::from_millis(100), async move {
+                rotation_stop.cancelled().await;
+            });
             // The webhook reads its policy as its own service account: on the real server
             // this proves the repository's RBAC is enough.
             let webhook_kubeconfig = cluster
@@ -215,10 +223,17 @@ impl Stack {
             cluster,
             ca,
             webhook,
+            webhook_addr,
             pki,
             relay_kubeconfig,
             shutdown,
         }
+    }
+
+    /// Where the webhook listens (its service routes there); its serving certificate
+    /// is `webhook.crt` and `webhook.key` in [`Stack::pki`], re-read every 100 ms.
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook_addr
     }
 
     /// Starts one relay replica as the relay's service account, and waits until it is
@@ -334,7 +349,8 @@ impl Stack {
         crate::client_from_kubeconfig(&self.relay_kubeconfig(relay, cluster), None).await
     }
 
-    /// The PKI directory: `ca.crt`, `<cluster>.crt`/`.key`, `relay.crt`/`.key`.
+    /// The PKI directory: `ca.crt`, `<cluster>.crt`/`.key`, `relay.crt`/`.key`,
+    /// `webhook.crt`/`.key`.
     pub fn pki(&self) -> &Path {
         &self.pki
     }
@@ -353,6 +369,55 @@ impl Stack {
         )
         .await
         .unwrap();
+    }
+}
+
+impl Stack {
+    /// The configuration of cluster `name`'s agent: its certificate from this stack's
+    /// PKI, the managed cluster's `kubeconfig`, the relay at `relay_addr`, namespace
+    /// `akuity`.
+    pub fn agent_config(
+        &self,
+        name: &str,
+        kubeconfig: PathBuf,
+        relay_addr: SocketAddr,
+        resync: Duration,
+    ) -> secret_relay_agent::Config {
+        secret_relay_agent::Config {
+            kubeconfig: Some(kubeconfig),
+            namespace: "akuity".to_owned(),
+            relay: format!("https://{relay_addr}"),
+            tls_cert: self.pki.join(format!("{name}.crt")),
+            tls_key: self.pki.join(format!("{name}.key")),
+            relay_ca: self.pki.join("ca.crt"),
+            admin_addr: None,
+            resync,
+        }
+    }
+
+    /// Starts cluster `name`'s agent on `managed` against `relay_addr` until `shutdown`,
+    /// and waits until it is ready (both sides listed).
+    pub async fn start_agent(
+        &self,
+        name: &str,
+        managed: &TestCluster,
+        relay_addr: SocketAddr,
+        resync: Duration,
+        shutdown: CancellationToken,
+    ) -> std::sync::Arc<secret_relay_agent::Agent> {
+        managed.create_namespace("akuity").await;
+        let config =
+            self.agent_config(name, managed.kubeconfig().to_path_buf(), relay_addr, resync);
+        let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
+        let agent = started.agent;
+        within(&format!("{name}'s agent to be ready"), async {
+            let mut rx = agent.subscribe();
+            while !agent.readiness().0 {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await;
+        agent
     }
 }
 
