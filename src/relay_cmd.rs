@@ -40,6 +40,9 @@ pub(crate) struct Args {
     /// Open watches each cluster may hold.
     #[arg(long, env = "SECRET_RELAY_CLUSTER_WATCHES", default_value_t = 8)]
     cluster_watches: usize,
+    /// Seconds a connection may take to send a complete request head (slowloris guard).
+    #[arg(long, env = "SECRET_RELAY_HEADER_READ_TIMEOUT", default_value_t = 30)]
+    header_read_timeout: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -69,6 +72,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             rate_per_second: args.cluster_rate,
             burst: args.cluster_burst,
             watches_per_cluster: args.cluster_watches.max(1),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
             ..Limits::default()
         },
     };

@@ -1,12 +1,8 @@
-//! Any selector that parses displays to a string that parses back to the same selector.
+//! Any selector that parses displays to a string that parses back to the same
+//! selector; where the Go oracle judged the same string, acceptance and every match
+//! agree with Kubernetes' `labels.Parse` (`secret_relay_fuzz::selector`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secret_relay_policy::Selector;
 
-fuzz_target!(|text: &str| {
-    if let Ok(selector) = Selector::parse(text) {
-        let again = Selector::parse(&selector.to_string()).expect("display output must parse");
-        assert_eq!(again.to_string(), selector.to_string());
-    }
-});
+fuzz_target!(|text: &str| secret_relay_fuzz::selector(text));

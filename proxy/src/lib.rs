@@ -12,6 +12,7 @@
 
 mod cache;
 mod metrics;
+mod patch;
 mod route;
 mod server;
 mod status;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 
 pub use cache::{CacheEvent, Entry, HubCache, Resume, Snapshot, parse_rv, run_upstream, targets};
 pub use metrics::{Metrics, RefusalLabels, WriteLabels};
+pub use patch::{PatchError, apply_patch};
 pub use route::{PatchKind, Query, Route, RouteError, SecretsRequest, Verb, route};
 pub use server::{CLUSTERS_GROUP, Limits, Relay, cluster_user, handle};
 pub use status::{BoxError, RelayBody};
@@ -40,6 +42,11 @@ pub async fn serve(
     relay: Relay,
     shutdown: CancellationToken,
 ) {
+    let options = ServeOptions {
+        header_read_timeout: relay.limits().header_read_timeout,
+        counters: Some(relay.metrics().conn.clone()),
+        ..ServeOptions::default()
+    };
     let handler = move |req, conn: Arc<ConnInfo>| {
         let relay = relay.clone();
         async move {
@@ -49,7 +56,7 @@ pub async fn serve(
             resp
         }
     };
-    serve_tls(listener, tls, ServeOptions::default(), handler, shutdown).await;
+    serve_tls(listener, tls, options, handler, shutdown).await;
 }
 
 fn req_method<B>(req: &http::Request<B>) -> http::Method {

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use secret_relay_runtime::ConnCounters;
 
 /// Labels of a write or release through the relay.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,6 +42,9 @@ pub struct Metrics {
     pub fanout_lag: Histogram,
     /// Time of a forwarded request to the API server, in seconds.
     pub upstream_latency: Histogram,
+    /// Connections ended before a request: failed TLS handshakes (a certificate from
+    /// another CA, an expired one, none) and slow request heads, by reason.
+    pub conn: ConnCounters,
 }
 
 impl Metrics {
@@ -58,6 +62,7 @@ impl Metrics {
             upstream_latency: Histogram::new([
                 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
             ]),
+            conn: ConnCounters::register(registry),
         };
         registry.register(
             "writes",

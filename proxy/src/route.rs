@@ -2,8 +2,13 @@
 //! content type, refusing everything outside Secrets in the control-plane namespace.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use http::Method;
+use secret_relay_policy::Selector;
+
+use crate::cache::parse_rv;
+use crate::watch::{ViewRequest, WatchParams};
 
 /// A request the relay serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +209,8 @@ fn check_path(path: &str) -> Result<(), RouteError> {
             "control characters or '\\' in the path are refused".to_owned(),
         ));
     }
-    let inner = path.trim_start_matches('/');
+    // Every segment after the leading '/', so `//api/...` has an empty first one.
+    let inner = &path[1..];
     if path.len() > 1
         && inner
             .split('/')
@@ -333,6 +339,69 @@ impl Query {
         }
         out.finish()
     }
+
+    /// The view a list or watch of `cluster` asks for: `labelSelector` parsed, and
+    /// `fieldSelector` on `metadata.name` and `metadata.namespace` (the control-plane
+    /// namespace `namespace`; another one selects nothing). Anything else is 400.
+    pub fn view(&self, cluster: &str, namespace: &str) -> Result<ViewRequest, RouteError> {
+        let labels = match self.label_selector.as_deref().filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(Selector::parse(s).map_err(|e| {
+                RouteError::BadRequest(format!("unable to parse labelSelector: {e}"))
+            })?),
+        };
+        let mut name = None;
+        for term in self
+            .field_selector
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter(|t| !t.is_empty())
+        {
+            let (field, value) = term
+                .split_once("==")
+                .or_else(|| term.split_once('='))
+                .ok_or_else(|| {
+                    RouteError::BadRequest(format!("unsupported fieldSelector term {term:?}"))
+                })?;
+            match field.trim() {
+                "metadata.name" => name = Some(value.trim().to_owned()),
+                "metadata.namespace" if value.trim() == namespace => {}
+                // Another namespace: no hub copy has an empty name, so nothing matches.
+                "metadata.namespace" => name = Some(String::new()),
+                other => {
+                    return Err(RouteError::BadRequest(format!(
+                        "field label not supported: {other} (the relay supports metadata.name and metadata.namespace)"
+                    )));
+                }
+            }
+        }
+        Ok(ViewRequest {
+            cluster: cluster.to_owned(),
+            labels,
+            name,
+        })
+    }
+
+    /// The parameters of a watch: where it starts, bookmarks, and how long it lasts
+    /// (`timeoutSeconds`, never longer than `max_watch`).
+    pub fn watch_params(&self, max_watch: Duration, bookmark_interval: Duration) -> WatchParams {
+        WatchParams {
+            resource_version: self
+                .resource_version
+                .as_deref()
+                .filter(|v| !v.is_empty())
+                .map(|v| parse_rv(Some(v))),
+            bookmarks: self.allow_bookmarks,
+            timeout: self
+                .timeout_seconds
+                .map(Duration::from_secs)
+                .unwrap_or(max_watch)
+                .min(max_watch),
+            bookmark_interval,
+            send_initial_events: self.send_initial_events,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +495,8 @@ mod tests {
             "/api/v1/namespaces/argocd/secrets/a%2Fb",
             "/api/v1/namespaces/argocd//secrets",
             "/api/v1/namespaces/argocd/secrets/./a",
+            "//api/v1/namespaces/argocd/secrets",
+            "//apis",
         ];
         for path in bad {
             assert!(

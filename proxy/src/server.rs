@@ -11,17 +11,16 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
-use secret_relay_policy::{
-    Decision, Policy, ReleaseAction, Secret, Selector, keys, release, up_sync,
-};
+use secret_relay_policy::{Decision, Policy, ReleaseAction, Secret, keys, release, up_sync};
 use secret_relay_runtime::{ConnInfo, PolicyState};
 use tokio::sync::Semaphore;
 
-use crate::cache::{HubCache, parse_rv};
+use crate::cache::HubCache;
 use crate::metrics::{Metrics, WriteLabels};
-use crate::route::{PatchKind, Route, RouteError, SecretsRequest, Verb, route};
+use crate::patch::{PatchError, apply_patch};
+use crate::route::{Route, RouteError, SecretsRequest, Verb, route};
 use crate::status::{RelayBody, json, status, success};
-use crate::watch::{ViewRequest, WatchParams, list, watch};
+use crate::watch::{ViewRequest, list, watch};
 
 /// The user the relay impersonates for cluster `name`.
 pub fn cluster_user(name: &str) -> String {
@@ -48,6 +47,9 @@ pub struct Limits {
     pub max_watch: Duration,
     /// BOOKMARK interval on idle watches.
     pub bookmark_interval: Duration,
+    /// How long a connection may take to send a complete request head (slowloris);
+    /// after the first request it applies to HTTP/1.1 heads, idle time included.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +62,7 @@ impl Default for Limits {
             upstream_timeout: Duration::from_secs(30),
             max_watch: Duration::from_secs(30 * 60),
             bookmark_interval: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -117,6 +120,11 @@ impl Relay {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     fn cluster_state(&self, name: &str) -> Arc<ClusterState> {
@@ -181,6 +189,7 @@ where
     let metrics = &relay.inner.metrics;
     let Some(cluster) = conn.identity.clone() else {
         metrics.refused("no-identity");
+        tracing::info!(peer = %conn.peer, "refused a client certificate that names no cluster");
         return status(
             StatusCode::FORBIDDEN,
             "Forbidden",
@@ -227,6 +236,7 @@ where
     let state = relay.cluster_state(&cluster);
     if !relay.take_token(&state) {
         metrics.refused("rate-limited");
+        tracing::info!(%cluster, "refused a request over the cluster's rate");
         let mut resp = status(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
@@ -345,15 +355,24 @@ where
             }
         }
         Verb::List | Verb::Watch => {
-            let view = match view_request(cluster, &sr, policy) {
+            let view = match sr.query.view(cluster, policy.control_plane_namespace()) {
                 Ok(v) => v,
-                Err(resp) => return *resp,
+                Err(err) => {
+                    relay.inner.metrics.refused("route");
+                    tracing::info!(%cluster, path = req.uri().path(), query = req.uri().query().unwrap_or(""), error = %err, "refused a list or watch it cannot serve");
+                    return route_error(&err);
+                }
             };
             if sr.verb == Verb::List {
                 return json(StatusCode::OK, list(cache, &view));
             }
             let Ok(permit) = state.watches.clone().try_acquire_owned() else {
                 relay.inner.metrics.refused("too-many-watches");
+                tracing::info!(
+                    %cluster,
+                    limit = relay.inner.limits.watches_per_cluster,
+                    "refused a watch over the cluster's limit"
+                );
                 return status(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TooManyRequests",
@@ -365,24 +384,9 @@ where
                 );
             };
             let limits = &relay.inner.limits;
-            let timeout = sr
+            let params = sr
                 .query
-                .timeout_seconds
-                .map(Duration::from_secs)
-                .unwrap_or(limits.max_watch)
-                .min(limits.max_watch);
-            let params = WatchParams {
-                resource_version: sr
-                    .query
-                    .resource_version
-                    .as_deref()
-                    .filter(|v| !v.is_empty())
-                    .map(|v| parse_rv(Some(v))),
-                bookmarks: sr.query.allow_bookmarks,
-                timeout,
-                bookmark_interval: limits.bookmark_interval,
-                send_initial_events: sr.query.send_initial_events,
-            };
+                .watch_params(limits.max_watch, limits.bookmark_interval);
             let rx = watch(cache, view, params, relay.inner.metrics.clone(), permit);
             relay.update_connected();
             let relay_for_end = relay.clone();
@@ -417,12 +421,12 @@ where
                 .and_then(|v| v.parse::<usize>().ok())
                 .is_some_and(|n| n > limit)
             {
-                return too_large(relay, limit);
+                return too_large(relay, cluster, limit);
             }
             let body = match Limited::new(body, limit).collect().await {
                 Ok(c) => c.to_bytes(),
                 Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                    return too_large(relay, limit);
+                    return too_large(relay, cluster, limit);
                 }
                 Err(err) => {
                     return status(
@@ -448,8 +452,9 @@ where
     }
 }
 
-fn too_large(relay: &Relay, limit: usize) -> Response<RelayBody> {
+fn too_large(relay: &Relay, cluster: &str, limit: usize) -> Response<RelayBody> {
     relay.inner.metrics.refused("body-too-large");
+    tracing::info!(%cluster, limit, "refused a request body over the limit");
     status(
         StatusCode::PAYLOAD_TOO_LARGE,
         "RequestEntityTooLarge",
@@ -465,57 +470,6 @@ fn not_found(name: &str) -> Response<RelayBody> {
         &format!("secrets \"{name}\" not found"),
         Some((name, &[])),
     )
-}
-
-fn view_request(
-    cluster: &str,
-    sr: &SecretsRequest,
-    policy: &Policy,
-) -> Result<ViewRequest, Box<Response<RelayBody>>> {
-    let bad = |message: String| {
-        Box::new(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &message,
-            None,
-        ))
-    };
-    let labels = match sr.query.label_selector.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(
-            Selector::parse(s).map_err(|e| bad(format!("unable to parse labelSelector: {e}")))?,
-        ),
-    };
-    let mut name = None;
-    for term in sr
-        .query
-        .field_selector
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|t| !t.is_empty())
-    {
-        let (field, value) = term
-            .split_once("==")
-            .or_else(|| term.split_once('='))
-            .ok_or_else(|| bad(format!("unsupported fieldSelector term {term:?}")))?;
-        match field.trim() {
-            "metadata.name" => name = Some(value.trim().to_owned()),
-            "metadata.namespace" if value.trim() == policy.control_plane_namespace() => {}
-            // Another namespace: no hub copy has an empty name, so nothing matches.
-            "metadata.namespace" => name = Some(String::new()),
-            other => {
-                return Err(bad(format!(
-                    "field label not supported: {other} (the relay supports metadata.name and metadata.namespace)"
-                )));
-            }
-        }
-    }
-    Ok(ViewRequest {
-        cluster: cluster.to_owned(),
-        labels,
-        name,
-    })
 }
 
 /// The written object as the cluster's own Secret, for the up-sync decision: the
@@ -575,26 +529,34 @@ async fn write(
                 ));
             }
             let hub = current_hub(relay, cp, &name, sr.verb == Verb::Create).await;
-            let d = up_sync(
-                policy,
-                cluster,
-                &as_cluster_secret(policy, &secret),
-                hub.as_deref(),
-            );
+            let d = forged_stamp(cluster, &secret, hub.as_deref()).unwrap_or_else(|| {
+                up_sync(
+                    policy,
+                    cluster,
+                    &as_cluster_secret(policy, &secret),
+                    hub.as_deref(),
+                )
+            });
             (name, d)
         }
         Verb::Patch(kind) => {
             let name = sr.name.clone().unwrap_or_default();
-            let result = match patched(hub.as_deref(), &name, cp, kind, &body) {
+            let result = match apply_patch(hub.as_deref(), &name, cp, kind, &body) {
                 Ok(s) => s,
-                Err(resp) => return *resp,
+                Err(PatchError::NotFound(name)) => return not_found(&name),
+                Err(PatchError::BadRequest(message)) => return bad(message),
+                Err(PatchError::Invalid(message)) => {
+                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message, None);
+                }
             };
-            let d = up_sync(
-                policy,
-                cluster,
-                &as_cluster_secret(policy, &result),
-                hub.as_deref(),
-            );
+            let d = forged_stamp(cluster, &result, hub.as_deref()).unwrap_or_else(|| {
+                up_sync(
+                    policy,
+                    cluster,
+                    &as_cluster_secret(policy, &result),
+                    hub.as_deref(),
+                )
+            });
             (name, d)
         }
         Verb::Delete => {
@@ -634,6 +596,52 @@ async fn write(
         return forward(relay, &Method::PUT, &put, headers, body, Some(cluster)).await;
     }
     forward(relay, method, uri, headers, body, Some(cluster)).await
+}
+
+/// A denial when a cluster's write sets a stamp only secret-relay sets: an owner
+/// label other than its own, or an adopted annotation, that the hub copy does not
+/// already carry. Absent stamps are fine (the webhook sets them), and so are the hub
+/// copy's own (a patch keeps them; another cluster's copy is then refused by the
+/// ownership rule). The webhook would overwrite a forged stamp; a cluster that sends
+/// one is refused, visibly.
+fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option<Decision> {
+    let own = format!("{}{cluster}", keys::OWNER_CLUSTER_PREFIX);
+    let label =
+        |s: &Secret, key: &str| s.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
+    let annotation = |s: &Secret, key: &str| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    if let Some(v) = label(written, keys::OWNER_LABEL)
+        && v != own
+        && hub.and_then(|h| label(h, keys::OWNER_LABEL)).as_ref() != Some(&v)
+    {
+        return Some(Decision::deny(
+            secret_relay_policy::Rule::OwnerLabelForged,
+            format!(
+                "cluster {cluster} may not set {}: {v}; secret-relay stamps ownership ({own} for this cluster), remove the label",
+                keys::OWNER_LABEL
+            ),
+        ));
+    }
+    if let Some(v) = annotation(written, keys::ADOPTED_ANNOTATION)
+        && hub
+            .and_then(|h| annotation(h, keys::ADOPTED_ANNOTATION))
+            .as_ref()
+            != Some(&v)
+    {
+        return Some(Decision::deny(
+            secret_relay_policy::Rule::OwnerLabelForged,
+            format!(
+                "cluster {cluster} may not set {}: {v}; secret-relay marks adoption, remove the annotation",
+                keys::ADOPTED_ANNOTATION
+            ),
+        ));
+    }
+    None
 }
 
 /// The hub copy a write is decided against: the cache's, and for a create of a name
@@ -702,73 +710,6 @@ fn denied(cluster: &str, name: &str, what: &str, decision: &Decision) -> Respons
         &message,
         Some((name, &[(rule.as_str(), decision.reason.as_str())])),
     )
-}
-
-/// The object a patch would produce, for the decision (the API server applies the
-/// real patch; the webhook judges its result).
-fn patched(
-    hub: Option<&Secret>,
-    name: &str,
-    namespace: &str,
-    kind: PatchKind,
-    body: &[u8],
-) -> Result<Secret, Box<Response<RelayBody>>> {
-    let bad = |message: String| {
-        Box::new(status(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &message,
-            None,
-        ))
-    };
-    let mut base = match (hub, kind) {
-        (Some(h), _) => serde_json::to_value(h).unwrap_or_default(),
-        (None, PatchKind::Apply) => {
-            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace}})
-        }
-        (None, _) => return Err(Box::new(not_found(name))),
-    };
-    match kind {
-        PatchKind::Merge | PatchKind::Strategic | PatchKind::Apply => {
-            let mut patch: serde_json::Value = if kind == PatchKind::Apply {
-                serde_yaml::from_slice(body)
-                    .map_err(|e| bad(format!("failed to decode the apply patch: {e}")))?
-            } else {
-                serde_json::from_slice(body)
-                    .map_err(|e| bad(format!("failed to decode the patch: {e}")))?
-            };
-            strip_directives(&mut patch);
-            json_patch::merge(&mut base, &patch);
-        }
-        PatchKind::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(body)
-                .map_err(|e| bad(format!("failed to decode the JSON patch: {e}")))?;
-            json_patch::patch(&mut base, &ops).map_err(|e| {
-                status(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Invalid",
-                    &format!("the JSON patch does not apply: {e}"),
-                    None,
-                )
-            })?;
-        }
-    }
-    let secret: Secret = serde_json::from_value(base)
-        .map_err(|e| bad(format!("the patched object is not a Secret: {e}")))?;
-    if secret.metadata.name.as_deref() != Some(name) {
-        return Err(bad("a patch may not change metadata.name".to_owned()));
-    }
-    Ok(secret)
-}
-
-/// Drops strategic-merge directives (`$patch`, `$setElementOrder/...`, `$retainKeys`).
-fn strip_directives(value: &mut serde_json::Value) {
-    if let serde_json::Value::Object(map) = value {
-        map.retain(|k, _| !k.starts_with('$'));
-        for v in map.values_mut() {
-            strip_directives(v);
-        }
-    }
 }
 
 /// Returns an adopted secret to the control plane with its data kept, as the relay's
@@ -894,5 +835,52 @@ async fn forward(
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        s.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
+        s
+    }
+
+    #[test]
+    fn a_cluster_setting_an_owner_or_adoption_it_does_not_have_is_forged() {
+        let owner = keys::OWNER_LABEL;
+        let adopted = keys::ADOPTED_ANNOTATION;
+        let forged = |w: &Secret, hub: Option<&Secret>| {
+            forged_stamp("c1", w, hub).map(|d| d.rule.to_string())
+        };
+        let theirs = written(&[(owner, "cluster.c2")], &[]);
+        assert_eq!(forged(&theirs, None).as_deref(), Some("owner-label-forged"));
+        assert_eq!(
+            forged(&written(&[(owner, "control-plane")], &[]), None).as_deref(),
+            Some("owner-label-forged")
+        );
+        assert_eq!(
+            forged(&written(&[], &[(adopted, "true")]), None).as_deref(),
+            Some("owner-label-forged")
+        );
+        // Absent stamps, its own owner, and what the hub copy already carries are not.
+        assert_eq!(forged(&written(&[], &[]), None), None);
+        assert_eq!(forged(&written(&[(owner, "cluster.c1")], &[]), None), None);
+        assert_eq!(forged(&theirs, Some(&theirs)), None);
+        let adopted_hub = written(&[(owner, "cluster.c1")], &[(adopted, "true")]);
+        assert_eq!(forged(&adopted_hub, Some(&adopted_hub)), None);
     }
 }

@@ -7,10 +7,10 @@
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::{Api, Client};
 use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, on_both, within};
 
 const POLICY: &str = "\
@@ -49,8 +49,10 @@ on_both!(
     each_cluster_sees_its_view_and_a_policy_reload_changes_it_live,
     a_watch_resumes_on_another_relay_replica,
     kubectl_works_as_a_cluster_through_the_relay,
-    refusals_name_their_reason,
 );
+// Refusals (unregistered clusters, impersonation headers, other namespaces and
+// resources, path tricks, limits) are attacks in tests/attacks.rs, each checked for
+// its status, log line and metric.
 
 async fn stack(flavor: Flavor) -> Stack {
     Stack::start(
@@ -622,50 +624,6 @@ async fn kubectl_works_as_a_cluster_through_the_relay(flavor: Flavor) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(hub.get_opt("from-kubectl").await.unwrap().is_none());
-    relay.stop().await;
-}
-
-async fn refusals_name_their_reason(flavor: Flavor) {
-    let stack = stack(flavor).await;
-    let relay = stack.start_relay().await;
-    // A valid certificate of a cluster that is not in the policy.
-    let c3 = relay_api(&stack, &relay, "cluster3").await;
-    denied_with(
-        c3.list(&ListParams::default()).await.unwrap_err(),
-        403,
-        "cluster3 is not registered",
-    );
-    // Impersonation headers from a cluster are refused, never forwarded.
-    let kubeconfig = stack.relay_kubeconfig(&relay, "cluster1");
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    config.auth_info.impersonate = Some("system:admin".to_owned());
-    let sneaky: Api<Secret> = Api::namespaced(Client::try_from(config).unwrap(), "argocd");
-    denied_with(
-        sneaky.list(&ListParams::default()).await.unwrap_err(),
-        403,
-        "impersonate-user",
-    );
-    // Other namespaces and resources.
-    let c1 = stack.relay_client(&relay, "cluster1").await;
-    let other: Api<Secret> = Api::namespaced(c1.clone(), "kube-system");
-    denied_with(
-        other.list(&ListParams::default()).await.unwrap_err(),
-        403,
-        "only",
-    );
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(c1, "argocd");
-    denied_with(
-        cms.list(&ListParams::default()).await.unwrap_err(),
-        404,
-        "only Secrets",
-    );
-    let text = relay.started.admin.encode_metrics();
-    assert!(text.contains("reason=\"unregistered-cluster\""), "{text}");
-    assert!(text.contains("reason=\"impersonation-header\""), "{text}");
-    assert!(!text.contains("s3cr3t"), "no secret value in metrics");
     relay.stop().await;
 }
 

@@ -20,5 +20,5 @@ pub use policy::{
     LoadOutcome, PolicySource, PolicyState, parse_policy, parse_policy_data, reload_file_once,
     run_policy_source, watch_configmap, watch_file,
 };
-pub use serve::{ConnInfo, ServeOptions, serve_tls};
+pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_tls};
 pub use shutdown::{CancellationToken, shutdown_signal};

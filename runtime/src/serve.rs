@@ -1,13 +1,20 @@
 //! The TLS accept loop every server shares: handshake timeout, one span per
-//! connection naming the peer, HTTP/1.1 and HTTP/2, and a bounded drain on shutdown.
+//! connection naming the peer, HTTP/1.1 and HTTP/2, a deadline for the first request
+//! head (slowloris), and a bounded drain on shutdown. Failed handshakes and slow
+//! connections are logged and, when the caller passes [`ConnCounters`], counted.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -36,6 +43,29 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
     /// Serve HTTP/1.1 only (kube-apiserver calls webhooks over HTTP/1.1).
     pub http1_only: bool,
+    /// Where failed handshakes and slow connections are counted; `None`: only logged.
+    pub counters: Option<ConnCounters>,
+}
+
+/// The label of a [`ConnCounters`] counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnReasonLabels {
+    /// Why: for handshakes `unknown-ca`, `expired`, `not-yet-valid`, `revoked`,
+    /// `bad-certificate`, `no-certificate`, `client-alert`, `protocol`, `timeout`,
+    /// `closed` (the peer left before a TLS message) or `io`; for request heads
+    /// `first-request` (a connection that never completed a request head in time:
+    /// slowloris) or `later-request` (an HTTP/1.1 connection idle or slow after a
+    /// request; idle keep-alive connections end this way too).
+    pub reason: &'static str,
+}
+
+/// Counters of connections the accept loop ended before a handler saw a request.
+#[derive(Clone, Debug, Default)]
+pub struct ConnCounters {
+    /// TLS handshakes that failed, by reason.
+    pub tls_handshake_failures: Family<ConnReasonLabels, Counter>,
+    /// Connections closed because a request head did not arrive in time, by reason.
+    pub request_head_timeouts: Family<ConnReasonLabels, Counter>,
 }
 
 impl Default for ServeOptions {
@@ -45,7 +75,83 @@ impl Default for ServeOptions {
             header_read_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(10),
             http1_only: false,
+            counters: None,
         }
+    }
+}
+
+impl ConnCounters {
+    /// Registers `tls_handshake_failures` and `request_head_timeouts` (both
+    /// `_total`, labelled `reason`) into `registry`.
+    pub fn register(registry: &mut Registry) -> ConnCounters {
+        let counters = ConnCounters::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by reason",
+            counters.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "request_head_timeouts",
+            "Connections closed because a request head did not arrive in time, by reason",
+            counters.request_head_timeouts.clone(),
+        );
+        counters
+    }
+}
+
+/// Why a handshake failed, as a metric label: the rustls error under the I/O error.
+fn handshake_reason(err: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Error>())
+    else {
+        return if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            "closed"
+        } else {
+            "io"
+        };
+    };
+    match tls {
+        Error::InvalidCertificate(cert) => match cert {
+            CertificateError::UnknownIssuer => "unknown-ca",
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not-yet-valid"
+            }
+            CertificateError::Revoked => "revoked",
+            _ => "bad-certificate",
+        },
+        Error::NoCertificatesPresented => "no-certificate",
+        Error::AlertReceived(_) => "client-alert",
+        _ => "protocol",
+    }
+}
+
+impl ServeOptions {
+    fn count_handshake_failure(&self, reason: &'static str) {
+        if let Some(c) = &self.counters {
+            c.tls_handshake_failures
+                .get_or_create(&ConnReasonLabels { reason })
+                .inc();
+        }
+    }
+
+    fn count_head_timeout(&self, reason: &'static str) {
+        if let Some(c) = &self.counters {
+            c.request_head_timeouts
+                .get_or_create(&ConnReasonLabels { reason })
+                .inc();
+        }
+    }
+}
+
+/// Resolves when `timeout` has passed and no request head has arrived yet; never
+/// after one has (later heads are hyper's `header_read_timeout`'s).
+async fn first_request_overdue(timeout: Duration, seen: Arc<AtomicBool>) {
+    tokio::time::sleep(timeout).await;
+    if seen.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -54,6 +160,12 @@ impl Default for ServeOptions {
 /// `drain_timeout` to finish (HTTP/1.1 connections close after their current
 /// request, HTTP/2 ones get GOAWAY). The TLS config is read on every handshake, so a
 /// rotating one serves new certificates without a restart.
+///
+/// A connection that has not sent a complete request head `header_read_timeout`
+/// after its handshake is closed, whatever the protocol (HTTP/1.1, HTTP/2, or
+/// nothing at all); failed handshakes and such closes are logged at info (the TLS
+/// error and the peer address, never request data) and counted in
+/// `options.counters`.
 pub async fn serve_tls<H, F, B>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -88,18 +200,28 @@ pub async fn serve_tls<H, F, B>(
         let watcher = graceful.watcher();
         let options = options.clone();
         tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(err)) => {
-                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                        return;
+            let tls = match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    let reason = handshake_reason(&err);
+                    options.count_handshake_failure(reason);
+                    // A peer that leaves before any TLS message (a TCP probe) is
+                    // not news; a refused certificate or a broken handshake is.
+                    if reason == "closed" {
+                        tracing::debug!(%peer, reason, error = %err, "TLS handshake failed");
+                    } else {
+                        tracing::info!(%peer, reason, error = %err, "TLS handshake failed");
                     }
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                };
+                    return;
+                }
+                Err(_) => {
+                    options.count_handshake_failure("timeout");
+                    tracing::info!(%peer, reason = "timeout", timeout = ?options.handshake_timeout, "TLS handshake failed");
+                    return;
+                }
+            };
             let client_cert = tls
                 .get_ref()
                 .1
@@ -120,7 +242,10 @@ pub async fn serve_tls<H, F, B>(
                 client_cert,
                 identity,
             });
+            let seen = Arc::new(AtomicBool::new(false));
+            let seen_by_service = seen.clone();
             let service = hyper::service::service_fn(move |req| {
+                seen_by_service.store(true, Ordering::Release);
                 let handler = handler.clone();
                 let info = info.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler(req, info).await) }
@@ -140,11 +265,78 @@ pub async fn serve_tls<H, F, B>(
                 builder
             };
             let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(err) = watcher.watch(conn.into_owned()).instrument(span).await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            let conn = watcher.watch(conn.into_owned()).instrument(span.clone());
+            let timeout = options.header_read_timeout;
+            // hyper's header_read_timeout covers HTTP/1.1 heads once the protocol is
+            // known; this also covers a peer that sends nothing, part of the HTTP/2
+            // preface, or an HTTP/2 connection without a request.
+            let ended = tokio::select! {
+                ended = conn => ended,
+                () = first_request_overdue(timeout, seen.clone()) => {
+                    options.count_head_timeout("first-request");
+                    span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
+                    return;
+                }
+            };
+            let Err(err) = ended else {
+                return;
+            };
+            let head_timeout = err
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout);
+            match (head_timeout, seen.load(Ordering::Acquire)) {
+                (true, false) => {
+                    options.count_head_timeout("first-request");
+                    span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
+                }
+                (true, true) => {
+                    options.count_head_timeout("later-request");
+                    span.in_scope(|| tracing::debug!(%peer, reason = "later-request", ?timeout, "closed an idle or slow HTTP/1.1 connection"));
+                }
+                (false, _) => {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                }
             }
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(options.drain_timeout, graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_failures_are_named_by_their_rustls_error() {
+        use rustls::{CertificateError, Error};
+        let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let cases = [
+            (
+                io(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+                "unknown-ca",
+            ),
+            (
+                io(Error::InvalidCertificate(CertificateError::Expired)),
+                "expired",
+            ),
+            (
+                io(Error::InvalidCertificate(CertificateError::BadSignature)),
+                "bad-certificate",
+            ),
+            (io(Error::NoCertificatesPresented), "no-certificate"),
+            (io(Error::DecryptError), "protocol"),
+            (
+                std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
+                "closed",
+            ),
+            (
+                std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+                "io",
+            ),
+        ];
+        for (err, want) in cases {
+            assert_eq!(handshake_reason(&err), want, "{err}");
+        }
+    }
 }

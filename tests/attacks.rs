@@ -1,0 +1,1605 @@
+//! Attacks on the relay and the webhook, as tests: each is refused, and the refusal
+//! is visible three ways: the status the attacker gets (an HTTP status with a
+//! Kubernetes `Status`, a TLS alert, or a closed connection), a log line, and a
+//! metric. Everything runs against the sandbox; where the webhook and the API server
+//! decide (forged owner labels, blocked secrets written straight to the API server)
+//! also against a real kube-apiserver (`on_both!`).
+//!
+//! Log lines are captured by one tracing subscriber for this test binary, writing to
+//! a shared buffer; tests run in parallel, so each uses its own cluster and secret
+//! names and looks for lines naming them.
+//!
+//! The happy paths of the same surfaces (and kubectl through the relay) are in
+//! `proxy/tests/e2e.rs`; an open watch ending when its cluster leaves the policy is
+//! `each_cluster_sees_its_view_and_a_policy_reload_changes_it_live` there.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::BodyExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent};
+use kube::{Api, Client};
+use rustls_pki_types::ServerName;
+use secret_relay_certs::{Ca, Validity};
+use secret_relay_proxy::Limits;
+use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, on_both, within};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+// ---- log capture ------------------------------------------------------------
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs the binary's one subscriber (info and up, plain text) on first use.
+fn capture_logs() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(buf.clone());
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        buf
+    });
+}
+
+fn log_text() -> String {
+    let buf = LOGS.get().expect("capture_logs() first");
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+/// Waits for a captured log line containing every needle, and returns it.
+async fn logged(needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = log_text()
+            .lines()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line.to_owned();
+        }
+        if Instant::now() > deadline {
+            let near: Vec<String> = log_text()
+                .lines()
+                .filter(|l| l.contains(needles[0]))
+                .map(str::to_owned)
+                .collect();
+            panic!(
+                "no log line with {needles:?}; lines with {:?}:\n{}",
+                needles[0],
+                near.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---- metrics ----------------------------------------------------------------
+
+/// The value of `name{labels...}` in an OpenMetrics text; 0 when absent.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn relay_metric(relay: &RelayHandle, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(
+        &relay.started.admin.encode_metrics(),
+        &format!("secret_relay_relay_{name}"),
+        labels,
+    )
+}
+
+async fn webhook_metrics(stack: &Stack) -> String {
+    let state = stack.webhook.as_ref().unwrap();
+    let req = http::Request::get("/metrics")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let resp = secret_relay_webhook::handle(state, req).await;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+async fn webhook_denials(stack: &Stack, operation: &str) -> f64 {
+    metric(
+        &webhook_metrics(stack).await,
+        "secret_relay_webhook_requests_total",
+        &[
+            ("endpoint", "validate"),
+            ("operation", operation),
+            ("decision", "denied"),
+        ],
+    )
+}
+
+// ---- the world --------------------------------------------------------------
+
+/// A policy registering `clusters`, all `env: prod`, with one Secret Source for
+/// repository credentials.
+fn policy(clusters: &[&str]) -> String {
+    let mut text = String::from("clusters:\n");
+    for c in clusters {
+        text.push_str(&format!("  - name: {c}\n    labels: {{ env: prod }}\n"));
+    }
+    text.push_str(
+        "secretSources:\n  - clusterSelector: env=prod\n    labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)\n",
+    );
+    text
+}
+
+/// A control plane registering `clusters`, with certificates for them and `extra`.
+async fn stack(flavor: Flavor, clusters: &[&str], extra: &[&str]) -> Stack {
+    Stack::start(
+        flavor,
+        StackOptions {
+            policy: policy(clusters),
+            certificates: clusters
+                .iter()
+                .chain(extra)
+                .map(|c| (*c).to_owned())
+                .collect(),
+            ..StackOptions::default()
+        },
+    )
+    .await
+}
+
+/// The value every Secret here carries: it must never show up where it should not.
+const CANARY: &str = "attack-canary-4c1d";
+
+fn secret(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
+    let map = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
+        "stringData": {"password": CANARY},
+    }))
+    .unwrap()
+}
+
+const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
+const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
+
+fn opted_in(name: &str) -> Secret {
+    secret(name, &[OPT_IN, REPO_CREDS], &[])
+}
+
+fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
+    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+async fn relay_api(stack: &Stack, relay: &RelayHandle, cluster: &str) -> Api<Secret> {
+    Api::namespaced(stack.relay_client(relay, cluster).await, "argocd")
+}
+
+async fn hub(stack: &Stack) -> Api<Secret> {
+    Api::namespaced(stack.cluster.client().await, "argocd")
+}
+
+/// Asserts an API error with `code` whose message mentions `needle`.
+fn denied(result: kube::Result<impl std::fmt::Debug>, code: u16, needle: &str) {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, code, "{status:?}");
+            assert!(
+                status.message.contains(needle),
+                "{} should mention {needle}",
+                status.message
+            );
+        }
+        other => panic!("expected a {code} mentioning {needle}, got {other:?}"),
+    }
+}
+
+/// Waits until the relay's cache holds `name` (its decisions read the cache).
+async fn wait_cached(relay: &RelayHandle, name: &str) {
+    let cache = relay.started.cache.clone();
+    within(&format!("{name} in the relay's cache"), async {
+        let mut events = cache.subscribe();
+        while cache.get(name).is_none() {
+            let _ = events.recv().await;
+        }
+    })
+    .await;
+}
+
+// ---- a raw HTTP/1.1 and TLS client ------------------------------------------
+
+/// A TLS client of the relay with a chosen identity, for what kube clients would
+/// not send (path tricks, raw headers, slow or huge requests, bad certificates).
+struct Peer {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Answer {
+    code: u16,
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as a Kubernetes `Status` (panics when it is not one).
+    fn status(&self) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)));
+        assert_eq!(v["kind"], "Status", "{v}");
+        assert_eq!(v["code"], self.code, "{v}");
+        v
+    }
+}
+
+impl Peer {
+    /// As `cluster`, with its certificate from the stack's PKI.
+    fn cluster(stack: &Stack, relay: &RelayHandle, cluster: &str, alpn: &[&[u8]]) -> Peer {
+        let read = |f: &str| std::fs::read_to_string(stack.pki().join(f)).unwrap();
+        let (cert, key) = (
+            read(&format!("{cluster}.crt")),
+            read(&format!("{cluster}.key")),
+        );
+        Peer::with(stack, relay, Some((&cert, &key)), alpn)
+    }
+
+    /// With any client certificate, or none.
+    fn with(
+        stack: &Stack,
+        relay: &RelayHandle,
+        client: Option<(&str, &str)>,
+        alpn: &[&[u8]],
+    ) -> Peer {
+        let ca = std::fs::read_to_string(stack.pki().join("ca.crt")).unwrap();
+        Peer {
+            addr: relay.started.addr,
+            tls: secret_relay_certs::client_config(&ca, client, alpn).unwrap(),
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(self.addr).await?;
+        tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+    }
+
+    /// Sends `request` on a new connection and reads the answer to the end.
+    async fn send(&self, request: &[u8]) -> std::io::Result<Answer> {
+        let mut tls = self.connect().await?;
+        tls.write_all(request).await?;
+        tls.flush().await?;
+        let mut raw = Vec::new();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match tls.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&chunk[..n]),
+                // A peer that closes without close_notify after answering is fine.
+                Err(_) if !raw.is_empty() => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(parse_answer(&raw))
+    }
+}
+
+fn parse_answer(raw: &[u8]) -> Answer {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = Vec::new();
+        let mut rest = &body[..];
+        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
+                .unwrap();
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+            rest = &rest[eol + 2 + size + 2..];
+        }
+        body = out;
+    }
+    Answer { code, head, body }
+}
+
+/// An HTTP/1.1 request that closes the connection after its answer.
+fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{method} {target} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+const H1: &[&[u8]] = &[b"http/1.1"];
+
+// ---- the attacks ------------------------------------------------------------
+
+on_both!(
+    a_forged_owner_label_is_refused_through_the_relay_and_from_an_admin,
+    a_blocked_secret_is_refused_on_every_write_path,
+);
+
+/// Cluster B tries to update, patch, re-create and delete cluster A's hub copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["cross-a", "cross-b"], &[]).await;
+    let relay = stack.start_relay().await;
+    let a = relay_api(&stack, &relay, "cross-a").await;
+    let b = relay_api(&stack, &relay, "cross-b").await;
+    let hub = hub(&stack).await;
+    a.create(&PostParams::default(), &opted_in("cross-repo"))
+        .await
+        .unwrap();
+    wait_cached(&relay, "cross-repo").await;
+    let before = hub.get("cross-repo").await.unwrap();
+
+    let mut stolen = opted_in("cross-repo");
+    stolen.metadata.resource_version = before.metadata.resource_version.clone();
+    stolen.string_data = Some([("password".to_owned(), "stolen".to_owned())].into());
+    denied(
+        b.replace("cross-repo", &PostParams::default(), &stolen)
+            .await,
+        403,
+        "owned-by-other-cluster",
+    );
+    denied(
+        b.patch(
+            "cross-repo",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "stolen"}})),
+        )
+        .await,
+        403,
+        "owned-by-other-cluster",
+    );
+    denied(
+        b.create(&PostParams::default(), &opted_in("cross-repo"))
+            .await,
+        403,
+        "owned-by-other-cluster",
+    );
+    denied(
+        b.delete("cross-repo", &DeleteParams::default()).await,
+        403,
+        "release-not-owner",
+    );
+    // It is not in B's view either.
+    denied(b.get("cross-repo").await, 404, "not found");
+
+    logged(&[
+        "up-sync denied",
+        "cluster=cross-b",
+        "name=cross-repo",
+        "owned-by-other-cluster",
+    ])
+    .await;
+    logged(&[
+        "release denied",
+        "cluster=cross-b",
+        "name=cross-repo",
+        "release-not-owner",
+    ])
+    .await;
+    let denied_writes = |rule| {
+        relay_metric(
+            &relay,
+            "writes_total",
+            &[("decision", "denied"), ("rule", rule)],
+        )
+    };
+    assert_eq!(denied_writes("owned-by-other-cluster"), 3.0);
+    assert_eq!(denied_writes("release-not-owner"), 1.0);
+    let after = hub.get("cross-repo").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert_eq!(
+        label(&after, "secret-relay.io/owner"),
+        Some("cluster.cross-a")
+    );
+    relay.stop().await;
+}
+
+/// Nobody sets `secret-relay.io/owner` by hand: not a cluster through the relay (the
+/// relay refuses it before the API server), not an admin with kubectl (the webhook
+/// refuses it; `system:masters` is not exempt).
+async fn a_forged_owner_label_is_refused_through_the_relay_and_from_an_admin(flavor: Flavor) {
+    capture_logs();
+    // The repository's RBAC lets the relay impersonate cluster1..3 only.
+    let (a_name, b_name) = match flavor {
+        Flavor::Sandbox => ("forge-a", "forge-b"),
+        Flavor::Real => ("cluster1", "cluster2"),
+    };
+    let stack = stack(flavor, &[a_name, b_name], &[]).await;
+    let relay = stack.start_relay().await;
+    let a = relay_api(&stack, &relay, a_name).await;
+    let hub = hub(&stack).await;
+    let b_owner = format!("cluster.{b_name}");
+    // Names unique to this test and flavor: log lines are matched by them.
+    let prefix = match flavor {
+        Flavor::Sandbox => "forge",
+        Flavor::Real => "forge-real",
+    };
+    let new = format!("{prefix}-new");
+    let own = format!("{prefix}-own");
+    let adopted = format!("{prefix}-adopted");
+
+    // Through the relay: a new hub copy claiming to be B's.
+    denied(
+        a.create(
+            &PostParams::default(),
+            &secret(
+                &new,
+                &[OPT_IN, REPO_CREDS, ("secret-relay.io/owner", &b_owner)],
+                &[],
+            ),
+        )
+        .await,
+        403,
+        "owner-label-forged",
+    );
+    // Its own copy, handed to B with a JSON patch.
+    a.create(&PostParams::default(), &opted_in(&own))
+        .await
+        .unwrap();
+    wait_cached(&relay, &own).await;
+    let relabel = Patch::<()>::Json(
+        serde_json::from_value(serde_json::json!([
+            {"op": "replace", "path": "/metadata/labels/secret-relay.io~1owner", "value": b_owner}
+        ]))
+        .unwrap(),
+    );
+    denied(
+        a.patch(&own, &PatchParams::default(), &relabel).await,
+        403,
+        "owner-label-forged",
+    );
+    // Adoption claimed by hand.
+    denied(
+        a.create(
+            &PostParams::default(),
+            &secret(
+                &adopted,
+                &[OPT_IN, REPO_CREDS],
+                &[("secret-relay.io/adopted", "true")],
+            ),
+        )
+        .await,
+        403,
+        "owner-label-forged",
+    );
+    logged(&[
+        "up-sync denied",
+        &format!("cluster={a_name}"),
+        &new,
+        "owner-label-forged",
+    ])
+    .await;
+    logged(&[
+        "up-sync denied",
+        &format!("cluster={a_name}"),
+        &own,
+        "owner-label-forged",
+    ])
+    .await;
+    assert_eq!(
+        relay_metric(
+            &relay,
+            "writes_total",
+            &[("decision", "denied"), ("rule", "owner-label-forged")]
+        ),
+        3.0
+    );
+    assert!(hub.get_opt(&new).await.unwrap().is_none());
+    assert!(hub.get_opt(&adopted).await.unwrap().is_none());
+    let stored = hub.get(&own).await.unwrap();
+    assert_eq!(
+        label(&stored, "secret-relay.io/owner"),
+        Some(format!("cluster.{a_name}").as_str())
+    );
+
+    // Directly, as a cluster admin with kubectl.
+    let kubectl = secret_relay_testkit::kubectl().expect("kubectl (KUBECTL_BINARIES or PATH)");
+    let cp = format!("{prefix}-cp");
+    hub.create(&PostParams::default(), &secret(&cp, &[], &[]))
+        .await
+        .unwrap();
+    let updates_before = webhook_denials(&stack, "UPDATE").await;
+    let creates_before = webhook_denials(&stack, "CREATE").await;
+    let owner_label = format!("secret-relay.io/owner=cluster.{a_name}");
+    for (name, needle) in [(cp.as_str(), "owner-label-forged"), (own.as_str(), a_name)] {
+        let out = stack.cluster.kubectl(
+            &kubectl,
+            &[
+                "-n",
+                "argocd",
+                "label",
+                "--overwrite",
+                "secret",
+                name,
+                &owner_label,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "kubectl label {name} succeeded");
+        assert!(
+            stderr.contains("denied the request") && stderr.contains(needle),
+            "{name}: {stderr}"
+        );
+    }
+    let manifest = stack.cluster.dir().join("forged.yaml");
+    let forged_name = format!("{prefix}-kubectl");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {forged_name}\n  namespace: argocd\n  labels:\n    secret-relay.io/owner: cluster.{a_name}\nstringData:\n  password: {CANARY}\n"
+        ),
+    )
+    .unwrap();
+    let out = stack
+        .cluster
+        .kubectl(&kubectl, &["apply", "-f", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("owner-label-forged"),
+        "{stderr}"
+    );
+    assert!(hub.get_opt(&forged_name).await.unwrap().is_none());
+    assert_eq!(
+        label(&hub.get(&cp).await.unwrap(), "secret-relay.io/owner"),
+        None
+    );
+    // The webhook's log and metric.
+    logged(&["reviewed", &cp, "denied", "owner-label-forged"]).await;
+    logged(&["reviewed", &forged_name, "denied", "owner-label-forged"]).await;
+    logged(&["reviewed", &own, "denied", "ownership-lock"]).await;
+    assert!(webhook_denials(&stack, "UPDATE").await >= updates_before + 2.0);
+    assert!(webhook_denials(&stack, "CREATE").await >= creates_before + 1.0);
+    relay.stop().await;
+}
+
+/// An agent's request carrying impersonation headers is refused, whatever the header,
+/// and never forwarded (the relay sets the identity itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_headers_from_an_agent_are_refused() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["imp-a"], &[]).await;
+    let relay = stack.start_relay().await;
+    let peer = Peer::cluster(&stack, &relay, "imp-a", H1);
+    let collection = "/api/v1/namespaces/argocd/secrets";
+    let body = serde_json::to_vec(&opted_in("imp-sneaky")).unwrap();
+    let attempts: [(&str, &[u8], (&str, &str)); 5] = [
+        ("GET", b"", ("Impersonate-User", "system:admin")),
+        ("GET", b"", ("Impersonate-Group", "system:masters")),
+        ("GET", b"", ("Impersonate-Uid", "0")),
+        ("GET", b"", ("Impersonate-Extra-Scopes", "all")),
+        (
+            "POST",
+            &body,
+            ("Impersonate-User", "secret-relay:cluster:other"),
+        ),
+    ];
+    for (method, body, (header, value)) in attempts {
+        let answer = peer
+            .send(&request(
+                method,
+                collection,
+                &[(header, value), ("Content-Type", "application/json")],
+                body,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(answer.code, 403, "{header}: {answer:?}");
+        let status = answer.status();
+        assert_eq!(status["reason"], "Forbidden");
+        let lower = header.to_ascii_lowercase();
+        assert!(
+            status["message"].as_str().unwrap().contains(&lower),
+            "{status}"
+        );
+        logged(&[
+            "refused a request with an impersonation header",
+            "cluster=imp-a",
+            &format!("header={lower}"),
+        ])
+        .await;
+    }
+    // kube-rs' own impersonation settings, the way an agent's kubeconfig could carry them.
+    let kc = kube::config::Kubeconfig::read_from(stack.relay_kubeconfig(&relay, "imp-a")).unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    config.auth_info.impersonate = Some("system:admin".to_owned());
+    let sneaky: Api<Secret> = Api::namespaced(Client::try_from(config).unwrap(), "argocd");
+    denied(
+        sneaky.list(&ListParams::default()).await,
+        403,
+        "impersonate-user",
+    );
+    assert_eq!(
+        relay_metric(
+            &relay,
+            "refusals_total",
+            &[("reason", "impersonation-header")]
+        ),
+        6.0
+    );
+    assert!(
+        hub(&stack)
+            .await
+            .get_opt("imp-sneaky")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    relay.stop().await;
+}
+
+/// Other namespaces, other resources and path tricks never reach the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_namespaces_resources_and_path_tricks_are_refused() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["path-a"], &[]).await;
+    let relay = stack.start_relay().await;
+    // Something worth stealing next door.
+    stack.cluster.create_namespace("kube-system").await;
+    Api::<Secret>::namespaced(stack.cluster.client().await, "kube-system")
+        .create(&PostParams::default(), &secret("path-target", &[], &[]))
+        .await
+        .unwrap();
+    let peer = Peer::cluster(&stack, &relay, "path-a", H1);
+    let cases: &[(&str, &str, u16, &str)] = &[
+        (
+            "GET",
+            "/api/v1/namespaces/kube-system/secrets",
+            403,
+            "Forbidden",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/kube-system/secrets/path-target",
+            403,
+            "Forbidden",
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/kube-system/secrets",
+            403,
+            "Forbidden",
+        ),
+        ("GET", "/api/v1/secrets", 403, "Forbidden"),
+        (
+            "GET",
+            "/api/v1/namespaces/kube-system/configmaps",
+            403,
+            "Forbidden",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/configmaps",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/apis/apps/v1/namespaces/argocd/deployments",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/path-target/status",
+            404,
+            "NotFound",
+        ),
+        (
+            "PUT",
+            "/api/v1/namespaces/argocd/secrets/path-target/status",
+            404,
+            "NotFound",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/../../kube-system/secrets/path-target",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/%2e%2e/%2E%2E/kube-system/secrets",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd%2Fsecrets",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/kube-system%2fsecrets%2fpath-target",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/a%2Fb",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "//api/v1/namespaces/argocd/secrets",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd//secrets",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/./path-target",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/path-target%00",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/path-target?watch=true",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets/path-target?watch=1",
+            400,
+            "BadRequest",
+        ),
+        (
+            "GET",
+            "/api/v1/namespaces/argocd/secrets?fieldSelector=spec.x%3Dy",
+            400,
+            "BadRequest",
+        ),
+        (
+            "DELETE",
+            "/api/v1/namespaces/argocd/secrets",
+            405,
+            "MethodNotAllowed",
+        ),
+    ];
+    for (method, target, code, reason) in cases {
+        let answer = peer.send(&request(method, target, &[], b"")).await.unwrap();
+        assert_eq!(answer.code, *code, "{method} {target}: {answer:?}");
+        let status = answer.status();
+        assert_eq!(status["reason"], *reason, "{method} {target}");
+        assert!(
+            !String::from_utf8_lossy(&answer.body).contains(CANARY),
+            "{method} {target} leaked"
+        );
+        let path = target.split('?').next().unwrap();
+        logged(&["refused", "cluster=path-a", &format!("path=\"{path}\"")]).await;
+    }
+    // The same through kube-rs, as an agent would misuse it.
+    let client = stack.relay_client(&relay, "path-a").await;
+    denied(
+        Api::<Secret>::namespaced(client.clone(), "kube-system")
+            .get("path-target")
+            .await,
+        403,
+        "only",
+    );
+    denied(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client, "argocd")
+            .list(&ListParams::default())
+            .await,
+        404,
+        "only Secrets",
+    );
+    let text = relay.started.admin.encode_metrics();
+    assert_eq!(
+        metric(
+            &text,
+            "secret_relay_relay_refusals_total",
+            &[("reason", "route")]
+        ),
+        (cases.len() + 2) as f64
+    );
+    assert!(!text.contains(CANARY), "no secret value in metrics");
+    relay.stop().await;
+}
+
+/// A blocked secret (by name, type or label) through every write path: create,
+/// update, label change, merge, JSON and strategic-merge patch, server-side apply and
+/// delete. Through the relay the relay refuses it; sent straight to the API server
+/// as the cluster's identity (what a relay bug would do) the webhook refuses it.
+async fn a_blocked_secret_is_refused_on_every_write_path(flavor: Flavor) {
+    capture_logs();
+    // The repository's RBAC lets the relay impersonate cluster1..3 only; the names
+    // of this test's secrets are unique to it and the flavor (log lines are matched
+    // by them).
+    let (c, prefix) = match flavor {
+        Flavor::Sandbox => ("blk-a", "blk"),
+        Flavor::Real => ("cluster1", "blk-real"),
+    };
+    let stack = stack(flavor, &[c], &[]).await;
+    let relay = stack.start_relay().await;
+    let hub = hub(&stack).await;
+    let via_relay = relay_api(&stack, &relay, c).await;
+    let direct: Api<Secret> = Api::namespaced(
+        stack
+            .cluster
+            .client_as(
+                &format!("secret-relay:cluster:{c}"),
+                &["secret-relay:clusters"],
+            )
+            .await,
+        "argocd",
+    );
+    hub.create(&PostParams::default(), &secret("argocd-secret", &[], &[]))
+        .await
+        .unwrap();
+    let repo = format!("{prefix}-repo");
+    via_relay
+        .create(&PostParams::default(), &opted_in(&repo))
+        .await
+        .unwrap();
+    wait_cached(&relay, "argocd-secret").await;
+    wait_cached(&relay, &repo).await;
+    let argocd_secret = hub.get("argocd-secret").await.unwrap();
+    let denials_before = [
+        webhook_denials(&stack, "CREATE").await,
+        webhook_denials(&stack, "UPDATE").await,
+        webhook_denials(&stack, "DELETE").await,
+    ];
+
+    let blocked_type: Secret = {
+        let mut s = opted_in(&format!("{prefix}-token"));
+        s.type_ = Some("kubernetes.io/service-account-token".to_owned());
+        s.metadata.annotations = Some(
+            [(
+                "kubernetes.io/service-account.name".to_owned(),
+                "default".to_owned(),
+            )]
+            .into(),
+        );
+        s
+    };
+    let blocked_label = secret(
+        &format!("{prefix}-cluster"),
+        &[OPT_IN, ("argocd.argoproj.io/secret-type", "cluster")],
+        &[],
+    );
+    let mut update = opted_in("argocd-secret");
+    update.metadata.resource_version = argocd_secret.metadata.resource_version.clone();
+    let to_cluster_type =
+        serde_json::json!({"metadata": {"labels": {"argocd.argoproj.io/secret-type": "cluster"}}});
+    let merge = serde_json::json!({"metadata": {"labels": {"akuity.io/secret-sync": "true", "argocd.argoproj.io/secret-type": "repo-creds"}}, "stringData": {"password": "x"}});
+    let json = Patch::<()>::Json(
+        serde_json::from_value(serde_json::json!([
+            {"op": "add", "path": "/metadata/labels", "value": {"akuity.io/secret-sync": "true", "argocd.argoproj.io/secret-type": "repo-creds"}}
+        ]))
+        .unwrap(),
+    );
+    let apply = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "argocd-secret", "labels": {"akuity.io/secret-sync": "true", "argocd.argoproj.io/secret-type": "repo-creds"}},
+        "stringData": {"password": "x"},
+    });
+    let apply_new = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{prefix}-applied"), "labels": {"akuity.io/secret-sync": "true", "argocd.argoproj.io/secret-type": "cluster"}},
+        "stringData": {"password": "x"},
+    });
+    let ssa = PatchParams::apply("attacker").force();
+
+    for (who, api) in [("relay", &via_relay), ("webhook", &direct)] {
+        let check = |r: kube::Result<Secret>, rule: &str| {
+            // The relay words its refusal "secret-relay denied the request: ..."; the
+            // API server wraps the webhook's in "admission webhook ... denied the request".
+            let needle = if who == "relay" {
+                "secret-relay denied the request"
+            } else {
+                "denied the request"
+            };
+            match r {
+                Err(kube::Error::Api(s)) => {
+                    assert_eq!(s.code, 403, "{who}: {s:?}");
+                    assert!(
+                        s.message.contains(needle) && s.message.contains(rule),
+                        "{who}: {}",
+                        s.message
+                    );
+                }
+                other => panic!("{who}: expected a 403 naming {rule}, got {other:?}"),
+            }
+        };
+        let pp = PostParams::default();
+        check(
+            api.create(&pp, &opted_in("argocd-secret")).await,
+            "blocked-name",
+        );
+        check(api.create(&pp, &blocked_type).await, "blocked-type");
+        check(api.create(&pp, &blocked_label).await, "blocked-label");
+        check(
+            api.replace("argocd-secret", &pp, &update).await,
+            "blocked-name",
+        );
+        check(
+            api.patch(
+                &repo,
+                &PatchParams::default(),
+                &Patch::Merge(&to_cluster_type),
+            )
+            .await,
+            "blocked-label",
+        );
+        check(
+            api.patch(
+                "argocd-secret",
+                &PatchParams::default(),
+                &Patch::Merge(&merge),
+            )
+            .await,
+            "blocked-name",
+        );
+        check(
+            api.patch("argocd-secret", &PatchParams::default(), &json)
+                .await,
+            "blocked-name",
+        );
+        check(
+            api.patch(
+                "argocd-secret",
+                &PatchParams::default(),
+                &Patch::Strategic(&merge),
+            )
+            .await,
+            "blocked-name",
+        );
+        check(
+            api.patch("argocd-secret", &ssa, &Patch::Apply(&apply))
+                .await,
+            "blocked-name",
+        );
+        check(
+            api.patch(
+                &format!("{prefix}-applied"),
+                &ssa,
+                &Patch::Apply(&apply_new),
+            )
+            .await,
+            "blocked-label",
+        );
+        match api.delete("argocd-secret", &DeleteParams::default()).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 403, "{who}: {s:?}");
+                assert!(s.message.contains("blocked-name"), "{who}: {}", s.message);
+            }
+            other => panic!("{who}: delete of argocd-secret: {other:?}"),
+        }
+    }
+
+    // The relay's view: log lines and metrics.
+    let cluster = format!("cluster={c}");
+    for (name, rule) in [
+        ("argocd-secret", "blocked-name"),
+        (
+            blocked_type.metadata.name.as_deref().unwrap(),
+            "blocked-type",
+        ),
+        (
+            blocked_label.metadata.name.as_deref().unwrap(),
+            "blocked-label",
+        ),
+        (repo.as_str(), "blocked-label"),
+    ] {
+        logged(&["up-sync denied", &cluster, &format!("name={name}"), rule]).await;
+    }
+    logged(&[
+        "release denied",
+        &cluster,
+        "name=argocd-secret",
+        "blocked-name",
+    ])
+    .await;
+    let denied_writes = |rule| {
+        relay_metric(
+            &relay,
+            "writes_total",
+            &[("decision", "denied"), ("rule", rule)],
+        )
+    };
+    assert_eq!(denied_writes("blocked-name"), 7.0);
+    assert_eq!(denied_writes("blocked-type"), 1.0);
+    assert_eq!(denied_writes("blocked-label"), 3.0);
+    // The webhook's: every direct attempt was reviewed and denied.
+    logged(&["reviewed", "name=argocd-secret", "denied", "blocked-name"]).await;
+    logged(&[
+        "reviewed",
+        &format!("name={repo}"),
+        "denied",
+        "blocked-label",
+    ])
+    .await;
+    let denials_after = [
+        webhook_denials(&stack, "CREATE").await,
+        webhook_denials(&stack, "UPDATE").await,
+        webhook_denials(&stack, "DELETE").await,
+    ];
+    // Creates: 3 plus a server-side apply of a new name; updates: replace, label
+    // change, three patches and an apply; one delete.
+    assert!(
+        denials_after[0] >= denials_before[0] + 4.0,
+        "{denials_after:?}"
+    );
+    assert!(
+        denials_after[1] >= denials_before[1] + 6.0,
+        "{denials_after:?}"
+    );
+    assert!(
+        denials_after[2] >= denials_before[2] + 1.0,
+        "{denials_after:?}"
+    );
+
+    // Nothing moved.
+    let after = hub.get("argocd-secret").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        argocd_secret.metadata.resource_version
+    );
+    assert_eq!(
+        label(
+            &hub.get(&repo).await.unwrap(),
+            "argocd.argoproj.io/secret-type"
+        ),
+        Some("repo-creds")
+    );
+    for name in [
+        blocked_type.metadata.name.as_deref().unwrap(),
+        blocked_label.metadata.name.as_deref().unwrap(),
+        &format!("{prefix}-applied"),
+    ] {
+        assert!(
+            hub.get_opt(name).await.unwrap().is_none(),
+            "{name} was created"
+        );
+    }
+    relay.stop().await;
+}
+
+/// A cluster taken out of the policy keeps a valid certificate; the relay refuses it
+/// on every request (and one never registered, likewise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_removed_from_the_policy_is_refused_though_its_certificate_is_valid() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["rm-a", "rm-b"], &["rm-never"]).await;
+    let relay = stack.start_relay().await;
+    let b = relay_api(&stack, &relay, "rm-b").await;
+    b.list(&ListParams::default()).await.unwrap();
+    b.create(&PostParams::default(), &opted_in("rm-b-repo"))
+        .await
+        .unwrap();
+    stack.set_policy(&policy(&["rm-a"])).await;
+    Stack::relay_generation(&relay, 2).await;
+
+    denied(
+        b.list(&ListParams::default()).await,
+        403,
+        "rm-b is not registered",
+    );
+    denied(
+        b.create(&PostParams::default(), &opted_in("rm-b-more"))
+            .await,
+        403,
+        "rm-b is not registered",
+    );
+    denied(
+        b.delete("rm-b-repo", &DeleteParams::default()).await,
+        403,
+        "rm-b is not registered",
+    );
+    // The TLS handshake succeeds (the certificate is valid): the refusal is a Status.
+    let answer = Peer::cluster(&stack, &relay, "rm-b", H1)
+        .send(&request(
+            "GET",
+            "/api/v1/namespaces/argocd/secrets",
+            &[],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(answer.code, 403);
+    assert_eq!(answer.status()["reason"], "Forbidden");
+    let never = relay_api(&stack, &relay, "rm-never").await;
+    denied(
+        never.list(&ListParams::default()).await,
+        403,
+        "rm-never is not registered",
+    );
+    // rm-a is unaffected.
+    relay_api(&stack, &relay, "rm-a")
+        .await
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+
+    logged(&[
+        "refused a cluster that is not in the policy",
+        "cluster=rm-b",
+    ])
+    .await;
+    logged(&[
+        "refused a cluster that is not in the policy",
+        "cluster=rm-never",
+    ])
+    .await;
+    assert_eq!(
+        relay_metric(
+            &relay,
+            "refusals_total",
+            &[("reason", "unregistered-cluster")]
+        ),
+        5.0
+    );
+    assert!(
+        hub(&stack)
+            .await
+            .get_opt("rm-b-more")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        hub(&stack)
+            .await
+            .get_opt("rm-b-repo")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    relay.stop().await;
+}
+
+/// A certificate from another CA, an expired one, one not valid yet, and none: the
+/// handshake fails with a TLS alert; the relay logs and counts it by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_another_ca_expired_or_missing_fail_the_handshake() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["tls-a"], &[]).await;
+    let relay = stack.start_relay().await;
+    let day = Duration::from_secs(24 * 3600);
+    let now = Validity::days(1).not_before;
+    let other_ca = Ca::generate("an attacker's CA", Validity::ca_default()).unwrap();
+    let foreign = other_ca
+        .issue_cluster("tls-a", Validity::default())
+        .unwrap();
+    let expired = stack
+        .ca
+        .issue_cluster("tls-a", Validity::between(now - 3 * day, now - day))
+        .unwrap();
+    let early = stack
+        .ca
+        .issue_cluster("tls-a", Validity::between(now + day, now + 3 * day))
+        .unwrap();
+    // What is presented, the client certificate and key, the metric's reason, and the
+    // TLS alert the client receives.
+    type Case<'a> = (&'a str, Option<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: [Case<'_>; 4] = [
+        (
+            "another CA",
+            Some((&foreign.cert_pem, &foreign.key_pem)),
+            "unknown-ca",
+            "UnknownCA",
+        ),
+        (
+            "expired",
+            Some((&expired.cert_pem, &expired.key_pem)),
+            "expired",
+            "CertificateExpired",
+        ),
+        (
+            "not yet valid",
+            Some((&early.cert_pem, &early.key_pem)),
+            "not-yet-valid",
+            "CertificateExpired",
+        ),
+        (
+            "no certificate",
+            None,
+            "no-certificate",
+            "CertificateRequired",
+        ),
+    ];
+    for (what, client, reason, alert) in cases {
+        let peer = Peer::with(&stack, &relay, client, H1);
+        let result = peer
+            .send(&request(
+                "GET",
+                "/api/v1/namespaces/argocd/secrets",
+                &[],
+                b"",
+            ))
+            .await;
+        let err = result.expect_err(what).to_string();
+        assert!(err.contains(alert), "{what}: {err}");
+        let line = logged(&["TLS handshake failed", &format!("reason=\"{reason}\"")]).await;
+        assert!(!line.contains("BEGIN"), "no key material in {line}");
+        assert!(
+            relay_metric(
+                &relay,
+                "tls_handshake_failures_total",
+                &[("reason", reason)]
+            ) >= 1.0,
+            "{what}"
+        );
+    }
+    // The same cluster's real certificate still works.
+    relay_api(&stack, &relay, "tls-a")
+        .await
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    relay.stop().await;
+}
+
+/// Connections that never finish a request head are closed after the header read
+/// timeout: trickled headers on HTTP/1.1, silence after the handshake, and an HTTP/2
+/// connection that never sends its preface. Closing is the answer (as kube-apiserver
+/// does); the relay logs and counts each, and keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_closed_after_the_header_timeout() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["slow-a"], &[]).await;
+    let relay = stack
+        .start_relay_with(Limits {
+            header_read_timeout: Duration::from_secs(1),
+            ..Limits::default()
+        })
+        .await;
+    let started = Instant::now();
+    let trickle = async {
+        let peer = Peer::cluster(&stack, &relay, "slow-a", H1);
+        let mut tls = peer.connect().await.unwrap();
+        tls.write_all(b"GET /api/v1/namespaces/argocd/secrets HTTP/1.1\r\nHost: relay\r\n")
+            .await
+            .unwrap();
+        let opened = Instant::now();
+        // One header line every 200 ms, never the blank line that ends the head.
+        for i in 0..50 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tls
+                .write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .await
+                .is_err()
+                || tls.flush().await.is_err()
+            {
+                break;
+            }
+            let mut probe = [0u8; 1];
+            if let Ok(r) =
+                tokio::time::timeout(Duration::from_millis(1), tls.read(&mut probe)).await
+            {
+                assert!(
+                    matches!(r, Ok(0) | Err(_)),
+                    "the relay answered a partial head"
+                );
+                break;
+            }
+        }
+        opened.elapsed()
+    };
+    let silent = |alpn: &'static [&'static [u8]]| {
+        let peer = Peer::cluster(&stack, &relay, "slow-a", alpn);
+        async move {
+            let mut tls = peer.connect().await.unwrap();
+            let opened = Instant::now();
+            let mut buf = [0u8; 64];
+            let read = within("the silent connection to close", tls.read(&mut buf)).await;
+            assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+            opened.elapsed()
+        }
+    };
+    let (trickled, silent_h1, silent_h2) = tokio::join!(trickle, silent(H1), silent(&[b"h2"]));
+    for (what, took) in [
+        ("trickle", trickled),
+        ("silent h1", silent_h1),
+        ("silent h2", silent_h2),
+    ] {
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{what}: closed after {took:?}"
+        );
+    }
+    logged(&[
+        "closed a connection that sent no complete request head in time",
+        "reason=\"first-request\"",
+    ])
+    .await;
+    assert_eq!(
+        relay_metric(
+            &relay,
+            "request_head_timeouts_total",
+            &[("reason", "first-request")]
+        ),
+        3.0
+    );
+    // Everyone else is still served, and a prompt request on a fresh connection too.
+    relay_api(&stack, &relay, "slow-a")
+        .await
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    relay.stop().await;
+}
+
+/// A body over the limit is 413 with a `Status`, whether declared in Content-Length
+/// (refused before reading) or streamed chunked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_413_with_a_status() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["big-a"], &[]).await;
+    let limit = 64 * 1024;
+    let relay = stack
+        .start_relay_with(Limits {
+            max_body_bytes: limit,
+            ..Limits::default()
+        })
+        .await;
+    let peer = Peer::cluster(&stack, &relay, "big-a", H1);
+    let collection = "/api/v1/namespaces/argocd/secrets";
+    // Declared: only the head is sent, the answer comes without the body.
+    let declared = format!(
+        "POST {collection} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        100 * 1024 * 1024
+    );
+    let answer = peer.send(declared.as_bytes()).await.unwrap();
+    assert_eq!(answer.code, 413, "{answer:?}");
+    assert_eq!(answer.status()["reason"], "RequestEntityTooLarge");
+    // Chunked, no length: cut off at the limit.
+    let mut chunked = format!(
+        "POST {collection} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 16 * 1024];
+    for _ in 0..(limit / chunk.len() + 2) {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let answer = peer.send(&chunked).await.unwrap();
+    assert_eq!(answer.code, 413, "{answer:?}");
+    assert_eq!(answer.status()["reason"], "RequestEntityTooLarge");
+    // And through kube-rs: a Secret bigger than the limit.
+    let mut big = opted_in("big-secret");
+    big.string_data = Some([("blob".to_owned(), "x".repeat(2 * limit))].into());
+    denied(
+        relay_api(&stack, &relay, "big-a")
+            .await
+            .create(&PostParams::default(), &big)
+            .await,
+        413,
+        "larger than",
+    );
+    logged(&["refused a request body over the limit", "cluster=big-a"]).await;
+    assert_eq!(
+        relay_metric(&relay, "refusals_total", &[("reason", "body-too-large")]),
+        3.0
+    );
+    assert!(
+        hub(&stack)
+            .await
+            .get_opt("big-secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    relay.stop().await;
+}
+
+/// One cluster opening watch after watch gets 429 past its limit, and a burst of
+/// requests past its rate gets 429 too; another cluster's list and watch still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_flood_from_one_cluster_does_not_starve_the_others() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["flood-a", "flood-b"], &[]).await;
+    let relay = stack
+        .start_relay_with(Limits {
+            watches_per_cluster: 3,
+            rate_per_second: 5.0,
+            burst: 20.0,
+            ..Limits::default()
+        })
+        .await;
+    let watch_target = "/api/v1/namespaces/argocd/secrets?watch=true&timeoutSeconds=60";
+    let flooder = Peer::cluster(&stack, &relay, "flood-a", H1);
+    // Three watches held open.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut tls = flooder.connect().await.unwrap();
+        tls.write_all(&request("GET", watch_target, &[], b""))
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(tls.read(&mut byte).await.unwrap(), 1, "the watch closed");
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        held.push(tls);
+    }
+    // The flood: every further watch is refused.
+    for _ in 0..7 {
+        let answer = flooder
+            .send(&request("GET", watch_target, &[], b""))
+            .await
+            .unwrap();
+        assert_eq!(answer.code, 429, "{answer:?}");
+        let status = answer.status();
+        assert_eq!(status["reason"], "TooManyRequests");
+        assert!(
+            status["message"]
+                .as_str()
+                .unwrap()
+                .contains("3 open watches"),
+            "{status}"
+        );
+    }
+    // The other cluster lists and watches as usual, and sees a new secret.
+    let b = relay_api(&stack, &relay, "flood-b").await;
+    b.list(&ListParams::default()).await.unwrap();
+    let mut watch = b
+        .watch(&kube::api::WatchParams::default().timeout(60), "0")
+        .await
+        .unwrap()
+        .boxed();
+    hub(&stack)
+        .await
+        .create(
+            &PostParams::default(),
+            &secret(
+                "flood-shared",
+                &[],
+                &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            ),
+        )
+        .await
+        .unwrap();
+    within("flood-b to see flood-shared", async {
+        use futures::TryStreamExt as _;
+        while let Some(event) = watch.try_next().await.unwrap() {
+            if let WatchEvent::Added(s) = event
+                && s.metadata.name.as_deref() == Some("flood-shared")
+            {
+                return;
+            }
+        }
+        panic!("flood-b's watch ended");
+    })
+    .await;
+    // A request flood past the rate limit: 429 for flood-a, flood-b unaffected.
+    let mut limited = 0;
+    for _ in 0..40 {
+        let answer = flooder
+            .send(&request(
+                "GET",
+                "/api/v1/namespaces/argocd/secrets",
+                &[],
+                b"",
+            ))
+            .await
+            .unwrap();
+        if answer.code == 429 {
+            assert_eq!(answer.status()["reason"], "TooManyRequests");
+            assert!(answer.head.to_ascii_lowercase().contains("retry-after"));
+            limited += 1;
+        }
+    }
+    assert!(limited > 0, "no request was rate limited");
+    b.list(&ListParams::default()).await.unwrap();
+    // A closed watch gives its slot back.
+    drop(held.pop());
+    within("a watch slot to come back", async {
+        loop {
+            let answer = flooder.connect().await.unwrap();
+            let mut tls = answer;
+            tls.write_all(&request("GET", watch_target, &[], b""))
+                .await
+                .unwrap();
+            let mut first = [0u8; 12];
+            tls.read_exact(&mut first).await.unwrap();
+            if first.starts_with(b"HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+
+    logged(&[
+        "refused a watch over the cluster's limit",
+        "cluster=flood-a",
+    ])
+    .await;
+    logged(&[
+        "refused a request over the cluster's rate",
+        "cluster=flood-a",
+    ])
+    .await;
+    assert!(!log_text().contains("refused a watch over the cluster's limit cluster=flood-b"));
+    assert!(relay_metric(&relay, "refusals_total", &[("reason", "too-many-watches")]) >= 7.0);
+    assert!(
+        relay_metric(&relay, "refusals_total", &[("reason", "rate-limited")]) >= f64::from(limited)
+    );
+    relay.stop().await;
+}
