@@ -112,29 +112,15 @@ async fn agent(
     cluster: &TestCluster,
     name: &str,
 ) -> Arc<secret_relay_agent::Agent> {
-    cluster.create_namespace("akuity").await;
-    let pki = stack.pki();
-    let (started, _) = secret_relay_agent::start(
-        secret_relay_agent::Config {
-            kubeconfig: Some(cluster.kubeconfig().to_path_buf()),
-            namespace: "akuity".to_owned(),
-            relay: format!("https://{}", relay.started.addr),
-            tls_cert: pki.join(format!("{name}.crt")),
-            tls_key: pki.join(format!("{name}.key")),
-            relay_ca: pki.join("ca.crt"),
-            admin_addr: None,
-            resync: Duration::from_secs(300),
-        },
-        relay.shutdown.child_token(),
-    )
-    .await
-    .unwrap();
-    let agent = started.agent;
-    let mut rx = agent.subscribe();
-    while !agent.readiness().0 {
-        rx.changed().await.unwrap();
-    }
-    agent
+    stack
+        .start_agent(
+            name,
+            cluster,
+            relay.started.addr,
+            Duration::from_secs(300),
+            relay.shutdown.child_token(),
+        )
+        .await
 }
 
 async fn world(flavor: Flavor) -> World {
