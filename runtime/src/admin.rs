@@ -132,16 +132,19 @@ pub async fn serve_admin(
         let admin = admin.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let admin = admin.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(
-                        admin
-                            .handle(req.method(), req.uri().path())
-                            .unwrap_or_else(|| text_response(StatusCode::NOT_FOUND, "not found\n".to_owned())),
-                    )
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let admin = admin.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            admin
+                                .handle(req.method(), req.uri().path())
+                                .unwrap_or_else(|| {
+                                    text_response(StatusCode::NOT_FOUND, "not found\n".to_owned())
+                                }),
+                        )
+                    }
+                });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
