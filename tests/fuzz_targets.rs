@@ -119,6 +119,96 @@ fn the_selector_target_agrees_with_the_go_oracle_on_its_whole_corpus() {
     assert!(accepted >= 200 && oracle.verdicts.len() - accepted >= 200);
 }
 
+/// The selector parser against Kubernetes' on inputs the fixed oracle corpus never
+/// judged: the local libFuzzer corpus (`fuzz/corpus/selector/`) and generated and
+/// mutated selectors (`PROPTEST_CASES` of each, 2000 by default), judged by
+/// `fuzz/selector-judge` (Go's `labels.Parse` and `Matches`; needs Go and
+/// k8s.io/apimachinery in the module cache, as `tests/kube` does). Acceptance and
+/// every match on the oracle's label sets must agree.
+#[test]
+#[ignore = "needs Go: cargo test --test fuzz_targets -- --ignored"]
+fn the_selector_parser_agrees_with_go_on_generated_and_fuzzed_selectors() {
+    use proptest::strategy::ValueTree as _;
+    use proptest::test_runner::TestRunner;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    let cases: usize = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let mut selectors: Vec<String> = inputs("selector")
+        .into_iter()
+        .filter_map(|(_, bytes)| String::from_utf8(bytes).ok())
+        .collect();
+    let mut runner = TestRunner::deterministic();
+    let generated = selector_text();
+    let oracle: Vec<String> = bodies::ORACLE_VERDICTS.verdicts.keys().cloned().collect();
+    let mutated = (select(oracle), prop::collection::vec(edit(), 1..4))
+        .prop_filter_map("UTF-8", |(seed, edits)| {
+            String::from_utf8(mutate(seed.into_bytes(), &edits)).ok()
+        });
+    for _ in 0..cases {
+        selectors.push(generated.new_tree(&mut runner).unwrap().current());
+        selectors.push(mutated.new_tree(&mut runner).unwrap().current());
+    }
+    selectors.sort();
+    selectors.dedup();
+    let sets = &bodies::ORACLE_VERDICTS.label_sets;
+    let input = serde_json::json!({"labelSets": sets, "selectors": selectors});
+    let mut judge = Command::new("go")
+        .args(["run", "."])
+        .current_dir(fuzz_dir().join("selector-judge"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("go is needed for this check");
+    judge
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = judge.wait_with_output().unwrap();
+    assert!(out.status.success(), "selector-judge failed");
+    let verdicts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts = verdicts["cases"].as_array().unwrap();
+    assert_eq!(verdicts.len(), selectors.len());
+    let mut mismatches = Vec::new();
+    let mut accepted = 0;
+    for v in verdicts {
+        let text = v["selector"].as_str().unwrap();
+        let go_ok = v["accepted"].as_bool().unwrap();
+        accepted += usize::from(go_ok);
+        match secret_relay_policy::Selector::parse(text) {
+            Ok(_) if !go_ok => {
+                mismatches.push(format!("{text:?}: Go rejects ({}), we accept", v["error"]))
+            }
+            Err(e) if go_ok => mismatches.push(format!("{text:?}: Go accepts, we reject: {e}")),
+            Ok(parsed) => {
+                for (labels, want) in sets.iter().zip(v["matches"].as_array().unwrap()) {
+                    if parsed.matches(labels) != want.as_bool().unwrap() {
+                        mismatches.push(format!("{text:?} on {labels:?}: Go matches={want}"));
+                    }
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    eprintln!(
+        "{} selectors judged by Go ({accepted} accepted), {} mismatches",
+        verdicts.len(),
+        mismatches.len()
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches[..mismatches.len().min(40)].join("\n")
+    );
+}
+
 // ---- generators -------------------------------------------------------------
 
 /// Byte-level edits of a seed: what libFuzzer's mutators do, in small.
