@@ -8,7 +8,7 @@
 //! bounded history so a client can resume from a resourceVersion (the API server's own)
 //! on this replica or another.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -101,6 +101,10 @@ struct Inner {
 struct State {
     namespace: String,
     objects: BTreeMap<String, Arc<Entry>>,
+    /// Per cluster, the entries it may see (each entry's targets), in name order, so a
+    /// list or a watch's first events read the cluster's view, not the namespace.
+    /// Holds the same `Arc`s as `objects`: no copy of an entry or its name.
+    views: HashMap<String, BTreeSet<ByName>>,
     rv: u64,
     seq: u64,
     history: VecDeque<Arc<CacheEvent>>,
@@ -109,6 +113,63 @@ struct State {
     synced: bool,
     policy: Arc<Policy>,
     generation: u64,
+}
+
+/// An entry in the per-cluster index, ordered by name.
+#[derive(Debug, Clone)]
+struct ByName(Arc<Entry>);
+
+impl PartialEq for ByName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name == other.0.name
+    }
+}
+
+impl Eq for ByName {}
+
+impl PartialOrd for ByName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.name.cmp(&other.0.name)
+    }
+}
+
+impl std::borrow::Borrow<str> for ByName {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl State {
+    /// Adds `entry` to the views of its targets (replacing an entry of the same name).
+    fn index(&mut self, entry: &Arc<Entry>) {
+        for cluster in entry.targets.iter() {
+            let key = ByName(entry.clone());
+            // Look up before inserting: a key is allocated once per cluster, not per entry.
+            if let Some(view) = self.views.get_mut(cluster.as_str()) {
+                view.replace(key);
+            } else {
+                self.views.insert(cluster.clone(), BTreeSet::from([key]));
+            }
+        }
+    }
+
+    /// Removes `entry` (by name) from the views of its targets.
+    fn unindex(&mut self, entry: &Entry) {
+        for cluster in entry.targets.iter() {
+            if let Some(view) = self.views.get_mut(cluster.as_str()) {
+                view.remove(entry.name.as_str());
+                if view.is_empty() {
+                    self.views.remove(cluster.as_str());
+                }
+            }
+        }
+    }
 }
 
 /// A consistent view of the cache for starting a list or a watch.
@@ -214,6 +275,7 @@ impl HubCache {
                 state: RwLock::new(State {
                     namespace: String::new(),
                     objects: BTreeMap::new(),
+                    views: HashMap::new(),
                     rv: 0,
                     seq: 0,
                     history: VecDeque::new(),
@@ -303,6 +365,23 @@ impl HubCache {
         }
     }
 
+    /// [`HubCache::snapshot`] with only the entries cluster `cluster` may see (its
+    /// view, before any label or field selector), read from the per-cluster index.
+    pub fn snapshot_for(&self, cluster: &str) -> Snapshot {
+        let state = self.read();
+        let entries = state.views.get(cluster).map_or_else(Vec::new, |view| {
+            view.iter().map(|e| e.0.clone()).collect()
+        });
+        Snapshot {
+            namespace: state.namespace.clone(),
+            entries,
+            rv: state.rv,
+            seq: state.seq,
+            policy: state.policy.clone(),
+            generation: state.generation,
+        }
+    }
+
     /// The events after resourceVersion `rv` (policy events at `rv` included, so a
     /// client that may have missed one sees it again; re-applying one is harmless),
     /// with the snapshot position they lead to.
@@ -363,6 +442,10 @@ impl HubCache {
             state.seq += 1;
             state.rv = state.rv.max(entry.rv);
             let before = state.objects.insert(entry.name.clone(), entry.clone());
+            if let Some(before) = &before {
+                state.unindex(before);
+            }
+            state.index(&entry);
             let event = Arc::new(CacheEvent::Change {
                 seq: state.seq,
                 rv: entry.rv,
@@ -386,6 +469,7 @@ impl HubCache {
             let Some(before) = state.objects.remove(&name) else {
                 return;
             };
+            state.unindex(&before);
             let mut entry = Entry::new(&state.policy, secret);
             // The final object's labels may differ; who saw it is who saw it before.
             entry.targets = before.targets.clone();
@@ -460,7 +544,10 @@ impl HubCache {
                 }
             }
             for next in updated {
-                state.objects.insert(next.name.clone(), next);
+                if let Some(before) = state.objects.insert(next.name.clone(), next.clone()) {
+                    state.unindex(&before);
+                }
+                state.index(&next);
             }
             state.policy = policy.clone();
             state.generation = generation;
@@ -486,6 +573,7 @@ impl HubCache {
             let mut state = self.write();
             state.namespace = namespace.to_owned();
             state.objects.clear();
+            state.views.clear();
             state.history.clear();
             state.history_base_rv = u64::MAX;
             state.synced = false;

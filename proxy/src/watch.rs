@@ -64,17 +64,17 @@ impl ViewRequest {
 
 /// The list body: `SecretList` of the cluster's view at the cache's resourceVersion.
 pub fn list(cache: &HubCache, view: &ViewRequest) -> Bytes {
-    let snapshot = cache.snapshot();
-    let mut out = BytesMut::with_capacity(256);
+    let snapshot = cache.snapshot_for(&view.cluster);
+    let items: Vec<&Arc<Entry>> = snapshot.entries.iter().filter(|e| view.sees(e)).collect();
+    let size = items.iter().map(|e| e.json.len() + 1).sum::<usize>();
+    let mut out = BytesMut::with_capacity(size + 128);
     out.put_slice(br#"{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":""#);
     out.put_slice(snapshot.rv.to_string().as_bytes());
     out.put_slice(br#""},"items":["#);
-    let mut first = true;
-    for entry in snapshot.entries.iter().filter(|e| view.sees(e)) {
-        if !first {
+    for (i, entry) in items.iter().enumerate() {
+        if i > 0 {
             out.put_u8(b',');
         }
-        first = false;
         out.put_slice(&entry.json);
     }
     out.put_slice(b"]}");
@@ -139,7 +139,7 @@ pub fn watch(
     let mut first: Vec<Bytes> = Vec::new();
     let (seq, rv, generation) = match params.resource_version {
         None | Some(0) => {
-            let snapshot = cache.snapshot();
+            let snapshot = cache.snapshot_for(&view.cluster);
             for entry in snapshot.entries.iter().filter(|e| view.sees(e)) {
                 first.push(event_line("ADDED", &entry.json));
             }

@@ -250,3 +250,56 @@ async fn a_closed_cache_ends_every_watch_cleanly_and_refuses_reads() {
     assert!(ended.is_ok(), "the watch outlived the cache's closing");
     cache.closed().await;
 }
+
+/// The per-cluster index always agrees with a scan of every entry's targets.
+fn assert_views_agree(cache: &HubCache) {
+    let all = cache.snapshot().entries;
+    for cluster in ["c1", "c2", "c3"] {
+        let scanned: Vec<&str> = all
+            .iter()
+            .filter(|e| e.visible_to(cluster))
+            .map(|e| e.name.as_str())
+            .collect();
+        let indexed = cache.snapshot_for(cluster);
+        let indexed: Vec<&str> = indexed.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(indexed, scanned, "the view of {cluster}");
+    }
+}
+
+#[test]
+fn the_view_index_follows_changes_deletions_policies_and_resets() {
+    let p = policy(TWO);
+    let cache = synced(&p);
+    let to = |c: &'static str| [("akuity.io/managed-secret-allowed-clusters", c)];
+    cache.apply(hub("b", 10, &to("c1,c2"), &[]));
+    cache.apply(hub("a", 11, &to("c2"), &[]));
+    cache.apply(hub("own", 12, &[], &[("secret-relay.io/owner", "cluster.c1")]));
+    cache.apply(hub(
+        "sel",
+        13,
+        &[(
+            "akuity.io/managed-secret-allowed-cluster-selector",
+            "env=prod",
+        )],
+        &[],
+    ));
+    assert_views_agree(&cache);
+    let c1 = cache.snapshot_for("c1");
+    let names: Vec<&str> = c1.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["b", "own", "sel"], "in name order");
+    cache.apply(hub("b", 14, &to("c2"), &[]));
+    assert_views_agree(&cache);
+    cache.delete(hub("a", 15, &to("c2"), &[]));
+    assert_views_agree(&cache);
+    cache.set_policy(
+        policy("clusters:\n  - name: c1\n    labels: {env: dev}\n  - name: c2\n    labels: {env: prod}\n  - name: c3\n    labels: {env: prod}\n"),
+        2,
+    );
+    assert_views_agree(&cache);
+    assert_eq!(cache.snapshot_for("c3").entries.len(), 1);
+    cache.replace(vec![hub("z", 20, &to("ALL"), &[])], Some(20));
+    assert_views_agree(&cache);
+    assert_eq!(cache.snapshot_for("c1").entries.len(), 1);
+    cache.reset("argocd");
+    assert!(cache.snapshot_for("c1").entries.is_empty());
+}
