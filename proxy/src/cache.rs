@@ -369,9 +369,10 @@ impl HubCache {
     /// view, before any label or field selector), read from the per-cluster index.
     pub fn snapshot_for(&self, cluster: &str) -> Snapshot {
         let state = self.read();
-        let entries = state.views.get(cluster).map_or_else(Vec::new, |view| {
-            view.iter().map(|e| e.0.clone()).collect()
-        });
+        let entries = state
+            .views
+            .get(cluster)
+            .map_or_else(Vec::new, |view| view.iter().map(|e| e.0.clone()).collect());
         Snapshot {
             namespace: state.namespace.clone(),
             entries,

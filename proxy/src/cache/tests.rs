@@ -273,7 +273,12 @@ fn the_view_index_follows_changes_deletions_policies_and_resets() {
     let to = |c: &'static str| [("akuity.io/managed-secret-allowed-clusters", c)];
     cache.apply(hub("b", 10, &to("c1,c2"), &[]));
     cache.apply(hub("a", 11, &to("c2"), &[]));
-    cache.apply(hub("own", 12, &[], &[("secret-relay.io/owner", "cluster.c1")]));
+    cache.apply(hub(
+        "own",
+        12,
+        &[],
+        &[("secret-relay.io/owner", "cluster.c1")],
+    ));
     cache.apply(hub(
         "sel",
         13,
