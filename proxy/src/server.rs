@@ -498,6 +498,8 @@ async fn write(
         .and_then(|n| relay.inner.cache.get(n))
         .map(|e| e.secret.clone());
     let bad = |message: String| status(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+    // The hub copy a create or an update was decided against.
+    let mut decided_on = None;
     let (name, decision) = match sr.verb {
         Verb::Create | Verb::Update => {
             let secret: Secret = match serde_json::from_slice(&body) {
@@ -537,6 +539,7 @@ async fn write(
                     hub.as_deref(),
                 )
             });
+            decided_on = hub;
             (name, d)
         }
         Verb::Patch(kind) => {
@@ -589,8 +592,9 @@ async fn write(
     tracing::debug!(%cluster, %name, rule = %decision.rule, "up-sync write");
     // Adopting a control-plane secret the cluster cannot see (it is not in its view)
     // arrives as a create: the relay, which sees the hub, makes it the update it is.
+    // The hub copy is the one just decided against: read once, not again.
     if sr.verb == Verb::Create
-        && let Some(hub) = current_hub(relay, cp, &name, true).await
+        && let Some(hub) = decided_on
         && let Ok(mut adopt) = serde_json::from_slice::<Secret>(&body)
         && let Ok(put) = format!("/api/v1/namespaces/{cp}/secrets/{name}").parse::<http::Uri>()
     {
@@ -649,7 +653,9 @@ fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option
 
 /// The hub copy a write is decided against: the cache's, and for a create of a name
 /// the cache does not hold yet, the API server's (the cache may lag a moment behind a
-/// control-plane secret created just before).
+/// control-plane secret created just before). The read is bounded like a forwarded
+/// request: an API server that holds it (its etcd away) fails it after
+/// `upstream_timeout` instead of holding the cluster's write as long as it likes.
 async fn current_hub(
     relay: &Relay,
     cp: &str,
@@ -663,10 +669,15 @@ async fn current_hub(
         return None;
     }
     let api: kube::Api<Secret> = kube::Api::namespaced(relay.inner.upstream.clone(), cp);
-    match api.get_opt(name).await {
-        Ok(found) => found.map(Arc::new),
-        Err(err) => {
+    let read = tokio::time::timeout(relay.inner.limits.upstream_timeout, api.get_opt(name)).await;
+    match read {
+        Ok(Ok(found)) => found.map(Arc::new),
+        Ok(Err(err)) => {
             tracing::warn!(%name, error = %err, "failed to read the hub copy; deciding on the cache");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(%name, timeout = ?relay.inner.limits.upstream_timeout, "timed out reading the hub copy; deciding on the cache");
             None
         }
     }
@@ -885,5 +896,42 @@ mod tests {
         assert_eq!(forged(&theirs, Some(&theirs)), None);
         let adopted_hub = written(&[(owner, "cluster.c1")], &[(adopted, "true")]);
         assert_eq!(forged(&adopted_hub, Some(&adopted_hub)), None);
+    }
+
+    #[tokio::test]
+    async fn a_hub_read_the_api_server_holds_ends_after_the_upstream_timeout() {
+        // An API server that accepts connections and never answers (its etcd away).
+        let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = hole.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = hole.accept().await {
+                open.push(conn);
+            }
+        });
+        let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+        let mut registry = prometheus_client::registry::Registry::default();
+        let relay = Relay::new(
+            PolicyState::new(&mut registry),
+            HubCache::new(10),
+            kube::Client::try_from(config).unwrap(),
+            Arc::new(Metrics::new(&mut registry)),
+            Limits {
+                upstream_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+        );
+        let started = Instant::now();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            current_hub(&relay, "argocd", "repo", true),
+        )
+        .await;
+        assert!(
+            matches!(read, Ok(None)),
+            "the read should give up and decide on the cache"
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+        held.abort();
     }
 }
