@@ -102,9 +102,13 @@ pub async fn start(
         &config.relay_ca,
     )
     .await?;
-    let local = secret_relay_runtime::kube_client(config.kubeconfig.as_deref())
+    let mut local_config = secret_relay_runtime::kube_config(config.kubeconfig.as_deref())
         .await
         .map_err(StartError::Local)?;
+    // As for the relay client: the agent's own retries are the only ones.
+    local_config.default_retry = false;
+    let local = kube::Client::try_from(local_config)
+        .map_err(|e| StartError::Local(secret_relay_runtime::BuildClientError::Build(e)))?;
     let agent = Arc::new(Agent::new(
         cluster.clone(),
         config.namespace.clone(),

@@ -68,10 +68,14 @@ pub async fn relay_client(
     });
     let kc: kube::config::Kubeconfig =
         serde_json::from_value(kubeconfig).map_err(|e| RelayClientError::Config(e.to_string()))?;
-    let config =
+    let mut config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .map_err(|e| RelayClientError::Config(e.to_string()))?;
+    // The agent retries a failed write itself, per name, with backoff. kube's own
+    // retry (a 429, 503 or 504 sent again up to 15 times over minutes) would hide an
+    // unreachable control plane from the agent's status and hold a reconcile slot.
+    config.default_retry = false;
     let client =
         kube::Client::try_from(config).map_err(|e| RelayClientError::Config(e.to_string()))?;
     Ok((client, cluster))
