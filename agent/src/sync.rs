@@ -567,6 +567,10 @@ impl Agent {
                 tracing::debug!(%name, "the hub copy changed during the push; will retry");
                 self.retry_later(&name);
             }
+            Err(kube::Error::Api(status)) if status.code == 429 => {
+                tracing::debug!(%name, "the relay is over this cluster's rate; will retry");
+                self.retry_throttled(&name);
+            }
             Err(err) => {
                 self.metrics.action("push", "error");
                 self.set_status(&name, "up", "error", "");
@@ -587,6 +591,10 @@ impl Agent {
                 tracing::info!(%name, "released the hub copy");
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 429 => {
+                tracing::debug!(%name, "the relay is over this cluster's rate; will retry");
+                self.retry_throttled(name);
+            }
             Err(kube::Error::Api(status)) if is_denial(&status) => {
                 self.metrics.action("release", "denied");
                 tracing::info!(%name, rule = %denied_rule(&status), reason = %status.message, "release denied");
@@ -720,6 +728,17 @@ impl Agent {
         let delay = Duration::from_millis(100)
             .saturating_mul(1u32 << attempt.min(9))
             .min(Duration::from_secs(30));
+        self.retry_in(name, delay);
+    }
+
+    /// Reconciles `name` again after the second the relay asks a cluster over its
+    /// rate to wait (its `Retry-After`): being throttled is no failure, so neither the
+    /// status nor the backoff changes.
+    fn retry_throttled(&self, name: &str) {
+        self.retry_in(name, Duration::from_secs(1));
+    }
+
+    fn retry_in(&self, name: &str, delay: Duration) {
         let Some(tx) = self
             .retries
             .lock()
