@@ -131,6 +131,7 @@ impl Target {
             name: match flavor {
                 Flavor::Sandbox => "sandbox",
                 Flavor::Real => "real",
+                Flavor::Outside => "outside",
             },
             _cluster: cluster,
             api,

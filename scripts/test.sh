@@ -111,6 +111,34 @@ fi
 say "cargo test --workspace"
 cargo test --workspace
 
+# --- the sync scenarios against outside clusters ---------------------------------
+# The suite also runs against clusters made elsewhere, reached only through
+# E2E_KUBECONFIG and E2E_CLUSTER{1,2}_KUBECONFIG (in `cargo test --workspace`
+# above those variants print that they were skipped). Three control planes
+# started here by scripts/control-plane.sh play such clusters.
+if [ "${SECRET_RELAY_SKIP_REAL_CONTROL_PLANE:-}" = 1 ]; then
+    loud "SECRET_RELAY_SKIP_REAL_CONTROL_PLANE=1: the outside-cluster scenarios are SKIPPED on request"
+else
+    say "sync scenarios against outside clusters (E2E_KUBECONFIG)"
+    outside=$(mktemp -d -t secret-relay-outside-XXXXXX)
+    outside_down() {
+        for c in hub cluster1 cluster2; do
+            [ -d "$outside/$c" ] && ./scripts/control-plane.sh down "$outside/$c" >/dev/null 2>&1
+        done
+        rm -rf "$outside"
+    }
+    trap outside_down EXIT
+    for c in hub cluster1 cluster2; do
+        CONTROL_PLANE_OWNER_PID=$$ ./scripts/control-plane.sh up "$outside/$c"
+    done
+    E2E_KUBECONFIG="$outside/hub/admin.kubeconfig" \
+        E2E_CLUSTER1_KUBECONFIG="$outside/cluster1/admin.kubeconfig" \
+        E2E_CLUSTER2_KUBECONFIG="$outside/cluster2/admin.kubeconfig" \
+        cargo test -p secret-relay --test sync -- outside_clusters
+    outside_down
+    trap - EXIT
+fi
+
 # --- fidelity suite: kubectl and the Python client against the sandbox ------
 say "fidelity suite (kubectl: ${KUBECTL_BINARIES:-none})"
 cargo build -q -p secret-relay

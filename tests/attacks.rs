@@ -462,7 +462,7 @@ async fn a_forged_owner_label_is_refused_through_the_relay_and_from_an_admin(fla
     // The repository's RBAC lets the relay impersonate cluster1..3 only.
     let (a_name, b_name) = match flavor {
         Flavor::Sandbox => ("forge-a", "forge-b"),
-        Flavor::Real => ("cluster1", "cluster2"),
+        Flavor::Real | Flavor::Outside => ("cluster1", "cluster2"),
     };
     let stack = stack(flavor, &[a_name, b_name], &[]).await;
     let relay = stack.start_relay().await;
@@ -472,7 +472,7 @@ async fn a_forged_owner_label_is_refused_through_the_relay_and_from_an_admin(fla
     // Names unique to this test and flavor: log lines are matched by them.
     let prefix = match flavor {
         Flavor::Sandbox => "forge",
-        Flavor::Real => "forge-real",
+        Flavor::Real | Flavor::Outside => "forge-real",
     };
     let new = format!("{prefix}-new");
     let own = format!("{prefix}-own");
@@ -883,7 +883,7 @@ async fn a_blocked_secret_is_refused_on_every_write_path(flavor: Flavor) {
     // by them).
     let (c, prefix) = match flavor {
         Flavor::Sandbox => ("blk-a", "blk"),
-        Flavor::Real => ("cluster1", "blk-real"),
+        Flavor::Real | Flavor::Outside => ("cluster1", "blk-real"),
     };
     let stack = stack(flavor, &[c], &[]).await;
     let relay = stack.start_relay().await;

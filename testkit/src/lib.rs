@@ -9,6 +9,16 @@
 //! When the real control plane cannot start (no Go, a failed build), tests fail with
 //! the script's message. Setting `SECRET_RELAY_SKIP_REAL_CONTROL_PLANE=1` asks for
 //! the real-server variants to be skipped; each skip is printed.
+//!
+//! Suites written with [`on_all!`] also run against clusters made elsewhere
+//! ([`Flavor::Outside`]) when `E2E_KUBECONFIG` names the control plane's kubeconfig
+//! and `E2E_CLUSTER1_KUBECONFIG`, `E2E_CLUSTER2_KUBECONFIG`, ... name the managed
+//! clusters'. Those clusters are reused from scenario to scenario: before each one
+//! the testkit deletes secret-relay's webhook configurations and every Secret and
+//! Event in the namespaces the scenario uses (`argocd`, `akuity`), so point them only
+//! at clusters made for testing. The webhook runs in the test process; the control
+//! plane's API server reaches it through an `ExternalName` Service at
+//! `E2E_WEBHOOK_HOST` (default `127.0.0.1`: an API server on this machine).
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
@@ -37,6 +47,21 @@ use secret_relay_sandbox::{Sandbox, SandboxConfig};
 /// The environment variable that asks for the real-control-plane variants to be skipped.
 pub const SKIP_REAL_ENV: &str = "SECRET_RELAY_SKIP_REAL_CONTROL_PLANE";
 
+/// The control plane's kubeconfig for [`Flavor::Outside`]; unset, those variants skip.
+pub const OUTSIDE_ENV: &str = "E2E_KUBECONFIG";
+
+/// The address the outside control plane's API server reaches this machine at.
+pub const OUTSIDE_WEBHOOK_HOST_ENV: &str = "E2E_WEBHOOK_HOST";
+
+/// The environment variable that names managed cluster `name`'s kubeconfig for
+/// [`Flavor::Outside`]: `E2E_CLUSTER1_KUBECONFIG` for `cluster1`.
+pub fn outside_cluster_env(name: &str) -> String {
+    format!(
+        "E2E_{}_KUBECONFIG",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
 /// Which API server a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
@@ -44,6 +69,8 @@ pub enum Flavor {
     Sandbox,
     /// etcd, kube-apiserver and kube-controller-manager from `scripts/control-plane.sh`.
     Real,
+    /// Clusters made elsewhere, named by [`OUTSIDE_ENV`] and [`outside_cluster_env`].
+    Outside,
 }
 
 /// How to start a [`TestCluster`].
@@ -79,6 +106,19 @@ pub struct TestCluster {
 enum Inner {
     Sandbox(Sandbox),
     Real(RealControlPlane),
+    Outside { url: String },
+}
+
+/// Scenarios on outside clusters share them: one at a time in a process.
+static OUTSIDE_LOCK: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Held while a scenario uses the outside clusters.
+pub type OutsideGuard = tokio::sync::OwnedMutexGuard<()>;
+
+/// Waits for the outside clusters to be free.
+pub async fn outside_lock() -> OutsideGuard {
+    OUTSIDE_LOCK.clone().lock_owned().await
 }
 
 /// A control plane started by `scripts/control-plane.sh up DIR`; dropping it runs `down DIR`.
@@ -88,14 +128,31 @@ pub struct RealControlPlane {
 }
 
 impl Flavor {
-    /// Whether the real-control-plane variants were asked to be skipped; prints the skip.
+    /// Whether this flavor's variant is to be skipped, printing why: the real control
+    /// plane when [`SKIP_REAL_ENV`] asks for it, outside clusters when [`OUTSIDE_ENV`]
+    /// names none.
     pub fn skipped(self, test: &str) -> bool {
-        let skip = self == Flavor::Real
-            && std::env::var(SKIP_REAL_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
-        if skip {
-            eprintln!("!!! {test}: real control plane skipped because {SKIP_REAL_ENV} is set");
+        match self {
+            Flavor::Sandbox => false,
+            Flavor::Real => {
+                let skip = std::env::var(SKIP_REAL_ENV).is_ok_and(|v| !v.is_empty() && v != "0");
+                if skip {
+                    eprintln!(
+                        "!!! {test}: real control plane skipped because {SKIP_REAL_ENV} is set"
+                    );
+                }
+                skip
+            }
+            Flavor::Outside => {
+                let skip = std::env::var_os(OUTSIDE_ENV).is_none_or(|v| v.is_empty());
+                if skip {
+                    eprintln!(
+                        "!!! {test}: outside clusters skipped because {OUTSIDE_ENV} is not set"
+                    );
+                }
+                skip
+            }
         }
-        skip
     }
 }
 
@@ -158,7 +215,88 @@ impl TestCluster {
                 cluster.route_services(&options.services).await;
                 cluster
             }
+            Flavor::Outside => {
+                let path = std::env::var(OUTSIDE_ENV).unwrap_or_else(|_| {
+                    panic!("{OUTSIDE_ENV} names no kubeconfig for the outside control plane")
+                });
+                let cluster = TestCluster::outside(PathBuf::from(path), dir).await;
+                cluster.route_services(&options.services).await;
+                cluster
+            }
         }
+    }
+
+    /// Managed cluster `name`: a new API server of `flavor`, or for [`Flavor::Outside`]
+    /// the cluster [`outside_cluster_env`] names, with its `namespaces` emptied of
+    /// Secrets and Events (an earlier scenario's are gone).
+    pub async fn managed(flavor: Flavor, name: &str, namespaces: &[&str]) -> TestCluster {
+        if flavor != Flavor::Outside {
+            return TestCluster::start(flavor, Options::default()).await;
+        }
+        let var = outside_cluster_env(name);
+        let path = std::env::var(&var).unwrap_or_else(|_| {
+            panic!("{OUTSIDE_ENV} is set, so {var} must name managed cluster {name}'s kubeconfig")
+        });
+        let dir = tempfile::Builder::new()
+            .prefix("secret-relay-test-")
+            .tempdir()
+            .unwrap();
+        let cluster = TestCluster::outside(PathBuf::from(path), dir).await;
+        for ns in namespaces {
+            cluster.empty_namespace(ns).await;
+        }
+        cluster
+    }
+
+    async fn outside(kubeconfig: PathBuf, dir: tempfile::TempDir) -> TestCluster {
+        let kc = Kubeconfig::read_from(&kubeconfig)
+            .unwrap_or_else(|e| panic!("cannot read the kubeconfig {}: {e}", kubeconfig.display()));
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}", kubeconfig.display()));
+        let url = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_owned();
+        TestCluster {
+            flavor: Flavor::Outside,
+            kubeconfig,
+            inner: Inner::Outside { url },
+            dir,
+        }
+    }
+
+    /// Deletes every Secret and Event in `namespace` (creating it when missing) and
+    /// waits until none is left: outside clusters start each scenario empty.
+    pub async fn empty_namespace(&self, namespace: &str) {
+        use k8s_openapi::api::core::v1::{Event, Secret};
+        use kube::api::{DeleteParams, ListParams};
+        let client = self.client().await;
+        create_namespace(&client, namespace).await;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let events: Api<Event> = Api::namespaced(client, namespace);
+        within(
+            &format!("the Secrets and Events in {namespace} to go"),
+            async {
+                loop {
+                    secrets
+                        .delete_collection(&DeleteParams::default(), &ListParams::default())
+                        .await
+                        .unwrap();
+                    events
+                        .delete_collection(&DeleteParams::default(), &ListParams::default())
+                        .await
+                        .unwrap();
+                    let left = secrets.list_metadata(&ListParams::default()).await.unwrap();
+                    if left.items.is_empty() {
+                        return;
+                    }
+                    // A writer still stopping may have added one since: go again.
+                }
+            },
+        )
+        .await;
     }
 
     /// Which API server this is.
@@ -181,6 +319,7 @@ impl TestCluster {
         match &self.inner {
             Inner::Sandbox(s) => s.url(),
             Inner::Real(r) => r.env["SERVER"].clone(),
+            Inner::Outside { url } => url.clone(),
         }
     }
 
@@ -188,7 +327,7 @@ impl TestCluster {
     pub fn sandbox(&self) -> Option<&Sandbox> {
         match &self.inner {
             Inner::Sandbox(s) => Some(s),
-            Inner::Real(_) => None,
+            Inner::Real(_) | Inner::Outside { .. } => None,
         }
     }
 
@@ -196,7 +335,7 @@ impl TestCluster {
     pub fn real(&self) -> Option<&RealControlPlane> {
         match &self.inner {
             Inner::Real(r) => Some(r),
-            Inner::Sandbox(_) => None,
+            Inner::Sandbox(_) | Inner::Outside { .. } => None,
         }
     }
 
@@ -243,7 +382,7 @@ impl TestCluster {
                 });
                 std::fs::write(&path, text).unwrap();
             }
-            Inner::Real(r) => {
+            Inner::Real(_) | Inner::Outside { .. } => {
                 let client = self.client().await;
                 let body = serde_json::json!({
                     "apiVersion": "authentication.k8s.io/v1",
@@ -262,16 +401,58 @@ impl TestCluster {
                     )
                 });
                 let token = answer["status"]["token"].as_str().unwrap();
-                let ca = std::fs::read(r.env("CA_CRT").unwrap()).unwrap();
                 let text = format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: test, user: sa}}\ncurrent-context: sa\n",
+                    "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    {trust}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: test, user: sa}}\ncurrent-context: sa\n",
                     server = self.url(),
-                    ca = base64::engine::general_purpose::STANDARD.encode(ca),
+                    trust = self.server_trust(),
                 );
                 std::fs::write(&path, text).unwrap();
             }
         }
         path
+    }
+
+    /// How a kubeconfig trusts this API server: the kubeconfig line, from the admin
+    /// kubeconfig's cluster (real control planes: the CA `up` wrote).
+    fn server_trust(&self) -> String {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        if let Inner::Real(r) = &self.inner {
+            return format!(
+                "certificate-authority-data: {}",
+                b64(&std::fs::read(r.env("CA_CRT").unwrap()).unwrap())
+            );
+        }
+        let kc = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let context = kc
+            .current_context
+            .as_ref()
+            .and_then(|c| kc.contexts.iter().find(|n| &n.name == c))
+            .and_then(|n| n.context.as_ref())
+            .expect("the kubeconfig has a current context");
+        let cluster = kc
+            .clusters
+            .iter()
+            .find(|n| n.name == context.cluster)
+            .and_then(|n| n.cluster.as_ref())
+            .expect("the current context names a cluster of the kubeconfig");
+        if let Some(data) = &cluster.certificate_authority_data {
+            format!("certificate-authority-data: {data}")
+        } else if let Some(file) = &cluster.certificate_authority {
+            let file = self
+                .kubeconfig
+                .parent()
+                .map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
+            format!(
+                "certificate-authority-data: {}",
+                b64(&std::fs::read(&file).unwrap())
+            )
+        } else {
+            assert!(
+                cluster.insecure_skip_tls_verify == Some(true),
+                "the kubeconfig says neither how to trust its server nor to skip the check"
+            );
+            "insecure-skip-tls-verify: true".to_owned()
+        }
     }
 
     async fn route_services(&self, services: &[(String, SocketAddr)]) {
@@ -282,17 +463,30 @@ impl TestCluster {
                 panic!("service host {host} is not name.namespace.svc");
             };
             create_namespace(&client, namespace).await;
-            let svc: Service = serde_json::from_value(serde_json::json!({
+            // Outside clusters reach the test process at the address they are told;
+            // the webhook then listens on every interface (see [`Stack::start`]).
+            let target = match self.flavor {
+                Flavor::Outside => std::env::var(OUTSIDE_WEBHOOK_HOST_ENV)
+                    .unwrap_or_else(|_| addr.ip().to_string()),
+                _ => addr.ip().to_string(),
+            };
+            let svc = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Service",
                 "metadata": {"name": name, "namespace": namespace},
                 "spec": {
                     "type": "ExternalName",
-                    "externalName": addr.ip().to_string(),
+                    "externalName": target,
                     "ports": [{"name": "https", "port": addr.port()}],
                 },
-            }))
-            .unwrap();
+            });
+            // Applied, not created: an outside cluster keeps the last scenario's.
             Api::<Service>::namespaced(client.clone(), namespace)
-                .create(&PostParams::default(), &svc)
+                .patch(
+                    name,
+                    &kube::api::PatchParams::apply("secret-relay-testkit").force(),
+                    &kube::api::Patch::Apply(svc),
+                )
                 .await
                 .unwrap();
         }
@@ -544,6 +738,38 @@ macro_rules! on_both {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn real_control_plane() {
                     let flavor = $crate::Flavor::Real;
+                    if !flavor.skipped(stringify!($scenario)) {
+                        super::$scenario(flavor).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// [`on_both!`] and a third test per scenario, `outside_clusters`, on the clusters
+/// [`OUTSIDE_ENV`] and [`outside_cluster_env`] name (skipped, and printed, when
+/// [`OUTSIDE_ENV`] is not set). Outside scenarios run one at a time: the scenario holds
+/// [`outside_lock`] (a [`Stack`] of [`Flavor::Outside`] takes it).
+#[macro_export]
+macro_rules! on_all {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sandbox() {
+                    super::$scenario($crate::Flavor::Sandbox).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn real_control_plane() {
+                    let flavor = $crate::Flavor::Real;
+                    if !flavor.skipped(stringify!($scenario)) {
+                        super::$scenario(flavor).await;
+                    }
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn outside_clusters() {
+                    let flavor = $crate::Flavor::Outside;
                     if !flavor.skipped(stringify!($scenario)) {
                         super::$scenario(flavor).await;
                     }

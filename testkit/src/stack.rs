@@ -15,7 +15,13 @@ use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
 use secret_relay_runtime::{CancellationToken, PolicySource};
 use secret_relay_webhook::AppState;
 
-use crate::{Flavor, Options, TestCluster, repo_root, with_ca_bundle_and_port, within};
+use crate::{
+    Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, OutsideGuard, TestCluster, outside_lock, repo_root,
+    with_ca_bundle_and_port, within,
+};
+
+/// The name of both webhook configurations in the manifests.
+const WEBHOOK_CONFIGURATION: &str = "secret-relay";
 
 /// The webhook's service name, as the manifests register it.
 pub const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
@@ -91,6 +97,8 @@ pub struct Stack {
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
+    /// Outside clusters: held until the stack is dropped.
+    _outside: Option<OutsideGuard>,
 }
 
 /// One relay replica running in process.
@@ -115,7 +123,19 @@ impl Stack {
                 Validity::default(),
             )
             .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let outside = if flavor == Flavor::Outside {
+            Some(outside_lock().await)
+        } else {
+            None
+        };
+        // An outside API server elsewhere reaches the webhook through another interface.
+        let bind =
+            if flavor == Flavor::Outside && std::env::var_os(OUTSIDE_WEBHOOK_HOST_ENV).is_some() {
+                "0.0.0.0:0"
+            } else {
+                "127.0.0.1:0"
+            };
+        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
         let webhook_addr = listener.local_addr().unwrap();
         let cluster = TestCluster::start(
             flavor,
@@ -133,6 +153,12 @@ impl Stack {
         )
         .await;
         let admin = cluster.client().await;
+        if flavor == Flavor::Outside {
+            // The last scenario's webhook is gone: unregister it before emptying `argocd`
+            // (it would refuse every write there), then start empty.
+            remove_webhook_configurations(&admin).await;
+            cluster.empty_namespace("argocd").await;
+        }
         cluster.create_namespace("argocd").await;
         let kubectl = crate::kubectl()
             .expect("kubectl is needed to apply the repository's manifests (kustomize)");
@@ -227,6 +253,7 @@ impl Stack {
             pki,
             relay_kubeconfig,
             shutdown,
+            _outside: outside,
         }
     }
 
@@ -432,7 +459,49 @@ impl RelayHandle {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        if self.cluster.flavor() == Flavor::Outside
+            && let Some(kubectl) = crate::kubectl()
+        {
+            // The outside control plane outlives the test: leave no webhook registered
+            // that nothing answers (failurePolicy Fail would close `argocd`).
+            let configurations = [
+                format!("mutatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
+                format!("validatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
+            ];
+            let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
+            args.extend(configurations.iter().map(String::as_str));
+            let out = self.cluster.kubectl(&kubectl, &args);
+            if !out.status.success() {
+                eprintln!(
+                    "!!! failed to unregister secret-relay's webhooks from the outside control plane: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
     }
+}
+
+/// Deletes both webhook configurations, if present.
+async fn remove_webhook_configurations(admin: &Client) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    };
+    use kube::api::DeleteParams;
+    let ok = |r: Result<(), kube::Error>| match r {
+        Ok(()) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => panic!("failed to delete a webhook configuration: {e}"),
+    };
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
+    ok(mutating
+        .delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
+        .await
+        .map(|_| ()));
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(admin.clone());
+    ok(validating
+        .delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
+        .await
+        .map(|_| ()));
 }
 
 async fn set_policy(admin: &Client, text: &str) {
@@ -450,7 +519,8 @@ async fn set_policy(admin: &Client, text: &str) {
 /// The control plane's kustomize output, ready for a test: the webhook configurations
 /// trust `ca_pem` and name the port the in-process webhook listens on; the webhook's
 /// Service is left out (the test cluster routes the service name to the in-process
-/// webhook); on the sandbox only the kinds it serves are kept.
+/// webhook); on the sandbox only the kinds it serves are kept, and on outside clusters
+/// the Deployments are left out (the webhook and relay run in the test process).
 pub fn control_plane_manifests(
     cluster: &TestCluster,
     kubectl: &str,
@@ -474,6 +544,10 @@ pub fn control_plane_manifests(
             match cluster.flavor() {
                 Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
                 Flavor::Real => !(kind == "Service" && name == "secret-relay-webhook"),
+                // The components run in the test process: no image is pulled.
+                Flavor::Outside => {
+                    !(kind == "Deployment" || kind == "Service" && name == "secret-relay-webhook")
+                }
             }
         })
         .collect();

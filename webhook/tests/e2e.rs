@@ -85,7 +85,7 @@ fn control_plane_manifests(
             let kind = v["kind"].as_str().unwrap_or_default();
             match cluster.flavor() {
                 Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
-                Flavor::Real => kind != "Service",
+                Flavor::Real | Flavor::Outside => kind != "Service",
             }
         })
         .map(str::to_owned)
