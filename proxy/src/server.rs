@@ -480,6 +480,12 @@ fn as_cluster_secret(policy: &Policy, secret: &Secret) -> Secret {
     s
 }
 
+/// One write: decided, then forwarded. A create is first decided on the cache alone:
+/// most creates are of names the hub does not hold, and cost the API server one
+/// request. A name the cache has not seen yet (a control-plane secret created a
+/// moment ago, which the cluster may adopt) comes back from the API server as 409
+/// AlreadyExists without any change, and is then decided again on the API server's
+/// own copy, counted once.
 #[allow(clippy::too_many_arguments)] // one write, its parts taken apart
 async fn write(
     relay: &Relay,
@@ -491,6 +497,54 @@ async fn write(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<RelayBody> {
+    let first = write_once(
+        relay,
+        policy,
+        cluster,
+        sr.clone(),
+        method,
+        uri,
+        headers,
+        body.clone(),
+        false,
+    )
+    .await;
+    match first {
+        Ok(response) => response,
+        Err(AlreadyExists) => {
+            tracing::debug!(%cluster, name = ?sr.name, "a create met a name the cache had not seen; deciding on the API server's copy");
+            write_once(relay, policy, cluster, sr, method, uri, headers, body, true)
+                .await
+                .unwrap_or_else(|AlreadyExists| unreachable_conflict())
+        }
+    }
+}
+
+/// A create decided on the cache alone met a name the API server holds.
+struct AlreadyExists;
+
+fn unreachable_conflict() -> Response<RelayBody> {
+    // `write_once` with `ask_upstream` never asks for another pass.
+    status(
+        StatusCode::CONFLICT,
+        "AlreadyExists",
+        "the Secret already exists",
+        None,
+    )
+}
+
+#[allow(clippy::too_many_arguments)] // one write, its parts taken apart
+async fn write_once(
+    relay: &Relay,
+    policy: &Policy,
+    cluster: &str,
+    sr: SecretsRequest,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    ask_upstream: bool,
+) -> Result<Response<RelayBody>, AlreadyExists> {
     let cp = policy.control_plane_namespace();
     let hub = sr
         .name
@@ -504,7 +558,7 @@ async fn write(
         Verb::Create | Verb::Update => {
             let secret: Secret = match serde_json::from_slice(&body) {
                 Ok(s) => s,
-                Err(e) => return bad(format!("failed to decode the Secret: {e}")),
+                Err(e) => return Ok(bad(format!("failed to decode the Secret: {e}"))),
             };
             if secret
                 .metadata
@@ -512,25 +566,25 @@ async fn write(
                 .as_deref()
                 .is_some_and(|ns| ns != cp)
             {
-                return bad(
+                return Ok(bad(
                     "the namespace of the provided object does not match the namespace sent on the request"
                         .to_owned(),
-                );
+                ));
             }
             let Some(name) = secret.metadata.name.clone().filter(|n| !n.is_empty()) else {
-                return status(
+                return Ok(status(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "Invalid",
                     "a hub copy needs metadata.name (generateName is not used for hub copies)",
                     None,
-                );
+                ));
             };
             if sr.name.as_deref().is_some_and(|n| n != name) {
-                return bad(format!(
+                return Ok(bad(format!(
                     "the name of the object ({name}) does not match the name on the URL"
-                ));
+                )));
             }
-            let hub = current_hub(relay, cp, &name, sr.verb == Verb::Create).await;
+            let hub = current_hub(relay, cp, &name, ask_upstream).await;
             let d = forged_stamp(cluster, &secret, hub.as_deref()).unwrap_or_else(|| {
                 up_sync(
                     policy,
@@ -546,10 +600,15 @@ async fn write(
             let name = sr.name.clone().unwrap_or_default();
             let result = match apply_patch(hub.as_deref(), &name, cp, kind, &body) {
                 Ok(s) => s,
-                Err(PatchError::NotFound(name)) => return not_found(&name),
-                Err(PatchError::BadRequest(message)) => return bad(message),
+                Err(PatchError::NotFound(name)) => return Ok(not_found(&name)),
+                Err(PatchError::BadRequest(message)) => return Ok(bad(message)),
                 Err(PatchError::Invalid(message)) => {
-                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message, None);
+                    return Ok(status(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        &message,
+                        None,
+                    ));
                 }
             };
             let d = forged_stamp(cluster, &result, hub.as_deref()).unwrap_or_else(|| {
@@ -565,26 +624,31 @@ async fn write(
         Verb::Delete => {
             let name = sr.name.clone().unwrap_or_default();
             let Some(hub) = hub else {
-                return not_found(&name);
+                return Ok(not_found(&name));
             };
             let r = release(policy, cluster, &hub);
             count_write(relay, &r.decision);
             if !r.decision.allowed {
-                return denied(cluster, &name, "release", &r.decision);
+                return Ok(denied(cluster, &name, "release", &r.decision));
             }
             tracing::info!(%cluster, %name, rule = %r.decision.rule, action = ?r.action, "release");
-            return match r.action {
+            return Ok(match r.action {
                 Some(ReleaseAction::ReturnToControlPlane) => {
                     return_to_control_plane(relay, cp, &hub).await
                 }
                 _ => forward(relay, method, uri, headers, body, Some(cluster)).await,
-            };
+            });
         }
         Verb::Get | Verb::List | Verb::Watch => unreachable_read(),
     };
-    count_write(relay, &decision);
+    // A create decided without any hub copy, the cache's or the API server's: the
+    // API server tells whether the name is free (see [`write`]); counted once decided.
+    let optimistic = sr.verb == Verb::Create && !ask_upstream && decided_on.is_none();
+    if !(optimistic && decision.allowed) {
+        count_write(relay, &decision);
+    }
     if !decision.allowed {
-        return denied(cluster, &name, "up-sync", &decision);
+        return Ok(denied(cluster, &name, "up-sync", &decision));
     }
     // Allowed writes log at debug, as the webhook does: the API server audits them
     // (as the impersonated cluster), and a line per write costs about a tenth of its
@@ -600,9 +664,16 @@ async fn write(
     {
         adopt.metadata.resource_version = hub.metadata.resource_version.clone();
         let body = Bytes::from(serde_json::to_vec(&adopt).unwrap_or_default());
-        return forward(relay, &Method::PUT, &put, headers, body, Some(cluster)).await;
+        return Ok(forward(relay, &Method::PUT, &put, headers, body, Some(cluster)).await);
     }
-    forward(relay, method, uri, headers, body, Some(cluster)).await
+    let response = forward(relay, method, uri, headers, body, Some(cluster)).await;
+    if optimistic {
+        if response.status() == StatusCode::CONFLICT {
+            return Err(AlreadyExists);
+        }
+        count_write(relay, &decision);
+    }
+    Ok(response)
 }
 
 /// A denial when a cluster's write sets a stamp only secret-relay sets: an owner
@@ -651,8 +722,9 @@ fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option
     None
 }
 
-/// The hub copy a write is decided against: the cache's, and for a create of a name
-/// the cache does not hold yet, the API server's (the cache may lag a moment behind a
+/// The hub copy a write is decided against: the cache's, and with `ask_upstream`
+/// (a create whose name the API server said it holds, see [`write`]) for a name the
+/// cache does not hold yet, the API server's (the cache may lag a moment behind a
 /// control-plane secret created just before). The read is bounded like a forwarded
 /// request: an API server that holds it (its etcd away) fails it after
 /// `upstream_timeout` instead of holding the cluster's write as long as it likes.
@@ -896,6 +968,120 @@ mod tests {
         assert_eq!(forged(&theirs, Some(&theirs)), None);
         let adopted_hub = written(&[(owner, "cluster.c1")], &[(adopted, "true")]);
         assert_eq!(forged(&adopted_hub, Some(&adopted_hub)), None);
+    }
+
+    /// The writes counted by decision and rule: `(decision, rule, count)`.
+    fn counted_writes(registry: &prometheus_client::registry::Registry) -> Vec<String> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("writes_total{"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_create_the_cache_cannot_decide_is_decided_again_on_the_api_servers_copy_and_counted_once()
+     {
+        use k8s_openapi::ByteString;
+        use kube::api::{Api, PostParams};
+        use secret_relay_testkit::{Flavor, Options, TestCluster};
+        let cluster = TestCluster::start(Flavor::Sandbox, Options::default()).await;
+        let admin = cluster.client().await;
+        cluster.create_namespace("argocd").await;
+        let hub: Api<Secret> = Api::namespaced(admin.clone(), "argocd");
+        let mut cp_secret = Secret::default();
+        cp_secret.metadata.name = Some("argocd-notifications-secret".to_owned());
+        cp_secret.data = Some([("v".to_owned(), ByteString(b"from-cp".to_vec()))].into());
+        hub.create(&PostParams::default(), &cp_secret)
+            .await
+            .unwrap();
+
+        let mut registry = prometheus_client::registry::Registry::default();
+        let policy_state = PolicyState::new(&mut registry);
+        policy_state.offer_policy(
+            "test",
+            "1",
+            Policy::from_yaml("clusters:\n  - name: cluster1\nsecretSources:\n  - labelSelector: argocd.argoproj.io/secret-type=repository\n")
+                .map_err(|e| e.to_string()),
+        );
+        // A cache that never hears of the hub: every create is decided on it first.
+        let relay = Relay::new(
+            policy_state.clone(),
+            HubCache::new(10),
+            admin,
+            Arc::new(Metrics::new(&mut registry)),
+            Limits::default(),
+        );
+        let policy = policy_state.policy();
+        let create = |name: &str| {
+            let body = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": "argocd",
+                    "labels": {
+                        "akuity.io/secret-sync": "true",
+                        "argocd.argoproj.io/secret-type": "repository",
+                    },
+                },
+                "data": {"v": "ZnJvbS1jbHVzdGVyMQ=="},
+            });
+            Bytes::from(serde_json::to_vec(&body).unwrap())
+        };
+        let uri: http::Uri = "/api/v1/namespaces/argocd/secrets".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        let sr = SecretsRequest {
+            verb: Verb::Create,
+            name: None,
+            query: crate::route::Query::default(),
+        };
+
+        // A new name: one create, counted once as new.
+        let answer = write(
+            &relay,
+            &policy,
+            "cluster1",
+            sr.clone(),
+            &Method::POST,
+            &uri,
+            &headers,
+            create("new-one"),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(
+            counted_writes(&registry),
+            vec![r#"writes_total{decision="allowed",rule="up-sync-new"} 1"#]
+        );
+
+        // A name the API server holds: its 409 changes nothing, and the create is
+        // decided again on the API server's copy, an adoption, counted once.
+        let answer = write(
+            &relay,
+            &policy,
+            "cluster1",
+            sr,
+            &Method::POST,
+            &uri,
+            &headers,
+            create("argocd-notifications-secret"),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        let adopted = hub.get("argocd-notifications-secret").await.unwrap();
+        assert_eq!(adopted.data.unwrap()["v"].0, b"from-cluster1");
+        let mut counted = counted_writes(&registry);
+        counted.sort();
+        assert_eq!(
+            counted,
+            vec![
+                r#"writes_total{decision="allowed",rule="adopt"} 1"#,
+                r#"writes_total{decision="allowed",rule="up-sync-new"} 1"#,
+            ]
+        );
     }
 
     #[tokio::test]
