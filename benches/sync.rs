@@ -273,4 +273,27 @@ async fn main() {
         "\ncatch-up: {catchup} Secrets admitted by one policy change were all hub copies after {:.2} s",
         took.as_secs_f64()
     );
+
+    // The floor, on the same machine in the same run: as many creates of the same
+    // Secrets straight into a kube-apiserver without webhooks (cluster2's, in a
+    // namespace no agent watches), as many in flight as the agent keeps.
+    w.c2.create_namespace("floor").await;
+    let floor: Api<Secret> = Api::namespaced(w.c2.client().await, "floor");
+    let t0 = Instant::now();
+    futures::stream::iter(0..catchup)
+        .for_each_concurrent(secret_relay_agent::CONCURRENCY, |i| {
+            let floor = floor.clone();
+            async move {
+                let s = secret(&format!("late-{i}"), &[("bench", "late")], &[]);
+                floor.create(&PostParams::default(), &s).await.unwrap();
+            }
+        })
+        .await;
+    let floor_took = t0.elapsed();
+    println!(
+        "floor: {catchup} creates straight into a kube-apiserver without webhooks, {} in flight: {:.2} s (catch-up / floor = {:.2})",
+        secret_relay_agent::CONCURRENCY,
+        floor_took.as_secs_f64(),
+        took.as_secs_f64() / floor_took.as_secs_f64()
+    );
 }

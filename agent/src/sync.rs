@@ -1,11 +1,12 @@
 //! The reconciler: both stores, the triggers, and what one name needs.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::WatchStreamExt as _;
@@ -19,8 +20,14 @@ use tokio::sync::mpsc;
 
 use crate::metrics::{Metrics, StatusLabels};
 
-/// Up to this many names are reconciled at once.
-const CONCURRENCY: usize = 16;
+/// Up to this many names are reconciled at once (each holds at most one write).
+pub const CONCURRENCY: usize = 32;
+
+/// Events waiting to be recorded; a reconcile waits only when this many are queued.
+const EVENT_QUEUE: usize = 1024;
+
+/// Events recorded at once.
+const EVENT_CONCURRENCY: usize = 4;
 
 /// Annotations that describe a write, not the Secret: never copied between clusters.
 const WRITE_ANNOTATIONS: &[&str] = &[
@@ -59,6 +66,10 @@ pub struct Agent {
     changes: tokio::sync::watch::Sender<u64>,
     /// Where delayed retries send their trigger (set when running).
     retries: Mutex<Option<mpsc::UnboundedSender<Trigger>>>,
+    /// Events to record: published beside the reconciler, so a reconcile slot is
+    /// free for the next write as soon as its own is done.
+    events: mpsc::Sender<(ObjectReference, KubeEvent)>,
+    events_rx: Mutex<Option<mpsc::Receiver<(ObjectReference, KubeEvent)>>>,
 }
 
 /// What the reconciler remembers between passes.
@@ -229,6 +240,7 @@ impl Agent {
     ) -> Agent {
         let (local_store, local_writer) = reflector::store();
         let (view_store, view_writer) = reflector::store();
+        let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
         let recorder = Recorder::new(
             local.clone(),
             Reporter {
@@ -254,6 +266,8 @@ impl Agent {
             memo: Mutex::new(Memo::default()),
             changes: tokio::sync::watch::channel(0).0,
             retries: Mutex::new(None),
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
         }
     }
 
@@ -344,39 +358,54 @@ impl Agent {
             shutdown.clone(),
         ));
         tasks.spawn(self.clone().poll_generations(tx.clone(), shutdown.clone()));
+        if let Some(events) = self
+            .events_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            tasks.spawn(publish_events(self.recorder.clone(), events));
+        }
 
+        // A work queue, as controllers keep: each name is reconciled by one task at a
+        // time, a name triggered while it runs goes again after, and a free slot takes
+        // the next name at once (no pass waits for its slowest write).
+        let mut queue = WorkQueue::default();
+        let mut running = futures::stream::FuturesUnordered::new();
         let mut ticker = tokio::time::interval(resync);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let first = tokio::select! {
+            while running.len() < CONCURRENCY
+                && let Some(name) = queue.next()
+            {
+                let this = self.clone();
+                let cp = cp.clone();
+                let epoch = self.epoch.load(Ordering::Acquire);
+                running.push(async move {
+                    this.reconcile(&cp, &name, epoch).await;
+                    name
+                });
+            }
+            let trigger = tokio::select! {
                 () = shutdown.cancelled() => break,
+                Some(name) = running.next(), if !running.is_empty() => {
+                    queue.done(&name);
+                    continue;
+                }
                 _ = ticker.tick() => Trigger::Full,
                 t = rx.recv() => match t { Some(t) => t, None => break },
             };
-            let mut full = false;
-            let mut names = BTreeSet::new();
-            let mut take = |t: Trigger| match t {
-                Trigger::Full => full = true,
-                Trigger::Name(n) => {
-                    names.insert(n);
+            match trigger {
+                Trigger::Name(name) => queue.add(name),
+                Trigger::Full => {
+                    for s in self.local_store.state() {
+                        queue.add(name_of(&s));
+                    }
+                    for s in self.view_store.state() {
+                        queue.add(name_of(&s));
+                    }
                 }
-            };
-            take(first);
-            while let Ok(t) = rx.try_recv() {
-                take(t);
             }
-            if full {
-                names.extend(self.local_store.state().iter().map(|s| name_of(s)));
-                names.extend(self.view_store.state().iter().map(|s| name_of(s)));
-            }
-            let epoch = self.epoch.load(Ordering::Acquire);
-            futures::stream::iter(names)
-                .for_each_concurrent(CONCURRENCY, |name| {
-                    let this = self.clone();
-                    let cp = cp.clone();
-                    async move { this.reconcile(&cp, &name, epoch).await }
-                })
-                .await;
         }
         tasks.abort_all();
     }
@@ -807,8 +836,60 @@ impl Agent {
             action: "Sync".to_owned(),
             secondary: None,
         };
-        if let Err(err) = self.recorder.publish(&event, &reference).await {
-            tracing::debug!(error = %err, "failed to record an event");
+        // Waits only when the queue is full; fails only once the agent stops.
+        if self.events.send((reference, event)).await.is_err() {
+            tracing::debug!("the agent is stopping: an event was not recorded");
+        }
+    }
+}
+
+/// Records the queued Events, a few at once, until the agent stops.
+async fn publish_events(recorder: Recorder, events: mpsc::Receiver<(ObjectReference, KubeEvent)>) {
+    futures::stream::unfold(
+        events,
+        |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+    )
+    .for_each_concurrent(EVENT_CONCURRENCY, |(reference, event)| {
+        let recorder = recorder.clone();
+        async move {
+            if let Err(err) = recorder.publish(&event, &reference).await {
+                tracing::debug!(error = %err, "failed to record an event");
+            }
+        }
+    })
+    .await;
+}
+
+/// The names waiting for a reconcile, in trigger order, each once; the names running;
+/// and the names triggered again while running.
+#[derive(Default)]
+struct WorkQueue {
+    pending: VecDeque<String>,
+    queued: HashSet<String>,
+    running: HashSet<String>,
+    again: HashSet<String>,
+}
+
+impl WorkQueue {
+    fn add(&mut self, name: String) {
+        if self.running.contains(&name) {
+            self.again.insert(name);
+        } else if self.queued.insert(name.clone()) {
+            self.pending.push_back(name);
+        }
+    }
+
+    fn next(&mut self) -> Option<String> {
+        let name = self.pending.pop_front()?;
+        self.queued.remove(&name);
+        self.running.insert(name.clone());
+        Some(name)
+    }
+
+    fn done(&mut self, name: &str) {
+        self.running.remove(name);
+        if self.again.remove(name) {
+            self.add(name.to_owned());
         }
     }
 }
@@ -878,6 +959,29 @@ mod tests {
 
     fn secret(value: serde_json::Value) -> Secret {
         serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_work_queue_runs_a_name_once_at_a_time_and_again_when_triggered_while_running() {
+        let mut q = WorkQueue::default();
+        for n in ["a", "b", "a", "c"] {
+            q.add(n.to_owned());
+        }
+        // Trigger order, each name once.
+        assert_eq!(q.next().as_deref(), Some("a"));
+        // Triggered while running: not handed out twice at once...
+        q.add("a".to_owned());
+        assert_eq!(q.next().as_deref(), Some("b"));
+        assert_eq!(q.next().as_deref(), Some("c"));
+        assert_eq!(q.next(), None);
+        // ...but again once it is done; a name done without a new trigger is not.
+        q.done("b");
+        q.done("a");
+        assert_eq!(q.next().as_deref(), Some("a"));
+        assert_eq!(q.next(), None);
+        q.done("a");
+        q.done("c");
+        assert_eq!(q.next(), None);
     }
 
     #[test]
