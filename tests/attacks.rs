@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,53 +35,23 @@ use tokio_rustls::client::TlsStream;
 
 // ---- log capture ------------------------------------------------------------
 
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Installs the binary's one subscriber (info and up, plain text) on first use.
+/// The binary's one subscriber: info and up, as the binaries log by default.
 fn capture_logs() {
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buf
-    });
-}
-
-fn log_text() -> String {
-    let buf = LOGS.get().expect("capture_logs() first");
-    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+    secret_relay_testkit::capture_logs("info");
 }
 
 /// Waits for a captured log line containing every needle, and returns it.
 async fn logged(needles: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(line) = log_text()
+        if let Some(line) = secret_relay_testkit::captured_logs()
             .lines()
             .find(|l| needles.iter().all(|n| l.contains(n)))
         {
             return line.to_owned();
         }
         if Instant::now() > deadline {
-            let near: Vec<String> = log_text()
+            let near: Vec<String> = secret_relay_testkit::captured_logs()
                 .lines()
                 .filter(|l| l.contains(needles[0]))
                 .map(str::to_owned)
@@ -1603,7 +1573,10 @@ async fn a_watch_flood_from_one_cluster_does_not_starve_the_others() {
         "cluster=flood-a",
     ])
     .await;
-    assert!(!log_text().contains("refused a watch over the cluster's limit cluster=flood-b"));
+    assert!(
+        !secret_relay_testkit::captured_logs()
+            .contains("refused a watch over the cluster's limit cluster=flood-b")
+    );
     assert!(relay_metric(&relay, "refusals_total", &[("reason", "too-many-watches")]) >= 7.0);
     assert!(
         relay_metric(&relay, "refusals_total", &[("reason", "rate-limited")]) >= f64::from(limited)

@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -156,38 +156,9 @@ fn the_demo_scenario_logs_no_secret_value_at_debug_on_real_kube_apiservers() {
 
 // ---- in process: logs of every crate, metrics, Events -----------------------
 
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The binary's one subscriber: every crate at debug, plain text, into a buffer.
+/// The binary's one subscriber: every crate at debug.
 fn capture_debug_logs() {
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = Capture(buf.clone());
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        buf
-    });
-}
-
-fn captured() -> String {
-    String::from_utf8_lossy(&LOGS.get().unwrap().lock().unwrap()).into_owned()
+    secret_relay_testkit::capture_logs("debug");
 }
 
 const POLICY: &str = "\
@@ -573,7 +544,7 @@ async fn no_secret_value_reaches_logs_metrics_or_events(flavor: Flavor) {
             VALUES,
         );
     }
-    let logs = captured();
+    let logs = secret_relay_testkit::captured_logs();
     assert!(logs.contains(" DEBUG "), "debug logging is on");
     assert_no_leak("the debug logs", &logs, VALUES);
     relay.stop().await;

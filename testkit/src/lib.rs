@@ -23,9 +23,11 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
 mod faults;
+mod logs;
 mod stack;
 
 pub use faults::Cutter;
+pub use logs::{capture_logs, captured_logs};
 pub use stack::{
     RELAY_USER, RelayHandle, RelayOptions, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE,
     WEBHOOK_USER, control_plane_manifests,
