@@ -437,17 +437,15 @@ where
                     );
                 }
             };
-            write(
-                relay,
-                policy,
+            let request = WriteRequest {
                 cluster,
                 sr,
-                &parts.method,
-                &parts.uri,
-                &parts.headers,
+                method: &parts.method,
+                uri: &parts.uri,
+                headers: &parts.headers,
                 body,
-            )
-            .await
+            };
+            write(relay, policy, &request).await
         }
     }
 }
@@ -486,38 +484,26 @@ fn as_cluster_secret(policy: &Policy, secret: &Secret) -> Secret {
 /// moment ago, which the cluster may adopt) comes back from the API server as 409
 /// AlreadyExists without any change, and is then decided again on the API server's
 /// own copy, counted once.
-#[allow(clippy::too_many_arguments)] // one write, its parts taken apart
-async fn write(
-    relay: &Relay,
-    policy: &Policy,
-    cluster: &str,
-    sr: SecretsRequest,
-    method: &Method,
-    uri: &http::Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response<RelayBody> {
-    let first = write_once(
-        relay,
-        policy,
-        cluster,
-        sr.clone(),
-        method,
-        uri,
-        headers,
-        body.clone(),
-        false,
-    )
-    .await;
-    match first {
+async fn write(relay: &Relay, policy: &Policy, request: &WriteRequest<'_>) -> Response<RelayBody> {
+    match write_once(relay, policy, request, false).await {
         Ok(response) => response,
         Err(AlreadyExists) => {
-            tracing::debug!(%cluster, name = ?sr.name, "a create met a name the cache had not seen; deciding on the API server's copy");
-            write_once(relay, policy, cluster, sr, method, uri, headers, body, true)
+            tracing::debug!(cluster = %request.cluster, name = ?request.sr.name, "a create met a name the cache had not seen; deciding on the API server's copy");
+            write_once(relay, policy, request, true)
                 .await
                 .unwrap_or_else(|AlreadyExists| unreachable_conflict())
         }
     }
+}
+
+/// One write request, taken apart.
+struct WriteRequest<'a> {
+    cluster: &'a str,
+    sr: SecretsRequest,
+    method: &'a Method,
+    uri: &'a http::Uri,
+    headers: &'a HeaderMap,
+    body: Bytes,
 }
 
 /// A create decided on the cache alone met a name the API server holds.
@@ -533,18 +519,22 @@ fn unreachable_conflict() -> Response<RelayBody> {
     )
 }
 
-#[allow(clippy::too_many_arguments)] // one write, its parts taken apart
 async fn write_once(
     relay: &Relay,
     policy: &Policy,
-    cluster: &str,
-    sr: SecretsRequest,
-    method: &Method,
-    uri: &http::Uri,
-    headers: &HeaderMap,
-    body: Bytes,
+    request: &WriteRequest<'_>,
     ask_upstream: bool,
 ) -> Result<Response<RelayBody>, AlreadyExists> {
+    let WriteRequest {
+        cluster,
+        sr,
+        method,
+        uri,
+        headers,
+        body,
+    } = request;
+    let (cluster, method, uri, headers) = (*cluster, *method, *uri, *headers);
+    let body = body.clone();
     let cp = policy.control_plane_namespace();
     let hub = sr
         .name
@@ -1040,17 +1030,15 @@ mod tests {
         };
 
         // A new name: one create, counted once as new.
-        let answer = write(
-            &relay,
-            &policy,
-            "cluster1",
-            sr.clone(),
-            &Method::POST,
-            &uri,
-            &headers,
-            create("new-one"),
-        )
-        .await;
+        let request = |name: &str| WriteRequest {
+            cluster: "cluster1",
+            sr: sr.clone(),
+            method: &Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body: create(name),
+        };
+        let answer = write(&relay, &policy, &request("new-one")).await;
         assert_eq!(answer.status(), StatusCode::CREATED);
         assert_eq!(
             counted_writes(&registry),
@@ -1059,17 +1047,7 @@ mod tests {
 
         // A name the API server holds: its 409 changes nothing, and the create is
         // decided again on the API server's copy, an adoption, counted once.
-        let answer = write(
-            &relay,
-            &policy,
-            "cluster1",
-            sr,
-            &Method::POST,
-            &uri,
-            &headers,
-            create("argocd-notifications-secret"),
-        )
-        .await;
+        let answer = write(&relay, &policy, &request("argocd-notifications-secret")).await;
         assert_eq!(answer.status(), StatusCode::OK);
         let adopted = hub.get("argocd-notifications-secret").await.unwrap();
         assert_eq!(adopted.data.unwrap()["v"].0, b"from-cluster1");

@@ -725,6 +725,22 @@ impl TestCluster {
     }
 }
 
+/// One test named `$test` running `super::$scenario` on [`Flavor`]`::$flavor`, unless
+/// [`Flavor::skipped`] says otherwise (for [`on_both!`] and [`on_all!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __scenario_test {
+    ($test:ident, $flavor:ident, $scenario:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let flavor = $crate::Flavor::$flavor;
+            if !flavor.skipped(stringify!($scenario)) {
+                super::$scenario(flavor).await;
+            }
+        }
+    };
+}
+
 /// Declares one test per [`Flavor`] for each scenario `async fn(Flavor)`: a module named
 /// after the scenario with tests `sandbox` and `real_control_plane` (skipped only when
 /// [`SKIP_REAL_ENV`] asks for it).
@@ -733,17 +749,8 @@ macro_rules! on_both {
     ($($scenario:ident),* $(,)?) => {
         $(
             mod $scenario {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sandbox() {
-                    super::$scenario($crate::Flavor::Sandbox).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn real_control_plane() {
-                    let flavor = $crate::Flavor::Real;
-                    if !flavor.skipped(stringify!($scenario)) {
-                        super::$scenario(flavor).await;
-                    }
-                }
+                $crate::__scenario_test!(sandbox, Sandbox, $scenario);
+                $crate::__scenario_test!(real_control_plane, Real, $scenario);
             }
         )*
     };
@@ -758,24 +765,9 @@ macro_rules! on_all {
     ($($scenario:ident),* $(,)?) => {
         $(
             mod $scenario {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sandbox() {
-                    super::$scenario($crate::Flavor::Sandbox).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn real_control_plane() {
-                    let flavor = $crate::Flavor::Real;
-                    if !flavor.skipped(stringify!($scenario)) {
-                        super::$scenario(flavor).await;
-                    }
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn outside_clusters() {
-                    let flavor = $crate::Flavor::Outside;
-                    if !flavor.skipped(stringify!($scenario)) {
-                        super::$scenario(flavor).await;
-                    }
-                }
+                $crate::__scenario_test!(sandbox, Sandbox, $scenario);
+                $crate::__scenario_test!(real_control_plane, Real, $scenario);
+                $crate::__scenario_test!(outside_clusters, Outside, $scenario);
             }
         )*
     };
