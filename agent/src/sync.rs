@@ -878,9 +878,10 @@ async fn publish_events(
     recorders: Recorders,
     events: mpsc::Receiver<(ObjectReference, KubeEvent)>,
 ) {
-    futures::stream::unfold(events, |mut rx| async move {
-        rx.recv().await.map(|e| (e, rx))
-    })
+    futures::stream::unfold(
+        events,
+        |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
+    )
     .for_each_concurrent(EVENT_CONCURRENCY, |(reference, event)| {
         let recorders = recorders.clone();
         async move {
