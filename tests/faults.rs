@@ -27,8 +27,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchP
 use secret_relay_agent::Agent;
 use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{
-    Cutter, Flavor, Options, RelayHandle, RelayOptions, Stack, StackOptions, TestCluster, appears,
-    disappears, on_both, within,
+    Cutter, Flavor, OPT_IN, Options, REPO_CREDS, RelayHandle, RelayOptions, Stack, StackOptions,
+    TO_ALL, TestCluster, appears, disappears, label, on_both, password, secret, within,
 };
 
 const POLICY: &str = "\
@@ -40,9 +40,6 @@ secretSources:
     labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
 ";
 
-const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
-const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
-const TO_ALL: (&str, &str) = ("akuity.io/managed-secret-allowed-clusters", "ALL");
 const OWNER: &str = "secret-relay.io/owner";
 
 /// Managed secrets on the hub, with down copies on cluster1 before the fault.
@@ -342,24 +339,6 @@ impl Fixture {
     }
 }
 
-fn secret(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    value: &str,
-) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": value},
-    }))
-    .unwrap()
-}
-
 async fn set_password(api: &Api<Secret>, name: &str, value: &str) {
     api.patch(
         name,
@@ -368,14 +347,6 @@ async fn set_password(api: &Api<Secret>, name: &str, value: &str) {
     )
     .await
     .unwrap();
-}
-
-fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
-    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-fn password(s: &Secret) -> Vec<u8> {
-    s.data.as_ref().unwrap()["password"].0.clone()
 }
 
 fn uid(s: &Secret) -> String {

@@ -58,8 +58,8 @@ use secret_relay_certs::{Ca, IssuedCert, Validity, client_config, parse_certs_pe
 use secret_relay_proxy::{HubCache, Limits};
 use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{
-    Cutter, Flavor, Options, RelayHandle, RelayOptions, Stack, StackOptions, TestCluster,
-    WEBHOOK_SERVICE, client_from_kubeconfig, within,
+    Cutter, Flavor, OPT_IN, Options, REPO_CREDS, RelayHandle, RelayOptions, Stack, StackOptions,
+    TO_ALL, TestCluster, WEBHOOK_SERVICE, client_from_kubeconfig, label, password, secret, within,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::watch;
@@ -67,9 +67,6 @@ use tokio::sync::watch;
 /// One test at a time: each is load enough for the machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
-const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
-const TO_ALL: (&str, &str) = ("akuity.io/managed-secret-allowed-clusters", "ALL");
 const OWNER: &str = "secret-relay.io/owner";
 
 /// Two policies that decide every request of the load test the same way, in other
@@ -145,32 +142,6 @@ async fn within_secs<T>(what: &str, secs: u64, fut: impl Future<Output = T>) -> 
     tokio::time::timeout(Duration::from_secs(secs), fut)
         .await
         .unwrap_or_else(|_| panic!("timed out after {secs} s waiting for {what}"))
-}
-
-fn secret(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    value: &str,
-) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": value},
-    }))
-    .unwrap()
-}
-
-fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
-    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-fn password(s: &Secret) -> Option<&[u8]> {
-    s.data.as_ref()?.get("password").map(|b| b.0.as_slice())
 }
 
 fn uid(s: &Secret) -> String {
@@ -377,7 +348,7 @@ fn stamped(s: &Secret, owner: Option<&str>, value: &str) -> Result<(), String> {
     if label(s, OWNER) != owner {
         return Err(format!("owner label {:?}", label(s, OWNER)));
     }
-    if password(s) != Some(value.as_bytes()) {
+    if password(s) != value.as_bytes() {
         return Err("other data".to_owned());
     }
     Ok(())
@@ -1248,7 +1219,7 @@ impl Shape {
         (0..self.n)
             .filter(|i| {
                 !r.objects.get(&name(*i)).is_some_and(|s| {
-                    label(s, OWNER) == Some(owner) && password(s) == Some(value(*i).as_bytes())
+                    label(s, OWNER) == Some(owner) && password(s) == value(*i).as_bytes()
                 })
             })
             .map(name)

@@ -23,7 +23,8 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 use secret_relay_testkit::{
-    Flavor, Options, RelayHandle, Stack, StackOptions, TestCluster, on_both, within,
+    Flavor, OPT_IN, Options, REPO_CREDS, RelayHandle, Stack, StackOptions, TO_ALL, TestCluster,
+    on_both, password, secret, within,
 };
 
 // ---- scanning ---------------------------------------------------------------
@@ -268,36 +269,6 @@ async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str, flavor: F
         admin: started.admin,
         client,
     }
-}
-
-fn secret(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    value: &str,
-) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": value},
-    }))
-    .unwrap()
-}
-
-const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
-const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
-const TO_ALL: (&str, &str) = ("akuity.io/managed-secret-allowed-clusters", "ALL");
-
-fn password(s: &Secret) -> Vec<u8> {
-    s.data
-        .as_ref()
-        .and_then(|d| d.get("password"))
-        .map(|v| v.0.clone())
-        .unwrap_or_default()
 }
 
 async fn appears(api: &Api<Secret>, name: &str, pred: impl Fn(&Secret) -> bool + Send + 'static) {

@@ -14,7 +14,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use secret_relay_agent::Agent;
 use secret_relay_testkit::{
-    Flavor, RelayHandle, Stack, StackOptions, TestCluster, appears, disappears, on_all, within,
+    Flavor, OPT_IN, REPO_CREDS, RelayHandle, Stack, StackOptions, TestCluster, appears, disappears,
+    label, on_all, password, secret, within,
 };
 
 const POLICY: &str = "\
@@ -120,35 +121,6 @@ impl Managed {
         )
         .await;
     }
-}
-
-fn secret(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    value: &str,
-) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": value},
-    }))
-    .unwrap()
-}
-
-const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
-const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
-
-fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
-    s.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-fn password(s: &Secret) -> Vec<u8> {
-    s.data.as_ref().unwrap()["password"].0.clone()
 }
 
 on_all!(
