@@ -27,6 +27,8 @@ pub struct Metrics {
     pub latency: Histogram,
     /// Requests by break-glass identities.
     pub break_glass: Counter,
+    /// Connections ended before a review: failed TLS handshakes, slow request heads.
+    pub conn: secret_relay_runtime::ConnCounters,
 }
 
 impl Metrics {
@@ -56,6 +58,7 @@ impl Metrics {
             requests,
             latency,
             break_glass,
+            conn: secret_relay_runtime::ConnCounters::register(registry),
         }
     }
 }

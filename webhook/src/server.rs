@@ -208,6 +208,7 @@ pub async fn serve(
 ) {
     let options = ServeOptions {
         http1_only: true,
+        counters: Some(state.metrics().conn.clone()),
         ..ServeOptions::default()
     };
     let handler = move |req, _conn: Arc<ConnInfo>| {

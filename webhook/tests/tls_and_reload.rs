@@ -48,6 +48,7 @@ struct Server {
     tls: Arc<ReloadingServerTls>,
     dir: tempfile::TempDir,
     stop: CancellationToken,
+    state: AppState,
 }
 
 impl Drop for Server {
@@ -84,13 +85,14 @@ async fn server() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(serve(listener, tls.config(), state, stop.clone()));
+    tokio::spawn(serve(listener, tls.config(), state.clone(), stop.clone()));
     Server {
         addr,
         ca,
         tls,
         dir,
         stop,
+        state,
     }
 }
 
@@ -224,4 +226,31 @@ async fn the_file_watch_picks_up_a_new_policy() {
     assert!(state.policy().cluster("cluster2").is_some());
     stop.cancel();
     task.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_that_is_not_tls_is_refused_and_counted_as_a_failed_handshake() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let s = server().await;
+    let metric = r#"tls_handshake_failures_total{reason="protocol"} 1"#;
+    assert!(!s.state.admin().encode_metrics().contains(metric));
+    let mut tcp = TcpStream::connect(s.addr).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: webhook\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1"),
+        "a plain-text request must get no HTTP answer"
+    );
+    // The accept loop counts the failure as it drops the connection: the count may
+    // land just after the close is seen.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !s.state.admin().encode_metrics().contains(metric) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {metric} in:\n{}", s.state.admin().encode_metrics()));
 }
