@@ -179,13 +179,15 @@ fail_with_log() { # message log
     if [ -f "$2" ]; then
         say "last lines of $2:"
         tail -n 40 "$2" >&2
+    else
+        say "$2 is missing (was $dir removed?)"
     fi
     stop_all
     exit 1
 }
 
 running() { # pid name
-    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" | grep -q -- "$2"
+    [ -r "/proc/$1/cmdline" ] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q -- "$2"
 }
 
 pid_of() { # name

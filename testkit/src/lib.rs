@@ -500,7 +500,33 @@ impl TestCluster {
 impl RealControlPlane {
     /// Runs `scripts/control-plane.sh up DIR` (building the binaries on a machine's first
     /// run) with a watchdog tied to this process, and reads `DIR/env`.
+    ///
+    /// A component that dies while the control plane starts (a free port taken by
+    /// another process between its choice and the bind, on a machine starting many
+    /// at once) gets one more try on fresh ports, after the failure is printed.
     pub async fn start(dir: &Path, kcm_single_identity: bool) -> Result<RealControlPlane, String> {
+        match RealControlPlane::start_once(dir, kcm_single_identity).await {
+            Err(first) if first.contains(" exited") => {
+                eprintln!(
+                    "!!! the control plane in {} did not start; trying once more:\n{first}",
+                    dir.display()
+                );
+                // `up` stopped what it had started; its files are left for `up` to redo.
+                for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+                    let path = entry.map_err(|e| e.to_string())?.path();
+                    let _ = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+                RealControlPlane::start_once(dir, kcm_single_identity).await
+            }
+            other => other,
+        }
+    }
+
+    async fn start_once(dir: &Path, kcm_single_identity: bool) -> Result<RealControlPlane, String> {
         let out = tokio::process::Command::new(repo_root().join("scripts/control-plane.sh"))
             .arg("up")
             .arg(dir)
