@@ -131,7 +131,12 @@ else
     for c in hub cluster1 cluster2; do
         CONTROL_PLANE_OWNER_PID=$$ ./scripts/control-plane.sh up "$outside/$c"
     done
-    E2E_KUBECONFIG="$outside/hub/admin.kubeconfig" \
+    # As an API server on another host would, the hub reaches the test process's
+    # webhook at this machine's own address when it has one (not loopback).
+    webhook_host=$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -m1 -E '^[0-9]+\.' || true)
+    echo "the hub reaches the in-process webhook at ${webhook_host:-127.0.0.1}"
+    E2E_WEBHOOK_HOST="${webhook_host:-127.0.0.1}" \
+        E2E_KUBECONFIG="$outside/hub/admin.kubeconfig" \
         E2E_CLUSTER1_KUBECONFIG="$outside/cluster1/admin.kubeconfig" \
         E2E_CLUSTER2_KUBECONFIG="$outside/cluster2/admin.kubeconfig" \
         cargo test -p secret-relay --test sync -- outside_clusters
