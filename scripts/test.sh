@@ -108,6 +108,15 @@ else
     loud "cargo clippy is not installed: lints were NOT checked"
 fi
 
+# Licenses, banned crates and sources (deny.toml). Advisories need the RustSec
+# database from GitHub, which these machines cannot reach: see deny.toml.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+    say "installing cargo-deny (once per machine)"
+    cargo install --locked cargo-deny
+fi
+say "cargo deny check licenses bans sources"
+cargo deny --offline check licenses bans sources
+
 say "cargo test --workspace"
 cargo test --workspace
 
