@@ -148,7 +148,12 @@ else
         E2E_KUBECONFIG="$outside/hub/admin.kubeconfig" \
         E2E_CLUSTER1_KUBECONFIG="$outside/cluster1/admin.kubeconfig" \
         E2E_CLUSTER2_KUBECONFIG="$outside/cluster2/admin.kubeconfig" \
-        cargo test -p secret-relay --test sync -- outside_clusters
+        cargo test -p secret-relay --test sync -- outside_clusters 2>&1 | tee "$outside/run.log"
+    # A filter that matched nothing would pass: the scenarios must have run.
+    if ! grep -qE '^test result: ok\. [1-9][0-9]* passed' "$outside/run.log"; then
+        loud "no outside-cluster scenario ran"
+        exit 1
+    fi
     outside_down
     trap - EXIT
 fi

@@ -174,13 +174,23 @@ async fn assert_event(cluster: &TestCluster, name: &str, reason: &str) {
     use futures::TryStreamExt as _;
     use k8s_openapi::api::events::v1::Event;
     use kube::runtime::WatchStreamExt as _;
-    let events: Api<Event> = Api::namespaced(cluster.client().await, "akuity");
+    let client = cluster.client().await;
+    // This Secret's, not an earlier one's of the same name (outside clusters are reused).
+    let uid = Api::<Secret>::namespaced(client.clone(), "akuity")
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    let events: Api<Event> = Api::namespaced(client, "akuity");
     // Existing Events arrive first (the watcher lists), then new ones.
     let stream = kube::runtime::watcher(events, Default::default()).applied_objects();
     futures::pin_mut!(stream);
     within(&format!("a {reason} Event on {name}"), async {
         while let Some(e) = stream.try_next().await.unwrap() {
-            if e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+            let regarding = e.regarding.as_ref();
+            if regarding.and_then(|r| r.name.as_deref()) == Some(name)
+                && regarding.and_then(|r| r.uid.as_ref()) == uid.as_ref()
                 && e.reason.as_deref() == Some(reason)
             {
                 return;

@@ -16,8 +16,8 @@ use secret_relay_runtime::{CancellationToken, PolicySource};
 use secret_relay_webhook::AppState;
 
 use crate::{
-    Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, OutsideGuard, TestCluster, outside_lock, repo_root,
-    with_ca_bundle_and_port, within,
+    Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, TestCluster, repo_root, with_ca_bundle_and_port,
+    within,
 };
 
 /// The name of both webhook configurations in the manifests.
@@ -97,8 +97,17 @@ pub struct Stack {
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
-    /// Outside clusters: held until the stack is dropped.
-    _outside: Option<OutsideGuard>,
+    /// Outside clusters: unregisters the webhooks when the stack goes.
+    _registration: Option<Registration>,
+}
+
+/// The webhooks registered on an outside control plane: unregistered on drop, also
+/// when the stack fails to start, so no webhook that nothing answers is left behind
+/// (failurePolicy Fail would refuse every Secret write in the namespaces it selects).
+struct Registration {
+    kubectl: String,
+    kubeconfig: PathBuf,
+    home: PathBuf,
 }
 
 /// One relay replica running in process.
@@ -123,11 +132,6 @@ impl Stack {
                 Validity::default(),
             )
             .unwrap();
-        let outside = if flavor == Flavor::Outside {
-            Some(outside_lock().await)
-        } else {
-            None
-        };
         // An outside API server elsewhere reaches the webhook through another interface.
         let bind =
             if flavor == Flavor::Outside && std::env::var_os(OUTSIDE_WEBHOOK_HOST_ENV).is_some() {
@@ -166,6 +170,11 @@ impl Stack {
             control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), webhook_addr.port());
         let path = cluster.dir().join("control-plane.yaml");
         std::fs::write(&path, manifests).unwrap();
+        let registration = (flavor == Flavor::Outside).then(|| Registration {
+            kubectl: kubectl.clone(),
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            home: cluster.dir().to_path_buf(),
+        });
         let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -253,7 +262,7 @@ impl Stack {
             pki,
             relay_kubeconfig,
             shutdown,
-            _outside: outside,
+            _registration: registration,
         }
     }
 
@@ -459,24 +468,30 @@ impl RelayHandle {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if self.cluster.flavor() == Flavor::Outside
-            && let Some(kubectl) = crate::kubectl()
-        {
-            // The outside control plane outlives the test: leave no webhook registered
-            // that nothing answers (failurePolicy Fail would close `argocd`).
-            let configurations = [
-                format!("mutatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
-                format!("validatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
-            ];
-            let mut args = vec!["delete", "--ignore-not-found", "--wait=false"];
-            args.extend(configurations.iter().map(String::as_str));
-            let out = self.cluster.kubectl(&kubectl, &args);
-            if !out.status.success() {
-                eprintln!(
-                    "!!! failed to unregister secret-relay's webhooks from the outside control plane: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let out = std::process::Command::new(&self.kubectl)
+            .env("HOME", &self.home)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                "--ignore-not-found",
+                "--wait=false",
+                &format!("mutatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
+                &format!("validatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
+            ])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "!!! failed to unregister secret-relay's webhooks from the outside control plane: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("!!! failed to run kubectl to unregister the webhooks: {e}"),
         }
     }
 }
