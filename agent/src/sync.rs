@@ -23,11 +23,13 @@ use crate::metrics::{Metrics, StatusLabels};
 /// Up to this many names are reconciled at once (each holds at most one write).
 pub const CONCURRENCY: usize = 32;
 
-/// Events waiting to be recorded; a reconcile waits only when this many are queued.
-const EVENT_QUEUE: usize = 1024;
+/// Events waiting to be recorded in each lane; a reconcile waits only when its
+/// object's lane holds this many.
+const EVENT_QUEUE: usize = 256;
 
-/// Events recorded at once.
-const EVENT_CONCURRENCY: usize = 4;
+/// Lanes of Events recorded at once; one object's Events all take the same lane, in
+/// the order of its decisions.
+const EVENT_LANES: usize = 4;
 
 /// Annotations that describe a write, not the Secret: never copied between clusters.
 const WRITE_ANNOTATIONS: &[&str] = &[
@@ -68,8 +70,8 @@ pub struct Agent {
     retries: Mutex<Option<mpsc::UnboundedSender<Trigger>>>,
     /// Events to record: published beside the reconciler, so a reconcile slot is
     /// free for the next write as soon as its own is done.
-    events: mpsc::Sender<(ObjectReference, KubeEvent)>,
-    events_rx: Mutex<Option<mpsc::Receiver<(ObjectReference, KubeEvent)>>>,
+    events: Vec<mpsc::Sender<(ObjectReference, KubeEvent)>>,
+    events_rx: Mutex<Vec<mpsc::Receiver<(ObjectReference, KubeEvent)>>>,
 }
 
 /// What the reconciler remembers between passes.
@@ -240,7 +242,7 @@ impl Agent {
     ) -> Agent {
         let (local_store, local_writer) = reflector::store();
         let (view_store, view_writer) = reflector::store();
-        let (events, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (events, events_rx) = (0..EVENT_LANES).map(|_| mpsc::channel(EVENT_QUEUE)).unzip();
         let recorder = Recorders::new(
             &local,
             &Reporter {
@@ -267,7 +269,7 @@ impl Agent {
             changes: tokio::sync::watch::channel(0).0,
             retries: Mutex::new(None),
             events,
-            events_rx: Mutex::new(Some(events_rx)),
+            events_rx: Mutex::new(events_rx),
         }
     }
 
@@ -358,13 +360,14 @@ impl Agent {
             shutdown.clone(),
         ));
         tasks.spawn(self.clone().poll_generations(tx.clone(), shutdown.clone()));
-        if let Some(events) = self
-            .events_rx
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        {
-            tasks.spawn(publish_events(self.recorder.clone(), events));
+        let lanes = std::mem::take(
+            &mut *self
+                .events_rx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for lane in lanes {
+            tasks.spawn(publish_events(self.recorder.clone(), lane));
         }
 
         // A work queue, as controllers keep: each name is reconciled by one task at a
@@ -837,7 +840,8 @@ impl Agent {
             secondary: None,
         };
         // Waits only when the queue is full; fails only once the agent stops.
-        if self.events.send((reference, event)).await.is_err() {
+        let lane = self.recorder.shard(&reference) % EVENT_LANES;
+        if self.events[lane].send((reference, event)).await.is_err() {
             tracing::debug!("the agent is stopping: an event was not recorded");
         }
     }
@@ -863,35 +867,30 @@ impl Recorders {
         )
     }
 
-    fn for_object(&self, reference: &ObjectReference) -> &Recorder {
+    fn shard(&self, reference: &ObjectReference) -> usize {
         use std::hash::{Hash as _, Hasher as _};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         reference.namespace.hash(&mut h);
         reference.name.hash(&mut h);
-        let shard = usize::try_from(h.finish() % RECORDER_SHARDS as u64).unwrap_or(0);
-        &self.0[shard]
+        usize::try_from(h.finish() % RECORDER_SHARDS as u64).unwrap_or(0)
+    }
+
+    fn for_object(&self, reference: &ObjectReference) -> &Recorder {
+        &self.0[self.shard(reference)]
     }
 }
 
-/// Records the queued Events, a few at once, until the agent stops.
+/// Records one lane's Events, one after another, until the agent stops.
 async fn publish_events(
     recorders: Recorders,
-    events: mpsc::Receiver<(ObjectReference, KubeEvent)>,
+    mut lane: mpsc::Receiver<(ObjectReference, KubeEvent)>,
 ) {
-    futures::stream::unfold(
-        events,
-        |mut rx| async move { rx.recv().await.map(|e| (e, rx)) },
-    )
-    .for_each_concurrent(EVENT_CONCURRENCY, |(reference, event)| {
-        let recorders = recorders.clone();
-        async move {
-            let recorder = recorders.for_object(&reference);
-            if let Err(err) = recorder.publish(&event, &reference).await {
-                tracing::debug!(error = %err, "failed to record an event");
-            }
+    while let Some((reference, event)) = lane.recv().await {
+        let recorder = recorders.for_object(&reference);
+        if let Err(err) = recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %err, "failed to record an event");
         }
-    })
-    .await;
+    }
 }
 
 /// The names waiting for a reconcile, in trigger order, each once; the names running;
