@@ -39,16 +39,7 @@ fn env_usize(key: &str, default: usize) -> usize {
 }
 
 fn secret(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"v": name},
-    }))
-    .unwrap()
+    secret_relay_testkit::secret(name, labels, annotations, name)
 }
 
 /// Records when each name is first seen by a watch on `api`.

@@ -28,7 +28,9 @@ use kube::{Api, Client};
 use rustls_pki_types::ServerName;
 use secret_relay_certs::{Ca, Validity};
 use secret_relay_proxy::Limits;
-use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, on_both, within};
+use secret_relay_testkit::{
+    Flavor, OPT_IN, REPO_CREDS, RelayHandle, Stack, StackOptions, on_both, within,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -147,20 +149,8 @@ async fn stack(flavor: Flavor, clusters: &[&str], extra: &[&str]) -> Stack {
 const CANARY: &str = "attack-canary-4c1d";
 
 fn secret(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": CANARY},
-    }))
-    .unwrap()
+    secret_relay_testkit::secret(name, labels, annotations, CANARY)
 }
-
-const OPT_IN: (&str, &str) = ("akuity.io/secret-sync", "true");
-const REPO_CREDS: (&str, &str) = ("argocd.argoproj.io/secret-type", "repo-creds");
 
 fn opted_in(name: &str) -> Secret {
     secret(name, &[OPT_IN, REPO_CREDS], &[])

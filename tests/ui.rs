@@ -46,23 +46,7 @@ const TOKEN: &str = "test-token-0123456789";
 /// The env var that asks for the browser test to be skipped when its tools are missing.
 const SKIP_BROWSER_ENV: &str = "SECRET_RELAY_SKIP_BROWSER";
 
-fn secret(
-    name: &str,
-    labels: &[(&str, &str)],
-    annotations: &[(&str, &str)],
-    data: &[(&str, &str)],
-) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": map(data),
-    }))
-    .unwrap()
-}
+use secret_relay_testkit::secret_with_data as secret;
 
 async fn start_ui(
     kubeconfig: &Path,

@@ -66,16 +66,15 @@ async fn stack(flavor: Flavor) -> Stack {
 }
 
 fn secret(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-    let map = |kv: &[(&str, &str)]| {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
-            .collect::<serde_json::Map<_, _>>()
-    };
-    serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"url": "https://example.invalid/repo.git", "password": "s3cr3t-value"},
-    }))
-    .unwrap()
+    secret_relay_testkit::secret_with_data(
+        name,
+        labels,
+        annotations,
+        &[
+            ("url", "https://example.invalid/repo.git"),
+            ("password", "s3cr3t-value"),
+        ],
+    )
 }
 
 fn opted_in(name: &str) -> Secret {

@@ -16,6 +16,16 @@ pub fn secret(
     annotations: &[(&str, &str)],
     value: &str,
 ) -> Secret {
+    secret_with_data(name, labels, annotations, &[("password", value)])
+}
+
+/// A Secret named `name` with `labels`, `annotations` and `data` (as `stringData`).
+pub fn secret_with_data(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    data: &[(&str, &str)],
+) -> Secret {
     let map = |kv: &[(&str, &str)]| {
         kv.iter()
             .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
@@ -23,7 +33,7 @@ pub fn secret(
     };
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": map(labels), "annotations": map(annotations)},
-        "stringData": {"password": value},
+        "stringData": map(data),
     }))
     .unwrap()
 }
