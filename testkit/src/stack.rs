@@ -86,6 +86,9 @@ impl Default for RelayOptions {
 
 /// A control plane with secret-relay installed.
 pub struct Stack {
+    /// Outside clusters: unregisters the webhooks when the stack goes. First, so it
+    /// runs kubectl (HOME in the cluster's scratch directory) before that is removed.
+    _registration: Option<Registration>,
     /// The API server.
     pub cluster: TestCluster,
     /// The PKI's CA: it signs the webhook's and relays' serving certificates and the
@@ -97,8 +100,6 @@ pub struct Stack {
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
-    /// Outside clusters: unregisters the webhooks when the stack goes.
-    _registration: Option<Registration>,
 }
 
 /// The webhooks registered on an outside control plane: unregistered on drop, also
