@@ -183,18 +183,6 @@ fn denied(result: kube::Result<impl std::fmt::Debug>, code: u16, needle: &str) {
     }
 }
 
-/// Waits until the relay's cache holds `name` (its decisions read the cache).
-async fn wait_cached(relay: &RelayHandle, name: &str) {
-    let cache = relay.started.cache.clone();
-    within(&format!("{name} in the relay's cache"), async {
-        let mut events = cache.subscribe();
-        while cache.get(name).is_none() {
-            let _ = events.recv().await;
-        }
-    })
-    .await;
-}
-
 // ---- a raw HTTP/1.1 and TLS client ------------------------------------------
 
 /// A TLS client of the relay with a chosen identity, for what kube clients would
@@ -343,7 +331,7 @@ async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
     a.create(&PostParams::default(), &opted_in("cross-repo"))
         .await
         .unwrap();
-    wait_cached(&relay, "cross-repo").await;
+    relay.wait_cached("cross-repo").await;
     let before = hub.get("cross-repo").await.unwrap();
 
     let mut stolen = opted_in("cross-repo");
@@ -456,7 +444,7 @@ async fn a_forged_owner_label_is_refused_through_the_relay_and_from_an_admin(fla
     a.create(&PostParams::default(), &opted_in(&own))
         .await
         .unwrap();
-    wait_cached(&relay, &own).await;
+    relay.wait_cached(&own).await;
     let relabel = Patch::<()>::Json(
         serde_json::from_value(serde_json::json!([
             {"op": "replace", "path": "/metadata/labels/secret-relay.io~1owner", "value": b_owner}
@@ -867,8 +855,8 @@ async fn a_blocked_secret_is_refused_on_every_write_path(flavor: Flavor) {
         .create(&PostParams::default(), &opted_in(&repo))
         .await
         .unwrap();
-    wait_cached(&relay, "argocd-secret").await;
-    wait_cached(&relay, &repo).await;
+    relay.wait_cached("argocd-secret").await;
+    relay.wait_cached(&repo).await;
     let argocd_secret = hub.get("argocd-secret").await.unwrap();
     let denials_before = [
         webhook_denials(&stack, "CREATE").await,

@@ -375,7 +375,7 @@ async fn relay_worker(load: Arc<Load>, cluster: &str, other: &str, id: usize, n:
         let own = format!("ld-{cluster}-{id}-{cycle}");
         if i % 8 == 7 {
             // Outside the pace: waiting for the cache is no request.
-            wait_cached(&load.cache, &own).await;
+            secret_relay_testkit::wait_cached(&load.cache, &own).await;
         }
         load.pace.before_request().await;
         let deleted = |r: Result<_, kube::Error>| outcome(r.map(|_| None::<Secret>));
@@ -529,18 +529,6 @@ async fn admin_worker(load: Arc<Load>, id: usize, n: usize) {
             .judge("admin", op, &name, expect, got, |s| stamped(s, None, value));
         load.pace.after_request();
     }
-}
-
-/// Waits until the relay's cache holds `name`.
-async fn wait_cached(cache: &HubCache, name: &str) {
-    within(&format!("the relay's cache to hold {name}"), async {
-        let mut events = cache.subscribe();
-        while cache.get(name).is_none() {
-            // A lagged receiver only means many events; look again.
-            let _ = events.recv().await;
-        }
-    })
-    .await;
 }
 
 /// The leaf certificate `addr` serves, and whether it then answered an HTTP request
@@ -802,7 +790,7 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
         )
         .await
         .unwrap();
-        wait_cached(&relay.started.cache, name).await;
+        relay.wait_cached(name).await;
     }
 
     let relay_kubeconfigs = ["cluster1", "cluster2"]

@@ -238,29 +238,16 @@ impl Managed {
 
 async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str, flavor: Flavor) -> Managed {
     let cluster = TestCluster::start(flavor, Options::default()).await;
-    cluster.create_namespace("akuity").await;
-    let pki = stack.pki();
-    let config = secret_relay_agent::Config {
-        kubeconfig: Some(cluster.kubeconfig().to_path_buf()),
-        namespace: "akuity".to_owned(),
-        relay: format!("https://{}", relay.started.addr),
-        tls_cert: pki.join(format!("{name}.crt")),
-        tls_key: pki.join(format!("{name}.key")),
-        relay_ca: pki.join("ca.crt"),
-        admin_addr: None,
-        resync: Duration::from_secs(30),
-    };
-    let (started, _task) = secret_relay_agent::start(config, relay.shutdown.child_token())
-        .await
-        .unwrap();
+    let started = stack
+        .start_agent_started(
+            name,
+            &cluster,
+            relay.started.addr,
+            Duration::from_secs(30),
+            relay.shutdown.child_token(),
+        )
+        .await;
     let agent = started.agent.clone();
-    within(&format!("{name}'s agent to be ready"), async {
-        let mut rx = agent.subscribe();
-        while !agent.readiness().0 {
-            rx.changed().await.unwrap();
-        }
-    })
-    .await;
     let client = cluster.client().await;
     Managed {
         name: name.to_owned(),

@@ -258,7 +258,7 @@ async fn adoption_locks_control_plane_edits_and_a_release_returns_the_data(flavo
         hub.create(&PostParams::default(), &secret(name, &[], &[]))
             .await
             .unwrap();
-        wait_cached(&relay, name).await;
+        relay.wait_cached(name).await;
         let adopt = secret(
             name,
             &[
@@ -317,18 +317,6 @@ async fn adoption_locks_control_plane_edits_and_a_release_returns_the_data(flavo
 fn with_rv(mut s: Secret, current: &Secret) -> Secret {
     s.metadata.resource_version = current.metadata.resource_version.clone();
     s
-}
-
-/// Waits until the relay's cache holds `name` (its decisions read the cache).
-async fn wait_cached(relay: &RelayHandle, name: &str) {
-    let cache = relay.started.cache.clone();
-    within(&format!("{name} in the relay's cache"), async {
-        let mut events = cache.subscribe();
-        while cache.get(name).is_none() {
-            let _ = events.recv().await;
-        }
-    })
-    .await;
 }
 
 async fn wait_cached_rv(relay: &RelayHandle, name: &str, at: &Secret) {
@@ -429,7 +417,7 @@ async fn each_cluster_sees_its_view_and_a_policy_reload_changes_it_live(flavor: 
         .await
         .unwrap();
     until_event(&mut w2, "cluster2 sees to-c2", is("ADDED", "to-c2")).await;
-    wait_cached(&relay, "nowhere").await;
+    relay.wait_cached("nowhere").await;
 
     assert_eq!(names(&c1).await, vec!["to-all", "to-prod"]);
     assert_eq!(names(&c2).await, vec!["to-all", "to-c2"]);
@@ -508,7 +496,7 @@ async fn a_watch_resumes_on_another_relay_replica(flavor: Flavor) {
     )
     .await
     .unwrap();
-    wait_cached(&b, "first").await;
+    b.wait_cached("first").await;
     let list = on_a.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.clone().unwrap();
     assert!(
@@ -581,7 +569,7 @@ async fn kubectl_works_as_a_cluster_through_the_relay(flavor: Flavor) {
         label(&stored, "secret-relay.io/owner"),
         Some("cluster.cluster1")
     );
-    wait_cached(&relay, "from-kubectl").await;
+    relay.wait_cached("from-kubectl").await;
     let out = run(&["get", "secrets", "-o", "name"]);
     assert!(
         out.status.success(),

@@ -442,11 +442,25 @@ impl Stack {
         resync: Duration,
         shutdown: CancellationToken,
     ) -> std::sync::Arc<secret_relay_agent::Agent> {
+        self.start_agent_started(name, managed, relay_addr, resync, shutdown)
+            .await
+            .agent
+    }
+
+    /// [`Stack::start_agent`], returning all the agent reports (its admin endpoints too).
+    pub async fn start_agent_started(
+        &self,
+        name: &str,
+        managed: &TestCluster,
+        relay_addr: SocketAddr,
+        resync: Duration,
+        shutdown: CancellationToken,
+    ) -> secret_relay_agent::Started {
         managed.create_namespace("akuity").await;
         let config =
             self.agent_config(name, managed.kubeconfig().to_path_buf(), relay_addr, resync);
         let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
-        let agent = started.agent;
+        let agent = started.agent.clone();
         within(&format!("{name}'s agent to be ready"), async {
             let mut rx = agent.subscribe();
             while !agent.readiness().0 {
@@ -454,11 +468,16 @@ impl Stack {
             }
         })
         .await;
-        agent
+        started
     }
 }
 
 impl RelayHandle {
+    /// Waits until this replica's cache holds `name` (its decisions read the cache).
+    pub async fn wait_cached(&self, name: &str) {
+        wait_cached(&self.started.cache, name).await;
+    }
+
     /// Stops the replica and waits for it.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -495,6 +514,18 @@ impl Drop for Registration {
             Err(e) => eprintln!("!!! failed to run kubectl to unregister the webhooks: {e}"),
         }
     }
+}
+
+/// Waits until `cache` holds `name`.
+pub async fn wait_cached(cache: &secret_relay_proxy::HubCache, name: &str) {
+    within(&format!("the relay's cache to hold {name}"), async {
+        let mut events = cache.subscribe();
+        while cache.get(name).is_none() {
+            // A lagged receiver only means many events; look again.
+            let _ = events.recv().await;
+        }
+    })
+    .await;
 }
 
 /// Deletes both webhook configurations, if present.
