@@ -158,24 +158,24 @@ impl Stack {
         )
         .await;
         let admin = cluster.client().await;
-        if flavor == Flavor::Outside {
-            // The last scenario's webhook is gone: unregister it before emptying `argocd`
-            // (it would refuse every write there), then start empty.
-            remove_webhook_configurations(&admin).await;
-            cluster.empty_namespace("argocd").await;
-        }
-        cluster.create_namespace("argocd").await;
         let kubectl = crate::kubectl()
             .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-        let manifests =
-            control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), webhook_addr.port());
-        let path = cluster.dir().join("control-plane.yaml");
-        std::fs::write(&path, manifests).unwrap();
         let registration = (flavor == Flavor::Outside).then(|| Registration {
             kubectl: kubectl.clone(),
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             home: cluster.dir().to_path_buf(),
         });
+        if let Some(registration) = &registration {
+            // The last scenario's webhook is gone: unregister it before emptying `argocd`
+            // (it would refuse every write there), then start empty.
+            registration.unregister().unwrap_or_else(|e| panic!("{e}"));
+            cluster.empty_namespace("argocd").await;
+        }
+        cluster.create_namespace("argocd").await;
+        let manifests =
+            control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), webhook_addr.port());
+        let path = cluster.dir().join("control-plane.yaml");
+        std::fs::write(&path, manifests).unwrap();
         let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
         assert!(
             out.status.success(),
@@ -491,8 +491,9 @@ impl Drop for Stack {
     }
 }
 
-impl Drop for Registration {
-    fn drop(&mut self) {
+impl Registration {
+    /// Deletes both webhook configurations, if present.
+    fn unregister(&self) -> Result<(), String> {
         let out = std::process::Command::new(&self.kubectl)
             .env("HOME", &self.home)
             .arg("--kubeconfig")
@@ -506,12 +507,22 @@ impl Drop for Registration {
             ])
             .output();
         match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "!!! failed to unregister secret-relay's webhooks from the outside control plane: {}",
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "failed to unregister secret-relay's webhooks from the outside control plane: {}",
                 String::from_utf8_lossy(&o.stderr)
-            ),
-            Err(e) => eprintln!("!!! failed to run kubectl to unregister the webhooks: {e}"),
+            )),
+            Err(e) => Err(format!(
+                "failed to run kubectl to unregister the webhooks: {e}"
+            )),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Err(e) = self.unregister() {
+            eprintln!("!!! {e}");
         }
     }
 }
@@ -526,29 +537,6 @@ pub async fn wait_cached(cache: &secret_relay_proxy::HubCache, name: &str) {
         }
     })
     .await;
-}
-
-/// Deletes both webhook configurations, if present.
-async fn remove_webhook_configurations(admin: &Client) {
-    use k8s_openapi::api::admissionregistration::v1::{
-        MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
-    };
-    use kube::api::DeleteParams;
-    let ok = |r: Result<(), kube::Error>| match r {
-        Ok(()) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => panic!("failed to delete a webhook configuration: {e}"),
-    };
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(admin.clone());
-    ok(mutating
-        .delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
-        .await
-        .map(|_| ()));
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(admin.clone());
-    ok(validating
-        .delete(WEBHOOK_CONFIGURATION, &DeleteParams::default())
-        .await
-        .map(|_| ()));
 }
 
 async fn set_policy(admin: &Client, text: &str) {
