@@ -8,7 +8,52 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-say() { printf '\n==> %s\n' "$*"; }
+# --- --fresh: the whole run as on a brand-new machine ------------------------------
+# Clones the committed HEAD into a temporary directory and runs this script there
+# with every cache empty and private to the run: CARGO_HOME (registry, cargo-deny),
+# the target directory, Go's module and build caches, the control-plane binaries,
+# npm's and pip's caches. Nothing this machine fetched or built before is used;
+# the caches of the machine are left as they were. The toolchains themselves
+# (rustup's Rust, Go, Python, Node.js) are the machine image's.
+if [ "${1:-}" = "--fresh" ]; then
+    shift
+    fresh=$(mktemp -d -t secret-relay-fresh-XXXXXX)
+    echo "fresh run in $fresh (kept on failure; removed on success)"
+    git clone -q "$root" "$fresh/src"
+    mkdir -p "$fresh/cargo" "$fresh/go" "$fresh/cache" "$fresh/npm"
+    start=$(date +%s)
+    set +e
+    env CARGO_HOME="$fresh/cargo" \
+        PATH="$fresh/cargo/bin:$PATH" \
+        CARGO_TARGET_DIR="$fresh/src/target" \
+        GOPATH="$fresh/go" GOMODCACHE="$fresh/go/pkg/mod" GOCACHE="$fresh/go/cache" \
+        XDG_CACHE_HOME="$fresh/cache" \
+        SECRET_RELAY_CACHE="$fresh/cache/secret-relay" \
+        npm_config_cache="$fresh/npm" \
+        PIP_NO_CACHE_DIR=1 \
+        "$fresh/src/scripts/test.sh" "$@"
+    rc=$?
+    set -e
+    echo "fresh run: exit $rc after $(( $(date +%s) - start )) s"
+    if [ "$rc" = 0 ]; then
+        chmod -R u+w "$fresh" 2>/dev/null || true
+        rm -rf "$fresh"
+    fi
+    exit "$rc"
+fi
+run_start=$(date +%s)
+step_start=$run_start
+# Each step's wall time, printed in the summary: where a run's time goes.
+step_times=()
+say() {
+    local now
+    now=$(date +%s)
+    [ -n "${step_name:-}" ] && step_times+=("$(( now - step_start ))s  $step_name")
+    step_name="$*"
+    step_start=$now
+    printf '\n==> %s\n' "$*"
+}
+
 loud() { printf '\n!!!!!!!! %s\n' "$*" >&2; }
 
 apt_updated=0
@@ -114,6 +159,11 @@ if ! command -v cargo-deny >/dev/null 2>&1; then
     say "installing cargo-deny (once per machine)"
     cargo install --locked cargo-deny
 fi
+# `cargo build` fetches only this platform's crates; cargo deny reads the metadata
+# of every platform (Windows-only crates included), offline. Fetch them all first;
+# a crate that cannot be had fails the run here, by name.
+say "cargo fetch --locked (every platform's crates, for cargo deny)"
+cargo fetch --locked
 say "cargo deny check licenses bans sources"
 cargo deny --offline check licenses bans sources
 
@@ -164,6 +214,10 @@ cargo build -q -p secret-relay
 SECRET_RELAY_BIN="$root/target/debug/secret-relay" .venv/bin/python -m pytest tests/fidelity -q -rs
 
 say "summary"
+for t in "${step_times[@]:-}"; do
+    [ -n "$t" ] && echo "  $t"
+done
+echo "  total: $(( $(date +%s) - run_start ))s"
 for l in "${lint_missing[@]:-}"; do
     [ -n "$l" ] && loud "$l was missing: it did NOT run"
 done
