@@ -1561,3 +1561,138 @@ async fn a_watch_flood_from_one_cluster_does_not_starve_the_others() {
     );
     relay.stop().await;
 }
+
+// ---- a watch's DELETED event ------------------------------------------------
+
+on_both!(an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value);
+
+/// The value a rotation writes: it must never reach the cluster the same update
+/// took the Secret away from.
+const ROTATED: &str = "attack-rotated-7e2b";
+
+/// Watch events up to and including the ADDED of `marker`, each checked never to
+/// carry [`ROTATED`].
+async fn leave_events<S>(stream: &mut S, marker: &str) -> Vec<WatchEvent<Secret>>
+where
+    S: futures::Stream<Item = kube::Result<WatchEvent<Secret>>> + Unpin,
+{
+    within(&format!("the ADDED of {marker}"), async {
+        let mut seen = Vec::new();
+        while let Some(event) = stream.next().await {
+            let event = event.unwrap();
+            if let WatchEvent::Error(e) = &event {
+                panic!("the watch ended with an error before {marker}: {e:?}");
+            }
+            let (WatchEvent::Added(s) | WatchEvent::Modified(s) | WatchEvent::Deleted(s)) = &event
+            else {
+                seen.push(event);
+                continue;
+            };
+            assert!(
+                s.data
+                    .iter()
+                    .flat_map(|d| d.values())
+                    .all(|v| !String::from_utf8_lossy(&v.0).contains(ROTATED)),
+                "the rotated value reached the cluster it was taken from: {:?}",
+                s.metadata.name
+            );
+            let done = matches!(&event, WatchEvent::Added(_))
+                && s.metadata.name.as_deref() == Some(marker);
+            seen.push(event);
+            if done {
+                return seen;
+            }
+        }
+        panic!("the watch ended before {marker}");
+    })
+    .await
+}
+
+/// An admin takes a managed secret away from one cluster and rotates its value in
+/// the same update: that cluster's open watch gets a DELETED event with the value it
+/// last saw (at the update's resourceVersion), never the new one, and a watch resumed
+/// from before the update gets the same out of the relay's history. The cluster
+/// still a target gets the new value.
+async fn an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value(flavor: Flavor) {
+    const TO: &str = "akuity.io/managed-secret-allowed-clusters";
+    let stack = stack(flavor, &["leave-a", "leave-b"], &[]).await;
+    let relay = stack.start_relay().await;
+    let hub = hub(&stack).await;
+    let a = relay_api(&stack, &relay, "leave-a").await;
+    let b = relay_api(&stack, &relay, "leave-b").await;
+    hub.create(
+        &PostParams::default(),
+        &secret("leave-rotated", &[], &[(TO, "leave-a,leave-b")]),
+    )
+    .await
+    .unwrap();
+    relay.wait_cached("leave-rotated").await;
+    let listed = a.list(&ListParams::default()).await.unwrap();
+    let from = listed.metadata.resource_version.clone().unwrap();
+    let mine = listed
+        .items
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("leave-rotated"))
+        .expect("leave-a lists leave-rotated");
+    assert_eq!(secret_relay_testkit::password(mine), CANARY.as_bytes());
+    let params = kube::api::WatchParams::default().timeout(290);
+    let mut open = a.watch(&params, &from).await.unwrap().boxed();
+
+    let updated = hub
+        .patch(
+            "leave-rotated",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {TO: "leave-b"}},
+                "stringData": {"password": ROTATED},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(secret_relay_testkit::password(&updated), ROTATED.as_bytes());
+    // Something after it, for the watches to read up to.
+    hub.create(
+        &PostParams::default(),
+        &secret("leave-marker", &[], &[(TO, "leave-a")]),
+    )
+    .await
+    .unwrap();
+
+    let live = leave_events(&mut open, "leave-marker").await;
+    let resumed = {
+        let mut resumed = a.watch(&params, &from).await.unwrap().boxed();
+        leave_events(&mut resumed, "leave-marker").await
+    };
+    for (how, events) in [("live", &live), ("resumed", &resumed)] {
+        let about: Vec<&WatchEvent<Secret>> = events
+            .iter()
+            .filter(|e| match e {
+                WatchEvent::Added(s) | WatchEvent::Modified(s) | WatchEvent::Deleted(s) => {
+                    s.metadata.name.as_deref() == Some("leave-rotated")
+                }
+                _ => false,
+            })
+            .collect();
+        let [WatchEvent::Deleted(gone)] = about[..] else {
+            panic!("{how}: expected one DELETED of leave-rotated, got {about:?}");
+        };
+        assert_eq!(
+            secret_relay_testkit::password(gone),
+            CANARY.as_bytes(),
+            "{how}: the last value leave-a saw"
+        );
+        assert_eq!(
+            gone.metadata.annotations.as_ref().unwrap()[TO],
+            "leave-a,leave-b",
+            "{how}: the last state leave-a saw"
+        );
+        assert_eq!(
+            gone.metadata.resource_version, updated.metadata.resource_version,
+            "{how}: at the update's resourceVersion"
+        );
+    }
+    // The cluster still a target gets the rotation.
+    let theirs = b.get("leave-rotated").await.unwrap();
+    assert_eq!(secret_relay_testkit::password(&theirs), ROTATED.as_bytes());
+    relay.stop().await;
+}

@@ -50,7 +50,9 @@ pub enum CacheEvent {
         seq: u64,
         /// The resourceVersion of the change.
         rv: u64,
-        /// The entry before, if it existed.
+        /// The entry before, if it existed: for a watch that could see it, the last
+        /// state it was allowed to see, which its DELETED event carries when the
+        /// change takes the entry out of its view.
         before: Option<Arc<Entry>>,
         /// The entry after; for a deletion, the final object.
         after: Arc<Entry>,
@@ -95,6 +97,9 @@ struct Inner {
     history_limit: usize,
     /// Set once nothing follows the API server any more (see [`HubCache::close`]).
     closed: tokio::sync::watch::Sender<bool>,
+    /// The resourceVersion the cache has reached, for [`HubCache::reached`]; raised
+    /// after the state it describes is in place.
+    reached: tokio::sync::watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -287,6 +292,7 @@ impl HubCache {
                 tx,
                 history_limit: history_limit.max(1),
                 closed: tokio::sync::watch::channel(false).0,
+                reached: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -324,6 +330,30 @@ impl HubCache {
     /// The resourceVersion the cache has reached.
     pub fn resource_version(&self) -> u64 {
         self.read().rv
+    }
+
+    /// Resolves once the cache has reached resourceVersion `rv` (at once if it has):
+    /// a snapshot taken then is at `rv` or newer. It waits as long as it takes; bound
+    /// it with a timeout.
+    pub fn reached(&self, rv: u64) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.reached.subscribe();
+        async move {
+            // An error means every handle of the cache is gone: nothing will come.
+            if rx.wait_for(|at| *at >= rv).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Tells [`HubCache::reached`] waiters that the cache is at `rv`.
+    fn advanced(&self, rv: u64) {
+        self.inner.reached.send_if_modified(|at| {
+            let newer = rv > *at;
+            if newer {
+                *at = rv;
+            }
+            newer
+        });
     }
 
     /// How many hub copies the cache holds.
@@ -431,7 +461,7 @@ impl HubCache {
     /// Applies one upstream object (added or modified).
     pub fn apply(&self, secret: Secret) {
         let received = Instant::now();
-        let event = {
+        let (event, rv) = {
             let mut state = self.write();
             let entry = Arc::new(Entry::new(&state.policy, secret));
             if let Some(old) = state.objects.get(&entry.name)
@@ -456,15 +486,16 @@ impl HubCache {
                 received,
             });
             self.record(&mut state, &event);
-            event
+            (event, state.rv)
         };
+        self.advanced(rv);
         let _ = self.inner.tx.send(event);
     }
 
     /// Applies one upstream deletion (the final object).
     pub fn delete(&self, secret: Secret) {
         let received = Instant::now();
-        let event = {
+        let (event, rv) = {
             let mut state = self.write();
             let name = secret.metadata.name.clone().unwrap_or_default();
             let Some(before) = state.objects.remove(&name) else {
@@ -488,8 +519,9 @@ impl HubCache {
                 received,
             });
             self.record(&mut state, &event);
-            event
+            (event, state.rv)
         };
+        self.advanced(rv);
         let _ = self.inner.tx.send(event);
     }
 
@@ -518,11 +550,15 @@ impl HubCache {
         for (_, secret) in listed {
             self.apply(secret);
         }
-        let mut state = self.write();
-        state.rv = state.rv.max(list_rv.unwrap_or(0));
-        state.history.clear();
-        state.history_base_rv = state.rv;
-        state.synced = true;
+        let rv = {
+            let mut state = self.write();
+            state.rv = state.rv.max(list_rv.unwrap_or(0));
+            state.history.clear();
+            state.history_base_rv = state.rv;
+            state.synced = true;
+            state.rv
+        };
+        self.advanced(rv);
     }
 
     /// Recomputes every entry's targets under a new policy generation and tells every

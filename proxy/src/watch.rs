@@ -13,6 +13,15 @@ use crate::metrics::Metrics;
 /// The annotation on BOOKMARK objects that carries the relay's policy generation.
 pub const POLICY_GENERATION_ANNOTATION: &str = "secret-relay.io/policy-generation";
 
+/// How long a streaming list at a resourceVersion the cache has not reached waits for
+/// it before answering "Too large resource version" (kube-apiserver's watch cache
+/// `blockTimeout`).
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+
+/// The `retryAfterSeconds` of that answer (kube-apiserver's
+/// `resourceVersionTooHighRetrySeconds`).
+const TOO_LARGE_RETRY_SECONDS: u32 = 1;
+
 /// What one list or watch asks for, after routing.
 #[derive(Clone, Debug)]
 pub struct ViewRequest {
@@ -27,7 +36,7 @@ pub struct ViewRequest {
 /// Watch parameters.
 #[derive(Clone, Debug)]
 pub struct WatchParams {
-    /// Where to start: `None` (or "0") sends the current view as ADDED first.
+    /// `resourceVersion`, `None` when absent or empty: where to start (see [`watch`]).
     pub resource_version: Option<u64>,
     /// Send BOOKMARKs.
     pub bookmarks: bool,
@@ -35,8 +44,9 @@ pub struct WatchParams {
     pub timeout: Duration,
     /// How often to send a BOOKMARK when nothing else happens.
     pub bookmark_interval: Duration,
-    /// `sendInitialEvents=true`: end the initial events with a BOOKMARK marked
-    /// `k8s.io/initial-events-end`.
+    /// `sendInitialEvents=true` (a streaming list): start from the current view,
+    /// whatever the resourceVersion, and end the initial events with a BOOKMARK
+    /// marked `k8s.io/initial-events-end` (see [`watch`]).
     pub send_initial_events: bool,
 }
 
@@ -123,9 +133,77 @@ pub fn error_line(code: u16, reason: &str, message: &str) -> Bytes {
     event_line("ERROR", object.to_string().as_bytes())
 }
 
+/// kube-apiserver's answer to a streaming list at a resourceVersion its cache did not
+/// reach in time (`storage.NewTooLargeResourceVersionError`): 504 Timeout, cause
+/// `ResourceVersionTooLarge`; client-go retries, then falls back to a list.
+fn too_large_line(asked: u64, current: u64) -> Bytes {
+    let object = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("Timeout: Too large resource version: {asked}, current: {current}"),
+        "reason": "Timeout",
+        "details": {
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": TOO_LARGE_RETRY_SECONDS,
+        },
+        "code": 504,
+    });
+    event_line("ERROR", object.to_string().as_bytes())
+}
+
+/// A DELETED event for an entry leaving a view: `last_seen` is the last state of the
+/// Secret the cluster was allowed to see, sent with the event's resourceVersion `rv`
+/// so that the client's resume point advances. kube-apiserver does the same for an
+/// object leaving a filtered watch; here it also means that nothing of the state
+/// that took the Secret out of the view (a rotated value, new labels) reaches the
+/// cluster. Re-serialized: only these events pay for it.
+fn deleted_line(last_seen: &Entry, rv: u64) -> Bytes {
+    let mut secret = (*last_seen.secret).clone();
+    secret.metadata.resource_version = Some(rv.to_string());
+    match serde_json::to_vec(&secret) {
+        Ok(json) => event_line("DELETED", &json),
+        // Serializing a Secret does not fail (the cache serialized this one already);
+        // should it, the same last state at its own resourceVersion is still right.
+        Err(_) => event_line("DELETED", &last_seen.json),
+    }
+}
+
 /// Starts a watch of `view`: the returned channel yields the lines of the response
 /// body and closes when the watch ends (timeout, a lagging client, a reset, the
 /// cluster's removal from the policy, the cache's closing, or the client going away).
+/// Nothing follows an ERROR line.
+///
+/// Where it starts, as kube-apiserver's watch cache (k8s.io/apiserver
+/// `pkg/storage/cacher`) answers the same parameters:
+///
+/// - `sendInitialEvents=true`, a streaming list (client-go's reflectors ask for one
+///   by default, with a known resourceVersion whenever they restart): the current
+///   view as ADDED events, then, with `allowWatchBookmarks` (which kube-apiserver
+///   requires beside it), a BOOKMARK at the cache's resourceVersion annotated
+///   `k8s.io/initial-events-end: "true"`, then live events. For any
+///   resourceVersion: the cacher serves initial events from its current store, never
+///   from its history, so a replay or 410 Expired is never the answer here.
+///   - Empty or `0`: the cache's current state. For an empty one kube-apiserver first
+///     reads etcd's current revision and waits for its cache to reach it; the relay
+///     serves lists from its cache, so a streaming list starts where a list would.
+///   - `N` the cache has reached: the current state, at `N` or newer.
+///   - `N` newer than the cache: it waits up to 3 s (the cacher's `blockTimeout`)
+///     for the cache to reach `N`, then sends kube-apiserver's one ERROR event
+///     (504 Timeout "Too large resource version: N, current: M", cause
+///     `ResourceVersionTooLarge`, `retryAfterSeconds` 1) and ends.
+/// - Otherwise, empty or `0`: the current view as ADDED events, then live events.
+/// - Otherwise `N`: the events after `N` out of the cache's history, then live events;
+///   one 410 Expired ERROR when the history no longer reaches back to `N`. A replay
+///   judges every event as the live watch did, with one exception: a cluster that
+///   the current policy registers is not ended by a past removal of its own (it came
+///   back since; that removal's DELETED and the return's ADDED events are still
+///   sent). A removal seen live ends the watch with a 403 ERROR.
+///
+/// A DELETED event, whatever took the Secret out of the view (a change, a deletion,
+/// a policy), carries the last state of it that the cluster was allowed to see, at
+/// the event's resourceVersion, live and replayed alike.
 pub fn watch(
     cache: &HubCache,
     view: ViewRequest,
@@ -133,51 +211,138 @@ pub fn watch(
     metrics: Arc<Metrics>,
     permit: OwnedSemaphorePermit,
 ) -> mpsc::Receiver<Bytes> {
+    watch_waiting(cache, view, params, metrics, permit, FRESHNESS_WAIT)
+}
+
+/// [`watch`], with a streaming list waiting at most `freshness_wait` for the cache
+/// to reach its resourceVersion (tests shorten it: the crate's tokio has no paused
+/// clock).
+pub(crate) fn watch_waiting(
+    cache: &HubCache,
+    view: ViewRequest,
+    params: WatchParams,
+    metrics: Arc<Metrics>,
+    permit: OwnedSemaphorePermit,
+    freshness_wait: Duration,
+) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(64);
-    // Subscribe before the snapshot, so nothing falls between them.
+    // Subscribe before the snapshot or the resume, so nothing falls between them.
     let events = cache.subscribe();
-    let mut first: Vec<Bytes> = Vec::new();
-    let (seq, rv, generation) = match params.resource_version {
-        None | Some(0) => {
-            let snapshot = cache.snapshot_for(&view.cluster);
-            for entry in snapshot.entries.iter().filter(|e| view.sees(e)) {
-                first.push(event_line("ADDED", &entry.json));
-            }
-            if params.send_initial_events && params.bookmarks {
-                first.push(bookmark_line(snapshot.rv, snapshot.generation, true));
-            }
-            (snapshot.seq, snapshot.rv, snapshot.generation)
-        }
-        Some(from) => match cache.resume(from) {
-            (Resume::Expired, snapshot) => {
-                first.push(error_line(
-                    410,
-                    "Expired",
-                    &format!("too old resource version: {from} ({})", snapshot.rv),
-                ));
-                let _ = tx.try_send(first.remove(0));
-                return rx;
-            }
-            (Resume::Replay(replay), snapshot) => {
-                let mut state = WatchState {
-                    view: &view,
-                    rv: from,
-                    generation: snapshot.generation,
-                    ended: false,
-                };
-                for event in &replay {
-                    state.lines(event, &mut first);
-                }
-                (snapshot.seq, snapshot.rv.max(from), snapshot.generation)
-            }
-        },
-    };
-    metrics.watches.inc();
-    let closed = cache.closed();
+    let begin = begin(cache, &view, &params);
+    // An answer that is only an ERROR (410 Expired, a replayed removal) is no open
+    // watch.
+    let open = !matches!(&begin, Begin::Ready(start) if start.ended);
+    if open {
+        metrics.watches.inc();
+    }
     tokio::spawn(run_watch(
-        tx, events, view, params, first, seq, rv, generation, metrics, permit, closed,
+        cache.clone(),
+        tx,
+        events,
+        view,
+        params,
+        begin,
+        freshness_wait,
+        metrics,
+        open,
+        permit,
     ));
     rx
+}
+
+/// How a watch starts.
+enum Begin {
+    /// Its first lines are known.
+    Ready(Start),
+    /// A streaming list at a resourceVersion the cache has not reached: it waits.
+    Fresh(u64),
+}
+
+/// A watch's first lines and where its live events continue.
+struct Start {
+    lines: Vec<Bytes>,
+    /// The broadcast position the first lines include.
+    seq: u64,
+    rv: u64,
+    generation: u64,
+    /// The last line is an ERROR: nothing follows.
+    ended: bool,
+}
+
+impl Start {
+    fn error(line: Bytes) -> Start {
+        Start {
+            lines: vec![line],
+            seq: 0,
+            rv: 0,
+            generation: 0,
+            ended: true,
+        }
+    }
+}
+
+fn begin(cache: &HubCache, view: &ViewRequest, params: &WatchParams) -> Begin {
+    match (params.send_initial_events, params.resource_version) {
+        (true, Some(at)) if at > cache.resource_version() => Begin::Fresh(at),
+        (true, _) | (false, None | Some(0)) => Begin::Ready(initial(cache, view, params)),
+        (false, Some(from)) => Begin::Ready(resume(cache, view, from)),
+    }
+}
+
+/// The current view as ADDED events, then the initial-events-end BOOKMARK of a
+/// streaming list.
+fn initial(cache: &HubCache, view: &ViewRequest, params: &WatchParams) -> Start {
+    let snapshot = cache.snapshot_for(&view.cluster);
+    let mut lines: Vec<Bytes> = snapshot
+        .entries
+        .iter()
+        .filter(|e| view.sees(e))
+        .map(|e| event_line("ADDED", &e.json))
+        .collect();
+    if params.send_initial_events && params.bookmarks {
+        lines.push(bookmark_line(snapshot.rv, snapshot.generation, true));
+    }
+    Start {
+        lines,
+        seq: snapshot.seq,
+        rv: snapshot.rv,
+        generation: snapshot.generation,
+        ended: false,
+    }
+}
+
+/// The events after `from` out of the history, or 410 Expired.
+fn resume(cache: &HubCache, view: &ViewRequest, from: u64) -> Start {
+    match cache.resume(from) {
+        (Resume::Expired, snapshot) => Start::error(error_line(
+            410,
+            "Expired",
+            &format!("too old resource version: {from} ({})", snapshot.rv),
+        )),
+        (Resume::Replay(replay), snapshot) => {
+            let mut state = WatchState {
+                view,
+                rv: from,
+                generation: snapshot.generation,
+                ended: false,
+                registered_now: snapshot.policy.cluster(&view.cluster).is_some(),
+            };
+            let mut lines = Vec::new();
+            for event in &replay {
+                state.lines(event, &mut lines);
+                if state.ended {
+                    break;
+                }
+            }
+            Start {
+                lines,
+                seq: snapshot.seq,
+                rv: snapshot.rv.max(from),
+                generation: snapshot.generation,
+                ended: state.ended,
+            }
+        }
+    }
 }
 
 struct WatchState<'a> {
@@ -185,6 +350,9 @@ struct WatchState<'a> {
     rv: u64,
     generation: u64,
     ended: bool,
+    /// Set only while replaying history, when the current policy registers the
+    /// cluster: a past removal from the policy then does not end the watch.
+    registered_now: bool,
 }
 
 impl WatchState<'_> {
@@ -198,16 +366,14 @@ impl WatchState<'_> {
                 deleted,
                 ..
             } => {
-                let was = before.as_ref().is_some_and(|b| self.view.sees(b));
+                let last_seen = before.as_ref().filter(|b| self.view.sees(b));
                 let is = !deleted && self.view.sees(after);
-                let kind = match (was, is) {
-                    (false, true) => "ADDED",
-                    (true, true) => "MODIFIED",
-                    (true, false) => "DELETED",
-                    (false, false) => "",
-                };
-                if !kind.is_empty() {
-                    out.push(event_line(kind, &after.json));
+                match (last_seen, is) {
+                    (None, true) => out.push(event_line("ADDED", &after.json)),
+                    (Some(_), true) => out.push(event_line("MODIFIED", &after.json)),
+                    // Never `after`: it is the state that took the Secret away.
+                    (Some(before), false) => out.push(deleted_line(before, *rv)),
+                    (None, false) => {}
                 }
                 self.rv = self.rv.max(*rv);
             }
@@ -218,7 +384,7 @@ impl WatchState<'_> {
                 changes,
                 ..
             } => {
-                if policy.cluster(&self.view.cluster).is_none() {
+                if policy.cluster(&self.view.cluster).is_none() && !self.registered_now {
                     out.push(error_line(
                         403,
                         "Forbidden",
@@ -238,7 +404,9 @@ impl WatchState<'_> {
                     let is = self.view.sees(entry);
                     match (was, is) {
                         (false, true) => out.push(event_line("ADDED", &entry.json)),
-                        (true, false) => out.push(event_line("DELETED", &entry.json)),
+                        // A policy changes only who sees an entry, not its content:
+                        // the entry is what the cluster last saw.
+                        (true, false) => out.push(deleted_line(entry, *rv)),
                         _ => {}
                     }
                 }
@@ -259,37 +427,56 @@ impl WatchState<'_> {
 
 #[allow(clippy::too_many_arguments)] // the pieces of one watch, moved into its task
 async fn run_watch(
+    cache: HubCache,
     tx: mpsc::Sender<Bytes>,
     mut events: broadcast::Receiver<Arc<CacheEvent>>,
     view: ViewRequest,
     params: WatchParams,
-    first: Vec<Bytes>,
-    seq: u64,
-    rv: u64,
-    generation: u64,
+    begin: Begin,
+    freshness_wait: Duration,
     metrics: Arc<Metrics>,
+    open: bool,
     _permit: OwnedSemaphorePermit,
-    closed: impl Future<Output = ()>,
 ) {
     let deadline = tokio::time::sleep(params.timeout);
     tokio::pin!(deadline);
+    let closed = cache.closed();
     tokio::pin!(closed);
-    let mut ticker = tokio::time::interval_at(
-        tokio::time::Instant::now() + params.bookmark_interval,
-        params.bookmark_interval,
-    );
-    let mut state = WatchState {
-        view: &view,
-        rv,
-        generation,
-        ended: false,
-    };
     'watch: {
-        for line in first {
+        let start = match begin {
+            Begin::Ready(start) => start,
+            Begin::Fresh(at) => {
+                let fresh = tokio::time::timeout(freshness_wait, cache.reached(at));
+                tokio::select! {
+                    () = tx.closed() => break 'watch,
+                    () = &mut deadline => break 'watch,
+                    () = &mut closed => break 'watch,
+                    fresh = fresh => match fresh {
+                        Ok(()) => initial(&cache, &view, &params),
+                        Err(_) => Start::error(too_large_line(at, cache.resource_version())),
+                    },
+                }
+            }
+        };
+        for line in start.lines {
             if tx.send(line).await.is_err() {
                 break 'watch;
             }
         }
+        if start.ended {
+            break 'watch;
+        }
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + params.bookmark_interval,
+            params.bookmark_interval,
+        );
+        let mut state = WatchState {
+            view: &view,
+            rv: start.rv,
+            generation: start.generation,
+            ended: false,
+            registered_now: false,
+        };
         let mut out = Vec::new();
         loop {
             tokio::select! {
@@ -313,7 +500,7 @@ async fn run_watch(
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     };
-                    if event.seq() <= seq {
+                    if event.seq() <= start.seq {
                         continue;
                     }
                     let received = match event.as_ref() {
@@ -331,6 +518,7 @@ async fn run_watch(
                     if let (true, Some(received)) = (delivered, received) {
                         metrics.fanout_lag.observe(elapsed(received));
                     }
+                    // The last line was an ERROR: nothing follows it.
                     if state.ended {
                         break;
                     }
@@ -345,7 +533,9 @@ async fn run_watch(
             }
         }
     }
-    metrics.watches.dec();
+    if open {
+        metrics.watches.dec();
+    }
 }
 
 fn elapsed(since: Instant) -> f64 {

@@ -48,6 +48,8 @@ on_both!(
     adoption_locks_control_plane_edits_and_a_release_returns_the_data,
     each_cluster_sees_its_view_and_a_policy_reload_changes_it_live,
     a_watch_resumes_on_another_relay_replica,
+    a_streaming_list_with_a_known_version_starts_from_the_current_view,
+    a_cluster_back_in_the_policy_resumes_its_watch_from_before,
     kubectl_works_as_a_cluster_through_the_relay,
 );
 // Refusals (unregistered clusters, impersonation headers, other namespaces and
@@ -496,6 +498,8 @@ async fn a_watch_resumes_on_another_relay_replica(flavor: Flavor) {
     )
     .await
     .unwrap();
+    // Both replicas: the list is A's, the resume B's.
+    a.wait_cached("first").await;
     b.wait_cached("first").await;
     let list = on_a.list(&ListParams::default()).await.unwrap();
     let rv = list.metadata.resource_version.clone().unwrap();
@@ -533,6 +537,194 @@ async fn a_watch_resumes_on_another_relay_replica(flavor: Flavor) {
         other => panic!("expected a 410 ERROR event, got {other:?}"),
     }
     b.stop().await;
+}
+
+/// Reads watch events until one satisfies `pred`, failing on an ERROR event.
+async fn until_event_no_error<S>(
+    stream: &mut S,
+    what: &str,
+    pred: impl Fn(&WatchEvent<Secret>) -> bool,
+) where
+    S: futures::Stream<Item = kube::Result<WatchEvent<Secret>>> + Unpin,
+{
+    until_event(stream, what, |e| {
+        if let WatchEvent::Error(status) = e {
+            panic!("an ERROR before {what}: {status:?}");
+        }
+        pred(e)
+    })
+    .await;
+}
+
+/// Waits until `relay`'s cache holds policy generation `generation` (the relay's
+/// policy source may have it a moment before).
+async fn cache_generation(relay: &RelayHandle, generation: u64) {
+    let cache = relay.started.cache.clone();
+    within(
+        &format!("policy generation {generation} in the cache"),
+        async {
+            let mut events = cache.subscribe();
+            while cache.generation() < generation {
+                let _ = events.recv().await;
+            }
+        },
+    )
+    .await;
+}
+
+/// client-go's reflectors ask for a streaming list (`sendInitialEvents=true`) with the
+/// resourceVersion they know whenever they restart: they get the current view as
+/// ADDED events and the initial-events-end BOOKMARK, as from kube-apiserver, not a
+/// replay of what changed since.
+async fn a_streaming_list_with_a_known_version_starts_from_the_current_view(flavor: Flavor) {
+    let stack = stack(flavor).await;
+    let relay = stack.start_relay().await;
+    let hub: Api<Secret> = Api::namespaced(stack.cluster.client().await, "argocd");
+    let c1 = relay_api(&stack, &relay, "cluster1").await;
+    let to_all = [("akuity.io/managed-secret-allowed-clusters", "ALL")];
+    hub.create(&PostParams::default(), &secret("stream-one", &[], &to_all))
+        .await
+        .unwrap();
+    relay.wait_cached("stream-one").await;
+    let known = c1
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    // Changes after the version the client knows.
+    hub.create(&PostParams::default(), &secret("stream-two", &[], &to_all))
+        .await
+        .unwrap();
+    let changed = hub
+        .patch(
+            "stream-one",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"changed": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    wait_cached_rv(&relay, "stream-one", &changed).await;
+
+    let mut w = c1
+        .watch(&WatchParams::streaming_lists().timeout(290), &known)
+        .await
+        .unwrap()
+        .boxed();
+    let mut added = Vec::new();
+    let end = within("the initial events", async {
+        loop {
+            match w.try_next().await.unwrap() {
+                Some(WatchEvent::Added(s)) => added.push(s),
+                Some(WatchEvent::Bookmark(b)) => return b,
+                other => panic!("expected ADDED events then a BOOKMARK, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    let names: Vec<&str> = added
+        .iter()
+        .filter_map(|s| s.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["stream-one", "stream-two"]);
+    assert_eq!(
+        label(&added[0], "changed"),
+        Some("yes"),
+        "the current state"
+    );
+    assert_eq!(
+        end.metadata
+            .annotations
+            .get("k8s.io/initial-events-end")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert!(
+        secret_relay_proxy::parse_rv(Some(&end.metadata.resource_version))
+            >= secret_relay_proxy::parse_rv(changed.metadata.resource_version.as_deref()),
+        "the bookmark is at the state sent"
+    );
+    // Then live events.
+    hub.delete("stream-two", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_event_no_error(&mut w, "stream-two's deletion", is("DELETED", "stream-two")).await;
+    relay.stop().await;
+}
+
+/// A cluster removed from the policy and added back (the agent's watch broke on the
+/// removal) resumes a watch from a resourceVersion from before its removal, or from
+/// a list made after it came back: the replayed removal does not end the watch.
+async fn a_cluster_back_in_the_policy_resumes_its_watch_from_before(flavor: Flavor) {
+    let stack = stack(flavor).await;
+    let relay = stack.start_relay().await;
+    let hub: Api<Secret> = Api::namespaced(stack.cluster.client().await, "argocd");
+    let c2 = relay_api(&stack, &relay, "cluster2").await;
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "back-shared",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+        ),
+    )
+    .await
+    .unwrap();
+    relay.wait_cached("back-shared").await;
+    let before = c2
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    stack.set_policy(POLICY_WITHOUT_CLUSTER2).await;
+    cache_generation(&relay, 2).await;
+    denied_with(
+        c2.list(&ListParams::default()).await.unwrap_err(),
+        403,
+        "not registered",
+    );
+    stack.set_policy(POLICY).await;
+    cache_generation(&relay, 3).await;
+    let after = c2.list(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        after
+            .items
+            .iter()
+            .filter_map(|s| s.metadata.name.as_deref())
+            .collect::<Vec<_>>(),
+        ["back-shared"]
+    );
+    let after = after.metadata.resource_version.unwrap();
+
+    let params = WatchParams::default().timeout(290);
+    let mut from_before = c2.watch(&params, &before).await.unwrap().boxed();
+    let mut from_after = c2.watch(&params, &after).await.unwrap().boxed();
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "back-later",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "cluster2")],
+        ),
+    )
+    .await
+    .unwrap();
+    until_event_no_error(
+        &mut from_before,
+        "back-later, resumed from before",
+        is("ADDED", "back-later"),
+    )
+    .await;
+    until_event_no_error(
+        &mut from_after,
+        "back-later, resumed from the list after",
+        is("ADDED", "back-later"),
+    )
+    .await;
+    relay.stop().await;
 }
 
 async fn kubectl_works_as_a_cluster_through_the_relay(flavor: Flavor) {

@@ -308,3 +308,363 @@ fn the_view_index_follows_changes_deletions_policies_and_resets() {
     cache.reset("argocd");
     assert!(cache.snapshot_for("c1").entries.is_empty());
 }
+
+// ---- watches of a view ------------------------------------------------------
+
+mod watches {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use k8s_openapi::ByteString;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::watch::{ViewRequest, WatchParams, watch_waiting};
+
+    const TO: &str = "akuity.io/managed-secret-allowed-clusters";
+
+    /// `hub` with `value` as its one data key `k`.
+    fn valued(name: &str, rv: u64, to: &str, value: &str) -> Secret {
+        let mut s = hub(name, rv, &[(TO, to)], &[]);
+        s.data = Some([("k".to_owned(), ByteString(value.as_bytes().to_vec()))].into());
+        s
+    }
+
+    fn params(resource_version: Option<u64>, streaming: bool) -> WatchParams {
+        WatchParams {
+            resource_version,
+            bookmarks: streaming,
+            timeout: Duration::from_secs(3600),
+            // Never while a test runs: only the BOOKMARKs a test causes.
+            bookmark_interval: Duration::from_secs(3600),
+            send_initial_events: streaming,
+        }
+    }
+
+    /// A watch of `cluster`'s whole view; a streaming list waits `wait` at most.
+    fn open_waiting(
+        cache: &HubCache,
+        cluster: &str,
+        params: WatchParams,
+        wait: Duration,
+    ) -> mpsc::Receiver<Bytes> {
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            &mut prometheus_client::registry::Registry::default(),
+        ));
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let view = ViewRequest {
+            cluster: cluster.to_owned(),
+            labels: None,
+            name: None,
+        };
+        watch_waiting(cache, view, params, metrics, permit, wait)
+    }
+
+    fn open(cache: &HubCache, cluster: &str, params: WatchParams) -> mpsc::Receiver<Bytes> {
+        open_waiting(cache, cluster, params, Duration::from_secs(30))
+    }
+
+    /// One watch event, parsed.
+    #[derive(Debug, PartialEq)]
+    struct Line {
+        kind: String,
+        name: String,
+        rv: String,
+        /// Data key `k`, for Secrets.
+        value: Option<String>,
+        object: serde_json::Value,
+    }
+
+    fn parse(line: &[u8]) -> Line {
+        assert!(line.ends_with(b"\n"), "{line:?}");
+        let event: serde_json::Value = serde_json::from_slice(line).unwrap();
+        let object = event["object"].clone();
+        let value = (event["type"] != "ERROR" && event["type"] != "BOOKMARK").then(|| {
+            let secret: Secret = serde_json::from_value(object.clone()).unwrap();
+            String::from_utf8(secret.data.unwrap()["k"].0.clone()).unwrap()
+        });
+        Line {
+            kind: event["type"].as_str().unwrap().to_owned(),
+            name: object["metadata"]["name"].as_str().unwrap_or("").to_owned(),
+            rv: object["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            value,
+            object,
+        }
+    }
+
+    /// The next line; fails when the watch ends or nothing comes (a hang guard).
+    async fn next(rx: &mut mpsc::Receiver<Bytes>) -> Line {
+        let line = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("no watch event within 10 s")
+            .expect("the watch ended");
+        parse(&line)
+    }
+
+    /// Lines up to and including the first one about `name`.
+    async fn until(rx: &mut mpsc::Receiver<Bytes>, name: &str) -> Vec<Line> {
+        let mut lines = Vec::new();
+        loop {
+            let line = next(rx).await;
+            let done = line.name == name;
+            lines.push(line);
+            if done {
+                return lines;
+            }
+        }
+    }
+
+    /// Every line until the watch ends.
+    async fn to_the_end(rx: &mut mpsc::Receiver<Bytes>) -> Vec<Line> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            let mut lines = Vec::new();
+            while let Some(line) = rx.recv().await {
+                lines.push(parse(&line));
+            }
+            lines
+        })
+        .await
+        .expect("the watch did not end")
+    }
+
+    fn kinds(lines: &[Line]) -> Vec<(&str, &str)> {
+        lines
+            .iter()
+            .map(|l| (l.kind.as_str(), l.name.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_event_carries_the_last_state_the_cluster_saw_live_and_replayed() {
+        let p = policy(TWO);
+        let cache = synced(&p);
+        cache.apply(valued("rotated", 10, "c1,c2", "old-value"));
+        cache.apply(valued("deleted", 11, "c1", "last-seen"));
+        cache.apply(hub(
+            "by-policy",
+            12,
+            &[(
+                "akuity.io/managed-secret-allowed-cluster-selector",
+                "env=prod",
+            )],
+            &[],
+        ));
+        let mut c1 = open(&cache, "c1", params(Some(12), false));
+        let mut c2 = open(&cache, "c2", params(Some(12), false));
+
+        // Un-targeted from c1 and rotated in one update: c1 gets the old value, at the
+        // update's resourceVersion; c2, still a target, gets the new one.
+        cache.apply(valued("rotated", 13, "c2", "new-value"));
+        // Deleted, with a final object that differs from what c1 last saw.
+        cache.delete(valued("deleted", 14, "c1", "final-state"));
+        // A policy takes by-policy out of c1's view (c1 is no longer prod).
+        cache.set_policy(
+            policy(
+                "clusters:\n  - name: c1\n    labels: {env: dev}\n  - name: c2\n    labels: {env: dev}\n",
+            ),
+            2,
+        );
+        cache.apply(valued("marker", 15, "c1,c2", "marker"));
+
+        let live = until(&mut c1, "marker").await;
+        assert_eq!(
+            kinds(&live),
+            [
+                ("DELETED", "rotated"),
+                ("DELETED", "deleted"),
+                ("DELETED", "by-policy"),
+                ("ADDED", "marker")
+            ]
+        );
+        assert_eq!(live[0].value.as_deref(), Some("old-value"));
+        assert_eq!(live[0].rv, "13", "the resume point advances");
+        assert_eq!(live[1].value.as_deref(), Some("last-seen"));
+        assert_eq!(live[1].rv, "14");
+        assert_eq!(live[2].value.as_deref(), Some("value"));
+        assert_eq!(live[2].rv, "14", "the policy event's resourceVersion");
+        // The rest of the object is the last state too.
+        assert_eq!(
+            live[0].object["metadata"]["annotations"][TO], "c1,c2",
+            "{:?}",
+            live[0].object
+        );
+        let modified = until(&mut c2, "marker").await;
+        assert_eq!(
+            kinds(&modified),
+            [("MODIFIED", "rotated"), ("ADDED", "marker")]
+        );
+        assert_eq!(modified[0].value.as_deref(), Some("new-value"));
+
+        // A watch resumed from before gets exactly the same lines, out of the history.
+        let mut replayed = open(&cache, "c1", params(Some(12), false));
+        assert_eq!(until(&mut replayed, "marker").await, live);
+    }
+
+    /// Two clusters; c2 is taken out of the policy and put back.
+    const WITHOUT_C2: &str = "clusters:\n  - name: c1\n    labels: {env: prod}\n";
+
+    #[tokio::test]
+    async fn a_resumed_watch_replays_a_past_removal_of_a_cluster_that_came_back() {
+        let cache = synced(&policy(TWO));
+        cache.apply(valued("mine", 10, "c2", "v"));
+        cache.apply(valued("shared", 11, "ALL", "v"));
+        cache.set_policy(policy(WITHOUT_C2), 2);
+        cache.set_policy(policy(TWO), 3);
+        // The list c2 makes once it is back is at 11, as was the removal: a resume
+        // from it replays the removal and the return (policy events at 11 included).
+        let mut lines = open(&cache, "c2", params(Some(11), false));
+        cache.apply(valued("later", 12, "c2", "v"));
+        let replayed = until(&mut lines, "later").await;
+        assert_eq!(
+            kinds(&replayed),
+            [
+                ("DELETED", "mine"),
+                ("DELETED", "shared"),
+                ("ADDED", "mine"),
+                ("ADDED", "shared"),
+                ("ADDED", "later")
+            ],
+            "no 403: the watch goes on"
+        );
+        // So does one from before the removal.
+        let mut older = open(&cache, "c2", params(Some(10), false));
+        let lines = until(&mut older, "later").await;
+        assert_eq!(
+            kinds(&lines),
+            [
+                ("ADDED", "shared"),
+                ("DELETED", "mine"),
+                ("DELETED", "shared"),
+                ("ADDED", "mine"),
+                ("ADDED", "shared"),
+                ("ADDED", "later")
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_follows_the_error_of_a_removal_live_or_replayed() {
+        let cache = synced(&policy(TWO));
+        cache.apply(valued("mine", 10, "c2", "v"));
+        let mut live = open(&cache, "c2", params(None, false));
+        cache.set_policy(policy(WITHOUT_C2), 2);
+        // Back, a change c2 could see, and out again: c2 is not registered now.
+        cache.set_policy(policy(TWO), 3);
+        cache.apply(valued("later", 11, "c2", "v"));
+        cache.set_policy(policy(WITHOUT_C2), 4);
+
+        let lines = to_the_end(&mut live).await;
+        assert_eq!(kinds(&lines), [("ADDED", "mine"), ("ERROR", "")]);
+        assert_eq!(lines[1].object["code"], 403);
+
+        // A replay for a cluster that is not registered now ends at the first
+        // removal, as the live watch did.
+        let mut replayed = open(&cache, "c2", params(Some(10), false));
+        let lines = to_the_end(&mut replayed).await;
+        assert_eq!(kinds(&lines), [("ERROR", "")], "{lines:?}");
+        assert_eq!(lines[0].object["code"], 403);
+        // And a 410 is the whole answer too.
+        let small = HubCache::new(1);
+        small.reset("argocd");
+        small.set_policy(policy(TWO), 1);
+        small.replace(vec![], Some(10));
+        let mut expired = open(&small, "c2", params(Some(1), false));
+        let lines = to_the_end(&mut expired).await;
+        assert_eq!(kinds(&lines), [("ERROR", "")]);
+        assert_eq!(lines[0].object["code"], 410);
+    }
+
+    #[tokio::test]
+    async fn a_streaming_list_starts_from_the_current_view_at_any_resource_version() {
+        let cache = HubCache::new(3);
+        cache.reset("argocd");
+        cache.set_policy(policy(TWO), 1);
+        cache.replace(vec![valued("a", 10, "c1", "first")], Some(10));
+        cache.apply(valued("b", 11, "c1", "v"));
+        cache.apply(valued("hidden", 12, "c2", "v"));
+        cache.apply(valued("a", 13, "c1", "second"));
+        cache.apply(valued("c", 14, "c2", "v"));
+        cache.apply(valued("c", 15, "c2", "v2"));
+        // History holds 13..15: 10 and 11 would be 410 Expired for a plain watch.
+        assert!(matches!(cache.resume(10).0, Resume::Expired));
+        for from in [None, Some(0), Some(10), Some(11), Some(13), Some(15)] {
+            let at = cache.resource_version();
+            let mut lines = open(&cache, "c1", params(from, true));
+            let first = [next(&mut lines).await, next(&mut lines).await];
+            assert_eq!(kinds(&first), [("ADDED", "a"), ("ADDED", "b")], "{from:?}");
+            assert_eq!(first[0].value.as_deref(), Some("second"), "{from:?}");
+            let end = next(&mut lines).await;
+            assert_eq!(end.kind, "BOOKMARK", "{from:?}");
+            assert_eq!(
+                end.rv,
+                at.to_string(),
+                "{from:?}: at the cache's resourceVersion"
+            );
+            assert_eq!(
+                end.object["metadata"]["annotations"]["k8s.io/initial-events-end"], "true",
+                "{from:?}"
+            );
+            // Then live events.
+            let name = format!("live-{}", from.unwrap_or(u64::MAX));
+            cache.apply(valued(&name, at + 1, "c1", "v"));
+            assert_eq!(kinds(&[next(&mut lines).await]), [("ADDED", name.as_str())]);
+            cache.delete(valued(&name, at + 2, "c1", "v"));
+            assert_eq!(
+                kinds(&[next(&mut lines).await]),
+                [("DELETED", name.as_str())]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streaming_list_waits_for_the_cache_to_reach_its_resource_version() {
+        let cache = synced(&policy(TWO));
+        cache.apply(valued("a", 10, "c1", "v"));
+        let mut lines = open(&cache, "c1", params(Some(12), true));
+        cache.apply(valued("b", 11, "c1", "v"));
+        cache.apply(valued("c", 12, "c1", "v"));
+        // Served at 12: everything up to it is in the initial events.
+        let initial = until(&mut lines, "").await;
+        assert_eq!(
+            kinds(&initial),
+            [
+                ("ADDED", "a"),
+                ("ADDED", "b"),
+                ("ADDED", "c"),
+                ("BOOKMARK", "")
+            ]
+        );
+        assert_eq!(initial[3].rv, "12");
+    }
+
+    #[tokio::test]
+    async fn a_streaming_list_newer_than_the_cache_gets_too_large_resource_version() {
+        let cache = synced(&policy(TWO));
+        cache.apply(valued("a", 10, "c1", "v"));
+        let mut lines = open_waiting(
+            &cache,
+            "c1",
+            params(Some(100), true),
+            Duration::from_millis(50),
+        );
+        let lines = to_the_end(&mut lines).await;
+        assert_eq!(kinds(&lines), [("ERROR", "")], "{lines:?}");
+        let status = &lines[0].object;
+        assert_eq!(status["code"], 504);
+        assert_eq!(status["reason"], "Timeout");
+        assert_eq!(
+            status["message"],
+            "Timeout: Too large resource version: 100, current: 10"
+        );
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "ResourceVersionTooLarge"
+        );
+        assert_eq!(status["details"]["retryAfterSeconds"], 1);
+    }
+}
