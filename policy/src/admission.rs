@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use crate::decision::{
     ADOPTABLE_NAMES, Decision, Owner, ReleaseAction, Rule, annotation, blocked_decision, digest,
-    down_sync_problems, invalid_owner, is_adoptable, is_adopted, label, owner, ownership,
-    reclaim_owned, release_owned, unknown_cluster,
+    down_sync_problems, hub_copy_elsewhere, invalid_owner, is_adoptable, is_adopted, label, owner,
+    reclaim_owned, release_owned, unknown_cluster, up_sync_stored,
 };
 use crate::document::Policy;
 use crate::keys;
@@ -345,13 +345,7 @@ fn decide(
     }
     if !in_scope(policy, mode, ns) {
         return match (mode, identity) {
-            (Mode::ControlPlane, Identity::Cluster(c)) => Decision::deny(
-                Rule::WrongNamespace,
-                format!(
-                    "cluster {c} may only write hub copies in namespace {cp}, not {ns}/{name}",
-                    cp = policy.control_plane_namespace()
-                ),
-            ),
+            (Mode::ControlPlane, Identity::Cluster(c)) => hub_copy_elsewhere(policy, c, ns, name),
             (Mode::ControlPlane, _) => Decision::allow(
                 Rule::OutOfScope,
                 format!(
@@ -436,56 +430,64 @@ impl<'a> Change<'a> {
     }
 }
 
+/// A cluster's write to the control-plane namespace. A DELETE is its release
+/// ([`release_owned`]); a CREATE or UPDATE is judged by the whole up-sync rule
+/// ([`up_sync_stored`], the steps of `up_sync`) on the object as it will be
+/// stored: registration, the opt-in label, blocked (new and old), a Secret
+/// Source, then the stamps only secret-relay sets, then ownership. Whatever
+/// way the write got here (a patch, server-side apply, a body the relay read
+/// differently), what is stored is what is judged.
 fn validate_cluster_write(policy: &Policy, c: &str, name: &str, change: Change) -> Decision {
     let cp = policy.control_plane_namespace();
     if policy.cluster(c).is_none() {
         return unknown_cluster(c);
     }
     let what = format!("{cp}/{name}");
-    let new = match change {
+    match change {
         // A cluster's delete is its release: the same decision as `release`.
         Change::Delete(old) => {
             let r = release_owned(policy, c, name, old);
-            return match r.action {
+            match r.action {
                 Some(ReleaseAction::ReturnToControlPlane) => adopted_must_return(&what, c),
                 _ => r.decision,
-            };
+            }
         }
-        Change::Create(new) | Change::Update { new, .. } => new,
-    };
-    for s in [Some(new), change.old()].into_iter().flatten() {
-        if let Some(d) = blocked_decision(policy, s, &format!("secret {what}")) {
-            return d;
+        Change::Create(new) | Change::Update { new, .. } => {
+            up_sync_stored(policy, c, name, new, change.old(), || {
+                forged_stamp(c, name, new, change.old())
+            })
         }
     }
+}
+
+/// A denial when the stored object does not carry exactly the stamps the
+/// mutating webhook sets for cluster `c`: its owner label, and the adopted
+/// annotation iff it adopts (or had adopted) a control-plane secret. The
+/// mutating webhook runs first, so this fails only when it did not run or
+/// something changed its stamps after it.
+fn forged_stamp(c: &str, name: &str, new: &Secret, old: Option<&Secret>) -> Option<Decision> {
     let want_owner = Owner::Cluster(c.to_owned()).label_value();
     if label(new, keys::OWNER_LABEL) != Some(want_owner.as_str()) {
-        return Decision::deny(
+        return Some(Decision::deny(
             Rule::OwnerLabelForged,
             format!(
                 "a hub copy written by cluster {c} must carry {}: {want_owner}, stamped by the mutating webhook; do not set it by hand",
                 keys::OWNER_LABEL
             ),
-        );
+        ));
     }
-    let want_adopted = expected_adopted(c, name, change.old()).then_some("true");
+    let want_adopted = expected_adopted(c, name, old).then_some("true");
     if annotation(new, keys::ADOPTED_ANNOTATION) != want_adopted {
-        return Decision::deny(
+        return Some(Decision::deny(
             Rule::OwnerLabelForged,
             format!(
                 "{} is set only by secret-relay when cluster {c} adopts one of {}",
                 keys::ADOPTED_ANNOTATION,
                 ADOPTABLE_NAMES.join(", ")
             ),
-        );
+        ));
     }
-    // The same ownership step as `up_sync`.
-    let d = ownership(policy, c, name, change.old());
-    if d.allowed {
-        Decision::allow(d.rule, format!("cluster {c} writes {what}: {}", d.reason))
-    } else {
-        d
-    }
+    None
 }
 
 fn adopted_must_return(what: &str, c: &str) -> Decision {

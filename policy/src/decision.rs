@@ -1,13 +1,14 @@
 //! Sync decisions (up-sync, release, down-sync) with stable rule ids and
 //! reasons a person can act on.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 use serde::{Serialize, Serializer};
 
-use crate::document::{BlockedBy, Policy, is_valid_cluster_name};
+use crate::document::{BUILTIN_BLOCKED_LABELS, BlockedBy, Policy, is_valid_cluster_name};
 use crate::keys;
 use crate::selector::Selector;
 
@@ -396,8 +397,25 @@ pub fn digest(secret: &Secret) -> String {
 
 /// Up-sync of `secret` (in cluster `cluster`'s agent namespace) to the hub,
 /// given the existing hub copy of the same name, if any.
+///
+/// The steps, in order: the cluster is registered; the Secret is in the agent
+/// namespace; it opts in; neither it nor the hub copy is blocked; a Secret
+/// Source admits it; the hub copy's [`ownership`] allows the write. The
+/// validating webhook judges a cluster's CREATE and UPDATE with the same steps
+/// on the object as the API server will store it ([`up_sync_stored`]), so the
+/// relay's early answer and the webhook's final one cannot disagree.
 pub fn up_sync(policy: &Policy, cluster: &str, secret: &Secret, hub: Option<&Secret>) -> Decision {
-    up_sync_with(policy, cluster, secret, hub, Policy::matching_source)
+    let name = secret.metadata.name.as_deref().unwrap_or("");
+    up_sync_with(
+        policy,
+        cluster,
+        Judged::ClusterSecret,
+        name,
+        secret,
+        hub,
+        Policy::matching_source,
+        || None,
+    )
 }
 
 /// [`up_sync`] finding the Secret Source by scanning every source instead of
@@ -409,74 +427,138 @@ pub fn up_sync_full_scan(
     secret: &Secret,
     hub: Option<&Secret>,
 ) -> Decision {
+    let name = secret.metadata.name.as_deref().unwrap_or("");
     up_sync_with(
         policy,
         cluster,
+        Judged::ClusterSecret,
+        name,
         secret,
         hub,
         Policy::matching_source_full_scan,
+        || None,
     )
+}
+
+/// The validating webhook's check of a CREATE or UPDATE by cluster `cluster`:
+/// [`up_sync`]'s steps on `stored`, the hub copy `name` as the API server will
+/// store it (`request.object`, after the mutating webhooks and the patch), in
+/// the control-plane namespace, against `old` (`request.oldObject`). `stamps`
+/// runs after the Secret Source and before ownership: the owner label and
+/// adopted annotation only secret-relay sets.
+pub(crate) fn up_sync_stored(
+    policy: &Policy,
+    cluster: &str,
+    name: &str,
+    stored: &Secret,
+    old: Option<&Secret>,
+    stamps: impl FnOnce() -> Option<Decision>,
+) -> Decision {
+    up_sync_with(
+        policy,
+        cluster,
+        Judged::StoredHubCopy,
+        name,
+        stored,
+        old,
+        Policy::matching_source,
+        stamps,
+    )
+}
+
+/// What an up-sync decision judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Judged {
+    /// The cluster's own Secret, in its agent namespace (the relay, `explain`,
+    /// the UI).
+    ClusterSecret,
+    /// The hub copy as the API server will store it, in the control-plane
+    /// namespace (the webhook).
+    StoredHubCopy,
 }
 
 type SourceLookup = fn(&Policy, &str, &BTreeMap<String, String>) -> Option<usize>;
 
+// One function for every caller, so the relay, `explain`, the UI and the
+// webhook take the same steps in the same order. Every denial here can reach
+// the cluster: none names another cluster or quotes a value of the request
+// or of the hub copy (which the cluster may not see).
+#[allow(clippy::too_many_arguments)]
 fn up_sync_with(
     policy: &Policy,
     cluster: &str,
+    judged: Judged,
+    name: &str,
     secret: &Secret,
     hub: Option<&Secret>,
     lookup: SourceLookup,
+    stamps: impl FnOnce() -> Option<Decision>,
 ) -> Decision {
-    let name = secret.metadata.name.as_deref().unwrap_or("");
     let ns = secret.metadata.namespace.as_deref().unwrap_or("");
     let cp = policy.control_plane_namespace();
+    let agent = policy.agent_namespace();
     let Some(c) = policy.cluster(cluster) else {
         return unknown_cluster(cluster);
     };
-    if ns != policy.agent_namespace() {
-        return Decision::deny(
-            Rule::WrongNamespace,
-            format!(
-                "secret {ns}/{name} is not in the agent namespace {agent}: only Secrets in namespace {agent} of cluster {cluster} sync up; move it there",
-                agent = policy.agent_namespace()
-            ),
-        );
-    }
+    let what = match judged {
+        Judged::ClusterSecret => {
+            if ns != agent {
+                return Decision::deny(
+                    Rule::WrongNamespace,
+                    format!(
+                        "secret {ns}/{name} is not in the agent namespace {agent}: only Secrets in namespace {agent} of cluster {cluster} sync up; move it there"
+                    ),
+                );
+            }
+            format!("secret {ns}/{name}")
+        }
+        Judged::StoredHubCopy => {
+            if ns != cp {
+                return hub_copy_elsewhere(policy, cluster, ns, name);
+            }
+            format!("the hub copy {ns}/{name}")
+        }
+    };
     if label(secret, keys::SECRET_SYNC_LABEL) != Some("true") {
-        return Decision::deny(
-            Rule::NotOptedIn,
-            format!(
-                "secret {ns}/{name} on cluster {cluster} does not opt in: add the label {}: \"true\" to sync it",
+        let reason = match judged {
+            Judged::ClusterSecret => format!(
+                "{what} on cluster {cluster} does not opt in: add the label {}: \"true\" to sync it",
                 keys::SECRET_SYNC_LABEL
             ),
-        );
+            Judged::StoredHubCopy => format!(
+                "{what} as cluster {cluster} would store it lacks the label {}: \"true\": a cluster writes only the hub copies of Secrets that opt in; keep the label (to stop syncing, remove it from the Secret on the cluster, which releases the copy)",
+                keys::SECRET_SYNC_LABEL
+            ),
+        };
+        return Decision::deny(Rule::NotOptedIn, reason);
     }
-    if let Some(d) = blocked_decision(policy, secret, &format!("secret {ns}/{name}")) {
+    if let Some(d) = blocked_for_cluster(policy, secret, &what) {
         return d;
     }
     if let Some(h) = hub
-        && let Some(d) = blocked_decision(policy, h, &format!("the hub copy {cp}/{name}"))
+        && let Some(d) = hub_copy_blocked(policy, h, cp, name)
     {
         return d;
     }
-    let empty = BTreeMap::new();
-    let labels = secret.metadata.labels.as_ref().unwrap_or(&empty);
-    let Some(source) = lookup(policy, cluster, labels) else {
+    let labels = source_labels(secret);
+    let Some(source) = lookup(policy, cluster, &labels) else {
         return Decision::deny(
             Rule::NoMatchingSource,
             format!(
-                "no Secret Source allows secret {ns}/{name} from cluster {cluster}: add a secretSources entry to the secret-relay-policy ConfigMap whose clusterSelector matches the cluster's labels {{{}}} and whose labelSelector matches the Secret's labels {{{}}}",
+                "no Secret Source allows {what} from cluster {cluster}: its labels match the labelSelector of no secretSources entry whose clusterSelector matches the cluster's labels {{{}}}; label the Secret to match one, or ask the control-plane admin to add a secretSources entry to the secret-relay-policy ConfigMap",
                 format_labels(&c.labels),
-                format_labels(labels),
             ),
         );
     };
+    if let Some(d) = stamps() {
+        return d;
+    }
     let d = ownership(policy, cluster, name, hub);
     if d.allowed {
         Decision::allow(
             d.rule,
             format!(
-                "secret {ns}/{name} from cluster {cluster} is allowed by secretSources[{source}]: {}",
+                "{what} from cluster {cluster} is allowed by secretSources[{source}]: {}",
                 d.reason
             ),
         )
@@ -485,10 +567,41 @@ fn up_sync_with(
     }
 }
 
+/// The labels a Secret Source's label selector judges: the Secret's own,
+/// without the owner label the mutating webhook stamps on a hub copy (a
+/// cluster's Secret never carries it), so the cluster's Secret, the relay's
+/// view of a write and the stored hub copy are judged alike.
+fn source_labels(secret: &Secret) -> Cow<'_, BTreeMap<String, String>> {
+    match secret.metadata.labels.as_ref() {
+        Some(l) if l.contains_key(keys::OWNER_LABEL) => {
+            let mut l = l.clone();
+            l.remove(keys::OWNER_LABEL);
+            Cow::Owned(l)
+        }
+        Some(l) => Cow::Borrowed(l),
+        None => Cow::Owned(BTreeMap::new()),
+    }
+}
+
+/// The denial for a cluster's write of a Secret outside the control-plane
+/// namespace.
+pub(crate) fn hub_copy_elsewhere(policy: &Policy, cluster: &str, ns: &str, name: &str) -> Decision {
+    Decision::deny(
+        Rule::WrongNamespace,
+        format!(
+            "cluster {cluster} may only write hub copies in namespace {cp}, not {ns}/{name}",
+            cp = policy.control_plane_namespace()
+        ),
+    )
+}
+
 /// The ownership step of a write by cluster `cluster` to the hub copy `name`,
 /// given the existing copy: create it, update its own, adopt an adoptable
-/// control-plane secret, or a denial naming the owner. Shared by [`up_sync`]
-/// and the webhook's check of the same write, so they always agree.
+/// control-plane secret, or a denial. Shared by [`up_sync`] and the webhook's
+/// check of the same write, so they always agree. A denial never names the
+/// owner: the cluster may not see the copy, and another cluster's name is not
+/// its business; the control-plane admin sees the owner with
+/// `secret-relay explain`.
 pub(crate) fn ownership(
     policy: &Policy,
     cluster: &str,
@@ -507,14 +620,13 @@ pub(crate) fn ownership(
             Rule::UpSyncOwner,
             format!("it updates the hub copy {cp}/{name}, which cluster {cluster} owns"),
         ),
-        Owner::Cluster(o) => Decision::deny(
+        Owner::Cluster(_) => Decision::deny(
             Rule::OwnedByOtherCluster,
             format!(
-                "the hub copy {cp}/{name} is owned by cluster {o}: rename the Secret on cluster {cluster}, or release it on cluster {o} first (remove its {} label there)",
-                keys::SECRET_SYNC_LABEL
+                "the hub copy {cp}/{name} is owned by another cluster; rename it here, or ask the control-plane admin, who sees the owner with `secret-relay explain`"
             ),
         ),
-        Owner::Invalid(v) => invalid_owner(cp, name, &v),
+        Owner::Invalid(_) => invalid_owner_for_cluster(cp, name),
         Owner::ControlPlane if is_adoptable(name) => Decision::allow(
             Rule::Adopt,
             format!(
@@ -524,7 +636,7 @@ pub(crate) fn ownership(
         Owner::ControlPlane => Decision::deny(
             Rule::OwnedByControlPlane,
             format!(
-                "{cp}/{name} is a control-plane secret and only {} can be adopted: rename the Secret on cluster {cluster}, or delete {cp}/{name} on the control plane",
+                "{cp}/{name} is a control-plane secret and only {} can be adopted: rename the Secret on cluster {cluster}, or ask the control-plane admin to delete {cp}/{name}",
                 ADOPTABLE_NAMES.join(", ")
             ),
         ),
@@ -588,16 +700,17 @@ pub(crate) fn release_owned(
             ),
             action: Some(ReleaseAction::Delete),
         },
+        // Refusals name no owner: the copy is not the cluster's.
         o => {
-            if let Some(d) = blocked_decision(policy, hub, &format!("the hub copy {cp}/{name}")) {
+            if let Some(d) = hub_copy_blocked(policy, hub, cp, name) {
                 return refused(d);
             }
             refused(match o {
-                Owner::Invalid(v) => invalid_owner(cp, name, &v),
-                o => Decision::deny(
+                Owner::Invalid(_) => invalid_owner_for_cluster(cp, name),
+                _ => Decision::deny(
                     Rule::ReleaseNotOwner,
                     format!(
-                        "cluster {cluster} does not own {cp}/{name} ({o} does), so it cannot release it; the hub copy is left as it is"
+                        "cluster {cluster} does not own {cp}/{name}, so it cannot release it; the hub copy is left as it is (the control-plane admin sees its owner with `secret-relay explain`)"
                     ),
                 ),
             })
@@ -678,7 +791,22 @@ fn refused(decision: Decision) -> ReleaseDecision {
     }
 }
 
-/// The denial for a hub copy whose owner label is invalid.
+/// The denial for a cluster's write or release of a hub copy whose owner
+/// label is invalid: [`invalid_owner`] without the label's value, which the
+/// cluster may not see.
+pub(crate) fn invalid_owner_for_cluster(cp: &str, name: &str) -> Decision {
+    Decision::deny(
+        Rule::InvalidOwner,
+        format!(
+            "{cp}/{name} has an owner label {} that is neither control-plane nor cluster.<name>: no cluster may change or release it; rename the Secret here, or ask the control-plane admin, who may delete it or take it over (rule {})",
+            keys::OWNER_LABEL,
+            Rule::OrphanedOwner
+        ),
+    )
+}
+
+/// The denial for a hub copy whose owner label is invalid, for the control
+/// plane's own writers (it quotes the value).
 pub(crate) fn invalid_owner(cp: &str, name: &str, value: &str) -> Decision {
     Decision::deny(
         Rule::InvalidOwner,
@@ -943,6 +1071,61 @@ pub(crate) fn blocked_decision(policy: &Policy, secret: &Secret, what: &str) -> 
         Rule::for_blocked(&by),
         format!(
             "{what} is blocked by {by}: blocked secrets are never synced or changed by a cluster; use another name, type or labels"
+        ),
+    ))
+}
+
+/// A denial if `secret`, written by a cluster, is blocked; `what` names it.
+/// Unlike [`blocked_decision`] it quotes no value of the request: for a label
+/// it gives the policy's `key=value`, or only the key when the policy blocks
+/// the key with any value.
+pub(crate) fn blocked_for_cluster(
+    policy: &Policy,
+    secret: &Secret,
+    what: &str,
+) -> Option<Decision> {
+    let by = policy.blocked(secret)?;
+    let which = match &by {
+        BlockedBy::Name(n) => format!("name {n}"),
+        BlockedBy::Type(t) => format!("type {t}"),
+        BlockedBy::Label { key, value } => {
+            let pinned = BUILTIN_BLOCKED_LABELS
+                .iter()
+                .any(|(k, v)| k == key && v == value)
+                || policy
+                    .extra_blocked()
+                    .labels
+                    .iter()
+                    .any(|b| b.key == *key && b.value.as_ref() == Some(value));
+            if pinned {
+                format!("label {key}={value}")
+            } else {
+                format!("label {key}")
+            }
+        }
+    };
+    Some(Decision::deny(
+        Rule::for_blocked(&by),
+        format!(
+            "{what} is blocked by its {which}: blocked secrets are never synced or changed by a cluster; use another name, type or labels"
+        ),
+    ))
+}
+
+/// A denial if the existing hub copy `hub` is blocked, for a cluster that
+/// writes or releases it: it says only that the copy is blocked (the rule
+/// says by what), nothing of a copy the cluster may not see.
+pub(crate) fn hub_copy_blocked(
+    policy: &Policy,
+    hub: &Secret,
+    cp: &str,
+    name: &str,
+) -> Option<Decision> {
+    let by = policy.blocked(hub)?;
+    Some(Decision::deny(
+        Rule::for_blocked(&by),
+        format!(
+            "the hub copy {cp}/{name} is blocked: blocked secrets are never synced or changed by a cluster; rename the Secret here"
         ),
     ))
 }

@@ -1,7 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::testutil::{cluster_secret, hub, policy, secret};
+use crate::decision::up_sync;
+use crate::testutil::{SecretBuilder, cluster_secret, hub, policy, secret};
 
 /// (case, user, namespace, new object, old object, rule, allowed)
 type Case = (
@@ -45,6 +46,13 @@ fn relay_user() -> UserInfo {
         keys::DEFAULT_RELAY_SERVICE_ACCOUNT,
         &["system:serviceaccounts"],
     )
+}
+
+/// A hub copy as a cluster writes it: opted in, with the `team=my-team` label
+/// the first Secret Source (clusters with `env=prod`) admits.
+fn opted_in(b: SecretBuilder) -> SecretBuilder {
+    b.label(keys::SECRET_SYNC_LABEL, "true")
+        .label("team", "my-team")
 }
 
 fn apply(secret: &Secret, ops: &[PatchOp]) -> Secret {
@@ -161,6 +169,8 @@ fn control_plane_admission_follows_every_rule() {
     let c1 = cluster_user("cluster1");
     let repo = || hub("repo");
     let own = || hub("repo").owner("cluster1");
+    // What a cluster writes: its Secret opts in and a Secret Source admits it.
+    let up = opted_in;
     // (case, user, namespace, new, old, rule, allowed)
     let cases: Vec<Case> = vec![
         // A cluster writing hub copies.
@@ -168,7 +178,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster creates a hub copy",
             c1.clone(),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             None,
             Rule::UpSyncNew,
             true,
@@ -177,7 +187,7 @@ fn control_plane_admission_follows_every_rule() {
             "unregistered cluster",
             cluster_user("cluster9"),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             None,
             Rule::UnknownCluster,
             false,
@@ -186,7 +196,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster outside the control-plane namespace",
             c1.clone(),
             "default",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             None,
             Rule::WrongNamespace,
             false,
@@ -195,7 +205,7 @@ fn control_plane_admission_follows_every_rule() {
             "create blocked name",
             c1.clone(),
             "argocd",
-            Some(hub("argocd-secret").build()),
+            Some(up(hub("argocd-secret")).build()),
             None,
             Rule::BlockedName,
             false,
@@ -204,7 +214,7 @@ fn control_plane_admission_follows_every_rule() {
             "create blocked initial admin",
             c1.clone(),
             "argocd",
-            Some(hub("argocd-initial-admin-secret").build()),
+            Some(up(hub("argocd-initial-admin-secret")).build()),
             None,
             Rule::BlockedName,
             false,
@@ -213,7 +223,7 @@ fn control_plane_admission_follows_every_rule() {
             "create blocked type",
             c1.clone(),
             "argocd",
-            Some(repo().ty("kubernetes.io/service-account-token").build()),
+            Some(up(repo().ty("kubernetes.io/service-account-token")).build()),
             None,
             Rule::BlockedType,
             false,
@@ -222,7 +232,7 @@ fn control_plane_admission_follows_every_rule() {
             "create blocked label",
             c1.clone(),
             "argocd",
-            Some(repo().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+            Some(up(repo().label(keys::SECRET_TYPE_LABEL, "cluster")).build()),
             None,
             Rule::BlockedLabel,
             false,
@@ -231,7 +241,7 @@ fn control_plane_admission_follows_every_rule() {
             "create extra-blocked name",
             c1.clone(),
             "argocd",
-            Some(hub("vault-token").build()),
+            Some(up(hub("vault-token")).build()),
             None,
             Rule::BlockedName,
             false,
@@ -240,7 +250,7 @@ fn control_plane_admission_follows_every_rule() {
             "update blocked name",
             c1.clone(),
             "argocd",
-            Some(hub("argocd-secret").build()),
+            Some(up(hub("argocd-secret")).build()),
             Some(hub("argocd-secret").build()),
             Rule::BlockedName,
             false,
@@ -249,7 +259,7 @@ fn control_plane_admission_follows_every_rule() {
             "update becomes blocked through a label",
             c1.clone(),
             "argocd",
-            Some(own().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+            Some(up(own().label(keys::SECRET_TYPE_LABEL, "cluster")).build()),
             Some(own().build()),
             Rule::BlockedLabel,
             false,
@@ -258,7 +268,7 @@ fn control_plane_admission_follows_every_rule() {
             "update becomes blocked through the type",
             c1.clone(),
             "argocd",
-            Some(own().ty("kubernetes.io/service-account-token").build()),
+            Some(up(own().ty("kubernetes.io/service-account-token")).build()),
             Some(own().build()),
             Rule::BlockedType,
             false,
@@ -267,7 +277,7 @@ fn control_plane_admission_follows_every_rule() {
             "update stops being blocked through a label",
             c1.clone(),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             Some(repo().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
             Rule::BlockedLabel,
             false,
@@ -276,7 +286,7 @@ fn control_plane_admission_follows_every_rule() {
             "update stops being blocked through the type",
             c1.clone(),
             "argocd",
-            Some(repo().ty("Opaque").build()),
+            Some(up(repo().ty("Opaque")).build()),
             Some(repo().ty("kubernetes.io/service-account-token").build()),
             Rule::BlockedType,
             false,
@@ -285,7 +295,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster updates its own copy",
             c1.clone(),
             "argocd",
-            Some(own().build()),
+            Some(up(own()).build()),
             Some(own().build()),
             Rule::UpSyncOwner,
             true,
@@ -294,7 +304,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster updates another cluster's copy",
             c1.clone(),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             Some(repo().owner("cluster2").build()),
             Rule::OwnedByOtherCluster,
             false,
@@ -303,7 +313,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster takes a control-plane secret",
             c1.clone(),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             Some(repo().build()),
             Rule::OwnedByControlPlane,
             false,
@@ -312,7 +322,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster forges another owner on create (stamped over)",
             c1.clone(),
             "argocd",
-            Some(repo().owner("cluster2").build()),
+            Some(up(repo().owner("cluster2")).build()),
             None,
             Rule::UpSyncNew,
             true,
@@ -321,7 +331,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster sets adopted on a new copy (stripped)",
             c1.clone(),
             "argocd",
-            Some(repo().adopted().build()),
+            Some(up(repo().adopted()).build()),
             None,
             Rule::UpSyncNew,
             true,
@@ -389,7 +399,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster updates its copy that became blocked",
             c1.clone(),
             "argocd",
-            Some(hub("vault-token").owner("cluster1").build()),
+            Some(up(hub("vault-token").owner("cluster1")).build()),
             Some(hub("vault-token").owner("cluster1").build()),
             Rule::BlockedName,
             false,
@@ -416,7 +426,7 @@ fn control_plane_admission_follows_every_rule() {
             "cluster updates a copy whose owner label is not cluster.<name>",
             c1.clone(),
             "argocd",
-            Some(repo().build()),
+            Some(up(repo()).build()),
             Some(repo().label(keys::OWNER_LABEL, "cluster1").build()),
             Rule::InvalidOwner,
             false,
@@ -437,6 +447,93 @@ fn control_plane_admission_follows_every_rule() {
             None,
             Some(hub("argocd-secret").build()),
             Rule::BlockedName,
+            false,
+        ),
+        // The whole up-sync rule, on the object as it will be stored.
+        (
+            "cluster creates a hub copy without the opt-in label",
+            c1.clone(),
+            "argocd",
+            Some(repo().label("team", "my-team").build()),
+            None,
+            Rule::NotOptedIn,
+            false,
+        ),
+        (
+            "cluster creates a hub copy whose opt-in label is not true",
+            c1.clone(),
+            "argocd",
+            Some(up(repo()).label(keys::SECRET_SYNC_LABEL, "false").build()),
+            None,
+            Rule::NotOptedIn,
+            false,
+        ),
+        (
+            "cluster update would store its copy without the opt-in label",
+            c1.clone(),
+            "argocd",
+            Some(up(own()).without_label(keys::SECRET_SYNC_LABEL).build()),
+            Some(up(own()).build()),
+            Rule::NotOptedIn,
+            false,
+        ),
+        (
+            "cluster creates a hub copy no Secret Source admits",
+            c1.clone(),
+            "argocd",
+            Some(up(repo()).label("team", "other").build()),
+            None,
+            Rule::NoMatchingSource,
+            false,
+        ),
+        (
+            "cluster update would store its copy without the label its Secret Source needs",
+            c1.clone(),
+            "argocd",
+            Some(up(own()).without_label("team").build()),
+            Some(up(own()).build()),
+            Rule::NoMatchingSource,
+            false,
+        ),
+        (
+            "a label-selector-only Secret Source admits any cluster",
+            cluster_user("cluster2"),
+            "argocd",
+            Some(
+                repo()
+                    .label(keys::SECRET_SYNC_LABEL, "true")
+                    .label(keys::SECRET_TYPE_LABEL, "repository")
+                    .build(),
+            ),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "a cluster-selector-only Secret Source admits its cluster's Secret",
+            cluster_user("cluster3"),
+            "argocd",
+            Some(repo().label(keys::SECRET_SYNC_LABEL, "true").build()),
+            None,
+            Rule::UpSyncNew,
+            true,
+        ),
+        (
+            "the same Secret from a cluster no Secret Source selects",
+            cluster_user("cluster2"),
+            "argocd",
+            Some(repo().label(keys::SECRET_SYNC_LABEL, "true").build()),
+            None,
+            Rule::NoMatchingSource,
+            false,
+        ),
+        (
+            "the Secret Source is judged before ownership",
+            c1.clone(),
+            "argocd",
+            Some(up(repo()).without_label("team").build()),
+            Some(repo().owner("cluster2").build()),
+            Rule::NoMatchingSource,
             false,
         ),
         // Anybody else, cluster admins included.
@@ -979,9 +1076,9 @@ fn hand_set_ownership_is_denied_when_not_stamped() {
     let relay = RelayIdentity::default();
     let u = cluster_user("cluster1");
     let cases = [
-        hub("repo").owner("cluster2").build(),
-        hub("repo").build(),
-        hub("repo").owner("cluster1").adopted().build(),
+        opted_in(hub("repo")).owner("cluster2").build(),
+        opted_in(hub("repo")).build(),
+        opted_in(hub("repo")).owner("cluster1").adopted().build(),
     ];
     for new in cases {
         let input = AdmissionInput {
@@ -1813,4 +1910,315 @@ proptest! {
         prop_assert_eq!(v.decision.allowed, v.decision.rule.allows(), "{}", v.decision.reason);
         prop_assert_eq!(v.audit["rule"].as_str(), v.decision.rule.as_str());
     }
+}
+
+/// A cluster's write as the API server would store it: `extra` labels on a
+/// hub copy with or without the opt-in label (or with another value), with or
+/// without the `team` label the first Secret Source needs.
+fn cluster_write_strategy() -> impl Strategy<Value = Secret> {
+    let name = prop_oneof![
+        Just("repo"),
+        Just("application-set-secret"),
+        Just("argocd-secret"),
+        Just("vault-token"),
+    ];
+    let opt_in = prop_oneof![Just(None), Just(Some("true")), Just(Some("false"))];
+    let team = prop_oneof![Just(None), Just(Some("my-team")), Just(Some("other"))];
+    let secret_type = prop_oneof![
+        Just(None),
+        Just(Some("repository")),
+        Just(Some("cluster")),
+        Just(Some("helm"))
+    ];
+    let forged_owner = prop_oneof![
+        Just(None),
+        (0u8..4).prop_map(|i| Some(format!("cluster{i}")))
+    ];
+    (
+        name,
+        opt_in,
+        team,
+        secret_type,
+        forged_owner,
+        any::<bool>(),
+        "[a-z]{0,4}",
+    )
+        .prop_map(
+            |(name, opt_in, team, secret_type, forged_owner, blocked_label, value)| {
+                let mut b = hub(name).data("k", value.as_bytes());
+                if let Some(v) = opt_in {
+                    b = b.label(keys::SECRET_SYNC_LABEL, v);
+                }
+                if let Some(v) = team {
+                    b = b.label("team", v);
+                }
+                if let Some(v) = secret_type {
+                    b = b.label(keys::SECRET_TYPE_LABEL, v);
+                }
+                if let Some(o) = forged_owner {
+                    b = b.owner(&o);
+                }
+                if blocked_label {
+                    b = b.label("vault", "x");
+                }
+                b.build()
+            },
+        )
+}
+
+proptest! {
+    /// The webhook judges a cluster's CREATE and UPDATE with `up_sync` itself: on
+    /// the stored object (mutated), taken as the cluster's Secret, against the old
+    /// one, the relay's decision and the webhook's are the same, rule and reason.
+    #[test]
+    fn a_clusters_write_is_judged_by_up_sync_on_the_stored_object(
+        cluster in (0u8..4).prop_map(|i| format!("cluster{i}")),
+        new in cluster_write_strategy(),
+        old in secret_strategy(),
+    ) {
+        let p = policy();
+        let relay = RelayIdentity::default();
+        let u = cluster_user(&cluster);
+        let name = new.metadata.name.clone().unwrap();
+        let old = old.map(|mut o| { o.metadata.name = Some(name.clone()); o });
+        let input = AdmissionInput {
+            operation: if old.is_some() { Operation::Update } else { Operation::Create },
+            namespace: "argocd",
+            name: &name,
+            object: Some(&new),
+            old_object: old.as_ref(),
+            user: &u,
+            dry_run: false,
+        };
+        let stored = apply(&new, &mutate(&p, &relay, &Mode::ControlPlane, &input));
+        let v = validate(&p, &relay, &Mode::ControlPlane, &AdmissionInput { object: Some(&stored), ..input });
+        let mut as_cluster_secret = stored.clone();
+        as_cluster_secret.metadata.namespace = Some("akuity".into());
+        let d = up_sync(&p, &cluster, &as_cluster_secret, old.as_ref());
+        prop_assert_eq!((v.decision.allowed, v.decision.rule), (d.allowed, d.rule), "{} / {}", v.decision.reason, d.reason);
+    }
+}
+
+#[test]
+fn the_stored_object_not_the_request_is_judged() {
+    // What a patch, server-side apply or a body read two ways leaves: the stored
+    // object lacks what the request (or the relay's view of it) had.
+    let own = || opted_in(hub("repo")).owner("cluster1");
+    let cases = [
+        // `$patch: replace` on labels, or SSA taking the label over: only opt-in left.
+        (
+            own()
+                .without_label("team")
+                .label(keys::SECRET_TYPE_LABEL, "helm")
+                .build(),
+            Rule::NoMatchingSource,
+        ),
+        // `$patch: delete` on labels: none left (the owner label is stamped again).
+        (hub("repo").owner("cluster1").build(), Rule::NotOptedIn),
+        // A merge patch setting the opt-in label to null.
+        (
+            own().without_label(keys::SECRET_SYNC_LABEL).build(),
+            Rule::NotOptedIn,
+        ),
+        // The opt-in label taken over by another value.
+        (
+            own().label(keys::SECRET_SYNC_LABEL, "false").build(),
+            Rule::NotOptedIn,
+        ),
+    ];
+    for (stored, rule) in cases {
+        let v = admit(
+            &Mode::ControlPlane,
+            &cluster_user("cluster1"),
+            "argocd",
+            Some(stored),
+            Some(own().build()),
+        );
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (rule, false),
+            "{}",
+            v.decision.reason
+        );
+        assert_eq!(v.audit["rule"], rule.as_str());
+    }
+    // The compliant write still passes.
+    let v = admit(
+        &Mode::ControlPlane,
+        &cluster_user("cluster1"),
+        "argocd",
+        Some(own().data("token", b"new").build()),
+        Some(own().build()),
+    );
+    assert_eq!(
+        (v.decision.rule, v.decision.allowed),
+        (Rule::UpSyncOwner, true)
+    );
+    assert!(
+        v.decision.reason.contains("secretSources[0]"),
+        "{}",
+        v.decision.reason
+    );
+}
+
+#[test]
+fn a_hub_copy_that_stops_being_admitted_blocks_the_clusters_writes_but_not_its_release() {
+    // The cluster's own copy, no longer admitted (a Secret Source narrowed): the
+    // cluster may not update it, and may still release it.
+    let narrowed = Policy::from_yaml(
+        "clusters: [{ name: cluster1, labels: { env: prod } }]\nsecretSources: [{ clusterSelector: env=staging }]",
+    )
+    .unwrap();
+    let relay = RelayIdentity::default();
+    let u = cluster_user("cluster1");
+    let own = opted_in(hub("repo")).owner("cluster1").build();
+    let input = AdmissionInput {
+        operation: Operation::Update,
+        namespace: "argocd",
+        name: "repo",
+        object: Some(&own),
+        old_object: Some(&own),
+        user: &u,
+        dry_run: false,
+    };
+    let v = validate(&narrowed, &relay, &Mode::ControlPlane, &input);
+    assert_eq!(
+        (v.decision.rule, v.decision.allowed),
+        (Rule::NoMatchingSource, false)
+    );
+    let v = validate(
+        &narrowed,
+        &relay,
+        &Mode::ControlPlane,
+        &AdmissionInput {
+            operation: Operation::Delete,
+            object: None,
+            ..input
+        },
+    );
+    assert_eq!(
+        (v.decision.rule, v.decision.allowed),
+        (Rule::ReleaseDelete, true)
+    );
+}
+
+#[test]
+fn denials_a_cluster_gets_name_no_other_cluster_and_quote_no_value() {
+    // Values a cluster must never read back: in its request, in a hub copy it does
+    // not own, and another cluster's name.
+    const REQUEST: &str = "request-canary";
+    const HIDDEN: &str = "hidden-canary";
+    let c1 = cluster_user("cluster1");
+    let theirs = || {
+        hub("repo")
+            .owner("cluster2")
+            .label("team", HIDDEN)
+            .label(keys::SECRET_TYPE_LABEL, HIDDEN)
+    };
+    let up = || opted_in(hub("repo"));
+    // (case, new, old, rule)
+    let cases = [
+        (
+            "update of another cluster's copy",
+            Some(up().build()),
+            Some(theirs().build()),
+            Rule::OwnedByOtherCluster,
+        ),
+        (
+            "delete of another cluster's copy",
+            None,
+            Some(theirs().build()),
+            Rule::ReleaseNotOwner,
+        ),
+        (
+            "update of a copy with an invalid owner",
+            Some(up().build()),
+            Some(hub("repo").label(keys::OWNER_LABEL, HIDDEN).build()),
+            Rule::InvalidOwner,
+        ),
+        (
+            "delete of a copy with an invalid owner",
+            None,
+            Some(hub("repo").label(keys::OWNER_LABEL, HIDDEN).build()),
+            Rule::InvalidOwner,
+        ),
+        (
+            "a label that blocks any value, in the request",
+            Some(up().label("vault", REQUEST).build()),
+            None,
+            Rule::BlockedLabel,
+        ),
+        (
+            "a blocked copy of another cluster, merged into the stored object",
+            Some(
+                theirs()
+                    .label("vault", HIDDEN)
+                    .label(keys::SECRET_SYNC_LABEL, "true")
+                    .build(),
+            ),
+            Some(theirs().label("vault", HIDDEN).build()),
+            Rule::BlockedLabel,
+        ),
+        (
+            "a delete of another cluster's blocked copy",
+            None,
+            Some(theirs().label("vault", HIDDEN).build()),
+            Rule::BlockedLabel,
+        ),
+        (
+            "no Secret Source for the request's labels",
+            Some(up().label("team", REQUEST).build()),
+            None,
+            Rule::NoMatchingSource,
+        ),
+        (
+            "no Secret Source for what a patch left of another cluster's copy",
+            Some(theirs().label(keys::SECRET_SYNC_LABEL, "true").build()),
+            Some(theirs().build()),
+            Rule::NoMatchingSource,
+        ),
+    ];
+    for (case, new, old, rule) in cases {
+        let v = admit(&Mode::ControlPlane, &c1, "argocd", new, old);
+        assert_eq!(
+            (v.decision.rule, v.decision.allowed),
+            (rule, false),
+            "{case}: {}",
+            v.decision.reason
+        );
+        for leak in ["cluster2", REQUEST, HIDDEN] {
+            assert!(
+                !v.decision.reason.contains(leak),
+                "{case}: the reason names {leak}: {}",
+                v.decision.reason
+            );
+        }
+    }
+    // A label the policy blocks with its value is named with it.
+    let v = admit(
+        &Mode::ControlPlane,
+        &c1,
+        "argocd",
+        Some(up().label(keys::SECRET_TYPE_LABEL, "cluster").build()),
+        None,
+    );
+    assert!(
+        v.decision
+            .reason
+            .contains("blocked by its label argocd.argoproj.io/secret-type=cluster"),
+        "{}",
+        v.decision.reason
+    );
+    // The owned-by-other-cluster reason says what to do.
+    let v = admit(
+        &Mode::ControlPlane,
+        &c1,
+        "argocd",
+        Some(up().build()),
+        Some(theirs().build()),
+    );
+    assert_eq!(
+        v.decision.reason,
+        "the hub copy argocd/repo is owned by another cluster; rename it here, or ask the control-plane admin, who sees the owner with `secret-relay explain`"
+    );
 }

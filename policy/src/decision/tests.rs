@@ -838,3 +838,142 @@ fn every_rule_id_is_distinct_and_documented_with_its_one_outcome() {
         .collect();
     assert_eq!(documented, ids);
 }
+
+#[test]
+fn up_sync_and_release_denials_name_no_other_cluster_and_quote_no_value() {
+    // The relay returns these reasons to the cluster: none names another cluster,
+    // quotes a value of the cluster's request, or anything of a hub copy it does
+    // not own.
+    const REQUEST: &str = "request-canary";
+    const HIDDEN: &str = "hidden-canary";
+    let p = policy();
+    let theirs = || {
+        hub("repo")
+            .owner("cluster2")
+            .label("team", HIDDEN)
+            .annotation("note", HIDDEN)
+    };
+    let invalid = || hub("repo").label(keys::OWNER_LABEL, HIDDEN);
+    let s = |b: SecretBuilder| b.build();
+    // (case, decision, rule)
+    let cases = [
+        (
+            "up-sync over another cluster's copy",
+            up_sync(
+                &p,
+                "cluster1",
+                &s(cluster_secret("repo")),
+                Some(&s(theirs())),
+            ),
+            Rule::OwnedByOtherCluster,
+        ),
+        (
+            "up-sync over a copy with an invalid owner",
+            up_sync(
+                &p,
+                "cluster1",
+                &s(cluster_secret("repo")),
+                Some(&s(invalid())),
+            ),
+            Rule::InvalidOwner,
+        ),
+        (
+            "up-sync over another cluster's blocked copy",
+            up_sync(
+                &p,
+                "cluster1",
+                &s(cluster_secret("repo")),
+                Some(&s(theirs().label("vault", HIDDEN))),
+            ),
+            Rule::BlockedLabel,
+        ),
+        (
+            "up-sync of a Secret with a label blocked whatever its value",
+            up_sync(
+                &p,
+                "cluster1",
+                &s(cluster_secret("repo").label("vault", REQUEST)),
+                None,
+            ),
+            Rule::BlockedLabel,
+        ),
+        (
+            "up-sync no Secret Source admits",
+            up_sync(
+                &p,
+                "cluster1",
+                &s(cluster_secret("repo").label("team", REQUEST)),
+                None,
+            ),
+            Rule::NoMatchingSource,
+        ),
+        (
+            "release of another cluster's copy",
+            release(&p, "cluster1", &s(theirs())).decision,
+            Rule::ReleaseNotOwner,
+        ),
+        (
+            "release of a copy with an invalid owner",
+            release(&p, "cluster1", &s(invalid())).decision,
+            Rule::InvalidOwner,
+        ),
+        (
+            "release of another cluster's blocked copy",
+            release(&p, "cluster1", &s(theirs().label("vault", HIDDEN))).decision,
+            Rule::BlockedLabel,
+        ),
+    ];
+    for (case, d, rule) in cases {
+        assert_eq!((d.rule, d.allowed), (rule, false), "{case}: {}", d.reason);
+        for leak in ["cluster2", REQUEST, HIDDEN] {
+            assert!(
+                !d.reason.contains(leak),
+                "{case}: the reason names {leak}: {}",
+                d.reason
+            );
+        }
+    }
+    // The way forward is still there.
+    let d = up_sync(
+        &p,
+        "cluster1",
+        &s(cluster_secret("repo")),
+        Some(&s(theirs())),
+    );
+    assert!(d.reason.contains("rename it here"), "{}", d.reason);
+    assert!(d.reason.contains("secret-relay explain"), "{}", d.reason);
+    let d = up_sync(
+        &p,
+        "cluster1",
+        &s(cluster_secret("repo").label("team", REQUEST)),
+        None,
+    );
+    assert!(
+        d.reason.contains("{env=prod,my-label=cluster1}"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn the_owner_stamp_is_not_a_label_a_secret_source_judges() {
+    // The relay judges a create without the owner label, a patch of its own copy
+    // with it, and the webhook the stored copy with it: a Secret Source answers
+    // them alike, whatever its label selector says of the stamp.
+    let p = Policy::from_yaml(
+        "clusters: [{ name: cluster1, labels: { env: prod } }]\nsecretSources: [{ clusterSelector: env=prod, labelSelector: \"!secret-relay.io/owner\" }]",
+    )
+    .unwrap();
+    let plain = cluster_secret("repo").build();
+    let stamped = cluster_secret("repo").owner("cluster1").build();
+    let own = hub("repo").owner("cluster1").build();
+    for (case, s, h) in [
+        ("a create", &plain, None),
+        ("an update", &plain, Some(&own)),
+        ("a stamped update", &stamped, Some(&own)),
+    ] {
+        let d = up_sync(&p, "cluster1", s, h);
+        assert!(d.allowed, "{case}: {d}");
+        assert_eq!(d, up_sync_full_scan(&p, "cluster1", s, h), "{case}");
+    }
+}
