@@ -10,6 +10,7 @@
 //! per-cluster rate limit, routing (Secrets in the control-plane namespace only),
 //! then reads from the cache or a policy decision and forwarding.
 
+pub mod body;
 mod cache;
 mod metrics;
 mod patch;
