@@ -319,7 +319,8 @@ on_both!(
     a_blocked_secret_is_refused_on_every_write_path,
 );
 
-/// Cluster B tries to update, patch, re-create and delete cluster A's hub copy.
+/// Cluster B tries to update, patch, re-create and delete cluster A's hub copy,
+/// which is outside its view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
     capture_logs();
@@ -334,14 +335,16 @@ async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
     relay.wait_cached("cross-repo").await;
     let before = hub.get("cross-repo").await.unwrap();
 
+    // The copy is outside B's view: every verb on it answers as GET does, and a
+    // create of its name says only that the name is taken, not by whom.
     let mut stolen = opted_in("cross-repo");
     stolen.metadata.resource_version = before.metadata.resource_version.clone();
     stolen.string_data = Some([("password".to_owned(), "stolen".to_owned())].into());
     denied(
         b.replace("cross-repo", &PostParams::default(), &stolen)
             .await,
-        403,
-        "owned-by-other-cluster",
+        404,
+        "not found",
     );
     denied(
         b.patch(
@@ -350,35 +353,32 @@ async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
             &Patch::Merge(serde_json::json!({"stringData": {"password": "stolen"}})),
         )
         .await,
-        403,
-        "owned-by-other-cluster",
-    );
-    denied(
-        b.create(&PostParams::default(), &opted_in("cross-repo"))
-            .await,
-        403,
-        "owned-by-other-cluster",
+        404,
+        "not found",
     );
     denied(
         b.delete("cross-repo", &DeleteParams::default()).await,
-        403,
-        "release-not-owner",
+        404,
+        "not found",
     );
-    // It is not in B's view either.
     denied(b.get("cross-repo").await, 404, "not found");
+    match b
+        .create(&PostParams::default(), &opted_in("cross-repo"))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 403, "{status:?}");
+            assert!(status.message.contains("name-taken"), "{}", status.message);
+            assert!(!status.message.contains("cross-a"), "{}", status.message);
+        }
+        other => panic!("expected name-taken, got {other:?}"),
+    }
 
     logged(&[
         "up-sync denied",
         "cluster=cross-b",
         "name=cross-repo",
-        "owned-by-other-cluster",
-    ])
-    .await;
-    logged(&[
-        "release denied",
-        "cluster=cross-b",
-        "name=cross-repo",
-        "release-not-owner",
+        "name-taken",
     ])
     .await;
     let denied_writes = |rule| {
@@ -388,8 +388,10 @@ async fn a_cluster_cannot_write_into_another_clusters_hub_copy() {
             &[("decision", "denied"), ("rule", rule)],
         )
     };
-    assert_eq!(denied_writes("owned-by-other-cluster"), 3.0);
-    assert_eq!(denied_writes("release-not-owner"), 1.0);
+    assert_eq!(denied_writes("name-taken"), 1.0);
+    // Nothing was judged against the hidden copy.
+    assert_eq!(denied_writes("owned-by-other-cluster"), 0.0);
+    assert_eq!(denied_writes("release-not-owner"), 0.0);
     let after = hub.get("cross-repo").await.unwrap();
     assert_eq!(
         after.metadata.resource_version,
@@ -1559,6 +1561,199 @@ async fn a_watch_flood_from_one_cluster_does_not_starve_the_others() {
     assert!(
         relay_metric(&relay, "refusals_total", &[("reason", "rate-limited")]) >= f64::from(limited)
     );
+    relay.stop().await;
+}
+
+// ---- nothing outside the view -----------------------------------------------
+
+on_both!(every_verb_on_a_hidden_secret_answers_as_get_does_and_reads_nothing_of_it);
+
+/// A registered cluster tries to read a control-plane secret, another cluster's copy
+/// and `argocd-secret` through the write verbs: a JSON patch that copies a value
+/// into a label the denial would quote, a `test` op as a guessing oracle, every
+/// patch type, PUT, DELETE, an encoded name. A hidden copy answers each exactly as
+/// GET does (404); a blocked name is refused by name, alike whether it exists or
+/// not; and the value shows up nowhere: not in an answer, a log line or a metric.
+async fn every_verb_on_a_hidden_secret_answers_as_get_does_and_reads_nothing_of_it(flavor: Flavor) {
+    use base64::Engine as _;
+    capture_logs();
+    let stack = stack(flavor, &["cluster1", "cluster2"], &[]).await;
+    let relay = stack.start_relay().await;
+    let hub = hub(&stack).await;
+    let key = base64::engine::general_purpose::STANDARD.encode(CANARY);
+    let mut argocd_secret = secret("argocd-secret", &[], &[]);
+    argocd_secret.data = Some(
+        [(
+            "server.secretkey".to_owned(),
+            k8s_openapi::ByteString(CANARY.as_bytes().to_vec()),
+        )]
+        .into(),
+    );
+    argocd_secret.string_data = None;
+    hub.create(&PostParams::default(), &argocd_secret)
+        .await
+        .unwrap();
+    // A control-plane secret sent to nobody, with the same value.
+    let mut cp_hidden = argocd_secret.clone();
+    cp_hidden.metadata.name = Some("cp-hidden".to_owned());
+    hub.create(&PostParams::default(), &cp_hidden)
+        .await
+        .unwrap();
+    // cluster1's own copy is hidden from cluster2 too.
+    let one = relay_api(&stack, &relay, "cluster1").await;
+    one.create(&PostParams::default(), &opted_in("one-repo"))
+        .await
+        .unwrap();
+    relay.wait_cached("argocd-secret").await;
+    relay.wait_cached("cp-hidden").await;
+    relay.wait_cached("one-repo").await;
+    let before = hub.get("argocd-secret").await.unwrap();
+
+    let peer = Peer::cluster(&stack, &relay, "cluster2", H1);
+    let path = |name: &str| format!("/api/v1/namespaces/argocd/secrets/{name}");
+    let get = peer
+        .send(&request("GET", &path("cp-hidden"), &[], b""))
+        .await
+        .unwrap();
+    assert_eq!(get.code, 404);
+    let get_status = get.status();
+    let exfiltrate = r#"[{"op":"add","path":"/metadata/labels","value":{}},{"op":"copy","from":"/data/server.secretkey","path":"/metadata/labels/secret-relay.io~1owner"}]"#.to_owned();
+    let right_guess =
+        format!(r#"[{{"op":"test","path":"/data/server.secretkey","value":"{key}"}}]"#);
+    let wrong_guess = r#"[{"op":"test","path":"/data/server.secretkey","value":"d3Jvbmc="}]"#;
+    let json_patch = ("Content-Type", "application/json-patch+json");
+    let merge = ("Content-Type", "application/merge-patch+json");
+    let strategic = ("Content-Type", "application/strategic-merge-patch+json");
+    let apply = ("Content-Type", "application/apply-patch+yaml");
+    let json = ("Content-Type", "application/json");
+    // Every verb on `name` (its encoded form `encoded` too).
+    // (method, path, content type, body)
+    type Attempt<'a> = (&'a str, String, (&'a str, &'a str), Vec<u8>);
+    let attempts = |name: &str, encoded: &str| -> Vec<Attempt> {
+        vec![
+            (
+                "PATCH",
+                path(name),
+                json_patch,
+                exfiltrate.clone().into_bytes(),
+            ),
+            (
+                "PATCH",
+                path(name),
+                json_patch,
+                right_guess.clone().into_bytes(),
+            ),
+            (
+                "PATCH",
+                path(name),
+                json_patch,
+                wrong_guess.as_bytes().to_vec(),
+            ),
+            (
+                "PATCH",
+                path(name),
+                merge,
+                br#"{"metadata":{"labels":{"x":"y"}}}"#.to_vec(),
+            ),
+            (
+                "PATCH",
+                path(name),
+                strategic,
+                br#"{"metadata":{"labels":{"$patch":"replace"}}}"#.to_vec(),
+            ),
+            (
+                "PATCH",
+                path(name),
+                apply,
+                format!(r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"{name}"}}}}"#)
+                    .into_bytes(),
+            ),
+            (
+                "PUT",
+                path(name),
+                json,
+                serde_json::to_vec(&opted_in(name)).unwrap(),
+            ),
+            ("DELETE", path(name), json, Vec::new()),
+            // The name as the API server reads it, percent-encoded.
+            (
+                "PATCH",
+                path(encoded),
+                json_patch,
+                exfiltrate.clone().into_bytes(),
+            ),
+            ("DELETE", path(encoded), json, Vec::new()),
+        ]
+    };
+    let answers = async |name: &str, encoded: &str| {
+        let mut out = Vec::new();
+        for (method, target, content_type, body) in attempts(name, encoded) {
+            let answer = peer
+                .send(&request(method, &target, &[content_type], &body))
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            for leak in [CANARY, key.as_str(), "cluster1", "cluster.cluster1"] {
+                assert!(
+                    !text.contains(leak),
+                    "{method} {target} leaked {leak}: {text}"
+                );
+            }
+            let status = answer.status();
+            out.push((
+                format!("{method} {target}"),
+                answer.code,
+                status["reason"].clone(),
+            ));
+        }
+        out
+    };
+    // A hidden copy: exactly GET's answer for every verb.
+    for (name, encoded) in [("cp-hidden", "cp%2Dhidden"), ("one-repo", "one%2drepo")] {
+        for (what, code, reason) in answers(name, encoded).await {
+            assert_eq!(code, 404, "{what}");
+            assert_eq!(reason, get_status["reason"], "{what}");
+        }
+    }
+    // A blocked name is refused by name, before any lookup: the same answer whether
+    // the Secret exists (argocd-secret) or not (argocd-initial-admin-secret).
+    let exists = answers("argocd-secret", "argocd%2Dsecret").await;
+    let absent = answers(
+        "argocd-initial-admin-secret",
+        "argocd%2Dinitial-admin-secret",
+    )
+    .await;
+    for ((what, code, reason), (_, absent_code, absent_reason)) in exists.iter().zip(&absent) {
+        assert_eq!((code, reason), (absent_code, absent_reason), "{what}");
+        assert!(*code == 403 || *code == 404, "{what}: {code}");
+    }
+    // A create of a hidden name says only that it is taken.
+    let answer = peer
+        .send(&request(
+            "POST",
+            "/api/v1/namespaces/argocd/secrets",
+            &[json],
+            &serde_json::to_vec(&opted_in("one-repo")).unwrap(),
+        ))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    assert_eq!(answer.code, 403, "{text}");
+    assert!(text.contains("name-taken"), "{text}");
+    assert!(!text.contains("cluster1"), "{text}");
+
+    // Nothing changed on the hub, and the value is in no log line or metric.
+    let after = hub.get("argocd-secret").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    assert!(hub.get("one-repo").await.is_ok());
+    let logs = secret_relay_testkit::captured_logs();
+    assert!(!logs.contains(CANARY) && !logs.contains(&key));
+    let metrics = relay.started.admin.encode_metrics();
+    assert!(!metrics.contains(CANARY) && !metrics.contains(&key));
+    assert!(!metrics.contains("argocd-secret"));
     relay.stop().await;
 }
 

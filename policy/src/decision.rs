@@ -53,6 +53,9 @@ pub enum Rule {
     OwnedByOtherCluster,
     /// The hub copy belongs to the control plane and cannot be adopted.
     OwnedByControlPlane,
+    /// The relay refused a cluster's create: the name is held on the control plane
+    /// by a Secret outside the cluster's view (nothing more of it is said).
+    NameTaken,
     /// Up-sync creates a new hub copy.
     UpSyncNew,
     /// Up-sync updates the cluster's own hub copy.
@@ -148,7 +151,7 @@ pub enum Owner {
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 33] = [
+    pub const ALL: [Rule; 34] = [
         Rule::BlockedName,
         Rule::BlockedType,
         Rule::BlockedLabel,
@@ -158,6 +161,7 @@ impl Rule {
         Rule::NoMatchingSource,
         Rule::OwnedByOtherCluster,
         Rule::OwnedByControlPlane,
+        Rule::NameTaken,
         Rule::UpSyncNew,
         Rule::UpSyncOwner,
         Rule::Adopt,
@@ -210,6 +214,7 @@ impl Rule {
             | Rule::NoMatchingSource
             | Rule::OwnedByOtherCluster
             | Rule::OwnedByControlPlane
+            | Rule::NameTaken
             | Rule::ReleaseNotOwner
             | Rule::AdoptedMustReturn
             | Rule::InvalidOwner
@@ -236,6 +241,7 @@ impl Rule {
             Rule::NoMatchingSource => "no-matching-source",
             Rule::OwnedByOtherCluster => "owned-by-other-cluster",
             Rule::OwnedByControlPlane => "owned-by-control-plane",
+            Rule::NameTaken => "name-taken",
             Rule::UpSyncNew => "up-sync-new",
             Rule::UpSyncOwner => "up-sync-owner",
             Rule::Adopt => "adopt",

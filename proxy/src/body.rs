@@ -163,6 +163,88 @@ pub fn decode_json(body: &[u8]) -> Result<Value, BodyError> {
     scan::<true>(body, "the body", NotJson::Bad, &Cell::new(MAX_CONTAINERS))
 }
 
+/// Decodes a DELETE body, DeleteOptions, as JSON (the rules of [`decode_json`]) or
+/// protobuf (client-go's typed clients send it as they send Secrets), into the
+/// JSON object the relay forwards. An empty body is no options.
+pub fn decode_delete_options(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({"kind": "DeleteOptions", "apiVersion": "v1"}));
+    }
+    let media = media_type(content_type);
+    if media == PROTOBUF_MEDIA_TYPE {
+        return delete_options_from_protobuf(body);
+    }
+    if !matches!(media.as_str(), "" | "application/json") {
+        return Err(BodyError::UnsupportedMediaType(format!(
+            "the relay reads DeleteOptions as JSON or protobuf, not {}",
+            quoted(&media)
+        )));
+    }
+    let value = decode_json(body)?;
+    if !value.is_object() {
+        return Err(BodyError::BadRequest(
+            "the body of a DELETE must be DeleteOptions".to_owned(),
+        ));
+    }
+    Ok(value)
+}
+
+fn delete_options_from_protobuf(body: &[u8]) -> Result<Value, BodyError> {
+    let bad = |detail: String| {
+        BodyError::BadRequest(format!(
+            "failed to decode DeleteOptions from protobuf: {detail}"
+        ))
+    };
+    let Some(envelope) = body.strip_prefix(&PROTOBUF_PREFIX[..]) else {
+        return Err(bad(
+            "the body does not start with the Kubernetes protobuf prefix".to_owned(),
+        ));
+    };
+    let unknown = Unknown::decode(envelope).map_err(|e| bad(e.to_string()))?;
+    let type_meta = unknown.type_meta.unwrap_or_default();
+    let kind = type_meta.kind.unwrap_or_default();
+    if !matches!(kind.as_str(), "" | "DeleteOptions") {
+        return Err(bad(format!(
+            "the body holds a {}, not DeleteOptions",
+            quoted(&kind)
+        )));
+    }
+    let raw = unknown.raw.unwrap_or_default();
+    let o = pb_meta::DeleteOptions::decode(raw.as_slice()).map_err(|e| bad(e.to_string()))?;
+    let mut out = serde_json::Map::new();
+    out.insert("kind".to_owned(), "DeleteOptions".into());
+    out.insert("apiVersion".to_owned(), "v1".into());
+    if let Some(g) = o.grace_period_seconds {
+        out.insert("gracePeriodSeconds".to_owned(), g.into());
+    }
+    if let Some(p) = o.preconditions {
+        let mut pre = serde_json::Map::new();
+        if let Some(uid) = present(p.uid) {
+            pre.insert("uid".to_owned(), uid.into());
+        }
+        if let Some(rv) = present(p.resource_version) {
+            pre.insert("resourceVersion".to_owned(), rv.into());
+        }
+        out.insert("preconditions".to_owned(), Value::Object(pre));
+    }
+    if let Some(orphan) = o.orphan_dependents {
+        out.insert("orphanDependents".to_owned(), orphan.into());
+    }
+    if let Some(policy) = present(o.propagation_policy) {
+        out.insert("propagationPolicy".to_owned(), policy.into());
+    }
+    if !o.dry_run.is_empty() {
+        out.insert("dryRun".to_owned(), o.dry_run.into());
+    }
+    if let Some(ignore) = o.ignore_store_read_error_with_cluster_breaking_potential {
+        out.insert(
+            "ignoreStoreReadErrorWithClusterBreakingPotential".to_owned(),
+            ignore.into(),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
 /// The media type of a `Content-Type` value, lowercased, without parameters.
 fn media_type(content_type: Option<&str>) -> String {
     content_type

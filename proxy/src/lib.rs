@@ -18,13 +18,14 @@ mod route;
 mod server;
 mod status;
 mod watch;
+mod write;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use cache::{CacheEvent, Entry, HubCache, Resume, Snapshot, parse_rv, run_upstream, targets};
 pub use metrics::{Metrics, RefusalLabels, WriteLabels};
-pub use patch::{PatchError, apply_patch};
+pub use patch::{PatchError, apply_patch, apply_patch_value};
 pub use route::{PatchKind, Query, Route, RouteError, SecretsRequest, Verb, route};
 pub use server::{CLUSTERS_GROUP, Limits, Relay, cluster_user, handle};
 pub use status::{BoxError, RelayBody};

@@ -115,6 +115,9 @@ pub enum RouteError {
     /// A body type the relay does not read.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Parameters kube-apiserver would refuse as invalid (422).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Parses one request. `namespace` is the control-plane namespace of the live policy.
@@ -154,7 +157,9 @@ pub fn route(
         ["openapi", "v2"] | ["openapi", "v3"] | ["openapi", "v3", "api", "v1"] => {
             get_only(Route::OpenApi)
         }
-        ["api", "v1", "namespaces", ns, "secrets", rest @ ..] => {
+        ["api", "v1", "namespaces", raw_ns, "secrets", rest @ ..] => {
+            // Decided on the names the API server will read: percent-decoded.
+            let ns = &decode_segment(raw_ns)?;
             if *ns != namespace {
                 return Err(RouteError::Forbidden(format!(
                     "the relay serves Secrets in namespace {namespace} only, not in {ns}"
@@ -162,7 +167,7 @@ pub fn route(
             }
             let name = match rest {
                 [] => None,
-                [name] if !name.is_empty() => Some((*name).to_owned()),
+                [name] if !name.is_empty() => Some(decode_segment(name)?),
                 [_, sub, ..] => {
                     return Err(RouteError::NotFound(format!(
                         "the relay serves no subresources of Secrets ({sub})"
@@ -172,18 +177,69 @@ pub fn route(
             };
             let query = parse_query(query)?;
             let verb = verb(method, name.is_some(), &query, content_type)?;
+            if verb == Verb::Watch {
+                check_watch_list(&query)?;
+            }
             Ok(Route::Secrets(SecretsRequest { verb, name, query }))
         }
         ["api", "v1", "secrets"] => Err(RouteError::Forbidden(format!(
             "the relay serves Secrets in namespace {namespace} only, not across all namespaces"
         ))),
-        ["api", "v1", "namespaces", ns, ..] if *ns != namespace => Err(RouteError::Forbidden(
-            format!("the relay serves Secrets in namespace {namespace} only, not in {ns}"),
-        )),
+        ["api", "v1", "namespaces", raw_ns, ..] if decode_segment(raw_ns)? != namespace => {
+            Err(RouteError::Forbidden(format!(
+                "the relay serves Secrets in namespace {namespace} only, not in {}",
+                decode_segment(raw_ns)?
+            )))
+        }
         _ => Err(RouteError::NotFound(format!(
             "the relay serves only Secrets in namespace {namespace}; {path} is not one of its paths"
         ))),
     }
+}
+
+/// A watch's streaming-list parameters, validated as kube-apiserver validates them:
+/// `sendInitialEvents=true` needs `allowWatchBookmarks=true` (the end of the initial
+/// events is a bookmark) and `resourceVersionMatch=NotOlderThan`; a
+/// `resourceVersionMatch` on a watch needs `sendInitialEvents`.
+fn check_watch_list(query: &Query) -> Result<(), RouteError> {
+    let rv_match = query.other.get("resourceVersionMatch").map(String::as_str);
+    if query.send_initial_events {
+        if !query.allow_bookmarks {
+            return Err(RouteError::Invalid(
+                "allowWatchBookmarks: Required value: sendInitialEvents requires setting allowWatchBookmarks to true".to_owned(),
+            ));
+        }
+        if rv_match != Some("NotOlderThan") {
+            return Err(RouteError::Invalid(
+                "resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan".to_owned(),
+            ));
+        }
+    } else if rv_match.is_some_and(|m| !m.is_empty()) {
+        return Err(RouteError::Invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// One path segment as kube-apiserver reads it: percent-decoded. A segment that
+/// does not decode to UTF-8, or decodes to a separator or a control character
+/// (refused encoded already by [`check_path`], checked again here), is refused.
+fn decode_segment(raw: &str) -> Result<String, RouteError> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| {
+            RouteError::BadRequest("a path segment does not decode to UTF-8".to_owned())
+        })?;
+    if decoded
+        .chars()
+        .any(|c| c == '/' || c == '\\' || c.is_control())
+    {
+        return Err(RouteError::BadRequest(
+            "encoded '/', '\\' or control characters in the path are refused".to_owned(),
+        ));
+    }
+    Ok(decoded.into_owned())
 }
 
 /// Refuses paths that could mean something else after normalization: dot segments,

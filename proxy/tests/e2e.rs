@@ -227,15 +227,15 @@ async fn up_sync_writes_are_decided_by_policy_and_stamped_by_the_webhook(flavor:
         )
         .await
         .unwrap_err(),
-        403,
-        "owned-by-other-cluster",
+        404,
+        "not found",
     );
     denied_with(
         c2.delete("repo-creds", &DeleteParams::default())
             .await
             .unwrap_err(),
-        403,
-        "release-not-owner",
+        404,
+        "not found",
     );
 
     // The owner's release deletes the copy it created.

@@ -229,7 +229,7 @@ impl Drop for World {
 
 fn repo_secret(name: &str, namespace: &str) -> Secret {
     serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a"}},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"team": "a", "akuity.io/secret-sync": "true"}},
         "stringData": {"url": "https://example.invalid/repo.git"},
     }))
     .unwrap()

@@ -91,7 +91,7 @@ async fn a_non_default_control_plane_namespace_is_guarded(flavor: Flavor) {
         .client_as("secret-relay:cluster:cluster1", &["secret-relay:clusters"])
         .await;
     let mut copy = forged("repo");
-    copy.metadata.labels = None;
+    copy.metadata.labels = Some([("akuity.io/secret-sync".to_owned(), "true".to_owned())].into());
     let created = Api::<Secret>::namespaced(cluster1, "hub")
         .create(&PostParams::default(), &copy)
         .await

@@ -36,7 +36,11 @@ fn state() -> AppState {
     state
 }
 
-fn secret(name: &str, labels: Value, data: Value) -> Value {
+/// A Secret in `argocd` with `labels` and the opt-in label: what a cluster writes
+/// (the webhook judges a cluster's write by the whole up-sync rule); other writers'
+/// decisions do not look at it.
+fn secret(name: &str, mut labels: Value, data: Value) -> Value {
+    labels["akuity.io/secret-sync"] = json!("true");
     json!({
         "apiVersion": "v1",
         "kind": "Secret",
@@ -1262,8 +1266,11 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
                 | Rule::InvalidSelector
                 | Rule::NotApplicable
         );
+        // The relay's answer to a create of a name outside the cluster's view: the
+        // relay alone sees views (proxy/src/write.rs, tests/attacks.rs).
+        let relay_only = matches!(rule, Rule::NameTaken);
         assert!(
-            managed_only || sync_only || seen.contains(rule.as_str()),
+            managed_only || sync_only || relay_only || seen.contains(rule.as_str()),
             "no case for {rule}"
         );
     }
@@ -1299,6 +1306,11 @@ async fn managed_cluster_mode_locks_down_copies_against_all_but_the_agent() {
         json!({}),
     );
     down["metadata"]["namespace"] = json!("akuity");
+    // A down copy never carries the opt-in label.
+    down["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("akuity.io/secret-sync");
     let mut r = review("UPDATE", admin(), down.clone(), down.clone());
     r["request"]["namespace"] = json!("akuity");
     let (_, out) = admit(&state, &r).await;
