@@ -305,6 +305,71 @@ fn a_blank_selector_is_reported_as_blank_not_as_absent() {
 }
 
 #[test]
+fn an_unregistered_name_in_allowed_clusters_is_named_with_the_nearest_registered_one() {
+    let typo = "the annotation akuity.io/managed-secret-allowed-clusters names clsuter2 (did you mean cluster2?), which is not a registered cluster, so nothing goes there: fix the name or register the cluster";
+    // The registered name still gets its copy; the typo is the reason's "but".
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@typo-clusters.yaml",
+        "--direction",
+        "down",
+    ]);
+    let v = assert_answer(&run, 0, true, "down-sync");
+    assert_eq!(v["targets"], json!(["cluster1"]));
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("; but {typo}")), "{reason}");
+    assert!(run.stderr.contains(typo), "{}", run.stderr);
+
+    // Asking about the cluster the typo meant says why it gets nothing.
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@typo-clusters.yaml",
+        "--direction",
+        "down",
+        "--cluster",
+        "cluster2",
+    ]);
+    let v = assert_answer(&run, 1, false, "down-sync-not-target");
+    assert!(v["reason"].as_str().unwrap().contains(typo), "{v}");
+
+    // Only the typo: no target, under the same rule as before.
+    let run = explain(&[
+        "--policy",
+        "@policy.yaml",
+        "--secret",
+        "@only-typo-clusters.yaml",
+        "--direction",
+        "down",
+    ]);
+    let v = assert_answer(&run, 1, false, "no-targets");
+    assert_eq!(v["targets"], json!([]));
+    assert!(v["reason"].as_str().unwrap().contains(typo), "{v}");
+}
+
+#[test]
+fn registered_names_and_all_have_no_typo_reason() {
+    for fixture in ["@managed.yaml", "@bad-selector.yaml"] {
+        let run = explain(&[
+            "--policy",
+            "@policy.yaml",
+            "--secret",
+            fixture,
+            "--direction",
+            "down",
+        ]);
+        assert!(
+            !run.stdout.contains("not a registered cluster"),
+            "{fixture}: {}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
 fn release_of_an_adopted_secret_returns_it() {
     let run = explain(&[
         "--policy",

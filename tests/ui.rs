@@ -126,6 +126,21 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     )
     .await
     .unwrap();
+    // A typo in allowed-clusters: the write is allowed, the page names it.
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "typo",
+            &[],
+            &[(
+                "akuity.io/managed-secret-allowed-clusters",
+                "cluster1, clsuter2",
+            )],
+            &[("password", "hunter2-value")],
+        ),
+    )
+    .await
+    .unwrap();
     let shutdown = CancellationToken::new();
     let ui = start_ui(
         stack.cluster.kubeconfig(),
@@ -205,7 +220,7 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     let state = within("the page to see db", async {
         loop {
             let s = send(addr, "GET", "/api/state", &with_cookie, None).await;
-            if s.body.contains("\"name\":\"db\"") {
+            if s.body.contains("\"name\":\"db\"") && s.body.contains("\"name\":\"typo\"") {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -219,6 +234,24 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     );
     assert!(!state.body.contains("hunter2") && !state.body.contains("aHVudGVyMi"));
     assert_eq!(state.headers["cache-control"], "no-store");
+    let view: serde_json::Value = serde_json::from_str(&state.body).unwrap();
+    let row = |name: &str| {
+        view["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        row("typo")["problems"],
+        serde_json::json!([
+            "the annotation akuity.io/managed-secret-allowed-clusters names clsuter2 (did you mean cluster2?), which is not a registered cluster, so nothing goes there: fix the name or register the cluster"
+        ])
+    );
+    assert_eq!(row("typo")["targets"], serde_json::json!(["cluster1"]));
+    assert_eq!(row("db")["problems"], serde_json::json!([]));
 
     // Writes need the CSRF token, a same-origin request and JSON.
     let create = r#"{"name":"new-one","target":{"mode":"all"},"data":{"k":"v"}}"#;

@@ -743,7 +743,7 @@ fn warnings(
         && let Some(new) = input.object
     {
         out.extend(
-            down_sync_problems(new)
+            down_sync_problems(policy, new)
                 .into_iter()
                 .map(|p| format!("down-sync: {p}")),
         );

@@ -852,7 +852,7 @@ pub fn down_sync(policy: &Policy, hub: &Secret) -> DownSync {
     }
     let list = list_annotation(hub);
     let selector = selector_annotation(hub);
-    let problems = annotation_problems(&list, &selector);
+    let problems = annotation_problems(policy, &list, &selector);
     let owner = owner(hub);
     let mut targets: Vec<String> = policy
         .clusters()
@@ -938,7 +938,7 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
                 keys::ALLOWED_CLUSTERS_ANNOTATION,
                 keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION
             );
-            for p in down_sync_problems(hub) {
+            for p in down_sync_problems(policy, hub) {
                 reason.push_str("; ");
                 reason.push_str(&p);
             }
@@ -952,11 +952,14 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
 }
 
 /// What is wrong with hub copy `hub`'s down-sync annotations, one sentence
-/// each: a blank `allowed-clusters` or `allowed-cluster-selector`, or a
-/// selector that does not parse. Each such annotation adds no cluster. The
-/// webhook returns these as warnings; [`down_sync`] names them in its reason.
-pub fn down_sync_problems(hub: &Secret) -> Vec<String> {
-    annotation_problems(&list_annotation(hub), &selector_annotation(hub))
+/// each: a blank `allowed-clusters` or `allowed-cluster-selector`, a
+/// selector that does not parse, or names in `allowed-clusters` that are not
+/// registered in `policy` (a typo such as `clsuter2`, with the registered
+/// names nearest to it). Each such annotation or name adds no cluster; the
+/// rest of the annotations still count. The webhook returns these as
+/// warnings; [`down_sync`] names them in its reason.
+pub fn down_sync_problems(policy: &Policy, hub: &Secret) -> Vec<String> {
+    annotation_problems(policy, &list_annotation(hub), &selector_annotation(hub))
 }
 
 /// The parsed `allowed-cluster-selector` annotation: `Ok(None)` when absent
@@ -1039,13 +1042,19 @@ fn selector_annotation(hub: &Secret) -> SelectorAnnotation {
     }
 }
 
-fn annotation_problems(list: &ListAnnotation, selector: &SelectorAnnotation) -> Vec<String> {
+fn annotation_problems(
+    policy: &Policy,
+    list: &ListAnnotation,
+    selector: &SelectorAnnotation,
+) -> Vec<String> {
     let mut out = Vec::new();
-    if matches!(list, ListAnnotation::Blank) {
-        out.push(format!(
+    match list {
+        ListAnnotation::Blank => out.push(format!(
             "the annotation {} is blank, so it names no cluster: list cluster names (comma-separated) or ALL, or remove it",
             keys::ALLOWED_CLUSTERS_ANNOTATION
-        ));
+        )),
+        ListAnnotation::Names(names) => out.extend(unregistered_names_problem(policy, names)),
+        ListAnnotation::Absent | ListAnnotation::All => {}
     }
     match selector {
         SelectorAnnotation::Blank => out.push(format!(
@@ -1059,6 +1068,117 @@ fn annotation_problems(list: &ListAnnotation, selector: &SelectorAnnotation) -> 
         SelectorAnnotation::Absent | SelectorAnnotation::Valid(_) => {}
     }
     out
+}
+
+/// How many unregistered names one problem quotes; kube-apiserver may
+/// truncate a warning past 256 characters.
+const MAX_UNREGISTERED_SHOWN: usize = 3;
+
+/// One sentence for the names in `allowed-clusters` that are not registered
+/// clusters, each with the registered names nearest to it; `None` when every
+/// name is registered.
+fn unregistered_names_problem(policy: &Policy, names: &[String]) -> Option<String> {
+    let mut unknown: Vec<&str> = Vec::new();
+    for n in names {
+        if policy.cluster(n).is_none() && !unknown.contains(&n.as_str()) {
+            unknown.push(n);
+        }
+    }
+    if unknown.is_empty() {
+        return None;
+    }
+    let mut shown: Vec<String> = unknown
+        .iter()
+        .take(MAX_UNREGISTERED_SHOWN)
+        .map(|n| {
+            let near = nearest_clusters(policy, n);
+            if near.is_empty() {
+                printable(n)
+            } else {
+                format!("{} (did you mean {}?)", printable(n), near.join(" or "))
+            }
+        })
+        .collect();
+    if unknown.len() > MAX_UNREGISTERED_SHOWN {
+        shown.push(format!("{} more", unknown.len() - MAX_UNREGISTERED_SHOWN));
+    }
+    let (list, what) = match shown.as_slice() {
+        [one] => (one.clone(), "which is not a registered cluster"),
+        [init @ .., last] => (
+            format!("{} and {last}", init.join(", ")),
+            "which are not registered clusters",
+        ),
+        [] => return None,
+    };
+    Some(format!(
+        "the annotation {} names {list}, {what}, so nothing goes there: fix the name or register the cluster",
+        keys::ALLOWED_CLUSTERS_ANNOTATION
+    ))
+}
+
+/// The registered cluster names (or `ALL`) nearest to `name` by edit
+/// distance, ignoring case, when near enough to be a typo of it; at most
+/// three, sorted.
+fn nearest_clusters(policy: &Policy, name: &str) -> Vec<String> {
+    if name.eq_ignore_ascii_case("ALL") {
+        return vec!["ALL".to_owned()];
+    }
+    let wanted: Vec<char> = name.to_lowercase().chars().collect();
+    // A typo changes a few characters; a name three edits away or more than
+    // a third changed is another name.
+    let limit = (wanted.len() / 3).clamp(1, 2);
+    let mut best: Option<usize> = None;
+    let mut near: Vec<String> = Vec::new();
+    for c in policy.clusters() {
+        let candidate: Vec<char> = c.name.to_lowercase().chars().collect();
+        let d = edit_distance(&wanted, &candidate);
+        if d > limit || best.is_some_and(|b| d > b) {
+            continue;
+        }
+        if best.is_none_or(|b| d < b) {
+            best = Some(d);
+            near.clear();
+        }
+        near.push(c.name.clone());
+    }
+    near.sort();
+    near.truncate(3);
+    near
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of two neighbours (`clsuter2` is one edit from `cluster2`).
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut d = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d = d.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = d;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+/// `name` as written when it is plain text, otherwise quoted with escapes,
+/// so a problem (and the warning made of it) stays one printable line.
+fn printable(name: &str) -> String {
+    if name.chars().all(|c| c.is_ascii_graphic()) {
+        name.to_owned()
+    } else {
+        format!("{name:?}")
+    }
 }
 
 pub(crate) fn unknown_cluster(cluster: &str) -> Decision {

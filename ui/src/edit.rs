@@ -286,7 +286,7 @@ pub(crate) fn preview(policy: &Policy, req: &PreviewRequest, existing: Option<&S
             .then(|| DecisionView::from(&down.decision)),
         targets: down.targets,
         clusters,
-        problems: down_sync_problems(&s),
+        problems: down_sync_problems(policy, &s),
         target_error,
     }
 }

@@ -563,7 +563,7 @@ pub(crate) fn secret_row(
         targets: down.targets,
         clusters,
         target_mode: target_mode(s),
-        problems: down_sync_problems(s),
+        problems: down_sync_problems(policy, s),
         keys: s
             .data
             .iter()

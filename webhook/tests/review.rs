@@ -1590,6 +1590,10 @@ async fn down_sync_annotation_problems_come_back_as_warnings() {
             json!({"akuity.io/managed-secret-allowed-clusters": ""}),
             "allowed-clusters is blank",
         ),
+        (
+            json!({"akuity.io/managed-secret-allowed-clusters": "cluster1, clsuter2"}),
+            "down-sync: the annotation akuity.io/managed-secret-allowed-clusters names clsuter2 (did you mean cluster2?), which is not a registered cluster",
+        ),
     ];
     for (annotations, needle) in cases {
         let r = review("CREATE", admin(), annotated(annotations), Value::Null);
@@ -1602,17 +1606,20 @@ async fn down_sync_annotation_problems_come_back_as_warnings() {
             "{needle}: {out}"
         );
     }
-    let r = review(
-        "CREATE",
-        admin(),
-        annotated(json!({"akuity.io/managed-secret-allowed-clusters": "ALL"})),
-        Value::Null,
-    );
-    assert!(
-        call(&state, "/validate", &r).await["response"]
-            .get("warnings")
-            .is_none()
-    );
+    for list in ["ALL", "cluster1, cluster2"] {
+        let r = review(
+            "CREATE",
+            admin(),
+            annotated(json!({"akuity.io/managed-secret-allowed-clusters": list})),
+            Value::Null,
+        );
+        assert!(
+            call(&state, "/validate", &r).await["response"]
+                .get("warnings")
+                .is_none(),
+            "{list}"
+        );
+    }
 }
 
 /// The webhook configurations select broadly (the code decides by the policy's

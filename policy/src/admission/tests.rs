@@ -1176,6 +1176,115 @@ fn down_sync_annotation_problems_are_warned_about() {
 }
 
 #[test]
+fn an_unregistered_name_in_allowed_clusters_is_warned_about_with_the_nearest_name() {
+    let typo = |b: SecretBuilder| {
+        b.annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "cluster1,clsuter2")
+            .build()
+    };
+    let expected = "down-sync: the annotation akuity.io/managed-secret-allowed-clusters names clsuter2 (did you mean cluster2?), which is not a registered cluster, so nothing goes there: fix the name or register the cluster";
+    // CREATE and UPDATE by a person, and a cluster's own hub copy through the
+    // relay: allowed, with the warning (a warning, never a denial).
+    let cases = [
+        (
+            "create",
+            admin(),
+            Some(typo(hub("m"))),
+            None,
+            Rule::ControlPlaneWrite,
+        ),
+        (
+            "update",
+            admin(),
+            Some(typo(hub("m"))),
+            Some(hub("m").build()),
+            Rule::ControlPlaneWrite,
+        ),
+        (
+            "cluster's hub copy",
+            cluster_user("cluster1"),
+            Some(typo(opted_in(hub("repo")))),
+            None,
+            Rule::UpSyncNew,
+        ),
+    ];
+    for (case, u, new, old, rule) in cases {
+        let v = admit(&Mode::ControlPlane, &u, "argocd", new, old);
+        assert!(v.decision.allowed, "{case}: {}", v.decision.reason);
+        assert_eq!(v.decision.rule, rule, "{case}: {}", v.decision.reason);
+        assert_eq!(v.warnings, [expected], "{case}");
+    }
+    // A bad selector and a typo: one warning each.
+    let both = hub("m")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "clsuter2")
+        .annotation(keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION, "env in (")
+        .build();
+    let v = admit(&Mode::ControlPlane, &admin(), "argocd", Some(both), None);
+    assert_eq!(v.warnings.len(), 2, "{:?}", v.warnings);
+    assert!(v.warnings[0].contains("names clsuter2"), "{:?}", v.warnings);
+    assert!(v.warnings[1].contains("does not parse"), "{:?}", v.warnings);
+
+    // No warning on a DELETE, on a denial, outside the control-plane
+    // namespace, or on a managed cluster.
+    let quiet = [
+        (
+            "delete",
+            Mode::ControlPlane,
+            admin(),
+            "argocd",
+            None,
+            Some(typo(hub("m"))),
+        ),
+        (
+            "denied",
+            Mode::ControlPlane,
+            admin(),
+            "argocd",
+            Some(typo(hub("m").owner("cluster1"))),
+            Some(hub("m").owner("cluster1").build()),
+        ),
+        (
+            "other namespace",
+            Mode::ControlPlane,
+            admin(),
+            "default",
+            Some(typo(secret("default", "m"))),
+            None,
+        ),
+        (
+            "managed cluster",
+            Mode::ManagedCluster {
+                agent: AGENT.to_owned(),
+            },
+            admin(),
+            "akuity",
+            Some(typo(cluster_secret("m"))),
+            None,
+        ),
+    ];
+    for (case, mode, u, ns, new, old) in quiet {
+        let v = admit(&mode, &u, ns, new, old);
+        assert!(v.warnings.is_empty(), "{case}: {:?}", v.warnings);
+    }
+}
+
+#[test]
+fn all_and_registered_names_in_allowed_clusters_warn_about_nothing() {
+    for value in [
+        "ALL",
+        "cluster2",
+        "cluster1, cluster2, cluster3",
+        "clsuter2,ALL",
+    ] {
+        let new = hub("m")
+            .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, value)
+            .build();
+        let v = admit(&Mode::ControlPlane, &admin(), "argocd", Some(new), None);
+        assert!(v.decision.allowed, "{value}");
+        assert!(v.warnings.is_empty(), "{value}: {:?}", v.warnings);
+    }
+}
+
+#[test]
 fn an_update_or_delete_without_old_object_is_denied_whoever_sends_it() {
     let p = policy();
     let relay = RelayIdentity::default();

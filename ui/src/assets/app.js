@@ -471,11 +471,18 @@
     if (mode === 'both') modes.push(['both', 'Selected clusters and a selector']);
     const radios = modes.map(([m, label]) => h('label', { class: 'radio' },
       h('input', { type: 'radio', name: 'mode', value: m, id: 'mode-' + m, checked: m === mode, onchange: () => { syncModeFields(); schedulePreview(); } }), ' ' + label));
+    // A listed name the policy does not register (a typo such as clsuter2) stays
+    // checked and marked, so saving never drops it unseen; the preview names it.
+    const registered = new Set(view.policy.clusters.map((c) => c.name));
+    const unregistered = [...chosen].filter((n) => !registered.has(n) && n !== 'ALL');
     const clusterBoxes = h('fieldset', { id: 'f-clusters', class: 'sub' }, h('legend', {}, 'Clusters'),
       view.policy.clusters.length ? view.policy.clusters.map((c) => h('label', { class: 'check' },
         h('input', { type: 'checkbox', name: 'cluster', value: c.name, id: idFor('cl', c.name), checked: chosen.has(c.name), onchange: schedulePreview }),
         ' ' + c.name + ' ', h('span', { class: 'muted small' }, labelsText(c.labels))))
-        : h('p', { class: 'muted' }, 'The policy registers no cluster.'));
+        : h('p', { class: 'muted' }, 'The policy registers no cluster.'),
+      unregistered.map((n) => h('label', { class: 'check unregistered', 'data-unregistered': n },
+        h('input', { type: 'checkbox', name: 'cluster', value: n, id: idFor('cl-unregistered', n), checked: true, onchange: schedulePreview }),
+        ' ' + n + ' ', h('span', { class: 'small' }, 'not a registered cluster: uncheck it to drop it'))));
     const selectorInput = h('input', {
       id: 'f-selector', name: 'selector', autocomplete: 'off', spellcheck: 'false', placeholder: 'env=prod, region in (eu, us)',
       value: existing ? existing.targetMode.selector : '', oninput: schedulePreview, 'aria-describedby': 'preview',
@@ -566,7 +573,9 @@
       fill(previewBox, summary, currentMode() === 'none' ? null :
         h('ul', { class: 'plain preview-list' }, p.clusters.map((c) => h('li', { 'data-cluster': c.cluster, class: c.target ? 'match' : 'nomatch' },
           c.target ? '✓ ' : '✗ ', c.cluster + ' ', h('span', { class: 'muted small' }, labelsText(c.labels)), ' ',
-          c.target ? null : h('span', { class: 'small' }, code(c.decision.rule)))))
+          c.target ? null : h('span', { class: 'small' }, code(c.decision.rule))))),
+        p.targetError || currentMode() === 'none' || !p.problems.length ? null :
+          h('ul', { class: 'plain', id: 'preview-problems' }, p.problems.map((x) => h('li', { class: 'target-error' }, x)))
       );
       updateSave();
     }

@@ -49,6 +49,22 @@ fn an_unparsable_selector_is_a_target_error() {
 }
 
 #[test]
+fn an_unregistered_listed_cluster_is_a_problem_with_the_nearest_name() {
+    let p = preview_of("db", target("list", &["cluster1", "clsuter2"], ""));
+    assert!(p.target_error.is_none());
+    assert_eq!(p.targets, vec!["cluster1"]);
+    assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
+    assert!(
+        p.problems[0]
+            .contains("names clsuter2 (did you mean cluster2?), which is not a registered cluster"),
+        "{:?}",
+        p.problems
+    );
+    let fine = preview_of("db", target("list", &["cluster1", "cluster2"], ""));
+    assert!(fine.problems.is_empty(), "{:?}", fine.problems);
+}
+
+#[test]
 fn a_new_secret_carries_the_target_annotations_and_the_argo_type() {
     let policy = Policy::from_yaml(POLICY).unwrap();
     let s = new_secret(

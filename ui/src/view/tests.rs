@@ -99,6 +99,29 @@ fn a_managed_secret_lists_its_targets_and_the_rule_for_every_other_cluster() {
 }
 
 #[test]
+fn an_unregistered_name_in_allowed_clusters_is_an_annotation_problem_of_its_row() {
+    let typo = secret(
+        "db",
+        &[],
+        &[(ALLOWED_CLUSTERS_ANNOTATION, "cluster1, clsuter2")],
+    );
+    let fine = secret("ok", &[], &[(ALLOWED_CLUSTERS_ANNOTATION, "ALL")]);
+    let v = build(&snapshot(vec![typo, fine], BTreeMap::new()));
+    let row = v.secrets.iter().find(|s| s.name == "db").unwrap();
+    assert_eq!(row.targets, vec!["cluster1"]);
+    assert_eq!(
+        row.problems,
+        vec![
+            "the annotation akuity.io/managed-secret-allowed-clusters names clsuter2 (did you mean cluster2?), which is not a registered cluster, so nothing goes there: fix the name or register the cluster"
+        ]
+    );
+    // The editor keeps the name, so the page can show it and saving keeps it.
+    assert_eq!(row.target_mode.clusters, vec!["cluster1", "clsuter2"]);
+    let ok = v.secrets.iter().find(|s| s.name == "ok").unwrap();
+    assert!(ok.problems.is_empty(), "{:?}", ok.problems);
+}
+
+#[test]
 fn an_adopted_secret_is_locked_with_the_way_to_release_it() {
     let s = secret(
         "argocd-notifications-secret",
