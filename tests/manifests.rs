@@ -12,6 +12,10 @@
 //! being up. Deployments get no pods: the test control plane runs no scheduler,
 //! kubelet or workload controllers.
 //!
+//! The webhook configurations select only the namespace they guard (`argocd` on the
+//! control plane, `akuity` on a managed cluster); the README's overlays for another
+//! namespace render the same objects with that selector.
+//!
 //! A real control plane that cannot start fails the test; only
 //! `SECRET_RELAY_SKIP_REAL_CONTROL_PLANE=1` skips it.
 
@@ -40,6 +44,100 @@ async fn the_managed_cluster_base_is_admitted_by_a_real_control_plane() {
     if !Flavor::Real.skipped("the_managed_cluster_base_is_admitted_by_a_real_control_plane") {
         install("managed-cluster").await;
     }
+}
+
+#[test]
+fn the_documented_overlays_select_another_namespace() {
+    let kubectl = secret_relay_testkit::kubectl()
+        .expect("kubectl is needed to render (kustomize) the manifests");
+    let dir = tempfile::tempdir().unwrap();
+    for (base, namespace) in [
+        ("control-plane", "team-hub"),
+        ("managed-cluster", "agents-2"),
+    ] {
+        let plain = kustomize(&kubectl, &repo_root().join("manifests").join(base));
+        let overlay = secret_relay_testkit::namespace_overlay(dir.path(), base, namespace);
+        let moved = kustomize(&kubectl, &overlay);
+        let names = |objects: &[Value]| -> BTreeSet<(String, String)> {
+            objects
+                .iter()
+                .map(|o| {
+                    let name = o["metadata"]["name"].as_str().unwrap().to_owned();
+                    (o["kind"].as_str().unwrap().to_owned(), name)
+                })
+                .collect()
+        };
+        assert_eq!(names(&moved), names(&plain), "{base}: the same objects");
+        let hooks: Vec<&Value> = moved
+            .iter()
+            .filter(|o| {
+                o["kind"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("WebhookConfiguration")
+            })
+            .collect();
+        assert_eq!(hooks.len(), 2, "{base}");
+        for hook in hooks {
+            assert_eq!(
+                hook["webhooks"][0]["namespaceSelector"],
+                selecting(namespace),
+                "{base}: {}",
+                hook["kind"]
+            );
+        }
+        if base == "control-plane" {
+            // What lived in argocd (the clusters' and the relay's RBAC) lives in the new
+            // namespace, and nothing is left in argocd.
+            let in_namespace = |objects: &[Value], ns: &str| -> BTreeSet<(String, String)> {
+                names(
+                    &objects
+                        .iter()
+                        .filter(|o| o["metadata"]["namespace"] == ns)
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert!(!in_namespace(&plain, "argocd").is_empty());
+            assert_eq!(
+                in_namespace(&moved, namespace),
+                in_namespace(&plain, "argocd")
+            );
+            assert!(in_namespace(&moved, "argocd").is_empty());
+        }
+    }
+}
+
+/// The namespace selector of a webhook that guards `namespace` alone.
+fn selecting(namespace: &str) -> Value {
+    serde_json::json!({
+        "matchExpressions": [{
+            "key": "kubernetes.io/metadata.name",
+            "operator": "In",
+            "values": [namespace],
+        }]
+    })
+}
+
+/// `kubectl kustomize DIR`, one JSON value per object.
+fn kustomize(kubectl: &str, dir: &Path) -> Vec<Value> {
+    let out = Command::new(kubectl)
+        .args(["kustomize", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split("\n---\n")
+        .map(|doc| {
+            serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(doc).unwrap()).unwrap()
+        })
+        .collect()
 }
 
 /// One rendered object: its document and where it lives.
@@ -77,6 +175,20 @@ async fn install(base: &str) {
         .iter()
         .partition(|o| o.kind().ends_with("WebhookConfiguration"));
     assert_eq!(hooks.len(), 2, "{base}: both webhook configurations");
+    // Each guards its one namespace: an outage blocks nothing else.
+    let guarded = if base == "control-plane" {
+        "argocd"
+    } else {
+        "akuity"
+    };
+    for hook in &hooks {
+        assert_eq!(
+            hook.value["webhooks"][0]["namespaceSelector"],
+            selecting(guarded),
+            "{base}: {}",
+            hook.kind()
+        );
+    }
     let all = write(&cluster, "all.yaml", objects.iter());
 
     // The namespaces first: a dry run cannot create them, and the objects in them

@@ -224,7 +224,7 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
         }
         Err(e) => return Err(e.into()),
     }
-    register_webhooks(&admin, ca.cert_pem(), webhook_addr.port()).await?;
+    register_webhooks(&admin, ca.cert_pem(), webhook_addr.port(), &cp_ns).await?;
 
     // The webhook, reading its policy as its own service account.
     let webhook_client = control_plane
@@ -434,15 +434,27 @@ fn write_relay_kubeconfig(
     Ok(())
 }
 
-/// Registers the repository's webhook configurations (with this PKI's CA and the
-/// webhook's real port) through the API, as `kubectl apply` would.
-async fn register_webhooks(admin: &Client, ca_pem: &str, port: u16) -> anyhow::Result<()> {
+/// Registers the repository's webhook configurations (with this PKI's CA, the
+/// webhook's real port, and the policy's control-plane namespace as the one they
+/// select, as the README's overlay does) through the API, as `kubectl apply` would.
+async fn register_webhooks(
+    admin: &Client,
+    ca_pem: &str,
+    port: u16,
+    namespace: &str,
+) -> anyhow::Result<()> {
     use kube::api::DynamicObject;
     use kube::discovery::ApiResource;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let selected = "values: [\"argocd\"]";
+    anyhow::ensure!(
+        WEBHOOKS_MANIFEST.contains(selected),
+        "the webhook manifest no longer selects {selected}"
+    );
     let text = WEBHOOKS_MANIFEST
         .replace("caBundle: Cg==", &format!("caBundle: {bundle}"))
-        .replace("port: 443", &format!("port: {port}"));
+        .replace("port: 443", &format!("port: {port}"))
+        .replace(selected, &format!("values: [{namespace:?}]"));
     for doc in text.split("\n---\n") {
         let value: serde_yaml::Value = serde_yaml::from_str(doc)?;
         if value.is_null() {

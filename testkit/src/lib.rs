@@ -32,7 +32,8 @@ pub use logs::{capture_logs, captured_logs};
 pub use secrets::{OPT_IN, REPO_CREDS, TO_ALL, label, password, secret, secret_with_data};
 pub use stack::{
     RELAY_USER, RelayHandle, RelayOptions, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE,
-    WEBHOOK_USER, control_plane_manifests, wait_cached,
+    WEBHOOK_USER, control_plane_manifests, control_plane_manifests_in, namespace_overlay,
+    wait_cached,
 };
 
 use std::collections::BTreeMap;

@@ -48,7 +48,13 @@ pub struct StackOptions {
     /// Clusters to issue client certificates for (registered or not).
     pub certificates: Vec<String>,
     /// Run the webhook (the authoritative guard); off only to show what it guards.
+    /// Its configurations are registered either way: with nothing answering them,
+    /// failurePolicy Fail refuses every Secret write in the namespace they select.
     pub webhook: bool,
+    /// The policy's `controlPlaneNamespace` when it is not `argocd`: the manifests are
+    /// then installed through the README's overlay for it (the webhooks select it, the
+    /// RBAC of `argocd` moves there), and the namespace is created.
+    pub control_plane_namespace: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -57,6 +63,7 @@ impl Default for StackOptions {
             policy: String::new(),
             certificates: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
             webhook: true,
+            control_plane_namespace: None,
         }
     }
 }
@@ -170,10 +177,21 @@ impl Stack {
             // (it would refuse every write there), then start empty.
             registration.unregister().unwrap_or_else(|e| panic!("{e}"));
             cluster.empty_namespace("argocd").await;
+            if let Some(namespace) = &options.control_plane_namespace {
+                cluster.empty_namespace(namespace).await;
+            }
         }
         cluster.create_namespace("argocd").await;
-        let manifests =
-            control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), webhook_addr.port());
+        if let Some(namespace) = &options.control_plane_namespace {
+            cluster.create_namespace(namespace).await;
+        }
+        let manifests = control_plane_manifests_in(
+            &cluster,
+            &kubectl,
+            options.control_plane_namespace.as_deref(),
+            ca.cert_pem(),
+            webhook_addr.port(),
+        );
         let path = cluster.dir().join("control-plane.yaml");
         std::fs::write(&path, manifests).unwrap();
         let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
@@ -562,7 +580,22 @@ pub fn control_plane_manifests(
     ca_pem: &str,
     port: u16,
 ) -> String {
-    let dir = repo_root().join("manifests/control-plane");
+    control_plane_manifests_in(cluster, kubectl, None, ca_pem, port)
+}
+
+/// [`control_plane_manifests`] for the policy's `controlPlaneNamespace` `namespace`:
+/// through [`namespace_overlay`] unless it is `None` (`argocd`).
+pub fn control_plane_manifests_in(
+    cluster: &TestCluster,
+    kubectl: &str,
+    namespace: Option<&str>,
+    ca_pem: &str,
+    port: u16,
+) -> String {
+    let dir = match namespace {
+        None => repo_root().join("manifests/control-plane"),
+        Some(namespace) => namespace_overlay(cluster.dir(), "control-plane", namespace),
+    };
     let out = cluster.kubectl(kubectl, &["kustomize", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
@@ -587,4 +620,52 @@ pub fn control_plane_manifests(
         })
         .collect();
     with_ca_bundle_and_port(&docs.join("\n---\n"), ca_pem, port)
+}
+
+/// The README's overlay ("Another namespace") of `manifests/BASE` (`control-plane` or
+/// `managed-cluster`) for namespace `namespace`, exactly as documented but for the
+/// path to the base and the example namespace: written to `DIR/overlay-BASE`, whose
+/// path is returned for `kubectl kustomize`.
+pub fn namespace_overlay(dir: &Path, base: &str, namespace: &str) -> PathBuf {
+    let example = match base {
+        "control-plane" => "hub",
+        "managed-cluster" => "agents",
+        other => panic!("no overlay documented for {other}"),
+    };
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let marker = format!("<!-- overlay: {base} ");
+    let start = readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no {marker:?}"));
+    let block = &readme[start..];
+    let body = block
+        .find("```yaml\n")
+        .map(|i| &block[i + "```yaml\n".len()..])
+        .unwrap_or_else(|| panic!("README.md: no yaml block after {marker:?}"));
+    let text = &body[..body.find("```").unwrap()];
+
+    let overlay = dir.join(format!("overlay-{base}"));
+    std::fs::create_dir_all(&overlay).unwrap();
+    // kustomize takes only relative paths to a base: up to / from the overlay.
+    let up = "../".repeat(overlay.components().count() - 1);
+    let target = repo_root().join("manifests").join(base);
+    let relative = format!("{up}{}", target.to_str().unwrap().trim_start_matches('/'));
+    let documented = format!("../secret-relay/manifests/{base}");
+    assert!(text.contains(&documented), "README.md's overlay of {base}");
+    let mut text = text.replace(&documented, &relative);
+    for (from, to) in [
+        (format!("[{example}]"), format!("[{namespace}]")),
+        (
+            format!("value: {example}\n"),
+            format!("value: {namespace}\n"),
+        ),
+    ] {
+        text = text.replace(&from, &to);
+    }
+    assert!(
+        !text.contains(example) || namespace.contains(example),
+        "README.md's overlay of {base} names {example} elsewhere:\n{text}"
+    );
+    std::fs::write(overlay.join("kustomization.yaml"), text).unwrap();
+    overlay
 }

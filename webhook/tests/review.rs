@@ -1622,13 +1622,17 @@ async fn down_sync_annotation_problems_come_back_as_warnings() {
     }
 }
 
-/// The webhook configurations select broadly (the code decides by the policy's
-/// namespaces) and spare the API server the calls for Kubernetes' cleanup deletes, with
-/// exactly the identities the code exempts.
+/// The webhook configurations select only the namespace they guard (the policy's
+/// default namespaces, which the code decides by too) and spare the API server the
+/// calls for Kubernetes' cleanup deletes, with exactly the identities the code exempts.
 #[test]
-fn the_webhook_configurations_select_broadly_and_skip_kubernetes_cleanup_deletes() {
+fn the_webhook_configurations_select_their_namespace_and_skip_kubernetes_cleanup_deletes() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    for base in ["control-plane", "managed-cluster"] {
+    let defaults = Policy::default();
+    for (base, guarded) in [
+        ("control-plane", defaults.control_plane_namespace()),
+        ("managed-cluster", defaults.agent_namespace()),
+    ] {
         let text =
             std::fs::read_to_string(root.join(format!("manifests/{base}/webhooks.yaml"))).unwrap();
         let mut hooks = 0;
@@ -1644,8 +1648,8 @@ fn the_webhook_configurations_select_broadly_and_skip_kubernetes_cleanup_deletes
                     exprs,
                     &vec![json!({
                         "key": "kubernetes.io/metadata.name",
-                        "operator": "NotIn",
-                        "values": ["kube-system", "kube-public", "kube-node-lease", "secret-relay-system"],
+                        "operator": "In",
+                        "values": [guarded],
                     })],
                     "{base} {kind}"
                 );
