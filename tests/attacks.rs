@@ -1896,23 +1896,6 @@ async fn an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value(flav
 
 on_both!(a_clusters_write_is_judged_on_the_object_the_api_server_stores);
 
-/// Cases a sandbox cannot show, because it decodes or patches a request otherwise than
-/// kube-apiserver does: on the sandbox each is skipped, and the skip printed.
-const SANDBOX_GAPS: [(&str, &str); 3] = [
-    (
-        "$patch: replace",
-        "the sandbox drops strategic-merge directives in maps (sandbox/src/patch.rs strip_directives) and merges; kube-apiserver replaces the labels map",
-    ),
-    (
-        "$patch: delete",
-        "the sandbox drops the directive and changes nothing; kube-apiserver deletes the labels map",
-    ),
-    (
-        "duplicate labels",
-        "the sandbox keeps only the last `labels` object (serde_json); kube-apiserver's Go decoder merges the two maps, the later winning a key",
-    ),
-];
-
 /// Two Secret Sources for `cluster`: by secret type, or by team for a Secret without
 /// any type. A copy with both labels is admitted; dropping either one leaves it
 /// admitted by the other Source, dropping both by none.
@@ -1956,16 +1939,6 @@ async fn a_clusters_write_is_judged_on_the_object_the_api_server_stores(flavor: 
         Flavor::Real | Flavor::Outside => "stored-real",
     };
     let name = |n: &str| format!("{prefix}-{n}");
-    let gap = |case: &str| {
-        let why = SANDBOX_GAPS.iter().find(|(c, _)| *c == case);
-        match (flavor, why) {
-            (Flavor::Sandbox, Some((_, why))) => {
-                eprintln!("!!! {case}: not shown on the sandbox: {why}");
-                true
-            }
-            _ => false,
-        }
-    };
     let stack = Stack::start(
         flavor,
         StackOptions {
@@ -2109,36 +2082,32 @@ async fn a_clusters_write_is_judged_on_the_object_the_api_server_stores(flavor: 
     let patched = name("patched");
     direct.create(&pp, &opted_in(&patched)).await.unwrap();
     let before = hub.get(&patched).await.unwrap();
-    if !gap("$patch: replace") {
-        refused_by_webhook(
-            "a strategic merge patch replacing the labels",
-            direct
-                .patch(
-                    &patched,
-                    &patch,
-                    &Patch::Strategic(
-                        serde_json::json!({"metadata": {"labels": {"$patch": "replace", opt_in: "true"}}}),
-                    ),
-                )
-                .await,
-            "no-matching-source",
-        );
-    }
-    if !gap("$patch: delete") {
-        refused_by_webhook(
-            "a strategic merge patch deleting the labels",
-            direct
-                .patch(
-                    &patched,
-                    &patch,
-                    &Patch::Strategic(
-                        serde_json::json!({"metadata": {"labels": {"$patch": "delete"}}}),
-                    ),
-                )
-                .await,
-            "not-opted-in",
-        );
-    }
+    refused_by_webhook(
+        "a strategic merge patch replacing the labels",
+        direct
+            .patch(
+                &patched,
+                &patch,
+                &Patch::Strategic(
+                    serde_json::json!({"metadata": {"labels": {"$patch": "replace", opt_in: "true"}}}),
+                ),
+            )
+            .await,
+        "no-matching-source",
+    );
+    refused_by_webhook(
+        "a strategic merge patch deleting the labels",
+        direct
+            .patch(
+                &patched,
+                &patch,
+                &Patch::Strategic(
+                    serde_json::json!({"metadata": {"labels": {"$patch": "delete"}}}),
+                ),
+            )
+            .await,
+        "not-opted-in",
+    );
     refused_by_webhook(
         "a merge patch removing the type label",
         direct
@@ -2229,51 +2198,49 @@ async fn a_clusters_write_is_judged_on_the_object_the_api_server_stores(flavor: 
             r#"{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"{name}","labels":{first},"labels":{second}}},"stringData":{{"password":"{CANARY}"}}}}"#
         )
     };
-    if !gap("duplicate labels") {
-        // The later map alone is admitted (by team); with the earlier one's type it is not.
-        let dup = name("dup-type-kept");
-        refused_by_webhook(
-            "two labels maps, the earlier adding a type",
-            client
-                .request_text(post(twice(
-                    &dup,
-                    serde_json::json!({secret_type: "helm"}),
-                    serde_json::json!({opt_in: "true", "team": "platform"}),
-                )))
-                .await,
-            "no-matching-source",
-        );
-        assert!(hub.get_opt(&dup).await.unwrap().is_none());
-        // The earlier map alone is admitted; the later one's type wins the key.
-        let dup = name("dup-type-replaced");
-        refused_by_webhook(
-            "two labels maps, the later replacing the type",
-            client
-                .request_text(post(twice(
-                    &dup,
-                    serde_json::json!({opt_in: "true", secret_type: "repo-creds"}),
-                    serde_json::json!({secret_type: "helm"}),
-                )))
-                .await,
-            "no-matching-source",
-        );
-        assert!(hub.get_opt(&dup).await.unwrap().is_none());
-        // Neither map alone would be admitted, the two together are: stored and admitted.
-        let dup = name("dup-merged");
+    // The later map alone is admitted (by team); with the earlier one's type it is not.
+    let dup = name("dup-type-kept");
+    refused_by_webhook(
+        "two labels maps, the earlier adding a type",
         client
             .request_text(post(twice(
                 &dup,
-                serde_json::json!({secret_type: "repo-creds"}),
-                serde_json::json!({opt_in: "true"}),
+                serde_json::json!({secret_type: "helm"}),
+                serde_json::json!({opt_in: "true", "team": "platform"}),
             )))
-            .await
-            .unwrap();
-        let stored = hub.get(&dup).await.unwrap();
-        assert_eq!(label(&stored, opt_in), Some("true"));
-        assert_eq!(label(&stored, secret_type), Some("repo-creds"));
-        assert_eq!(
-            label(&stored, "secret-relay.io/owner"),
-            Some("cluster.cluster1")
-        );
-    }
+            .await,
+        "no-matching-source",
+    );
+    assert!(hub.get_opt(&dup).await.unwrap().is_none());
+    // The earlier map alone is admitted; the later one's type wins the key.
+    let dup = name("dup-type-replaced");
+    refused_by_webhook(
+        "two labels maps, the later replacing the type",
+        client
+            .request_text(post(twice(
+                &dup,
+                serde_json::json!({opt_in: "true", secret_type: "repo-creds"}),
+                serde_json::json!({secret_type: "helm"}),
+            )))
+            .await,
+        "no-matching-source",
+    );
+    assert!(hub.get_opt(&dup).await.unwrap().is_none());
+    // Neither map alone would be admitted, the two together are: stored and admitted.
+    let dup = name("dup-merged");
+    client
+        .request_text(post(twice(
+            &dup,
+            serde_json::json!({secret_type: "repo-creds"}),
+            serde_json::json!({opt_in: "true"}),
+        )))
+        .await
+        .unwrap();
+    let stored = hub.get(&dup).await.unwrap();
+    assert_eq!(label(&stored, opt_in), Some("true"));
+    assert_eq!(label(&stored, secret_type), Some("repo-creds"));
+    assert_eq!(
+        label(&stored, "secret-relay.io/owner"),
+        Some("cluster.cluster1")
+    );
 }

@@ -48,6 +48,20 @@
 //! - A patch body is decoded with the Strict/Warn field validation's error wording also under
 //!   `fieldValidation=Ignore`, where kube-apiserver words some decoding errors differently
 //!   (staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go, `applyJSPatch`).
+//! - JSON bodies are read as kube-apiserver's Go decoders read them, a repeated key included
+//!   (see `gojson`), also under a YAML content type; a YAML body that is not JSON and repeats
+//!   a key is a 400 (serde_yaml refuses it), where goyaml keeps the later value and
+//!   kube-apiserver warns `line N: key "k" already set in map` (a 400 under Strict).
+//! - With `fieldValidation=Strict`, the 422 for a merge or JSON patch shows the patched object
+//!   with every object's keys sorted; kube-apiserver shows the parts the patch did not touch
+//!   in the Go struct's field order (evanphx/json-patch re-encodes only what it touches).
+//! - A strategic merge patch walks a map's keys in sorted order, Go in random order: when a
+//!   patch has several faults, which one the error names can differ.
+//! - A value of the wrong JSON type (a label value that is a number or an object, `labels`
+//!   that is a string) is stored as sent, where kube-apiserver refuses it (400
+//!   `json: cannot unmarshal ... into Go struct field ...` for a create or update, 422
+//!   `patch: Invalid value: ...` for a patch). Owner references (at most one controller) and
+//!   webhook rules (apiGroups, apiVersions and resources required) are not validated.
 
 // Every handler fails with a `Status` mirroring metav1.Status; its size is irrelevant next to a
 // TLS round trip, and boxing it everywhere would only add noise.
@@ -71,6 +85,7 @@ mod admission;
 mod auth;
 mod discovery;
 mod fields;
+mod gojson;
 mod meta;
 mod patch;
 mod protobuf;

@@ -1,8 +1,14 @@
-//! Patch types: JSON merge patch, strategic merge patch (as merge for these kinds) and JSON patch.
+//! Patch types: JSON merge patch, strategic merge patch and JSON patch.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use crate::gojson;
+use crate::resource::{Field, Schema, Struct};
 use crate::status::Status;
+
+mod strategic;
+
+use strategic::MergeError;
 
 /// The patch types kube-apiserver accepts, by Content-Type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,24 +72,75 @@ fn unprocessable() -> Status {
     status
 }
 
-/// Applies a merge, strategic-merge or JSON patch to `target`, decoding the body as
-/// kube-apiserver does with the Strict or Warn field validation (the default): Go's
-/// `encoding/json` type errors, `Invalid JSON Patch` for a null merge patch, and a null
-/// strategic or JSON patch that changes nothing.
-pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> Result<(), Status> {
+/// What applying a patch found besides the patched object.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// The strict decoding errors of the patch body (kube-apiserver decodes it with
+    /// `UnmarshalStrict` when field validation is Strict or Warn): repeated keys, and for a
+    /// JSON patch also unknown fields of its operations, each prefixed `json patch `.
+    pub(crate) strict: Vec<String>,
+    /// For a strategic merge patch, the patch as the merge left it: kube-apiserver prints
+    /// it (`%+v`) when the patched object does not decode.
+    pub(crate) strategic: Option<Value>,
+}
+
+/// `handlers.jsonPatchOp`, into which kube-apiserver decodes a JSON patch to find its strict
+/// decoding errors.
+const JSON_PATCH_OP: Struct = Struct {
+    name: "jsonPatchOp",
+    fields: &[
+        Field {
+            name: "op",
+            schema: Schema::Scalar,
+            merge_key: None,
+        },
+        Field {
+            name: "path",
+            schema: Schema::Scalar,
+            merge_key: None,
+        },
+        Field {
+            name: "from",
+            schema: Schema::Scalar,
+            merge_key: None,
+        },
+        Field {
+            name: "value",
+            schema: Schema::Any,
+            merge_key: None,
+        },
+    ],
+};
+
+/// Applies a merge, strategic-merge or JSON patch to `target`, an object of type `schema`,
+/// decoding the body as kube-apiserver does with the Strict or Warn field validation (the
+/// default): Go's `encoding/json` type errors, `Invalid JSON Patch` for a null merge patch,
+/// and a null strategic or JSON patch that changes nothing. A key the body repeats is read
+/// as Go reads it into a map: the later value replaces the earlier one.
+pub(crate) fn apply_patch(
+    kind: PatchType,
+    target: &mut Value,
+    body: &[u8],
+    schema: Schema,
+) -> Result<Applied, Status> {
     check_json(kind, body)?;
-    let patch: Value =
-        serde_json::from_slice(body).map_err(|_| Status::bad_request("invalid JSON patch"))?;
+    let node = gojson::parse(body).map_err(|_| Status::bad_request("invalid JSON patch"))?;
     match kind {
         PatchType::Merge | PatchType::Strategic => {
+            let (patch, strict) = gojson::decode(node, Schema::Any);
             let mut patch = match patch {
-                Value::Object(_) => patch,
+                Value::Object(map) => map,
                 // A merge patch decodes to a nil map, which jsonpatch.MergePatch refuses; a
                 // strategic one is a patch without changes.
                 Value::Null if kind == PatchType::Merge => {
                     return Err(Status::bad_request("Invalid JSON Patch"));
                 }
-                Value::Null => return Ok(()),
+                Value::Null => {
+                    return Ok(Applied {
+                        strict,
+                        strategic: Some(Value::Object(Map::new())),
+                    });
+                }
                 other => {
                     // The merge patcher prefixes its decoding error; strategicPatchObject
                     // does not.
@@ -98,17 +155,28 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
                     )));
                 }
             };
-            if kind == PatchType::Strategic {
-                merge_webhooks_by_name(target, &mut patch);
-                strip_directives(&mut patch);
+            if kind == PatchType::Merge {
+                json_patch::merge(target, &Value::Object(patch));
+                return Ok(Applied {
+                    strict,
+                    strategic: None,
+                });
             }
-            json_patch::merge(target, &patch);
-            Ok(())
+            let original = match std::mem::take(target) {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            };
+            let merged = strategic::merge(original, &mut patch, schema).map_err(merge_status)?;
+            *target = Value::Object(merged);
+            Ok(Applied {
+                strict,
+                strategic: Some(Value::Object(patch)),
+            })
         }
         PatchType::Json => {
-            let ops = match patch {
+            let ops = match node.clone().into_value() {
                 Value::Array(ops) => ops,
-                Value::Null => return Ok(()),
+                Value::Null => return Ok(Applied::default()),
                 other => {
                     return Err(Status::bad_request(format!(
                         "error decoding patch: json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
@@ -139,11 +207,19 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
                     }
                 }
             }
+            let (_, strict) = gojson::decode(node, Schema::List(&Schema::Struct(&JSON_PATCH_OP)));
             // What decodes but cannot be applied (an unknown op, a missing path, a failed
             // test) is a 422 from the patch's Apply.
             let patch: json_patch::Patch =
                 serde_json::from_value(Value::Array(ops)).map_err(|_| unprocessable())?;
-            json_patch::patch(target, &patch).map_err(|_| unprocessable())
+            json_patch::patch(target, &patch).map_err(|_| unprocessable())?;
+            Ok(Applied {
+                strict: strict
+                    .into_iter()
+                    .map(|e| format!("json patch {e}"))
+                    .collect(),
+                strategic: None,
+            })
         }
         PatchType::Apply => Err(Status::internal_error(
             "apply patches are handled by server-side apply",
@@ -151,68 +227,17 @@ pub(crate) fn apply_patch(kind: PatchType, target: &mut Value, body: &[u8]) -> R
     }
 }
 
-/// Drops strategic-merge directives (`$setElementOrder/...`, `$patch`, `$retainKeys`,
-/// `$deleteFromPrimitiveList/...`), which are meaningless for maps of strings.
-fn strip_directives(v: &mut Value) {
-    if let Value::Object(map) = v {
-        map.retain(|k, _| !k.starts_with('$'));
-        for child in map.values_mut() {
-            strip_directives(child);
-        }
-    } else if let Value::Array(items) = v {
-        for item in items {
-            strip_directives(item);
-        }
+/// kube-apiserver's answer to a strategic merge patch that cannot be applied
+/// (`interpretStrategicMergePatchError` in
+/// staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go): a 400 for a malformed
+/// directive, a generic 422 for a list of lists, and otherwise a 500 with the error's text and
+/// no reason (the error is not an API status).
+fn merge_status(e: MergeError) -> Status {
+    match e {
+        MergeError::BadRequest(message) => Status::bad_request(message),
+        MergeError::NoListOfLists => unprocessable(),
+        MergeError::Other(message) => Status::new(500, "", message),
     }
-}
-
-/// Strategic merge of a webhook configuration's `webhooks`, a list merged by `name`
-/// (`patchMergeKey: name`): each patch entry is merged into the entry of the same name
-/// (or appended, or removed with `$patch: delete`), in `$setElementOrder/webhooks` order
-/// when given. The merged list replaces the patch's, so the plain merge that follows keeps it.
-fn merge_webhooks_by_name(target: &Value, patch: &mut Value) {
-    let Some(patch_map) = patch.as_object_mut() else {
-        return;
-    };
-    let order = patch_map.remove("$setElementOrder/webhooks");
-    let Some(Value::Array(entries)) = patch_map.get("webhooks") else {
-        return;
-    };
-    let name_of = |v: &Value| v.get("name").and_then(Value::as_str).map(str::to_owned);
-    if !entries.iter().all(|e| name_of(e).is_some()) {
-        return;
-    }
-    let mut merged: Vec<Value> = target
-        .get("webhooks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for entry in entries {
-        let name = name_of(entry);
-        let position = merged.iter().position(|m| name_of(m) == name);
-        if entry.get("$patch").and_then(Value::as_str) == Some("delete") {
-            if let Some(i) = position {
-                merged.remove(i);
-            }
-            continue;
-        }
-        let mut entry = entry.clone();
-        strip_directives(&mut entry);
-        match position {
-            Some(i) => json_patch::merge(&mut merged[i], &entry),
-            None => merged.push(entry),
-        }
-    }
-    if let Some(Value::Array(order)) = order {
-        let rank = |v: &Value| {
-            order
-                .iter()
-                .position(|o| name_of(o) == name_of(v))
-                .unwrap_or(usize::MAX)
-        };
-        merged.sort_by_key(rank);
-    }
-    patch_map.insert("webhooks".to_owned(), Value::Array(merged));
 }
 
 #[cfg(test)]
@@ -220,11 +245,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::resource::SECRETS;
+
+    fn apply(kind: PatchType, target: &mut Value, body: &[u8]) -> Result<Applied, Status> {
+        apply_patch(kind, target, body, SECRETS.schema())
+    }
 
     #[test]
     fn merge_patch_sets_and_removes_keys() {
         let mut t = json!({"data": {"a": "MQ==", "b": "Mg=="}});
-        apply_patch(
+        apply(
             PatchType::Merge,
             &mut t,
             br#"{"data": {"a": null, "c": "Mw=="}}"#,
@@ -234,45 +264,65 @@ mod tests {
     }
 
     #[test]
-    fn strategic_directives_are_dropped() {
+    fn a_key_a_patch_repeats_keeps_its_later_value_and_is_a_strict_error() {
+        for kind in [PatchType::Merge, PatchType::Strategic] {
+            let mut t = json!({"metadata": {"labels": {"a": "1"}}});
+            let applied = apply(
+                kind,
+                &mut t,
+                br#"{"metadata": {"labels": {"c": "3"}, "labels": {"z": "1"}}}"#,
+            )
+            .unwrap();
+            assert_eq!(t, json!({"metadata": {"labels": {"a": "1", "z": "1"}}}));
+            assert_eq!(applied.strict, [r#"duplicate field "metadata.labels""#]);
+        }
         let mut t = json!({"metadata": {"labels": {"a": "1"}}});
-        apply_patch(
-            PatchType::Strategic,
+        let applied = apply(
+            PatchType::Json,
             &mut t,
-            br#"{"$setElementOrder/x": [], "metadata": {"labels": {"b": "2", "$patch": "merge"}}}"#,
+            br#"[{"op": "add", "path": "/metadata/labels/c", "value": "1", "value": "2", "op": "add", "foo": 1}]"#,
         )
         .unwrap();
-        assert_eq!(t, json!({"metadata": {"labels": {"a": "1", "b": "2"}}}));
+        assert_eq!(t, json!({"metadata": {"labels": {"a": "1", "c": "2"}}}));
+        assert_eq!(
+            applied.strict,
+            [
+                r#"json patch duplicate field "[0].value""#,
+                r#"json patch duplicate field "[0].op""#,
+                r#"json patch unknown field "[0].foo""#,
+            ]
+        );
     }
 
     #[test]
-    fn strategic_patch_merges_webhooks_by_name() {
-        let mut t = json!({"webhooks": [
-            {"name": "a", "sideEffects": "None", "rules": [{"scope": "*", "resources": ["secrets"]}]},
-            {"name": "b", "sideEffects": "None"},
-        ]});
-        apply_patch(
-            PatchType::Strategic,
-            &mut t,
-            br#"{"$setElementOrder/webhooks": [{"name": "c"}, {"name": "a"}],
-                "webhooks": [{"name": "a", "rules": [{"resources": ["configmaps"]}]},
-                             {"name": "b", "$patch": "delete"},
-                             {"name": "c", "sideEffects": "None"}]}"#,
-        )
-        .unwrap();
+    fn a_strategic_patch_that_cannot_merge_is_answered_as_kube_apiserver_answers() {
+        let status = |body: &str| {
+            let mut t = json!({"metadata": {"labels": {"a": "1"}, "finalizers": ["x.io/a"]}});
+            let e = apply(PatchType::Strategic, &mut t, body.as_bytes()).unwrap_err();
+            (e.code, e.reason, e.message)
+        };
         assert_eq!(
-            t,
-            json!({"webhooks": [
-                {"name": "c", "sideEffects": "None"},
-                {"name": "a", "sideEffects": "None", "rules": [{"resources": ["configmaps"]}]},
-            ]})
+            status(r#"{"metadata": {"labels": {"$patch": "frob"}}}"#),
+            (
+                500,
+                String::new(),
+                "unknown patch type: frob in map: map[$patch:frob]".to_owned()
+            )
+        );
+        assert_eq!(
+            status(r#"{"metadata": {"labels": {"$retainKeys": "a"}}}"#),
+            (
+                400,
+                "BadRequest".to_owned(),
+                "invalid patch format of retainKeys".to_owned()
+            )
         );
     }
 
     #[test]
     fn failed_json_patch_test_is_422_and_changes_nothing() {
         let mut t = json!({"data": {"a": "MQ=="}});
-        let err = apply_patch(PatchType::Json, &mut t, br#"[{"op": "add", "path": "/data/b", "value": "x"}, {"op": "test", "path": "/data/a", "value": "no"}]"#).unwrap_err();
+        let err = apply(PatchType::Json, &mut t, br#"[{"op": "add", "path": "/data/b", "value": "x"}, {"op": "test", "path": "/data/a", "value": "no"}]"#).unwrap_err();
         assert_eq!(err.code, 422);
         assert_eq!(err.reason, "Invalid");
         assert_eq!(
@@ -288,8 +338,8 @@ mod tests {
     fn patch_bodies_that_do_not_decode_are_worded_as_go_words_them() {
         let message = |kind, body: &str| {
             let mut t = json!({"data": {}});
-            let result = apply_patch(kind, &mut t, body.as_bytes());
-            result.map(|()| t).map_err(|e| (e.code, e.message))
+            let result = apply(kind, &mut t, body.as_bytes());
+            result.map(|_| t).map_err(|e| (e.code, e.message))
         };
         assert_eq!(
             message(PatchType::Merge, "{").unwrap_err(),

@@ -96,151 +96,365 @@ impl ResourceKind {
             .find(|k| k.group == group && k.resource == resource)
     }
 
-    /// The fields an object of this kind may carry (others are unknown fields).
-    fn schema(&self) -> Schema {
+    /// The Go type of an object of this kind: its fields (others are unknown fields), how
+    /// encoding/json decodes each and how a strategic merge patch merges each.
+    pub(crate) fn schema(&self) -> Schema {
         match self.index {
-            0 => Schema::Object(&[
-                ("apiVersion", Schema::Leaf),
-                ("kind", Schema::Leaf),
-                ("metadata", Schema::Metadata),
-                ("spec", Schema::Object(&[("finalizers", Schema::Leaf)])),
-                (
-                    "status",
-                    Schema::Object(&[("phase", Schema::Leaf), ("conditions", Schema::Leaf)]),
-                ),
-            ]),
-            1 => Schema::Object(&[
-                ("apiVersion", Schema::Leaf),
-                ("kind", Schema::Leaf),
-                ("metadata", Schema::Metadata),
-                ("data", Schema::Map),
-                ("stringData", Schema::Map),
-                ("type", Schema::Leaf),
-                ("immutable", Schema::Leaf),
-            ]),
-            2 => Schema::Object(&[
-                ("apiVersion", Schema::Leaf),
-                ("kind", Schema::Leaf),
-                ("metadata", Schema::Metadata),
-                ("data", Schema::Map),
-                ("binaryData", Schema::Map),
-                ("immutable", Schema::Leaf),
-            ]),
-            3 => Schema::Object(&[
-                ("apiVersion", Schema::Leaf),
-                ("kind", Schema::Leaf),
-                ("metadata", Schema::Metadata),
-                ("webhooks", Schema::List(&MUTATING_WEBHOOK)),
-            ]),
-            _ => Schema::Object(&[
-                ("apiVersion", Schema::Leaf),
-                ("kind", Schema::Leaf),
-                ("metadata", Schema::Metadata),
-                ("webhooks", Schema::List(&VALIDATING_WEBHOOK)),
-            ]),
+            0 => Schema::Struct(&NAMESPACE),
+            1 => Schema::Struct(&SECRET),
+            2 => Schema::Struct(&CONFIG_MAP),
+            3 => Schema::Struct(&MUTATING_WEBHOOK_CONFIGURATION),
+            _ => Schema::Struct(&VALIDATING_WEBHOOK_CONFIGURATION),
         }
     }
 
-    /// Removes unknown fields from `obj`, returning their paths (`spec.foo`) in document order.
+    /// Removes unknown fields from `obj`, returning their paths (`spec.foo`) in the order of
+    /// the object's (sorted) keys.
     pub(crate) fn prune_unknown(&self, obj: &mut Value) -> Vec<String> {
         let mut unknown = Vec::new();
-        prune(&self.schema(), obj, "", &mut unknown);
+        prune(self.schema(), obj, "", &mut unknown);
         unknown
     }
 }
 
+/// A Go type as the API server decodes and patches it (the `json`, `patchStrategy` and
+/// `patchMergeKey` tags of k8s.io/api), for the kinds the sandbox serves.
 #[derive(Debug, Clone, Copy)]
-enum Schema {
+pub(crate) enum Schema {
+    /// A string, number or bool held by value: a JSON `null` leaves it as it was.
+    Scalar,
+    /// A pointer to a scalar, bytes, a time or raw JSON (custom unmarshalers): replaced
+    /// whole; `null` clears it.
     Leaf,
+    /// `interface{}`: any JSON, objects decoded as maps.
+    Any,
+    /// A map of strings or bytes (`map[string]string`, `map[string][]byte`).
     Map,
-    Metadata,
-    Object(&'static [(&'static str, Schema)]),
+    /// A struct held by value.
+    Struct(&'static Struct),
+    /// A pointer to a struct.
+    Ptr(&'static Struct),
+    /// A slice of the element type.
     List(&'static Schema),
 }
 
-const METADATA: Schema = Schema::Object(&[
-    ("name", Schema::Leaf),
-    ("generateName", Schema::Leaf),
-    ("namespace", Schema::Leaf),
-    ("selfLink", Schema::Leaf),
-    ("uid", Schema::Leaf),
-    ("resourceVersion", Schema::Leaf),
-    ("generation", Schema::Leaf),
-    ("creationTimestamp", Schema::Leaf),
-    ("deletionTimestamp", Schema::Leaf),
-    ("deletionGracePeriodSeconds", Schema::Leaf),
-    ("labels", Schema::Map),
-    ("annotations", Schema::Map),
-    ("ownerReferences", Schema::Leaf),
-    ("finalizers", Schema::Leaf),
-    ("managedFields", Schema::Leaf),
-]);
+/// A Go struct: its name (as Go errors name it) and fields.
+#[derive(Debug)]
+pub(crate) struct Struct {
+    pub(crate) name: &'static str,
+    pub(crate) fields: &'static [Field],
+}
 
-const CLIENT_CONFIG: Schema = Schema::Object(&[
-    ("url", Schema::Leaf),
-    (
-        "service",
-        Schema::Object(&[
-            ("namespace", Schema::Leaf),
-            ("name", Schema::Leaf),
-            ("path", Schema::Leaf),
-            ("port", Schema::Leaf),
-        ]),
-    ),
-    ("caBundle", Schema::Leaf),
-]);
+/// One struct field: its JSON name, type and list merge strategy.
+#[derive(Debug)]
+pub(crate) struct Field {
+    pub(crate) name: &'static str,
+    pub(crate) schema: Schema,
+    /// `patchStrategy:"merge"` with its `patchMergeKey` (empty for a list of scalars).
+    pub(crate) merge_key: Option<&'static str>,
+}
 
-const RULE: Schema = Schema::Object(&[
-    ("operations", Schema::Leaf),
-    ("apiGroups", Schema::Leaf),
-    ("apiVersions", Schema::Leaf),
-    ("resources", Schema::Leaf),
-    ("scope", Schema::Leaf),
-]);
+impl Schema {
+    /// `reflect.Kind.String()` of the Go type, as strategic merge patch errors name it.
+    pub(crate) fn go_kind(self) -> &'static str {
+        match self {
+            Schema::Scalar => "string",
+            Schema::Leaf => "ptr",
+            Schema::Any => "interface",
+            Schema::Map => "map",
+            Schema::Struct(_) => "struct",
+            Schema::Ptr(_) => "ptr",
+            Schema::List(_) => "slice",
+        }
+    }
+}
 
-const WEBHOOK_COMMON: [(&str, Schema); 11] = [
-    ("name", Schema::Leaf),
-    ("clientConfig", CLIENT_CONFIG),
-    ("rules", Schema::List(&RULE)),
-    ("failurePolicy", Schema::Leaf),
-    ("matchPolicy", Schema::Leaf),
-    ("namespaceSelector", Schema::Leaf),
-    ("objectSelector", Schema::Leaf),
-    ("sideEffects", Schema::Leaf),
-    ("timeoutSeconds", Schema::Leaf),
-    ("admissionReviewVersions", Schema::Leaf),
-    ("matchConditions", Schema::Leaf),
-];
+const fn field(name: &'static str, schema: Schema) -> Field {
+    Field {
+        name,
+        schema,
+        merge_key: None,
+    }
+}
 
-const VALIDATING_WEBHOOK: Schema = Schema::Object(&WEBHOOK_COMMON);
+const fn merged(name: &'static str, schema: Schema, key: &'static str) -> Field {
+    Field {
+        name,
+        schema,
+        merge_key: Some(key),
+    }
+}
 
-const MUTATING_WEBHOOK: Schema = Schema::Object(&[
-    WEBHOOK_COMMON[0],
-    WEBHOOK_COMMON[1],
-    WEBHOOK_COMMON[2],
-    WEBHOOK_COMMON[3],
-    WEBHOOK_COMMON[4],
-    WEBHOOK_COMMON[5],
-    WEBHOOK_COMMON[6],
-    WEBHOOK_COMMON[7],
-    WEBHOOK_COMMON[8],
-    WEBHOOK_COMMON[9],
-    WEBHOOK_COMMON[10],
-    ("reinvocationPolicy", Schema::Leaf),
-]);
+const API_VERSION: Field = field("apiVersion", Schema::Scalar);
+const KIND: Field = field("kind", Schema::Scalar);
+const METADATA: Field = field("metadata", Schema::Struct(&OBJECT_META));
+const STRINGS: Schema = Schema::List(&Schema::Scalar);
 
-fn prune(schema: &Schema, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
+const OBJECT_META: Struct = Struct {
+    name: "ObjectMeta",
+    fields: &[
+        field("name", Schema::Scalar),
+        field("generateName", Schema::Scalar),
+        field("namespace", Schema::Scalar),
+        field("selfLink", Schema::Scalar),
+        field("uid", Schema::Scalar),
+        field("resourceVersion", Schema::Scalar),
+        field("generation", Schema::Scalar),
+        field("creationTimestamp", Schema::Leaf),
+        field("deletionTimestamp", Schema::Leaf),
+        field("deletionGracePeriodSeconds", Schema::Leaf),
+        field("labels", Schema::Map),
+        field("annotations", Schema::Map),
+        merged(
+            "ownerReferences",
+            Schema::List(&Schema::Struct(&OWNER_REFERENCE)),
+            "uid",
+        ),
+        merged("finalizers", STRINGS, ""),
+        field(
+            "managedFields",
+            Schema::List(&Schema::Struct(&MANAGED_FIELDS_ENTRY)),
+        ),
+    ],
+};
+
+const OWNER_REFERENCE: Struct = Struct {
+    name: "OwnerReference",
+    fields: &[
+        API_VERSION,
+        KIND,
+        field("name", Schema::Scalar),
+        field("uid", Schema::Scalar),
+        field("controller", Schema::Leaf),
+        field("blockOwnerDeletion", Schema::Leaf),
+    ],
+};
+
+const MANAGED_FIELDS_ENTRY: Struct = Struct {
+    name: "ManagedFieldsEntry",
+    fields: &[
+        field("manager", Schema::Scalar),
+        field("operation", Schema::Scalar),
+        API_VERSION,
+        field("time", Schema::Leaf),
+        field("fieldsType", Schema::Scalar),
+        field("fieldsV1", Schema::Leaf),
+        field("subresource", Schema::Scalar),
+    ],
+};
+
+const NAMESPACE: Struct = Struct {
+    name: "Namespace",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        field(
+            "spec",
+            Schema::Struct(&Struct {
+                name: "NamespaceSpec",
+                fields: &[field("finalizers", STRINGS)],
+            }),
+        ),
+        field(
+            "status",
+            Schema::Struct(&Struct {
+                name: "NamespaceStatus",
+                fields: &[
+                    field("phase", Schema::Scalar),
+                    merged(
+                        "conditions",
+                        Schema::List(&Schema::Struct(&NAMESPACE_CONDITION)),
+                        "type",
+                    ),
+                ],
+            }),
+        ),
+    ],
+};
+
+const NAMESPACE_CONDITION: Struct = Struct {
+    name: "NamespaceCondition",
+    fields: &[
+        field("type", Schema::Scalar),
+        field("status", Schema::Scalar),
+        field("lastTransitionTime", Schema::Leaf),
+        field("reason", Schema::Scalar),
+        field("message", Schema::Scalar),
+    ],
+};
+
+const SECRET: Struct = Struct {
+    name: "Secret",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        field("immutable", Schema::Leaf),
+        field("data", Schema::Map),
+        field("stringData", Schema::Map),
+        field("type", Schema::Scalar),
+    ],
+};
+
+const CONFIG_MAP: Struct = Struct {
+    name: "ConfigMap",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        field("immutable", Schema::Leaf),
+        field("data", Schema::Map),
+        field("binaryData", Schema::Map),
+    ],
+};
+
+const VALIDATING_WEBHOOK_CONFIGURATION: Struct = Struct {
+    name: "ValidatingWebhookConfiguration",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        merged(
+            "webhooks",
+            Schema::List(&Schema::Struct(&VALIDATING_WEBHOOK)),
+            "name",
+        ),
+    ],
+};
+
+const MUTATING_WEBHOOK_CONFIGURATION: Struct = Struct {
+    name: "MutatingWebhookConfiguration",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        merged(
+            "webhooks",
+            Schema::List(&Schema::Struct(&MUTATING_WEBHOOK)),
+            "name",
+        ),
+    ],
+};
+
+const LABEL_SELECTOR: Struct = Struct {
+    name: "LabelSelector",
+    fields: &[
+        field("matchLabels", Schema::Map),
+        field(
+            "matchExpressions",
+            Schema::List(&Schema::Struct(&Struct {
+                name: "LabelSelectorRequirement",
+                fields: &[
+                    field("key", Schema::Scalar),
+                    field("operator", Schema::Scalar),
+                    field("values", STRINGS),
+                ],
+            })),
+        ),
+    ],
+};
+
+const WEBHOOK_CLIENT_CONFIG: Struct = Struct {
+    name: "WebhookClientConfig",
+    fields: &[
+        field("url", Schema::Leaf),
+        field(
+            "service",
+            Schema::Ptr(&Struct {
+                name: "ServiceReference",
+                fields: &[
+                    field("namespace", Schema::Scalar),
+                    field("name", Schema::Scalar),
+                    field("path", Schema::Leaf),
+                    field("port", Schema::Leaf),
+                ],
+            }),
+        ),
+        field("caBundle", Schema::Leaf),
+    ],
+};
+
+// RuleWithOperations embeds Rule: its fields are promoted.
+const RULE_WITH_OPERATIONS: Struct = Struct {
+    name: "RuleWithOperations",
+    fields: &[
+        field("operations", STRINGS),
+        field("apiGroups", STRINGS),
+        field("apiVersions", STRINGS),
+        field("resources", STRINGS),
+        field("scope", Schema::Leaf),
+    ],
+};
+
+const MATCH_CONDITION: Struct = Struct {
+    name: "MatchCondition",
+    fields: &[
+        field("name", Schema::Scalar),
+        field("expression", Schema::Scalar),
+    ],
+};
+
+const VALIDATING_WEBHOOK: Struct = Struct {
+    name: "ValidatingWebhook",
+    fields: &[
+        field("name", Schema::Scalar),
+        field("clientConfig", Schema::Struct(&WEBHOOK_CLIENT_CONFIG)),
+        field(
+            "rules",
+            Schema::List(&Schema::Struct(&RULE_WITH_OPERATIONS)),
+        ),
+        field("failurePolicy", Schema::Leaf),
+        field("matchPolicy", Schema::Leaf),
+        field("namespaceSelector", Schema::Ptr(&LABEL_SELECTOR)),
+        field("objectSelector", Schema::Ptr(&LABEL_SELECTOR)),
+        field("sideEffects", Schema::Leaf),
+        field("timeoutSeconds", Schema::Leaf),
+        field("admissionReviewVersions", STRINGS),
+        merged(
+            "matchConditions",
+            Schema::List(&Schema::Struct(&MATCH_CONDITION)),
+            "name",
+        ),
+    ],
+};
+
+const MUTATING_WEBHOOK: Struct = Struct {
+    name: "MutatingWebhook",
+    fields: &[
+        field("name", Schema::Scalar),
+        field("clientConfig", Schema::Struct(&WEBHOOK_CLIENT_CONFIG)),
+        field(
+            "rules",
+            Schema::List(&Schema::Struct(&RULE_WITH_OPERATIONS)),
+        ),
+        field("failurePolicy", Schema::Leaf),
+        field("matchPolicy", Schema::Leaf),
+        field("namespaceSelector", Schema::Ptr(&LABEL_SELECTOR)),
+        field("objectSelector", Schema::Ptr(&LABEL_SELECTOR)),
+        field("sideEffects", Schema::Leaf),
+        field("timeoutSeconds", Schema::Leaf),
+        field("admissionReviewVersions", STRINGS),
+        field("reinvocationPolicy", Schema::Leaf),
+        merged(
+            "matchConditions",
+            Schema::List(&Schema::Struct(&MATCH_CONDITION)),
+            "name",
+        ),
+    ],
+};
+
+fn prune(schema: Schema, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
     match schema {
-        Schema::Leaf | Schema::Map => {}
-        Schema::Metadata => prune(&METADATA, value, path, unknown),
+        Schema::Scalar | Schema::Leaf | Schema::Any | Schema::Map => {}
         Schema::List(item) => {
             if let Value::Array(items) = value {
                 for (i, v) in items.iter_mut().enumerate() {
-                    prune(item, v, &format!("{path}[{i}]"), unknown);
+                    prune(*item, v, &format!("{path}[{i}]"), unknown);
                 }
             }
         }
-        Schema::Object(fields) => {
+        Schema::Struct(s) | Schema::Ptr(s) => {
             if let Value::Object(map) = value {
                 let mut drop = Vec::new();
                 for (key, v) in map.iter_mut() {
@@ -249,8 +463,8 @@ fn prune(schema: &Schema, value: &mut Value, path: &str, unknown: &mut Vec<Strin
                     } else {
                         format!("{path}.{key}")
                     };
-                    match fields.iter().find(|(name, _)| name == key) {
-                        Some((_, s)) => prune(s, v, &sub, unknown),
+                    match s.fields.iter().find(|f| f.name == key) {
+                        Some(f) => prune(f.schema, v, &sub, unknown),
                         None => {
                             unknown.push(sub);
                             drop.push(key.clone());

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::admission::{AdmissionAttributes, AdmissionWebhooks, Operation, WebhookConfigs};
 use crate::auth::{self, Authenticator, UserInfo};
 use crate::fields;
+use crate::gojson;
 use crate::meta;
 use crate::patch::{self, PatchType};
 use crate::resource::{self, MUTATING, NAMESPACES, ResourceKind, VALIDATING};
@@ -459,24 +460,47 @@ fn write_error(err: WriteError, kind: &ResourceKind, ns: &str, name: &str) -> St
     }
 }
 
-/// Decodes a JSON or YAML body into an object of `kind`; prunes unknown fields per fieldValidation.
+/// Decodes a JSON or YAML body into an object of `kind` as kube-apiserver's decoder does,
+/// with its strict decoding errors (unknown fields, which are dropped, and repeated keys)
+/// answered per fieldValidation: a 400 for Strict, warnings for Warn (the default). `apply`:
+/// the body of a server-side apply patch.
 fn decode_object(
     req: &Req,
     kind: &ResourceKind,
-    yaml: bool,
+    apply: bool,
 ) -> Result<(Value, Vec<String>), Status> {
     let content_type = req.header("content-type").unwrap_or("application/json");
     let base = content_type.split(';').next().unwrap_or_default().trim();
-    let mut obj: Value = if yaml || base == "application/yaml" {
-        let v: serde_yaml::Value = serde_yaml::from_slice(&req.body)
-            .map_err(|e| Status::bad_request(format!("error converting YAML to JSON: {e}")))?;
-        serde_json::to_value(v)
-            .map_err(|e| Status::bad_request(format!("error converting YAML to JSON: {e}")))?
+    let yaml = apply || base == "application/yaml";
+    // goyaml's strict errors for a YAML body: the keys a mapping repeats.
+    let mut yaml_errors = Vec::new();
+    // The typed JSON decoder's strict errors, in document order.
+    let mut strict: Option<Vec<String>> = None;
+    let mut obj: Value = if yaml {
+        match gojson::parse(&req.body) {
+            // JSON is YAML: goyaml keeps a repeated key's later value (and its strict
+            // decoder reports the key), where serde_yaml refuses the document.
+            Ok(node) if node.has_repeated_keys() => {
+                yaml_errors = gojson::yaml_repeated_keys(&node);
+                node.into_value()
+            }
+            _ => {
+                let v: serde_yaml::Value = serde_yaml::from_slice(&req.body).map_err(|e| {
+                    Status::bad_request(format!("error converting YAML to JSON: {e}"))
+                })?;
+                serde_json::to_value(v).map_err(|e| {
+                    Status::bad_request(format!("error converting YAML to JSON: {e}"))
+                })?
+            }
+        }
     } else if base == "application/json" || base == "*/*" || base.is_empty() {
-        serde_json::from_slice(&req.body).map_err(|e| {
+        let node = gojson::parse(&req.body).map_err(|e| {
             Status::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
-        })?
-    } else if base == "application/vnd.kubernetes.protobuf" && !yaml {
+        })?;
+        let (obj, errors) = gojson::decode(node, kind.schema());
+        strict = Some(errors);
+        obj
+    } else if base == "application/vnd.kubernetes.protobuf" {
         match crate::protobuf::decode(kind, &req.body) {
             Ok(Some(obj)) => obj,
             Ok(None) => return Err(Status::unsupported_media_type()),
@@ -512,25 +536,44 @@ fn decode_object(
             kind.api_version()
         )));
     }
-    let unknown = kind.prune_unknown(&mut obj);
-    let mode = req.field_validation()?;
-    let messages: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
-    match mode {
+    if !apply {
+        gojson::normalize_nulls(&mut obj, kind.schema());
+    }
+    let messages = match strict {
+        Some(errors) => errors,
+        None => kind
+            .prune_unknown(&mut obj)
+            .iter()
+            .map(|f| format!("unknown field {}", gojson::quote(f)))
+            .collect(),
+    };
+    let yaml_error = format!("yaml: unmarshal errors:\n  {}", yaml_errors.join("\n  "));
+    match req.field_validation()? {
         // create and update decode through the codec, which names the kind; apply does not
-        "Strict" if !messages.is_empty() && yaml => Err(Status::bad_request(format!(
+        "Strict" if !messages.is_empty() && apply => Err(Status::bad_request(format!(
             "strict decoding error: {}",
             messages.join(", ")
         ))),
-        "Strict" if !messages.is_empty() => Err(Status::bad_request(format!(
-            "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
-            messages.join(", "),
-            kind = kind.kind,
-            version = kind.version,
+        // apply checks the YAML once the patch is applied (applyPatcher)
+        "Strict" if !yaml_errors.is_empty() && apply => Err(Status::bad_request(format!(
+            "error strict decoding patch: error converting YAML to JSON: {yaml_error}"
         ))),
-        "Warn" => Ok((obj, messages)),
+        "Strict" if !messages.is_empty() || !yaml_errors.is_empty() => {
+            // YAMLToJSONStrict's error comes before the JSON decoder's
+            let mut errors = messages;
+            if !yaml_errors.is_empty() {
+                errors.insert(0, yaml_error);
+            }
+            Err(Status::bad_request(format!(
+                "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                errors.join(", "),
+                kind = kind.kind,
+                version = kind.version,
+            )))
+        }
+        // A YAML error is one warning per line (parseYAMLWarnings).
+        "Warn" if apply => Ok((obj, [messages, yaml_errors].concat())),
+        "Warn" => Ok((obj, [yaml_errors, messages].concat())),
         _ => Ok((obj, Vec::new())),
     }
 }
@@ -1208,11 +1251,38 @@ async fn patch_object(
             (None, None) => return Err(Status::not_found(kind.res(), name)),
             (None, Some(old)) => {
                 let mut target = old.clone();
-                patch::apply_patch(patch_type, &mut target, &req.body)?;
+                let patched =
+                    patch::apply_patch(patch_type, &mut target, &req.body, kind.schema())?;
                 if !target.is_object() {
                     return Err(Status::bad_request(
                         "the patched object is not a JSON object",
                     ));
+                }
+                warnings = patched_object_strict_errors(req, &kind, &mut target, patched)?;
+                gojson::normalize_nulls(&mut target, kind.schema());
+                // checkName, before the update compares resourceVersions
+                let patched_name = meta_str(&target, "name");
+                if patched_name.is_empty() {
+                    return Err(Status::bad_request(format!(
+                        "the name of the object ({name} based on URL) was undeterminable: name must be provided"
+                    )));
+                }
+                if patched_name != name {
+                    return Err(Status::bad_request(format!(
+                        "the name of the object ({patched_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                // rest.BeforeUpdate
+                let patched_ns = meta_str(&target, "namespace");
+                if kind.namespaced && !patched_ns.is_empty() && patched_ns != ns {
+                    return Err(Status::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                if kind.namespaced {
+                    meta_mut(&mut target).insert("namespace".into(), json!(ns));
+                } else {
+                    meta_mut(&mut target).remove("namespace");
                 }
                 let patched_rv = meta_str(&target, "resourceVersion");
                 if patched_rv != meta_str(old, "resourceVersion") {
@@ -1224,32 +1294,6 @@ async fn patch_object(
                         "resourceVersion".into(),
                         old["metadata"]["resourceVersion"].clone(),
                     );
-                }
-                if meta_str(&target, "name") != name {
-                    return Err(Status::bad_request(format!(
-                        "the name of the object ({}) does not match the name on the URL ({name})",
-                        meta_str(&target, "name")
-                    )));
-                }
-                let unknown = kind.prune_unknown(&mut target);
-                match req.field_validation()? {
-                    "Strict" if !unknown.is_empty() => {
-                        let msgs: Vec<String> = unknown
-                            .iter()
-                            .map(|f| format!("unknown field {f:?}"))
-                            .collect();
-                        return Err(Status::bad_request(format!(
-                            "strict decoding error: {}",
-                            msgs.join(", ")
-                        )));
-                    }
-                    "Warn" => {
-                        warnings = unknown
-                            .iter()
-                            .map(|f| format!("unknown field {f:?}"))
-                            .collect()
-                    }
-                    _ => {}
                 }
                 target
             }
@@ -1266,6 +1310,49 @@ async fn patch_object(
         }
     }
     Err(Status::conflict_modified(kind.res(), name))
+}
+
+/// The strict decoding errors of a merge, strategic merge or JSON patch: the patch body's
+/// own, then the unknown fields of the patched object (dropped here), which kube-apiserver
+/// finds decoding it into its type (sorted for a strategic merge patch,
+/// `FromUnstructuredWithValidation`). With fieldValidation Strict any is a 422 whose value is
+/// the patched object as JSON (the patch as Go prints a map for a strategic merge patch);
+/// with Warn they are the warnings.
+fn patched_object_strict_errors(
+    req: &Req,
+    kind: &ResourceKind,
+    target: &mut Value,
+    patched: patch::Applied,
+) -> Result<Vec<String>, Status> {
+    let mode = req.field_validation()?;
+    let shown = match &patched.strategic {
+        _ if mode != "Strict" => String::new(),
+        Some(patch) => gojson::sprint(patch),
+        None => gojson::marshal(target),
+    };
+    let mut unknown: Vec<String> = kind
+        .prune_unknown(target)
+        .iter()
+        .map(|f| format!("unknown field {}", gojson::quote(f)))
+        .collect();
+    if patched.strategic.is_some() {
+        unknown.sort();
+    }
+    let errors = [patched.strict, unknown].concat();
+    match mode {
+        "Strict" if !errors.is_empty() => Err(Status::invalid(
+            "",
+            "",
+            "",
+            &[FieldError::invalid_raw(
+                "patch",
+                &gojson::quote(&shown),
+                &format!("strict decoding error: {}", errors.join(", ")),
+            )],
+        )),
+        "Warn" => Ok(errors),
+        _ => Ok(Vec::new()),
+    }
 }
 
 fn delete_options(req: &Req) -> Result<Value, Status> {

@@ -285,6 +285,38 @@ CASES = [
         422, 'Invalid', f'{GENERIC_422}', details={},
     ),
     case(
+        'strategic-patch-unknown-directive', 'PATCH', 'secrets/a', 'application/strategic-merge-patch+json', '{"metadata": {"labels": {"$patch": "merge", "y": "2"}}}',
+        500, None, 'unknown patch type: merge in map: map[$patch:merge y:2]',
+    ),
+    case(
+        'strategic-patch-retain-keys-not-a-list', 'PATCH', 'secrets/a', 'application/strategic-merge-patch+json', '{"metadata": {"labels": {"$retainKeys": "x"}}}',
+        400, 'BadRequest', 'invalid patch format of retainKeys',
+    ),
+    case(
+        'strategic-patch-key-outside-retain-keys', 'PATCH', 'secrets/a', 'application/strategic-merge-patch+json', '{"metadata": {"labels": {"$retainKeys": ["x"], "y": "2"}}}',
+        400, 'BadRequest', 'invalid patch format of retainKeys',
+    ),
+    case(
+        'strategic-patch-element-order-mismatch', 'PATCH', 'secrets/a', 'application/strategic-merge-patch+json', '{"metadata": {"$setElementOrder/finalizers": ["x.io/b"], "finalizers": ["x.io/c"]}}',
+        500, None, 'The order in patch list:\n[x.io/c]\n doesn\'t match $setElementOrder list:\n[x.io/b]\n',
+    ),
+    case(
+        'strategic-patch-element-order-of-a-map', 'PATCH', 'secrets/a', 'application/strategic-merge-patch+json', '{"metadata": {"$setElementOrder/labels": ["x"]}}',
+        500, None, 'expected a []interface {}, but received a map[string]interface {}',
+    ),
+    case(
+        'strategic-patch-strict-repeated-key', 'PATCH', 'secrets/a?fieldValidation=Strict', 'application/strategic-merge-patch+json', '{"metadata": {"labels": {"y": "1"}, "labels": {"z": "1"}}}',
+        422, 'Invalid', ' "" is invalid: patch: Invalid value: "map[metadata:map[labels:map[z:1]]]": strict decoding error: duplicate field "metadata.labels"', details={"causes": [{"reason": 'FieldValueInvalid', "message": 'Invalid value: "map[metadata:map[labels:map[z:1]]]": strict decoding error: duplicate field "metadata.labels"', "field": 'patch'}]},
+    ),
+    case(
+        'create-strict-repeated-key', 'POST', 'secrets?fieldValidation=Strict', 'application/json', '{"metadata": {"name": "b", "labels": {"a": "1"}, "labels": {"b": "2"}}, "data": {"k": "dg==", "k": "dg=="}}',
+        400, 'BadRequest', 'Secret in version "v1" cannot be handled as a Secret: strict decoding error: duplicate field "metadata.labels", duplicate field "data.k"',
+    ),
+    case(
+        'apply-strict-repeated-key', 'PATCH', 'secrets/b?fieldManager=m&fieldValidation=Strict', 'application/apply-patch+yaml', '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b", "labels": {"a": "1"}, "labels": {"b": "2"}}}',
+        400, 'BadRequest', 'error strict decoding patch: error converting YAML to JSON: yaml: unmarshal errors:\n  line 1: key "labels" already set in map',
+    ),
+    case(
         'delete-uid-precondition', 'DELETE', 'secrets/a', 'application/json', '{"preconditions": {"uid": "not-the-uid"}}',
         409, 'Conflict', 'Operation cannot be fulfilled on Secret "a": the UID in the precondition (not-the-uid) does not match the UID in record ({uid}). The object might have been deleted and then recreated', details={"name": 'a', "kind": 'Secret'},
     ),

@@ -393,6 +393,73 @@ def test_watch_from_a_resource_version_older_than_the_history_is_410_expired(
     ), raised.value.reason
 
 
+def test_strategic_merge_patch_directives_replace_or_delete_a_map(core, ns):
+    core.create_namespaced_secret(
+        ns, secret("directives", labels={"a": "1", "b": "1"}, data={"k": b64("v")})
+    )
+
+    # The client sends a dict as a strategic merge patch.
+    replaced = core.patch_namespaced_secret(
+        "directives", ns, {"metadata": {"labels": {"$patch": "replace", "y": "2"}}}
+    )
+    assert replaced.metadata.labels == {"y": "2"}
+    kept = core.patch_namespaced_secret(
+        "directives", ns, {"metadata": {"labels": {"$retainKeys": []}}, "data": {"$patch": "delete"}}
+    )
+    assert kept.metadata.labels is None
+    assert kept.data is None
+    core.patch_namespaced_secret("directives", ns, {"metadata": {"labels": {"a": "1"}}})
+    deleted = core.patch_namespaced_secret(
+        "directives", ns, {"metadata": {"labels": {"$patch": "delete"}}}
+    )
+    assert deleted.metadata.labels is None
+    assert core.read_namespaced_secret("directives", ns).metadata.labels is None
+
+
+def test_finalizers_merge_as_a_set_and_set_element_order_orders_them(core, ns):
+    core.create_namespaced_secret(
+        ns,
+        k8s.V1Secret(metadata=k8s.V1ObjectMeta(name="ordered", finalizers=["x.io/a", "x.io/b"])),
+    )
+    try:
+        merged = core.patch_namespaced_secret(
+            "ordered", ns, {"metadata": {"finalizers": ["x.io/c", "x.io/a"]}}
+        )
+        assert merged.metadata.finalizers == ["x.io/c", "x.io/a", "x.io/b"]
+        ordered = core.patch_namespaced_secret(
+            "ordered", ns, {"metadata": {
+                "$setElementOrder/finalizers": ["x.io/b", "x.io/c"],
+                "$deleteFromPrimitiveList/finalizers": ["x.io/a"],
+            }},
+        )
+        assert ordered.metadata.finalizers == ["x.io/b", "x.io/c"]
+    finally:
+        core.patch_namespaced_secret("ordered", ns, {"metadata": {"finalizers": None}})
+
+
+def test_a_body_that_repeats_a_key_merges_the_maps_and_warns(api_client, core, ns):
+    body = (
+        '{"metadata": {"name": "twice", "labels": {"a": "1", "b": "1"}, '
+        '"labels": {"b": "2", "c": "2"}}, "type": "Opaque", "type": null}'
+    )
+    response = api_client.rest_client.pool_manager.request(
+        "POST",
+        f"{api_client.configuration.host}/api/v1/namespaces/{ns}/secrets",
+        body=body.encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        timeout=30,
+    )
+
+    assert response.status == 201, response.data
+    assert response.headers.getlist("Warning") == [
+        '299 - "duplicate field \\"metadata.labels\\""',
+        '299 - "duplicate field \\"type\\""',
+    ]
+    stored = core.read_namespaced_secret("twice", ns)
+    assert stored.metadata.labels == {"a": "1", "b": "2", "c": "2"}
+    assert stored.type == "Opaque"
+
+
 @pytest.mark.sandbox_differs(
     "namespace deletion is immediate in the sandbox, so a create in a namespace just deleted "
     "is 404 NotFound there, not 403 NamespaceTerminating (sandbox/src/lib.rs)"
