@@ -284,16 +284,8 @@ async fn write_object(
             (_, Verb::Create) => (Method::POST, collection_path(cp)),
             _ => (Method::PUT, object_path(cp, &name)),
         };
-        let answer = send_json(
-            relay,
-            &method,
-            &path,
-            sr,
-            request.headers,
-            encode(&stored),
-            cluster,
-        )
-        .await;
+        let json = encode_off_worker(stored, body.len()).await;
+        let answer = send_json(relay, &method, &path, sr, request.headers, json, cluster).await;
         if optimistic {
             if answer.status() == StatusCode::CONFLICT {
                 tracing::debug!(%cluster, %name, "a create met a name the cache had not seen; deciding on the API server's copy");
@@ -403,7 +395,7 @@ async fn write_patch(
         } else {
             let mut stored = patched;
             stored.metadata.resource_version = judged_rv;
-            let json = encode(&stored);
+            let json = encode_off_worker(stored, body.len()).await;
             let query = without_force(sr);
             send_json(
                 relay,
@@ -534,6 +526,20 @@ async fn off_worker<T: Send + 'static>(
                 "the request body could not be decoded".to_owned(),
             ))
         })
+}
+
+/// Encodes the judged object for forwarding: on the blocking pool when its body
+/// was large (see [`off_worker`]).
+async fn encode_off_worker(secret: Secret, body_len: usize) -> Vec<u8> {
+    if body_len <= INLINE_DECODE_BYTES {
+        return encode(&secret);
+    }
+    let _permit = LARGE_DECODES.acquire().await;
+    // The closure cannot panic (see `encode`); a pool cancelled at shutdown leaves
+    // an empty body, which the API server refuses.
+    tokio::task::spawn_blocking(move || encode(&secret))
+        .await
+        .unwrap_or_default()
 }
 
 /// The client's DeleteOptions (an empty body is none), as a JSON object.
