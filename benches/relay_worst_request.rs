@@ -127,15 +127,14 @@ fn main() {
         .build()
         .unwrap();
     let stack = rt.block_on(async {
-        let stack = Stack::start(
+        Stack::start(
             Flavor::Sandbox,
             StackOptions {
                 policy: POLICY.to_owned(),
                 ..StackOptions::default()
             },
         )
-        .await;
-        stack
+        .await
     });
     let relay = relay_rt.block_on(stack.start_relay());
     rt.block_on(async {
