@@ -391,7 +391,7 @@ async fn write_patch(
                 HeaderValue::from_static("application/apply-patch+yaml"),
             );
             let path = format!("{}?{}", object_path(cp, &name), sr.query.forwarded());
-            forward_to(relay, &Method::PATCH, &path, &headers, json, cluster).await
+            forward_to(relay, &Method::PATCH, &path, &headers, json, cluster, None).await
         } else {
             let mut stored = patched;
             stored.metadata.resource_version = judged_rv;
@@ -485,7 +485,20 @@ async fn delete(relay: &Relay, policy: &Policy, request: &WriteRequest<'_>) -> R
                 let mut headers = request.headers.clone();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 let path = format!("{}?{}", object_path(cp, &name), sr.query.forwarded());
-                forward_to(relay, &Method::DELETE, &path, &headers, json, cluster).await
+                let judged = (
+                    name.as_str(),
+                    crate::cache::parse_rv(hub.metadata.resource_version.as_deref()),
+                );
+                forward_to(
+                    relay,
+                    &Method::DELETE,
+                    &path,
+                    &headers,
+                    json,
+                    cluster,
+                    Some(judged),
+                )
+                .await
             }
         };
         match unless_stale(answer).await {
@@ -632,7 +645,7 @@ async fn send_json(
     } else {
         format!("{path}?{query}")
     };
-    forward_to(relay, method, &path, &headers, json, cluster).await
+    forward_to(relay, method, &path, &headers, json, cluster, None).await
 }
 
 async fn forward_to(
@@ -642,6 +655,7 @@ async fn forward_to(
     headers: &HeaderMap,
     body: Vec<u8>,
     cluster: &str,
+    deleting: Option<(&str, u64)>,
 ) -> Response<RelayBody> {
     let path = path.trim_end_matches('?');
     let Ok(uri) = path.parse::<http::Uri>() else {
@@ -661,7 +675,7 @@ async fn forward_to(
         Some(cluster),
     )
     .await;
-    settle(relay, answer, *method == Method::DELETE).await
+    settle(relay, answer, deleting).await
 }
 
 /// How long a write's answer waits for the cache to hold the write.
@@ -672,7 +686,11 @@ const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// write reads its write, as from kube-apiserver: the relay serves GET, LIST and the
 /// next patch's judgement from the cache. Bounded by [`SETTLE_TIMEOUT`]: a cache that
 /// lags longer answers anyway (the next write's precondition still holds).
-async fn settle(relay: &Relay, answer: Response<RelayBody>, deleted: bool) -> Response<RelayBody> {
+async fn settle(
+    relay: &Relay,
+    answer: Response<RelayBody>,
+    deleting: Option<(&str, u64)>,
+) -> Response<RelayBody> {
     use http_body_util::BodyExt as _;
     #[derive(serde::Deserialize)]
     struct Meta {
@@ -700,35 +718,33 @@ async fn settle(relay: &Relay, answer: Response<RelayBody>, deleted: bool) -> Re
             );
         }
     };
-    let written = serde_json::from_slice::<Written>(&bytes)
-        .ok()
-        .and_then(|w| w.metadata)
-        .and_then(|m| {
-            Some((
-                m.name?,
-                crate::cache::parse_rv(m.resource_version.as_deref()),
-            ))
-        });
-    if let Some((name, rv)) = written.filter(|(_, rv)| *rv > 0) {
-        let cache = &relay.inner.cache;
-        let held = async {
-            if !deleted {
-                cache.reached(rv).await;
-                return;
-            }
-            // The deletion's resourceVersion is not in the answer: wait until the
-            // cache no longer holds this version of the object.
+    let cache = &relay.inner.cache;
+    let held = async {
+        if let Some((name, judged)) = deleting {
+            // A delete answers with a Status (or the last object), not with the
+            // deletion's resourceVersion: wait until the cache no longer holds the
+            // version that was deleted.
             loop {
-                match cache.get(&name) {
-                    Some(entry) if entry.rv <= rv => {}
+                match cache.get(name) {
+                    Some(entry) if entry.rv <= judged => {}
                     _ => return,
                 }
                 cache.reached(cache.resource_version() + 1).await;
             }
-        };
-        if tokio::time::timeout(SETTLE_TIMEOUT, held).await.is_err() {
-            tracing::debug!(%name, rv, "the cache did not hold a write in time; answering anyway");
         }
+        let written = serde_json::from_slice::<Written>(&bytes)
+            .ok()
+            .and_then(|w| w.metadata)
+            .and_then(|m| {
+                m.name
+                    .map(|_| crate::cache::parse_rv(m.resource_version.as_deref()))
+            });
+        if let Some(rv) = written.filter(|rv| *rv > 0) {
+            cache.reached(rv).await;
+        }
+    };
+    if tokio::time::timeout(SETTLE_TIMEOUT, held).await.is_err() {
+        tracing::debug!("the cache did not hold a write in time; answering anyway");
     }
     Response::from_parts(parts, crate::status::full(bytes))
 }
@@ -908,7 +924,7 @@ async fn return_to_control_plane(relay: &Relay, cp: &str, hub: &Secret) -> Respo
         None,
     )
     .await;
-    let resp = settle(relay, resp, false).await;
+    let resp = settle(relay, resp, None).await;
     if resp.status().is_success() {
         success(
             &name,
