@@ -1191,7 +1191,7 @@ pub(crate) fn unknown_cluster(cluster: &str) -> Decision {
 }
 
 /// A denial if `secret` is blocked; `what` names it in the reason.
-pub(crate) fn blocked_decision(policy: &Policy, secret: &Secret, what: &str) -> Option<Decision> {
+pub fn blocked_decision(policy: &Policy, secret: &Secret, what: &str) -> Option<Decision> {
     let by = policy.blocked(secret)?;
     Some(Decision::deny(
         Rule::for_blocked(&by),

@@ -195,12 +195,7 @@ fn delete_options_from_protobuf(body: &[u8]) -> Result<Value, BodyError> {
             "failed to decode DeleteOptions from protobuf: {detail}"
         ))
     };
-    let Some(envelope) = body.strip_prefix(&PROTOBUF_PREFIX[..]) else {
-        return Err(bad(
-            "the body does not start with the Kubernetes protobuf prefix".to_owned(),
-        ));
-    };
-    let unknown = Unknown::decode(envelope).map_err(|e| bad(e.to_string()))?;
+    let unknown = protobuf_envelope(body, &bad)?;
     let type_meta = unknown.type_meta.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();
     if !matches!(kind.as_str(), "" | "DeleteOptions") {
@@ -285,22 +280,31 @@ fn secret_from_json(body: &[u8]) -> Result<Secret, BodyError> {
     })
 }
 
+/// The `runtime.Unknown` envelope of a Kubernetes protobuf body (`k8s\0`, then the
+/// envelope); `bad` words the error for the type being decoded.
+fn protobuf_envelope(
+    body: &[u8],
+    bad: &impl Fn(String) -> BodyError,
+) -> Result<Unknown, BodyError> {
+    let Some(envelope) = body.strip_prefix(&PROTOBUF_PREFIX[..]) else {
+        return Err(bad(
+            "the body does not start with the Kubernetes protobuf prefix".to_owned(),
+        ));
+    };
+    // prost's errors name the message, the field and the fault, never the bytes.
+    Unknown::decode(envelope).map_err(|e| bad(e.to_string()))
+}
+
 fn secret_from_protobuf(body: &[u8]) -> Result<Secret, BodyError> {
     let bad = |detail: String| {
         BodyError::BadRequest(format!(
             "failed to decode the Secret from protobuf: {detail}"
         ))
     };
-    let Some(envelope) = body.strip_prefix(&PROTOBUF_PREFIX[..]) else {
-        return Err(bad(
-            "the body does not start with the Kubernetes protobuf prefix".to_owned(),
-        ));
-    };
-    if envelope.is_empty() {
+    if body == PROTOBUF_PREFIX {
         return Err(bad("the body is empty".to_owned()));
     }
-    // prost's errors name the message, the field and the fault, never the bytes.
-    let unknown = Unknown::decode(envelope).map_err(|e| bad(e.to_string()))?;
+    let unknown = protobuf_envelope(body, &bad)?;
     let type_meta = unknown.type_meta.unwrap_or_default();
     let api_version = type_meta.api_version.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use secret_relay_policy::{
-    Decision, Owner, Policy, ReleaseAction, Rule, Secret, is_adoptable, keys, owner, release,
-    up_sync,
+    Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision, is_adoptable, keys,
+    owner, release, up_sync,
 };
 
 use crate::body::{BodyError, decode_patch_value, decode_secret};
@@ -285,7 +285,7 @@ async fn write_object(
             _ => (Method::PUT, object_path(cp, &name)),
         };
         let json = encode_off_worker(stored, body.len()).await;
-        let answer = send_json(relay, &method, &path, sr, request.headers, json, cluster).await;
+        let answer = send_json(relay, &method, &path, sr, json, cluster).await;
         if optimistic {
             if answer.status() == StatusCode::CONFLICT {
                 tracing::debug!(%cluster, %name, "a create met a name the cache had not seen; deciding on the API server's copy");
@@ -305,13 +305,7 @@ async fn write_object(
 fn blocked_request(policy: &Policy, name: &str, written: Option<&Secret>) -> Option<Decision> {
     let mut named = Secret::default();
     named.metadata.name = Some(name.to_owned());
-    let by = policy.blocked(written.unwrap_or(&named))?;
-    Some(Decision::deny(
-        Rule::for_blocked(&by),
-        format!(
-            "secret {name} is blocked by {by}: blocked secrets are never synced or changed by a cluster; use another name, type or labels"
-        ),
-    ))
+    blocked_decision(policy, written.unwrap_or(&named), &format!("secret {name}"))
 }
 
 /// The up-sync decision of `written` (the object as it will be stored) against the
@@ -390,7 +384,7 @@ async fn write_patch(
                 CONTENT_TYPE,
                 HeaderValue::from_static("application/apply-patch+yaml"),
             );
-            let path = format!("{}?{}", object_path(cp, &name), sr.query.forwarded());
+            let path = with_query(&object_path(cp, &name), sr);
             forward_to(relay, &Method::PATCH, &path, &headers, json, cluster, None).await
         } else {
             let mut stored = patched;
@@ -402,7 +396,6 @@ async fn write_patch(
                 &Method::PUT,
                 &object_path(cp, &name),
                 &query,
-                request.headers,
                 json,
                 cluster,
             )
@@ -484,7 +477,7 @@ async fn delete(relay: &Relay, policy: &Policy, request: &WriteRequest<'_>) -> R
                     .expect("a serde_json::Value always serializes to JSON");
                 let mut headers = request.headers.clone();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                let path = format!("{}?{}", object_path(cp, &name), sr.query.forwarded());
+                let path = with_query(&object_path(cp, &name), sr);
                 let judged = (
                     name.as_str(),
                     crate::cache::parse_rv(hub.metadata.resource_version.as_deref()),
@@ -518,23 +511,28 @@ const INLINE_DECODE_BYTES: usize = 64 * 1024;
 /// cluster's rate limit and body limit bound how many it can send).
 static LARGE_DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
+/// Runs `work` inline, or on the blocking pool when `large` (two at a time,
+/// relay-wide); `None` only if the pool task could not run (shutdown).
+async fn on_blocking_pool<T: Send + 'static>(
+    large: bool,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if !large {
+        return Some(work());
+    }
+    let _permit = LARGE_DECODES.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
 /// Runs `decode` over `body`: inline when small, else on the blocking pool.
 async fn off_worker<T: Send + 'static>(
     body: &Bytes,
     decode: impl FnOnce(&[u8]) -> Result<T, BodyError> + Send + 'static,
 ) -> Result<T, BodyError> {
-    if body.len() <= INLINE_DECODE_BYTES {
-        return decode(body);
-    }
-    let Ok(_permit) = LARGE_DECODES.acquire().await else {
-        return Err(BodyError::BadRequest(
-            "the relay is shutting down".to_owned(),
-        ));
-    };
     let body = body.clone();
-    tokio::task::spawn_blocking(move || decode(&body))
+    on_blocking_pool(body.len() > INLINE_DECODE_BYTES, move || decode(&body))
         .await
-        .unwrap_or_else(|_| {
+        .unwrap_or_else(|| {
             Err(BodyError::BadRequest(
                 "the request body could not be decoded".to_owned(),
             ))
@@ -544,13 +542,9 @@ async fn off_worker<T: Send + 'static>(
 /// Encodes the judged object for forwarding: on the blocking pool when its body
 /// was large (see [`off_worker`]).
 async fn encode_off_worker(secret: Secret, body_len: usize) -> Vec<u8> {
-    if body_len <= INLINE_DECODE_BYTES {
-        return encode(&secret);
-    }
-    let _permit = LARGE_DECODES.acquire().await;
     // The closure cannot panic (see `encode`); a pool cancelled at shutdown leaves
     // an empty body, which the API server refuses.
-    tokio::task::spawn_blocking(move || encode(&secret))
+    on_blocking_pool(body_len > INLINE_DECODE_BYTES, move || encode(&secret))
         .await
         .unwrap_or_default()
 }
@@ -632,20 +626,23 @@ async fn send_json(
     method: &Method,
     path: &str,
     sr: &SecretsRequest,
-    client_headers: &HeaderMap,
     json: Vec<u8>,
     cluster: &str,
 ) -> Response<RelayBody> {
-    let _ = client_headers;
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let path = with_query(path, sr);
+    forward_to(relay, method, &path, &headers, json, cluster, None).await
+}
+
+/// `path` with the write parameters of the request (`?` only when there are some).
+fn with_query(path: &str, sr: &SecretsRequest) -> String {
     let query = sr.query.forwarded();
-    let path = if query.is_empty() {
+    if query.is_empty() {
         path.to_owned()
     } else {
         format!("{path}?{query}")
-    };
-    forward_to(relay, method, &path, &headers, json, cluster, None).await
+    }
 }
 
 async fn forward_to(
@@ -657,7 +654,6 @@ async fn forward_to(
     cluster: &str,
     deleting: Option<(&str, u64)>,
 ) -> Response<RelayBody> {
-    let path = path.trim_end_matches('?');
     let Ok(uri) = path.parse::<http::Uri>() else {
         return bad("the request path is not a valid URI");
     };
