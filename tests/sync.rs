@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use secret_relay_agent::Agent;
 use secret_relay_testkit::{
-    Flavor, OPT_IN, REPO_CREDS, RelayHandle, Stack, StackOptions, TestCluster, appears, disappears,
-    label, on_all, password, secret, within,
+    Flavor, OPT_IN, REPO_CREDS, RelayHandle, Stack, StackOptions, TO_ALL, TestCluster, appears,
+    disappears, label, on_all, password, secret, secret_with_data, within,
 };
 
 const POLICY: &str = "\
@@ -132,6 +132,10 @@ on_all!(
     a_secret_created_before_its_source_syncs_after_the_policy_change,
     deletes_propagate_up_and_down,
     drift_is_reverted_and_conflicts_are_kept,
+    a_denial_that_waits_on_the_hub_lands_once_the_other_cluster_releases,
+    a_new_type_or_an_immutable_change_replaces_the_copies_both_ways,
+    tool_ownership_metadata_never_crosses,
+    large_binary_and_docker_config_secrets_sync_whole,
 );
 
 async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
@@ -561,4 +565,351 @@ async fn drift_is_reverted_and_conflicts_are_kept(flavor: Flavor) {
     if flavor != Flavor::Sandbox {
         assert_event(&c2.cluster, "taken", "DownSyncConflict").await;
     }
+}
+
+async fn a_denial_that_waits_on_the_hub_lands_once_the_other_cluster_releases(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("dup", &[OPT_IN, REPO_CREDS], &[], "one"),
+        )
+        .await
+        .unwrap();
+    appears(&hub, "dup", "cluster1's hub copy", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster1")
+    })
+    .await;
+    c1.status("dup", "up", "synced", None).await;
+    // cluster1's copy is outside cluster2's view: its name is taken, nothing more.
+    c2.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("dup", &[OPT_IN, REPO_CREDS], &[], "two"),
+        )
+        .await
+        .unwrap();
+    c2.status("dup", "up", "denied", Some("name-taken")).await;
+    if flavor != Flavor::Sandbox {
+        assert_event(&c2.cluster, "dup", "UpSyncDenied").await;
+    }
+    // The cause goes away: cluster1 releases. Nothing about cluster2's Secret or the
+    // policy changes, and its waiting copy lands.
+    c1.secrets()
+        .delete("dup", &DeleteParams::default())
+        .await
+        .unwrap();
+    let copy = appears(&hub, "dup", "cluster2's hub copy after the release", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster2")
+    })
+    .await;
+    assert_eq!(password(&copy), b"two");
+    c2.status("dup", "up", "synced", None).await;
+}
+
+/// A Secret of `type_`, `immutable`, with `data` (as `stringData`).
+fn typed(
+    name: &str,
+    labels: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+    type_: &str,
+    immutable: bool,
+    data: &[(&str, &str)],
+) -> Secret {
+    let mut s = secret_with_data(name, labels, annotations, data);
+    s.type_ = Some(type_.to_owned());
+    s.immutable = immutable.then_some(true);
+    s
+}
+
+async fn a_new_type_or_an_immutable_change_replaces_the_copies_both_ways(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    let labels = [OPT_IN, ("team", "platform")];
+    let to_c2 = [("akuity.io/managed-secret-allowed-clusters", "cluster2")];
+    let docker = |auth: &str| format!(r#"{{"auths":{{"registry.example":{{"auth":"{auth}"}}}}}}"#);
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &typed(
+                "pull",
+                &labels,
+                &to_c2,
+                "kubernetes.io/dockerconfigjson",
+                true,
+                &[(".dockerconfigjson", &docker("b25l"))],
+            ),
+        )
+        .await
+        .unwrap();
+    let is = |ty: &'static str, auth: String| {
+        move |s: &Secret| {
+            s.type_.as_deref() == Some(ty)
+                && s.immutable == Some(true)
+                && s.data
+                    .as_ref()
+                    .and_then(|d| d.get(".dockerconfigjson"))
+                    .map(|b| b.0.clone())
+                    == Some(auth.clone().into_bytes())
+        }
+    };
+    appears(
+        &hub,
+        "pull",
+        "the immutable hub copy",
+        is("kubernetes.io/dockerconfigjson", docker("b25l")),
+    )
+    .await;
+    appears(
+        &c2.secrets(),
+        "pull",
+        "the immutable down copy",
+        is("kubernetes.io/dockerconfigjson", docker("b25l")),
+    )
+    .await;
+    // The Secret is replaced on cluster1 with new data, still immutable, then with
+    // another type: an immutable copy cannot be updated, and a type never can.
+    c1.secrets()
+        .delete("pull", &DeleteParams::default())
+        .await
+        .unwrap();
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &typed(
+                "pull",
+                &labels,
+                &to_c2,
+                "kubernetes.io/dockerconfigjson",
+                true,
+                &[(".dockerconfigjson", &docker("dHdv"))],
+            ),
+        )
+        .await
+        .unwrap();
+    appears(
+        &c2.secrets(),
+        "pull",
+        "the replaced down copy",
+        is("kubernetes.io/dockerconfigjson", docker("dHdv")),
+    )
+    .await;
+    c1.secrets()
+        .delete("pull", &DeleteParams::default())
+        .await
+        .unwrap();
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &typed(
+                "pull",
+                &labels,
+                &to_c2,
+                "Opaque",
+                true,
+                &[(".dockerconfigjson", &docker("dGhyZWU="))],
+            ),
+        )
+        .await
+        .unwrap();
+    appears(
+        &hub,
+        "pull",
+        "the retyped hub copy",
+        is("Opaque", docker("dGhyZWU=")),
+    )
+    .await;
+    appears(
+        &c2.secrets(),
+        "pull",
+        "the retyped down copy",
+        is("Opaque", docker("dGhyZWU=")),
+    )
+    .await;
+    c1.status("pull", "up", "synced", None).await;
+    // Down from the control plane: a managed secret's type change reaches the copy.
+    hub.create(
+        &PostParams::default(),
+        &typed(
+            "cp-auth",
+            &[],
+            &[TO_ALL],
+            "kubernetes.io/basic-auth",
+            true,
+            &[("username", "u"), ("password", "p")],
+        ),
+    )
+    .await
+    .unwrap();
+    appears(
+        &c1.secrets(),
+        "cp-auth",
+        "the managed immutable down copy",
+        |s| s.type_.as_deref() == Some("kubernetes.io/basic-auth") && s.immutable == Some(true),
+    )
+    .await;
+    hub.delete("cp-auth", &DeleteParams::default())
+        .await
+        .unwrap();
+    hub.create(
+        &PostParams::default(),
+        &typed(
+            "cp-auth",
+            &[],
+            &[TO_ALL],
+            "Opaque",
+            false,
+            &[("password", "p2")],
+        ),
+    )
+    .await
+    .unwrap();
+    appears(
+        &c1.secrets(),
+        "cp-auth",
+        "the retyped managed down copy",
+        |s| s.type_.as_deref() == Some("Opaque") && s.immutable.is_none() && password(s) == b"p2",
+    )
+    .await;
+    c1.status("cp-auth", "down", "synced", None).await;
+}
+
+async fn tool_ownership_metadata_never_crosses(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    // As `helm install` and an Argo CD Application leave a Secret.
+    let installed_labels = [
+        ("app.kubernetes.io/managed-by", "Helm"),
+        ("app.kubernetes.io/instance", "creds"),
+        ("helm.sh/chart", "creds-1.0.0"),
+        ("app.kubernetes.io/part-of", "platform"),
+    ];
+    let installed_annotations = [
+        ("meta.helm.sh/release-name", "creds"),
+        ("meta.helm.sh/release-namespace", "akuity"),
+        (
+            "argocd.argoproj.io/tracking-id",
+            "creds:/Secret:akuity/creds",
+        ),
+        ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+        ("note", "kept"),
+    ];
+    let mut labels = vec![OPT_IN, REPO_CREDS];
+    labels.extend(installed_labels);
+    let mut annotations = vec![("akuity.io/managed-secret-allowed-clusters", "cluster2")];
+    annotations.extend(installed_annotations);
+    c1.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("creds", &labels, &annotations, "v"),
+        )
+        .await
+        .unwrap();
+    let copy = appears(&hub, "creds", "the hub copy", |_| true).await;
+    let keys = |m: &Option<std::collections::BTreeMap<String, String>>| {
+        m.clone()
+            .unwrap_or_default()
+            .into_keys()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(&copy.metadata.labels),
+        [
+            "akuity.io/secret-sync",
+            "app.kubernetes.io/part-of",
+            "argocd.argoproj.io/secret-type",
+            "secret-relay.io/owner"
+        ]
+    );
+    assert_eq!(
+        keys(&copy.metadata.annotations),
+        [
+            "akuity.io/managed-secret-allowed-clusters",
+            "note",
+            "secret-relay.io/digest"
+        ]
+    );
+    let down = appears(&c2.secrets(), "creds", "the down copy", |_| true).await;
+    assert_eq!(
+        keys(&down.metadata.labels),
+        [
+            "app.kubernetes.io/part-of",
+            "argocd.argoproj.io/secret-type",
+            "secret-relay.io/owner"
+        ]
+    );
+    // No target annotations on a down copy: they say where the hub copy goes.
+    assert_eq!(
+        keys(&down.metadata.annotations),
+        ["note", "secret-relay.io/digest"]
+    );
+    // A managed secret an Argo CD Application deploys on the control plane: its
+    // tracking stays there; the policy strips more.
+    w.stack
+        .set_policy(&format!("{POLICY}stripMetadata:\n  annotations: [note]\n"))
+        .await;
+    let mut managed_annotations = vec![TO_ALL];
+    managed_annotations.extend(installed_annotations);
+    hub.create(
+        &PostParams::default(),
+        &secret("from-git", &installed_labels, &managed_annotations, "g"),
+    )
+    .await
+    .unwrap();
+    let down = appears(&c1.secrets(), "from-git", "the managed down copy", |_| true).await;
+    assert_eq!(
+        keys(&down.metadata.labels),
+        ["app.kubernetes.io/part-of", "secret-relay.io/owner"]
+    );
+    assert_eq!(keys(&down.metadata.annotations), ["secret-relay.io/digest"]);
+    appears(
+        &c2.secrets(),
+        "creds",
+        "the down copy without the stripped note",
+        |s| {
+            s.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| !a.contains_key("note"))
+        },
+    )
+    .await;
+}
+
+async fn large_binary_and_docker_config_secrets_sync_whole(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    // Near the API server's 1 MiB object limit, and bytes that are not UTF-8.
+    let large: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let binary: Vec<u8> = (0..=255u8).rev().collect();
+    let mut s = secret("bulky", &[OPT_IN, REPO_CREDS], &[TO_ALL], "");
+    s.string_data = None;
+    s.data = Some(
+        [
+            ("large".to_owned(), k8s_openapi::ByteString(large.clone())),
+            ("binary".to_owned(), k8s_openapi::ByteString(binary.clone())),
+        ]
+        .into(),
+    );
+    c1.secrets()
+        .create(&PostParams::default(), &s)
+        .await
+        .unwrap();
+    let whole = move |s: &Secret| {
+        let d = s.data.clone().unwrap_or_default();
+        d.get("large").map(|b| &b.0) == Some(&large)
+            && d.get("binary").map(|b| &b.0) == Some(&binary)
+    };
+    appears(&hub, "bulky", "the large hub copy", whole.clone()).await;
+    appears(&c2.secrets(), "bulky", "the large down copy", whole).await;
+    c1.status("bulky", "up", "synced", None).await;
 }

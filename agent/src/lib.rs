@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use metrics::Metrics;
 pub use relay::{RelayClientError, relay_client};
-pub use sync::{Agent, CONCURRENCY, Fingerprint, down_copy, hub_copy_body};
+pub use sync::{Agent, CONCURRENCY, Fingerprint, down_copy, hub_copy_body, needs_replacing};
 
 use secret_relay_runtime::CancellationToken;
 

@@ -14,7 +14,10 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource as _};
-use secret_relay_policy::{Owner, digest, is_down_copy, keys, owner};
+use secret_relay_policy::{
+    Direction, Owner, Rule, StripMetadata, carried_annotations, carried_labels, digest, is_adopted,
+    is_down_copy, keys, owner,
+};
 use secret_relay_runtime::CancellationToken;
 use tokio::sync::mpsc;
 
@@ -63,6 +66,9 @@ pub struct Agent {
     /// are remembered per epoch, so each such change retries them.
     epoch: AtomicU64,
     control_plane_namespace: Mutex<Option<String>>,
+    /// What the policy strips from copies beside the built-in rule, as the relay
+    /// last said with its generation.
+    strip: Mutex<Arc<StripMetadata>>,
     memo: Mutex<Memo>,
     /// Bumped whenever a status changes (tests and the demo wait on it).
     changes: tokio::sync::watch::Sender<u64>,
@@ -91,13 +97,22 @@ struct Memo {
 }
 
 /// What makes two Secrets the same for sync: labels, annotations (without the
-/// write-only ones), type and the digest of the data. Values never leave the digest.
+/// write-only ones), type, `immutable` and the digest of the data. Values never
+/// leave the digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fingerprint {
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     type_: String,
+    immutable: bool,
     digest: String,
+}
+
+/// The relay's answer to a policy generation request.
+struct GenerationAnswer {
+    control_plane_namespace: String,
+    generation: u64,
+    strip: StripMetadata,
 }
 
 impl std::fmt::Debug for Agent {
@@ -135,55 +150,65 @@ impl Fingerprint {
                 .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
                 .collect(),
             type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+            immutable: secret.immutable == Some(true),
             digest: digest(secret),
         }
     }
 }
 
-/// The hub copy the agent asks the relay to write for local Secret `local`: its
-/// labels (the opt-in label included: the relay checks it), its annotations without
-/// the write-only ones, its type and data. The owner label, the adopted and digest
-/// annotations are the webhook's to stamp.
-pub fn hub_copy_body(local: &Secret, control_plane_namespace: &str) -> Secret {
-    let mut labels = local.metadata.labels.clone().unwrap_or_default();
-    labels.remove(keys::OWNER_LABEL);
-    let annotations: BTreeMap<String, String> = local
-        .metadata
-        .annotations
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
-        .collect();
+/// Whether `current` cannot become `want` by an update: its type differs (the type
+/// is immutable), or it is immutable and its data or the flag would change. Such a
+/// copy is replaced: deleted, then created.
+pub fn needs_replacing(current: &Secret, want: &Secret) -> bool {
+    let ty = |s: &Secret| s.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
+    let immutable = |s: &Secret| s.immutable == Some(true);
+    ty(current) != ty(want)
+        || (immutable(current) && (!immutable(want) || digest(current) != digest(want)))
+}
+
+/// The hub copy the agent asks the relay to write for local Secret `local`: the
+/// labels and annotations that go up ([`secret_relay_policy::carry`]: the opt-in
+/// label and the target annotations included, tool ownership and secret-relay's
+/// stamps not), its type, `immutable` and data. The owner label, the adopted and
+/// digest annotations are the webhook's to stamp.
+pub fn hub_copy_body(
+    local: &Secret,
+    control_plane_namespace: &str,
+    strip: &StripMetadata,
+) -> Secret {
     let mut body = Secret::default();
     body.metadata.name = local.metadata.name.clone();
     body.metadata.namespace = Some(control_plane_namespace.to_owned());
-    body.metadata.labels = Some(labels);
-    body.metadata.annotations = Some(annotations);
+    body.metadata.labels = Some(carried_labels(
+        local.metadata.labels.as_ref(),
+        Direction::Up,
+        strip,
+    ));
+    body.metadata.annotations = Some(carried_annotations(
+        local.metadata.annotations.as_ref(),
+        Direction::Up,
+        strip,
+    ));
     body.type_ = local.type_.clone();
+    body.immutable = local.immutable.filter(|i| *i);
     body.data = local.data.clone();
     body
 }
 
-/// The down copy of hub copy `hub` in namespace `namespace`: without the opt-in label,
-/// with the owner label naming its origin (`control-plane` or `cluster.<name>`) and the
-/// digest of its data.
-pub fn down_copy(hub: &Secret, namespace: &str) -> Secret {
-    let mut labels = hub.metadata.labels.clone().unwrap_or_default();
-    labels.remove(keys::SECRET_SYNC_LABEL);
+/// The down copy of hub copy `hub` in namespace `namespace`: the labels and
+/// annotations that go down ([`secret_relay_policy::carry`]: no opt-in label, no
+/// target annotations, no tool ownership), the owner label naming its origin
+/// (`control-plane` or `cluster.<name>`), the digest of its data, its type and
+/// `immutable`.
+pub fn down_copy(hub: &Secret, namespace: &str, strip: &StripMetadata) -> Secret {
+    let mut labels = carried_labels(hub.metadata.labels.as_ref(), Direction::Down, strip);
     let origin = match owner(hub) {
         Owner::Cluster(c) => format!("{}{c}", keys::OWNER_CLUSTER_PREFIX),
         _ => "control-plane".to_owned(),
     };
     labels.insert(keys::OWNER_LABEL.to_owned(), origin);
-    let mut annotations: BTreeMap<String, String> = hub
-        .metadata
-        .annotations
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
-        .collect();
+    let mut annotations =
+        carried_annotations(hub.metadata.annotations.as_ref(), Direction::Down, strip);
     annotations.insert(keys::DIGEST_ANNOTATION.to_owned(), digest(hub));
     let mut copy = Secret::default();
     copy.metadata.name = hub.metadata.name.clone();
@@ -191,6 +216,7 @@ pub fn down_copy(hub: &Secret, namespace: &str) -> Secret {
     copy.metadata.labels = Some(labels);
     copy.metadata.annotations = Some(annotations);
     copy.type_ = hub.type_.clone();
+    copy.immutable = hub.immutable.filter(|i| *i);
     copy.data = hub.data.clone();
     copy
 }
@@ -208,12 +234,12 @@ fn is_opted_in(s: &Secret) -> bool {
 }
 
 /// Whether an error answer is a decision of secret-relay's rules (the relay's or the
-/// webhook's: both name the rule, `(rule <id>)`) or the API server's validation,
-/// which only a change of the Secret or of the policy can turn around. Any other
-/// 403 is the API server's authorization of the relay's own identity: RBAC that is
-/// still loading after a restart (or missing), retried like any failure.
+/// webhook's: both name the rule, `(rule <id>)`). The API server's own refusals
+/// (400, 409, 422: validation, a conflict, a field that cannot change) are errors,
+/// retried with backoff, and so is any other 403: the API server's authorization of
+/// the relay's own identity, RBAC that is still loading after a restart (or missing).
 fn is_denial(status: &kube::core::Status) -> bool {
-    status.code == 422 || (status.code == 403 && status.message.contains("(rule "))
+    status.code == 403 && status.message.contains("(rule ")
 }
 
 /// The rule id a relay or webhook denial names: the Status cause's reason, else the
@@ -265,6 +291,7 @@ impl Agent {
             generation: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             control_plane_namespace: Mutex::new(None),
+            strip: Mutex::new(Arc::new(StripMetadata::default())),
             memo: Mutex::new(Memo::default()),
             changes: tokio::sync::watch::channel(0).0,
             retries: Mutex::new(None),
@@ -323,15 +350,16 @@ impl Agent {
             return;
         };
         // The relay says which namespace holds the hub copies, and its generation.
-        let (cp, generation) = tokio::select! {
+        let first = tokio::select! {
             () = shutdown.cancelled() => return,
             first = self.first_generation() => first,
         };
+        let cp = first.control_plane_namespace.clone();
         *self
             .control_plane_namespace
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cp.clone());
-        self.set_generation(generation);
+        self.set_generation(first);
 
         let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
         *self
@@ -413,7 +441,12 @@ impl Agent {
         tasks.abort_all();
     }
 
-    fn set_generation(&self, generation: u64) {
+    fn set_generation(&self, answer: GenerationAnswer) {
+        let generation = answer.generation;
+        *self
+            .strip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(answer.strip);
         self.generation.store(generation, Ordering::Release);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.changes.send_modify(|n| *n += 1);
@@ -422,7 +455,18 @@ impl Agent {
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
-    async fn generation_request(&self, after: Option<u64>) -> Result<(String, u64), kube::Error> {
+    /// What the policy strips from copies beside the built-in rule.
+    fn strip(&self) -> Arc<StripMetadata> {
+        self.strip
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    async fn generation_request(
+        &self,
+        after: Option<u64>,
+    ) -> Result<GenerationAnswer, kube::Error> {
         let path = match after {
             Some(g) => format!("/apis/secret-relay.io/v1/generation?after={g}"),
             None => "/apis/secret-relay.io/v1/generation".to_owned(),
@@ -430,15 +474,20 @@ impl Agent {
         let req = http::Request::get(path)
             .body(Vec::new())
             .map_err(kube::Error::HttpError)?;
-        let answer: serde_json::Value = self.relay.request(req).await?;
-        let cp = answer["controlPlaneNamespace"]
+        let mut answer: serde_json::Value = self.relay.request(req).await?;
+        let control_plane_namespace = answer["controlPlaneNamespace"]
             .as_str()
             .unwrap_or("argocd")
             .to_owned();
-        Ok((cp, answer["generation"].as_u64().unwrap_or(0)))
+        let strip = serde_json::from_value(answer["stripMetadata"].take()).unwrap_or_default();
+        Ok(GenerationAnswer {
+            control_plane_namespace,
+            generation: answer["generation"].as_u64().unwrap_or(0),
+            strip,
+        })
     }
 
-    async fn first_generation(&self) -> (String, u64) {
+    async fn first_generation(&self) -> GenerationAnswer {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.generation_request(None).await {
@@ -471,15 +520,16 @@ impl Agent {
                 a = self.generation_request((!lost).then_some(after)) => a,
             };
             match answer {
-                Ok((_, generation)) => {
+                Ok(answer) => {
                     delay = Duration::from_millis(100);
+                    let generation = answer.generation;
                     if generation != after || lost {
                         tracing::info!(
                             generation,
                             relay_was_unreachable = lost,
                             "the relay serves a new policy generation, or may"
                         );
-                        self.set_generation(generation);
+                        self.set_generation(answer);
                         let _ = tx.send(Trigger::Full);
                     }
                     lost = false;
@@ -529,7 +579,7 @@ impl Agent {
 
     async fn up(&self, cp: &str, s: &Secret, hub: Option<&Secret>, mine: bool, epoch: u64) {
         let name = name_of(s);
-        let body = hub_copy_body(s, cp);
+        let body = hub_copy_body(s, cp, &self.strip());
         let want = Fingerprint::of(&body, &[]);
         if let Some(h) = hub
             && mine
@@ -554,6 +604,46 @@ impl Agent {
             }
         }
         let api: Api<Secret> = Api::namespaced(self.relay.clone(), cp);
+        // A new type, or any change of an immutable copy, cannot be an update: the
+        // cluster's own copy is deleted (under its version) and created anew.
+        let hub = match hub {
+            Some(h) if mine && needs_replacing(h, &body) => {
+                if is_adopted(h) {
+                    // Deleting would be a release, which returns an adopted secret.
+                    self.failed(
+                        s,
+                        "up",
+                        &name,
+                        "push",
+                        format!(
+                            "the adopted hub copy {cp}/{name} cannot take this change as an update (its type differs, or it is immutable), and an adopted secret is never deleted: keep its type and make it mutable, or release it first (remove the {} label), then sync it again",
+                            keys::SECRET_SYNC_LABEL
+                        ),
+                    )
+                    .await;
+                    return;
+                }
+                match api.delete(&name, &preconditions(h)).await {
+                    Ok(_) => {
+                        tracing::info!(%name, "replacing the hub copy: its type or immutable data changed");
+                        None
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 => None,
+                    Err(err) => {
+                        self.failed(
+                            s,
+                            "up",
+                            &name,
+                            "push",
+                            format!("failed to replace the hub copy {cp}/{name}: {err}"),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+            other => other,
+        };
         let result = match hub {
             None => api.create(&PostParams::default(), &body).await,
             Some(h) => {
@@ -583,17 +673,29 @@ impl Agent {
             }
             Err(kube::Error::Api(status)) if is_denial(&status) => {
                 let rule = denied_rule(&status);
-                self.memo().denied.insert(name.clone(), (want, epoch));
+                let waits_on_hub = Rule::from_id(&rule).is_some_and(Rule::depends_on_hub);
+                // Synced before and no longer admitted: the policy (or the Secret)
+                // took back what it allowed.
+                let revoked = !waits_on_hub && (mine || self.memo().pushed.contains_key(&name));
+                if waits_on_hub {
+                    // The hub copy in the way may change or go away unseen (it can
+                    // be outside this cluster's view): try again with backoff.
+                    self.retry_later(&name);
+                } else {
+                    self.memo().denied.insert(name.clone(), (want, epoch));
+                }
+                let (state, reason) = if revoked {
+                    ("revoked", "UpSyncRevoked")
+                } else {
+                    ("denied", "UpSyncDenied")
+                };
                 self.metrics.action("push", "denied");
-                self.set_status(&name, "up", "denied", &rule);
-                tracing::info!(%name, %rule, reason = %status.message, "up-sync denied");
-                self.event(
-                    s,
-                    EventType::Warning,
-                    "UpSyncDenied",
-                    status.message.clone(),
-                )
-                .await;
+                let changed = self.set_status(&name, "up", state, &rule);
+                tracing::info!(%name, %rule, reason = %status.message, "up-sync {state}");
+                if changed {
+                    self.event(s, EventType::Warning, reason, status.message.clone())
+                        .await;
+                }
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 tracing::debug!(%name, "the hub copy changed during the push; will retry");
@@ -604,12 +706,39 @@ impl Agent {
                 self.retry_throttled(&name);
             }
             Err(err) => {
-                self.metrics.action("push", "error");
-                self.set_status(&name, "up", "error", "");
-                tracing::warn!(%name, error = %err, "failed to push to the relay; will retry");
-                self.retry_later(&name);
+                self.failed(
+                    s,
+                    "up",
+                    &name,
+                    "push",
+                    format!("failed to push to the control plane as {cp}/{name}: {err}"),
+                )
+                .await;
             }
         }
+    }
+
+    /// An error (not a decision of the rules): reported as the `error` state, with
+    /// an Event when the state changes to it, and retried with backoff.
+    async fn failed(
+        &self,
+        on: &Secret,
+        direction: &'static str,
+        name: &str,
+        action: &'static str,
+        note: String,
+    ) {
+        self.metrics.action(action, "error");
+        tracing::warn!(%name, direction, error = %note, "sync failed; will retry");
+        if self.set_status(name, direction, "error", "") {
+            let reason = if direction == "up" {
+                "UpSyncFailed"
+            } else {
+                "DownSyncFailed"
+            };
+            self.event(on, EventType::Warning, reason, note).await;
+        }
+        self.retry_later(name);
     }
 
     async fn release(&self, name: &str, hub: &Secret) {
@@ -641,7 +770,7 @@ impl Agent {
 
     async fn down(&self, hub: &Secret, local: Option<&Secret>) {
         let name = name_of(hub);
-        let want = down_copy(hub, &self.namespace);
+        let want = down_copy(hub, &self.namespace, &self.strip());
         let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
         let (action, result) = match local {
             None => (
@@ -682,13 +811,19 @@ impl Agent {
                     self.set_status(&name, "down", "synced", "");
                     return;
                 }
-                if d.type_ != want.type_ {
-                    // The type is immutable: replace the copy.
-                    let _ = api.delete(&name, &DeleteParams::default()).await;
-                    (
-                        "revert-drift",
-                        api.create(&PostParams::default(), &want).await.map(|_| ()),
-                    )
+                if needs_replacing(d, &want) {
+                    // A new type, or a change of an immutable copy: delete the copy
+                    // (under the version judged) and create it anew.
+                    let result = match api.delete(&name, &preconditions(d)).await {
+                        Ok(_) => Ok(()),
+                        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                        Err(err) => Err(err),
+                    };
+                    let result = match result {
+                        Ok(()) => api.create(&PostParams::default(), &want).await.map(|_| ()),
+                        Err(err) => Err(err),
+                    };
+                    ("replace-down-copy", result)
                 } else {
                     let mut next = want.clone();
                     next.metadata.resource_version = d.metadata.resource_version.clone();
@@ -714,10 +849,15 @@ impl Agent {
                 self.retry_later(&name);
             }
             Err(err) => {
-                self.metrics.action(action, "error");
-                self.set_status(&name, "down", "error", "");
-                tracing::warn!(%name, error = %err, "failed to write the down copy; will retry");
-                self.retry_later(&name);
+                let on = local.unwrap_or(&want);
+                self.failed(
+                    on,
+                    "down",
+                    &name,
+                    action,
+                    format!("failed to write the down copy: {err}"),
+                )
+                .await;
             }
         }
     }
@@ -725,14 +865,7 @@ impl Agent {
     async fn delete_down_copy(&self, d: &Secret) {
         let name = name_of(d);
         let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
-        let params = DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid: d.metadata.uid.clone(),
-                resource_version: d.metadata.resource_version.clone(),
-            }),
-            ..DeleteParams::default()
-        };
-        match api.delete(&name, &params).await {
+        match api.delete(&name, &preconditions(d)).await {
             Ok(_) => {
                 self.metrics.action("delete-down-copy", "ok");
                 self.clear_status(&name, "down");
@@ -790,7 +923,14 @@ impl Agent {
         self.memo().attempts.remove(name);
     }
 
-    fn set_status(&self, name: &str, direction: &'static str, state: &'static str, rule: &str) {
+    /// Sets the status of `name` in `direction`; true when it changed.
+    fn set_status(
+        &self,
+        name: &str,
+        direction: &'static str,
+        state: &'static str,
+        rule: &str,
+    ) -> bool {
         let labels = StatusLabels {
             name: name.to_owned(),
             direction,
@@ -798,16 +938,19 @@ impl Agent {
             rule: rule.to_owned(),
         };
         let mut memo = self.memo();
-        if let Some(old) = memo
+        let old = memo
             .status
-            .insert((name.to_owned(), direction), labels.clone())
-            && old != labels
+            .insert((name.to_owned(), direction), labels.clone());
+        let changed = old.as_ref() != Some(&labels);
+        if let Some(old) = old
+            && changed
         {
             self.metrics.status.remove(&old);
         }
         self.metrics.status.get_or_create(&labels).set(1);
         drop(memo);
         self.changes.send_modify(|n| *n += 1);
+        changed
     }
 
     /// A receiver that changes whenever a status or readiness changes.
@@ -976,6 +1119,17 @@ async fn follow(
     }
 }
 
+/// Delete options that hold a delete to the version of `s` that was judged.
+fn preconditions(s: &Secret) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            uid: s.metadata.uid.clone(),
+            resource_version: s.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    }
+}
+
 /// Up to ±25 % of `d`, so agents that lost the relay together do not return together.
 fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
@@ -1051,7 +1205,7 @@ mod tests {
                 "annotations": {"akuity.io/managed-secret-allowed-clusters": "cluster2", "secret-relay.io/digest": "sha256:0"}},
             "data": {"k": "dg=="},
         }));
-        let body = hub_copy_body(&local, "argocd");
+        let body = hub_copy_body(&local, "argocd", &StripMetadata::default());
         assert_eq!(body.metadata.namespace.as_deref(), Some("argocd"));
         let labels = body.metadata.labels.clone().unwrap();
         assert_eq!(
@@ -1073,7 +1227,7 @@ mod tests {
                 "annotations": {"secret-relay.io/adopted": "true"}},
             "data": {"k": "dg=="},
         }));
-        let copy = down_copy(&hub, "akuity");
+        let copy = down_copy(&hub, "akuity", &StripMetadata::default());
         let labels = copy.metadata.labels.clone().unwrap();
         assert!(!labels.contains_key("akuity.io/secret-sync"));
         assert_eq!(labels["secret-relay.io/owner"], "cluster.cluster1");
@@ -1083,7 +1237,10 @@ mod tests {
         assert!(!annotations.contains_key("secret-relay.io/adopted"));
         let managed = secret(serde_json::json!({"metadata": {"name": "m"}, "data": {}}));
         assert_eq!(
-            down_copy(&managed, "akuity").metadata.labels.unwrap()["secret-relay.io/owner"],
+            down_copy(&managed, "akuity", &StripMetadata::default())
+                .metadata
+                .labels
+                .unwrap()["secret-relay.io/owner"],
             "control-plane"
         );
     }
@@ -1121,7 +1278,9 @@ mod tests {
             403,
             "admission webhook \"validate.secret-relay.io\" denied the request: owned (rule owned-by-other-cluster)"
         )));
-        assert!(is_denial(&status(422, "Secret \"x\" is invalid")));
+        // The API server's validation is an error, retried, not a denial.
+        assert!(!is_denial(&status(422, "Secret \"x\" is invalid")));
+        assert!(!is_denial(&status(400, "the body is not a Secret")));
         // RBAC before the restarted API server has loaded it: retried, not remembered.
         assert!(!is_denial(&status(
             403,
@@ -1131,6 +1290,100 @@ mod tests {
             502,
             "failed to reach the control plane's API server"
         )));
+    }
+
+    #[test]
+    fn a_new_type_or_a_change_of_an_immutable_secret_is_a_replacement() {
+        let s = |ty: &str, immutable: Option<bool>, value: &str| {
+            secret(serde_json::json!({
+                "metadata": {"name": "repo"}, "type": ty, "immutable": immutable,
+                "data": {"k": value},
+            }))
+        };
+        // An update does it.
+        assert!(!needs_replacing(
+            &s("Opaque", None, "dg=="),
+            &s("Opaque", None, "eA==")
+        ));
+        assert!(!needs_replacing(
+            &s("Opaque", None, "dg=="),
+            &s("Opaque", Some(true), "eA==")
+        ));
+        assert!(!needs_replacing(
+            &s("Opaque", Some(true), "dg=="),
+            &s("Opaque", Some(true), "dg==")
+        ));
+        // The API server refuses these as updates.
+        assert!(needs_replacing(
+            &s("Opaque", None, "dg=="),
+            &s("kubernetes.io/basic-auth", None, "dg==")
+        ));
+        assert!(needs_replacing(
+            &s("Opaque", Some(true), "dg=="),
+            &s("Opaque", Some(true), "eA==")
+        ));
+        assert!(needs_replacing(
+            &s("Opaque", Some(true), "dg=="),
+            &s("Opaque", None, "dg==")
+        ));
+    }
+
+    #[test]
+    fn copies_carry_immutable_and_type_and_never_tool_ownership() {
+        let local = secret(serde_json::json!({
+            "metadata": {"name": "repo", "namespace": "akuity",
+                "labels": {"akuity.io/secret-sync": "true", "app.kubernetes.io/managed-by": "Helm", "team": "a"},
+                "annotations": {"meta.helm.sh/release-name": "r", "argocd.argoproj.io/tracking-id": "app:/Secret:akuity/repo",
+                    "akuity.io/managed-secret-allowed-clusters": "cluster2"}},
+            "type": "kubernetes.io/dockerconfigjson", "immutable": true,
+            "data": {".dockerconfigjson": "e30="},
+        }));
+        let body = hub_copy_body(&local, "argocd", &StripMetadata::default());
+        assert_eq!(body.immutable, Some(true));
+        assert_eq!(
+            body.type_.as_deref(),
+            Some("kubernetes.io/dockerconfigjson")
+        );
+        assert_eq!(
+            body.metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["akuity.io/secret-sync", "team"]
+        );
+        assert_eq!(
+            body.metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["akuity.io/managed-secret-allowed-clusters"]
+        );
+        let copy = down_copy(&body, "akuity", &StripMetadata::default());
+        assert_eq!(copy.immutable, Some(true));
+        assert_eq!(
+            copy.metadata
+                .annotations
+                .as_ref()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["secret-relay.io/digest"]
+        );
+        let strip = StripMetadata {
+            labels: vec!["team".to_owned()],
+            annotations: Vec::new(),
+        };
+        assert!(
+            !hub_copy_body(&local, "argocd", &strip)
+                .metadata
+                .labels
+                .unwrap()
+                .contains_key("team")
+        );
     }
 
     #[test]

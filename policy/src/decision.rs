@@ -229,6 +229,27 @@ impl Rule {
         }
     }
 
+    /// The rule with the kebab-case id `id`, if there is one.
+    pub fn from_id(id: &str) -> Option<Rule> {
+        Rule::ALL.into_iter().find(|r| r.as_str() == id)
+    }
+
+    /// Whether a denial with this rule depends on the hub copy, not on the
+    /// cluster's Secret or the policy: its owner (another cluster's, the
+    /// control plane's, an invalid one) or a name held outside the view. Such a
+    /// denial can turn around when that copy changes or goes away, so it is
+    /// tried again then and at every resync, where other denials wait for a
+    /// change of the Secret or of the policy.
+    pub fn depends_on_hub(self) -> bool {
+        matches!(
+            self,
+            Rule::OwnedByOtherCluster
+                | Rule::OwnedByControlPlane
+                | Rule::InvalidOwner
+                | Rule::NameTaken
+        )
+    }
+
     /// The stable kebab-case id.
     pub fn as_str(self) -> &'static str {
         match self {

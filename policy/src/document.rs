@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use serde_yaml::Value;
 
+use crate::carry::StripMetadata;
 use crate::keys;
 use crate::selector::{
     Operator, Selector, is_dns_label, validate_dns_subdomain, validate_label_key,
@@ -50,6 +51,7 @@ pub struct Policy {
     candidates: Vec<Vec<u32>>,
     extra_blocked: ExtraBlocked,
     break_glass: BreakGlass,
+    strip_metadata: StripMetadata,
 }
 
 /// A registered cluster: its name and the labels cluster selectors match.
@@ -199,6 +201,7 @@ impl Policy {
             candidates,
             extra_blocked,
             break_glass,
+            strip_metadata: StripMetadata::default(),
         }
     }
 
@@ -232,7 +235,13 @@ impl Policy {
         &self.break_glass
     }
 
-    /// The policy's additions to the built-in blocked list.
+    /// What the policy strips from copies beside the built-in rule
+    /// ([`crate::carry`]).
+    pub fn strip_metadata(&self) -> &StripMetadata {
+        &self.strip_metadata
+    }
+
+    /// Additions to the built-in blocked list.
     pub fn extra_blocked(&self) -> &ExtraBlocked {
         &self.extra_blocked
     }
@@ -499,6 +508,7 @@ impl Walker {
         let mut sources = Vec::new();
         let mut extra = ExtraBlocked::default();
         let mut break_glass = BreakGlass::default();
+        let mut strip = StripMetadata::default();
         let known = [
             "controlPlaneNamespace",
             "agentNamespace",
@@ -506,6 +516,7 @@ impl Walker {
             "secretSources",
             "extraBlocked",
             "breakGlass",
+            "stripMetadata",
         ];
         let fields = if value.is_null() {
             self.problem("", "the document is empty; expected a mapping");
@@ -528,10 +539,46 @@ impl Walker {
                 "clusters" => clusters = self.clusters(k, v),
                 "secretSources" => sources = self.sources(k, v),
                 "extraBlocked" => extra = self.extra_blocked(k, v),
+                "stripMetadata" => strip = self.strip_metadata(k, v),
                 _ => break_glass = self.break_glass(k, v),
             }
         }
-        Policy::build(cp_ns, agent_ns, clusters, sources, extra, break_glass)
+        let mut policy = Policy::build(cp_ns, agent_ns, clusters, sources, extra, break_glass);
+        policy.strip_metadata = strip;
+        policy
+    }
+
+    /// `stripMetadata: {labels: [...], annotations: [...]}`: label or
+    /// annotation keys, or prefixes ending in `/`.
+    fn strip_metadata(&mut self, path: &str, value: &Value) -> StripMetadata {
+        let mut out = StripMetadata::default();
+        if value.is_null() {
+            return out;
+        }
+        let Some(fields) = self.mapping(path, value, &["labels", "annotations"]) else {
+            return out;
+        };
+        for (k, v) in fields {
+            let p = field_path(path, k);
+            for (i, item) in self.sequence(&p, v).iter().enumerate() {
+                let ip = index_path(&p, i);
+                let Some(entry) = self.string(&ip, item) else {
+                    continue;
+                };
+                let checked = match entry.strip_suffix('/') {
+                    Some(prefix) => validate_dns_subdomain(prefix).map_err(|m| {
+                        format!("'{entry}' is not a key prefix: {m}; write a DNS subdomain followed by '/', or a whole key")
+                    }),
+                    None => validate_label_key(&entry),
+                };
+                match checked {
+                    Err(m) => self.problem(&ip, m),
+                    Ok(()) if k == "labels" => out.labels.push(entry),
+                    Ok(()) => out.annotations.push(entry),
+                }
+            }
+        }
+        out
     }
 
     fn namespace(&mut self, path: &str, value: &Value) -> Option<String> {

@@ -3,6 +3,7 @@
 //! decision with a stable rule id and a reason a person can act on. No I/O.
 
 pub mod admission;
+pub mod carry;
 pub mod decision;
 pub mod document;
 pub mod keys;
@@ -14,6 +15,7 @@ pub use admission::{
     identify, in_scope, is_down_copy, is_kubernetes_cleanup, mutate, pointer, validate,
     validate_without_policy,
 };
+pub use carry::{Direction, StripMetadata, carried_annotations, carried_labels};
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, blocked_decision, digest, down_sync, down_sync_problems, down_sync_to,

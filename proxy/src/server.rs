@@ -297,13 +297,18 @@ async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
             () = relay.inner.cache.closed() => {}
         }
     }
-    let current = *rx.borrow();
-    json(
-        StatusCode::OK,
-        format!(
-            r#"{{"kind":"PolicyGeneration","apiVersion":"secret-relay.io/v1","generation":{current}}}"#
-        ),
-    )
+    drop(rx);
+    let (policy, current) = relay.inner.policy.snapshot();
+    // What the agents strip from copies beside the built-in rule: part of the
+    // policy they apply, so it comes with the generation it belongs to.
+    let answer = serde_json::json!({
+        "kind": "PolicyGeneration",
+        "apiVersion": "secret-relay.io/v1",
+        "generation": current,
+        "controlPlaneNamespace": policy.control_plane_namespace(),
+        "stripMetadata": policy.strip_metadata(),
+    });
+    json(StatusCode::OK, answer.to_string())
 }
 
 fn route_error(err: &RouteError) -> Response<RelayBody> {

@@ -968,6 +968,21 @@ fn every_rule_id_is_distinct_and_documented_with_its_one_outcome() {
 }
 
 #[test]
+fn a_rule_reads_back_from_its_id_and_only_hub_dependent_denials_wait_on_the_hub() {
+    for r in Rule::ALL {
+        assert_eq!(Rule::from_id(r.as_str()), Some(r));
+        // Only a denial can be waiting for its cause to go away.
+        assert!(!(r.depends_on_hub() && r.allows()), "{r}");
+    }
+    assert_eq!(Rule::from_id("no-such-rule"), None);
+    assert!(Rule::OwnedByOtherCluster.depends_on_hub());
+    assert!(Rule::NameTaken.depends_on_hub());
+    // A change of the Secret or the policy turns these around, not the hub.
+    assert!(!Rule::NoMatchingSource.depends_on_hub());
+    assert!(!Rule::BlockedName.depends_on_hub());
+}
+
+#[test]
 fn up_sync_and_release_denials_name_no_other_cluster_and_quote_no_value() {
     // The relay returns these reasons to the cluster: none names another cluster,
     // quotes a value of the cluster's request, or anything of a hub copy it does

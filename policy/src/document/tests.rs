@@ -219,6 +219,26 @@ fn configmap_data_is_read_from_its_key() {
 }
 
 #[test]
+fn strip_metadata_takes_keys_and_prefixes_and_reports_bad_ones() {
+    let p = Policy::from_yaml(
+        "stripMetadata: { labels: [team, example.com/], annotations: [notes.example.com/owner] }",
+    )
+    .unwrap();
+    assert_eq!(p.strip_metadata().labels, ["team", "example.com/"]);
+    assert_eq!(p.strip_metadata().annotations, ["notes.example.com/owner"]);
+    assert!(Policy::default().strip_metadata().is_empty());
+    assert_eq!(
+        paths("stripMetadata: { labels: ['bad key', 'Bad_/'], annotations: [7], other: [] }"),
+        [
+            "stripMetadata.other",
+            "stripMetadata.labels[0]",
+            "stripMetadata.labels[1]",
+            "stripMetadata.annotations[0]",
+        ]
+    );
+}
+
+#[test]
 fn built_in_and_extra_blocked_secrets_are_found() {
     let p = Policy::from_yaml(
         "extraBlocked: { names: [vault-token], types: [example.com/hsm], labels: [class=restricted, no-sync] }",
