@@ -171,6 +171,8 @@ clusters:
 secretSources:
   - clusterSelector: env in (prod, staging)
     labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
+  - clusterSelector: env in (prod, staging)
+    labelSelector: app.kubernetes.io/component=notifications-controller
 ";
 
 /// The canaries of the in-process run, one per behaviour.
@@ -367,7 +369,7 @@ async fn no_secret_value_reaches_logs_metrics_or_events(flavor: Flavor) {
             &pp,
             &secret(
                 "argocd-notifications-secret",
-                &[OPT_IN, ("argocd.argoproj.io/secret-type", "repository")],
+                &[OPT_IN, ("app.kubernetes.io/component", "notifications-controller")],
                 &[],
                 ADOPT_C1,
             ),

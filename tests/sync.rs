@@ -29,11 +29,17 @@ secretSources:
     labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
   - clusterSelector: env=prod
     labelSelector: team=platform
+  - clusterSelector: env=prod
+    labelSelector: app.kubernetes.io/component=notifications-controller
 ";
+
+/// The label Argo CD's own manifests give `argocd-notifications-secret`: what a
+/// Secret Source admits an adoption of it by.
+const NOTIFICATIONS: (&str, &str) = ("app.kubernetes.io/component", "notifications-controller");
 
 struct World {
     stack: Stack,
-    _relay: RelayHandle,
+    relay: RelayHandle,
     managed: Vec<Managed>,
 }
 
@@ -60,7 +66,7 @@ async fn world(flavor: Flavor, policy: &str) -> World {
     }
     World {
         stack,
-        _relay: relay,
+        relay,
         managed,
     }
 }
@@ -270,23 +276,32 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
 ) {
     let w = world(flavor, POLICY).await;
     let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
     let hub = w.hub().await;
+    // As Argo CD installs it: its own labels, and an annotation of the control plane's.
+    let own_labels = [("app.kubernetes.io/part-of", "argocd"), NOTIFICATIONS];
     hub.create(
         &PostParams::default(),
-        &secret("argocd-notifications-secret", &[], &[], "from-cp"),
+        &secret(
+            "argocd-notifications-secret",
+            &own_labels,
+            &[("note", "the control plane's")],
+            "from-cp",
+        ),
     )
     .await
     .unwrap();
-    c1.secrets()
-        .create(
-            &PostParams::default(),
-            &secret(
-                "argocd-notifications-secret",
-                &[OPT_IN, ("argocd.argoproj.io/secret-type", "repository")],
-                &[],
-                "from-cluster1",
-            ),
+    let before = hub.get("argocd-notifications-secret").await.unwrap();
+    let adopt = |value: &str| {
+        secret(
+            "argocd-notifications-secret",
+            &[OPT_IN, NOTIFICATIONS, ("team", "cluster1")],
+            &[TO_ALL],
+            value,
         )
+    };
+    c1.secrets()
+        .create(&PostParams::default(), &adopt("from-cluster1"))
         .await
         .unwrap();
     let adopted = appears(&hub, "argocd-notifications-secret", "the adoption", |s| {
@@ -294,6 +309,14 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
     })
     .await;
     assert_eq!(password(&adopted), b"from-cluster1");
+    // While cluster1 owns it, its ALL sends it to cluster2.
+    appears(
+        &c2.secrets(),
+        "argocd-notifications-secret",
+        "the adopted secret's down copy",
+        |_| true,
+    )
+    .await;
     let err = hub
         .patch(
             "argocd-notifications-secret",
@@ -303,7 +326,8 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cluster1"), "{err}");
-    // The cluster deletes its Secret: the hub secret returns to the control plane with its data.
+    // The cluster deletes its Secret: the hub secret returns to the control plane with
+    // its data, and with exactly the labels and annotations it had before.
     c1.secrets()
         .delete("argocd-notifications-secret", &DeleteParams::default())
         .await
@@ -313,6 +337,44 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
     })
     .await;
     assert_eq!(password(&back), b"from-cluster1");
+    assert_eq!(back.metadata.labels, before.metadata.labels);
+    assert_eq!(
+        back.metadata
+            .annotations
+            .as_ref()
+            .map(|a| a.keys().collect::<Vec<_>>()),
+        before
+            .metadata
+            .annotations
+            .as_ref()
+            .map(|a| a.keys().collect::<Vec<_>>())
+    );
+    assert_eq!(
+        back.metadata.annotations.as_ref().unwrap()["note"],
+        "the control plane's"
+    );
+    // The returned secret goes nowhere, as before the adoption: cluster2's copy goes,
+    // and the former owner gets none.
+    disappears(
+        &c2.secrets(),
+        "argocd-notifications-secret",
+        "the down copy after the return",
+    )
+    .await;
+    assert!(
+        c1.secrets()
+            .get_opt("argocd-notifications-secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // The hand-back record is no cluster's to see.
+    for c in [c1, c2] {
+        let view: Api<Secret> =
+            Api::namespaced(w.stack.relay_client(&w.relay, &c.name).await, "argocd");
+        let err = view.get("secret-relay-handback").await.unwrap_err();
+        assert!(err.to_string().contains("not found"), "{err}");
+    }
     hub.patch(
         "argocd-notifications-secret",
         &PatchParams::default(),
@@ -320,6 +382,37 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
     )
     .await
     .unwrap();
+    // Adopted again, then released by removing the opt-in label: the same return.
+    c1.secrets()
+        .create(&PostParams::default(), &adopt("again"))
+        .await
+        .unwrap();
+    appears(
+        &hub,
+        "argocd-notifications-secret",
+        "the second adoption",
+        |s| label(s, "secret-relay.io/owner") == Some("cluster.cluster1"),
+    )
+    .await;
+    c1.secrets()
+        .patch(
+            "argocd-notifications-secret",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"akuity.io/secret-sync": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let back = appears(
+        &hub,
+        "argocd-notifications-secret",
+        "the return after the label went",
+        |s| label(s, "secret-relay.io/owner").is_none(),
+    )
+    .await;
+    assert_eq!(password(&back), b"again");
+    assert_eq!(back.metadata.labels, before.metadata.labels);
 }
 
 async fn a_managed_secret_reaches_all_clusters_or_only_those_a_selector_picks(flavor: Flavor) {

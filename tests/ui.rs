@@ -39,6 +39,8 @@ clusters:
 secretSources:
   - clusterSelector: env in (prod, staging)
     labelSelector: argocd.argoproj.io/secret-type in (repository, repo-creds)
+  - clusterSelector: env in (prod, staging)
+    labelSelector: app.kubernetes.io/component=notifications-controller
 ";
 
 const TOKEN: &str = "test-token-0123456789";
@@ -507,7 +509,7 @@ async fn the_secrets_page_in_headless_chromium_against_a_real_control_plane() {
             &pp,
             &secret(
                 "argocd-notifications-secret",
-                &[OPT_IN, REPOSITORY],
+                &[OPT_IN, ("app.kubernetes.io/component", "notifications-controller")],
                 &[],
                 &[("webhook.token", "from-cluster1")],
             ),

@@ -18,8 +18,16 @@ use crate::selector::{
     validate_label_value,
 };
 
+/// The Secret in the control-plane namespace where the relay keeps an adopted
+/// secret's own labels and annotations until it returns (see the relay's
+/// `handback`): blocked, so no cluster sees or writes it.
+pub const HANDBACK_SECRET: &str = "secret-relay-handback";
 /// Names that are always blocked.
-pub const BUILTIN_BLOCKED_NAMES: [&str; 2] = ["argocd-secret", "argocd-initial-admin-secret"];
+pub const BUILTIN_BLOCKED_NAMES: [&str; 3] = [
+    "argocd-secret",
+    "argocd-initial-admin-secret",
+    HANDBACK_SECRET,
+];
 /// Secret types that are always blocked.
 pub const BUILTIN_BLOCKED_TYPES: [&str; 1] = ["kubernetes.io/service-account-token"];
 /// Labels (key, value) that always block a Secret.

@@ -12,6 +12,7 @@
 
 pub mod body;
 mod cache;
+mod handback;
 mod metrics;
 mod patch;
 mod route;

@@ -268,6 +268,9 @@ async fn write_object(
         // Allowed writes log at debug, as the webhook does: the API server audits
         // them (as the impersonated cluster). Denials stay at info.
         tracing::debug!(%cluster, %name, rule = %decision.rule, "up-sync write");
+        if let Err(answer) = keep_for_handback(relay, cp, &decision, &target).await {
+            return answer;
+        }
         let mut stored = secret.clone();
         stored.metadata.namespace = Some(cp.to_owned());
         let (method, path) = match (&target, sr.verb) {
@@ -296,6 +299,29 @@ async fn write_object(
         return answer;
     }
     conflict(&name)
+}
+
+/// Before an adoption: records the control plane's own metadata of the copy, to be
+/// restored when it returns ([`crate::handback`]). Without the record there is no
+/// adoption (503, retried by the agent).
+async fn keep_for_handback(
+    relay: &Relay,
+    cp: &str,
+    decision: &Decision,
+    target: &Target,
+) -> Result<(), Response<RelayBody>> {
+    let Some(hub) = target.hub().filter(|_| decision.rule == Rule::Adopt) else {
+        return Ok(());
+    };
+    crate::handback::record(relay, cp, hub).await.map_err(|err| {
+        tracing::warn!(error = %err, "an adoption waits for its hand-back record");
+        status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the relay could not record the control plane's metadata of the secret before its adoption; retry",
+            None,
+        )
+    })
 }
 
 /// A write refused on the request alone, before any hub copy is looked up: a name
@@ -361,6 +387,9 @@ async fn write_patch(
             return denied(cluster, &name, "up-sync", &decision, true);
         }
         tracing::debug!(%cluster, %name, rule = %decision.rule, "up-sync patch");
+        if let Err(answer) = keep_for_handback(relay, cp, &decision, &target).await {
+            return answer;
+        }
         let judged_rv = hub
             .as_ref()
             .and_then(|h| h.metadata.resource_version.clone());
@@ -894,17 +923,26 @@ fn conflict(name: &str) -> Response<RelayBody> {
 }
 
 /// Returns an adopted secret to the control plane with its data kept, as the relay's
-/// own account: the owner label and adopted annotation go, the data stays. The PUT
-/// carries the judged copy's resourceVersion.
-async fn return_to_control_plane(relay: &Relay, cp: &str, hub: &Secret) -> Response<RelayBody> {
+/// own account: its labels and annotations become the control plane's own from
+/// before the adoption ([`crate::handback`]), so nothing of the cluster's (its
+/// opt-in label, its target annotations, the owner and adopted stamps) stays; the
+/// data stays. The PUT carries the judged copy's resourceVersion.
+pub(crate) async fn return_to_control_plane(
+    relay: &Relay,
+    cp: &str,
+    hub: &Secret,
+) -> Response<RelayBody> {
     let name = hub.metadata.name.clone().unwrap_or_default();
+    let kept = match crate::handback::recorded(relay, cp, hub).await {
+        Ok(kept) => kept,
+        Err(err) => {
+            tracing::warn!(%name, error = %err, "a return waits for its hand-back record");
+            return unavailable();
+        }
+    };
     let mut returned = hub.clone();
-    if let Some(labels) = returned.metadata.labels.as_mut() {
-        labels.remove(keys::OWNER_LABEL);
-    }
-    if let Some(annotations) = returned.metadata.annotations.as_mut() {
-        annotations.remove(keys::ADOPTED_ANNOTATION);
-    }
+    returned.metadata.labels = Some(kept.labels);
+    returned.metadata.annotations = Some(kept.annotations);
     returned.metadata.managed_fields = None;
     let Ok(uri) = object_path(cp, &name).parse::<http::Uri>() else {
         return not_found(&name);
@@ -922,6 +960,7 @@ async fn return_to_control_plane(relay: &Relay, cp: &str, hub: &Secret) -> Respo
     .await;
     let resp = settle(relay, resp, None).await;
     if resp.status().is_success() {
+        crate::handback::forget(relay, cp, &name).await;
         success(
             &name,
             &format!("secret {cp}/{name} was returned to the control plane with its data kept"),

@@ -176,7 +176,7 @@ impl ApiServer {
                 "subjects": [sa("secret-relay"), sa("secret-relay-webhook")]}),
             serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
                 "metadata": {"name": "secret-relay-hub", "namespace": cp_ns},
-                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "update"]}]}),
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create", "update"]}]}),
             serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                 "metadata": {"name": "secret-relay-hub", "namespace": cp_ns},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "secret-relay-hub"},
