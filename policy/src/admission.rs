@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::decision::{
     ADOPTABLE_NAMES, Decision, Owner, ReleaseAction, Rule, annotation, blocked_decision, digest,
     down_sync_problems, hub_copy_elsewhere, invalid_owner, is_adoptable, is_adopted, label, owner,
-    reclaim_owned, release_owned, unknown_cluster, up_sync_stored,
+    reclaim_owned, release_owned, revocation, unknown_cluster, up_sync_stored,
 };
 use crate::document::Policy;
 use crate::keys;
@@ -562,6 +562,12 @@ fn validate_other(policy: &Policy, who: &str, name: &str, change: Change) -> Dec
     let old = change.old();
     match old.map(owner) {
         Some(Owner::Cluster(o)) if policy.cluster(&o).is_some() => {
+            // The control plane's way out of a copy the policy no longer admits.
+            if let Change::Delete(old) = change
+                && let Some(r) = revocation(policy, old)
+            {
+                return r.decision;
+            }
             return Decision::deny(
                 Rule::OwnershipLock,
                 format!(
@@ -678,6 +684,18 @@ fn validate_managed(
         return Decision::allow(Rule::OutOfScope, format!("{what} is not a down copy"));
     }
     if !is_agent {
+        if let Change::Update { old, new } = change
+            && old_origin.is_some()
+            && only_confirmation_added(old, new)
+        {
+            return Decision::allow(
+                Rule::DeletionConfirmed,
+                format!(
+                    "{what} is a down copy whose deletion the agent holds: {} confirms it, and the agent deletes the copy",
+                    keys::CONFIRM_DELETION_ANNOTATION
+                ),
+            );
+        }
         if let Some(origin) = old_origin {
             return Decision::deny(
                 Rule::OwnershipLock,
@@ -749,6 +767,32 @@ fn warnings(
         );
     }
     out
+}
+
+/// Whether `new` is `old` with only [`keys::CONFIRM_DELETION_ANNOTATION`] set
+/// to `"true"` (besides what the API server maintains and the digest the
+/// mutating webhook stamps from the data): a cluster admin's
+/// confirmation of a held deletion, which changes nothing else of a down copy.
+fn only_confirmation_added(old: &Secret, new: &Secret) -> bool {
+    if annotation(new, keys::CONFIRM_DELETION_ANNOTATION) != Some("true") {
+        return false;
+    }
+    let strip = |s: &Secret| {
+        let mut s = s.clone();
+        if let Some(a) = s.metadata.annotations.as_mut() {
+            a.remove(keys::CONFIRM_DELETION_ANNOTATION);
+            // Stamped by the mutating webhook from the data, which is compared.
+            a.remove(keys::DIGEST_ANNOTATION);
+            if a.is_empty() {
+                s.metadata.annotations = None;
+            }
+        }
+        s.metadata.managed_fields = None;
+        s.metadata.resource_version = None;
+        s.metadata.generation = None;
+        serde_json::to_value(s).ok()
+    };
+    matches!((strip(old), strip(new)), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether old and new differ in nothing but what Kubernetes' cleanup

@@ -77,6 +77,15 @@ pub enum Rule {
     /// The control plane deletes or takes over a hub copy whose owner is not
     /// a registered cluster (or whose owner label is invalid).
     OrphanedOwner,
+    /// The live policy no longer admits a registered cluster's hub copy: the
+    /// relay releases it after the revocation grace, and the control plane may
+    /// delete it meanwhile.
+    Revoked,
+    /// Down-sync does not send a hub copy whose owner cluster is not
+    /// registered: a removed cluster's copies stop going down.
+    OrphanedCopy,
+    /// A cluster admin confirms a held deletion of a down copy by annotating it.
+    DeletionConfirmed,
     /// Down-sync sends the hub copy to one or more clusters.
     DownSync,
     /// Down-sync does not send the hub copy to this cluster.
@@ -151,7 +160,7 @@ pub enum Owner {
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 34] = [
+    pub const ALL: [Rule; 37] = [
         Rule::BlockedName,
         Rule::BlockedType,
         Rule::BlockedLabel,
@@ -171,6 +180,9 @@ impl Rule {
         Rule::AdoptedMustReturn,
         Rule::InvalidOwner,
         Rule::OrphanedOwner,
+        Rule::Revoked,
+        Rule::OrphanedCopy,
+        Rule::DeletionConfirmed,
         Rule::DownSync,
         Rule::DownSyncNotTarget,
         Rule::NoTargets,
@@ -198,6 +210,8 @@ impl Rule {
             | Rule::ReleaseDelete
             | Rule::ReleaseReturn
             | Rule::OrphanedOwner
+            | Rule::Revoked
+            | Rule::DeletionConfirmed
             | Rule::DownSync
             | Rule::BreakGlass
             | Rule::SystemExempt
@@ -220,6 +234,7 @@ impl Rule {
             | Rule::InvalidOwner
             | Rule::DownSyncNotTarget
             | Rule::NoTargets
+            | Rule::OrphanedCopy
             | Rule::InvalidSelector
             | Rule::OwnerLabelForged
             | Rule::OwnershipLock
@@ -272,6 +287,9 @@ impl Rule {
             Rule::AdoptedMustReturn => "adopted-must-return",
             Rule::InvalidOwner => "invalid-owner",
             Rule::OrphanedOwner => "orphaned-owner",
+            Rule::Revoked => "revoked",
+            Rule::OrphanedCopy => "orphaned-copy",
+            Rule::DeletionConfirmed => "deletion-confirmed",
             Rule::DownSync => "down-sync",
             Rule::DownSyncNotTarget => "down-sync-not-target",
             Rule::NoTargets => "no-targets",
@@ -796,19 +814,74 @@ pub(crate) fn reclaim_owned(policy: &Policy, name: &str, hub: &Secret) -> Releas
             ),
             action: None,
         },
-        Owner::Cluster(o) if policy.cluster(&o).is_some() => refused(Decision::deny(
+        Owner::Cluster(o) if policy.cluster(&o).is_some() => revocation(policy, hub)
+            .unwrap_or_else(|| refused(Decision::deny(
             Rule::OwnershipLock,
             format!(
                 "{cp}/{name} is owned by cluster {o}, which is registered: it is released on cluster {o} (delete the Secret there or remove its {} label); remove cluster {o} from the policy to orphan its copies",
                 keys::SECRET_SYNC_LABEL
             ),
-        )),
+        ))),
         Owner::Cluster(o) => orphaned(format!("its owner, cluster {o}, is not registered")),
         Owner::Invalid(v) => orphaned(format!(
             "its owner label {}: {v} names no cluster",
             keys::OWNER_LABEL
         )),
     }
+}
+
+/// Revocation: `Some` when hub copy `hub` is owned by a registered cluster and
+/// the live policy no longer admits it (no Secret Source matches it any more,
+/// or it became blocked), judged with [`up_sync`]'s own steps on the copy as
+/// stored. The decision is `revoked`, with the release's action: an adopted
+/// copy returns to the control plane, any other is deleted. `None` when the
+/// copy is admitted, or is not a registered cluster's (the control plane's
+/// own, or orphaned: see [`reclaim`]).
+pub fn revocation(policy: &Policy, hub: &Secret) -> Option<ReleaseDecision> {
+    let Owner::Cluster(c) = owner(hub) else {
+        return None;
+    };
+    let cluster = policy.cluster(&c)?;
+    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let cp = policy.control_plane_namespace();
+    // What the policy can take back: a Secret Source, or the blocked list. (The
+    // opt-in label and the stamps are the cluster's and the webhook's, judged on
+    // every write.)
+    let what = format!("the hub copy {cp}/{name}");
+    let admitted = blocked_for_cluster(policy, hub, &what).or_else(|| {
+        policy
+            .matching_source(&c, &source_labels(hub))
+            .is_none()
+            .then(|| {
+                Decision::deny(
+                    Rule::NoMatchingSource,
+                    format!(
+                        "no Secret Source admits {what} from cluster {c}: its labels match the labelSelector of no secretSources entry whose clusterSelector matches the cluster's labels {{{}}}",
+                        format_labels(&cluster.labels)
+                    ),
+                )
+            })
+    })?;
+    let adopted = is_adopted(hub);
+    let what = if adopted {
+        "returned to the control plane with its data kept"
+    } else {
+        "deleted"
+    };
+    Some(ReleaseDecision {
+        decision: Decision::allow(
+            Rule::Revoked,
+            format!(
+                "the policy no longer admits {cp}/{name} from its owner, cluster {c} (rule {}: {}): the relay releases it after its revocation grace ({what}), and the control plane may delete it now; to keep it, admit it again",
+                admitted.rule, admitted.reason
+            ),
+        ),
+        action: Some(if adopted {
+            ReleaseAction::ReturnToControlPlane
+        } else {
+            ReleaseAction::Delete
+        }),
+    })
 }
 
 fn refused(decision: Decision) -> ReleaseDecision {
@@ -871,10 +944,21 @@ pub fn down_sync(policy: &Policy, hub: &Secret) -> DownSync {
     if let Some(d) = blocked_decision(policy, hub, &format!("secret {cp}/{name}")) {
         return none(d);
     }
+    let owner = owner(hub);
+    if let Owner::Cluster(o) = &owner
+        && policy.cluster(o).is_none()
+    {
+        return none(Decision::deny(
+            Rule::OrphanedCopy,
+            format!(
+                "{cp}/{name} is owned by cluster {o}, which is not registered: a removed cluster's copies stop going down; register it again, or take the copy over (rule {}) to send it on",
+                Rule::OrphanedOwner
+            ),
+        ));
+    }
     let list = list_annotation(hub);
     let selector = selector_annotation(hub);
     let problems = annotation_problems(policy, &list, &selector);
-    let owner = owner(hub);
     let mut targets: Vec<String> = policy
         .clusters()
         .filter(|c| owner != Owner::Cluster(c.name.clone()))
@@ -945,7 +1029,8 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
             | Rule::BlockedName
             | Rule::BlockedType
             | Rule::BlockedLabel
-            | Rule::InvalidSelector,
+            | Rule::InvalidSelector
+            | Rule::OrphanedCopy,
             _,
         ) => all.decision.clone(),
         (_, None) => unknown_cluster(cluster),

@@ -15,6 +15,9 @@ pub const OWNER_LABEL: &str = "secret-relay.io/owner";
 pub const OWNER_CLUSTER_PREFIX: &str = "cluster.";
 /// Annotation `"true"` while a cluster owns an adopted control-plane secret.
 pub const ADOPTED_ANNOTATION: &str = "secret-relay.io/adopted";
+/// Annotation `"true"` a cluster admin sets on a down copy to confirm its held
+/// deletion (the agent holds deletions beyond its budget).
+pub const CONFIRM_DELETION_ANNOTATION: &str = "secret-relay.io/confirm-deletion";
 /// Annotation with the `sha256:` digest of the canonical data.
 pub const DIGEST_ANNOTATION: &str = "secret-relay.io/digest";
 /// User name prefix the relay impersonates for a cluster.

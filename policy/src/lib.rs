@@ -19,7 +19,7 @@ pub use carry::{Direction, StripMetadata, carried_annotations, carried_labels};
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, blocked_decision, digest, down_sync, down_sync_problems, down_sync_to,
-    is_adoptable, is_adopted, owner, reclaim, release, up_sync, up_sync_full_scan,
+    is_adoptable, is_adopted, owner, reclaim, release, revocation, up_sync, up_sync_full_scan,
 };
 pub use document::{
     BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,

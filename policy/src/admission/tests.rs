@@ -619,7 +619,25 @@ fn control_plane_admission_follows_every_rule() {
             admin(),
             "argocd",
             None,
-            Some(own().build()),
+            Some(up(own()).build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "admin deletes a cluster's copy the policy no longer admits",
+            admin(),
+            "argocd",
+            None,
+            Some(own().label("team", "other").build()),
+            Rule::Revoked,
+            true,
+        ),
+        (
+            "admin edits a cluster's copy the policy no longer admits",
+            admin(),
+            "argocd",
+            Some(own().label("team", "other").data("token", b"x").build()),
+            Some(own().label("team", "other").build()),
             Rule::OwnershipLock,
             false,
         ),
@@ -1598,6 +1616,46 @@ fn managed_cluster_admission_guards_down_copies() {
             admin(),
             "akuity",
             Some(down().data("k", b"x").build()),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone confirms a held deletion",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::CONFIRM_DELETION_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(down().build()),
+            Rule::DeletionConfirmed,
+            true,
+        ),
+        (
+            "someone confirms a deletion and edits the data",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::CONFIRM_DELETION_ANNOTATION, "true")
+                    .data("k", b"x")
+                    .build(),
+            ),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone sets the confirmation to another value",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::CONFIRM_DELETION_ANNOTATION, "yes")
+                    .build(),
+            ),
             Some(down().build()),
             Rule::OwnershipLock,
             false,

@@ -830,9 +830,18 @@ fn reclaim_is_the_control_planes_way_out() {
         ),
         (
             "copy of a registered cluster",
-            hub("repo").owner("cluster1").build(),
+            hub("repo")
+                .owner("cluster1")
+                .label("team", "my-team")
+                .build(),
             Rule::OwnershipLock,
             None,
+        ),
+        (
+            "copy of a registered cluster the policy no longer admits",
+            hub("repo").owner("cluster1").label("team", "other").build(),
+            Rule::Revoked,
+            Some(ReleaseAction::Delete),
         ),
         (
             "control-plane secret",
@@ -980,6 +989,86 @@ fn a_rule_reads_back_from_its_id_and_only_hub_dependent_denials_wait_on_the_hub(
     // A change of the Secret or the policy turns these around, not the hub.
     assert!(!Rule::NoMatchingSource.depends_on_hub());
     assert!(!Rule::BlockedName.depends_on_hub());
+}
+
+#[test]
+fn a_copy_the_policy_no_longer_admits_is_revoked_and_the_control_plane_may_delete_it() {
+    let p = policy();
+    let mine = || {
+        hub("repo")
+            .owner("cluster1")
+            .label(keys::SECRET_SYNC_LABEL, "true")
+    };
+    // Admitted by the first Secret Source (env=prod, team in (my-team)).
+    assert_eq!(
+        revocation(&p, &mine().label("team", "my-team").build()),
+        None
+    );
+    // No Secret Source admits it any more: released, deleted.
+    let r = revocation(&p, &mine().label("team", "other").build()).unwrap();
+    assert_eq!(r.decision.rule, Rule::Revoked);
+    assert!(r.decision.allowed);
+    assert!(
+        r.decision.reason.contains("no-matching-source"),
+        "{}",
+        r.decision.reason
+    );
+    assert_eq!(r.action, Some(ReleaseAction::Delete));
+    // Blocked since (extraBlocked grew): revoked too.
+    let blocked = mine().label("team", "my-team").label("vault", "x").build();
+    assert_eq!(
+        revocation(&p, &blocked).map(|r| r.decision.rule),
+        Some(Rule::Revoked)
+    );
+    // An adopted one returns.
+    let adopted = hub("argocd-notifications-secret")
+        .owner("cluster1")
+        .adopted()
+        .label(keys::SECRET_SYNC_LABEL, "true")
+        .build();
+    assert_eq!(
+        revocation(&p, &adopted).and_then(|r| r.action),
+        Some(ReleaseAction::ReturnToControlPlane)
+    );
+    // The control plane's own copies and orphans are not revoked: they are reclaimed.
+    assert_eq!(revocation(&p, &hub("repo").build()), None);
+    assert_eq!(revocation(&p, &hub("repo").owner("gone").build()), None);
+    // The control plane's way out, shown by reclaim (and `explain`).
+    let r = reclaim(&p, &mine().label("team", "other").build());
+    assert_eq!(r.decision.rule, Rule::Revoked);
+    assert_eq!(
+        reclaim(&p, &mine().label("team", "my-team").build())
+            .decision
+            .rule,
+        Rule::OwnershipLock
+    );
+}
+
+#[test]
+fn a_removed_clusters_copies_stop_going_down() {
+    let p = policy();
+    let orphan = hub("repo")
+        .owner("gone")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+        .build();
+    let d = down_sync(&p, &orphan);
+    assert!(d.targets.is_empty());
+    assert_eq!(d.decision.rule, Rule::OrphanedCopy);
+    assert!(
+        d.decision.reason.contains("cluster gone"),
+        "{}",
+        d.decision.reason
+    );
+    assert_eq!(
+        down_sync_to(&p, &orphan, "cluster1").decision.rule,
+        Rule::OrphanedCopy
+    );
+    // Registered again: it goes down again.
+    let own = hub("repo")
+        .owner("cluster3")
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+        .build();
+    assert_eq!(down_sync(&p, &own).targets, ["cluster1", "cluster2"]);
 }
 
 #[test]
