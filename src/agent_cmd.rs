@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use secret_relay_agent::Config;
+use secret_relay_agent::{Config, Deletion};
 use secret_relay_runtime::LogArgs;
 
 /// Flags of `secret-relay agent`.
@@ -36,6 +36,37 @@ pub(crate) struct Args {
     /// A full reconcile runs at least this often, in seconds.
     #[arg(long, env = "SECRET_RELAY_RESYNC_SECONDS", default_value_t = 300)]
     resync_seconds: u64,
+    /// Seconds a down copy whose hub copy left the view is kept before it is deleted
+    /// (kept for good if it comes back within them).
+    #[arg(
+        long,
+        env = "SECRET_RELAY_DELETION_GRACE_SECONDS",
+        default_value_t = 60
+    )]
+    deletion_grace_seconds: u64,
+    /// Percent of this cluster's down copies (at least one) that may be deleted within
+    /// the budget window; further deletions are held until a cluster admin confirms.
+    #[arg(
+        long,
+        env = "SECRET_RELAY_DELETION_BUDGET_PERCENT",
+        default_value_t = 20
+    )]
+    deletion_budget_percent: u32,
+    /// The deletion budget's window, in seconds.
+    #[arg(
+        long,
+        env = "SECRET_RELAY_DELETION_BUDGET_WINDOW_SECONDS",
+        default_value_t = 60
+    )]
+    deletion_budget_window_seconds: u64,
+    /// Seconds the relay must refuse this cluster as unregistered, with no other
+    /// answer in between, before the agent deletes its down copies.
+    #[arg(
+        long,
+        env = "SECRET_RELAY_UNREGISTERED_GRACE_SECONDS",
+        default_value_t = 600
+    )]
+    unregistered_grace_seconds: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -57,6 +88,12 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         relay_ca: args.relay_ca,
         admin_addr: Some(args.admin_addr),
         resync: Duration::from_secs(args.resync_seconds.max(1)),
+        deletion: Deletion {
+            grace: Duration::from_secs(args.deletion_grace_seconds),
+            budget_percent: args.deletion_budget_percent.min(100),
+            budget_window: Duration::from_secs(args.deletion_budget_window_seconds),
+            unregistered_grace: Duration::from_secs(args.unregistered_grace_seconds),
+        },
     };
     let shutdown = secret_relay_runtime::shutdown_signal();
     let (_, done) = secret_relay_agent::start(config, shutdown)

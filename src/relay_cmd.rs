@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Seconds a connection may take to send a complete request head (slowloris guard).
     #[arg(long, env = "SECRET_RELAY_HEADER_READ_TIMEOUT", default_value_t = 30)]
     header_read_timeout: u64,
+    /// Seconds a hub copy the policy no longer admits waits before the relay releases
+    /// it (a policy fixed within it revokes nothing).
+    #[arg(long, env = "SECRET_RELAY_REVOCATION_GRACE", default_value_t = 60)]
+    revocation_grace: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -73,6 +77,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             burst: args.cluster_burst,
             watches_per_cluster: args.cluster_watches.max(1),
             header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+            revocation_grace: Duration::from_secs(args.revocation_grace),
             ..Limits::default()
         },
     };

@@ -1303,6 +1303,7 @@ async fn start_agent(stack: &Stack, relay_url: &str, kubeconfig: &Path) -> Agent
         admin_addr: None,
         // Never within a test: what converges, converges by retries and relists.
         resync: Duration::from_secs(3600),
+        deletion: secret_relay_agent::Deletion::default(),
     };
     let stop = CancellationToken::new();
     let (started, task) = secret_relay_agent::start(config, stop.clone())

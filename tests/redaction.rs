@@ -369,7 +369,10 @@ async fn no_secret_value_reaches_logs_metrics_or_events(flavor: Flavor) {
             &pp,
             &secret(
                 "argocd-notifications-secret",
-                &[OPT_IN, ("app.kubernetes.io/component", "notifications-controller")],
+                &[
+                    OPT_IN,
+                    ("app.kubernetes.io/component", "notifications-controller"),
+                ],
                 &[],
                 ADOPT_C1,
             ),

@@ -6,128 +6,16 @@
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
-use secret_relay_agent::Agent;
 use secret_relay_testkit::{
-    Flavor, OPT_IN, REPO_CREDS, RelayHandle, Stack, StackOptions, TO_ALL, TestCluster, appears,
-    disappears, label, on_all, password, secret, secret_with_data, within,
+    Flavor, OPT_IN, REPO_CREDS, TO_ALL, appears, disappears, label, on_all, password, secret,
+    secret_with_data,
 };
-
-const POLICY: &str = "\
-clusters:
-  - name: cluster1
-    labels: { env: prod }
-  - name: cluster2
-    labels: { env: staging }
-secretSources:
-  - clusterSelector: env in (prod, staging)
-    labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
-  - clusterSelector: env=prod
-    labelSelector: team=platform
-  - clusterSelector: env=prod
-    labelSelector: app.kubernetes.io/component=notifications-controller
-";
-
-/// The label Argo CD's own manifests give `argocd-notifications-secret`: what a
-/// Secret Source admits an adoption of it by.
-const NOTIFICATIONS: (&str, &str) = ("app.kubernetes.io/component", "notifications-controller");
-
-struct World {
-    stack: Stack,
-    relay: RelayHandle,
-    managed: Vec<Managed>,
-}
-
-struct Managed {
-    name: String,
-    cluster: TestCluster,
-    agent: Arc<Agent>,
-    client: Client,
-}
-
-async fn world(flavor: Flavor, policy: &str) -> World {
-    let stack = Stack::start(
-        flavor,
-        StackOptions {
-            policy: policy.to_owned(),
-            ..StackOptions::default()
-        },
-    )
-    .await;
-    let relay = stack.start_relay().await;
-    let mut managed = Vec::new();
-    for name in ["cluster1", "cluster2"] {
-        managed.push(start_managed(&stack, &relay, name, flavor).await);
-    }
-    World {
-        stack,
-        relay,
-        managed,
-    }
-}
-
-async fn start_managed(stack: &Stack, relay: &RelayHandle, name: &str, flavor: Flavor) -> Managed {
-    let cluster = TestCluster::managed(flavor, name, &["akuity"]).await;
-    let agent = stack
-        .start_agent(
-            name,
-            &cluster,
-            relay.started.addr,
-            Duration::from_secs(30),
-            relay.shutdown.child_token(),
-        )
-        .await;
-    let client = cluster.client().await;
-    Managed {
-        name: name.to_owned(),
-        cluster,
-        agent,
-        client,
-    }
-}
-
-impl World {
-    fn cluster(&self, name: &str) -> &Managed {
-        self.managed.iter().find(|m| m.name == name).unwrap()
-    }
-
-    async fn hub(&self) -> Api<Secret> {
-        Api::namespaced(self.stack.cluster.client().await, "argocd")
-    }
-}
-
-impl Managed {
-    fn secrets(&self) -> Api<Secret> {
-        Api::namespaced(self.client.clone(), "akuity")
-    }
-
-    /// Waits until this cluster's agent reports `state` (and `rule`, when given) for
-    /// `name` in `direction`.
-    async fn status(&self, name: &str, direction: &'static str, state: &str, rule: Option<&str>) {
-        let agent = self.agent.clone();
-        within(
-            &format!("{} to report {direction} {state} for {name}", self.name),
-            async {
-                let mut rx = agent.subscribe();
-                loop {
-                    if let Some((s, r)) = agent.status(name, direction)
-                        && s == state
-                        && rule.is_none_or(|want| want == r)
-                    {
-                        return;
-                    }
-                    rx.changed().await.unwrap();
-                }
-            },
-        )
-        .await;
-    }
-}
+use support::{NOTIFICATIONS, POLICY, assert_event, world};
 
 on_all!(
     repo_credentials_from_a_cluster_appear_in_argocd,
@@ -178,36 +66,6 @@ async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
     if flavor != Flavor::Sandbox {
         assert_event(&c1.cluster, "repo", "UpSynced").await;
     }
-}
-
-async fn assert_event(cluster: &TestCluster, name: &str, reason: &str) {
-    use futures::TryStreamExt as _;
-    use k8s_openapi::api::events::v1::Event;
-    use kube::runtime::WatchStreamExt as _;
-    let client = cluster.client().await;
-    // This Secret's, not an earlier one's of the same name (outside clusters are reused).
-    let uid = Api::<Secret>::namespaced(client.clone(), "akuity")
-        .get(name)
-        .await
-        .unwrap()
-        .metadata
-        .uid;
-    let events: Api<Event> = Api::namespaced(client, "akuity");
-    // Existing Events arrive first (the watcher lists), then new ones.
-    let stream = kube::runtime::watcher(events, Default::default()).applied_objects();
-    futures::pin_mut!(stream);
-    within(&format!("a {reason} Event on {name}"), async {
-        while let Some(e) = stream.try_next().await.unwrap() {
-            let regarding = e.regarding.as_ref();
-            if regarding.and_then(|r| r.name.as_deref()) == Some(name)
-                && regarding.and_then(|r| r.uid.as_ref()) == uid.as_ref()
-                && e.reason.as_deref() == Some(reason)
-            {
-                return;
-            }
-        }
-    })
-    .await;
 }
 
 async fn blocked_secrets_never_move(flavor: Flavor) {

@@ -509,7 +509,10 @@ async fn the_secrets_page_in_headless_chromium_against_a_real_control_plane() {
             &pp,
             &secret(
                 "argocd-notifications-secret",
-                &[OPT_IN, ("app.kubernetes.io/component", "notifications-controller")],
+                &[
+                    OPT_IN,
+                    ("app.kubernetes.io/component", "notifications-controller"),
+                ],
                 &[],
                 &[("webhook.token", "from-cluster1")],
             ),

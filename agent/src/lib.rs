@@ -27,7 +27,9 @@ use std::time::Duration;
 
 pub use metrics::Metrics;
 pub use relay::{RelayClientError, relay_client};
-pub use sync::{Agent, CONCURRENCY, Fingerprint, down_copy, hub_copy_body, needs_replacing};
+pub use sync::{
+    Agent, CONCURRENCY, Deletion, Fingerprint, down_copy, hub_copy_body, needs_replacing,
+};
 
 use secret_relay_runtime::CancellationToken;
 
@@ -52,6 +54,9 @@ pub struct Config {
     /// A full reconcile runs at least this often (a safety net; changes are
     /// reconciled as they arrive).
     pub resync: Duration,
+    /// How down copies are deleted: the grace, the budget, and the wait before an
+    /// unregistered cluster's copies go.
+    pub deletion: Deletion,
 }
 
 /// Failed to start the agent.
@@ -112,6 +117,7 @@ pub async fn start(
     let agent = Arc::new(Agent::new(
         cluster.clone(),
         config.namespace.clone(),
+        config.deletion.clone(),
         local,
         relay,
         metrics,

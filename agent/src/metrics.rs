@@ -13,7 +13,7 @@ pub struct StatusLabels {
     pub name: String,
     /// `up` or `down`.
     pub direction: &'static str,
-    /// `synced`, `denied`, `conflict` or `error`.
+    /// `synced`, `denied`, `revoked`, `conflict`, `leaving`, `held` or `error`.
     pub state: &'static str,
     /// The rule id of the last decision (empty when there was none).
     pub rule: String,
@@ -37,6 +37,10 @@ pub struct Metrics {
     pub actions: Family<ActionLabels, Counter>,
     /// The relay's policy generation the agent last saw.
     pub policy_generation: Gauge,
+    /// Down copies whose deletion is held beyond the deletion budget.
+    pub deletions_held: Gauge,
+    /// 1 while the relay refuses this cluster as unregistered.
+    pub unregistered: Gauge,
 }
 
 impl Metrics {
@@ -46,7 +50,19 @@ impl Metrics {
             status: Family::default(),
             actions: Family::default(),
             policy_generation: Gauge::default(),
+            deletions_held: Gauge::default(),
+            unregistered: Gauge::default(),
         };
+        registry.register(
+            "down_deletions_held",
+            "Down copies whose deletion is held beyond the deletion budget, until confirmed",
+            m.deletions_held.clone(),
+        );
+        registry.register(
+            "unregistered",
+            "1 while the relay refuses this cluster as unregistered",
+            m.unregistered.clone(),
+        );
         registry.register(
             "secret_status",
             "Sync status of each Secret (1 for the current state) with the rule of the last decision",

@@ -41,10 +41,39 @@ const WRITE_ANNOTATIONS: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
 ];
 
+/// How the agent deletes down copies: never at once, never many at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deletion {
+    /// A down copy whose hub copy left the view is deleted only after this long,
+    /// and kept if it comes back within it.
+    pub grace: Duration,
+    /// At most this share of the cluster's down copies (and at least one) is
+    /// deleted within [`Deletion::budget_window`]; further deletions are held until
+    /// a cluster admin confirms them (or the copies come back).
+    pub budget_percent: u32,
+    /// The window of the deletion budget.
+    pub budget_window: Duration,
+    /// The agent deletes every down copy after the relay has refused this cluster
+    /// as unregistered, and nothing else, for this long.
+    pub unregistered_grace: Duration,
+}
+
+impl Default for Deletion {
+    fn default() -> Deletion {
+        Deletion {
+            grace: Duration::from_secs(60),
+            budget_percent: 20,
+            budget_window: Duration::from_secs(60),
+            unregistered_grace: Duration::from_secs(600),
+        }
+    }
+}
+
 /// The agent of one managed cluster.
 pub struct Agent {
     cluster: String,
     namespace: String,
+    deletion: Deletion,
     local: Client,
     relay: Client,
     metrics: Arc<Metrics>,
@@ -86,6 +115,9 @@ struct Memo {
     /// Per name: the fingerprint pushed and the hub copy's resourceVersion at the push,
     /// so an unchanged Secret is not pushed again while the hub copy catches up.
     pushed: HashMap<String, (Fingerprint, Option<String>)>,
+    /// Names whose hub copy this agent synced and has not released: a denial of
+    /// one of them is a revocation (the policy took back what it allowed).
+    synced: HashSet<String>,
     /// Per name: the fingerprint denied and the policy epoch of the denial.
     denied: HashMap<String, (Fingerprint, u64)>,
     /// Per name and direction: the status series currently set.
@@ -94,6 +126,15 @@ struct Memo {
     conflicts: HashMap<String, Option<String>>,
     /// Failed attempts in a row, by name, for the retry backoff.
     attempts: HashMap<String, u32>,
+    /// Down copies whose hub copy left the view, since when.
+    leaving: HashMap<String, std::time::Instant>,
+    /// Which down copies were deleted when, within the budget window.
+    deleted: VecDeque<(std::time::Instant, String)>,
+    /// Down copies whose deletion is held beyond the budget.
+    held: std::collections::BTreeSet<String>,
+    /// Since when the relay has refused this cluster as unregistered, without any
+    /// other answer in between; and whether its down copies are gone for it.
+    unregistered: Option<(std::time::Instant, bool)>,
 }
 
 /// What makes two Secrets the same for sync: labels, annotations (without the
@@ -262,6 +303,7 @@ impl Agent {
     pub fn new(
         cluster: String,
         namespace: String,
+        deletion: Deletion,
         local: Client,
         relay: Client,
         metrics: Arc<Metrics>,
@@ -279,6 +321,7 @@ impl Agent {
         Agent {
             cluster,
             namespace,
+            deletion,
             local,
             relay,
             metrics,
@@ -315,11 +358,39 @@ impl Agent {
         let local = self.local_ready.load(Ordering::Acquire);
         let view = self.view_ready.load(Ordering::Acquire);
         let ready = local && view;
-        let detail = format!(
+        let mut detail = format!(
             "local namespace {} listed: {local}; relay view listed: {view}; policy generation {}",
             self.namespace,
             self.generation()
         );
+        let memo = self.memo();
+        if !memo.held.is_empty() {
+            detail.push_str(&format!(
+                "; {} down-copy deletions held beyond the budget ({}): confirm each with `kubectl -n {} annotate secret <name> {}=true`",
+                memo.held.len(),
+                memo.held.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                self.namespace,
+                keys::CONFIRM_DELETION_ANNOTATION
+            ));
+        }
+        if !memo.leaving.is_empty() {
+            detail.push_str(&format!(
+                "; {} down copies left the view and go after the {:?} grace",
+                memo.leaving.len(),
+                self.deletion.grace
+            ));
+        }
+        if let Some((since, done)) = memo.unregistered {
+            detail.push_str(&format!(
+                "; the relay has refused this cluster as unregistered for {:?}{}",
+                since.elapsed(),
+                if done {
+                    ": its down copies are deleted"
+                } else {
+                    ""
+                }
+            ));
+        }
         (ready, detail)
     }
 
@@ -491,8 +562,12 @@ impl Agent {
         let mut delay = Duration::from_millis(100);
         loop {
             match self.generation_request(None).await {
-                Ok(answer) => return answer,
+                Ok(answer) => {
+                    self.answered();
+                    return answer;
+                }
                 Err(err) => {
+                    self.refused(&err).await;
                     tracing::warn!(error = %err, "failed to reach the relay; retrying");
                     tokio::time::sleep(jitter(delay)).await;
                     delay = (delay * 2).min(Duration::from_secs(30));
@@ -521,6 +596,7 @@ impl Agent {
             };
             match answer {
                 Ok(answer) => {
+                    self.answered();
                     delay = Duration::from_millis(100);
                     let generation = answer.generation;
                     if generation != after || lost {
@@ -536,6 +612,7 @@ impl Agent {
                 }
                 Err(err) => {
                     lost = true;
+                    self.refused(&err).await;
                     tracing::debug!(error = %err, "policy generation poll failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -547,7 +624,83 @@ impl Agent {
         }
     }
 
+    /// The relay answered: this cluster is registered (again).
+    fn answered(&self) {
+        if self.memo().unregistered.take().is_some() {
+            tracing::info!("the relay serves this cluster again");
+            self.metrics.unregistered.set(0);
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// The relay did not answer with a generation: `err` is its authenticated
+    /// refusal of this cluster as unregistered (rule `unknown-cluster`), or anything
+    /// else, which ends a run of refusals (a network error never deletes anything).
+    /// After refusals alone for [`Deletion::unregistered_grace`], every down copy
+    /// goes: the control plane no longer sends this cluster anything.
+    async fn refused(&self, err: &kube::Error) {
+        let unregistered = matches!(err, kube::Error::Api(status)
+            if status.code == 403 && denied_rule(status) == Rule::UnknownCluster.as_str());
+        let now = std::time::Instant::now();
+        let purge = {
+            let mut memo = self.memo();
+            if !unregistered {
+                memo.unregistered = None;
+                false
+            } else {
+                let (since, done) = memo.unregistered.get_or_insert((now, false));
+                let due = !*done && now.duration_since(*since) >= self.deletion.unregistered_grace;
+                if due {
+                    *done = true;
+                }
+                due
+            }
+        };
+        self.metrics.unregistered.set(i64::from(unregistered));
+        self.changes.send_modify(|n| *n += 1);
+        if purge {
+            tracing::warn!(grace = ?self.deletion.unregistered_grace, "the relay has refused this cluster as unregistered for the whole grace: deleting its down copies");
+            self.purge_down_copies().await;
+        }
+    }
+
+    /// Deletes every down copy of the agent namespace, read from the API server
+    /// (the view may be stale), each under the version read.
+    async fn purge_down_copies(&self) {
+        let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
+        let params = kube::api::ListParams::default().labels(keys::OWNER_LABEL);
+        let copies = match api.list(&params).await {
+            Ok(list) => list.items,
+            Err(err) => {
+                tracing::warn!(error = %err, "failed to list the down copies; tried again at the next refusal");
+                if let Some((_, done)) = self.memo().unregistered.as_mut() {
+                    *done = false;
+                }
+                return;
+            }
+        };
+        for d in copies.iter().filter(|d| is_down_copy(d)) {
+            if self.delete_down_copy(d).await {
+                self.event(
+                    d,
+                    EventType::Warning,
+                    "DownCopyDeleted",
+                    format!(
+                        "the relay has refused cluster {} as unregistered for {:?}: its down copies are deleted (registering the cluster again brings them back)",
+                        self.cluster, self.deletion.unregistered_grace
+                    ),
+                )
+                .await;
+            }
+        }
+    }
+
     async fn reconcile(&self, cp: &str, name: &str, epoch: u64) {
+        if self.memo().unregistered.is_some_and(|(_, purged)| purged) {
+            // The relay no longer serves this cluster: its view is stale, and its
+            // down copies are gone on purpose.
+            return;
+        }
         let local = self
             .local_store
             .get(&ObjectRef::new(name).within(&self.namespace));
@@ -570,11 +723,134 @@ impl Agent {
         }
         match (&hub, &local) {
             (Some(h), _) => self.down(h, local.as_deref()).await,
-            (None, Some(d)) if is_down_copy(d) && both_listed => {
-                self.delete_down_copy(d).await;
+            (None, Some(d)) if is_down_copy(d) && both_listed => self.leave(d).await,
+            (None, None) => {
+                // Gone on both sides: nothing is leaving or held under this name.
+                let mut memo = self.memo();
+                let was = memo.leaving.remove(name).is_some() | memo.held.remove(name);
+                drop(memo);
+                if was {
+                    self.metrics.deletions_held.set(self.held_count());
+                    self.clear_status(name, "down");
+                }
             }
             _ => {}
         }
+    }
+
+    /// A down copy whose hub copy left the view: deleted after the grace, within
+    /// the budget, or once a cluster admin confirms it.
+    async fn leave(&self, d: &Secret) {
+        let name = name_of(d);
+        let now = std::time::Instant::now();
+        let confirmed = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(keys::CONFIRM_DELETION_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        let since = *self.memo().leaving.entry(name.clone()).or_insert(now);
+        let left = self
+            .deletion
+            .grace
+            .saturating_sub(now.duration_since(since));
+        if !confirmed && !left.is_zero() {
+            if self.set_status(&name, "down", "leaving", "") {
+                tracing::info!(%name, grace = ?self.deletion.grace, "a down copy left the view; it is deleted after the grace");
+                self.event(
+                    d,
+                    EventType::Normal,
+                    "DownCopyLeaving",
+                    format!(
+                        "the control plane no longer sends {name} to this cluster: the copy is deleted after {:?} unless it comes back",
+                        self.deletion.grace
+                    ),
+                )
+                .await;
+            }
+            self.retry_in(&name, left + Duration::from_millis(50));
+            return;
+        }
+        if !confirmed && let Err((deleted, budget)) = self.reserve_deletion(now, &name) {
+            let newly = self.memo().held.insert(name.clone());
+            self.metrics.deletions_held.set(self.held_count());
+            self.set_status(&name, "down", "held", "");
+            if newly {
+                tracing::warn!(%name, deleted, budget, "a down-copy deletion is held beyond the budget");
+                self.event(
+                    d,
+                    EventType::Warning,
+                    "DownCopyDeletionHeld",
+                    format!(
+                        "the control plane no longer sends {name} to this cluster, but {deleted} down copies were deleted within {:?} (the budget is {budget}): the copy is kept until it comes back or a cluster admin confirms with `kubectl -n {} annotate secret {name} {}=true`",
+                        self.deletion.budget_window,
+                        self.namespace,
+                        keys::CONFIRM_DELETION_ANNOTATION
+                    ),
+                )
+                .await;
+            }
+            return;
+        }
+        let gone = self.delete_down_copy(d).await;
+        let mut memo = self.memo();
+        if gone {
+            memo.leaving.remove(&name);
+            memo.held.remove(&name);
+        } else if !confirmed
+            && let Some(i) = memo
+                .deleted
+                .iter()
+                .rposition(|(t, n)| *t == now && *n == name)
+        {
+            // Not deleted: its place in the budget is given back.
+            memo.deleted.remove(i);
+        }
+        drop(memo);
+        self.metrics.deletions_held.set(self.held_count());
+    }
+
+    /// Takes one deletion of the budget at `now`; `Err((deleted, budget))` when it
+    /// would exceed it: `deleted` copies went within the window, of `budget`. Taken
+    /// before the delete, so concurrent reconciles never overrun it together.
+    fn reserve_deletion(&self, now: std::time::Instant, name: &str) -> Result<(), (usize, usize)> {
+        let copies: Vec<String> = self
+            .local_store
+            .state()
+            .iter()
+            .filter(|s| is_down_copy(s))
+            .map(|s| name_of(s))
+            .collect();
+        let mut memo = self.memo();
+        let window = self.deletion.budget_window;
+        while memo
+            .deleted
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= window)
+        {
+            memo.deleted.pop_front();
+        }
+        // The copies there are, and those deleted in the window (gone from the store,
+        // or not yet), each once.
+        let mut all: HashSet<&str> = copies.iter().map(String::as_str).collect();
+        all.extend(memo.deleted.iter().map(|(_, n)| n.as_str()));
+        let total = all.len();
+        let budget = (total * self.deletion.budget_percent as usize)
+            .div_ceil(100)
+            .max(1);
+        if memo.deleted.iter().any(|(_, n)| n == name) {
+            // Deleted already; the store had not caught up.
+            return Ok(());
+        }
+        if memo.deleted.len() >= budget {
+            return Err((memo.deleted.len(), budget));
+        }
+        memo.deleted.push_back((now, name.to_owned()));
+        Ok(())
+    }
+
+    fn held_count(&self) -> i64 {
+        i64::try_from(self.memo().held.len()).unwrap_or(i64::MAX)
     }
 
     async fn up(&self, cp: &str, s: &Secret, hub: Option<&Secret>, mine: bool, epoch: u64) {
@@ -590,6 +866,7 @@ impl Agent {
                 .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
                 .is_some_and(|d| *d == want.digest)
         {
+            self.memo().synced.insert(name.clone());
             self.set_status(&name, "up", "synced", "");
             return;
         }
@@ -658,6 +935,7 @@ impl Agent {
                     let mut memo = self.memo();
                     memo.pushed.insert(name.clone(), (want, hub_rv));
                     memo.denied.remove(&name);
+                    memo.synced.insert(name.clone());
                 }
                 self.succeeded(&name);
                 self.metrics.action("push", "ok");
@@ -676,7 +954,7 @@ impl Agent {
                 let waits_on_hub = Rule::from_id(&rule).is_some_and(Rule::depends_on_hub);
                 // Synced before and no longer admitted: the policy (or the Secret)
                 // took back what it allowed.
-                let revoked = !waits_on_hub && (mine || self.memo().pushed.contains_key(&name));
+                let revoked = !waits_on_hub && (mine || self.memo().synced.contains(&name));
                 if waits_on_hub {
                     // The hub copy in the way may change or go away unseen (it can
                     // be outside this cluster's view): try again with backoff.
@@ -748,7 +1026,9 @@ impl Agent {
             Ok(_) => {
                 self.metrics.action("release", "ok");
                 self.clear_status(name, "up");
-                self.memo().pushed.remove(name);
+                let mut memo = self.memo();
+                memo.pushed.remove(name);
+                memo.synced.remove(name);
                 tracing::info!(%name, "released the hub copy");
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -770,6 +1050,15 @@ impl Agent {
 
     async fn down(&self, hub: &Secret, local: Option<&Secret>) {
         let name = name_of(hub);
+        // Back in the view within the grace, or while held: kept.
+        let back = {
+            let mut memo = self.memo();
+            memo.leaving.remove(&name).is_some() | memo.held.remove(&name)
+        };
+        if back {
+            self.metrics.deletions_held.set(self.held_count());
+            tracing::info!(%name, "a down copy that left the view came back; it is kept");
+        }
         let want = down_copy(hub, &self.namespace, &self.strip());
         let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
         let (action, result) = match local {
@@ -862,7 +1151,8 @@ impl Agent {
         }
     }
 
-    async fn delete_down_copy(&self, d: &Secret) {
+    /// Deletes down copy `d` under the version judged; true when it is gone.
+    async fn delete_down_copy(&self, d: &Secret) -> bool {
         let name = name_of(d);
         let api: Api<Secret> = Api::namespaced(self.local.clone(), &self.namespace);
         match api.delete(&name, &preconditions(d)).await {
@@ -870,12 +1160,15 @@ impl Agent {
                 self.metrics.action("delete-down-copy", "ok");
                 self.clear_status(&name, "down");
                 tracing::info!(%name, "deleted a down copy that left the view");
+                true
             }
-            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => true,
+            Err(kube::Error::Api(status)) if status.code == 409 => false,
             Err(err) => {
                 self.metrics.action("delete-down-copy", "error");
                 tracing::warn!(%name, error = %err, "failed to delete the down copy; will retry");
                 self.retry_later(&name);
+                false
             }
         }
     }
@@ -1099,8 +1392,17 @@ async fn follow(
         };
         let Some(event) = event else { return };
         match event {
-            Ok(Event::Apply(s) | Event::Delete(s)) => {
+            Ok(Event::Apply(s)) => {
                 let _ = tx.send(Trigger::Name(name_of(&s)));
+            }
+            Ok(Event::Delete(s)) => {
+                let name = name_of(&s);
+                if matches!(side, Side::View) {
+                    // A hub copy that went (released, revoked, deleted by the control
+                    // plane): what was pushed before no longer stands for it.
+                    agent.memo().pushed.remove(&name);
+                }
+                let _ = tx.send(Trigger::Name(name));
             }
             Ok(Event::InitDone) => {
                 let flag = match side {

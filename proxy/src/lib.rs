@@ -15,6 +15,7 @@ mod cache;
 mod handback;
 mod metrics;
 mod patch;
+mod revoke;
 mod route;
 mod server;
 mod status;
@@ -157,6 +158,8 @@ pub async fn start(
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
     let policy_ready = policy.clone();
     let cache_ready = cache.clone();
+    let revoked = metrics.clone();
+    let grace = config.limits.revocation_grace;
     let admin = secret_relay_runtime::Admin::new(
         registry,
         vec![
@@ -174,13 +177,23 @@ pub async fn start(
                 };
                 (synced, detail)
             }),
+            // Never unready: a detail of what waits to be revoked.
+            secret_relay_runtime::Readiness::new("revocation", move || {
+                let n = revoked.revocations_pending.get();
+                (
+                    true,
+                    format!(
+                        "{n} hub copies the policy no longer admits, released after the {grace:?} grace"
+                    ),
+                )
+            }),
         ],
     );
     let relay = Relay::new(
         policy.clone(),
         cache.clone(),
         client.clone(),
-        metrics,
+        metrics.clone(),
         config.limits.clone(),
     );
     let mut tasks = tokio::task::JoinSet::new();
@@ -215,6 +228,7 @@ pub async fn start(
             shutdown.clone(),
         ));
     }
+    tasks.spawn(revoke::run(relay.clone(), shutdown.clone()));
     tasks.spawn(serve(listener, tls.config(), relay, shutdown.clone()));
     tracing::info!(%addr, admin = ?admin_addr, "relay serving");
     let started = Started {

@@ -25,6 +25,15 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a release of a revoked hub copy.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevocationLabels {
+    /// `delete` or `return`.
+    pub action: &'static str,
+    /// `ok`, `changed` (released or changed meanwhile: judged again) or `error`.
+    pub result: &'static str,
+}
+
 /// Every metric the relay exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -42,6 +51,10 @@ pub struct Metrics {
     pub fanout_lag: Histogram,
     /// Time of a forwarded request to the API server, in seconds.
     pub upstream_latency: Histogram,
+    /// Releases of revoked hub copies, by action and result.
+    pub revocations: Family<RevocationLabels, Counter>,
+    /// Hub copies the policy no longer admits, waiting for the revocation grace.
+    pub revocations_pending: Gauge,
     /// Connections ended before a request: failed TLS handshakes (a certificate from
     /// another CA, an expired one, none) and slow request heads, by reason.
     pub conn: ConnCounters,
@@ -63,7 +76,19 @@ impl Metrics {
                 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
             ]),
             conn: ConnCounters::register(registry),
+            revocations: Family::default(),
+            revocations_pending: Gauge::default(),
         };
+        registry.register(
+            "revocations",
+            "Releases of hub copies the policy no longer admits, by action and result",
+            m.revocations.clone(),
+        );
+        registry.register(
+            "revocations_pending",
+            "Hub copies the policy no longer admits, waiting for the revocation grace",
+            m.revocations_pending.clone(),
+        );
         registry.register(
             "writes",
             "Writes and releases by decision and rule",

@@ -11,7 +11,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
-use secret_relay_policy::Policy;
+use secret_relay_policy::{Policy, Rule};
 use secret_relay_runtime::{ConnInfo, PolicyState};
 use tokio::sync::Semaphore;
 
@@ -50,6 +50,9 @@ pub struct Limits {
     /// How long a connection may take to send a complete request head (slowloris);
     /// after the first request it applies to HTTP/1.1 heads, idle time included.
     pub header_read_timeout: Duration,
+    /// How long a hub copy the policy no longer admits waits before the relay
+    /// releases it (a policy fixed within it revokes nothing).
+    pub revocation_grace: Duration,
 }
 
 impl Default for Limits {
@@ -63,6 +66,7 @@ impl Default for Limits {
             max_watch: Duration::from_secs(30 * 60),
             bookmark_interval: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
+            revocation_grace: Duration::from_secs(60),
         }
     }
 }
@@ -82,7 +86,7 @@ impl std::fmt::Debug for Relay {
 }
 
 pub(crate) struct RelayInner {
-    policy: PolicyState,
+    pub(crate) policy: PolicyState,
     pub(crate) cache: HubCache,
     pub(crate) upstream: kube::Client,
     pub(crate) metrics: Arc<Metrics>,
@@ -210,12 +214,16 @@ where
     if policy.cluster(&cluster).is_none() {
         metrics.refused("unregistered-cluster");
         tracing::info!(%cluster, "refused a cluster that is not in the policy");
+        // A distinct answer, given only under a loaded policy and only over the
+        // cluster's authenticated connection: its agent counts on it (and on nothing
+        // else) before it deletes its down copies.
+        let reason = format!(
+            "cluster {cluster} is not registered: add it to clusters in the secret-relay-policy ConfigMap"
+        );
         return status(
             StatusCode::FORBIDDEN,
             "Forbidden",
-            &format!(
-                "cluster {cluster} is not registered: add it to clusters in the secret-relay-policy ConfigMap"
-            ),
+            &format!("{reason} (rule {})", Rule::UnknownCluster),
             None,
         );
     }

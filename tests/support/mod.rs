@@ -1,0 +1,174 @@
+//! What the sync scenarios share: the policy, a world of a control plane with its
+//! relay and managed clusters with their agents, and waits on what agents report.
+
+#![allow(dead_code)] // each test binary uses its part
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+use secret_relay_agent::Agent;
+use secret_relay_proxy::Limits;
+use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, TestCluster, within};
+
+pub(crate) const POLICY: &str = "\
+clusters:
+  - name: cluster1
+    labels: { env: prod }
+  - name: cluster2
+    labels: { env: staging }
+secretSources:
+  - clusterSelector: env in (prod, staging)
+    labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
+  - clusterSelector: env=prod
+    labelSelector: team=platform
+  - clusterSelector: env=prod
+    labelSelector: app.kubernetes.io/component=notifications-controller
+";
+
+/// The label Argo CD's own manifests give `argocd-notifications-secret`: what a
+/// Secret Source admits an adoption of it by.
+pub(crate) const NOTIFICATIONS: (&str, &str) =
+    ("app.kubernetes.io/component", "notifications-controller");
+
+pub(crate) struct World {
+    pub(crate) stack: Stack,
+    pub(crate) relay: RelayHandle,
+    pub(crate) managed: Vec<Managed>,
+}
+
+pub(crate) struct Managed {
+    pub(crate) name: String,
+    pub(crate) cluster: TestCluster,
+    pub(crate) agent: Arc<Agent>,
+    pub(crate) client: Client,
+}
+
+/// A control plane with `policy`, one relay, and cluster1 and cluster2 with agents.
+pub(crate) async fn world(flavor: Flavor, policy: &str) -> World {
+    world_with(
+        flavor,
+        StackOptions {
+            policy: policy.to_owned(),
+            ..StackOptions::default()
+        },
+        Limits::default(),
+    )
+    .await
+}
+
+/// [`world`] with the stack's options and the relay's limits.
+pub(crate) async fn world_with(flavor: Flavor, options: StackOptions, limits: Limits) -> World {
+    let stack = Stack::start(flavor, options).await;
+    let relay = stack.start_relay_with(limits).await;
+    let mut managed = Vec::new();
+    for name in ["cluster1", "cluster2"] {
+        managed.push(start_managed(&stack, &relay, name, flavor).await);
+    }
+    World {
+        stack,
+        relay,
+        managed,
+    }
+}
+
+pub(crate) async fn start_managed(
+    stack: &Stack,
+    relay: &RelayHandle,
+    name: &str,
+    flavor: Flavor,
+) -> Managed {
+    let cluster = TestCluster::managed(flavor, name, &["akuity"]).await;
+    let agent = stack
+        .start_agent(
+            name,
+            &cluster,
+            relay.started.addr,
+            Duration::from_secs(30),
+            relay.shutdown.child_token(),
+        )
+        .await;
+    let client = cluster.client().await;
+    Managed {
+        name: name.to_owned(),
+        cluster,
+        agent,
+        client,
+    }
+}
+
+impl World {
+    pub(crate) fn cluster(&self, name: &str) -> &Managed {
+        self.managed.iter().find(|m| m.name == name).unwrap()
+    }
+
+    pub(crate) async fn hub(&self) -> Api<Secret> {
+        Api::namespaced(self.stack.cluster.client().await, "argocd")
+    }
+}
+
+impl Managed {
+    pub(crate) fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), "akuity")
+    }
+
+    /// Waits until this cluster's agent reports `state` (and `rule`, when given) for
+    /// `name` in `direction`.
+    pub(crate) async fn status(
+        &self,
+        name: &str,
+        direction: &'static str,
+        state: &str,
+        rule: Option<&str>,
+    ) {
+        let agent = self.agent.clone();
+        within(
+            &format!("{} to report {direction} {state} for {name}", self.name),
+            async {
+                let mut rx = agent.subscribe();
+                loop {
+                    if let Some((s, r)) = agent.status(name, direction)
+                        && s == state
+                        && rule.is_none_or(|want| want == r)
+                    {
+                        return;
+                    }
+                    rx.changed().await.unwrap();
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Waits for an Event `reason` on Secret `name` of the agent namespace.
+pub(crate) async fn assert_event(cluster: &TestCluster, name: &str, reason: &str) {
+    use futures::TryStreamExt as _;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::runtime::WatchStreamExt as _;
+    let client = cluster.client().await;
+    // This Secret's, not an earlier one's of the same name (outside clusters are reused).
+    let uid = Api::<Secret>::namespaced(client.clone(), "akuity")
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    let events: Api<Event> = Api::namespaced(client, "akuity");
+    // Existing Events arrive first (the watcher lists), then new ones.
+    let stream = kube::runtime::watcher(events, Default::default()).applied_objects();
+    futures::pin_mut!(stream);
+    within(&format!("a {reason} Event on {name}"), async {
+        while let Some(e) = stream.try_next().await.unwrap() {
+            let regarding = e.regarding.as_ref();
+            if regarding.and_then(|r| r.name.as_deref()) == Some(name)
+                && regarding.and_then(|r| r.uid.as_ref()) == uid.as_ref()
+                && e.reason.as_deref() == Some(reason)
+            {
+                return;
+            }
+        }
+    })
+    .await;
+}
