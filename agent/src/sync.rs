@@ -283,6 +283,15 @@ fn is_denial(status: &kube::core::Status) -> bool {
     status.code == 403 && status.message.contains("(rule ")
 }
 
+/// Whether `err` is the relay's refusal of this cluster as unregistered: a 403 that
+/// names rule `unknown-cluster`, which the relay gives only under a loaded policy
+/// and over the cluster's authenticated connection. Nothing else counts: not a
+/// network error, not another 403, not a 503 of a relay still loading its policy.
+fn is_unregistered(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status)
+        if status.code == 403 && denied_rule(status) == Rule::UnknownCluster.as_str())
+}
+
 /// The rule id a relay or webhook denial names: the Status cause's reason, else the
 /// `(rule <id>)` at the end of the message.
 fn denied_rule(status: &kube::core::Status) -> String {
@@ -639,8 +648,7 @@ impl Agent {
     /// After refusals alone for [`Deletion::unregistered_grace`], every down copy
     /// goes: the control plane no longer sends this cluster anything.
     async fn refused(&self, err: &kube::Error) {
-        let unregistered = matches!(err, kube::Error::Api(status)
-            if status.code == 403 && denied_rule(status) == Rule::UnknownCluster.as_str());
+        let unregistered = is_unregistered(err);
         let now = std::time::Instant::now();
         let purge = {
             let mut memo = self.memo();
@@ -1686,6 +1694,35 @@ mod tests {
                 .unwrap()
                 .contains_key("team")
         );
+    }
+
+    #[test]
+    fn only_the_relays_refusal_as_unregistered_counts_toward_clearing_down_copies() {
+        let api = |code: u16, message: &str| {
+            kube::Error::Api(
+                serde_json::from_value(serde_json::json!({
+                    "status": "Failure", "code": code, "reason": "Forbidden", "message": message,
+                }))
+                .unwrap(),
+            )
+        };
+        assert!(is_unregistered(&api(
+            403,
+            "cluster cluster2 is not registered: add it to clusters in the secret-relay-policy ConfigMap (rule unknown-cluster)"
+        )));
+        // Another refusal, a relay still loading its policy, a network error: never.
+        assert!(!is_unregistered(&api(
+            403,
+            "secret-relay denied the request: no (rule no-matching-source)"
+        )));
+        assert!(!is_unregistered(&api(403, "cluster cluster2 is not registered")));
+        assert!(!is_unregistered(&api(
+            503,
+            "the relay has not loaded a valid policy yet; see its /readyz"
+        )));
+        assert!(!is_unregistered(&kube::Error::Service(
+            "connection refused".into()
+        )));
     }
 
     #[test]
