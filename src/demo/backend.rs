@@ -20,11 +20,18 @@ pub(crate) enum Backend {
     Real,
 }
 
-/// Service accounts the demo acts as.
-const ACCOUNTS: [(&str, &str); 2] = [
+/// Service accounts the demo acts as on the control plane.
+pub(crate) const CONTROL_PLANE_ACCOUNTS: [(&str, &str); 2] = [
     ("secret-relay-system", "secret-relay"),
     ("secret-relay-system", "secret-relay-webhook"),
 ];
+
+/// The managed cluster's agent: its service account, Role and RoleBinding are taken
+/// from here (the Namespace, Deployment and NetworkPolicy are not: the agent runs in
+/// this process).
+const AGENT_MANIFEST: &str = include_str!("../../manifests/managed-cluster/agent.yaml");
+/// The webhook's service account and the Role that reads its policy ConfigMap.
+const WEBHOOK_RBAC_MANIFEST: &str = include_str!("../../manifests/base/rbac.yaml");
 
 /// One running API server.
 pub(crate) enum ApiServer {
@@ -43,11 +50,15 @@ fn script() -> PathBuf {
 
 impl ApiServer {
     /// Starts an API server whose state lives in `dir`; `services` are webhook
-    /// services (`name.namespace.svc`) and where they listen.
+    /// services (`name.namespace.svc`) and where they listen; `accounts` are the
+    /// service accounts (namespace, name) the demo acts as (on a sandbox they are
+    /// users with a token; a real server issues tokens for the service accounts the
+    /// demo creates).
     pub(crate) async fn start(
         backend: Backend,
         dir: &Path,
         services: &[(&str, SocketAddr)],
+        accounts: &[(&str, &str)],
     ) -> anyhow::Result<ApiServer> {
         std::fs::create_dir_all(dir)?;
         match backend {
@@ -60,7 +71,7 @@ impl ApiServer {
                         .collect(),
                     ..secret_relay_sandbox::SandboxConfig::default()
                 };
-                for (ns, name) in ACCOUNTS {
+                for (ns, name) in accounts {
                     config.users.push(secret_relay_sandbox::UserConfig {
                         name: format!("system:serviceaccount:{ns}:{name}"),
                         groups: vec![
@@ -201,6 +212,34 @@ impl ApiServer {
         ];
         for obj in objects {
             apply(&client, obj).await?;
+        }
+        Ok(())
+    }
+
+    /// The least-privilege RBAC of `manifests/managed-cluster` on a managed cluster:
+    /// the webhook reads its policy ConfigMap, the agent (service account
+    /// `secret-relay-agent`, in `agent_ns` as the README's overlay moves it) writes
+    /// the Secrets of its namespace (the sandbox has no RBAC: nothing to do).
+    pub(crate) async fn install_managed_rbac(&self, agent_ns: &str) -> anyhow::Result<()> {
+        let ApiServer::Real { .. } = self else {
+            return Ok(());
+        };
+        let client = self.client().await?;
+        // The base's objects get their namespace from kustomize.
+        for doc in WEBHOOK_RBAC_MANIFEST.split("\n---\n") {
+            let mut value: serde_json::Value = serde_yaml::from_str(doc)?;
+            value["metadata"]["namespace"] = "secret-relay-system".into();
+            apply(&client, value).await?;
+        }
+        let agent = AGENT_MANIFEST.replace("namespace: akuity", &format!("namespace: {agent_ns}"));
+        for doc in agent.split("\n---\n") {
+            let value: serde_json::Value = serde_yaml::from_str(doc)?;
+            if matches!(
+                value["kind"].as_str(),
+                Some("ServiceAccount" | "Role" | "RoleBinding")
+            ) {
+                apply(&client, value).await?;
+            }
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `secret-relay demo`: a control plane and one managed cluster per cluster of the
-//! policy, with the webhook, the relay and the agents, all in this process. By
+//! policy, with the webhook, the relay, the agents and each managed cluster's own
+//! webhook in managed-cluster mode, all in this process. By
 //! default the API servers are sandboxes (no Go, no Docker, no cluster); with
 //! `--control-plane real` they are real kube-apiservers from
 //! `scripts/control-plane.sh`.
@@ -20,11 +21,11 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use secret_relay_certs::{Ca, ClientAuth, TlsFiles, Validity};
+use secret_relay_certs::{Ca, ClientAuth, IssuedCert, TlsFiles, Validity};
 use secret_relay_policy::{Mode, Policy, RelayIdentity};
 use secret_relay_runtime::{CancellationToken, PolicySource};
 
-use backend::{ApiServer, Backend};
+use backend::{ApiServer, Backend, CONTROL_PLANE_ACCOUNTS};
 
 /// The example policy: two clusters, repository credentials from prod clusters.
 pub(crate) const EXAMPLE_POLICY: &str = "\
@@ -43,8 +44,26 @@ secretSources:
 const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
 const SYSTEM_NAMESPACE: &str = "secret-relay-system";
 const POLICY_CONFIGMAP: &str = "secret-relay-policy";
-/// The repository's webhook registrations, applied through the API as kubectl would.
-const WEBHOOKS_MANIFEST: &str = include_str!("../../manifests/control-plane/webhooks.yaml");
+/// The repository's webhook registrations, applied through the API as kubectl would:
+/// the control plane's, and each managed cluster's (the webhook in managed-cluster
+/// mode), with the namespace each selects.
+const WEBHOOKS_MANIFEST: Webhooks = Webhooks {
+    text: include_str!("../../manifests/control-plane/webhooks.yaml"),
+    selects: "argocd",
+};
+const MANAGED_WEBHOOKS_MANIFEST: Webhooks = Webhooks {
+    text: include_str!("../../manifests/managed-cluster/webhooks.yaml"),
+    selects: "akuity",
+};
+/// The agent's service account on a managed cluster (`manifests/managed-cluster`), in
+/// the agent namespace: the identity its webhook lets write down copies.
+const AGENT_SERVICE_ACCOUNT: &str = "secret-relay-agent";
+
+/// Webhook configurations of the manifests, and the namespace they select there.
+struct Webhooks {
+    text: &'static str,
+    selects: &'static str,
+}
 
 /// Flags of `secret-relay demo`.
 #[derive(Debug, clap::Args)]
@@ -80,7 +99,7 @@ pub(crate) struct Demo {
     pub(crate) ui: Option<secret_relay_ui::Started>,
 }
 
-/// One managed cluster and its agent.
+/// One managed cluster, its webhook and its agent.
 pub(crate) struct ManagedCluster {
     pub(crate) name: String,
     pub(crate) api: ApiServer,
@@ -194,6 +213,7 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
         args.control_plane,
         &dir.join("control-plane"),
         &[(WEBHOOK_SERVICE, webhook_addr)],
+        &CONTROL_PLANE_ACCOUNTS,
     )
     .await
     .context("failed to start the control plane")?;
@@ -207,50 +227,24 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
     }
     control_plane.install_rbac(&cluster_names, &cp_ns).await?;
     // The policy ConfigMap: editing it with kubectl hot-reloads every component.
-    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": POLICY_CONFIGMAP, "namespace": SYSTEM_NAMESPACE},
-        "data": {"policy.yaml": policy_text},
-    }))?;
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
-    match cms.create(&PostParams::default(), &cm).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            cms.patch(
-                POLICY_CONFIGMAP,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"data": {"policy.yaml": policy_text}})),
-            )
-            .await?;
-        }
-        Err(e) => return Err(e.into()),
-    }
-    register_webhooks(&admin, ca.cert_pem(), webhook_addr.port(), &cp_ns).await?;
-
-    // The webhook, reading its policy as its own service account.
-    let webhook_client = control_plane
-        .service_account_client(SYSTEM_NAMESPACE, "secret-relay-webhook")
-        .await?;
-    let state = secret_relay_webhook::AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    tokio::spawn(secret_relay_webhook::watch_configmap(
-        state.clone(),
-        webhook_client,
-        SYSTEM_NAMESPACE.to_owned(),
-        POLICY_CONFIGMAP.to_owned(),
-        shutdown.clone(),
-    ));
-    let tls = secret_relay_certs::server_config(
-        &webhook_cert.cert_pem,
-        &webhook_cert.key_pem,
-        None,
-        ClientAuth::None,
-        &[b"http/1.1"],
-    )?;
-    tokio::spawn(secret_relay_webhook::serve(
+    store_policy(&admin, &policy_text).await?;
+    register_webhooks(
+        &admin,
+        &WEBHOOKS_MANIFEST,
+        ca.cert_pem(),
+        webhook_addr.port(),
+        &cp_ns,
+    )
+    .await?;
+    start_webhook(
+        "the webhook",
+        &control_plane,
         webhook_listener,
-        tls,
-        state.clone(),
-        shutdown.clone(),
-    ));
+        &webhook_cert,
+        Mode::ControlPlane,
+        &shutdown,
+    )
+    .await?;
 
     // The relay, as its own service account.
     let relay_kubeconfig = control_plane
@@ -288,18 +282,69 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
     )
     .await?;
 
-    // One managed cluster and agent per cluster of the policy.
+    // One managed cluster per cluster of the policy, each with its own webhook in
+    // managed-cluster mode (the same policy in its own ConfigMap, its own serving
+    // certificate) and its agent acting as the service account that webhook lets
+    // write down copies; anyone else, cluster admins too, is refused.
+    let agent_user = format!("system:serviceaccount:{agent_ns}:{AGENT_SERVICE_ACCOUNT}");
     let mut clusters = Vec::new();
     for name in &cluster_names {
-        let api = ApiServer::start(args.control_plane, &dir.join(name), &[])
-            .await
-            .with_context(|| format!("failed to start managed cluster {name}"))?;
+        let webhook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let webhook_addr = webhook_listener.local_addr()?;
+        let api = ApiServer::start(
+            args.control_plane,
+            &dir.join(name),
+            &[(WEBHOOK_SERVICE, webhook_addr)],
+            &[
+                (SYSTEM_NAMESPACE, "secret-relay-webhook"),
+                (&agent_ns, AGENT_SERVICE_ACCOUNT),
+            ],
+        )
+        .await
+        .with_context(|| format!("failed to start managed cluster {name}"))?;
         std::fs::copy(api.kubeconfig(), dir.join(format!("{name}.kubeconfig")))?;
-        backend::create_namespace(&api.client().await?, &agent_ns).await?;
+        let cluster_admin = api.client().await?;
+        for ns in [SYSTEM_NAMESPACE, agent_ns.as_str()] {
+            backend::create_namespace(&cluster_admin, ns).await?;
+        }
+        api.install_managed_rbac(&agent_ns).await?;
+        store_policy(&cluster_admin, &policy_text).await?;
+        register_webhooks(
+            &cluster_admin,
+            &MANAGED_WEBHOOKS_MANIFEST,
+            ca.cert_pem(),
+            webhook_addr.port(),
+            &agent_ns,
+        )
+        .await?;
+        let cert = ca.issue_server(
+            WEBHOOK_SERVICE,
+            &[WEBHOOK_SERVICE.to_owned()],
+            &localhost,
+            Validity::default(),
+        )?;
+        start_webhook(
+            &format!("the webhook of {name}"),
+            &api,
+            webhook_listener,
+            &cert,
+            Mode::ManagedCluster {
+                agent: agent_user.clone(),
+            },
+            &shutdown,
+        )
+        .await?;
+        let agent_kubeconfig = api
+            .service_account_kubeconfig(
+                &agent_ns,
+                AGENT_SERVICE_ACCOUNT,
+                &dir.join(name).join("agent-account.kubeconfig"),
+            )
+            .await?;
         write_relay_kubeconfig(&dir, &pki, relay.addr, name, &cp_ns)?;
         let (started, _task) = secret_relay_agent::start(
             secret_relay_agent::Config {
-                kubeconfig: Some(api.kubeconfig().to_path_buf()),
+                kubeconfig: Some(agent_kubeconfig),
                 namespace: agent_ns.clone(),
                 relay: format!("https://{}", relay.addr),
                 tls_cert: pki.join(format!("{name}.crt")),
@@ -307,6 +352,12 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
                 relay_ca: pki.join("ca.crt"),
                 admin_addr: None,
                 resync: Duration::from_secs(60),
+                // The product's budget, and a grace short enough to watch a
+                // deletion reach the clusters in a demo.
+                deletion: secret_relay_agent::Deletion {
+                    grace: Duration::from_secs(10),
+                    ..secret_relay_agent::Deletion::default()
+                },
             },
             shutdown.clone(),
         )
@@ -434,11 +485,75 @@ fn write_relay_kubeconfig(
     Ok(())
 }
 
-/// Registers the repository's webhook configurations (with this PKI's CA, the
-/// webhook's real port, and the policy's control-plane namespace as the one they
-/// select, as the README's overlay does) through the API, as `kubectl apply` would.
+/// Stores the policy document in ConfigMap `secret-relay-system/secret-relay-policy`
+/// of a cluster, where its components read it.
+async fn store_policy(admin: &Client, text: &str) -> anyhow::Result<()> {
+    let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": POLICY_CONFIGMAP, "namespace": SYSTEM_NAMESPACE},
+        "data": {"policy.yaml": text},
+    }))?;
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
+    match cms.create(&PostParams::default(), &cm).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            cms.patch(
+                POLICY_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"policy.yaml": text}})),
+            )
+            .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// Runs the webhook in `mode` on `listener` for the cluster `api`, as `secret-relay
+/// webhook` runs from the manifests there: serving `cert`, reading the cluster's
+/// policy ConfigMap as its own service account; returns once the policy is loaded.
+async fn start_webhook(
+    what: &str,
+    api: &ApiServer,
+    listener: tokio::net::TcpListener,
+    cert: &IssuedCert,
+    mode: Mode,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<secret_relay_webhook::AppState> {
+    let client = api
+        .service_account_client(SYSTEM_NAMESPACE, "secret-relay-webhook")
+        .await?;
+    let state = secret_relay_webhook::AppState::new(RelayIdentity::default(), mode);
+    tokio::spawn(secret_relay_webhook::watch_configmap(
+        state.clone(),
+        client,
+        SYSTEM_NAMESPACE.to_owned(),
+        POLICY_CONFIGMAP.to_owned(),
+        shutdown.clone(),
+    ));
+    let tls = secret_relay_certs::server_config(
+        &cert.cert_pem,
+        &cert.key_pem,
+        None,
+        ClientAuth::None,
+        &[b"http/1.1"],
+    )?;
+    tokio::spawn(secret_relay_webhook::serve(
+        listener,
+        tls,
+        state.clone(),
+        shutdown.clone(),
+    ));
+    let probe = state.clone();
+    wait_ready(what, move || probe.is_ready(), state.subscribe_reloads()).await?;
+    Ok(state)
+}
+
+/// Registers the repository's webhook configurations `webhooks` (with this PKI's CA,
+/// the webhook's real port, and `namespace` as the one they select, as the README's
+/// overlay does) through the API, as `kubectl apply` would.
 async fn register_webhooks(
     admin: &Client,
+    webhooks: &Webhooks,
     ca_pem: &str,
     port: u16,
     namespace: &str,
@@ -446,15 +561,16 @@ async fn register_webhooks(
     use kube::api::DynamicObject;
     use kube::discovery::ApiResource;
     let bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let selected = "values: [\"argocd\"]";
+    let selected = format!("values: [{:?}]", webhooks.selects);
     anyhow::ensure!(
-        WEBHOOKS_MANIFEST.contains(selected),
+        webhooks.text.contains(&selected),
         "the webhook manifest no longer selects {selected}"
     );
-    let text = WEBHOOKS_MANIFEST
+    let text = webhooks
+        .text
         .replace("caBundle: Cg==", &format!("caBundle: {bundle}"))
         .replace("port: 443", &format!("port: {port}"))
-        .replace(selected, &format!("values: [{namespace:?}]"));
+        .replace(&selected, &format!("values: [{namespace:?}]"));
     for doc in text.split("\n---\n") {
         let value: serde_yaml::Value = serde_yaml::from_str(doc)?;
         if value.is_null() {
@@ -524,6 +640,8 @@ fn tour(demo: &Demo) -> String {
   # a managed secret for every cluster\n\
   kubectl --kubeconfig {d}/control-plane.kubeconfig -n {cp_ns} create secret generic shared --from-literal=k=v\n\
   kubectl --kubeconfig {d}/control-plane.kubeconfig -n {cp_ns} annotate secret shared akuity.io/managed-secret-allowed-clusters=ALL\n\n\
+  # its down copy is locked by {first}'s own webhook: not even a cluster admin edits it there\n\
+  kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} label secret shared x=y\n\n\
   # why? ask explain, or edit the policy live:\n\
   kubectl --kubeconfig {d}/control-plane.kubeconfig -n {SYSTEM_NAMESPACE} edit configmap {POLICY_CONFIGMAP}\n\n\
 Ctrl-C stops everything.\n",

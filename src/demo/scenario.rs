@@ -223,7 +223,10 @@ pub(crate) async fn run(demo: &Demo) -> bool {
             Box::pin(before_source(demo, &ctx)),
         ),
         ("deletes propagate up and down", Box::pin(deletes(&ctx))),
-        ("drift of a down copy is reverted", Box::pin(drift(&ctx))),
+        (
+            "a cluster admin cannot edit or delete a down copy (rule ownership-lock)",
+            Box::pin(down_copy_lock(&ctx)),
+        ),
         (
             "a local Secret the agent did not write is kept (conflict reported)",
             Box::pin(conflict(demo, &ctx)),
@@ -458,18 +461,43 @@ async fn deletes(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
-async fn drift(ctx: &Ctx) -> Result<(), String> {
-    create(&ctx.hub, &secret("drifty", &[], &[ALL], "hub-value")).await?;
-    appears(&ctx.c2, "drifty", |_| true).await?;
-    ctx.c2
+/// The managed cluster's webhook refuses a cluster admin's edit and delete of a down
+/// copy, while the agent's own writes go on: the copy follows the control plane.
+async fn down_copy_lock(ctx: &Ctx) -> Result<(), String> {
+    let refused = |what: &str, result: Result<(), kube::Error>| match result {
+        Ok(()) => Err(format!(
+            "the cluster admin's {what} of the down copy passed"
+        )),
+        Err(kube::Error::Api(e)) if e.message.contains("rule ownership-lock") => Ok(()),
+        Err(e) => Err(format!("unexpected error on the {what}: {e}")),
+    };
+    create(&ctx.hub, &secret("locked", &[], &[ALL], "hub-value")).await?;
+    appears(&ctx.c2, "locked", |_| true).await?;
+    let edit = ctx
+        .c2
         .patch(
-            "drifty",
+            "locked",
             &PatchParams::default(),
             &Patch::Merge(serde_json::json!({"stringData": {"value": "edited"}})),
         )
         .await
+        .map(|_| ());
+    refused("edit", edit)?;
+    let delete = ctx
+        .c2
+        .delete("locked", &DeleteParams::default())
+        .await
+        .map(|_| ());
+    refused("delete", delete)?;
+    ctx.hub
+        .patch(
+            "locked",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"value": "rotated"}})),
+        )
+        .await
         .map_err(|e| e.to_string())?;
-    appears(&ctx.c2, "drifty", |s| value(s) == b"hub-value").await?;
+    appears(&ctx.c2, "locked", |s| value(s) == b"rotated").await?;
     Ok(())
 }
 

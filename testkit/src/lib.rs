@@ -19,21 +19,30 @@
 //! at clusters made for testing. The webhook runs in the test process; the control
 //! plane's API server reaches it through an `ExternalName` Service at
 //! `E2E_WEBHOOK_HOST` (default `127.0.0.1`: an API server on this machine).
+//!
+//! A managed cluster from [`TestCluster::managed`] gets the webhook in managed-cluster
+//! mode, registered from `manifests/managed-cluster`, once the stack starts its agent
+//! ([`Stack::start_agent`]): a cluster admin cannot change a down copy there, the agent
+//! (as its own service account) can.
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
 mod faults;
 mod logs;
+mod managed;
 mod secrets;
 mod stack;
 
 pub use faults::Cutter;
 pub use logs::{capture_logs, captured_logs};
+pub use managed::{
+    AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, AGENT_USER, MANAGED_WEBHOOK_CONFIGURATION,
+};
 pub use secrets::{OPT_IN, REPO_CREDS, TO_ALL, label, password, secret, secret_with_data};
 pub use stack::{
     RELAY_USER, RelayHandle, RelayOptions, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE,
     WEBHOOK_USER, control_plane_manifests, control_plane_manifests_in, namespace_overlay,
-    wait_cached,
+    test_deletion, wait_cached,
 };
 
 use std::collections::BTreeMap;
@@ -103,6 +112,9 @@ pub struct Options {
 pub struct TestCluster {
     flavor: Flavor,
     kubeconfig: PathBuf,
+    /// [`TestCluster::managed`] only. Before `inner`: the webhook stops (and on an
+    /// outside cluster is unregistered) while the API server still runs.
+    managed_webhook: Option<managed::ManagedWebhook>,
     inner: Inner,
     // Last: removed after the servers stop.
     dir: tempfile::TempDir,
@@ -208,6 +220,7 @@ impl TestCluster {
                 TestCluster {
                     flavor,
                     kubeconfig: dir.path().join("admin.kubeconfig"),
+                    managed_webhook: None,
                     inner: Inner::Sandbox(sandbox),
                     dir,
                 }
@@ -219,6 +232,7 @@ impl TestCluster {
                 let cluster = TestCluster {
                     flavor,
                     kubeconfig: dir.path().join("admin.kubeconfig"),
+                    managed_webhook: None,
                     inner: Inner::Real(cp),
                     dir,
                 };
@@ -239,9 +253,26 @@ impl TestCluster {
     /// Managed cluster `name`: a new API server of `flavor`, or for [`Flavor::Outside`]
     /// the cluster [`outside_cluster_env`] names, with its `namespaces` emptied of
     /// Secrets and Events (an earlier scenario's are gone).
+    ///
+    /// Its webhook in managed-cluster mode is reserved here (the API server routes the
+    /// webhook's service to it; an outside cluster's earlier registration is removed
+    /// first) and installed by the first [`Stack::start_agent`] on it, with the stack's
+    /// PKI and policy: from then on only the agent changes its down copies.
     pub async fn managed(flavor: Flavor, name: &str, namespaces: &[&str]) -> TestCluster {
+        let listener = stack::webhook_listener(flavor).await;
         if flavor != Flavor::Outside {
-            return TestCluster::start(flavor, Options::default()).await;
+            let webhook = managed::ManagedWebhook::new(name, listener, None);
+            let mut cluster = TestCluster::start(
+                flavor,
+                Options {
+                    services: vec![webhook.service()],
+                    service_accounts: managed::service_accounts(),
+                    ..Options::default()
+                },
+            )
+            .await;
+            cluster.managed_webhook = Some(webhook);
+            return cluster;
         }
         let var = outside_cluster_env(name);
         let path = std::env::var(&var).unwrap_or_else(|_| {
@@ -251,11 +282,34 @@ impl TestCluster {
             .prefix("secret-relay-test-")
             .tempdir()
             .unwrap();
-        let cluster = TestCluster::outside(PathBuf::from(path), dir).await;
+        let mut cluster = TestCluster::outside(PathBuf::from(path), dir).await;
+        let kubectl =
+            kubectl().expect("kubectl is needed to apply the repository's manifests (kustomize)");
+        let registration =
+            stack::Registration::new(&cluster, &kubectl, managed::MANAGED_WEBHOOK_CONFIGURATION);
+        // The last scenario's webhook is gone: unregister it before emptying the
+        // namespaces (it would refuse every write in the agent namespace).
+        registration.unregister().unwrap_or_else(|e| panic!("{e}"));
+        let webhook = managed::ManagedWebhook::new(name, listener, Some(registration));
         for ns in namespaces {
             cluster.empty_namespace(ns).await;
         }
+        cluster.route_services(&[webhook.service()]).await;
+        cluster.managed_webhook = Some(webhook);
         cluster
+    }
+
+    /// The managed-cluster webhook's state (policy generation, metrics), once
+    /// [`Stack::start_agent`] installed it on a cluster from [`TestCluster::managed`].
+    pub fn managed_webhook(&self) -> Option<&secret_relay_webhook::AppState> {
+        self.managed_webhook
+            .as_ref()
+            .and_then(managed::ManagedWebhook::state)
+    }
+
+    /// The managed-cluster webhook reserved by [`TestCluster::managed`].
+    pub(crate) fn managed_slot(&self) -> Option<&managed::ManagedWebhook> {
+        self.managed_webhook.as_ref()
     }
 
     async fn outside(kubeconfig: PathBuf, dir: tempfile::TempDir) -> TestCluster {
@@ -272,6 +326,7 @@ impl TestCluster {
         TestCluster {
             flavor: Flavor::Outside,
             kubeconfig,
+            managed_webhook: None,
             inner: Inner::Outside { url },
             dir,
         }

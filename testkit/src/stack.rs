@@ -1,15 +1,18 @@
 //! A control plane with secret-relay installed: the repository's manifests applied
 //! with kubectl, the webhook and any number of relay replicas running in process as
-//! their own service accounts, and a PKI with a certificate per cluster.
+//! their own service accounts, and a PKI with a certificate per cluster. Agents it
+//! starts on a [`TestCluster::managed`] cluster run beside that cluster's own webhook
+//! in managed-cluster mode (see [`crate::managed`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use secret_relay_certs::{Ca, ReloadingServerTls, TlsFiles, Validity};
+use secret_relay_certs::{Ca, IssuedCert, ReloadingServerTls, TlsFiles, Validity};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
 use secret_relay_runtime::{CancellationToken, PolicySource};
@@ -20,8 +23,11 @@ use crate::{
     within,
 };
 
-/// The name of both webhook configurations in the manifests.
+/// The name of both webhook configurations in the control plane's manifests.
 const WEBHOOK_CONFIGURATION: &str = "secret-relay";
+/// The policy ConfigMap in [`SYSTEM_NAMESPACE`], on the control plane and on every
+/// managed cluster (`manifests/base/policy.yaml`).
+pub(crate) const POLICY_CONFIGMAP: &str = "secret-relay-policy";
 
 /// The webhook's service name, as the manifests register it.
 pub const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
@@ -55,6 +61,20 @@ pub struct StackOptions {
     /// then installed through the README's overlay for it (the webhooks select it, the
     /// RBAC of `argocd` moves there), and the namespace is created.
     pub control_plane_namespace: Option<String>,
+    /// How the agents delete down copies. The stack's default keeps a short grace
+    /// (exercised by every deletion) and no budget; scenarios of the grace and the
+    /// budget set their own.
+    pub deletion: secret_relay_agent::Deletion,
+}
+
+/// The agents' deletion settings of a test stack by default.
+pub fn test_deletion() -> secret_relay_agent::Deletion {
+    secret_relay_agent::Deletion {
+        grace: Duration::from_millis(500),
+        budget_percent: 100,
+        budget_window: Duration::from_secs(60),
+        unregistered_grace: Duration::from_secs(2),
+    }
 }
 
 impl Default for StackOptions {
@@ -64,6 +84,7 @@ impl Default for StackOptions {
             certificates: vec!["cluster1".into(), "cluster2".into(), "cluster3".into()],
             webhook: true,
             control_plane_namespace: None,
+            deletion: test_deletion(),
         }
     }
 }
@@ -107,15 +128,33 @@ pub struct Stack {
     pki: PathBuf,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
+    /// How the agents delete down copies.
+    deletion: secret_relay_agent::Deletion,
+    /// The policy document last stored, which managed clusters' webhooks get too.
+    policy: Mutex<String>,
+    /// The managed clusters whose webhook this stack installed: [`Stack::set_policy`]
+    /// stores the policy in each that is still there.
+    managed: Mutex<Vec<ManagedPolicy>>,
 }
 
-/// The webhooks registered on an outside control plane: unregistered on drop, also
-/// when the stack fails to start, so no webhook that nothing answers is left behind
-/// (failurePolicy Fail would refuse every Secret write in the namespaces it selects).
-struct Registration {
+/// Where a managed cluster's webhook reads its policy.
+struct ManagedPolicy {
+    /// The managed cluster's admin kubeconfig.
+    kubeconfig: PathBuf,
+    /// Cancelled when the managed cluster is dropped.
+    gone: CancellationToken,
+}
+
+/// The webhooks registered on an outside cluster: unregistered on drop, also when
+/// the stack or managed cluster fails to start, so no webhook that nothing answers is
+/// left behind (failurePolicy Fail would refuse every Secret write in the namespaces
+/// it selects).
+pub(crate) struct Registration {
     kubectl: String,
     kubeconfig: PathBuf,
     home: PathBuf,
+    /// The name of both webhook configurations.
+    configuration: &'static str,
 }
 
 /// One relay replica running in process.
@@ -140,14 +179,7 @@ impl Stack {
                 Validity::default(),
             )
             .unwrap();
-        // An outside API server elsewhere reaches the webhook through another interface.
-        let bind =
-            if flavor == Flavor::Outside && std::env::var_os(OUTSIDE_WEBHOOK_HOST_ENV).is_some() {
-                "0.0.0.0:0"
-            } else {
-                "127.0.0.1:0"
-            };
-        let listener = tokio::net::TcpListener::bind(bind).await.unwrap();
+        let listener = webhook_listener(flavor).await;
         let webhook_addr = listener.local_addr().unwrap();
         let cluster = TestCluster::start(
             flavor,
@@ -167,11 +199,8 @@ impl Stack {
         let admin = cluster.client().await;
         let kubectl = crate::kubectl()
             .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-        let registration = (flavor == Flavor::Outside).then(|| Registration {
-            kubectl: kubectl.clone(),
-            kubeconfig: cluster.kubeconfig().to_path_buf(),
-            home: cluster.dir().to_path_buf(),
-        });
+        let registration = (flavor == Flavor::Outside)
+            .then(|| Registration::new(&cluster, &kubectl, WEBHOOK_CONFIGURATION));
         if let Some(registration) = &registration {
             // The last scenario's webhook is gone: unregister it before emptying `argocd`
             // (it would refuse every write there), then start empty.
@@ -192,14 +221,7 @@ impl Stack {
             ca.cert_pem(),
             webhook_addr.port(),
         );
-        let path = cluster.dir().join("control-plane.yaml");
-        std::fs::write(&path, manifests).unwrap();
-        let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        apply_manifests(&cluster, &kubectl, "control-plane.yaml", &manifests);
         set_policy(&admin, &options.policy).await;
 
         // Not `pki`: the real control plane keeps its own PKI there.
@@ -227,49 +249,18 @@ impl Stack {
 
         let shutdown = CancellationToken::new();
         let webhook = if options.webhook {
-            // From files polled like the relay's, so a test can rotate the certificate
-            // (see [`Stack::rotate_webhook_certificate`]) without a restart.
-            std::fs::write(pki.join("webhook.crt"), &webhook_cert.cert_pem).unwrap();
-            std::fs::write(pki.join("webhook.key"), &webhook_cert.key_pem).unwrap();
-            let reloading = ReloadingServerTls::webhook(TlsFiles {
-                cert: pki.join("webhook.crt"),
-                key: pki.join("webhook.key"),
-                client_ca: None,
-            })
-            .unwrap();
-            let tls = reloading.config();
-            let rotation_stop = shutdown.clone();
-            reloading.spawn_watch(Duration::from_millis(100), async move {
-                rotation_stop.cancelled().await;
-            });
-            // The webhook reads its policy as its own service account: on the real server
-            // this proves the repository's RBAC is enough.
-            let webhook_kubeconfig = cluster
-                .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
-                .await;
-            let webhook_client = crate::client_from_kubeconfig(&webhook_kubeconfig, None).await;
-            let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-            tokio::spawn(secret_relay_webhook::watch_configmap(
-                state.clone(),
-                webhook_client,
-                SYSTEM_NAMESPACE.to_owned(),
-                "secret-relay-policy".to_owned(),
-                shutdown.clone(),
-            ));
-            within("the webhook's first policy", async {
-                let mut rx = state.subscribe_reloads();
-                while state.generation() == 0 {
-                    rx.changed().await.unwrap();
-                }
-            })
-            .await;
-            tokio::spawn(secret_relay_webhook::serve(
-                listener,
-                tls,
-                state.clone(),
-                shutdown.clone(),
-            ));
-            Some(state)
+            Some(
+                start_webhook(
+                    &cluster,
+                    &pki,
+                    "webhook",
+                    &webhook_cert,
+                    listener,
+                    Mode::ControlPlane,
+                    &shutdown,
+                )
+                .await,
+            )
         } else {
             None
         };
@@ -281,6 +272,9 @@ impl Stack {
             pki,
             relay_kubeconfig,
             shutdown,
+            deletion: options.deletion,
+            policy: Mutex::new(options.policy),
+            managed: Mutex::new(Vec::new()),
             _registration: registration,
         }
     }
@@ -410,9 +404,27 @@ impl Stack {
         &self.pki
     }
 
-    /// Stores a new policy document in the ConfigMap.
+    /// Stores a new policy document in the ConfigMap, and in the policy ConfigMap of
+    /// every managed cluster whose webhook this stack installed (one policy everywhere,
+    /// as an operator keeps it).
     pub async fn set_policy(&self, text: &str) {
+        text.clone_into(&mut self.policy.lock().unwrap());
         set_policy(&self.cluster.client().await, text).await;
+        let managed: Vec<PathBuf> = self
+            .managed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| !m.gone.is_cancelled())
+            .map(|m| m.kubeconfig.clone())
+            .collect();
+        for kubeconfig in managed {
+            set_policy(
+                &crate::client_from_kubeconfig(&kubeconfig, None).await,
+                text,
+            )
+            .await;
+        }
     }
 
     /// Waits until `relay` serves policy generation `generation` or newer.
@@ -447,11 +459,18 @@ impl Stack {
             relay_ca: self.pki.join("ca.crt"),
             admin_addr: None,
             resync,
+            deletion: self.deletion.clone(),
         }
     }
 
     /// Starts cluster `name`'s agent on `managed` against `relay_addr` until `shutdown`,
     /// and waits until it is ready (both sides listed).
+    ///
+    /// On a cluster from [`TestCluster::managed`] the first agent also installs that
+    /// cluster's webhook in managed-cluster mode (see [`crate::managed`]), which runs as
+    /// long as the cluster; the agent then acts as its own service account, the
+    /// identity that webhook lets maintain down copies. Elsewhere the agent acts as
+    /// the cluster's admin and nothing guards its down copies.
     pub async fn start_agent(
         &self,
         name: &str,
@@ -475,8 +494,21 @@ impl Stack {
         shutdown: CancellationToken,
     ) -> secret_relay_agent::Started {
         managed.create_namespace("akuity").await;
-        let config =
-            self.agent_config(name, managed.kubeconfig().to_path_buf(), relay_addr, resync);
+        let kubeconfig = match managed.managed_slot() {
+            Some(webhook) => {
+                if !webhook.is_installed() {
+                    // Listed first: a policy stored meanwhile reaches this cluster too.
+                    self.managed.lock().unwrap().push(ManagedPolicy {
+                        kubeconfig: managed.kubeconfig().to_path_buf(),
+                        gone: webhook.gone(),
+                    });
+                }
+                let policy = self.policy.lock().unwrap().clone();
+                webhook.install(managed, &self.ca, &self.pki, &policy).await
+            }
+            None => managed.kubeconfig().to_path_buf(),
+        };
+        let config = self.agent_config(name, kubeconfig, relay_addr, resync);
         let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
         let agent = started.agent.clone();
         within(&format!("{name}'s agent to be ready"), async {
@@ -510,8 +542,22 @@ impl Drop for Stack {
 }
 
 impl Registration {
+    /// The webhook configurations named `configuration` on outside cluster `cluster`.
+    pub(crate) fn new(
+        cluster: &TestCluster,
+        kubectl: &str,
+        configuration: &'static str,
+    ) -> Registration {
+        Registration {
+            kubectl: kubectl.to_owned(),
+            kubeconfig: cluster.kubeconfig().to_path_buf(),
+            home: cluster.dir().to_path_buf(),
+            configuration,
+        }
+    }
+
     /// Deletes both webhook configurations, if present.
-    fn unregister(&self) -> Result<(), String> {
+    pub(crate) fn unregister(&self) -> Result<(), String> {
         let out = std::process::Command::new(&self.kubectl)
             .env("HOME", &self.home)
             .arg("--kubeconfig")
@@ -520,14 +566,16 @@ impl Registration {
                 "delete",
                 "--ignore-not-found",
                 "--wait=false",
-                &format!("mutatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
-                &format!("validatingwebhookconfiguration/{WEBHOOK_CONFIGURATION}"),
+                &format!("mutatingwebhookconfiguration/{}", self.configuration),
+                &format!("validatingwebhookconfiguration/{}", self.configuration),
             ])
             .output();
         match out {
             Ok(o) if o.status.success() => Ok(()),
             Ok(o) => Err(format!(
-                "failed to unregister secret-relay's webhooks from the outside control plane: {}",
+                "failed to unregister secret-relay's webhooks {} from {}: {}",
+                self.configuration,
+                self.kubeconfig.display(),
                 String::from_utf8_lossy(&o.stderr)
             )),
             Err(e) => Err(format!(
@@ -557,16 +605,101 @@ pub async fn wait_cached(cache: &secret_relay_proxy::HubCache, name: &str) {
     .await;
 }
 
-async fn set_policy(admin: &Client, text: &str) {
+/// Stores `text` in the policy ConfigMap the manifests created.
+pub(crate) async fn set_policy(admin: &Client, text: &str) {
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
     let patch = serde_json::json!({"data": {"policy.yaml": text}});
     cms.patch(
-        "secret-relay-policy",
+        POLICY_CONFIGMAP,
         &PatchParams::default(),
         &Patch::Merge(patch),
     )
     .await
     .unwrap();
+}
+
+/// Where an in-process webhook listens: loopback, or every interface when an outside
+/// API server elsewhere reaches it (through [`OUTSIDE_WEBHOOK_HOST_ENV`]).
+pub(crate) async fn webhook_listener(flavor: Flavor) -> tokio::net::TcpListener {
+    let bind = if flavor == Flavor::Outside && std::env::var_os(OUTSIDE_WEBHOOK_HOST_ENV).is_some()
+    {
+        "0.0.0.0:0"
+    } else {
+        "127.0.0.1:0"
+    };
+    tokio::net::TcpListener::bind(bind).await.unwrap()
+}
+
+/// Runs the webhook on `listener` for `cluster` in `mode`, as the manifests run
+/// `secret-relay webhook` there: serving `cert`, written to `PKI/STEM.crt` and `.key`
+/// and re-read every 100 ms (a test can rotate it without a restart), reading the
+/// policy ConfigMap as its own service account (on the real server this proves the
+/// repository's RBAC is enough), until `shutdown`. Returns once the first policy is
+/// loaded.
+pub(crate) async fn start_webhook(
+    cluster: &TestCluster,
+    pki: &Path,
+    stem: &str,
+    cert: &IssuedCert,
+    listener: tokio::net::TcpListener,
+    mode: Mode,
+    shutdown: &CancellationToken,
+) -> AppState {
+    let (cert_path, key_path) = (
+        pki.join(format!("{stem}.crt")),
+        pki.join(format!("{stem}.key")),
+    );
+    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
+    std::fs::write(&key_path, &cert.key_pem).unwrap();
+    let reloading = ReloadingServerTls::webhook(TlsFiles {
+        cert: cert_path,
+        key: key_path,
+        client_ca: None,
+    })
+    .unwrap();
+    let tls = reloading.config();
+    let rotation_stop = shutdown.clone();
+    reloading.spawn_watch(Duration::from_millis(100), async move {
+        rotation_stop.cancelled().await;
+    });
+    let webhook_kubeconfig = cluster
+        .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
+        .await;
+    let webhook_client = crate::client_from_kubeconfig(&webhook_kubeconfig, None).await;
+    let state = AppState::new(RelayIdentity::default(), mode);
+    tokio::spawn(secret_relay_webhook::watch_configmap(
+        state.clone(),
+        webhook_client,
+        SYSTEM_NAMESPACE.to_owned(),
+        POLICY_CONFIGMAP.to_owned(),
+        shutdown.clone(),
+    ));
+    within("the webhook's first policy", async {
+        let mut rx = state.subscribe_reloads();
+        while state.generation() == 0 {
+            rx.changed().await.unwrap();
+        }
+    })
+    .await;
+    tokio::spawn(secret_relay_webhook::serve(
+        listener,
+        tls,
+        state.clone(),
+        shutdown.clone(),
+    ));
+    state
+}
+
+/// `kubectl apply` of `manifests`, written to `DIR/FILE` of `cluster`.
+pub(crate) fn apply_manifests(cluster: &TestCluster, kubectl: &str, file: &str, manifests: &str) {
+    let path = cluster.dir().join(file);
+    std::fs::write(&path, manifests).unwrap();
+    let out = cluster.kubectl(kubectl, &["apply", "-f", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl apply -f {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The control plane's kustomize output, ready for a test: the webhook configurations
@@ -596,13 +729,29 @@ pub fn control_plane_manifests_in(
         None => repo_root().join("manifests/control-plane"),
         Some(namespace) => namespace_overlay(cluster.dir(), "control-plane", namespace),
     };
+    manifests_for_test(cluster, &kustomize(cluster, kubectl, &dir), ca_pem, port)
+}
+
+/// `kubectl kustomize DIR`.
+pub(crate) fn kustomize(cluster: &TestCluster, kubectl: &str, dir: &Path) -> String {
     let out = cluster.kubectl(kubectl, &["kustomize", dir.to_str().unwrap()]);
     assert!(
         out.status.success(),
-        "kubectl kustomize: {}",
+        "kubectl kustomize {}: {}",
+        dir.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Kustomize output of the control plane's or a managed cluster's manifests, ready
+/// for `cluster` (see [`control_plane_manifests`]).
+pub(crate) fn manifests_for_test(
+    cluster: &TestCluster,
+    text: &str,
+    ca_pem: &str,
+    port: u16,
+) -> String {
     let docs: Vec<&str> = text
         .split("\n---\n")
         .filter(|doc| {
