@@ -482,6 +482,14 @@ fn release_without_a_cluster_shows_the_control_planes_way_out() {
         "ownership-lock",
     );
     assert_eq!(keys(&v), ["allowed", "reason", "rule"]);
+    // One the policy no longer admits (no Secret Source matches team=another-team) is
+    // revoked: the relay releases it after its grace, and the control plane may
+    // delete it now.
+    let v = assert_answer(&release("@hub-repo-revoked.yaml"), 0, true, "revoked");
+    assert_eq!(v["action"], "delete");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("no-matching-source"), "{reason}");
+    assert!(reason.contains("may delete it now"), "{reason}");
     // The control plane's own secret needs no way out.
     let v = assert_answer(&release("@managed-cp.yaml"), 0, true, "control-plane-write");
     assert_eq!(keys(&v), ["allowed", "reason", "rule"]);

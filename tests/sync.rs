@@ -463,7 +463,12 @@ async fn deletes_propagate_up_and_down(flavor: Flavor) {
 }
 
 async fn drift_is_reverted_and_conflicts_are_kept(flavor: Flavor) {
-    let w = world(flavor, POLICY).await;
+    // The managed-cluster webhook locks down copies: drift comes from break-glass.
+    let w = world(
+        flavor,
+        &format!("{POLICY}breakGlass: {{ users: [oncall] }}\n"),
+    )
+    .await;
     let c2 = w.cluster("cluster2");
     let hub = w.hub().await;
     // A local Secret the agent did not write, with the name of a managed secret.
@@ -500,7 +505,11 @@ async fn drift_is_reverted_and_conflicts_are_kept(flavor: Flavor) {
         b"local"
     );
     appears(&c2.secrets(), "drifty", "the down copy", |_| true).await;
-    c2.secrets()
+    let oncall: Api<Secret> = Api::namespaced(
+        c2.cluster.client_as("oncall", &["system:masters"]).await,
+        "akuity",
+    );
+    oncall
         .patch(
             "drifty",
             &PatchParams::default(),

@@ -1715,7 +1715,10 @@ mod tests {
             403,
             "secret-relay denied the request: no (rule no-matching-source)"
         )));
-        assert!(!is_unregistered(&api(403, "cluster cluster2 is not registered")));
+        assert!(!is_unregistered(&api(
+            403,
+            "cluster cluster2 is not registered"
+        )));
         assert!(!is_unregistered(&api(
             503,
             "the relay has not loaded a valid policy yet; see its /readyz"

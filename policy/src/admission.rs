@@ -17,7 +17,7 @@ use crate::decision::{
     down_sync_problems, hub_copy_elsewhere, invalid_owner, is_adoptable, is_adopted, label, owner,
     reclaim_owned, release_owned, revocation, unknown_cluster, up_sync_stored,
 };
-use crate::document::Policy;
+use crate::document::{HANDBACK_SECRET, Policy};
 use crate::keys;
 
 /// The authenticated user of an admission request (`request.userInfo`).
@@ -514,9 +514,11 @@ fn expected_adopted(c: &str, name: &str, old: Option<&Secret>) -> bool {
     }
 }
 
-/// The relay's own account releases copies of registered clusters, with the
-/// same [`release_owned`] decision the relay asks before it acts; on anything
-/// else it is bound like anybody.
+/// The relay's own account does two things, and nothing else: it returns
+/// adopted copies of registered clusters to the control plane (the same
+/// [`release_owned`] decision the relay asks before it acts), and it keeps its
+/// hand-back record ([`HANDBACK_SECRET`], judged like any control-plane
+/// write). Its other writes go as the clusters it impersonates.
 fn validate_relay(policy: &Policy, name: &str, change: Change) -> Decision {
     let cp = policy.control_plane_namespace();
     let what = format!("{cp}/{name}");
@@ -524,7 +526,15 @@ fn validate_relay(policy: &Policy, name: &str, change: Change) -> Decision {
         Owner::Cluster(o) if policy.cluster(&o).is_some() => Some((old, o)),
         _ => None,
     }) else {
-        return validate_other(policy, "the relay", name, change);
+        if name == HANDBACK_SECRET {
+            return validate_other(policy, "the relay", name, change);
+        }
+        return Decision::deny(
+            Rule::OwnershipLock,
+            format!(
+                "the relay's own account writes only its hand-back record {cp}/{HANDBACK_SECRET} and returns adopted secrets; it may not write {what} (its other writes go as the cluster it acts for)"
+            ),
+        );
     };
     let release = release_owned(policy, &o, name, old);
     match (change, release.action) {

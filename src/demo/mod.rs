@@ -27,7 +27,8 @@ use secret_relay_runtime::{CancellationToken, PolicySource};
 
 use backend::{ApiServer, Backend, CONTROL_PLANE_ACCOUNTS};
 
-/// The example policy: two clusters, repository credentials from prod clusters.
+/// The example policy: two clusters; repository credentials, and the adoption of
+/// `argocd-notifications-secret`, from prod clusters.
 pub(crate) const EXAMPLE_POLICY: &str = "\
 controlPlaneNamespace: argocd
 agentNamespace: akuity
@@ -39,6 +40,9 @@ clusters:
 secretSources:
   - clusterSelector: env=prod
     labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
+  # Argo CD's own label on argocd-notifications-secret: what lets a cluster adopt it.
+  - clusterSelector: env=prod
+    labelSelector: app.kubernetes.io/component=notifications-controller
 ";
 
 const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
@@ -633,7 +637,7 @@ fn tour(demo: &Demo) -> String {
   kubectl --kubeconfig {d}/control-plane.kubeconfig -n {cp_ns} create secret generic argocd-notifications-secret --from-literal=token=cp\n\
   kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} create secret generic argocd-notifications-secret --from-literal=token={first}\n\
   kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} label secret argocd-notifications-secret \\\n\
-      akuity.io/secret-sync=true argocd.argoproj.io/secret-type=repository\n\n\
+      akuity.io/secret-sync=true app.kubernetes.io/component=notifications-controller\n\n\
   # a blocked secret never moves (the view shows the rule)\n\
   kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} create secret generic argocd-secret --from-literal=x=y\n\
   kubectl --kubeconfig {d}/{first}.kubeconfig -n {agent_ns} label secret argocd-secret akuity.io/secret-sync=true argocd.argoproj.io/secret-type=repo-creds\n\n\

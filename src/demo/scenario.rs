@@ -320,7 +320,10 @@ async fn adopt(ctx: &Ctx) -> Result<(), String> {
         &ctx.c1,
         &secret(
             "argocd-notifications-secret",
-            &[OPT_IN, ("argocd.argoproj.io/secret-type", "repository")],
+            &[
+                OPT_IN,
+                ("app.kubernetes.io/component", "notifications-controller"),
+            ],
             &[],
             "from-cluster1",
         ),

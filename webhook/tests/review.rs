@@ -963,6 +963,16 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
             Sync::Reclaim,
         ),
         case(
+            "admin deletes a cluster's copy the policy no longer admits (it became blocked)",
+            "DELETE",
+            admin(),
+            &null,
+            &owned("vault-token", "cluster.cluster1"),
+            true,
+            "revoked",
+            Sync::Reclaim,
+        ),
+        case(
             "admin deletes a managed secret",
             "DELETE",
             admin(),
@@ -1038,8 +1048,8 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
             relay(),
             &cp_plain,
             &cp_plain,
-            true,
-            "control-plane-write",
+            false,
+            "ownership-lock",
             Sync::None,
         ),
         case(
@@ -1253,7 +1263,10 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
     for rule in Rule::ALL {
         let managed_only = matches!(
             rule,
-            Rule::DownCopyAgent | Rule::DownSyncConflict | Rule::DownCopyOptIn
+            Rule::DownCopyAgent
+                | Rule::DownSyncConflict
+                | Rule::DownCopyOptIn
+                | Rule::DeletionConfirmed
         );
         let sync_only = matches!(
             rule,
@@ -1264,6 +1277,7 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
                 | Rule::DownSyncNotTarget
                 | Rule::NoTargets
                 | Rule::InvalidSelector
+                | Rule::OrphanedCopy
                 | Rule::NotApplicable
         );
         // The relay's answer to a create of a name outside the cluster's view: the

@@ -757,14 +757,15 @@ fn control_plane_admission_follows_every_rule() {
             Rule::ReleaseReturn,
             true,
         ),
+        // Beyond returns, the relay's own account writes only its hand-back record.
         (
             "relay deletes the copy of an unregistered cluster",
             relay_user(),
             "argocd",
             None,
             Some(repo().owner("cluster9").build()),
-            Rule::OrphanedOwner,
-            true,
+            Rule::OwnershipLock,
+            false,
         ),
         (
             "relay sets the owner label itself",
@@ -772,7 +773,7 @@ fn control_plane_admission_follows_every_rule() {
             "argocd",
             Some(own().build()),
             None,
-            Rule::OwnerLabelForged,
+            Rule::OwnershipLock,
             false,
         ),
         (
@@ -781,6 +782,41 @@ fn control_plane_admission_follows_every_rule() {
             "argocd",
             Some(repo().build()),
             Some(repo().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "relay creates a managed secret",
+            relay_user(),
+            "argocd",
+            Some(repo().build()),
+            None,
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "relay creates its hand-back record",
+            relay_user(),
+            "argocd",
+            Some(
+                secret("argocd", "secret-relay-handback")
+                    .data("argocd-notifications-secret", b"{}")
+                    .build(),
+            ),
+            None,
+            Rule::ControlPlaneWrite,
+            true,
+        ),
+        (
+            "relay updates its hand-back record",
+            relay_user(),
+            "argocd",
+            Some(
+                secret("argocd", "secret-relay-handback")
+                    .data("argocd-notifications-secret", b"{}")
+                    .build(),
+            ),
+            Some(secret("argocd", "secret-relay-handback").build()),
             Rule::ControlPlaneWrite,
             true,
         ),
