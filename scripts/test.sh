@@ -178,7 +178,7 @@ cargo test --workspace
 if [ "${SECRET_RELAY_SKIP_REAL_CONTROL_PLANE:-}" = 1 ]; then
     loud "SECRET_RELAY_SKIP_REAL_CONTROL_PLANE=1: the outside-cluster scenarios are SKIPPED on request"
 else
-    say "sync scenarios against outside clusters (E2E_KUBECONFIG)"
+    say "sync, lifecycle and managed-webhook scenarios against outside clusters (E2E_KUBECONFIG)"
     outside=$(mktemp -d -t secret-relay-outside-XXXXXX)
     outside_down() {
         for c in hub cluster1 cluster2; do
@@ -198,7 +198,7 @@ else
         E2E_KUBECONFIG="$outside/hub/admin.kubeconfig" \
         E2E_CLUSTER1_KUBECONFIG="$outside/cluster1/admin.kubeconfig" \
         E2E_CLUSTER2_KUBECONFIG="$outside/cluster2/admin.kubeconfig" \
-        cargo test -p secret-relay --test sync -- outside_clusters 2>&1 | tee "$outside/run.log"
+        cargo test -p secret-relay --test sync --test lifecycle --test managed_webhook -- outside_clusters 2>&1 | tee "$outside/run.log"
     # A filter that matched nothing would pass: the scenarios must have run.
     if ! grep -qE '^test result: ok\. [1-9][0-9]* passed' "$outside/run.log"; then
         loud "no outside-cluster scenario ran"

@@ -464,7 +464,9 @@ async fn follow_cluster(
 }
 
 /// The (Secret name, direction) and content of one of the agent's Events, when
-/// it is one (`UpSynced`, `UpSyncDenied`, `DownSyncConflict` about a Secret).
+/// it is one (`UpSynced`, `UpSyncDenied`, `UpSyncRevoked`, `UpSyncFailed`,
+/// `DownSyncConflict`, `DownCopyLeaving`, `DownCopyDeletionHeld`,
+/// `DownSyncFailed` about a Secret).
 fn agent_event(e: &KubeEvent) -> Option<((String, &'static str), AgentEvent)> {
     let regarding = e.regarding.as_ref()?;
     if regarding.kind.as_deref() != Some("Secret") {
@@ -472,8 +474,10 @@ fn agent_event(e: &KubeEvent) -> Option<((String, &'static str), AgentEvent)> {
     }
     let reason = e.reason.as_deref()?;
     let direction = match reason {
-        "UpSynced" | "UpSyncDenied" => "up",
-        "DownSyncConflict" => "down",
+        "UpSynced" | "UpSyncDenied" | "UpSyncRevoked" | "UpSyncFailed" => "up",
+        "DownSyncConflict" | "DownCopyLeaving" | "DownCopyDeletionHeld" | "DownSyncFailed" => {
+            "down"
+        }
         _ => return None,
     };
     let time = e

@@ -12,7 +12,7 @@ use secret_relay_policy::keys::{
 };
 use secret_relay_policy::{
     Decision, Owner, Policy, ReleaseAction, Rule, down_sync, down_sync_problems, down_sync_to,
-    is_adoptable, is_adopted, owner, reclaim, release, up_sync,
+    is_adoptable, is_adopted, owner, reclaim, release, revocation, up_sync,
 };
 use serde::Serialize;
 
@@ -528,16 +528,19 @@ pub(crate) fn secret_row(
                 } else if target {
                     Some(down_state(r, &secret_name, hub_digest))
                 } else {
-                    // Not a target: only a denied push of a same-named local Secret is news.
-                    r.events
-                        .get(&(secret_name.clone(), "up"))
-                        .filter(|e| e.reason == "UpSyncDenied")
-                        .map(|e| SyncView {
-                            direction: "up",
-                            state: "denied",
-                            detail: e.note.clone(),
-                            time: e.time.map(|t| t.to_string()),
-                        })
+                    // Not a target: a down copy still there that is leaving or held, or
+                    // a denied push of a same-named local Secret, is news.
+                    leaving_state(r, &secret_name).or_else(|| {
+                        r.events
+                            .get(&(secret_name.clone(), "up"))
+                            .filter(|e| e.reason == "UpSyncDenied")
+                            .map(|e| SyncView {
+                                direction: "up",
+                                state: "denied",
+                                detail: e.note.clone(),
+                                time: e.time.map(|t| t.to_string()),
+                            })
+                    })
                 }
             });
             ClusterRow {
@@ -596,6 +599,22 @@ fn lock_view(policy: &Policy, s: &Secret, own: &Owner, adopted: bool) -> Option<
     let secret_name = name(&s.metadata);
     match own {
         Owner::ControlPlane => None,
+        Owner::Cluster(c)
+            if policy.cluster(c).is_some()
+                && let Some(r) = revocation(policy, s) =>
+        {
+            let mut view = DecisionView::from(&r.decision);
+            view.action = r.action;
+            Some(LockView {
+                title: format!("Revoked: the policy no longer admits it from cluster {c}"),
+                detail: format!(
+                    "{} You may delete {cp}/{secret_name} now; to keep it, change the Secret Sources (or the cluster's labels) so that they admit it again.",
+                    r.decision.reason
+                ),
+                release: view,
+                can_take_over: false,
+            })
+        }
         Owner::Cluster(c) if policy.cluster(c).is_some() => {
             let r = release(policy, c, s);
             let mut view = DecisionView::from(&r.decision);
@@ -644,13 +663,36 @@ fn lock_view(policy: &Policy, s: &Secret, own: &Owner, adopted: bool) -> Option<
     }
 }
 
+/// The state of a down copy still on a cluster the hub copy no longer goes to:
+/// `leaving` within the agent's grace, `held` beyond its deletion budget (with
+/// the way to confirm), from the agent's Events.
+fn leaving_state(r: &ClusterReport, name: &str) -> Option<SyncView> {
+    let local = r.secrets.get(name)?;
+    if !is_down_copy(local) {
+        return None;
+    }
+    let e = r.events.get(&(name.to_owned(), "down"))?;
+    let state = match e.reason.as_str() {
+        "DownCopyLeaving" => "leaving",
+        "DownCopyDeletionHeld" => "held",
+        _ => return None,
+    };
+    Some(SyncView {
+        direction: "down",
+        state,
+        detail: e.note.clone(),
+        time: e.time.map(|t| t.to_string()),
+    })
+}
+
 /// The up-sync state of a hub copy on its owner cluster, from the agent's Events.
 fn up_state(r: &ClusterReport, name: &str) -> SyncView {
     if let Some(e) = r.events.get(&(name.to_owned(), "up")) {
-        let state = if e.reason == "UpSynced" {
-            "synced"
-        } else {
-            "denied"
+        let state = match e.reason.as_str() {
+            "UpSynced" => "synced",
+            "UpSyncRevoked" => "revoked",
+            "UpSyncFailed" => "error",
+            _ => "denied",
         };
         return SyncView {
             direction: "up",

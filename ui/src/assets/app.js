@@ -247,6 +247,7 @@
   const SYNC_TEXT = {
     synced: '✓ synced', outdated: '↻ updating', pending: '… pending', conflict: '⚠ conflict',
     denied: '✗ denied', releasing: '↩ releasing', unknown: '? unknown',
+    revoked: '✗ revoked', error: '⚠ error', leaving: '⏳ leaving', held: '⏸ deletion held',
   };
 
   function syncList(s) {

@@ -272,3 +272,68 @@ fn the_view_never_carries_a_value() {
     assert!(!text.contains("aHVudGVyMg"), "{text}");
     assert!(text.contains("\"keys\":[\"password\"]"), "{text}");
 }
+
+#[test]
+fn a_revoked_copy_says_the_policy_took_it_back_and_that_it_may_be_deleted() {
+    // No Secret Source admits team=b from cluster1 any more.
+    let s = secret(
+        "repo",
+        &[(OWNER_LABEL, "cluster.cluster1"), ("team", "b")],
+        &[],
+    );
+    let v = build(&snapshot(vec![s], BTreeMap::new()));
+    let lock = v.secrets[0].lock.as_ref().unwrap();
+    assert!(lock.title.starts_with("Revoked"), "{}", lock.title);
+    assert!(
+        lock.detail.contains("no-matching-source"),
+        "{}",
+        lock.detail
+    );
+    assert!(lock.detail.contains("may delete"), "{}", lock.detail);
+    assert_eq!(lock.release.rule, Rule::Revoked);
+    assert_eq!(lock.release.action, Some(ReleaseAction::Delete));
+}
+
+#[test]
+fn a_down_copy_leaving_or_held_shows_on_the_cluster_it_no_longer_goes_to() {
+    // Goes to cluster1 only; cluster2 still holds a copy from before.
+    let hub = secret("db", &[], &[(ALLOWED_CLUSTERS_ANNOTATION, "cluster1")]);
+    let report = |reason: &str| {
+        let mut c = ClusterReport {
+            namespace: "akuity".to_owned(),
+            secrets_synced: true,
+            ..ClusterReport::default()
+        };
+        c.secrets.insert(
+            "db".to_owned(),
+            local("db", &[(OWNER_LABEL, "control-plane")], &[]),
+        );
+        c.events.insert(
+            ("db".to_owned(), "down"),
+            AgentEvent {
+                reason: reason.to_owned(),
+                note: format!("{reason} note"),
+                warning: true,
+                time: None,
+            },
+        );
+        c
+    };
+    for (reason, want) in [
+        ("DownCopyLeaving", "leaving"),
+        ("DownCopyDeletionHeld", "held"),
+    ] {
+        let v = build(&snapshot(
+            vec![hub.clone()],
+            BTreeMap::from([("cluster2".to_owned(), report(reason))]),
+        ));
+        let row = v.secrets[0]
+            .clusters
+            .iter()
+            .find(|c| c.cluster == "cluster2")
+            .unwrap();
+        let sync = row.sync.as_ref().unwrap();
+        assert_eq!((sync.direction, sync.state), ("down", want));
+        assert_eq!(sync.detail, format!("{reason} note"));
+    }
+}
