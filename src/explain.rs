@@ -180,7 +180,7 @@ fn with_namespace(mut s: Secret, ns: &str) -> Secret {
     s
 }
 
-fn load_policy(path: &Path) -> anyhow::Result<Policy> {
+pub(crate) fn load_policy(path: &Path) -> anyhow::Result<Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("failed to read the policy {}", path.display()))?;
     // A ConfigMap manifest holds the document under data["policy.yaml"].

@@ -7,6 +7,7 @@ pub mod carry;
 pub mod decision;
 pub mod document;
 pub mod keys;
+pub mod plan;
 pub mod selector;
 pub mod store;
 
@@ -19,13 +20,15 @@ pub use carry::{Direction, StripMetadata, carried_annotations, carried_labels};
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, blocked_decision, digest, down_sync, down_sync_problems, down_sync_to,
-    is_adoptable, is_adopted, owner, reclaim, release, revocation, up_sync, up_sync_full_scan,
+    is_adoptable, is_adopted, owner, reclaim, release, revocation, source_marker, up_sync,
+    up_sync_full_scan,
 };
 pub use document::{
     BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,
     Problem, SecretSource, is_valid_cluster_name,
 };
 pub use k8s_openapi::api::core::v1::Secret;
+pub use plan::{Change, Plan, PlanRow, PlanSettings, When, plan};
 pub use selector::{Operator, Requirement, Selector, SelectorParseError};
 pub use store::PolicyStore;
 
