@@ -39,3 +39,9 @@ pub const KUBERNETES_SYSTEM_USERS: [&str; 3] = [
     "system:serviceaccount:kube-system:generic-garbage-collector",
     "system:kube-controller-manager",
 ];
+
+/// The user the relay impersonates for cluster `name` (`Impersonate-User`), which
+/// the webhook reads back with [`CLUSTER_USER_PREFIX`].
+pub fn cluster_user(name: &str) -> String {
+    format!("{CLUSTER_USER_PREFIX}{name}")
+}

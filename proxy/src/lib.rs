@@ -29,7 +29,7 @@ pub use cache::{CacheEvent, Entry, HubCache, Resume, Snapshot, parse_rv, run_ups
 pub use metrics::{Metrics, RefusalLabels, WriteLabels};
 pub use patch::{PatchError, apply_patch, apply_patch_value};
 pub use route::{PatchKind, Query, Route, RouteError, SecretsRequest, Verb, route};
-pub use server::{CLUSTERS_GROUP, Limits, Relay, cluster_user, handle};
+pub use server::{Limits, Relay, handle};
 pub use status::{BoxError, RelayBody};
 pub use watch::{POLICY_GENERATION_ANNOTATION, ViewRequest, WatchParams, error_line, list, watch};
 

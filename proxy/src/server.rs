@@ -11,7 +11,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
-use secret_relay_policy::{Policy, Rule};
+use secret_relay_policy::{Policy, Rule, keys};
 use secret_relay_runtime::{ConnInfo, PolicyState};
 use tokio::sync::Semaphore;
 
@@ -21,14 +21,6 @@ use crate::route::{Route, RouteError, SecretsRequest, Verb, route};
 use crate::status::{RelayBody, json, status};
 use crate::watch::{ViewRequest, list, watch};
 use crate::write::{WriteRequest, not_found, write};
-
-/// The user the relay impersonates for cluster `name`.
-pub fn cluster_user(name: &str) -> String {
-    format!("secret-relay:cluster:{name}")
-}
-
-/// The group every impersonated cluster is in.
-pub const CLUSTERS_GROUP: &str = "secret-relay:clusters";
 
 /// Per-cluster and per-request limits.
 #[derive(Clone, Debug)]
@@ -509,8 +501,8 @@ pub(crate) async fn forward(
     }
     if let Some(cluster) = impersonate {
         builder = builder
-            .header("Impersonate-User", cluster_user(cluster))
-            .header("Impersonate-Group", CLUSTERS_GROUP);
+            .header("Impersonate-User", keys::cluster_user(cluster))
+            .header("Impersonate-Group", keys::CLUSTERS_GROUP);
     }
     let request = match builder.body(kube::client::Body::from(body)) {
         Ok(r) => r,

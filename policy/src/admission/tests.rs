@@ -164,6 +164,24 @@ fn identities_are_recognised() {
 }
 
 #[test]
+fn the_user_and_group_the_relay_impersonates_are_the_cluster_the_webhook_identifies() {
+    let p = Policy::from_yaml("clusters: [{ name: cluster1 }]").unwrap();
+    let relay = RelayIdentity::default();
+    // What the relay sends as Impersonate-User and Impersonate-Group.
+    let impersonated = UserInfo {
+        username: keys::cluster_user("cluster1"),
+        groups: vec![keys::CLUSTERS_GROUP.to_owned()],
+    };
+    // The wire names, written out.
+    assert_eq!(impersonated.username, "secret-relay:cluster:cluster1");
+    assert_eq!(impersonated.groups, ["secret-relay:clusters"]);
+    assert_eq!(
+        identify(&p, &relay, &impersonated),
+        Identity::Cluster("cluster1".into())
+    );
+}
+
+#[test]
 fn control_plane_admission_follows_every_rule() {
     let cp = Mode::ControlPlane;
     let c1 = cluster_user("cluster1");
