@@ -5,18 +5,20 @@
 //! and resume by themselves), and keeps both directions converged with one
 //! level-triggered reconciler:
 //!
-//! - up-sync: an opted-in Secret is pushed to the relay when its digest differs from
-//!   its hub copy's; the relay's decision is shown as an Event on the Secret, a log
-//!   line and a metric; a denial is retried when the relay's policy generation changes,
-//!   and one that waits on the hub (another party's copy) also with backoff; a denial
-//!   of a Secret synced before is a revocation (`UpSyncRevoked`); an API error is an
-//!   error (`UpSyncFailed`), retried;
+//! - up-sync: an opted-in Secret is pushed to the relay when it differs from its hub
+//!   copy (data compared in memory: the agent holds both sides' values); the relay's
+//!   decision is shown as an Event on the Secret, a log line and a metric; a denial is
+//!   retried when the relay's policy generation changes, and one that waits on the hub
+//!   (another party's copy) also with backoff; a denial of a Secret synced before is a
+//!   revocation (`UpSyncRevoked`); an API error is an error (`UpSyncFailed`), retried;
 //! - release: a hub copy this cluster owns whose Secret is gone (or no longer opted
 //!   in) is released through the relay, only after complete lists on both sides;
 //! - down-sync: a hub copy in the view that another party owns is written as a down
 //!   copy (the metadata `secret_relay_policy::carry` lets cross, the owner label
-//!   naming its origin and the digest); drift is reverted; a copy that cannot be
-//!   updated (type, immutable) is replaced; a local Secret the agent did not write is
+//!   naming its origin, and `secret-relay.io/source` naming the hub copy's uid and
+//!   resourceVersion it was written from, nothing of the values); drift (of data,
+//!   compared in memory, or metadata) is reverted; a copy that cannot be updated
+//!   (type, immutable) is replaced; a local Secret the agent did not write is
 //!   never overwritten (a conflict Event instead); a down copy whose hub copy left the
 //!   view is deleted only after a complete list of the view, a grace, and within a
 //!   deletion budget ([`Deletion`]; beyond it, held until a cluster admin confirms);

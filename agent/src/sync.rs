@@ -16,7 +16,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource as _};
 use secret_relay_policy::{
     Direction, Owner, Rule, StripMetadata, carried_annotations, carried_labels, digest, is_adopted,
-    is_down_copy, keys, owner,
+    is_down_copy, keys, owner, source_marker,
 };
 use secret_relay_runtime::CancellationToken;
 use tokio::sync::mpsc;
@@ -35,8 +35,9 @@ const EVENT_QUEUE: usize = 256;
 const EVENT_LANES: usize = 4;
 
 /// Annotations that describe a write, not the Secret: never copied between clusters.
+/// (An old version's [`keys::DIGEST_ANNOTATION`] is not one of them: on a down copy
+/// it is drift, and the copy is written again without it.)
 const WRITE_ANNOTATIONS: &[&str] = &[
-    keys::DIGEST_ANNOTATION,
     keys::ADOPTED_ANNOTATION,
     "kubectl.kubernetes.io/last-applied-configuration",
 ];
@@ -138,8 +139,9 @@ struct Memo {
 }
 
 /// What makes two Secrets the same for sync: labels, annotations (without the
-/// write-only ones), type, `immutable` and the digest of the data. Values never
-/// leave the digest.
+/// write-only ones), type, `immutable` and the digest of the data, which the agent
+/// computes from the values it holds on both sides. It stays in memory: nothing
+/// the agent writes, logs or reports carries it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fingerprint {
     labels: BTreeMap<String, String>,
@@ -173,6 +175,11 @@ enum Trigger {
 impl Fingerprint {
     /// The fingerprint of `secret`, ignoring `skip_labels`.
     pub fn of(secret: &Secret, skip_labels: &[&str]) -> Fingerprint {
+        Fingerprint::without(secret, skip_labels, &[])
+    }
+
+    /// The fingerprint of `secret`, ignoring `skip_labels` and `skip_annotations`.
+    fn without(secret: &Secret, skip_labels: &[&str], skip_annotations: &[&str]) -> Fingerprint {
         Fingerprint {
             labels: secret
                 .metadata
@@ -188,7 +195,10 @@ impl Fingerprint {
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(k, _)| !WRITE_ANNOTATIONS.contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    !WRITE_ANNOTATIONS.contains(&k.as_str())
+                        && !skip_annotations.contains(&k.as_str())
+                })
                 .collect(),
             type_: secret.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
             immutable: secret.immutable == Some(true),
@@ -210,8 +220,8 @@ pub fn needs_replacing(current: &Secret, want: &Secret) -> bool {
 /// The hub copy the agent asks the relay to write for local Secret `local`: the
 /// labels and annotations that go up ([`secret_relay_policy::carry`]: the opt-in
 /// label and the target annotations included, tool ownership and secret-relay's
-/// stamps not), its type, `immutable` and data. The owner label, the adopted and
-/// digest annotations are the webhook's to stamp.
+/// stamps not), its type, `immutable` and data. The owner label and the adopted
+/// annotation are the webhook's to stamp.
 pub fn hub_copy_body(
     local: &Secret,
     control_plane_namespace: &str,
@@ -239,8 +249,9 @@ pub fn hub_copy_body(
 /// The down copy of hub copy `hub` in namespace `namespace`: the labels and
 /// annotations that go down ([`secret_relay_policy::carry`]: no opt-in label, no
 /// target annotations, no tool ownership), the owner label naming its origin
-/// (`control-plane` or `cluster.<name>`), the digest of its data, its type and
-/// `immutable`.
+/// (`control-plane` or `cluster.<name>`), the version of the hub copy it is
+/// written from ([`keys::SOURCE_ANNOTATION`]: `<uid>/<resourceVersion>`, nothing
+/// of the values), its type, `immutable` and data.
 pub fn down_copy(hub: &Secret, namespace: &str, strip: &StripMetadata) -> Secret {
     let mut labels = carried_labels(hub.metadata.labels.as_ref(), Direction::Down, strip);
     let origin = match owner(hub) {
@@ -250,7 +261,9 @@ pub fn down_copy(hub: &Secret, namespace: &str, strip: &StripMetadata) -> Secret
     labels.insert(keys::OWNER_LABEL.to_owned(), origin);
     let mut annotations =
         carried_annotations(hub.metadata.annotations.as_ref(), Direction::Down, strip);
-    annotations.insert(keys::DIGEST_ANNOTATION.to_owned(), digest(hub));
+    if let Some(source) = source_marker(hub) {
+        annotations.insert(keys::SOURCE_ANNOTATION.to_owned(), source);
+    }
     let mut copy = Secret::default();
     copy.metadata.name = hub.metadata.name.clone();
     copy.metadata.namespace = Some(namespace.to_owned());
@@ -865,14 +878,12 @@ impl Agent {
         let name = name_of(s);
         let body = hub_copy_body(s, cp, &self.strip());
         let want = Fingerprint::of(&body, &[]);
+        // The data is compared in memory (the agent holds both). An old version's
+        // digest on the hub copy is no reason to push: the webhook removes it at
+        // the copy's next write.
         if let Some(h) = hub
             && mine
-            && Fingerprint::of(h, &[keys::OWNER_LABEL]) == want
-            && h.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
-                .is_some_and(|d| *d == want.digest)
+            && Fingerprint::without(h, &[keys::OWNER_LABEL], &[keys::DIGEST_ANNOTATION]) == want
         {
             self.memo().synced.insert(name.clone());
             self.set_status(&name, "up", "synced", "");
@@ -1094,17 +1105,9 @@ impl Agent {
                 return;
             }
             Some(d) => {
-                if Fingerprint::of(d, &[]) == Fingerprint::of(&want, &[])
-                    && d.metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
-                        == want
-                            .metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get(keys::DIGEST_ANNOTATION))
-                {
+                // Data, metadata and the source marker: a break-glass edit, an old
+                // version's digest or a newer hub copy is drift, written over.
+                if Fingerprint::of(d, &[]) == Fingerprint::of(&want, &[]) {
                     self.set_status(&name, "down", "synced", "");
                     return;
                 }
@@ -1532,9 +1535,9 @@ mod tests {
     #[test]
     fn a_down_copy_never_opts_in_and_names_its_origin() {
         let hub = secret(serde_json::json!({
-            "metadata": {"name": "repo", "namespace": "argocd",
+            "metadata": {"name": "repo", "namespace": "argocd", "uid": "u-1", "resourceVersion": "7",
                 "labels": {"akuity.io/secret-sync": "true", "secret-relay.io/owner": "cluster.cluster1"},
-                "annotations": {"secret-relay.io/adopted": "true"}},
+                "annotations": {"secret-relay.io/adopted": "true", "secret-relay.io/digest": "sha256:00"}},
             "data": {"k": "dg=="},
         }));
         let copy = down_copy(&hub, "akuity", &StripMetadata::default());
@@ -1543,7 +1546,8 @@ mod tests {
         assert_eq!(labels["secret-relay.io/owner"], "cluster.cluster1");
         assert!(is_down_copy(&copy));
         let annotations = copy.metadata.annotations.clone().unwrap();
-        assert_eq!(annotations["secret-relay.io/digest"], digest(&hub));
+        assert_eq!(annotations["secret-relay.io/source"], "u-1/7");
+        assert!(!annotations.contains_key("secret-relay.io/digest"));
         assert!(!annotations.contains_key("secret-relay.io/adopted"));
         let managed = secret(serde_json::json!({"metadata": {"name": "m"}, "data": {}}));
         assert_eq!(
@@ -1553,6 +1557,45 @@ mod tests {
                 .unwrap()["secret-relay.io/owner"],
             "control-plane"
         );
+    }
+
+    #[test]
+    fn a_down_copy_carries_no_function_of_its_values_and_the_agent_still_tells_them_apart() {
+        let hub = |value: &str| {
+            secret(serde_json::json!({
+                "metadata": {"name": "repo", "namespace": "argocd", "uid": "u-1", "resourceVersion": "7",
+                    "labels": {"secret-relay.io/owner": "cluster.cluster1", "team": "a"},
+                    "annotations": {"note": "x", "akuity.io/managed-secret-allowed-clusters": "ALL"}},
+                "data": {"password": value},
+            }))
+        };
+        let (a, b) = (hub("aHVudGVyMg=="), hub("b3RoZXI="));
+        let strip = StripMetadata::default();
+        let (ca, cb) = (
+            down_copy(&a, "akuity", &strip),
+            down_copy(&b, "akuity", &strip),
+        );
+        assert_eq!(ca.metadata, cb.metadata);
+        // The agent holds the values: its fingerprint tells the two apart.
+        assert_ne!(Fingerprint::of(&ca, &[]), Fingerprint::of(&cb, &[]));
+        // A copy written from an older hub version, or carrying an old version's
+        // digest, is drift.
+        let mut older = ca.clone();
+        older
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("secret-relay.io/source".to_owned(), "u-1/6".to_owned());
+        assert_ne!(Fingerprint::of(&older, &[]), Fingerprint::of(&ca, &[]));
+        let mut old_digest = ca.clone();
+        old_digest
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("secret-relay.io/digest".to_owned(), digest(&a));
+        assert_ne!(Fingerprint::of(&old_digest, &[]), Fingerprint::of(&ca, &[]));
     }
 
     #[test]
@@ -1681,7 +1724,7 @@ mod tests {
                 .unwrap()
                 .keys()
                 .collect::<Vec<_>>(),
-            ["secret-relay.io/digest"]
+            Vec::<&String>::new()
         );
         let strip = StripMetadata {
             labels: vec!["team".to_owned()],

@@ -780,8 +780,8 @@ fn warnings(
 }
 
 /// Whether `new` is `old` with only [`keys::CONFIRM_DELETION_ANNOTATION`] set
-/// to `"true"` (besides what the API server maintains and the digest the
-/// mutating webhook stamps from the data): a cluster admin's
+/// to `"true"` (besides what the API server maintains and an old version's
+/// digest annotation, which the mutating webhook removes): a cluster admin's
 /// confirmation of a held deletion, which changes nothing else of a down copy.
 fn only_confirmation_added(old: &Secret, new: &Secret) -> bool {
     if annotation(new, keys::CONFIRM_DELETION_ANNOTATION) != Some("true") {
@@ -791,7 +791,7 @@ fn only_confirmation_added(old: &Secret, new: &Secret) -> bool {
         let mut s = s.clone();
         if let Some(a) = s.metadata.annotations.as_mut() {
             a.remove(keys::CONFIRM_DELETION_ANNOTATION);
-            // Stamped by the mutating webhook from the data, which is compared.
+            // An old version's stamp, which the mutating webhook removes.
             a.remove(keys::DIGEST_ANNOTATION);
             if a.is_empty() {
                 s.metadata.annotations = None;
@@ -831,12 +831,13 @@ fn only_cleanup_metadata_changed(old: &Secret, new: &Secret) -> bool {
     }
 }
 
-/// The mutating webhook's JSON patch: the digest annotation on every
-/// CREATE/UPDATE in the control-plane namespace (and on down copies on a
-/// managed cluster); for a cluster identity also the owner label and the
-/// adopted annotation. Empty on DELETE, outside the guarded namespace and for
-/// Kubernetes' cleanup; applying the patch and mutating again gives an empty
-/// patch.
+/// The mutating webhook's JSON patch: for a cluster identity on the control
+/// plane the owner label and the adopted annotation; on every CREATE/UPDATE in
+/// the control-plane namespace (and of a down copy on a managed cluster) the
+/// removal of the digest annotation older versions stamped
+/// ([`keys::DIGEST_ANNOTATION`]): nothing stored carries a function of the
+/// values. Empty on DELETE, outside the guarded namespace and for Kubernetes'
+/// cleanup; applying the patch and mutating again gives an empty patch.
 pub fn mutate(
     policy: &Policy,
     relay: &RelayIdentity,
@@ -854,7 +855,7 @@ pub fn mutate(
     };
     let mut stamp = Stamp {
         labels: Vec::new(),
-        annotations: vec![(keys::DIGEST_ANNOTATION, Some(digest(obj)))],
+        annotations: vec![(keys::DIGEST_ANNOTATION, None)],
     };
     match mode {
         Mode::ControlPlane => {

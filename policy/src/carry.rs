@@ -171,6 +171,7 @@ mod tests {
                 ("argocd.argoproj.io/sync-wave", "1"),
                 ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
                 ("secret-relay.io/digest", "sha256:00"),
+                ("secret-relay.io/source", "u-1/7"),
                 ("akuity.io/managed-secret-allowed-clusters", "cluster2"),
                 ("note", "kept"),
             ]),

@@ -415,7 +415,10 @@ pub fn is_adopted(hub: &Secret) -> bool {
 
 /// `sha256:<hex>` over the canonical data: `data` with `stringData` merged
 /// over it (as the API server does), keys sorted, each key and value
-/// length-prefixed. Only the digest leaves this function, never the values.
+/// length-prefixed. An in-memory comparison for whoever holds both values (the
+/// agent's fingerprint, the webhook's check that a return keeps the data): it is
+/// unkeyed, so anyone who saw it could confirm a guessed value offline, and it is
+/// never stored, logged or shown.
 pub fn digest(secret: &Secret) -> String {
     let mut merged: BTreeMap<&str, &[u8]> = BTreeMap::new();
     for (k, v) in secret.data.iter().flatten() {
@@ -438,6 +441,22 @@ pub fn digest(secret: &Secret) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// What a down copy records of the hub copy it was written from:
+/// `<uid>/<resourceVersion>`, metadata any reader of the hub copy already sees and
+/// no function of its values. `None` for a Secret without both (never one the API
+/// server serves). The agent writes it on down copies
+/// ([`keys::SOURCE_ANNOTATION`]); the Secrets page, which reads managed clusters'
+/// metadata only, compares it with the hub copy it lists.
+pub fn source_marker(hub: &Secret) -> Option<String> {
+    let uid = hub.metadata.uid.as_deref().filter(|u| !u.is_empty())?;
+    let rv = hub
+        .metadata
+        .resource_version
+        .as_deref()
+        .filter(|v| !v.is_empty())?;
+    Some(format!("{uid}/{rv}"))
 }
 
 /// Up-sync of `secret` (in cluster `cluster`'s agent namespace) to the hub,

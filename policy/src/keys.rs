@@ -18,8 +18,16 @@ pub const ADOPTED_ANNOTATION: &str = "secret-relay.io/adopted";
 /// Annotation `"true"` a cluster admin sets on a down copy to confirm its held
 /// deletion (the agent holds deletions beyond its budget).
 pub const CONFIRM_DELETION_ANNOTATION: &str = "secret-relay.io/confirm-deletion";
-/// Annotation with the `sha256:` digest of the canonical data.
+/// Annotation that older versions stamped with an unkeyed `sha256:` digest of the
+/// data: a fingerprint anyone who sees metadata could test a guessed value
+/// against. Nothing writes it any more: the mutating webhook removes it from what
+/// it guards on the next write, and the agent removes it from down copies as drift.
 pub const DIGEST_ANNOTATION: &str = "secret-relay.io/digest";
+/// Annotation on a down copy naming the version of the hub copy it was written
+/// from, `<hub uid>/<hub resourceVersion>` ([`crate::source_marker`]): no function
+/// of the values, so a reader of metadata only (the Secrets page) tells an
+/// up-to-date copy from an outdated one.
+pub const SOURCE_ANNOTATION: &str = "secret-relay.io/source";
 /// User name prefix the relay impersonates for a cluster.
 pub const CLUSTER_USER_PREFIX: &str = "secret-relay:cluster:";
 /// Group the relay impersonates for every cluster.

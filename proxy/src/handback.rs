@@ -9,8 +9,7 @@
 //! it belongs to. That Secret is a built-in blocked name: no cluster sees or
 //! writes it, and it is a Secret because an annotation (such as kubectl's
 //! last-applied configuration) may hold a value. When the copy returns, the relay
-//! restores exactly what it recorded (the webhook stamps the digest again) and
-//! forgets the entry. A copy adopted before any record (or by break-glass) returns
+//! restores exactly what it recorded and forgets the entry. A copy adopted before any record (or by break-glass) returns
 //! with no labels or annotations: nothing of the cluster's metadata stays.
 
 use std::collections::BTreeMap;
@@ -46,6 +45,7 @@ impl Kept {
     /// What `hub`, still the control plane's, carries of its own.
     pub(crate) fn of(hub: &Secret) -> Kept {
         let mut annotations = hub.metadata.annotations.clone().unwrap_or_default();
+        // An old version's digest of the values is not kept (nor restored).
         annotations.remove(keys::DIGEST_ANNOTATION);
         annotations.remove(keys::ADOPTED_ANNOTATION);
         let mut labels = hub.metadata.labels.clone().unwrap_or_default();

@@ -163,11 +163,14 @@ async fn replay(file: &Path) -> Vec<String> {
     if expect["noPatch"] == true {
         check(patch.is_none(), "unexpected patch".to_owned());
     }
-    let wants_patch = expect.get("patched").is_some() || expect.get("patchedPrefix").is_some();
+    let wants_patch = ["patched", "patchedPrefix", "absent"]
+        .iter()
+        .any(|k| expect.get(k).is_some());
     if path.starts_with("/mutate") {
         check(
             wants_patch != (expect["noPatch"] == true),
-            "a /mutate fixture must expect either noPatch or patched/patchedPrefix".to_owned(),
+            "a /mutate fixture must expect either noPatch or patched/patchedPrefix/absent"
+                .to_owned(),
         );
     }
     if wants_patch {
@@ -192,6 +195,16 @@ async fn replay(file: &Path) -> Vec<String> {
             check(
                 got.starts_with(prefix.as_str().unwrap()),
                 format!("{pointer} = {got:?} after the patch"),
+            );
+        }
+        for pointer in expect["absent"].as_array().into_iter().flatten() {
+            let pointer = pointer.as_str().unwrap();
+            check(
+                object.pointer(pointer).is_none(),
+                format!(
+                    "{pointer} = {:?} after the patch, expected absent",
+                    object.pointer(pointer)
+                ),
             );
         }
         // Idempotent: the patched object gets no further patch.

@@ -1833,7 +1833,7 @@ fn managed_cluster_admission_guards_down_copies() {
 }
 
 #[test]
-fn mutation_stamps_digest_owner_and_nothing_else() {
+fn mutation_stamps_the_owner_removes_an_old_digest_and_nothing_else() {
     let p = policy();
     let relay = RelayIdentity::default();
     let c1 = cluster_user("cluster1");
@@ -1853,7 +1853,6 @@ fn mutation_stamps_digest_owner_and_nothing_else() {
         json,
         serde_json::json!([
             {"op": "add", "path": "/metadata/labels", "value": {"secret-relay.io/owner": "cluster.cluster1"}},
-            {"op": "add", "path": "/metadata/annotations", "value": {"secret-relay.io/digest": digest(&new)}},
         ])
     );
 
@@ -1874,32 +1873,46 @@ fn mutation_stamps_digest_owner_and_nothing_else() {
         serde_json::to_value(&ops).unwrap(),
         serde_json::json!([
             {"op": "add", "path": "/metadata/labels/secret-relay.io~1owner", "value": "cluster.cluster1"},
-            {"op": "add", "path": "/metadata/annotations/secret-relay.io~1digest", "value": digest(&labelled)},
         ])
     );
 
-    // Anybody else only gets the digest; a stale digest is replaced.
+    // Anybody else gets nothing; an old version's digest goes, from anybody's write.
     let admin = admin();
+    let plain = hub("repo").annotation("note", "x").build();
+    assert!(
+        mutate(
+            &p,
+            &relay,
+            &Mode::ControlPlane,
+            &AdmissionInput {
+                object: Some(&plain),
+                user: &admin,
+                ..input
+            },
+        )
+        .is_empty()
+    );
     let stale = hub("repo")
         .annotation(keys::DIGEST_ANNOTATION, "sha256:00")
         .build();
-    let ops = mutate(
-        &p,
-        &relay,
-        &Mode::ControlPlane,
-        &AdmissionInput {
-            object: Some(&stale),
-            user: &admin,
-            ..input
-        },
-    );
-    assert_eq!(
-        ops,
-        vec![PatchOp::Replace {
-            path: "/metadata/annotations/secret-relay.io~1digest".into(),
-            value: digest(&stale).into()
-        }]
-    );
+    for user in [&admin, &c1] {
+        let ops = mutate(
+            &p,
+            &relay,
+            &Mode::ControlPlane,
+            &AdmissionInput {
+                object: Some(&stale),
+                user,
+                ..input
+            },
+        );
+        assert!(
+            ops.contains(&PatchOp::Remove {
+                path: "/metadata/annotations/secret-relay.io~1digest".into(),
+            }),
+            "{ops:?}"
+        );
+    }
 
     // Nothing on DELETE, CONNECT or outside the namespace.
     for operation in [Operation::Delete, Operation::Connect] {
@@ -1928,7 +1941,7 @@ fn mutation_stamps_digest_owner_and_nothing_else() {
         .is_empty()
     );
 
-    // On a managed cluster only down copies get a digest.
+    // On a managed cluster only down copies are patched: an old digest goes.
     let mode = Mode::ManagedCluster {
         agent: AGENT.to_owned(),
     };
@@ -1943,17 +1956,88 @@ fn mutation_stamps_digest_owner_and_nothing_else() {
     assert!(mutate(&p, &relay, &mode, &managed).is_empty());
     let down = secret("akuity", "x")
         .label(keys::OWNER_LABEL, "control-plane")
+        .annotation(keys::SOURCE_ANNOTATION, "u-1/7")
+        .build();
+    assert!(
+        mutate(
+            &p,
+            &relay,
+            &mode,
+            &AdmissionInput {
+                object: Some(&down),
+                ..managed
+            },
+        )
+        .is_empty()
+    );
+    let old_down = secret("akuity", "x")
+        .label(keys::OWNER_LABEL, "control-plane")
+        .annotation(keys::DIGEST_ANNOTATION, "sha256:00")
         .build();
     let ops = mutate(
         &p,
         &relay,
         &mode,
         &AdmissionInput {
-            object: Some(&down),
+            object: Some(&old_down),
             ..managed
         },
     );
-    assert_eq!(ops.len(), 1);
+    assert_eq!(
+        ops,
+        vec![PatchOp::Remove {
+            path: "/metadata/annotations/secret-relay.io~1digest".into(),
+        }]
+    );
+}
+
+#[test]
+fn mutation_stores_no_function_of_the_values() {
+    // Two Secrets with the same metadata and different values get the same patch,
+    // from every identity, on both sides.
+    let p = policy();
+    let relay = RelayIdentity::default();
+    let identities = [cluster_user("cluster1"), admin(), relay_user()];
+    let cases = [
+        (
+            Mode::ControlPlane,
+            "argocd",
+            hub("repo").label("team", "a").annotation("note", "x"),
+        ),
+        (
+            Mode::ManagedCluster {
+                agent: AGENT.to_owned(),
+            },
+            "akuity",
+            secret("akuity", "repo")
+                .label(keys::OWNER_LABEL, "control-plane")
+                .annotation(keys::SOURCE_ANNOTATION, "u-1/7"),
+        ),
+    ];
+    for (mode, ns, base) in cases {
+        let a = base.clone().data("password", b"hunter2").build();
+        let b = base.data("password", b"correct horse").build();
+        assert_ne!(digest(&a), digest(&b));
+        for u in &identities {
+            let input = |object| AdmissionInput {
+                operation: Operation::Create,
+                namespace: ns,
+                name: "repo",
+                object: Some(object),
+                old_object: None,
+                user: u,
+                dry_run: false,
+            };
+            let (pa, pb) = (
+                mutate(&p, &relay, &mode, &input(&a)),
+                mutate(&p, &relay, &mode, &input(&b)),
+            );
+            assert_eq!(pa, pb, "{ns} as {}", u.username);
+            let (a, b) = (apply(&a, &pa), apply(&b, &pb));
+            assert_eq!(a.metadata.annotations, b.metadata.annotations);
+            assert_eq!(a.metadata.labels, b.metadata.labels);
+        }
+    }
 }
 
 #[test]

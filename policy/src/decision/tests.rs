@@ -907,6 +907,33 @@ fn digest_counts_string_data_like_data_and_never_shows_values() {
 }
 
 #[test]
+fn a_source_marker_names_the_hub_version_and_nothing_of_its_values() {
+    let with = |uid: Option<&str>, rv: Option<&str>, value: &[u8]| {
+        let mut s = hub("repo").data("k", value).build();
+        s.metadata.uid = uid.map(str::to_owned);
+        s.metadata.resource_version = rv.map(str::to_owned);
+        s
+    };
+    let a = with(Some("u-1"), Some("7"), b"hunter2");
+    assert_eq!(source_marker(&a).as_deref(), Some("u-1/7"));
+    // The values do not count; the version does.
+    assert_eq!(
+        source_marker(&a),
+        source_marker(&with(Some("u-1"), Some("7"), b"other"))
+    );
+    assert_ne!(
+        source_marker(&a),
+        source_marker(&with(Some("u-1"), Some("8"), b"hunter2"))
+    );
+    assert_ne!(
+        source_marker(&a),
+        source_marker(&with(Some("u-2"), Some("7"), b"hunter2"))
+    );
+    assert_eq!(source_marker(&with(None, Some("7"), b"x")), None);
+    assert_eq!(source_marker(&with(Some("u-1"), Some(""), b"x")), None);
+}
+
+#[test]
 fn rule_ids_are_stable_kebab_case_and_serialize_as_strings() {
     let d = Decision::deny(Rule::OwnershipLock, "why");
     let json = serde_json::to_value(&d).unwrap();
