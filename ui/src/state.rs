@@ -18,6 +18,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use secret_relay_policy::Policy;
+use secret_relay_policy::keys::DIGEST_ANNOTATION;
 use secret_relay_runtime::{CancellationToken, PolicyState};
 use tokio::sync::watch;
 
@@ -25,6 +26,12 @@ use crate::Config;
 
 /// The annotation `kubectl apply` leaves, which holds the values: never kept.
 pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Annotations that hold the values or a function of them, dropped as they arrive
+/// from any cluster: kubectl's last-applied configuration, and the unkeyed digest
+/// of the values older versions of secret-relay stamped (an object not written
+/// since may still carry it).
+pub(crate) const NEVER_KEPT: [&str; 2] = [LAST_APPLIED, DIGEST_ANNOTATION];
 
 /// Everything the server shares.
 pub(crate) struct Shared {
@@ -164,8 +171,8 @@ impl Shared {
 }
 
 /// Drops what must never be kept or sent: every value (`data` keeps its keys
-/// with empty values, `stringData` goes), the last-applied annotation (which
-/// repeats the values) and the managed fields' field sets.
+/// with empty values, `stringData` goes), the annotations that repeat the values
+/// or a digest of them ([`NEVER_KEPT`]) and the managed fields' field sets.
 pub(crate) fn strip(mut secret: Secret) -> Secret {
     if let Some(data) = secret.data.as_mut() {
         for value in data.values_mut() {
@@ -173,15 +180,23 @@ pub(crate) fn strip(mut secret: Secret) -> Secret {
         }
     }
     secret.string_data = None;
-    if let Some(a) = secret.metadata.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
+    strip_metadata(&mut secret.metadata);
+    secret
+}
+
+/// [`strip`] for metadata: the [`NEVER_KEPT`] annotations and the managed fields'
+/// field sets go (a managed cluster's Secrets are read as metadata only).
+pub(crate) fn strip_metadata(meta: &mut kube::api::ObjectMeta) {
+    if let Some(a) = meta.annotations.as_mut() {
+        for key in NEVER_KEPT {
+            a.remove(key);
+        }
     }
-    if let Some(fields) = secret.metadata.managed_fields.as_mut() {
+    if let Some(fields) = meta.managed_fields.as_mut() {
         for f in fields {
             f.fields_v1 = None;
         }
     }
-    secret
 }
 
 /// Starts every watch: the policy ConfigMap, the control-plane Secrets, each
@@ -410,7 +425,8 @@ async fn follow_cluster(
             () = shutdown.cancelled() => return,
             Some(event) = secrets.next() => match event {
                 Ok(Event::Init) => initial.clear(),
-                Ok(Event::InitApply(m)) => {
+                Ok(Event::InitApply(mut m)) => {
+                    strip_metadata(&mut m.metadata);
                     initial.insert(name_of(&m.metadata), m);
                 }
                 Ok(Event::InitDone) => {
@@ -421,10 +437,13 @@ async fn follow_cluster(
                         r.error = None;
                     });
                 }
-                Ok(Event::Apply(m)) => report(&shared, &mut |r| {
-                    r.error = None;
-                    r.secrets.insert(name_of(&m.metadata), m.clone());
-                }),
+                Ok(Event::Apply(mut m)) => {
+                    strip_metadata(&mut m.metadata);
+                    report(&shared, &mut |r| {
+                        r.error = None;
+                        r.secrets.insert(name_of(&m.metadata), m.clone());
+                    });
+                }
                 Ok(Event::Delete(m)) => report(&shared, &mut |r| {
                     r.secrets.remove(&name_of(&m.metadata));
                 }),
@@ -658,7 +677,11 @@ mod tests {
         let s: Secret = serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": "db",
-                "annotations": {LAST_APPLIED: "{\"data\":{\"password\":\"c2VjcmV0\"}}", "a": "b"},
+                "annotations": {
+                    LAST_APPLIED: "{\"data\":{\"password\":\"c2VjcmV0\"}}",
+                    DIGEST_ANNOTATION: "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b",
+                    "a": "b",
+                },
             },
             "data": {"password": "c2VjcmV0"},
             "stringData": {"token": "secret"},
@@ -671,7 +694,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(s.data.unwrap().keys().collect::<Vec<_>>(), vec!["password"]);
-        assert_eq!(s.metadata.annotations.unwrap().len(), 1);
+        // Neither kubectl's copy of the values nor an old version's digest of them.
+        assert_eq!(
+            s.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
+            vec!["a"]
+        );
+        let mut meta: kube::api::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "db",
+            "annotations": {DIGEST_ANNOTATION: "sha256:00", "secret-relay.io/source": "u-1/7"},
+        }))
+        .unwrap();
+        strip_metadata(&mut meta);
+        assert_eq!(
+            meta.annotations.unwrap().keys().collect::<Vec<_>>(),
+            vec!["secret-relay.io/source"]
+        );
     }
 
     #[test]

@@ -8,11 +8,11 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::PartialObjectMeta;
 use secret_relay_policy::keys::{
     ADOPTED_ANNOTATION, ALLOWED_CLUSTER_SELECTOR_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION,
-    DIGEST_ANNOTATION, OWNER_LABEL, SECRET_SYNC_LABEL, SECRET_TYPE_LABEL,
+    OWNER_LABEL, SECRET_SYNC_LABEL, SECRET_TYPE_LABEL, SOURCE_ANNOTATION,
 };
 use secret_relay_policy::{
     Decision, Owner, Policy, ReleaseAction, Rule, down_sync, down_sync_problems, down_sync_to,
-    is_adoptable, is_adopted, owner, reclaim, release, revocation, up_sync,
+    is_adoptable, is_adopted, owner, reclaim, release, revocation, source_marker, up_sync,
 };
 use serde::Serialize;
 
@@ -515,7 +515,7 @@ pub(crate) fn secret_row(
         },
     };
     let lock = lock_view(policy, s, &own, adopted);
-    let hub_digest = annotation(&s.metadata, DIGEST_ANNOTATION);
+    let hub_version = source_marker(s);
     let clusters = policy
         .clusters()
         .map(|c| {
@@ -526,7 +526,7 @@ pub(crate) fn secret_row(
                 if is_owner {
                     Some(up_state(r, &secret_name))
                 } else if target {
-                    Some(down_state(r, &secret_name, hub_digest))
+                    Some(down_state(r, &secret_name, hub_version.as_deref()))
                 } else {
                     // Not a target: a down copy still there that is leaving or held, or
                     // a denied push of a same-named local Secret, is news.
@@ -580,7 +580,7 @@ pub(crate) fn secret_row(
             .clone()
             .unwrap_or_default()
             .into_iter()
-            .filter(|(k, _)| k != crate::state::LAST_APPLIED)
+            .filter(|(k, _)| !crate::state::NEVER_KEPT.contains(&k.as_str()))
             .collect(),
         resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
         created: s
@@ -727,9 +727,12 @@ fn up_state(r: &ClusterReport, name: &str) -> SyncView {
     }
 }
 
-/// The down-sync state of a hub copy on a target cluster: its down copy's digest
-/// against the hub copy's, or the agent's conflict Event.
-fn down_state(r: &ClusterReport, name: &str, hub_digest: Option<&str>) -> SyncView {
+/// The down-sync state of a hub copy on a target cluster: the version of the hub
+/// copy its down copy was written from ([`SOURCE_ANNOTATION`]) against the hub
+/// copy's own, or the agent's conflict Event. Metadata only: the page never reads
+/// a managed cluster's values, and nothing it compares is a function of them (the
+/// agent, which holds the values, reverts a down copy whose data drifted).
+fn down_state(r: &ClusterReport, name: &str, hub_version: Option<&str>) -> SyncView {
     let state = |state, detail: String| SyncView {
         direction: "down",
         state,
@@ -765,13 +768,18 @@ fn down_state(r: &ClusterReport, name: &str, hub_digest: Option<&str>) -> SyncVi
             v
         }
         Some(local) => {
-            let local_digest = annotation(&local.metadata, DIGEST_ANNOTATION);
-            if hub_digest.is_some() && local_digest == hub_digest {
-                state("synced", format!("{ns}/{name} matches the hub copy"))
+            let written_from = annotation(&local.metadata, SOURCE_ANNOTATION);
+            if hub_version.is_some() && written_from == hub_version {
+                state(
+                    "synced",
+                    format!("{ns}/{name} was written from the current hub copy"),
+                )
             } else {
                 state(
                     "outdated",
-                    format!("{ns}/{name} differs from the hub copy: the agent updates it"),
+                    format!(
+                        "{ns}/{name} was written from an earlier version of the hub copy: the agent updates it"
+                    ),
                 )
             }
         }

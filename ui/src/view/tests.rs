@@ -167,14 +167,9 @@ fn a_blocked_secret_is_not_editable_and_goes_nowhere() {
 
 #[test]
 fn sync_state_comes_from_down_copies_and_agent_events() {
-    let hub = secret(
-        "db",
-        &[],
-        &[
-            (ALLOWED_CLUSTERS_ANNOTATION, "ALL"),
-            (DIGEST_ANNOTATION, "sha256:aa"),
-        ],
-    );
+    let mut hub = secret("db", &[], &[(ALLOWED_CLUSTERS_ANNOTATION, "ALL")]);
+    hub.metadata.uid = Some("u-db".to_owned());
+    hub.metadata.resource_version = Some("12".to_owned());
     let owned = secret(
         "repo",
         &[(OWNER_LABEL, "cluster.cluster1"), ("team", "a")],
@@ -190,7 +185,7 @@ fn sync_state_comes_from_down_copies_and_agent_events() {
         local(
             "db",
             &[(OWNER_LABEL, "control-plane")],
-            &[(DIGEST_ANNOTATION, "sha256:aa")],
+            &[(SOURCE_ANNOTATION, "u-db/12")],
         ),
     );
     c1.secrets.insert(
@@ -336,4 +331,84 @@ fn a_down_copy_leaving_or_held_shows_on_the_cluster_it_no_longer_goes_to() {
         assert_eq!((sync.direction, sync.state), ("down", want));
         assert_eq!(sync.detail, format!("{reason} note"));
     }
+}
+
+#[test]
+fn a_down_copy_written_from_an_earlier_hub_version_is_outdated() {
+    let mut hub = secret("db", &[], &[(ALLOWED_CLUSTERS_ANNOTATION, "ALL")]);
+    hub.metadata.uid = Some("u-db".to_owned());
+    hub.metadata.resource_version = Some("13".to_owned());
+    let report = |annotations: &[(&str, &str)]| {
+        let mut r = ClusterReport {
+            namespace: "akuity".to_owned(),
+            secrets_synced: true,
+            ..ClusterReport::default()
+        };
+        r.secrets.insert(
+            "db".to_owned(),
+            local("db", &[(OWNER_LABEL, "control-plane")], annotations),
+        );
+        r
+    };
+    let v = build(&snapshot(
+        vec![hub],
+        BTreeMap::from([
+            // The agent has not written the new version yet.
+            (
+                "cluster1".to_owned(),
+                report(&[(SOURCE_ANNOTATION, "u-db/12")]),
+            ),
+            // Another Secret of the same name was here before (another uid).
+            (
+                "cluster2".to_owned(),
+                report(&[(SOURCE_ANNOTATION, "u-old/13")]),
+            ),
+        ]),
+    ));
+    for row in &v.secrets[0].clusters {
+        let sync = row.sync.as_ref().unwrap();
+        assert_eq!(
+            (sync.direction, sync.state),
+            ("down", "outdated"),
+            "{}",
+            row.cluster
+        );
+    }
+    // A down copy an older version of secret-relay wrote (no source; its digest is
+    // dropped as it arrives) too.
+    let mut hub = secret("db", &[], &[(ALLOWED_CLUSTERS_ANNOTATION, "ALL")]);
+    hub.metadata.uid = Some("u-db".to_owned());
+    hub.metadata.resource_version = Some("13".to_owned());
+    let v = build(&snapshot(
+        vec![hub],
+        BTreeMap::from([("cluster1".to_owned(), report(&[]))]),
+    ));
+    let sync = v.secrets[0].clusters[0].sync.as_ref().unwrap();
+    assert_eq!(sync.state, "outdated");
+}
+
+#[test]
+fn the_view_carries_no_digest_of_values() {
+    // A hub copy an older version stamped and nobody wrote since: the view (the
+    // page's API and its stream) shows neither the key nor the digest.
+    let digest = "sha256:2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+    let hub = secret(
+        "db",
+        &[],
+        &[
+            (ALLOWED_CLUSTERS_ANNOTATION, "ALL"),
+            (secret_relay_policy::keys::DIGEST_ANNOTATION, digest),
+            ("note", "kept"),
+        ],
+    );
+    let v = build(&snapshot(vec![hub], BTreeMap::new()));
+    assert_eq!(
+        v.secrets[0].annotations.keys().collect::<Vec<_>>(),
+        [ALLOWED_CLUSTERS_ANNOTATION, "note"]
+    );
+    let json = serde_json::to_string(&v).unwrap();
+    assert!(
+        !json.contains("digest") && !json.contains("sha256"),
+        "{json}"
+    );
 }
