@@ -1,14 +1,15 @@
 # syntax=docker/dockerfile:1
 # The secret-relay image: one binary for every subcommand (`webhook`, `relay`,
-# `agent`, `certs`, `explain`, ...), on a distroless runtime with no shell and
+# `agent`, `certs`, `explain`, ...), built without the `sandbox` feature (no
+# `demo`, no `sandbox`: no in-memory API server in a cluster), on a distroless runtime with no shell and
 # no package manager, run as the numeric non-root user 65532 that the manifests'
 # securityContext (runAsUser: 65532, runAsNonRoot) expects.
 #
 #   docker build -t secret-relay:0.1.0 .
 #
 # The build context is the whole workspace (see .dockerignore): cargo needs
-# every member crate, the declared benches, and manifests/control-plane/
-# webhooks.yaml, which the binary embeds for `secret-relay demo`.
+# every member crate (the sandbox's and the testkit's manifests too, though
+# none of their code is built) and the declared benches.
 
 ARG RUST_VERSION=1.95
 
@@ -20,7 +21,7 @@ COPY . .
 # out of the target cache in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p secret-relay \
+    cargo build --release --locked -p secret-relay --no-default-features \
     && install -D -m 0755 target/release/secret-relay /out/secret-relay
 
 # --- runtime: glibc and libgcc (what the binary links), nothing else ---------
