@@ -120,9 +120,7 @@ async fn a_policy_that_no_longer_admits_a_copy_revokes_it_and_the_agent_says_so(
     .await;
     c1.status("repo", "up", "revoked", Some("no-matching-source"))
         .await;
-    if flavor != Flavor::Sandbox {
-        assert_event(&c1.cluster, "repo", "UpSyncRevoked").await;
-    }
+    assert_event(&c1.cluster, "repo", "UpSyncRevoked").await;
     // A rotation on the cluster while it is revoked; admitting it again syncs the
     // current value, with no reapply.
     c1.secrets()
@@ -386,9 +384,7 @@ async fn deletions_beyond_the_budget_are_held_until_confirmed(flavor: Flavor) {
     assert!(c1.secrets().get_opt(deleted[0]).await.unwrap().is_none());
     let (_, detail) = c1.agent.readiness();
     assert!(detail.contains("4 down-copy deletions held"), "{detail}");
-    if flavor != Flavor::Sandbox {
-        assert_event(&c1.cluster, held[0], "DownCopyDeletionHeld").await;
-    }
+    assert_event(&c1.cluster, held[0], "DownCopyDeletionHeld").await;
     // A cluster admin confirms one: it goes, the others stay held.
     confirm(c1, held[0]).await;
     disappears(&c1.secrets(), held[0], "the confirmed deletion").await;

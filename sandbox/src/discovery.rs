@@ -14,7 +14,8 @@ const VERBS: [&str; 8] = [
     "update",
     "watch",
 ];
-const ADMISSION_GROUP: &str = "admissionregistration.k8s.io";
+/// The API groups served besides the core group, in discovery order.
+pub(crate) const GROUPS: [&str; 2] = ["admissionregistration.k8s.io", "events.k8s.io"];
 
 /// `GET /version`.
 pub(crate) fn version() -> Value {
@@ -40,22 +41,23 @@ pub(crate) fn core_versions() -> Value {
     })
 }
 
-fn group_json() -> Value {
+fn group_json(group: &str) -> Value {
     json!({
-        "name": ADMISSION_GROUP,
-        "versions": [{"groupVersion": format!("{ADMISSION_GROUP}/v1"), "version": "v1"}],
-        "preferredVersion": {"groupVersion": format!("{ADMISSION_GROUP}/v1"), "version": "v1"},
+        "name": group,
+        "versions": [{"groupVersion": format!("{group}/v1"), "version": "v1"}],
+        "preferredVersion": {"groupVersion": format!("{group}/v1"), "version": "v1"},
     })
 }
 
 /// `GET /apis`.
 pub(crate) fn groups() -> Value {
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [group_json()]})
+    let groups: Vec<Value> = GROUPS.iter().map(|g| group_json(g)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
-/// `GET /apis/admissionregistration.k8s.io`.
-pub(crate) fn admission_group() -> Value {
-    let mut g = group_json();
+/// `GET /apis/<group>`.
+pub(crate) fn api_group(group: &str) -> Value {
+    let mut g = group_json(group);
     g["kind"] = json!("APIGroup");
     g["apiVersion"] = json!("v1");
     g
@@ -96,16 +98,20 @@ pub(crate) fn openapi_index() -> Value {
             "apis/admissionregistration.k8s.io/v1": {
                 "serverRelativeURL": "/openapi/v3/apis/admissionregistration.k8s.io/v1?hash=SANDBOX1"
             },
+            "apis/events.k8s.io/v1": {
+                "serverRelativeURL": "/openapi/v3/apis/events.k8s.io/v1?hash=SANDBOX1"
+            },
         }
     })
 }
 
 fn schema_name(k: &ResourceKind) -> String {
-    if k.group.is_empty() {
-        format!("io.k8s.api.core.v1.{}", k.kind)
-    } else {
-        format!("io.k8s.api.admissionregistration.v1.{}", k.kind)
-    }
+    let package = match k.group {
+        "" => "core",
+        "events.k8s.io" => "events",
+        _ => "admissionregistration",
+    };
+    format!("io.k8s.api.{package}.v1.{}", k.kind)
 }
 
 fn gvk(k: &ResourceKind) -> Value {

@@ -1,7 +1,8 @@
 //! secret-relay sandbox: an in-memory Kubernetes API server for the demo and tests.
 //!
-//! It serves core/v1 Namespaces, Secrets and ConfigMaps and admissionregistration.k8s.io/v1
-//! webhook configurations over HTTPS, calls admission webhooks as kube-apiserver does, and
+//! It serves core/v1 Namespaces, Secrets and ConfigMaps, admissionregistration.k8s.io/v1
+//! webhook configurations and events.k8s.io/v1 Events (what the agent records and the
+//! Secrets page reads) over HTTPS, calls admission webhooks as kube-apiserver does, and
 //! behaves closely enough to kube-apiserver that kubectl, kube-rs and the Python client work
 //! against it. It is never for production: nothing is persisted and there is no RBAC.
 //!
@@ -29,6 +30,12 @@
 //!   `resizeCacheLocked`, `GetIntervalLocked`; the message is the same,
 //!   `too old resource version: RV (OLDEST)`). Compacting etcd does not expire a watch's
 //!   resourceVersion there: the watch cache still serves it.
+//! - Events are the events.k8s.io/v1 subset an event recorder and a reader use: create,
+//!   get, list, watch, patch (the recorder's series) and delete, validated for the fields
+//!   every v1 Event needs, its type and a note of at most 1 KiB
+//!   (pkg/apis/events/validation). There are no core/v1 Events, no Event TTL (they go with
+//!   their namespace), and not the rest of `ValidateEventCreate` (reportingController's
+//!   and action's formats, the deprecated fields, `regarding`'s rules).
 //! - Protobuf request bodies are decoded for Namespaces, Secrets and ConfigMaps (what
 //!   `kubectl create` sends); other kinds answer 415. Responses are always JSON.
 //! - Field ownership (managedFields, server-side apply) is tracked per key of

@@ -68,8 +68,22 @@ pub(crate) const VALIDATING: ResourceKind = ResourceKind {
     short_names: &[],
 };
 
+/// `events.k8s.io/v1` Events: what the agent records and the Secrets page reads.
+pub(crate) const EVENTS: ResourceKind = ResourceKind {
+    index: 5,
+    group: "events.k8s.io",
+    version: "v1",
+    resource: "events",
+    singular: "event",
+    kind: "Event",
+    namespaced: true,
+    short_names: &["ev"],
+};
+
 /// All kinds, indexed by `ResourceKind::index`.
-pub(crate) const KINDS: [ResourceKind; 5] = [NAMESPACES, SECRETS, CONFIGMAPS, MUTATING, VALIDATING];
+pub(crate) const KINDS: [ResourceKind; 6] = [
+    NAMESPACES, SECRETS, CONFIGMAPS, MUTATING, VALIDATING, EVENTS,
+];
 
 impl ResourceKind {
     pub(crate) fn res(&self) -> Resource<'static> {
@@ -104,7 +118,8 @@ impl ResourceKind {
             1 => Schema::Struct(&SECRET),
             2 => Schema::Struct(&CONFIG_MAP),
             3 => Schema::Struct(&MUTATING_WEBHOOK_CONFIGURATION),
-            _ => Schema::Struct(&VALIDATING_WEBHOOK_CONFIGURATION),
+            4 => Schema::Struct(&VALIDATING_WEBHOOK_CONFIGURATION),
+            _ => Schema::Struct(&EVENT),
         }
     }
 
@@ -281,6 +296,59 @@ const NAMESPACE_CONDITION: Struct = Struct {
         field("lastTransitionTime", Schema::Leaf),
         field("reason", Schema::Scalar),
         field("message", Schema::Scalar),
+    ],
+};
+
+const OBJECT_REFERENCE: Struct = Struct {
+    name: "ObjectReference",
+    fields: &[
+        field("kind", Schema::Scalar),
+        field("namespace", Schema::Scalar),
+        field("name", Schema::Scalar),
+        field("uid", Schema::Scalar),
+        field("apiVersion", Schema::Scalar),
+        field("resourceVersion", Schema::Scalar),
+        field("fieldPath", Schema::Scalar),
+    ],
+};
+
+const EVENT_SERIES: Struct = Struct {
+    name: "EventSeries",
+    fields: &[
+        field("count", Schema::Scalar),
+        field("lastObservedTime", Schema::Leaf),
+    ],
+};
+
+const EVENT_SOURCE: Struct = Struct {
+    name: "EventSource",
+    fields: &[
+        field("component", Schema::Scalar),
+        field("host", Schema::Scalar),
+    ],
+};
+
+/// `k8s.io/api/events/v1.Event`.
+const EVENT: Struct = Struct {
+    name: "Event",
+    fields: &[
+        KIND,
+        API_VERSION,
+        METADATA,
+        field("eventTime", Schema::Leaf),
+        field("series", Schema::Ptr(&EVENT_SERIES)),
+        field("reportingController", Schema::Scalar),
+        field("reportingInstance", Schema::Scalar),
+        field("action", Schema::Scalar),
+        field("reason", Schema::Scalar),
+        field("regarding", Schema::Struct(&OBJECT_REFERENCE)),
+        field("related", Schema::Ptr(&OBJECT_REFERENCE)),
+        field("note", Schema::Scalar),
+        field("type", Schema::Scalar),
+        field("deprecatedSource", Schema::Struct(&EVENT_SOURCE)),
+        field("deprecatedFirstTimestamp", Schema::Leaf),
+        field("deprecatedLastTimestamp", Schema::Leaf),
+        field("deprecatedCount", Schema::Scalar),
     ],
 };
 

@@ -297,7 +297,7 @@ fn parse_target(group: &str, rest: &[&str]) -> Result<Target, Status> {
                 name: Some((*name).to_owned()),
             }
         }
-        ["namespaces", ns, res] if group.is_empty() => {
+        ["namespaces", ns, res] => {
             let kind = lookup(res)?;
             if !kind.namespaced {
                 return Err(Status::path_not_found());
@@ -308,7 +308,7 @@ fn parse_target(group: &str, rest: &[&str]) -> Result<Target, Status> {
                 name: None,
             }
         }
-        ["namespaces", ns, res, name] if group.is_empty() => {
+        ["namespaces", ns, res, name] => {
             let kind = lookup(res)?;
             if !kind.namespaced {
                 return Err(Status::path_not_found());
@@ -359,19 +359,17 @@ async fn route(
             ["api"] => Some(discovery::core_versions()),
             ["api", "v1"] => Some(discovery::resource_list("")),
             ["apis"] => Some(discovery::groups()),
-            ["apis", "admissionregistration.k8s.io"] => Some(discovery::admission_group()),
-            ["apis", "admissionregistration.k8s.io", "v1"] => {
-                Some(discovery::resource_list(MUTATING.group))
+            ["apis", group] if discovery::GROUPS.contains(group) => {
+                Some(discovery::api_group(group))
+            }
+            ["apis", group, "v1"] if discovery::GROUPS.contains(group) => {
+                Some(discovery::resource_list(group))
             }
             ["openapi", "v3"] => Some(discovery::openapi_index()),
             ["openapi", "v3", "api", "v1"] => Some(discovery::openapi_document("")),
-            [
-                "openapi",
-                "v3",
-                "apis",
-                "admissionregistration.k8s.io",
-                "v1",
-            ] => Some(discovery::openapi_document(MUTATING.group)),
+            ["openapi", "v3", "apis", group, "v1"] if discovery::GROUPS.contains(group) => {
+                Some(discovery::openapi_document(group))
+            }
             _ => None,
         };
         if let Some(doc) = doc {
@@ -380,8 +378,10 @@ async fn route(
     }
     let (group, rest) = match segments.as_slice() {
         ["api", "v1", rest @ ..] if !rest.is_empty() => ("", rest),
-        ["apis", "admissionregistration.k8s.io", "v1", rest @ ..] if !rest.is_empty() => {
-            (MUTATING.group, rest)
+        ["apis", group, "v1", rest @ ..]
+            if !rest.is_empty() && discovery::GROUPS.contains(group) =>
+        {
+            (*group, rest)
         }
         _ => return Err(Status::path_not_found()),
     };

@@ -1110,3 +1110,72 @@ async fn delete_preconditions_and_immutable_type() {
     );
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn events_are_recorded_in_series_listed_and_validated() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use k8s_openapi::api::events::v1::Event as KubeEvent;
+    use kube::runtime::events::{Event as Recorded, EventType, Recorder, Reporter};
+    let sb = sandbox().await;
+    let client = client(&sb, "admin").await;
+    let regarding = ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Secret".to_owned()),
+        namespace: Some("default".to_owned()),
+        name: Some("repo".to_owned()),
+        ..ObjectReference::default()
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "secret-relay-agent".to_owned(),
+            instance: Some("agent-0".to_owned()),
+        },
+    );
+    let denied = Recorded {
+        type_: EventType::Warning,
+        reason: "UpSyncDenied".to_owned(),
+        note: Some("no Secret Source admits it".to_owned()),
+        action: "Sync".to_owned(),
+        secondary: None,
+    };
+    // The same Event twice: created, then its series patched, as kube-apiserver keeps it.
+    recorder.publish(&denied, &regarding).await.unwrap();
+    recorder.publish(&denied, &regarding).await.unwrap();
+    let events: Api<KubeEvent> = Api::namespaced(client, "default");
+    let list = events.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let e = &list[0];
+    assert_eq!(e.reason.as_deref(), Some("UpSyncDenied"));
+    assert_eq!(e.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("repo")
+    );
+    assert_eq!(e.series.as_ref().map(|s| s.count), Some(2));
+    // What every v1 Event needs, as kube-apiserver validates it.
+    let mut bad = e.clone();
+    bad.metadata = kube::api::ObjectMeta {
+        name: Some("bad".to_owned()),
+        ..kube::api::ObjectMeta::default()
+    };
+    bad.reason = None;
+    bad.type_ = Some("Info".to_owned());
+    let status = api_error(
+        events
+            .create(&PostParams::default(), &bad)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("reason: Required value"),
+        "{}",
+        status.message
+    );
+    assert!(
+        status.message.contains("type: Unsupported value"),
+        "{}",
+        status.message
+    );
+}

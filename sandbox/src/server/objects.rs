@@ -351,6 +351,7 @@ pub(super) fn validate_object(
                 }
             }
         }
+        5 => validate_event(obj, &mut errs),
         _ => {}
     }
     if errs.is_empty() {
@@ -362,6 +363,34 @@ pub(super) fn validate_object(
             meta_str(obj, "name"),
             &errs,
         ))
+    }
+}
+
+/// The subset of `ValidateEventCreate`/`Update` (events.k8s.io/v1) that an event
+/// recorder meets: the fields every v1 Event needs, its type, the length of its
+/// note.
+fn validate_event(obj: &Value, errs: &mut Vec<FieldError>) {
+    for field in [
+        "eventTime",
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        if obj[field].as_str().is_none_or(str::is_empty) {
+            errs.push(FieldError::required(field, ""));
+        }
+    }
+    match obj["type"].as_str() {
+        Some("Normal" | "Warning") => {}
+        other => errs.push(FieldError::not_supported(
+            "type",
+            other.unwrap_or_default(),
+            &["Normal", "Warning"],
+        )),
+    }
+    if obj["note"].as_str().is_some_and(|n| n.len() > 1024) {
+        errs.push(FieldError::too_long("note", 1024));
     }
 }
 
