@@ -3,6 +3,7 @@
 use std::fmt;
 
 use rustls_pki_types::CertificateDer;
+use secret_relay_policy::is_valid_cluster_name;
 use x509_parser::extensions::GeneralName;
 
 use crate::issue::SPIFFE_CLUSTER_PREFIX;
@@ -81,19 +82,9 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<ClusterIdentity, Ident
             (cn.to_owned(), IdentitySource::CommonName)
         }
     };
-    if !is_cluster_name(&name) {
+    // The policy's rule, the one the cluster registry is held to.
+    if !is_valid_cluster_name(&name) {
         return Err(IdentityError::InvalidName(name));
     }
     Ok(ClusterIdentity { name, source })
-}
-
-/// A cluster name: a DNS-1123 subdomain (lowercase alphanumerics, `-` and `.`, at most 253).
-pub(crate) fn is_cluster_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }

@@ -9,6 +9,7 @@ use rcgen::{
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use secret_relay_policy::is_valid_cluster_name;
 use time::{Duration, OffsetDateTime};
 
 /// The URI SAN prefix that names a cluster: `spiffe://secret-relay/cluster/<name>`.
@@ -252,10 +253,11 @@ impl Ca {
         cluster: &str,
         validity: Validity,
     ) -> Result<IssuedCert, IssueCertError> {
-        if !crate::identity::is_cluster_name(cluster) {
+        // The policy's rule: a certificate for a name no registry could hold is refused.
+        if !is_valid_cluster_name(cluster) {
             return Err(IssueCertError::InvalidName {
                 name: cluster.to_owned(),
-                why: "a cluster name is lowercase letters, digits, '-' and '.'",
+                why: "a cluster name is 1 to 55 lowercase letters, digits or '-', starting and ending with a letter or digit",
             });
         }
         let uri = format!("{SPIFFE_CLUSTER_PREFIX}{cluster}")
@@ -367,6 +369,7 @@ mod tests {
     use x509_parser::prelude::{GeneralName, parse_x509_certificate};
 
     use super::*;
+    use crate::peer_identity;
 
     #[test]
     fn cluster_certificate_carries_cn_and_spiffe_uri() {
@@ -397,6 +400,45 @@ mod tests {
         let ca_der = ca.cert_der();
         let (_, ca_cert) = parse_x509_certificate(ca_der.as_ref()).unwrap();
         assert_eq!(cert.issuer(), ca_cert.subject());
+    }
+
+    include!("../../policy/tests/fixtures/cluster_names.rs");
+
+    #[test]
+    fn the_cluster_name_table_is_the_rule_for_issuing_and_for_naming_the_peer() {
+        let ca = Ca::generate("test ca", Validity::ca_default()).unwrap();
+        for &(name, valid) in CLUSTER_NAMES {
+            let issued = ca.issue_cluster(name, Validity::default());
+            assert_eq!(issued.is_ok(), valid, "issue_cluster({name:?})");
+            if let Ok(issued) = issued {
+                let id = peer_identity(&issued.cert_der().unwrap()).unwrap();
+                assert_eq!(id.name, name);
+            }
+            // A certificate that names it anyway, by common name or by URI SAN.
+            let by_cn = ca.issue_client(name, &[], Validity::default()).unwrap();
+            assert_eq!(
+                peer_identity(&by_cn.cert_der().unwrap()).is_ok(),
+                valid,
+                "common name {name:?}"
+            );
+            let Ok(uri) = format!("{SPIFFE_CLUSTER_PREFIX}{name}").try_into() else {
+                continue; // not IA5 (non-ASCII): no such URI SAN can be written
+            };
+            let by_uri = ca
+                .issue(
+                    "cluster1",
+                    &[],
+                    vec![SanType::URI(uri)],
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                    Validity::default(),
+                )
+                .unwrap();
+            assert_eq!(
+                peer_identity(&by_uri.cert_der().unwrap()).is_ok(),
+                valid,
+                "URI SAN {name:?}"
+            );
+        }
     }
 
     #[test]

@@ -197,6 +197,17 @@ fn cluster_names_must_fit_the_owner_label() {
     assert_eq!(paths("clusters: [{name: 7}]"), ["clusters[0].name"]);
 }
 
+include!("../../tests/fixtures/cluster_names.rs");
+
+#[test]
+fn the_cluster_name_table_is_the_rule_of_the_registry() {
+    for &(name, valid) in CLUSTER_NAMES {
+        assert_eq!(is_valid_cluster_name(name), valid, "{name:?}");
+        let doc = serde_json::json!({ "clusters": [{ "name": name }] }).to_string();
+        assert_eq!(Policy::from_yaml(&doc).is_ok(), valid, "{doc}");
+    }
+}
+
 #[test]
 fn unreadable_documents_get_one_clear_problem() {
     let (path, msg) = problems("clusters: [").remove(0);
