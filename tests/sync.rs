@@ -30,6 +30,7 @@ on_all!(
     a_new_type_or_an_immutable_change_replaces_the_copies_both_ways,
     tool_ownership_metadata_never_crosses,
     large_binary_and_docker_config_secrets_sync_whole,
+    copies_carry_no_function_of_their_values,
 );
 
 async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
@@ -49,7 +50,7 @@ async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
     .await;
     assert_eq!(password(&copy), b"hunter2");
     c1.status("repo", "up", "synced", None).await;
-    // An update is pushed (its digest changed).
+    // An update is pushed (its data changed: the agent compares values in memory).
     c1.secrets()
         .patch(
             "repo",
@@ -790,11 +791,7 @@ async fn tool_ownership_metadata_never_crosses(flavor: Flavor) {
     );
     assert_eq!(
         keys(&copy.metadata.annotations),
-        [
-            "akuity.io/managed-secret-allowed-clusters",
-            "note",
-            "secret-relay.io/digest"
-        ]
+        ["akuity.io/managed-secret-allowed-clusters", "note"]
     );
     let down = appears(&c2.secrets(), "creds", "the down copy", |_| true).await;
     assert_eq!(
@@ -805,10 +802,11 @@ async fn tool_ownership_metadata_never_crosses(flavor: Flavor) {
             "secret-relay.io/owner"
         ]
     );
-    // No target annotations on a down copy: they say where the hub copy goes.
+    // No target annotations on a down copy: they say where the hub copy goes. It
+    // names the hub version it was written from.
     assert_eq!(
         keys(&down.metadata.annotations),
-        ["note", "secret-relay.io/digest"]
+        ["note", "secret-relay.io/source"]
     );
     // A managed secret an Argo CD Application deploys on the control plane: its
     // tracking stays there; the policy strips more.
@@ -828,7 +826,7 @@ async fn tool_ownership_metadata_never_crosses(flavor: Flavor) {
         keys(&down.metadata.labels),
         ["app.kubernetes.io/part-of", "secret-relay.io/owner"]
     );
-    assert_eq!(keys(&down.metadata.annotations), ["secret-relay.io/digest"]);
+    assert_eq!(keys(&down.metadata.annotations), ["secret-relay.io/source"]);
     appears(
         &c2.secrets(),
         "creds",
@@ -872,4 +870,93 @@ async fn large_binary_and_docker_config_secrets_sync_whole(flavor: Flavor) {
     appears(&hub, "bulky", "the large hub copy", whole.clone()).await;
     appears(&c2.secrets(), "bulky", "the large down copy", whole).await;
     c1.status("bulky", "up", "synced", None).await;
+}
+
+/// Two Secrets with the same metadata and different values: their hub copies carry
+/// the same labels and annotations, and so do their down copies but for
+/// `secret-relay.io/source`, which is the hub copy's uid and resourceVersion.
+/// Nothing stored is a function of the values, so nobody who sees metadata only
+/// (an Argo CD UI user, the Secrets page) can test a guessed value against it.
+async fn copies_carry_no_function_of_their_values(flavor: Flavor) {
+    let w = world(flavor, POLICY).await;
+    let c1 = w.cluster("cluster1");
+    let c2 = w.cluster("cluster2");
+    let hub = w.hub().await;
+    let values = [
+        ("same-meta-a", "hunter2"),
+        ("same-meta-b", "correct horse battery staple"),
+    ];
+    let annotations = [
+        ("akuity.io/managed-secret-allowed-clusters", "cluster2"),
+        ("note", "kept"),
+    ];
+    for (name, value) in values {
+        c1.secrets()
+            .create(
+                &PostParams::default(),
+                &secret(name, &[OPT_IN, REPO_CREDS], &annotations, value),
+            )
+            .await
+            .unwrap();
+    }
+    let mut copies = Vec::new();
+    for (name, value) in values {
+        let up = appears(&hub, name, "the hub copy", move |s| {
+            password(s) == value.as_bytes()
+                && label(s, "secret-relay.io/owner") == Some("cluster.cluster1")
+        })
+        .await;
+        let marker = secret_relay_policy::source_marker(&up).unwrap();
+        let want = marker.clone();
+        let down = appears(
+            &c2.secrets(),
+            name,
+            "the down copy of the current hub copy",
+            move |s| {
+                s.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("secret-relay.io/source"))
+                    == Some(&want)
+            },
+        )
+        .await;
+        assert_eq!(password(&down), value.as_bytes());
+        copies.push((up, down, marker));
+    }
+    let [(hub_a, down_a, marker_a), (hub_b, down_b, marker_b)] = &copies[..] else {
+        unreachable!()
+    };
+    assert_eq!(hub_a.metadata.labels, hub_b.metadata.labels);
+    assert_eq!(hub_a.metadata.annotations, hub_b.metadata.annotations);
+    assert_eq!(down_a.metadata.labels, down_b.metadata.labels);
+    let without_source = |s: &Secret| {
+        let mut a = s.metadata.annotations.clone().unwrap_or_default();
+        a.remove("secret-relay.io/source");
+        a
+    };
+    assert_eq!(without_source(down_a), without_source(down_b));
+    assert_eq!(
+        *marker_a,
+        format!(
+            "{}/{}",
+            hub_a.metadata.uid.as_deref().unwrap(),
+            hub_a.metadata.resource_version.as_deref().unwrap()
+        )
+    );
+    assert_ne!(marker_a, marker_b);
+    // No label or annotation value is a digest of the data, old or new form.
+    for s in [hub_a, hub_b, down_a, down_b] {
+        let digest = secret_relay_policy::digest(s);
+        let metadata = [&s.metadata.labels, &s.metadata.annotations];
+        for (k, v) in metadata.into_iter().flatten().flatten() {
+            assert!(
+                k != "secret-relay.io/digest"
+                    && !v.contains("sha256:")
+                    && !v.contains(&digest[7..]),
+                "{}: {k}={v}",
+                s.metadata.name.as_deref().unwrap_or("")
+            );
+        }
+    }
 }
