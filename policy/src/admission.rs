@@ -454,40 +454,80 @@ fn validate_cluster_write(policy: &Policy, c: &str, name: &str, change: Change) 
         }
         Change::Create(new) | Change::Update { new, .. } => {
             up_sync_stored(policy, c, name, new, change.old(), || {
-                forged_stamp(c, name, new, change.old())
+                stored_stamp_forged(c, name, new, change.old())
             })
         }
     }
+}
+
+/// A denial when a cluster's write, as the cluster sent it (before the
+/// mutating webhook), sets a stamp only secret-relay sets: an owner label
+/// other than its own, or an adopted annotation, that the hub copy `hub` does
+/// not already carry. Absent stamps are fine (the mutating webhook sets them),
+/// and so are the hub copy's own (a patch keeps them; another cluster's copy
+/// is then refused by the ownership rule). The relay's early answer; the
+/// webhook judges the stored object ([`validate`]). The reason names the
+/// field, never the value written.
+pub fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option<Decision> {
+    let own = own_owner_label(cluster);
+    if let Some(v) = label(written, keys::OWNER_LABEL)
+        && v != own
+        && hub.and_then(|h| label(h, keys::OWNER_LABEL)) != Some(v)
+    {
+        return Some(forged(format!(
+            "cluster {cluster} may not set the label {}: secret-relay stamps ownership ({own} for this cluster); remove the label",
+            keys::OWNER_LABEL
+        )));
+    }
+    if let Some(v) = annotation(written, keys::ADOPTED_ANNOTATION)
+        && hub.and_then(|h| annotation(h, keys::ADOPTED_ANNOTATION)) != Some(v)
+    {
+        return Some(forged(format!(
+            "cluster {cluster} may not set the annotation {}: secret-relay marks adoption; remove the annotation",
+            keys::ADOPTED_ANNOTATION
+        )));
+    }
+    None
 }
 
 /// A denial when the stored object does not carry exactly the stamps the
 /// mutating webhook sets for cluster `c`: its owner label, and the adopted
 /// annotation iff it adopts (or had adopted) a control-plane secret. The
 /// mutating webhook runs first, so this fails only when it did not run or
-/// something changed its stamps after it.
-fn forged_stamp(c: &str, name: &str, new: &Secret, old: Option<&Secret>) -> Option<Decision> {
-    let want_owner = Owner::Cluster(c.to_owned()).label_value();
+/// something changed its stamps after it. [`forged_stamp`] is the same
+/// contract on the object before the mutating webhook.
+fn stored_stamp_forged(
+    c: &str,
+    name: &str,
+    new: &Secret,
+    old: Option<&Secret>,
+) -> Option<Decision> {
+    let want_owner = own_owner_label(c);
     if label(new, keys::OWNER_LABEL) != Some(want_owner.as_str()) {
-        return Some(Decision::deny(
-            Rule::OwnerLabelForged,
-            format!(
-                "a hub copy written by cluster {c} must carry {}: {want_owner}, stamped by the mutating webhook; do not set it by hand",
-                keys::OWNER_LABEL
-            ),
-        ));
+        return Some(forged(format!(
+            "a hub copy written by cluster {c} must carry {}: {want_owner}, stamped by the mutating webhook; do not set it by hand",
+            keys::OWNER_LABEL
+        )));
     }
     let want_adopted = expected_adopted(c, name, old).then_some("true");
     if annotation(new, keys::ADOPTED_ANNOTATION) != want_adopted {
-        return Some(Decision::deny(
-            Rule::OwnerLabelForged,
-            format!(
-                "{} is set only by secret-relay when cluster {c} adopts one of {}",
-                keys::ADOPTED_ANNOTATION,
-                ADOPTABLE_NAMES.join(", ")
-            ),
-        ));
+        return Some(forged(format!(
+            "{} is set only by secret-relay when cluster {c} adopts one of {}",
+            keys::ADOPTED_ANNOTATION,
+            ADOPTABLE_NAMES.join(", ")
+        )));
     }
     None
+}
+
+/// The owner label value secret-relay stamps on a hub copy of cluster `c`.
+fn own_owner_label(c: &str) -> String {
+    Owner::Cluster(c.to_owned()).label_value()
+}
+
+/// A denial of a stamp only secret-relay sets, whichever check found it.
+fn forged(reason: String) -> Decision {
+    Decision::deny(Rule::OwnerLabelForged, reason)
 }
 
 fn adopted_must_return(what: &str, c: &str) -> Decision {

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use secret_relay_policy::{
-    Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision, is_adoptable, keys,
-    owner, release, up_sync,
+    Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision, forged_stamp,
+    is_adoptable, owner, release, up_sync,
 };
 
 use crate::body::{BodyError, decode_patch_value, decode_secret};
@@ -774,51 +774,6 @@ async fn settle(
     Response::from_parts(parts, crate::status::full(bytes))
 }
 
-/// A denial when a cluster's write sets a stamp only secret-relay sets: an owner
-/// label other than its own, or an adopted annotation, that the hub copy does not
-/// already carry. Absent stamps are fine (the webhook sets them), and so are the hub
-/// copy's own (a patch keeps them; another cluster's copy is then refused by the
-/// ownership rule). The reason names the field, never the value written.
-fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option<Decision> {
-    let own = format!("{}{cluster}", keys::OWNER_CLUSTER_PREFIX);
-    let label =
-        |s: &Secret, key: &str| s.metadata.labels.as_ref().and_then(|l| l.get(key)).cloned();
-    let annotation = |s: &Secret, key: &str| {
-        s.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(key))
-            .cloned()
-    };
-    if let Some(v) = label(written, keys::OWNER_LABEL)
-        && v != own
-        && hub.and_then(|h| label(h, keys::OWNER_LABEL)).as_ref() != Some(&v)
-    {
-        return Some(Decision::deny(
-            Rule::OwnerLabelForged,
-            format!(
-                "cluster {cluster} may not set the label {}: secret-relay stamps ownership ({own} for this cluster); remove the label",
-                keys::OWNER_LABEL
-            ),
-        ));
-    }
-    if let Some(v) = annotation(written, keys::ADOPTED_ANNOTATION)
-        && hub
-            .and_then(|h| annotation(h, keys::ADOPTED_ANNOTATION))
-            .as_ref()
-            != Some(&v)
-    {
-        return Some(Decision::deny(
-            Rule::OwnerLabelForged,
-            format!(
-                "cluster {cluster} may not set the annotation {}: secret-relay marks adoption; remove the annotation",
-                keys::ADOPTED_ANNOTATION
-            ),
-        ));
-    }
-    None
-}
-
 pub(crate) fn count_write(relay: &Relay, decision: &Decision) {
     relay
         .inner
@@ -973,59 +928,6 @@ pub(crate) async fn return_to_control_plane(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn written(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-        let mut s = Secret::default();
-        s.metadata.labels = Some(
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        s.metadata.annotations = Some(
-            annotations
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        );
-        s
-    }
-
-    #[test]
-    fn a_cluster_setting_an_owner_or_adoption_it_does_not_have_is_forged() {
-        let owner = keys::OWNER_LABEL;
-        let adopted = keys::ADOPTED_ANNOTATION;
-        let forged = |w: &Secret, hub: Option<&Secret>| {
-            forged_stamp("c1", w, hub).map(|d| d.rule.to_string())
-        };
-        let theirs = written(&[(owner, "cluster.c2")], &[]);
-        assert_eq!(forged(&theirs, None).as_deref(), Some("owner-label-forged"));
-        assert_eq!(
-            forged(&written(&[(owner, "control-plane")], &[]), None).as_deref(),
-            Some("owner-label-forged")
-        );
-        assert_eq!(
-            forged(&written(&[], &[(adopted, "true")]), None).as_deref(),
-            Some("owner-label-forged")
-        );
-        // Absent stamps, its own owner, and what the hub copy already carries are not.
-        assert_eq!(forged(&written(&[], &[]), None), None);
-        assert_eq!(forged(&written(&[(owner, "cluster.c1")], &[]), None), None);
-        assert_eq!(forged(&theirs, Some(&theirs)), None);
-        let adopted_hub = written(&[(owner, "cluster.c1")], &[(adopted, "true")]);
-        assert_eq!(forged(&adopted_hub, Some(&adopted_hub)), None);
-    }
-
-    #[test]
-    fn a_forged_stamp_denial_never_quotes_the_value_written() {
-        let secret_value = "VE9QLVNFQ1JFVC1KV1QtS0VZ";
-        let w = written(&[(keys::OWNER_LABEL, secret_value)], &[]);
-        let d = forged_stamp("c1", &w, None).unwrap();
-        assert!(!d.reason.contains(secret_value), "{}", d.reason);
-        let w = written(&[], &[(keys::ADOPTED_ANNOTATION, secret_value)]);
-        let d = forged_stamp("c1", &w, None).unwrap();
-        assert!(!d.reason.contains(secret_value), "{}", d.reason);
-    }
 
     #[test]
     fn a_client_precondition_on_another_version_is_a_conflict_and_ours_are_set() {

@@ -182,6 +182,52 @@ fn the_user_and_group_the_relay_impersonates_are_the_cluster_the_webhook_identif
 }
 
 #[test]
+fn a_cluster_setting_an_owner_or_adoption_it_does_not_have_is_forged() {
+    let owner = keys::OWNER_LABEL;
+    let adopted = keys::ADOPTED_ANNOTATION;
+    let forged =
+        |w: &Secret, hub: Option<&Secret>| forged_stamp("c1", w, hub).map(|d| d.rule.to_string());
+    let written = || secret("argocd", "x");
+    let theirs = written().label(owner, "cluster.c2").build();
+    assert_eq!(forged(&theirs, None).as_deref(), Some("owner-label-forged"));
+    assert_eq!(
+        forged(&written().label(owner, "control-plane").build(), None).as_deref(),
+        Some("owner-label-forged")
+    );
+    assert_eq!(
+        forged(&written().annotation(adopted, "true").build(), None).as_deref(),
+        Some("owner-label-forged")
+    );
+    // Absent stamps, its own owner, and what the hub copy already carries are not.
+    assert_eq!(forged(&written().build(), None), None);
+    assert_eq!(
+        forged(&written().label(owner, "cluster.c1").build(), None),
+        None
+    );
+    assert_eq!(forged(&theirs, Some(&theirs)), None);
+    let adopted_hub = written()
+        .label(owner, "cluster.c1")
+        .annotation(adopted, "true")
+        .build();
+    assert_eq!(forged(&adopted_hub, Some(&adopted_hub)), None);
+}
+
+#[test]
+fn a_forged_stamp_denial_never_quotes_the_value_written() {
+    let secret_value = "VE9QLVNFQ1JFVC1KV1QtS0VZ";
+    let w = secret("argocd", "x")
+        .label(keys::OWNER_LABEL, secret_value)
+        .build();
+    let d = forged_stamp("c1", &w, None).unwrap();
+    assert!(!d.reason.contains(secret_value), "{}", d.reason);
+    let w = secret("argocd", "x")
+        .annotation(keys::ADOPTED_ANNOTATION, secret_value)
+        .build();
+    let d = forged_stamp("c1", &w, None).unwrap();
+    assert!(!d.reason.contains(secret_value), "{}", d.reason);
+}
+
+#[test]
 fn control_plane_admission_follows_every_rule() {
     let cp = Mode::ControlPlane;
     let c1 = cluster_user("cluster1");
