@@ -371,6 +371,217 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     shutdown.cancel();
 }
 
+// ---- sync state, with nothing of the values ---------------------------------------
+
+secret_relay_testkit::on_both!(the_page_tells_synced_from_outdated_and_carries_no_digest);
+
+/// The page's cookie at `addr`, from the printed token.
+async fn page_cookie(addr: std::net::SocketAddr) -> String {
+    let login = send(addr, "GET", &format!("/?token={TOKEN}"), &[], None).await;
+    let cookie = login.headers["set-cookie"].to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The state the page shows for Secret `name` on `cluster` in a view (`/api/state`'s
+/// body, or one message of its stream).
+fn sync_state(view: &serde_json::Value, name: &str, cluster: &str) -> Option<String> {
+    view["secrets"]
+        .as_array()?
+        .iter()
+        .find(|s| s["name"] == name)?["clusters"]
+        .as_array()?
+        .iter()
+        .find(|c| c["cluster"] == cluster)?["sync"]["state"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Reads the page's stream (`/api/events`) until a message's view gives `state` for
+/// `name` on `cluster`; every message read goes through `check`.
+async fn stream_until(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    name: &str,
+    cluster: &str,
+    state: &str,
+    check: &(dyn Fn(&str) + Sync),
+) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let req = http::Request::get(format!("http://{addr}/api/events"))
+        .header("cookie", cookie)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut text = String::new();
+    within(
+        &format!("the page's stream to show {name} {state} on {cluster}"),
+        async {
+            loop {
+                let frame = body.frame().await.unwrap().unwrap();
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                text.push_str(&String::from_utf8_lossy(&data));
+                while let Some(end) = text.find("\n\n") {
+                    let message: String = text.drain(..end + 2).collect();
+                    check(&message);
+                    let Some(json) = message.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                        continue;
+                    };
+                    let view: serde_json::Value = serde_json::from_str(json).unwrap();
+                    if sync_state(&view, name, cluster).as_deref() == Some(state) {
+                        return;
+                    }
+                }
+            }
+        },
+    )
+    .await;
+}
+
+/// The page tells a down copy written from the current hub copy (`synced`) from one
+/// written from an earlier version (`outdated`) by the copy's
+/// `secret-relay.io/source`, reading the managed cluster's metadata only; its API
+/// and its stream never carry a digest of the values.
+async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
+    flavor: secret_relay_testkit::Flavor,
+) {
+    let stack = Stack::start(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let relay = stack.start_relay().await;
+    let c1 = TestCluster::managed(flavor, "cluster1", &["akuity"]).await;
+    let start_agent = |stop: CancellationToken| {
+        stack.start_agent(
+            "cluster1",
+            &c1,
+            relay.started.addr,
+            Duration::from_secs(30),
+            stop,
+        )
+    };
+    let agent_stop = relay.shutdown.child_token();
+    start_agent(agent_stop.clone()).await;
+    let hub: Api<Secret> = Api::namespaced(stack.cluster.client().await, "argocd");
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "db",
+            &[],
+            &[("akuity.io/managed-secret-allowed-clusters", "cluster1")],
+            &[("password", "hunter2-value")],
+        ),
+    )
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let ui = start_ui(
+        stack.cluster.kubeconfig(),
+        vec![secret_relay_ui::ClusterKubeconfig {
+            name: "cluster1".to_owned(),
+            kubeconfig: c1.kubeconfig().to_path_buf(),
+        }],
+        None,
+        shutdown.clone(),
+    )
+    .await;
+    let addr = ui.addr;
+    let cookie = page_cookie(addr).await;
+    // Every answer and message: no digest key, no digest of any value the hub copy
+    // has held (the page never sees them; this holds it to that).
+    let digests: Vec<String> = ["hunter2-value", "rotated-value"]
+        .iter()
+        .map(|v| {
+            // stringData counts as data does.
+            let s = secret("db", &[], &[], &[("password", v)]);
+            secret_relay_policy::digest(&s)[7..].to_owned()
+        })
+        .collect();
+    let check = |text: &str| {
+        assert!(!text.contains("secret-relay.io/digest"), "{text}");
+        assert!(
+            !text.contains("hunter2") && !text.contains("rotated-value"),
+            "{text}"
+        );
+        for d in &digests {
+            assert!(!text.contains(d.as_str()), "a digest of a value in: {text}");
+        }
+    };
+    let state_now = || async {
+        let s = send(
+            addr,
+            "GET",
+            "/api/state",
+            &[("cookie", cookie.as_str())],
+            None,
+        )
+        .await;
+        assert_eq!(s.status, 200);
+        check(&s.body);
+        let view: serde_json::Value = serde_json::from_str(&s.body).unwrap();
+        sync_state(&view, "db", "cluster1")
+    };
+    let page_says = |state: &'static str| {
+        let state_now = &state_now;
+        async move {
+            within(&format!("the page to show db {state} on cluster1"), async {
+                while state_now().await.as_deref() != Some(state) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+        }
+    };
+
+    // The agent wrote the down copy from the current hub copy: synced, in the API
+    // and in the stream.
+    page_says("synced").await;
+    stream_until(addr, &cookie, "db", "cluster1", "synced", &check).await;
+    let local: Api<Secret> = Api::namespaced(c1.client().await, "akuity");
+    let down = local.get("db").await.unwrap();
+    let current = hub.get("db").await.unwrap();
+    assert_eq!(
+        down.metadata.annotations.as_ref().unwrap()["secret-relay.io/source"],
+        secret_relay_policy::source_marker(&current).unwrap()
+    );
+
+    // The agent stops; the hub copy changes: the down copy is outdated.
+    agent_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hub.patch(
+        "db",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"stringData": {"password": "rotated-value"}})),
+    )
+    .await
+    .unwrap();
+    page_says("outdated").await;
+    stream_until(addr, &cookie, "db", "cluster1", "outdated", &check).await;
+    assert_eq!(
+        local.get("db").await.unwrap().data.unwrap()["password"].0,
+        b"hunter2-value"
+    );
+
+    // The agent is back and writes the new version: synced again.
+    start_agent(relay.shutdown.child_token()).await;
+    page_says("synced").await;
+    stream_until(addr, &cookie, "db", "cluster1", "synced", &check).await;
+    assert_eq!(
+        local.get("db").await.unwrap().data.unwrap()["password"].0,
+        b"rotated-value"
+    );
+    shutdown.cancel();
+    relay.shutdown.cancel();
+}
+
 // ---- the page in Chromium ---------------------------------------------------------
 
 /// node, Chromium and the test's playwright-core; `None` when they are missing and
