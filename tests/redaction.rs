@@ -1,4 +1,6 @@
-//! Redaction: no secret value reaches the logs (at debug), the metrics or the Events.
+//! Redaction: no secret value reaches the logs (at debug), the metrics or the Events,
+//! nor a digest of one (the old `secret-relay.io/digest` annotation, or the digest
+//! of a canary Secret's data in any form).
 //!
 //! Two runs: `secret-relay demo --scenario` as a user runs it, with
 //! `SECRET_RELAY_LOG=debug`, its output scanned for every value the scenario writes;
@@ -89,6 +91,29 @@ fn assert_no_leak(what: &str, text: &str, values: &[&str]) {
         found.len(),
         found.join("\n")
     );
+    assert!(
+        !text.contains("secret-relay.io/digest"),
+        "the old digest annotation in {what}"
+    );
+}
+
+/// No digest of a Secret holding one of `values` as its `password` (as the
+/// canaries' Secrets do), hex or base64, shows up in `text`.
+fn assert_no_fingerprint(what: &str, text: &str, values: &[&str]) {
+    for value in values {
+        let hex = secret_relay_policy::digest(&secret("x", &[], &[], value));
+        let hex = &hex["sha256:".len()..];
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let encoded = encoded.trim_end_matches('=');
+        assert!(
+            !text.contains(hex) && !text.contains(encoded),
+            "a digest of the Secret holding {value:?} in {what}"
+        );
+    }
 }
 
 // ---- the demo, as a user runs it --------------------------------------------
@@ -485,30 +510,34 @@ async fn no_secret_value_reaches_logs_metrics_or_events(flavor: Flavor) {
                 .collect::<Vec<_>>()
                 .join("\n");
             assert_no_leak("the Events", &text, VALUES);
+            assert_no_fingerprint("the Events", &text, VALUES);
         }
     }
     if flavor == Flavor::Real {
         assert!(events_seen >= 3, "{events_seen} Events");
     }
-    assert_no_leak(
-        "the relay's metrics",
-        &relay.started.admin.encode_metrics(),
-        VALUES,
-    );
-    assert_no_leak(
-        "the webhook's metrics",
-        &webhook_metrics(&stack).await,
-        VALUES,
-    );
+    let mut scanned = vec![
+        (
+            "the relay's metrics".to_owned(),
+            relay.started.admin.encode_metrics(),
+        ),
+        (
+            "the webhook's metrics".to_owned(),
+            webhook_metrics(&stack).await,
+        ),
+    ];
     for m in [&c1, &c2] {
-        assert_no_leak(
-            &format!("{}'s agent metrics", m.name),
-            &m.admin.encode_metrics(),
-            VALUES,
-        );
+        scanned.push((
+            format!("{}'s agent metrics", m.name),
+            m.admin.encode_metrics(),
+        ));
     }
     let logs = secret_relay_testkit::captured_logs();
     assert!(logs.contains(" DEBUG "), "debug logging is on");
-    assert_no_leak("the debug logs", &logs, VALUES);
+    scanned.push(("the debug logs".to_owned(), logs));
+    for (what, text) in &scanned {
+        assert_no_leak(what, text, VALUES);
+        assert_no_fingerprint(what, text, VALUES);
+    }
     relay.stop().await;
 }
