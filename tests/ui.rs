@@ -831,7 +831,24 @@ async fn the_secrets_page_in_headless_chromium_against_a_real_control_plane() {
         "the browser checks failed ({status}):\n{}\nstderr:\n{stderr}",
         failed.join("\n")
     );
-    assert_eq!(passed.len(), 14, "every check ran: {passed:?}");
+    assert_eq!(passed.len(), 15, "every check ran: {passed:?}");
+
+    // The policy saved on the page is what the ConfigMap holds, the rest kept.
+    let saved = secret_relay_policy::Policy::from_configmap_data(
+        &Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+            stack.cluster.client().await,
+            "secret-relay-system",
+        )
+        .get("secret-relay-policy")
+        .await
+        .unwrap()
+        .data
+        .unwrap(),
+        "policy.yaml",
+    )
+    .unwrap();
+    assert_eq!(saved.cluster("cluster4").unwrap().labels["tier"], "gold");
+    assert_eq!(saved.sources().len(), 2);
 
     // What the page created is what the API server holds: targets, type, data.
     let made = hub.get("payments-db").await.unwrap();
@@ -887,4 +904,180 @@ async fn act(action: &str, hub: &Api<Secret>, local: &Api<Secret>, stack: &Stack
         }
         other => panic!("the browser script asked for an unknown action {other}"),
     }
+}
+
+// ---- the policy, edited on the page ---------------------------------------------
+
+secret_relay_testkit::on_all!(the_policy_is_planned_and_saved_from_the_page_under_the_version_read);
+
+/// Logs in to the page at `addr`: its cookie and CSRF token.
+async fn login(addr: std::net::SocketAddr) -> (String, String) {
+    let login = send(addr, "GET", &format!("/?token={TOKEN}"), &[], None).await;
+    let cookie = login.headers["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = send(addr, "GET", "/", &[("cookie", cookie.as_str())], None).await;
+    let csrf = page
+        .body
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_owned();
+    (cookie, csrf)
+}
+
+async fn the_policy_is_planned_and_saved_from_the_page_under_the_version_read(
+    flavor: secret_relay_testkit::Flavor,
+) {
+    let stack = Stack::start(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let hub: Api<Secret> = Api::namespaced(stack.cluster.client().await, "argocd");
+    hub.create(
+        &PostParams::default(),
+        &secret(
+            "prod-only",
+            &[],
+            &[(
+                "akuity.io/managed-secret-allowed-cluster-selector",
+                "env=prod",
+            )],
+            &[("password", "p")],
+        ),
+    )
+    .await
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let ui = start_ui(
+        stack.cluster.kubeconfig(),
+        Vec::new(),
+        None,
+        shutdown.clone(),
+    )
+    .await;
+    let (cookie, csrf) = login(ui.addr).await;
+    let headers = [
+        ("cookie", cookie.as_str()),
+        ("x-csrf-token", csrf.as_str()),
+        ("content-type", "application/json"),
+    ];
+    // The editor starts from the live clusters and Secret Sources, and their version.
+    let read = send(ui.addr, "GET", "/api/policy", &headers[..1], None).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    let mut change: serde_json::Value = serde_json::from_str(&read.body).unwrap();
+    assert_eq!(change["clusters"].as_array().unwrap().len(), 3);
+    assert_eq!(change["sources"].as_array().unwrap().len(), 2);
+    let version = change["resourceVersion"].as_str().unwrap().to_owned();
+
+    // An invalid change: the ConfigMap's own problems, with their paths, and no plan.
+    let mut bad = change.clone();
+    bad["sources"][0]["clusterSelector"] = "env in (".into();
+    let planned = send(
+        ui.addr,
+        "POST",
+        "/api/policy/plan",
+        &headers,
+        Some(&bad.to_string()),
+    )
+    .await;
+    assert_eq!(planned.status, 200, "{}", planned.body);
+    let planned: serde_json::Value = serde_json::from_str(&planned.body).unwrap();
+    assert_eq!(
+        planned["problems"][0]["path"],
+        "secretSources[0].clusterSelector"
+    );
+    assert!(planned["plan"].is_null());
+
+    // cluster2 relabelled to prod: the plan says prod-only starts going there.
+    change["clusters"][1]["labels"]["env"] = "prod".into();
+    let planned = send(
+        ui.addr,
+        "POST",
+        "/api/policy/plan",
+        &headers,
+        Some(&change.to_string()),
+    )
+    .await;
+    let planned: serde_json::Value = serde_json::from_str(&planned.body).unwrap();
+    assert_eq!(planned["problems"], serde_json::json!([]), "{planned}");
+    let rows = planned["plan"]["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{planned}");
+    assert_eq!(
+        (&rows[0]["change"], &rows[0]["secret"], &rows[0]["cluster"]),
+        (
+            &serde_json::json!("down-copy-created"),
+            &serde_json::json!("prod-only"),
+            &serde_json::json!("cluster2")
+        )
+    );
+
+    // Someone else saves first: the page's save under the version it read is a
+    // conflict, and nothing is overwritten.
+    stack
+        .set_policy(&POLICY.replace("region: us", "region: ap"))
+        .await;
+    let saved = send(
+        ui.addr,
+        "PUT",
+        "/api/policy",
+        &headers,
+        Some(&change.to_string()),
+    )
+    .await;
+    assert_eq!(saved.status, 409, "{}", saved.body);
+    assert!(
+        saved.body.contains("nothing was overwritten"),
+        "{}",
+        saved.body
+    );
+    let cm = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        stack.cluster.client().await,
+        "secret-relay-system",
+    )
+    .get("secret-relay-policy")
+    .await
+    .unwrap();
+    let live = &cm.data.as_ref().unwrap()["policy.yaml"];
+    assert!(live.contains("region: ap"), "{live}");
+    assert_ne!(
+        cm.metadata.resource_version.as_deref(),
+        Some(version.as_str())
+    );
+
+    // Read again, change again, save: the ConfigMap holds the change (and what the
+    // page does not edit, kept), and the page serves it.
+    let read = send(ui.addr, "GET", "/api/policy", &headers[..1], None).await;
+    let mut change: serde_json::Value = serde_json::from_str(&read.body).unwrap();
+    change["clusters"][1]["labels"]["env"] = "prod".into();
+    let saved = send(
+        ui.addr,
+        "PUT",
+        "/api/policy",
+        &headers,
+        Some(&change.to_string()),
+    )
+    .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let policy = secret_relay_policy::Policy::from_configmap_data(
+        &kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+            stack.cluster.client().await,
+            "secret-relay-system",
+        )
+        .get("secret-relay-policy")
+        .await
+        .unwrap()
+        .data
+        .unwrap(),
+        "policy.yaml",
+    )
+    .unwrap();
+    assert_eq!(policy.cluster("cluster2").unwrap().labels["env"], "prod");
+    assert_eq!(policy.cluster("cluster3").unwrap().labels["region"], "ap");
+    assert_eq!(policy.sources().len(), 2);
+    shutdown.cancel();
 }

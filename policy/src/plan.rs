@@ -125,6 +125,7 @@ pub struct PlanRow {
 
 /// A planned policy change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Every row, sorted by change, secret and cluster.
     pub rows: Vec<PlanRow>,

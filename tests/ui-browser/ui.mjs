@@ -285,6 +285,34 @@ await step('the policy view lists clusters with labels and what each source admi
   await shot('ui-policy', true);
 });
 
+await step('the policy is edited, planned and saved on the page', async () => {
+  await go('#/policy');
+  await page.locator('#edit-policy').click();
+  await page.locator('#policy-form').waitFor();
+  const row = page.locator('#policy-cluster-rows li[data-name="cluster4"]');
+  const labels = row.locator('input[id^="pc-labels-"]');
+  check((await labels.inputValue()).includes('env=dev'), 'cluster4\'s labels are not in the editor');
+  // A selector that does not parse: the ConfigMap's own problem, with its path; no save.
+  const first = page.locator('#ps-clusters-0');
+  const before = await first.inputValue();
+  await first.fill('env in (');
+  await first.press('Enter'); // Enter never submits
+  check(await page.locator('#policy-form').isVisible(), 'Enter left the editor');
+  await page.locator('#policy-plan-button').click();
+  await waitText('#policy-problems', 'secretSources[0].clusterSelector');
+  check(await page.locator('#policy-save').isDisabled(), 'an invalid policy can be saved');
+  await first.fill(before);
+  // A label for cluster4: planned (nothing moves), then saved.
+  await labels.fill((await labels.inputValue()) + ', tier=gold');
+  check(await page.locator('#policy-save').isDisabled(), 'a change can be saved before it is planned');
+  await page.locator('#policy-plan-button').click();
+  await waitText('#policy-plan', 'No hub copy or down copy changes');
+  await shot('ui-policy-edit', true);
+  await page.locator('#policy-save').click();
+  await page.locator('h1#policy-title').waitFor();
+  await waitText('#policy-clusters tr[data-cluster="cluster4"]', 'tier=gold');
+});
+
 await step('the why box explains a picked secret and a pasted manifest per direction and cluster', async () => {
   await go('#/why');
   await page.locator('#why-pick').selectOption('team-repo');

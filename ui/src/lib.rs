@@ -14,6 +14,7 @@
 
 mod edit;
 mod explain;
+mod policy_edit;
 mod server;
 mod state;
 mod view;

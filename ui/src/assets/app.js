@@ -16,6 +16,7 @@
   let filterText = '';
   let revealed = { name: null, values: new Map() };
   let editor = null; // the open editor, if any
+  let policyEditor = null; // the open policy editor, if any
   let whyForm = null; // the why box's inputs, kept across live updates
   let routeKey = null;
   let loaded = false; // focus moves to the heading on navigation, not on the first load
@@ -185,13 +186,17 @@
       else editor.refresh();
     } else {
       editor = null;
-      if (section === 'policy') show(renderPolicy(), 'Policy · secret-relay');
+      if (section === 'policy' && r.parts[1] === 'edit') {
+        // The form keeps what was typed across live updates.
+        if (navigated || !policyEditor) openPolicyEditor();
+      } else if (section === 'policy') show(renderPolicy(), 'Policy · secret-relay');
       else if (section === 'why') {
         if (navigated || !whyForm) show(renderWhy(r.params.get('name')), 'Why? · secret-relay');
       } else if (section === 'secrets' && r.parts[1]) show(renderDetail(r.parts[1]), r.parts[1] + ' · secret-relay');
       else show(renderList(), 'Secrets · secret-relay');
     }
     if (section !== 'why') whyForm = null;
+    if (section !== 'policy' || r.parts[1] !== 'edit') policyEditor = null;
 
     if (navigated && !loaded) {
       loaded = true;
@@ -649,6 +654,7 @@
       h('h1', { id: 'policy-title' }, 'Policy'),
       statusBanners(),
       h('p', { class: 'lead' }, 'From ', code('configmap ' + p.source), ' (key policy.yaml), generation ' + p.generation + '. Hub copies live in ', code(p.controlPlaneNamespace), '; agents work in ', code(p.agentNamespace), '.'),
+      h('p', {}, h('a', { href: '#/policy/edit', class: 'button', id: 'edit-policy' }, 'Edit clusters and Secret Sources')),
       h('h2', {}, 'Registered clusters'),
       h('table', { id: 'policy-clusters' },
         h('thead', {}, h('tr', {}, ['Cluster', 'Labels', 'Agent reports'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -681,6 +687,139 @@
         ? ['Users: ', p.breakGlass.users.join(', ') || '—', '; groups: ', p.breakGlass.groups.join(', ') || '—']
         : 'Nobody: every writer is judged by the rules.'),
       relayPanel());
+  }
+
+  // ---- policy editor ---------------------------------------------------------
+  // Clusters and Secret Sources, checked by the ConfigMap's own parser, planned over
+  // the live hub copies, and saved as you under the version read. Blocked entries,
+  // break-glass and the namespaces are kept as they are: they change in the ConfigMap.
+
+  const labelsField = (labels) => Object.entries(labels || {}).map(([k, v]) => k + "=" + v).join(", ");
+  function labelsOf(text) {
+    const out = {};
+    for (const part of text.split(',').map((x) => x.trim()).filter(Boolean)) {
+      const i = part.indexOf('=');
+      if (i < 0) out[part] = '';
+      else out[part.slice(0, i).trim()] = part.slice(i + 1).trim();
+    }
+    return out;
+  }
+
+  async function openPolicyEditor() {
+    const ed = { clusters: [], sources: [], resourceVersion: null, planned: null, error: null };
+    policyEditor = ed;
+    show(h('section', { 'aria-labelledby': 'policy-edit-title' },
+      h('h1', { id: 'policy-edit-title' }, 'Edit the policy'),
+      h('p', { role: 'status' }, 'Reading the policy…')), 'Edit the policy · secret-relay');
+    const got = await api('GET', '/api/policy');
+    if (policyEditor !== ed) return;
+    if (!got.ok) {
+      show(h('section', { 'aria-labelledby': 'policy-edit-title' },
+        h('h1', { id: 'policy-edit-title' }, 'Edit the policy'), errorBox(got.data.error)), 'Edit the policy · secret-relay');
+      return;
+    }
+    ed.resourceVersion = got.data.resourceVersion;
+    ed.clusters = got.data.clusters.map((c) => ({ name: c.name, labels: labelsField(c.labels) }));
+    ed.sources = got.data.sources.map((x) => ({ clusterSelector: x.clusterSelector, labelSelector: x.labelSelector }));
+    drawPolicyEditor(ed);
+  }
+
+  function policyChange(ed) {
+    return {
+      clusters: ed.clusters.map((c) => ({ name: c.name.trim(), labels: labelsOf(c.labels) })),
+      sources: ed.sources.map((x) => ({ clusterSelector: x.clusterSelector, labelSelector: x.labelSelector })),
+      resourceVersion: ed.resourceVersion,
+    };
+  }
+
+  function drawPolicyEditor(ed, focusId) {
+    const changed = () => { ed.planned = null; ed.error = null; drawResult(); };
+    const move = (list, i, d) => { const j = i + d; if (j < 0 || j >= list.length) return; [list[i], list[j]] = [list[j], list[i]]; ed.planned = null; drawPolicyEditor(ed); };
+    const remove = (list, i) => { list.splice(i, 1); ed.planned = null; drawPolicyEditor(ed); };
+    const input = (id, label, value, set, hint) => h('label', { class: 'field' }, label + ' ',
+      h('input', { id, value, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': hint || null, oninput: (e) => { set(e.target.value); changed(); } }));
+    const clusterRows = ed.clusters.map((c, i) => h('li', { class: 'edit-row', 'data-cluster-row': i, 'data-name': c.name },
+      input('pc-name-' + i, 'Name', c.name, (v) => { c.name = v; }),
+      input('pc-labels-' + i, 'Labels', c.labels, (v) => { c.labels = v; }, 'pc-labels-hint'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => remove(ed.clusters, i), 'aria-label': 'Remove cluster ' + (c.name || i + 1) }, 'Remove')));
+    const sourceRows = ed.sources.map((x, i) => h('li', { class: 'edit-row', 'data-source-row': i },
+      h('span', { class: 'muted' }, 'Source ' + (i + 1)),
+      input('ps-clusters-' + i, 'Clusters', x.clusterSelector, (v) => { x.clusterSelector = v; }, 'ps-hint'),
+      input('ps-secrets-' + i, 'Secrets', x.labelSelector, (v) => { x.labelSelector = v; }, 'ps-hint'),
+      h('button', { type: 'button', class: 'secondary', disabled: i === 0, onclick: () => move(ed.sources, i, -1), 'aria-label': 'Move source ' + (i + 1) + ' up' }, '↑'),
+      h('button', { type: 'button', class: 'secondary', disabled: i === ed.sources.length - 1, onclick: () => move(ed.sources, i, 1), 'aria-label': 'Move source ' + (i + 1) + ' down' }, '↓'),
+      h('button', { type: 'button', class: 'secondary', onclick: () => remove(ed.sources, i), 'aria-label': 'Remove source ' + (i + 1) }, 'Remove')));
+    const result = h('div', { id: 'policy-plan', 'aria-live': 'polite' });
+    const saveButton = h('button', { type: 'button', id: 'policy-save', disabled: true, onclick: () => savePolicy(ed) }, 'Save the policy');
+    function drawResult() {
+      saveButton.disabled = !(ed.planned && ed.planned.problems.length === 0);
+      fill(result, ed.error ? errorBox(ed.error) : null, ed.planned ? planView(ed.planned) : null);
+    }
+    const form = h('form', { id: 'policy-form', onsubmit: (e) => { e.preventDefault(); } },
+      h('fieldset', {}, h('legend', {}, 'Registered clusters'),
+        h('p', { id: 'pc-labels-hint', class: 'small muted' }, 'Labels as key=value, separated by commas: what Secret Sources and allowed-cluster selectors match.'),
+        h('ol', { class: 'plain edit-list', id: 'policy-cluster-rows' }, clusterRows),
+        h('button', { type: 'button', class: 'secondary', id: 'add-cluster', onclick: () => { ed.clusters.push({ name: '', labels: '' }); ed.planned = null; drawPolicyEditor(ed, 'pc-name-' + (ed.clusters.length - 1)); } }, 'Add a cluster')),
+      h('fieldset', {}, h('legend', {}, 'Secret Sources'),
+        h('p', { id: 'ps-hint', class: 'small muted' }, 'Label selectors as Kubernetes writes them (env=prod, team in (a,b)); empty matches everything, but not both. The first source that matches admits.'),
+        h('ol', { class: 'plain edit-list', id: 'policy-source-rows' }, sourceRows),
+        h('button', { type: 'button', class: 'secondary', id: 'add-source', onclick: () => { ed.sources.push({ clusterSelector: '', labelSelector: '' }); ed.planned = null; drawPolicyEditor(ed, 'ps-clusters-' + (ed.sources.length - 1)); } }, 'Add a Secret Source')),
+      h('p', { class: 'actions' },
+        h('button', { type: 'button', id: 'policy-plan-button', onclick: () => planPolicy(ed, drawResult) }, 'Plan the change'), ' ',
+        saveButton, ' ',
+        h('a', { href: '#/policy' }, 'Cancel')),
+      result);
+    show(h('section', { 'aria-labelledby': 'policy-edit-title' },
+      h('h1', { id: 'policy-edit-title' }, 'Edit the policy'),
+      h('p', { class: 'lead' }, 'The clusters and Secret Sources of ', code('configmap ' + view.policy.source), '. Plan the change to see what it does before you save it; saving writes the ConfigMap as you, and a change someone else saved meanwhile is reported, never overwritten. Blocked entries, break-glass and the namespaces are kept: change them in the ConfigMap. Saving rewrites the document without its comments.'),
+      form), 'Edit the policy · secret-relay');
+    drawResult();
+    if (focusId) { const el = document.getElementById(focusId); if (el) el.focus(); }
+  }
+
+  async function planPolicy(ed, drawResult) {
+    const got = await api('POST', '/api/policy/plan', policyChange(ed));
+    if (policyEditor !== ed) return;
+    if (!got.ok) { ed.error = got.data.error; ed.planned = null; } else { ed.planned = got.data; ed.error = null; }
+    drawResult();
+  }
+
+  const WHEN_TEXT = {
+    now: 'now', 'after-revocation-grace': 'after the relay\'s grace', 'after-deletion-grace': 'after the agent\'s grace',
+    'after-revocation-then-deletion-grace': 'after both graces', 'held-beyond-budget': 'held: needs a confirmation',
+    'after-unregistered-grace': 'after the removed cluster\'s grace',
+  };
+
+  function planView(planned) {
+    if (planned.problems.length) {
+      return h('div', { class: 'banner error', role: 'alert' },
+        h('p', { class: 'banner-title' }, 'The policy would not be valid'),
+        h('ul', { id: 'policy-problems' }, planned.problems.map((p) => h('li', {}, p.path ? [code(p.path), ': '] : null, p.message))));
+    }
+    const plan = planned.plan;
+    return [h('h2', {}, 'What the change does'),
+      plan.rows.length ? h('div', { class: 'scroll' }, h('table', { id: 'policy-plan-rows' },
+        h('thead', {}, h('tr', {}, ['Change', 'Secret', 'Cluster', 'When', 'Rule'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, plan.rows.map((r) => h('tr', { title: r.reason },
+          h('td', {}, r.change), h('td', {}, r.secret), h('td', {}, r.cluster), h('td', {}, WHEN_TEXT[r.when] || r.when), h('td', {}, code(r.rule)))))))
+        : h('p', { id: 'policy-plan-rows' }, 'No hub copy or down copy changes.'),
+      plan.clustersAdded && plan.clustersAdded.length ? h('p', {}, 'Clusters added: ' + plan.clustersAdded.join(', ')) : null,
+      plan.clustersRemoved && plan.clustersRemoved.length ? h('p', {}, 'Clusters removed: ' + plan.clustersRemoved.join(', ')) : null,
+      plan.notes.map((n) => h('p', { class: 'small muted' }, n))];
+  }
+
+  async function savePolicy(ed) {
+    const got = await api('PUT', '/api/policy', policyChange(ed));
+    if (policyEditor !== ed) return;
+    if (!got.ok) {
+      ed.error = got.data.error;
+      ed.planned = null;
+      drawPolicyEditor(ed, 'policy-plan-button');
+      return;
+    }
+    policyEditor = null;
+    notice('Policy saved: the relay, the webhook and the agents take it within seconds.');
+    location.hash = '#/policy';
   }
 
   function relayPanel() {
