@@ -61,7 +61,10 @@ async fn the_plan_of_a_policy_change_is_what_the_change_does(flavor: Flavor) {
         .await
         .unwrap();
     c2.secrets()
-        .create(&pp, &secret("c2-creds", &[OPT_IN, REPO_CREDS], &[TO_ALL], "c"))
+        .create(
+            &pp,
+            &secret("c2-creds", &[OPT_IN, REPO_CREDS], &[TO_ALL], "c"),
+        )
         .await
         .unwrap();
     hub.create(
@@ -69,7 +72,10 @@ async fn the_plan_of_a_policy_change_is_what_the_change_does(flavor: Flavor) {
         &secret(
             "prod-only",
             &[],
-            &[("akuity.io/managed-secret-allowed-cluster-selector", "env=prod")],
+            &[(
+                "akuity.io/managed-secret-allowed-cluster-selector",
+                "env=prod",
+            )],
             "p",
         ),
     )
@@ -92,7 +98,14 @@ async fn the_plan_of_a_policy_change_is_what_the_change_does(flavor: Flavor) {
     let file = dir.path().join("new.yaml");
     std::fs::write(&file, NEW_POLICY).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_secret-relay"))
-        .args(["policy", "plan", "--output", "json", "--budget-percent", "100"])
+        .args([
+            "policy",
+            "plan",
+            "--output",
+            "json",
+            "--budget-percent",
+            "100",
+        ])
         .arg("--policy")
         .arg(&file)
         .arg("--kubeconfig")
@@ -134,7 +147,10 @@ async fn the_plan_of_a_policy_change_is_what_the_change_does(flavor: Flavor) {
     disappears(&hub, "c2-creds", "c2-creds revoked").await;
     disappears(&c2.secrets(), "repo", "repo's down copy on cluster2").await;
     disappears(&c1.secrets(), "c2-creds", "c2-creds' down copy on cluster1").await;
-    appears(&c2.secrets(), "prod-only", "prod-only on cluster2", |_| true).await;
+    appears(&c2.secrets(), "prod-only", "prod-only on cluster2", |_| {
+        true
+    })
+    .await;
     // And nothing else: what the plan leaves alone stays.
     for (c, names) in [(c1, &["prod-only", "to-all"][..]), (c2, &["to-all"][..])] {
         for name in names {

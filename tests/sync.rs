@@ -63,10 +63,7 @@ async fn repo_credentials_from_a_cluster_appear_in_argocd(flavor: Flavor) {
         password(s) == b"rotated"
     })
     .await;
-    // The sandbox serves no Events.
-    if flavor != Flavor::Sandbox {
-        assert_event(&c1.cluster, "repo", "UpSynced").await;
-    }
+    assert_event(&c1.cluster, "repo", "UpSynced").await;
 }
 
 async fn blocked_secrets_never_move(flavor: Flavor) {
@@ -522,10 +519,7 @@ async fn drift_is_reverted_and_conflicts_are_kept(flavor: Flavor) {
         password(s) == b"hub"
     })
     .await;
-    // The sandbox serves no Events.
-    if flavor != Flavor::Sandbox {
-        assert_event(&c2.cluster, "taken", "DownSyncConflict").await;
-    }
+    assert_event(&c2.cluster, "taken", "DownSyncConflict").await;
 }
 
 async fn a_denial_that_waits_on_the_hub_lands_once_the_other_cluster_releases(flavor: Flavor) {
@@ -554,9 +548,7 @@ async fn a_denial_that_waits_on_the_hub_lands_once_the_other_cluster_releases(fl
         .await
         .unwrap();
     c2.status("dup", "up", "denied", Some("name-taken")).await;
-    if flavor != Flavor::Sandbox {
-        assert_event(&c2.cluster, "dup", "UpSyncDenied").await;
-    }
+    assert_event(&c2.cluster, "dup", "UpSyncDenied").await;
     // The cause goes away: cluster1 releases. Nothing about cluster2's Secret or the
     // policy changes, and its waiting copy lands.
     c1.secrets()
