@@ -121,7 +121,12 @@ await step('keyboard: skip link, then the sections by Tab and Enter', async () =
   // Radios and checkboxes answer Space and the arrows.
   await page.locator('#mode-all').focus();
   await page.keyboard.press('ArrowRight');
-  check(await page.locator('#mode-list').isChecked(), 'the arrow key does not move the target choice');
+  check(await page.locator('#mode-match').isChecked(), 'the arrow key does not move the target choice');
+  await page.locator('#f-targets details.advanced summary').focus();
+  await page.keyboard.press('Enter');
+  await page.locator('#mode-list').focus();
+  await page.keyboard.press('Space');
+  check(await page.locator('#mode-list').isChecked(), 'Space does not choose the name list');
   await page.locator('#cl-cluster2').focus();
   await page.keyboard.press('Space');
   check(await page.locator('#cl-cluster2').isChecked(), 'Space does not tick a cluster');
@@ -148,8 +153,32 @@ await step('every control has an accessible name and is reachable by keyboard', 
 
 await step('create a managed secret for selected clusters and see the target list', async () => {
   await go('#/new');
+  // A new form starts valid: not synced, no error, the seed's caution shown.
+  await waitText('#preview', 'Not synced');
+  check((await page.locator('#editor .target-error').allTextContents()).join('') === '', 'a new form shows an error');
+  await waitText('#caution', 'not a secrets manager');
+  // A name the API server would refuse is refused on the page.
+  await page.locator('#f-name').fill('Payments_DB');
+  await waitText('#f-name-error', 'Not a valid name');
+  check(await page.locator('#save').isDisabled(), 'a bad name can be saved');
   await page.locator('#f-name').fill('payments-db');
+  await page.locator('#f-name').press('Enter'); // Enter never creates
+  check(await page.locator('#editor').isVisible(), 'Enter submitted the form');
   await page.locator('#f-argo').selectOption('repository');
+  // "Selected clusters": match expressions, as Kubernetes writes matchExpressions.
+  await page.locator('#mode-match').check();
+  await waitText('#preview', 'Add a match expression');
+  await page.locator('#m-key-0').fill('env');
+  await page.locator('#m-op-0').selectOption('In');
+  await page.locator('#m-values-0').fill('prod');
+  await waitText('#goes-to', 'Goes to cluster1, cluster3');
+  await page.locator('#add-expression').click();
+  await page.locator('#m-key-1').fill('region');
+  await page.locator('#m-op-1').selectOption('NotIn');
+  await page.locator('#m-values-1').fill('us');
+  await page.waitForFunction(() => /Goes to cluster1$/.test((document.querySelector('#goes-to') || {}).textContent || ''));
+  // The advanced options: a name list, and a free-text selector.
+  await page.locator('#f-targets details.advanced summary').click();
   await page.locator('#mode-list').check();
   await page.locator('#cl-cluster1').check();
   await page.locator('#cl-cluster3').check();

@@ -10,7 +10,9 @@ use secret_relay_policy::keys::{
     ADOPTED_ANNOTATION, ALLOWED_CLUSTER_SELECTOR_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION,
     OWNER_LABEL, SECRET_TYPE_LABEL,
 };
-use secret_relay_policy::{Policy, Selector, down_sync, down_sync_problems, down_sync_to};
+use secret_relay_policy::{
+    Policy, Selector, down_sync, down_sync_problems, down_sync_to, is_adoptable,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -72,6 +74,8 @@ pub(crate) struct Preview {
     pub(crate) targets: Vec<String>,
     pub(crate) clusters: Vec<PreviewCluster>,
     pub(crate) problems: Vec<String>,
+    /// The name is one a cluster may adopt (take over from the control plane).
+    pub(crate) adoptable: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -288,6 +292,7 @@ pub(crate) fn preview(policy: &Policy, req: &PreviewRequest, existing: Option<&S
         clusters,
         problems: down_sync_problems(policy, &s),
         target_error,
+        adoptable: is_adoptable(s.metadata.name.as_deref().unwrap_or("")),
     }
 }
 

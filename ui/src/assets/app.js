@@ -453,30 +453,98 @@
 
   // ---- the editor ----------------------------------------------------------
 
+  // The simple selector forms the builder shows, as match expressions; null for
+  // anything else (it stays in the free-text box).
+  function parseSelector(text) {
+    const parts = [];
+    let depth = 0;
+    let cur = '';
+    for (const ch of text) {
+      if (ch === '(') depth += 1;
+      if (ch === ')') depth -= 1;
+      if (ch === ',' && depth === 0) { parts.push(cur); cur = ''; } else cur += ch;
+    }
+    parts.push(cur);
+    const out = [];
+    for (const raw of parts.map((p) => p.trim())) {
+      let m;
+      if (!raw) return null;
+      if ((m = /^([A-Za-z0-9./_-]+)\s+(in|notin)\s*\(([^()]*)\)$/.exec(raw))) {
+        out.push({ key: m[1], operator: m[2] === 'in' ? 'In' : 'NotIn', values: m[3].split(',').map((v) => v.trim()).filter(Boolean).join(', ') });
+      } else if ((m = /^([A-Za-z0-9./_-]+)\s*(==?|!=)\s*([A-Za-z0-9._-]*)$/.exec(raw))) {
+        out.push({ key: m[1], operator: m[2] === '!=' ? 'NotIn' : 'In', values: m[3] });
+      } else if ((m = /^!\s*([A-Za-z0-9./_-]+)$/.exec(raw))) {
+        out.push({ key: m[1], operator: 'DoesNotExist', values: '' });
+      } else if ((m = /^([A-Za-z0-9./_-]+)$/.exec(raw))) {
+        out.push({ key: m[1], operator: 'Exists', values: '' });
+      } else return null;
+    }
+    return out;
+  }
+
   function openEditor(name) {
     const existing = name ? view.secrets.find((s) => s.name === name) : null;
     if (name && !existing) { show(renderDetail(name), name); editor = null; return; }
     const ed = { name, existing };
     editor = ed;
-    const mode = existing ? existing.targetMode.mode : 'list';
+    // A new secret starts valid and safe: not synced until targets are chosen. A
+    // selector the builder can show opens in the builder; any other in the text box.
+    const parsedMatch = existing && existing.targetMode.mode === 'selector' ? parseSelector(existing.targetMode.selector) : null;
+    const mode = !existing ? 'none' : parsedMatch ? 'match' : existing.targetMode.mode;
     const chosen = new Set(existing ? existing.targetMode.clusters : []);
 
-    const nameInput = h('input', { id: 'f-name', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false', value: name || '', readOnly: !!name, 'aria-describedby': 'f-name-hint' });
+    const nameInput = h('input', { id: 'f-name', name: 'name', required: true, autocomplete: 'off', spellcheck: 'false', value: name || '', readOnly: !!name, 'aria-describedby': 'f-name-hint f-name-error' });
+    const nameError = h('span', { id: 'f-name-error', class: 'target-error', role: 'alert' });
     const typeInput = h('input', { id: 'f-type', name: 'type', list: 'secret-types', value: existing ? existing.type : 'Opaque', readOnly: !!name, 'aria-describedby': 'f-type-hint' });
     const argoSelect = h('select', { id: 'f-argo', name: 'argoType' },
       h('option', { value: '' }, '(none)'),
       view.argoTypes.map((t) => h('option', { value: t }, t)));
     argoSelect.value = existing && existing.argoType ? existing.argoType : '';
 
-    const modes = [
-      ['none', 'Not synced'],
-      ['all', 'All clusters'],
-      ['list', 'Selected clusters'],
-      ['selector', 'Clusters matching a label selector'],
+    // The seed's words: "All clusters" and "Selected clusters" (a match-expression
+    // builder); a name list and a free-text selector are advanced options.
+    const radio = ([m, label]) => h('label', { class: 'radio' },
+      h('input', { type: 'radio', name: 'mode', value: m, id: 'mode-' + m, checked: m === mode, onchange: () => { if (m === 'match' && !exprRows.children.length) addExpr(); syncModeFields(); schedulePreview(); } }), ' ' + label);
+    const advancedModes = [['list', 'A list of cluster names'], ['selector', 'A label selector, as text']];
+    if (mode === 'both') advancedModes.push(['both', 'Listed clusters and a selector']);
+    const radios = [
+      [['none', 'Not synced'], ['all', 'All clusters'], ['match', 'Selected clusters']].map(radio),
+      h('details', { class: 'advanced', open: advancedModes.some(([m]) => m === mode) },
+        h('summary', {}, 'Advanced'), advancedModes.map(radio)),
     ];
-    if (mode === 'both') modes.push(['both', 'Selected clusters and a selector']);
-    const radios = modes.map(([m, label]) => h('label', { class: 'radio' },
-      h('input', { type: 'radio', name: 'mode', value: m, id: 'mode-' + m, checked: m === mode, onchange: () => { syncModeFields(); schedulePreview(); } }), ' ' + label));
+    const labelKeys = [...new Set(view.policy.clusters.flatMap((c) => Object.keys(c.labels)))].sort();
+    const exprRows = h('div', { id: 'f-match-rows' });
+    function addExpr(e) {
+      const x = e || { key: '', operator: 'In', values: '' };
+      const i = exprRows.children.length;
+      const key = h('input', { id: 'm-key-' + i, class: 'm-key', value: x.key, list: 'label-keys', autocomplete: 'off', spellcheck: 'false', 'aria-label': 'label key of expression ' + (i + 1), oninput: schedulePreview });
+      const op = h('select', { id: 'm-op-' + i, class: 'm-op', 'aria-label': 'operator of expression ' + (i + 1) },
+        ['In', 'NotIn', 'Exists', 'DoesNotExist'].map((o) => h('option', { value: o }, o)));
+      op.value = x.operator;
+      const values = h('input', { id: 'm-values-' + i, class: 'm-values', value: x.values, autocomplete: 'off', spellcheck: 'false', placeholder: 'values, comma-separated', 'aria-label': 'values of expression ' + (i + 1), oninput: schedulePreview });
+      const syncValues = () => { values.hidden = op.value === 'Exists' || op.value === 'DoesNotExist'; };
+      op.addEventListener('change', () => { syncValues(); schedulePreview(); });
+      syncValues();
+      const row = h('div', { class: 'm-row' }, key, op, values,
+        h('button', { type: 'button', class: 'small', 'aria-label': 'remove expression ' + (i + 1), onclick: () => { row.remove(); schedulePreview(); } }, 'Remove'));
+      exprRows.append(row);
+      return key;
+    }
+    if (parsedMatch) parsedMatch.forEach(addExpr);
+    const matchField = h('fieldset', { id: 'f-match', class: 'sub' }, h('legend', {}, 'Clusters whose labels match every expression'),
+      exprRows, h('datalist', { id: 'label-keys' }, labelKeys.map((k) => h('option', { value: k }))),
+      h('button', { type: 'button', id: 'add-expression', onclick: () => addExpr().focus() }, 'Add a match expression'));
+    function matchSelector() {
+      return [...exprRows.children].map((row) => {
+        const key = row.querySelector('.m-key').value.trim();
+        const op = row.querySelector('.m-op').value;
+        const values = row.querySelector('.m-values').value.split(',').map((v) => v.trim()).filter(Boolean);
+        if (!key) return '';
+        if (op === 'Exists') return key;
+        if (op === 'DoesNotExist') return '!' + key;
+        return key + (op === 'In' ? ' in (' : ' notin (') + values.join(',') + ')';
+      }).filter(Boolean).join(', ');
+    }
     // A listed name the policy does not register (a typo such as clsuter2) stays
     // checked and marked, so saving never drops it unseen; the preview names it.
     const registered = new Set(view.policy.clusters.map((c) => c.name));
@@ -521,18 +589,20 @@
     const refusalBox = h('div', { id: 'refusal' });
     const errorArea = h('div', { id: 'save-error' });
     const lockArea = h('div', { id: 'editor-lock-area' });
-    const saveButton = h('button', { type: 'submit', class: 'primary', id: 'save' }, existing ? 'Save changes' : 'Create');
+    // A button, not a submit: Enter in a field never creates or saves.
+    const saveButton = h('button', { type: 'button', class: 'primary', id: 'save', onclick: () => save() }, existing ? 'Save changes' : 'Create');
+    const adoptionArea = h('div', { id: 'adoption-area', 'aria-live': 'polite' });
     const controls = h('fieldset', { id: 'editor-controls', class: 'bare' },
       h('legend', { class: 'visually-hidden' }, 'Secret'),
-      h('p', {}, h('label', { for: 'f-name' }, 'Name '), nameInput, h('span', { id: 'f-name-hint', class: 'hint' }, name ? ' (names cannot change)' : ' lowercase letters, digits, - and .')),
+      h('p', {}, h('label', { for: 'f-name' }, 'Name '), nameInput, h('span', { id: 'f-name-hint', class: 'hint' }, name ? ' (names cannot change)' : ' lowercase letters, digits, - and .'), ' ', nameError),
       h('p', {}, h('label', { for: 'f-type' }, 'Secret type '), typeInput, h('span', { id: 'f-type-hint', class: 'hint' }, name ? ' (immutable)' : ''),
         h('datalist', { id: 'secret-types' }, view.secretTypes.map((t) => h('option', { value: t })))),
       h('p', {}, h('label', { for: 'f-argo' }, 'Argo CD secret type '), argoSelect, h('span', { class: 'hint' }, ' label argocd.argoproj.io/secret-type')),
-      h('fieldset', { id: 'f-targets' }, h('legend', {}, 'Targets'), h('div', { class: 'radios' }, radios), clusterBoxes, selectorField, previewBox),
+      h('fieldset', { id: 'f-targets' }, h('legend', {}, 'Targets'), h('div', { class: 'radios' }, radios), matchField, clusterBoxes, selectorField, previewBox),
       h('fieldset', { id: 'f-data-set' }, h('legend', {}, 'Data'), dataRows,
         h('button', { type: 'button', id: 'add-key', onclick: () => addRow('', false).focus() }, 'Add key')));
-    const form = h('form', { id: 'editor', novalidate: true, onsubmit: (e) => { e.preventDefault(); save(); } },
-      controls, refusalBox, errorArea,
+    const form = h('form', { id: 'editor', novalidate: true, onsubmit: (e) => { e.preventDefault(); } },
+      controls, adoptionArea, refusalBox, errorArea,
       h('p', { class: 'actions' }, saveButton, ' ', h('a', { class: 'button', href: existing ? '#/secrets/' + encodeURIComponent(name) : '#/secrets', id: 'cancel' }, 'Cancel')));
 
     show(h('section', { 'aria-labelledby': 'editor-title' },
@@ -540,6 +610,7 @@
       h('h1', { id: 'editor-title' }, existing ? 'Edit ' + name : 'New managed secret'),
       statusBanners(), lockArea,
       h('p', { class: 'lead' }, 'A managed secret is owned by the control plane and goes to the clusters you choose. The write is made as you; the admission webhook judges it.'),
+      h('p', { class: 'caution', id: 'caution' }, 'Use this for the few secrets Argo CD and its clusters share, such as repository credentials. It is not a secrets manager: there is no versioning, no rotation and no audit beyond the API server\'s.'),
       form), existing ? 'Edit ' + name + ' · secret-relay' : 'New secret · secret-relay');
     nameInput.addEventListener('input', schedulePreview);
     typeInput.addEventListener('input', schedulePreview);
@@ -548,15 +619,26 @@
     function currentMode() { return form.querySelector('input[name="mode"]:checked').value; }
     function syncModeFields() {
       const m = currentMode();
+      matchField.hidden = m !== 'match';
       clusterBoxes.hidden = !(m === 'list' || m === 'both');
       selectorField.hidden = !(m === 'selector' || m === 'both');
     }
     function target() {
+      const m = currentMode();
       return {
-        mode: currentMode(),
+        mode: m === 'match' ? 'selector' : m,
         clusters: [...clusterBoxes.querySelectorAll('input:checked')].map((i) => i.value),
-        selector: selectorInput.value,
+        selector: m === 'match' ? matchSelector() : selectorInput.value,
       };
+    }
+    // A name as the API server checks it (a DNS subdomain), before anything is sent.
+    function nameProblem() {
+      if (name) return null;
+      const v = nameInput.value.trim();
+      if (!v) return null;
+      if (v.length > 253) return 'at most 253 characters';
+      if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(v)) return 'use lowercase letters, digits, - and ., starting and ending with a letter or digit';
+      return null;
     }
     let timer = null;
     let seq = 0;
@@ -569,10 +651,18 @@
       if (mine !== seq || editor !== ed || !r.ok) return;
       const p = r.data;
       ed.blocked = p.blocked;
+      ed.nameProblem = nameProblem();
+      nameError.textContent = ed.nameProblem ? 'Not a valid name: ' + ed.nameProblem : '';
+      fill(adoptionArea, p.adoptable ? h('div', { class: 'banner warn', role: 'status', id: 'adoption-warning' },
+        h('p', { class: 'banner-title' }, 'A cluster may adopt this secret'),
+        h('p', {}, 'A cluster that syncs up a Secret named ' + (name || nameInput.value.trim()) + ' (and that a Secret Source admits) takes it over: the control plane then cannot edit it until the cluster releases it, and gets back its data.')) : null);
       fill(refusalBox, p.blocked ? h('div', { class: 'banner error', role: 'alert', id: 'refused' },
         h('p', { class: 'banner-title' }, 'Refused before saving: this Secret is blocked'),
         h('p', {}, 'Rule ', code(p.blocked.rule)), h('p', { class: 'verbatim' }, p.blocked.reason)) : '');
-      const summary = p.targetError
+      const emptyMatch = currentMode() === 'match' && !matchSelector();
+      const summary = emptyMatch
+        ? h('p', { class: 'muted' }, 'Add a match expression: the secret goes to the clusters whose labels match every one.')
+        : p.targetError
         ? h('p', { class: 'target-error' }, p.targetError)
         : currentMode() === 'none' ? h('p', {}, 'Not synced: it stays on the control plane.')
           : h('p', { id: 'goes-to' }, p.targets.length ? ['Goes to ', h('strong', {}, p.targets.join(', '))] : ['Goes to no cluster: ', code(p.down ? p.down.rule : 'no-targets')]);
@@ -586,7 +676,7 @@
       updateSave();
     }
     function updateSave() {
-      saveButton.disabled = !!ed.locked || !!ed.blocked;
+      saveButton.disabled = !!ed.locked || !!ed.blocked || !!ed.nameProblem;
     }
     async function save() {
       fill(errorArea);
