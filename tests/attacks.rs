@@ -1256,6 +1256,64 @@ async fn certificates_from_another_ca_expired_or_missing_fail_the_handshake() {
     relay.stop().await;
 }
 
+/// A certificate of the relay's own CA that names no valid cluster (a name the
+/// cluster-name rule refuses, a DNS subdomain, no name at all): the handshake
+/// succeeds, and the request is refused with a 403 that says why, quoting nothing of
+/// the certificate; logged and counted as `no-identity`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_names_no_valid_cluster_is_refused_with_why() {
+    capture_logs();
+    let stack = stack(Flavor::Sandbox, &["tls-name"], &[]).await;
+    let relay = stack.start_relay().await;
+    let issue = |cn: &str| stack.ca.issue_client(cn, &[], Validity::default()).unwrap();
+    let invalid = "the name it carries is not a valid cluster name";
+    let unnamed = "it has no spiffe://secret-relay/cluster/ URI SAN and no common name";
+    let cases = [
+        ("Bad_Name-7", invalid),
+        ("tls-name.example.com", invalid),
+        ("", unnamed),
+    ];
+    for (cn, why) in cases {
+        let cert = issue(cn);
+        let peer = Peer::with(&stack, &relay, Some((&cert.cert_pem, &cert.key_pem)), H1);
+        let answer = peer
+            .send(&request(
+                "GET",
+                "/api/v1/namespaces/argocd/secrets",
+                &[],
+                b"",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(answer.code, 403, "{cn:?}: {answer:?}");
+        let message = answer.status()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.starts_with(&format!(
+                "the client certificate names no secret-relay cluster: {why}"
+            )),
+            "{cn:?}: {message}"
+        );
+        if !cn.is_empty() {
+            assert!(!message.contains(cn), "the answer quotes {cn:?}: {message}");
+        }
+        let line = logged(&["refused a client certificate that names no cluster", why]).await;
+        if !cn.is_empty() {
+            assert!(!line.contains(cn), "the log quotes {cn:?}: {line}");
+        }
+    }
+    assert_eq!(
+        relay_metric(&relay, "refusals_total", &[("reason", "no-identity")]),
+        3.0
+    );
+    // The cluster's own certificate still works.
+    relay_api(&stack, &relay, "tls-name")
+        .await
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    relay.stop().await;
+}
+
 /// Connections that never finish a request head are closed after the header read
 /// timeout: trickled headers on HTTP/1.1, silence after the handshake, and an HTTP/2
 /// connection that never sends its preface. Closing is the answer (as kube-apiserver

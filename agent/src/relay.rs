@@ -55,7 +55,8 @@ pub async fn relay_client(
         .ok_or_else(|| identity_error("no certificate in the file".to_owned()))?;
     let cluster = secret_relay_certs::peer_identity(&leaf)
         .map_err(|e| identity_error(e.to_string()))?
-        .name;
+        .name
+        .into_string();
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     // A kubeconfig in memory: kube's own loader then builds the TLS client.
     let kubeconfig = serde_json::json!({

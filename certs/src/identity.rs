@@ -3,7 +3,7 @@
 use std::fmt;
 
 use rustls_pki_types::CertificateDer;
-use secret_relay_policy::is_valid_cluster_name;
+use secret_relay_policy::ClusterId;
 use x509_parser::extensions::GeneralName;
 
 use crate::issue::SPIFFE_CLUSTER_PREFIX;
@@ -11,8 +11,8 @@ use crate::issue::SPIFFE_CLUSTER_PREFIX;
 /// The cluster a verified client certificate names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterIdentity {
-    /// The cluster name.
-    pub name: String,
+    /// The cluster name, held to the policy's cluster-name rule.
+    pub name: ClusterId,
     /// Where the name came from.
     pub source: IdentitySource,
 }
@@ -27,7 +27,7 @@ pub enum IdentitySource {
 }
 
 /// The certificate names no cluster.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
     /// The certificate does not parse as X.509.
     #[error("failed to read the peer certificate: not valid X.509")]
@@ -45,9 +45,26 @@ pub enum IdentityError {
     Ambiguous,
 }
 
+impl IdentityError {
+    /// Why the certificate names no cluster, in words that quote nothing of it:
+    /// what the relay answers the peer.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IdentityError::Unparsable => "it is not valid X.509",
+            IdentityError::NoIdentity => {
+                "it has no spiffe://secret-relay/cluster/ URI SAN and no common name"
+            }
+            IdentityError::InvalidName(_) => {
+                "the name it carries is not a valid cluster name (1 to 55 lowercase letters, digits or '-', starting and ending with a letter or digit)"
+            }
+            IdentityError::Ambiguous => "it names more than one cluster",
+        }
+    }
+}
+
 impl fmt::Display for ClusterIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.name.as_str())
     }
 }
 
@@ -83,8 +100,8 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<ClusterIdentity, Ident
         }
     };
     // The policy's rule, the one the cluster registry is held to.
-    if !is_valid_cluster_name(&name) {
+    let Some(name) = ClusterId::new(&name) else {
         return Err(IdentityError::InvalidName(name));
-    }
+    };
     Ok(ClusterIdentity { name, source })
 }

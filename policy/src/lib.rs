@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod carry;
+pub mod cluster_id;
 pub mod decision;
 pub mod document;
 pub mod keys;
@@ -17,6 +18,7 @@ pub use admission::{
     validate, validate_without_policy,
 };
 pub use carry::{Direction, StripMetadata, carried_annotations, carried_labels};
+pub use cluster_id::ClusterId;
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, blocked_decision, digest, down_sync, down_sync_problems, down_sync_to,

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
-use secret_relay_policy::{Owner, ReleaseAction, Secret, owner, revocation};
+use secret_relay_policy::{ClusterId, Owner, ReleaseAction, Secret, owner, revocation};
 use secret_relay_runtime::CancellationToken;
 use tokio::time::Instant;
 
@@ -94,7 +94,11 @@ async fn release(
 ) {
     let name = hub.metadata.name.clone().unwrap_or_default();
     let cp = policy.control_plane_namespace();
-    let Owner::Cluster(cluster) = owner(hub) else {
+    let Owner::Cluster(owner_name) = owner(hub) else {
+        return;
+    };
+    // owner() names a cluster only by a valid cluster name: the id is always made.
+    let Some(cluster) = ClusterId::new(&owner_name) else {
         return;
     };
     let (what, answer) = match action {

@@ -11,7 +11,7 @@ use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
-use secret_relay_policy::{Policy, Rule, keys};
+use secret_relay_policy::{ClusterId, Policy, Rule, keys};
 use secret_relay_runtime::{ConnInfo, PolicyState};
 use tokio::sync::Semaphore;
 
@@ -183,15 +183,31 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let metrics = &relay.inner.metrics;
-    let Some(cluster) = conn.identity.clone() else {
-        metrics.refused("no-identity");
-        tracing::info!(peer = %conn.peer, "refused a client certificate that names no cluster");
-        return status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "the client certificate names no secret-relay cluster",
-            None,
-        );
+    // The cluster as the TLS accept named it, once, from the client certificate.
+    let cluster = match &conn.identity {
+        Some(Ok(cluster)) => cluster,
+        Some(Err(err)) => {
+            // Why, in words that quote nothing of the certificate.
+            let why = err.reason();
+            metrics.refused("no-identity");
+            tracing::info!(peer = %conn.peer, reason = why, "refused a client certificate that names no cluster");
+            return status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!("the client certificate names no secret-relay cluster: {why}"),
+                None,
+            );
+        }
+        None => {
+            metrics.refused("no-identity");
+            tracing::info!(peer = %conn.peer, "refused a client certificate that names no cluster");
+            return status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "the client certificate names no secret-relay cluster",
+                None,
+            );
+        }
     };
     if !relay.inner.policy.is_ready() {
         return status(
@@ -203,7 +219,7 @@ where
     }
     // One snapshot per request: a request never sees two policies.
     let policy = relay.inner.policy.policy();
-    if policy.cluster(&cluster).is_none() {
+    if policy.cluster(cluster.as_str()).is_none() {
         metrics.refused("unregistered-cluster");
         tracing::info!(%cluster, "refused a cluster that is not in the policy");
         // A distinct answer, given only under a loaded policy and only over the
@@ -233,7 +249,7 @@ where
             None,
         );
     }
-    let state = relay.cluster_state(&cluster);
+    let state = relay.cluster_state(cluster.as_str());
     if !relay.take_token(&state) {
         metrics.refused("rate-limited");
         tracing::info!(%cluster, "refused a request over the cluster's rate");
@@ -269,12 +285,12 @@ where
     };
     match routed {
         Route::Version => forward_get(relay, &req, None).await,
-        Route::OpenApi => forward_get(relay, &req, Some(&cluster)).await,
+        Route::OpenApi => forward_get(relay, &req, Some(cluster)).await,
         Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
         Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
         Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
         Route::Generation { after } => generation(relay, after).await,
-        Route::Secrets(sr) => secrets(relay, &policy, &cluster, &state, sr, req).await,
+        Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req).await,
     }
 }
 
@@ -328,7 +344,7 @@ fn route_error(err: &RouteError) -> Response<RelayBody> {
 async fn secrets<B>(
     relay: &Relay,
     policy: &Policy,
-    cluster: &str,
+    cluster: &ClusterId,
     state: &Arc<ClusterState>,
     sr: SecretsRequest,
     req: Request<B>,
@@ -351,7 +367,7 @@ where
         Verb::Get => {
             let name = sr.name.unwrap_or_default();
             let view = ViewRequest {
-                cluster: cluster.to_owned(),
+                cluster: cluster.as_str().to_owned(),
                 labels: None,
                 name: None,
             };
@@ -361,7 +377,10 @@ where
             }
         }
         Verb::List | Verb::Watch => {
-            let view = match sr.query.view(cluster, policy.control_plane_namespace()) {
+            let view = match sr
+                .query
+                .view(cluster.as_str(), policy.control_plane_namespace())
+            {
                 Ok(v) => v,
                 Err(err) => {
                     relay.inner.metrics.refused("route");
@@ -454,7 +473,7 @@ where
     }
 }
 
-fn too_large(relay: &Relay, cluster: &str, limit: usize) -> Response<RelayBody> {
+fn too_large(relay: &Relay, cluster: &ClusterId, limit: usize) -> Response<RelayBody> {
     relay.inner.metrics.refused("body-too-large");
     tracing::info!(%cluster, limit, "refused a request body over the limit");
     status(
@@ -468,7 +487,7 @@ fn too_large(relay: &Relay, cluster: &str, limit: usize) -> Response<RelayBody> 
 async fn forward_get<B>(
     relay: &Relay,
     req: &Request<B>,
-    impersonate: Option<&str>,
+    impersonate: Option<&ClusterId>,
 ) -> Response<RelayBody> {
     forward(
         relay,
@@ -490,7 +509,7 @@ pub(crate) async fn forward(
     uri: &http::Uri,
     headers: &HeaderMap,
     body: Bytes,
-    impersonate: Option<&str>,
+    impersonate: Option<&ClusterId>,
 ) -> Response<RelayBody> {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut builder = Request::builder().method(method.clone()).uri(path);
@@ -501,7 +520,7 @@ pub(crate) async fn forward(
     }
     if let Some(cluster) = impersonate {
         builder = builder
-            .header("Impersonate-User", keys::cluster_user(cluster))
+            .header("Impersonate-User", cluster.impersonated_user())
             .header("Impersonate-Group", keys::CLUSTERS_GROUP);
     }
     let request = match builder.body(kube::client::Body::from(body)) {

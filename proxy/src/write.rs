@@ -26,8 +26,8 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use secret_relay_policy::{
-    Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision, forged_stamp,
-    is_adoptable, owner, release, up_sync,
+    ClusterId, Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision,
+    forged_stamp, is_adoptable, owner, release, up_sync,
 };
 
 use crate::body::{BodyError, decode_patch_value, decode_secret};
@@ -44,7 +44,8 @@ const CONFLICT_RETRIES: usize = 3;
 
 /// One write request, taken apart.
 pub(crate) struct WriteRequest<'a> {
-    pub(crate) cluster: &'a str,
+    /// The cluster, as the TLS accept named it from its certificate.
+    pub(crate) cluster: &'a ClusterId,
     pub(crate) sr: SecretsRequest,
     pub(crate) headers: &'a HeaderMap,
     pub(crate) body: Bytes,
@@ -85,7 +86,7 @@ enum Source {
 async fn gate(
     relay: &Relay,
     policy: &Policy,
-    cluster: &str,
+    cluster: &ClusterId,
     name: &str,
     verb: Verb,
     source: Source,
@@ -108,7 +109,7 @@ async fn gate(
             _ => Err(not_found(name)),
         };
     };
-    if targets(policy, &hub).iter().any(|t| t == cluster) {
+    if targets(policy, &hub).iter().any(|t| t == cluster.as_str()) {
         return Ok(Target::Visible(hub));
     }
     if matches!(verb, Verb::Create | Verb::Update)
@@ -336,13 +337,13 @@ fn blocked_request(policy: &Policy, name: &str, written: Option<&Secret>) -> Opt
 
 /// The up-sync decision of `written` (the object as it will be stored) against the
 /// gated hub copy.
-fn judge(policy: &Policy, cluster: &str, written: &Secret, target: &Target) -> Decision {
+fn judge(policy: &Policy, cluster: &ClusterId, written: &Secret, target: &Target) -> Decision {
     let hub = target.hub().map(AsRef::as_ref);
-    forged_stamp(cluster, written, hub).unwrap_or_else(|| {
+    forged_stamp(cluster.as_str(), written, hub).unwrap_or_else(|| {
         let mut as_cluster = written.clone();
         // The relay trusts the agent for where it read the Secret (the agent namespace).
         as_cluster.metadata.namespace = Some(policy.agent_namespace().to_owned());
-        up_sync(policy, cluster, &as_cluster, hub)
+        up_sync(policy, cluster.as_str(), &as_cluster, hub)
     })
 }
 
@@ -487,7 +488,7 @@ async fn delete(relay: &Relay, policy: &Policy, request: &WriteRequest<'_>) -> R
             Ok(_) => return not_found(&name),
             Err(answer) => return answer,
         };
-        let r = release(policy, cluster, &hub);
+        let r = release(policy, cluster.as_str(), &hub);
         count_write(relay, &r.decision);
         if !r.decision.allowed {
             return denied(cluster, &name, "release", &r.decision, false);
@@ -656,7 +657,7 @@ async fn send_json(
     path: &str,
     sr: &SecretsRequest,
     json: Vec<u8>,
-    cluster: &str,
+    cluster: &ClusterId,
 ) -> Response<RelayBody> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -680,7 +681,7 @@ async fn forward_to(
     path: &str,
     headers: &HeaderMap,
     body: Vec<u8>,
-    cluster: &str,
+    cluster: &ClusterId,
     deleting: Option<(&str, u64)>,
 ) -> Response<RelayBody> {
     let Ok(uri) = path.parse::<http::Uri>() else {
@@ -796,7 +797,7 @@ pub(crate) fn count_write(relay: &Relay, decision: &Decision) {
 /// patched object (`patched`); a create or update quotes only the cluster's own
 /// object back.
 fn denied(
-    cluster: &str,
+    cluster: &ClusterId,
     name: &str,
     what: &str,
     decision: &Decision,
@@ -846,7 +847,7 @@ fn patch_advice(rule: Rule) -> &'static str {
 
 /// The answer for a create whose name a hub copy outside the view holds: nothing of
 /// that copy is said, not even who owns it.
-fn name_taken(relay: &Relay, cluster: &str, name: &str) -> Response<RelayBody> {
+fn name_taken(relay: &Relay, cluster: &ClusterId, name: &str) -> Response<RelayBody> {
     let decision = Decision::deny(
         Rule::NameTaken,
         format!(

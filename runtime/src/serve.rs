@@ -16,6 +16,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
+use secret_relay_certs::IdentityError;
+use secret_relay_policy::ClusterId;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +30,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The verified client certificate (leaf), when the TLS config asked for one.
     pub client_cert: Option<CertificateDer<'static>>,
-    /// The cluster the client certificate names, when it names one.
-    pub identity: Option<String>,
+    /// The cluster the client certificate names, made once here, or why it names
+    /// none; `None` when the peer sent no certificate.
+    pub identity: Option<Result<ClusterId, IdentityError>>,
 }
 
 /// Limits of the accept loop.
@@ -230,12 +233,14 @@ pub async fn serve_tls<H, F, B>(
                 .map(|c| c.clone().into_owned());
             let identity = client_cert
                 .as_ref()
-                .and_then(|c| secret_relay_certs::peer_identity(c).ok())
-                .map(|id| id.name);
+                .map(|c| secret_relay_certs::peer_identity(c).map(|id| id.name));
             let span = tracing::info_span!(
                 "conn",
                 %peer,
-                identity = identity.as_deref().unwrap_or("-")
+                identity = match &identity {
+                    Some(Ok(cluster)) => cluster.as_str(),
+                    _ => "-",
+                }
             );
             let info = Arc::new(ConnInfo {
                 peer,

@@ -203,6 +203,7 @@ include!("../../tests/fixtures/cluster_names.rs");
 fn the_cluster_name_table_is_the_rule_of_the_registry() {
     for &(name, valid) in CLUSTER_NAMES {
         assert_eq!(is_valid_cluster_name(name), valid, "{name:?}");
+        assert_eq!(crate::ClusterId::new(name).is_some(), valid, "{name:?}");
         let doc = serde_json::json!({ "clusters": [{ "name": name }] }).to_string();
         assert_eq!(Policy::from_yaml(&doc).is_ok(), valid, "{doc}");
     }
