@@ -345,7 +345,15 @@ await step('the policy is edited, planned and saved on the page', async () => {
 await step('the why box explains a picked secret and a pasted manifest per direction and cluster', async () => {
   await go('#/why');
   await page.locator('#why-pick').selectOption('team-repo');
+  await page.locator('#why-cluster').selectOption('cluster2');
   await page.locator('#why-pick-go').click();
+  // One sentence first, for the cluster asked, with who can change it.
+  await waitText('#why-sentences li[data-cluster="cluster2"]', 'team-repo does not go to cluster2');
+  await waitText('#why-sentences li[data-cluster="cluster2"]', 'Who can change it');
+  check(await page.locator('#why-sentences li').count() === 1, 'sentences for clusters not asked');
+  // The whole grid stays behind "details".
+  check(!(await page.locator('#why-table').isVisible()), 'the grid is shown before it is asked for');
+  await page.locator('#why-details summary').click();
   await waitText('#why-table tr[data-cluster="cluster1"]', 'up-sync-owner');
   await waitText('#why-table tr[data-cluster="cluster1"]', 'release-delete');
   await waitText('#why-table tr[data-cluster="cluster2"]', 'owned-by-other-cluster');
@@ -356,8 +364,10 @@ await step('the why box explains a picked secret and a pasted manifest per direc
     '  annotations: {akuity.io/managed-secret-allowed-cluster-selector: "region=us"}',
     'data: {token: c2VjcmV0}',
   ].join('\n'));
+  await page.locator('#why-cluster').selectOption('');
   await page.locator('#why-paste-go').click();
   await waitText('#why-results h2', 'ci-token (pasted)');
+  await page.locator('#why-details summary').click();
   await waitText('#why-table tr[data-cluster="cluster3"]', 'down-sync');
   await waitText('#why-table tr[data-cluster="cluster2"]', 'up-sync-new');
   await waitText('#why-table tr[data-cluster="cluster1"]', 'down-sync-not-target');

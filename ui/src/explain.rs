@@ -10,8 +10,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PartialObjectMeta;
-use secret_relay_policy::keys::{OWNER_LABEL, SECRET_SYNC_LABEL};
-use secret_relay_policy::{Policy, down_sync, down_sync_to, reclaim, release, up_sync};
+use secret_relay_policy::keys::{
+    ALLOWED_CLUSTER_SELECTOR_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION, OWNER_LABEL,
+    SECRET_SYNC_LABEL,
+};
+use secret_relay_policy::{
+    Cluster, Decision, Owner, Policy, Rule, down_sync, down_sync_to, owner, reclaim, release,
+    up_sync,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::view::DecisionView;
@@ -53,6 +59,11 @@ pub(crate) struct ClusterAnswers {
     pub(crate) up_from: String,
     pub(crate) down: DecisionView,
     pub(crate) release: DecisionView,
+    /// The answer to the question that matters for this cluster, in one
+    /// sentence: up when the cluster owns the copy, down otherwise.
+    pub(crate) sentence: String,
+    /// Who can change the answer, and where.
+    pub(crate) fix: String,
 }
 
 /// Reads a pasted Secret manifest. A decoding error that concerns the values
@@ -162,6 +173,7 @@ pub(crate) fn explain(
             let rel = release(policy, &c.name, &judged_hub);
             let mut release_view = DecisionView::from(&rel.decision);
             release_view.action = rel.action.filter(|_| rel.decision.allowed);
+            let (sentence, fix) = one_sentence(policy, &judged_hub, c, &up, &down.decision);
             ClusterAnswers {
                 cluster: c.name.clone(),
                 labels: c.labels.clone(),
@@ -169,6 +181,8 @@ pub(crate) fn explain(
                 up_from,
                 down: DecisionView::from(&down.decision),
                 release: release_view,
+                sentence,
+                fix,
             }
         })
         .collect();
@@ -182,6 +196,135 @@ pub(crate) fn explain(
         reclaim: reclaim_view,
         clusters,
     }
+}
+
+fn labels_text(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "no labels".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The one sentence for cluster `c` and the hub copy `hub`, and who can change
+/// it where: the up answer when `c` owns the copy, the down answer otherwise.
+/// It names the selector, the list or the labels that decided.
+fn one_sentence(
+    policy: &Policy,
+    hub: &Secret,
+    c: &Cluster,
+    up: &Decision,
+    down: &Decision,
+) -> (String, String) {
+    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let cp = policy.control_plane_namespace();
+    let agent = policy.agent_namespace();
+    let cl = &c.name;
+    let owner = owner(hub);
+    let annotation = |k: &str| {
+        hub.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .map(String::as_str)
+    };
+    let where_targets = match &owner {
+        Owner::Cluster(o) => format!(
+            "on cluster {o}: the annotations of its Secret {agent}/{name} say where it goes"
+        ),
+        _ => format!(
+            "on the control plane: whoever may edit {cp}/{name} changes its targets (Edit on its page)"
+        ),
+    };
+    if owner == Owner::Cluster(cl.clone()) {
+        let (fix, s) = match up.rule {
+            _ if up.allowed => (
+                format!(
+                    "on cluster {cl}: delete the Secret or remove its {SECRET_SYNC_LABEL} label to release it"
+                ),
+                format!(
+                    "{name} syncs up from {cl} to the control plane ({}).",
+                    up.rule
+                ),
+            ),
+            Rule::NoMatchingSource => (
+                format!(
+                    "the control-plane admin adds or widens a Secret Source (Policy page), or someone on cluster {cl} labels the Secret to match one"
+                ),
+                format!(
+                    "{name} is not admitted from {cl}: no Secret Source's cluster selector and label selector match {cl} ({}) and the Secret's labels.",
+                    labels_text(&c.labels)
+                ),
+            ),
+            Rule::NotOptedIn => (
+                format!(
+                    "on cluster {cl}: add the label {SECRET_SYNC_LABEL}=true to {agent}/{name}"
+                ),
+                format!("{name} does not sync up from {cl}: its Secret lacks the opt-in label."),
+            ),
+            Rule::BlockedName | Rule::BlockedType | Rule::BlockedLabel => (
+                "nobody: blocked secrets never sync; use another name, type or labels".to_owned(),
+                format!("{name} never syncs: it is blocked ({}).", up.rule),
+            ),
+            _ => (
+                "see the reason below".to_owned(),
+                format!(
+                    "{name} does not sync up from {cl} ({}): {}",
+                    up.rule, up.reason
+                ),
+            ),
+        };
+        return (s, fix);
+    }
+    if down.allowed {
+        let why = match (
+            annotation(ALLOWED_CLUSTERS_ANNOTATION),
+            annotation(ALLOWED_CLUSTER_SELECTOR_ANNOTATION),
+        ) {
+            (Some(list), _) if list.split(',').any(|n| n.trim() == "ALL") => {
+                "it goes to every cluster (ALL)".to_owned()
+            }
+            (Some(list), _) if list.split(',').any(|n| n.trim() == cl) => {
+                format!("{cl} is named in its allowed clusters ({list})")
+            }
+            (_, Some(sel)) => format!(
+                "{cl}'s labels ({}) match its selector {sel}",
+                labels_text(&c.labels)
+            ),
+            _ => down.reason.clone(),
+        };
+        return (format!("{name} goes to {cl}: {why}."), where_targets);
+    }
+    let (s, fix) = match down.rule {
+        Rule::DownSyncNotTarget | Rule::NoTargets | Rule::InvalidSelector => {
+            let list = annotation(ALLOWED_CLUSTERS_ANNOTATION).map_or("none".to_owned(), |l| l.to_owned());
+            let sel = annotation(ALLOWED_CLUSTER_SELECTOR_ANNOTATION).map_or("none".to_owned(), |l| l.to_owned());
+            (
+                format!("{name} does not go to {cl}: {cl} is not in its allowed clusters ({list}) and its labels ({}) do not match its selector ({sel}).", labels_text(&c.labels)),
+                where_targets,
+            )
+        }
+        Rule::OrphanedCopy => (
+            format!("{name} goes nowhere: its owner is not a registered cluster any more."),
+            "the control-plane admin registers that cluster again, or takes the copy over (Take over on its page)".to_owned(),
+        ),
+        Rule::BlockedName | Rule::BlockedType | Rule::BlockedLabel => (
+            format!("{name} never goes to a cluster: it is blocked ({}).", down.rule),
+            "nobody: blocked secrets never sync".to_owned(),
+        ),
+        Rule::UnknownCluster => (
+            format!("{cl} is not a registered cluster."),
+            "the control-plane admin registers it in the policy (Policy page)".to_owned(),
+        ),
+        _ => (
+            format!("{name} does not go to {cl} ({}): {}", down.rule, down.reason),
+            where_targets,
+        ),
+    };
+    (s, fix)
 }
 
 /// A cluster's Secret like hub copy `hub`: its labels without the owner label,
@@ -222,6 +365,49 @@ mod tests {
         assert_eq!(e.reclaim.rule.as_str(), "control-plane-write");
         // The value never comes back.
         assert!(!serde_json::to_string(&e).unwrap().contains("cHc="));
+    }
+
+    #[test]
+    fn one_sentence_answers_the_question_of_each_cluster_and_says_who_fixes_it() {
+        let policy = Policy::from_yaml(POLICY).unwrap();
+        let managed = parse_manifest(
+            "metadata:\n  name: db\n  annotations: {akuity.io/managed-secret-allowed-cluster-selector: env=prod}\n",
+        )
+        .unwrap();
+        let e = explain(&policy, &managed, true, None, &BTreeMap::new());
+        // cluster1 is prod: it gets it, because of the selector.
+        assert_eq!(
+            e.clusters[0].sentence,
+            "db goes to cluster1: cluster1's labels (env=prod) match its selector env=prod."
+        );
+        // cluster2 is not: the sentence names the list, the selector and the labels.
+        assert_eq!(
+            e.clusters[1].sentence,
+            "db does not go to cluster2: cluster2 is not in its allowed clusters (none) and its labels (env=staging) do not match its selector (env=prod)."
+        );
+        assert!(
+            e.clusters[1].fix.starts_with("on the control plane"),
+            "{}",
+            e.clusters[1].fix
+        );
+        // A cluster's own copy: the question is up, fixed in the policy or on the cluster.
+        let own = parse_manifest(
+            "metadata:\n  name: db\n  labels: {secret-relay.io/owner: cluster.cluster1, team: b, akuity.io/secret-sync: \"true\"}\n",
+        )
+        .unwrap();
+        let e = explain(&policy, &own, true, None, &BTreeMap::new());
+        assert!(
+            e.clusters[0]
+                .sentence
+                .starts_with("db is not admitted from cluster1"),
+            "{}",
+            e.clusters[0].sentence
+        );
+        assert!(
+            e.clusters[0].fix.contains("Secret Source"),
+            "{}",
+            e.clusters[0].fix
+        );
     }
 
     #[test]

@@ -932,20 +932,23 @@
     const pick = h('select', { id: 'why-pick' }, h('option', { value: '' }, '(choose)'),
       view.secrets.map((s) => h('option', { value: s.name }, s.name)));
     if (preset) pick.value = preset;
+    const clusterPick = h('select', { id: 'why-cluster' }, h('option', { value: '' }, 'every cluster'),
+      view.policy.clusters.map((c) => h('option', { value: c.name }, c.name)));
     const paste = h('textarea', { id: 'why-manifest', rows: 10, spellcheck: 'false', placeholder: 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: my-secret\n  labels:\n    akuity.io/secret-sync: "true"' });
     const results = h('div', { id: 'why-results', 'aria-live': 'polite' });
     whyForm = { pick, paste, results };
     const ask = async (body) => {
       fill(results, h('p', {}, 'Asking…'));
       const r = await api('POST', '/api/explain', body);
-      fill(results, r.ok ? whyAnswer(r.data) : errorBox(r.data.error));
+      fill(results, r.ok ? whyAnswer(r.data, clusterPick.value) : errorBox(r.data.error));
     };
     const out = h('section', { 'aria-labelledby': 'why-title' },
       h('h1', { id: 'why-title' }, 'Why does it (not) sync?'),
       statusBanners(),
       h('p', { class: 'lead' }, 'The answer of ', code('secret-relay explain'), ' for every direction and every registered cluster, under the live policy.'),
       h('form', { id: 'why-pick-form', class: 'inline', onsubmit: (e) => { e.preventDefault(); ask({ name: pick.value }); } },
-        h('label', { for: 'why-pick' }, 'Pick a Secret of the control plane '), pick, ' ', h('button', { type: 'submit', id: 'why-pick-go' }, 'Explain')),
+        h('label', { for: 'why-pick' }, 'Pick a Secret of the control plane '), pick, ' ',
+        h('label', { for: 'why-cluster' }, 'and a cluster '), clusterPick, ' ', h('button', { type: 'submit', id: 'why-pick-go' }, 'Explain')),
       h('form', { id: 'why-paste-form', onsubmit: (e) => { e.preventDefault(); ask({ manifest: paste.value }); } },
         h('p', {}, h('label', { for: 'why-manifest' }, 'Or paste a Secret manifest (YAML or JSON; its values are only read by this page\'s server and never sent back)')),
         paste, h('p', {}, h('button', { type: 'submit', id: 'why-paste-go' }, 'Explain the manifest'))),
@@ -954,25 +957,33 @@
     return out;
   }
 
+  // Sources are numbered on the page as on the Policy page: from 1.
+  const sourceNumbers = (text) => String(text).replace(/secretSources\[(\d+)\]/g, (_, n) => 'Secret Source ' + (Number(n) + 1));
+
   function answer(d) {
-    return h('div', { class: 'answer' }, ruleChip(d.rule, d.allowed), d.action ? h('span', { class: 'badge' }, d.action) : null, h('p', { class: 'small' }, d.reason));
+    return h('div', { class: 'answer' }, ruleChip(d.rule, d.allowed), d.action ? h('span', { class: 'badge' }, d.action) : null, h('p', { class: 'small' }, sourceNumbers(d.reason)));
   }
 
-  function whyAnswer(e) {
+  function whyAnswer(e, cluster) {
+    const asked = cluster ? e.clusters.filter((c) => c.cluster === cluster) : e.clusters;
     return h('div', {},
       h('h2', {}, e.name + (e.judged === 'hub' ? ' (hub copy)' : ' (pasted)')),
+      h('ul', { class: 'plain', id: 'why-sentences' }, asked.map((c) => h('li', { 'data-cluster': c.cluster, class: 'why-sentence' },
+        h('p', { class: 'sentence' }, sourceNumbers(c.sentence)),
+        h('p', { class: 'small' }, h('strong', {}, 'Who can change it: '), c.fix)))),
+      h('details', { id: 'why-details' }, h('summary', {}, 'Details: every direction for every cluster'),
       e.notes.map((n) => h('p', { class: 'small muted' }, n)),
       h('dl', { class: 'facts' },
         fact('Down, as a whole', [answer(e.down), e.targets.length ? 'Targets: ' + e.targets.join(', ') : null]),
         fact('Control plane\'s way out', answer(e.reclaim))),
-      h('table', { id: 'why-table' },
+      h('div', { class: 'scroll' }, h('table', { id: 'why-table' },
         h('caption', {}, 'Per cluster'),
         h('thead', {}, h('tr', {}, ['Cluster', 'Up (cluster → control plane)', 'Down (control plane → cluster)', 'Release'].map((t) => h('th', { scope: 'col' }, t)))),
         h('tbody', {}, e.clusters.map((c) => h('tr', { 'data-cluster': c.cluster },
           h('th', { scope: 'row' }, c.cluster, h('br'), h('span', { class: 'muted small' }, labelsText(c.labels))),
           h('td', {}, answer(c.up), h('p', { class: 'muted small' }, 'judged: ' + c.upFrom)),
           h('td', {}, answer(c.down)),
-          h('td', {}, answer(c.release)))))));
+          h('td', {}, answer(c.release)))))))));
   }
 
   // ---- start ---------------------------------------------------------------
