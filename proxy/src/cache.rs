@@ -224,8 +224,11 @@ impl Entry {
         // The cache never needs managedFields; dropping them keeps memory and every
         // response smaller (kube-apiserver keeps them, a client can ask it directly).
         secret.metadata.managed_fields = None;
-        // k8s-openapi writes apiVersion and kind, as the API server does.
-        let json = Bytes::from(serde_json::to_vec(&secret).unwrap_or_default());
+        // k8s-openapi writes apiVersion and kind, as the API server does. Its
+        // Serialize of a Secret has no failure case (string maps, byte strings and
+        // plain fields): an empty entry would serve an empty 200.
+        let json =
+            Bytes::from(serde_json::to_vec(&secret).expect("a Secret always serializes to JSON"));
         Entry {
             name,
             rv,

@@ -321,8 +321,9 @@ fn kubeconfig(
         "current-context": context,
         "preferences": {},
     });
-    // A JSON value of strings, arrays and maps always serialises to YAML.
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    // A JSON value of strings, arrays and maps (string keys) has no failure case
+    // in YAML; an empty kubeconfig would fail later, far from here.
+    serde_yaml::to_string(&doc).expect("a JSON document always serializes to YAML")
 }
 
 impl Sandbox {

@@ -903,8 +903,10 @@ fn list(
             rv: list_rv,
             start,
         };
-        let encoded = base64::engine::general_purpose::STANDARD
-            .encode(serde_json::to_vec(&token).unwrap_or_default());
+        // Strings and an integer: no failure case (an empty token would restart the list).
+        let encoded = base64::engine::general_purpose::STANDARD.encode(
+            serde_json::to_vec(&token).expect("a continue token always serializes to JSON"),
+        );
         metadata["continue"] = json!(encoded);
         if labels.is_empty() && field.is_empty() {
             metadata["remainingItemCount"] = json!(remaining);

@@ -400,8 +400,10 @@ impl Answer {
             kind: KIND,
             response,
         };
-        // Serializing plain structs of strings, bools and maps cannot fail.
-        reviewed.body = serde_json::to_vec(&out).unwrap_or_default();
+        // Plain structs of strings, bools, numbers and string maps have no failure
+        // case; an empty body would answer the API server an empty 200.
+        reviewed.body =
+            serde_json::to_vec(&out).expect("an AdmissionReview response always serializes");
         reviewed
     }
 }
@@ -426,7 +428,8 @@ fn decode_secret(
 }
 
 fn encode_patch(ops: &[PatchOp]) -> String {
-    // PatchOp serializes to plain JSON objects; this cannot fail.
-    let json = serde_json::to_vec(ops).unwrap_or_default();
+    // PatchOp serializes to plain JSON objects (string paths, JSON values): no
+    // failure case; an empty patch would be a wrong answer, not a refusal.
+    let json = serde_json::to_vec(ops).expect("JSON-patch operations always serialize");
     base64::engine::general_purpose::STANDARD.encode(json)
 }
