@@ -831,7 +831,7 @@ async fn the_secrets_page_in_headless_chromium_against_a_real_control_plane() {
         "the browser checks failed ({status}):\n{}\nstderr:\n{stderr}",
         failed.join("\n")
     );
-    assert_eq!(passed.len(), 15, "every check ran: {passed:?}");
+    assert_eq!(passed.len(), 16, "every check ran: {passed:?}");
 
     // The policy saved on the page is what the ConfigMap holds, the rest kept.
     let saved = secret_relay_policy::Policy::from_configmap_data(

@@ -14,6 +14,10 @@ import { createInterface } from 'node:readline';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+
+const axeSource = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 const url = process.env.UI_URL;
 const shots = process.env.UI_SCREENSHOTS || '';
@@ -373,6 +377,52 @@ await step('the why box explains a picked secret and a pasted manifest per direc
   await waitText('#why-table tr[data-cluster="cluster1"]', 'down-sync-not-target');
   check(!(await text('#why-results')).includes('c2VjcmV0'), 'the pasted value came back');
   await shot('ui-why', true);
+});
+
+await step('every view at 1280 and 390 px: no sideways scroll, no serious or critical axe-core violation', async () => {
+  // axe-core is injected, which the page's CSP (rightly) forbids: it runs in its own
+  // context that bypasses the CSP, logged in with the same address.
+  const axeContext = await browser.newContext({ bypassCSP: true, deviceScaleFactor: 1 });
+  const axePage = await axeContext.newPage();
+  axePage.setDefaultTimeout(TIMEOUT);
+  await axePage.goto(url);
+  await axePage.locator('#secrets-table').waitFor();
+  const views = [
+    ['secrets', '#/secrets', 'h1'],
+    ['detail', '#/secrets/payments-db', 'h1#detail-title'],
+    ['new', '#/new', 'h1#editor-title'],
+    ['policy', '#/policy', 'h1#policy-title'],
+    ['policy-edit', '#/policy/edit', '#policy-form'],
+    ['why', '#/why', 'h1#why-title'],
+  ];
+  const bad = [];
+  for (const width of [1280, 390]) {
+    await axePage.setViewportSize({ width, height: 900 });
+    for (const [name, hash, ready] of views) {
+      await axePage.evaluate((h) => { location.hash = h; }, hash);
+      await axePage.locator(ready).first().waitFor();
+      if (name === 'why') {
+        await axePage.locator('#why-pick').selectOption('team-repo');
+        await axePage.locator('#why-pick-go').click();
+        await axePage.locator('#why-sentences').waitFor();
+      }
+      const wide = await axePage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      if (wide > 0) bad.push(name + ' at ' + width + ' px scrolls sideways by ' + wide + ' px');
+      if (!(await axePage.evaluate(() => typeof window.axe === 'object'))) await axePage.evaluate(axeSource);
+      const found = await axePage.evaluate(async () => {
+        const r = await window.axe.run(document, { resultTypes: ['violations'] });
+        return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+          .map((v) => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', '));
+      });
+      for (const f of found) bad.push(name + ' at ' + width + ' px: ' + f);
+      if (shots) {
+        mkdirSync(shots, { recursive: true });
+        await axePage.screenshot({ path: join(shots, 'ui-' + name + '-' + width + '.png'), fullPage: true }).catch(() => {});
+      }
+    }
+  }
+  await axeContext.close();
+  check(bad.length === 0, bad.join(' ; '));
 });
 
 await step('strict CSP, nothing from the network, CSRF on writes', async () => {

@@ -212,8 +212,18 @@
     }
   }
 
+  // A table wider than its box scrolls inside it: keyboard users reach it too.
+  function focusableScrollers() {
+    for (const t of main.querySelectorAll('table')) {
+      if (t.scrollWidth > t.clientWidth + 1) t.setAttribute('tabindex', '0');
+      else t.removeAttribute('tabindex');
+    }
+  }
+  window.addEventListener('resize', focusableScrollers);
+
   function show(content, title) {
     main.replaceChildren(content);
+    focusableScrollers();
     // The heading takes focus on navigation, and keeps it across live updates.
     const heading = main.querySelector('h1');
     if (heading) heading.setAttribute('tabindex', '-1');
