@@ -287,11 +287,11 @@
           s.argoType ? h('span', { class: 'badge' }, s.argoType) : null,
           s.blocked ? h('span', { class: 'badge no', title: s.blocked.reason }, 'blocked') : null,
           s.lock ? h('span', { class: 'badge lock', title: s.lock.title }, 'locked') : null),
-        h('td', {}, ownerCell(s)),
-        h('td', { class: 'targets' }, s.targets.length ? s.targets.join(', ') : h('span', { class: 'muted', title: s.down.reason }, 'none (' + s.down.rule + ')')),
-        h('td', {}, notTargets(s)),
-        h('td', {}, syncList(s)),
-        h('td', {}, s.lastChange ? [when(s.lastChange.time), s.lastChange.manager ? h('span', { class: 'muted' }, ' by ' + s.lastChange.manager) : null] : '—')))));
+        h('td', { 'data-label': 'Owner' }, ownerCell(s)),
+        h('td', { class: 'targets', 'data-label': 'Goes to' }, s.targets.length ? s.targets.join(', ') : h('span', { class: 'muted', title: s.down.reason }, 'none (' + s.down.rule + ')')),
+        h('td', { 'data-label': 'Does not go to' }, notTargets(s)),
+        h('td', { 'data-label': 'Sync state' }, syncList(s)),
+        h('td', { 'data-label': 'Last change' }, s.lastChange ? [when(s.lastChange.time), s.lastChange.manager ? h('span', { class: 'muted' }, ' by ' + s.lastChange.manager) : null] : '—')))));
 
     const filter = h('input', {
       type: 'search', id: 'filter', value: filterText, placeholder: 'name, owner or cluster',
