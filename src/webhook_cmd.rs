@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_runtime::{LogArgs, PolicyArgs, PolicySource, TlsArgs};
-use secret_relay_webhook::{AppState, Config};
+use secret_relay_runtime::{LogArgs, PolicyArgs, TlsArgs};
+use secret_relay_webhook::Config;
 
 /// Flags of `secret-relay webhook`.
 #[derive(Debug, clap::Args)]
@@ -68,52 +68,36 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let interval = Duration::from_millis(args.poll_ms.max(50));
+    let poll_interval = Duration::from_millis(args.poll_ms.max(50));
     let mode = match args.mode {
         ModeArg::ControlPlane => Mode::ControlPlane,
         ModeArg::ManagedCluster => Mode::ManagedCluster {
-            agent: args.agent_service_account.clone(),
+            agent: args.agent_service_account,
         },
-    };
-    let relay = RelayIdentity {
-        service_account: args.relay_service_account.clone(),
-    };
-    let policy = args.policy.source(interval).map_err(anyhow::Error::msg)?;
-    // Only the ConfigMap source talks to the API server.
-    let client = match policy {
-        PolicySource::ConfigMap { .. } => Some(
-            secret_relay_runtime::kube_client(args.kubeconfig.as_deref())
-                .await
-                .context("failed to set up the client for the policy ConfigMap watch")?,
-        ),
-        PolicySource::File { .. } => None,
-    };
-    let tls = secret_relay_certs::ReloadingServerTls::webhook(secret_relay_certs::TlsFiles {
-        cert: args.tls.tls_cert.clone(),
-        key: args.tls.tls_key.clone(),
-        client_ca: None,
-    })
-    .with_context(|| {
-        format!(
-            "failed to load TLS material from {}",
-            args.tls.tls_cert.display()
-        )
-    })?;
-    let shutdown = secret_relay_runtime::shutdown_signal();
-    let tls_stop = secret_relay_runtime::CancellationToken::new();
-    let tls_watch =
-        std::sync::Arc::clone(&tls).spawn_watch(interval, tls_stop.clone().cancelled_owned());
-    let state = if args.bench_baseline {
-        AppState::with_bench_baseline(relay, mode)
-    } else {
-        AppState::new(relay, mode)
     };
     let config = Config {
         addr: args.addr,
-        policy,
+        tls: secret_relay_certs::TlsFiles {
+            cert: args.tls.tls_cert,
+            key: args.tls.tls_key,
+            client_ca: None,
+        },
+        kubeconfig: args.kubeconfig,
+        policy: args
+            .policy
+            .source(poll_interval)
+            .map_err(anyhow::Error::msg)?,
+        mode,
+        relay: RelayIdentity {
+            service_account: args.relay_service_account,
+        },
+        poll_interval,
+        bench_baseline: args.bench_baseline,
     };
-    let result = secret_relay_webhook::run(config, state, tls.config(), client, shutdown).await;
-    tls_stop.cancel();
-    let _ = tls_watch.await;
-    result.context("webhook failed")
+    let shutdown = secret_relay_runtime::shutdown_signal();
+    let (_started, stopped) = secret_relay_webhook::start(config, shutdown)
+        .await
+        .context("failed to start the webhook")?;
+    let _ = stopped.await;
+    Ok(())
 }

@@ -856,7 +856,10 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
     // reloads wait for it.
     let slack = (documents.len() / (rotations + 1) / 2).max(1);
     let started = Instant::now();
-    let (webhook_gen0, relay_gen0) = (webhook.generation(), relay_policy.generation());
+    let (webhook_gen0, relay_gen0) = (
+        webhook.policy_state().generation(),
+        relay_policy.generation(),
+    );
     let mut loaded = 0;
     for (k, (doc, valid)) in documents.iter().enumerate() {
         let k = k + 1;
@@ -886,15 +889,22 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
             )
             .await
             .unwrap();
-            assert_eq!((webhook.generation(), relay_policy.generation()), (w, r));
+            assert_eq!(
+                (
+                    webhook.policy_state().generation(),
+                    relay_policy.generation()
+                ),
+                (w, r)
+            );
         } else {
             // The valid document before cleared the error; an invalid one sets it
             // before it counts as an attempt.
             within(
                 "the webhook to refuse the policy",
                 webhook
+                    .policy_state()
                     .subscribe_reloads()
-                    .wait_for(|_| webhook.last_error().is_some()),
+                    .wait_for(|_| webhook.policy_state().last_error().is_some()),
             )
             .await
             .unwrap();
@@ -907,7 +917,10 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
             .await
             .unwrap();
             assert_eq!(
-                (webhook.generation(), relay_policy.generation()),
+                (
+                    webhook.policy_state().generation(),
+                    relay_policy.generation()
+                ),
                 (webhook_gen0 + loaded, relay_gen0 + loaded),
                 "an invalid document replaced the policy"
             );
@@ -955,7 +968,7 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
     for (before, after) in &overlaps {
         assert!(before < after && *after < total, "{overlaps:?}");
     }
-    assert!(webhook.last_error().is_none() && relay_policy.last_error().is_none());
+    assert!(webhook.policy_state().last_error().is_none() && relay_policy.last_error().is_none());
 
     // What the servers counted agrees.
     let relay_metrics = relay.started.admin.encode_metrics();

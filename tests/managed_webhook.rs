@@ -123,15 +123,15 @@ async fn a_cluster_admin_cannot_change_a_down_copy_while_the_agent_keeps_it(flav
     // One policy everywhere: a break-glass user added on the control plane reaches the
     // managed cluster's webhook, which lets that user edit the copy (a use it logs);
     // the agent reverts the drift.
-    let generation = webhook.generation();
+    let generation = webhook.policy_state().generation();
     stack
         .set_policy(&format!("{POLICY}breakGlass: {{ users: [oncall] }}\n"))
         .await;
     within(
         "the managed cluster's webhook to load the new policy",
         async {
-            let mut rx = webhook.subscribe_reloads();
-            while webhook.generation() == generation {
+            let mut rx = webhook.policy_state().subscribe_reloads();
+            while webhook.policy_state().generation() == generation {
                 rx.changed().await.unwrap();
             }
         },

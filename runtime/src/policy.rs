@@ -209,16 +209,17 @@ impl PolicyState {
         self.offer_policy(source, "-", Err(problem));
     }
 
-    /// Readiness of the policy part: ready or not, with a human-readable detail.
+    /// Readiness of the policy part: ready or not, with a human-readable detail (the
+    /// line [`crate::Admin`] shows after the part's name, `policy`).
     pub fn readiness(&self) -> (bool, String) {
         let ready = self.is_ready();
         let mut detail = if ready {
-            format!("policy: serving generation {}", self.generation())
+            format!("serving policy generation {}", self.generation())
         } else {
-            "policy: no valid policy loaded yet".to_owned()
+            "no valid policy loaded yet".to_owned()
         };
         if let Some(err) = self.last_error() {
-            detail.push_str(&format!("; last reload failed: {err}"));
+            detail.push_str(&format!("; last policy reload failed: {err}"));
         }
         (ready, detail)
     }
@@ -399,7 +400,7 @@ mod tests {
         );
         let (ready, detail) = state.readiness();
         assert!(ready);
-        assert!(detail.contains("last reload failed"), "{detail}");
+        assert!(detail.contains("last policy reload failed"), "{detail}");
 
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

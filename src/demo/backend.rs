@@ -196,7 +196,7 @@ impl ApiServer {
             "metadata": {"name": "secret-relay-impersonate-clusters"},
             "rules": [
                 {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": users},
-                {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["secret-relay:clusters"]},
+                {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": ["secret-relay:clusters", "secret-relay:relay-stamped"]},
             ]}),
             serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                 "metadata": {"name": "secret-relay-impersonate-clusters"},
@@ -293,22 +293,19 @@ impl ApiServer {
         Ok(path.to_path_buf())
     }
 
-    /// A client acting as service account `namespace/name`.
-    pub(crate) async fn service_account_client(
+    /// A kubeconfig acting as service account `namespace/name`, written to this
+    /// server's directory as `NAME.kubeconfig`.
+    pub(crate) async fn own_kubeconfig(
         &self,
         namespace: &str,
         name: &str,
-    ) -> anyhow::Result<Client> {
-        let path = self
-            .service_account_kubeconfig(
-                namespace,
-                name,
-                &self.dir().join(format!("{name}.kubeconfig")),
-            )
-            .await?;
-        secret_relay_runtime::kube_client(Some(&path))
-            .await
-            .context("failed to build a service account client")
+    ) -> anyhow::Result<PathBuf> {
+        self.service_account_kubeconfig(
+            namespace,
+            name,
+            &self.dir().join(format!("{name}.kubeconfig")),
+        )
+        .await
     }
 
     fn dir(&self) -> &Path {

@@ -21,7 +21,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use secret_relay_certs::{Ca, ClientAuth, IssuedCert, TlsFiles, Validity};
+use secret_relay_certs::{Ca, IssuedCert, TlsFiles, Validity};
 use secret_relay_policy::{Mode, Policy, RelayIdentity};
 use secret_relay_runtime::{CancellationToken, PolicySource};
 
@@ -244,6 +244,8 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
         "the webhook",
         &control_plane,
         webhook_listener,
+        &pki,
+        "webhook",
         &webhook_cert,
         Mode::ControlPlane,
         &shutdown,
@@ -331,6 +333,8 @@ pub(crate) async fn start(args: &Args, shutdown: CancellationToken) -> anyhow::R
             &format!("the webhook of {name}"),
             &api,
             webhook_listener,
+            &pki,
+            &format!("webhook-{name}"),
             &cert,
             Mode::ManagedCluster {
                 agent: agent_user.clone(),
@@ -513,43 +517,53 @@ async fn store_policy(admin: &Client, text: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the webhook in `mode` on `listener` for the cluster `api`, as `secret-relay
-/// webhook` runs from the manifests there: serving `cert`, reading the cluster's
-/// policy ConfigMap as its own service account; returns once the policy is loaded.
+/// webhook` runs from the manifests there: serving `cert` (written to `PKI/STEM.crt`
+/// and `.key`), reading the cluster's policy ConfigMap as its own service account;
+/// returns once the policy is loaded.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call per cluster, each named"
+)]
 async fn start_webhook(
     what: &str,
     api: &ApiServer,
     listener: tokio::net::TcpListener,
+    pki: &Path,
+    stem: &str,
     cert: &IssuedCert,
     mode: Mode,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<secret_relay_webhook::AppState> {
-    let client = api
-        .service_account_client(SYSTEM_NAMESPACE, "secret-relay-webhook")
+    let kubeconfig = api
+        .own_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
         .await?;
-    let state = secret_relay_webhook::AppState::new(RelayIdentity::default(), mode);
-    tokio::spawn(secret_relay_webhook::watch_configmap(
-        state.clone(),
-        client,
-        SYSTEM_NAMESPACE.to_owned(),
-        POLICY_CONFIGMAP.to_owned(),
-        shutdown.clone(),
-    ));
-    let tls = secret_relay_certs::server_config(
-        &cert.cert_pem,
-        &cert.key_pem,
-        None,
-        ClientAuth::None,
-        &[b"http/1.1"],
-    )?;
-    tokio::spawn(secret_relay_webhook::serve(
-        listener,
+    let tls = TlsFiles {
+        cert: pki.join(format!("{stem}.crt")),
+        key: pki.join(format!("{stem}.key")),
+        client_ca: None,
+    };
+    std::fs::write(&tls.cert, &cert.cert_pem)?;
+    write_secret_file(&tls.key, &cert.key_pem)?;
+    let config = secret_relay_webhook::Config {
+        addr: listener.local_addr()?,
         tls,
-        state.clone(),
-        shutdown.clone(),
-    ));
-    let probe = state.clone();
-    wait_ready(what, move || probe.is_ready(), state.subscribe_reloads()).await?;
-    Ok(state)
+        kubeconfig: Some(kubeconfig),
+        policy: PolicySource::ConfigMap {
+            namespace: SYSTEM_NAMESPACE.to_owned(),
+            name: POLICY_CONFIGMAP.to_owned(),
+        },
+        mode,
+        relay: RelayIdentity::default(),
+        poll_interval: Duration::from_secs(1),
+        bench_baseline: false,
+    };
+    let (started, _stopped) = secret_relay_webhook::start_on(listener, config, shutdown.clone())
+        .await
+        .with_context(|| format!("failed to start {what}"))?;
+    let policy = started.state.policy_state().clone();
+    let probe = policy.clone();
+    wait_ready(what, move || probe.is_ready(), policy.subscribe_reloads()).await?;
+    Ok(started.state)
 }
 
 /// Registers the repository's webhook configurations `webhooks` (with this PKI's CA,

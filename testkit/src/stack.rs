@@ -12,11 +12,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
-use secret_relay_certs::{Ca, IssuedCert, ReloadingServerTls, TlsFiles, Validity};
+use secret_relay_certs::{Ca, IssuedCert, TlsFiles, Validity};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
 use secret_relay_runtime::{CancellationToken, PolicySource};
-use secret_relay_webhook::AppState;
+use secret_relay_webhook::{AppState, Config as WebhookConfig};
 
 use crate::{
     Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, TestCluster, repo_root, with_ca_bundle_and_port,
@@ -645,49 +645,41 @@ pub(crate) async fn start_webhook(
     mode: Mode,
     shutdown: &CancellationToken,
 ) -> AppState {
-    let (cert_path, key_path) = (
-        pki.join(format!("{stem}.crt")),
-        pki.join(format!("{stem}.key")),
-    );
-    std::fs::write(&cert_path, &cert.cert_pem).unwrap();
-    std::fs::write(&key_path, &cert.key_pem).unwrap();
-    let reloading = ReloadingServerTls::webhook(TlsFiles {
-        cert: cert_path,
-        key: key_path,
+    let tls = TlsFiles {
+        cert: pki.join(format!("{stem}.crt")),
+        key: pki.join(format!("{stem}.key")),
         client_ca: None,
-    })
-    .unwrap();
-    let tls = reloading.config();
-    let rotation_stop = shutdown.clone();
-    reloading.spawn_watch(Duration::from_millis(100), async move {
-        rotation_stop.cancelled().await;
-    });
-    let webhook_kubeconfig = cluster
+    };
+    std::fs::write(&tls.cert, &cert.cert_pem).unwrap();
+    std::fs::write(&tls.key, &cert.key_pem).unwrap();
+    let kubeconfig = cluster
         .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
         .await;
-    let webhook_client = crate::client_from_kubeconfig(&webhook_kubeconfig, None).await;
-    let state = AppState::new(RelayIdentity::default(), mode);
-    tokio::spawn(secret_relay_webhook::watch_configmap(
-        state.clone(),
-        webhook_client,
-        SYSTEM_NAMESPACE.to_owned(),
-        POLICY_CONFIGMAP.to_owned(),
-        shutdown.clone(),
-    ));
+    let config = WebhookConfig {
+        addr: listener.local_addr().unwrap(),
+        tls,
+        kubeconfig: Some(kubeconfig),
+        policy: PolicySource::ConfigMap {
+            namespace: SYSTEM_NAMESPACE.to_owned(),
+            name: POLICY_CONFIGMAP.to_owned(),
+        },
+        mode,
+        relay: RelayIdentity::default(),
+        poll_interval: Duration::from_millis(100),
+        bench_baseline: false,
+    };
+    let (started, _stopped) = secret_relay_webhook::start_on(listener, config, shutdown.clone())
+        .await
+        .unwrap();
+    let policy = started.state.policy_state();
     within("the webhook's first policy", async {
-        let mut rx = state.subscribe_reloads();
-        while state.generation() == 0 {
+        let mut rx = policy.subscribe_reloads();
+        while policy.generation() == 0 {
             rx.changed().await.unwrap();
         }
     })
     .await;
-    tokio::spawn(secret_relay_webhook::serve(
-        listener,
-        tls,
-        state.clone(),
-        shutdown.clone(),
-    ));
-    state
+    started.state
 }
 
 /// `kubectl apply` of `manifests`, written to `DIR/FILE` of `cluster`.

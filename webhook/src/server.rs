@@ -106,9 +106,9 @@ where
     let Some(endpoint) = endpoint else {
         return json(Bytes::from_static(BASELINE_REVIEW));
     };
-    let reviewed = if state.is_ready() {
+    let reviewed = if state.policy_state().is_ready() {
         // One snapshot per request: a request never sees two policies.
-        let policy = state.policy();
+        let policy = state.policy_state().policy();
         review(&policy, state.relay(), state.mode(), endpoint, &body)
     } else {
         // Before a valid policy loads, Kubernetes' own cleanup still passes, so a

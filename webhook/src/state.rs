@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
-use secret_relay_policy::{Mode, Policy, RelayIdentity};
-use secret_relay_runtime::{Admin, LoadOutcome, PolicyState, Readiness};
-use tokio::sync::watch;
+use secret_relay_policy::{Mode, RelayIdentity};
+use secret_relay_runtime::{Admin, PolicyState, Readiness};
 
 use crate::metrics::Metrics;
 
@@ -49,7 +48,7 @@ impl AppState {
         let part = policy.clone();
         let admin = Admin::new(
             registry,
-            vec![Readiness::new("policy", move || policy_readiness(&part))],
+            vec![Readiness::new("policy", move || part.readiness())],
         );
         AppState {
             inner: Arc::new(Inner {
@@ -73,11 +72,6 @@ impl AppState {
         &self.inner.admin
     }
 
-    /// The policy snapshot to decide one request with.
-    pub fn policy(&self) -> Arc<Policy> {
-        self.inner.policy.policy()
-    }
-
     /// The relay's service account identity.
     pub fn relay(&self) -> &RelayIdentity {
         &self.inner.relay
@@ -97,61 +91,4 @@ impl AppState {
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
     }
-
-    /// Whether a valid policy has been loaded.
-    pub fn is_ready(&self) -> bool {
-        self.inner.policy.is_ready()
-    }
-
-    /// The generation served: 0 until the first valid policy, then one more per load.
-    pub fn generation(&self) -> u64 {
-        self.inner.policy.generation()
-    }
-
-    /// The last reload error, if the newest document offered was invalid.
-    pub fn last_error(&self) -> Option<Arc<String>> {
-        self.inner.policy.last_error()
-    }
-
-    /// A receiver that changes on every reload attempt (tests await it).
-    pub fn subscribe_reloads(&self) -> watch::Receiver<u64> {
-        self.inner.policy.subscribe_reloads()
-    }
-
-    /// Offers a policy document from `source` at `revision` (a resourceVersion or a
-    /// file digest). A valid one replaces the policy; an invalid one is logged,
-    /// counted and shown by `/readyz`, and the last good policy stays.
-    pub fn offer_policy(
-        &self,
-        source: &str,
-        revision: &str,
-        parsed: Result<Policy, String>,
-    ) -> LoadOutcome {
-        self.inner.policy.offer_policy(source, revision, parsed)
-    }
-
-    /// Records a problem with the policy source itself (unreadable file, missing key),
-    /// without touching the policy being served.
-    pub fn source_problem(&self, source: &str, problem: String) {
-        self.inner.policy.source_problem(source, problem);
-    }
-
-    /// The `/readyz` answer: ready or not, with a line per part.
-    pub fn readiness(&self) -> (bool, String) {
-        self.inner.admin.readiness()
-    }
-}
-
-/// The policy part of `/readyz`, in the words the webhook has always used.
-fn policy_readiness(policy: &PolicyState) -> (bool, String) {
-    let ready = policy.is_ready();
-    let mut detail = if ready {
-        format!("serving policy generation {}", policy.generation())
-    } else {
-        "no valid policy loaded yet".to_owned()
-    };
-    if let Some(err) = policy.last_error() {
-        detail.push_str(&format!("; last policy reload failed: {err}"));
-    }
-    (ready, detail)
 }

@@ -16,7 +16,7 @@ use secret_relay_certs::{Ca, ClientAuth, Validity, server_config};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{Flavor, Options, TestCluster, within};
-use secret_relay_webhook::{AppState, serve, watch_configmap};
+use secret_relay_webhook::{AppState, serve};
 use tokio::task::JoinHandle;
 
 const SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
@@ -45,7 +45,7 @@ struct World {
 
 /// Waits until the state has seen one more reload attempt than `seen`.
 async fn next_reload(state: &AppState, seen: u64) -> u64 {
-    let mut rx = state.subscribe_reloads();
+    let mut rx = state.policy_state().subscribe_reloads();
     within("a policy reload", rx.wait_for(|n| *n > seen))
         .await
         .map(|n| *n)
@@ -157,20 +157,20 @@ async fn world_with(flavor: Flavor, policy: &str) -> World {
         .await;
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
     let stop = CancellationToken::new();
-    let seen = *state.subscribe_reloads().borrow();
-    tokio::spawn(watch_configmap(
-        state.clone(),
+    let seen = *state.policy_state().subscribe_reloads().borrow();
+    tokio::spawn(secret_relay_runtime::watch_configmap(
+        state.policy_state().clone(),
         webhook_client,
         SYSTEM_NS.to_owned(),
         "secret-relay-policy".to_owned(),
         stop.clone(),
     ));
     next_reload(&state, seen).await;
-    if !state.is_ready() {
+    if !state.policy_state().is_ready() {
         // The manifests' own (empty) policy may come first; wait for the test's.
         within("the test policy", async {
-            let mut rx = state.subscribe_reloads();
-            while state.generation() == 0 {
+            let mut rx = state.policy_state().subscribe_reloads();
+            while state.policy_state().generation() == 0 {
                 rx.changed().await.unwrap();
             }
         })
@@ -209,7 +209,7 @@ impl World {
         }
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
         let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-        assert!(!state.is_ready());
+        assert!(!state.policy_state().is_ready());
         self.stop = CancellationToken::new();
         self.server = Some(tokio::spawn(serve(
             listener,
@@ -377,23 +377,29 @@ async fn the_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good(
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown-cluster"), "{err}");
-    let generation = w.state.generation();
+    let generation = w.state.policy_state().generation();
 
-    let seen = *w.state.subscribe_reloads().borrow();
+    let seen = *w.state.policy_state().subscribe_reloads().borrow();
     set_policy(&admin, "clusters: [{name: NOT_VALID}]\n").await;
     let seen = next_reload(&w.state, seen).await;
     assert_eq!(
-        w.state.generation(),
+        w.state.policy_state().generation(),
         generation,
         "a bad policy must not replace the last good one"
     );
-    assert!(w.state.last_error().unwrap().contains("clusters[0].name"));
-    assert!(w.state.is_ready());
+    assert!(
+        w.state
+            .policy_state()
+            .last_error()
+            .unwrap()
+            .contains("clusters[0].name")
+    );
+    assert!(w.state.policy_state().is_ready());
 
     set_policy(&admin, POLICY_WITH_CLUSTER2).await;
     next_reload(&w.state, seen).await;
-    assert_eq!(w.state.generation(), generation + 1);
-    assert!(w.state.last_error().is_none());
+    assert_eq!(w.state.policy_state().generation(), generation + 1);
+    assert!(w.state.policy_state().last_error().is_none());
     let created = secrets
         .create(&PostParams::default(), &repo_secret("from-2", "argocd"))
         .await
@@ -493,7 +499,7 @@ async fn namespace_deletion_removes_cluster_owned_copies_with_the_webhook_unread
         .await
         .unwrap_err();
     assert!(err.to_string().contains("secret-relay.io"), "{err}");
-    assert!(!unready.is_ready());
+    assert!(!unready.policy_state().is_ready());
     // ... but never Kubernetes' own cleanup.
     delete_namespace_and_wait(&w, "argocd").await;
 }

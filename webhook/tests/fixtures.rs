@@ -33,8 +33,14 @@ fn state(mode: &str, policy_loaded: bool) -> AppState {
     let state = AppState::new(RelayIdentity::default(), mode);
     if policy_loaded {
         let policy = std::fs::read_to_string(fixtures_dir().join("policy.yaml")).unwrap();
-        state.offer_policy("fixtures", "1", parse_policy(&policy));
-        assert!(state.is_ready(), "{:?}", state.last_error());
+        state
+            .policy_state()
+            .offer_policy("fixtures", "1", parse_policy(&policy));
+        assert!(
+            state.policy_state().is_ready(),
+            "{:?}",
+            state.policy_state().last_error()
+        );
     }
     state
 }

@@ -32,7 +32,9 @@ const RELAY: &str = "system:serviceaccount:secret-relay-system:secret-relay";
 
 fn state() -> AppState {
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    state.offer_policy("test", "1", parse_policy(POLICY));
+    state
+        .policy_state()
+        .offer_policy("test", "1", parse_policy(POLICY));
     state
 }
 
@@ -364,8 +366,10 @@ async fn not_ready_until_a_valid_policy_loads() {
     let readyz = get(&state, "/readyz").await;
     assert_eq!(readyz.status(), StatusCode::SERVICE_UNAVAILABLE);
 
-    state.offer_policy("test", "1", parse_policy("clusters: [{name: Bad_Name}]"));
-    assert!(!state.is_ready());
+    state
+        .policy_state()
+        .offer_policy("test", "1", parse_policy("clusters: [{name: Bad_Name}]"));
+    assert!(!state.policy_state().is_ready());
     let readyz = get(&state, "/readyz").await;
     let detail = readyz.into_body().collect().await.unwrap().to_bytes();
     assert!(
@@ -373,9 +377,11 @@ async fn not_ready_until_a_valid_policy_loads() {
         "{detail:?}"
     );
 
-    state.offer_policy("test", "2", parse_policy(POLICY));
-    assert!(state.is_ready());
-    assert_eq!(state.generation(), 1);
+    state
+        .policy_state()
+        .offer_policy("test", "2", parse_policy(POLICY));
+    assert!(state.policy_state().is_ready());
+    assert_eq!(state.policy_state().generation(), 1);
     let readyz = get(&state, "/readyz").await;
     assert_eq!(readyz.status(), StatusCode::OK);
 }
@@ -383,8 +389,10 @@ async fn not_ready_until_a_valid_policy_loads() {
 #[tokio::test]
 async fn a_bad_policy_never_replaces_the_last_good_one() {
     let state = state();
-    state.offer_policy("test", "2", parse_policy("secretSources: [{}]"));
-    assert_eq!(state.generation(), 1);
+    state
+        .policy_state()
+        .offer_policy("test", "2", parse_policy("secretSources: [{}]"));
+    assert_eq!(state.policy_state().generation(), 1);
     // cluster1 still registered: its write is still decided by the good policy.
     let r = review(
         "CREATE",
@@ -1314,7 +1322,9 @@ async fn managed_cluster_mode_locks_down_copies_against_all_but_the_agent() {
             agent: agent.to_owned(),
         },
     );
-    state.offer_policy("test", "1", parse_policy(POLICY));
+    state
+        .policy_state()
+        .offer_policy("test", "1", parse_policy(POLICY));
     let mut down = secret(
         "repo",
         json!({"secret-relay.io/owner": "control-plane"}),
@@ -1359,7 +1369,9 @@ async fn the_bench_baseline_route_is_served_only_when_enabled() {
     let (code, _) = post(&state(), "/baseline", "application/json", body.clone()).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     let bench = AppState::with_bench_baseline(RelayIdentity::default(), Mode::ControlPlane);
-    bench.offer_policy("test", "1", parse_policy(POLICY));
+    bench
+        .policy_state()
+        .offer_policy("test", "1", parse_policy(POLICY));
     let (code, out) = post(&bench, "/baseline", "application/json", body).await;
     assert_eq!(code, StatusCode::OK);
     let out: Value = serde_json::from_slice(&out).unwrap();
@@ -1371,7 +1383,7 @@ async fn the_bench_baseline_route_is_served_only_when_enabled() {
 #[tokio::test]
 async fn kubernetes_cleanup_passes_before_a_policy_loads_and_nothing_else_does() {
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    assert!(!state.is_ready());
+    assert!(!state.policy_state().is_ready());
     let owned1 = secret(
         "repo",
         json!({"secret-relay.io/owner": "cluster.cluster1"}),
@@ -1510,7 +1522,7 @@ async fn kubernetes_cleanup_passes_before_a_policy_loads_and_nothing_else_does()
 #[tokio::test]
 async fn the_policys_namespace_is_guarded_and_others_are_out_of_scope_without_a_patch() {
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    state.offer_policy(
+    state.policy_state().offer_policy(
         "test",
         "1",
         parse_policy(&POLICY.replace(
@@ -1518,7 +1530,7 @@ async fn the_policys_namespace_is_guarded_and_others_are_out_of_scope_without_a_
             "controlPlaneNamespace: hub",
         )),
     );
-    assert!(state.is_ready());
+    assert!(state.policy_state().is_ready());
     let forged = |ns: &str| {
         let mut s = secret(
             "repo",

@@ -15,9 +15,7 @@ use rustls_pki_types::ServerName;
 use secret_relay_certs::{Ca, ReloadingServerTls, TlsFiles, Validity, client_config};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_runtime::CancellationToken;
-use secret_relay_webhook::{
-    AppState, LoadOutcome, parse_policy, reload_file_once, serve, watch_file,
-};
+use secret_relay_webhook::{AppState, LoadOutcome, parse_policy, serve};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
@@ -81,7 +79,9 @@ async fn server() -> Server {
     })
     .unwrap();
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    state.offer_policy("test", "1", parse_policy(POLICY));
+    state
+        .policy_state()
+        .offer_policy("test", "1", parse_policy(POLICY));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -168,32 +168,38 @@ async fn a_policy_file_reload_keeps_the_last_good_policy_on_a_bad_document() {
 
     // Missing file: not ready, reported once.
     assert!(matches!(
-        reload_file_once(&state, &path, &mut last).await,
+        secret_relay_runtime::reload_file_once(state.policy_state(), &path, &mut last).await,
         Some(LoadOutcome::Rejected(_))
     ));
-    assert!(reload_file_once(&state, &path, &mut last).await.is_none());
-    assert!(!state.is_ready());
+    assert!(
+        secret_relay_runtime::reload_file_once(state.policy_state(), &path, &mut last)
+            .await
+            .is_none()
+    );
+    assert!(!state.policy_state().is_ready());
 
     std::fs::write(&path, POLICY).unwrap();
     assert!(matches!(
-        reload_file_once(&state, &path, &mut last).await,
+        secret_relay_runtime::reload_file_once(state.policy_state(), &path, &mut last).await,
         Some(LoadOutcome::Loaded(1))
     ));
     assert!(
-        reload_file_once(&state, &path, &mut last).await.is_none(),
+        secret_relay_runtime::reload_file_once(state.policy_state(), &path, &mut last)
+            .await
+            .is_none(),
         "unchanged file, no reload"
     );
 
     std::fs::write(&path, "clusters: [{name: cluster1}, {name: cluster1}]\n").unwrap();
     assert!(matches!(
-        reload_file_once(&state, &path, &mut last).await,
+        secret_relay_runtime::reload_file_once(state.policy_state(), &path, &mut last).await,
         Some(LoadOutcome::Rejected(_))
     ));
-    assert_eq!(state.generation(), 1);
-    assert!(state.policy().cluster("cluster1").is_some());
-    let err = state.last_error().unwrap();
+    assert_eq!(state.policy_state().generation(), 1);
+    assert!(state.policy_state().policy().cluster("cluster1").is_some());
+    let err = state.policy_state().last_error().unwrap();
     assert!(err.contains("clusters[1].name"), "{err}");
-    let (ready, detail) = state.readiness();
+    let (ready, detail) = state.admin().readiness();
     assert!(ready);
     assert!(detail.contains("last policy reload failed"), "{detail}");
 }
@@ -204,10 +210,10 @@ async fn the_file_watch_picks_up_a_new_policy() {
     let path = dir.path().join("policy.yaml");
     std::fs::write(&path, POLICY).unwrap();
     let state = AppState::new(RelayIdentity::default(), Mode::ControlPlane);
-    let mut reloads = state.subscribe_reloads();
+    let mut reloads = state.policy_state().subscribe_reloads();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(watch_file(
-        state.clone(),
+    let task = tokio::spawn(secret_relay_runtime::watch_file(
+        state.policy_state().clone(),
         path.clone(),
         Duration::from_millis(20),
         stop.clone(),
@@ -216,14 +222,14 @@ async fn the_file_watch_picks_up_a_new_policy() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(state.generation(), 1);
+    assert_eq!(state.policy_state().generation(), 1);
     std::fs::write(&path, "clusters: [{name: cluster1}, {name: cluster2}]\nsecretSources: [{clusterSelector: \"\", labelSelector: team}]\n").unwrap();
     tokio::time::timeout(Duration::from_secs(10), reloads.wait_for(|n| *n >= 2))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(state.generation(), 2);
-    assert!(state.policy().cluster("cluster2").is_some());
+    assert_eq!(state.policy_state().generation(), 2);
+    assert!(state.policy_state().policy().cluster("cluster2").is_some());
     stop.cancel();
     task.await.unwrap();
 }
