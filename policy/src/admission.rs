@@ -520,6 +520,26 @@ fn stored_stamp_forged(
     None
 }
 
+/// Stamps cluster `c`'s write of hub copy `name` as the mutating webhook would:
+/// its owner label, the adopted annotation iff it adopts (or had adopted) a
+/// control-plane secret (`old` is the copy it replaces), and no digest of
+/// values. The relay stamps what it forwards, so the API server need not call
+/// the mutating webhook for the clusters' writes; the validating webhook still
+/// checks every stamp on the stored object.
+pub fn stamp_cluster_write(c: &str, name: &str, obj: &mut Secret, old: Option<&Secret>) {
+    obj.metadata
+        .labels
+        .get_or_insert_default()
+        .insert(keys::OWNER_LABEL.to_owned(), own_owner_label(c));
+    let annotations = obj.metadata.annotations.get_or_insert_default();
+    annotations.remove(keys::DIGEST_ANNOTATION);
+    if expected_adopted(c, name, old) {
+        annotations.insert(keys::ADOPTED_ANNOTATION.to_owned(), "true".to_owned());
+    } else {
+        annotations.remove(keys::ADOPTED_ANNOTATION);
+    }
+}
+
 /// The owner label value secret-relay stamps on a hub copy of cluster `c`.
 fn own_owner_label(c: &str) -> String {
     Owner::Cluster(c.to_owned()).label_value()

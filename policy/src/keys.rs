@@ -30,6 +30,11 @@ pub const DIGEST_ANNOTATION: &str = "secret-relay.io/digest";
 pub const SOURCE_ANNOTATION: &str = "secret-relay.io/source";
 /// User name prefix the relay impersonates for a cluster.
 pub const CLUSTER_USER_PREFIX: &str = "secret-relay:cluster:";
+/// Group the relay adds to every write it forwards, which it has stamped (owner,
+/// adopted) as the mutating webhook would: the API server does not call the
+/// mutating webhook for it (matchConditions). Granting it opens nothing: the
+/// validating webhook checks every stamp on what is stored.
+pub const RELAY_STAMPED_GROUP: &str = "secret-relay:relay-stamped";
 /// Group the relay impersonates for every cluster.
 pub const CLUSTERS_GROUP: &str = "secret-relay:clusters";
 /// The relay's service account user name by default.

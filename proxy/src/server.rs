@@ -521,7 +521,8 @@ pub(crate) async fn forward(
     if let Some(cluster) = impersonate {
         builder = builder
             .header("Impersonate-User", cluster.impersonated_user())
-            .header("Impersonate-Group", keys::CLUSTERS_GROUP);
+            .header("Impersonate-Group", keys::CLUSTERS_GROUP)
+            .header("Impersonate-Group", keys::RELAY_STAMPED_GROUP);
     }
     let request = match builder.body(kube::client::Body::from(body)) {
         Ok(r) => r,

@@ -27,7 +27,7 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use secret_relay_policy::{
     ClusterId, Decision, Owner, Policy, ReleaseAction, Rule, Secret, blocked_decision,
-    forged_stamp, is_adoptable, owner, release, up_sync,
+    forged_stamp, is_adoptable, keys, owner, release, stamp_cluster_write, up_sync,
 };
 
 use crate::body::{BodyError, decode_patch_value, decode_secret};
@@ -274,6 +274,15 @@ async fn write_object(
         }
         let mut stored = secret.clone();
         stored.metadata.namespace = Some(cp.to_owned());
+        // Stamped here as the mutating webhook would: the API server does not call
+        // it for the clusters' writes (matchConditions); the validating webhook
+        // checks every stamp on what it stores.
+        stamp_cluster_write(
+            cluster.as_str(),
+            &name,
+            &mut stored,
+            target.hub().map(AsRef::as_ref),
+        );
         let (method, path) = match (&target, sr.verb) {
             // Adopting a control-plane secret the cluster cannot see arrives as a
             // create: the relay, which sees the hub, makes it the update it is, on
@@ -407,6 +416,42 @@ async fn write_patch(
             ) {
                 meta.insert("resourceVersion".to_owned(), rv.clone().into());
             }
+            // The stamps go in the applied configuration, as the cluster's fields.
+            let mut stamped = patched;
+            stamp_cluster_write(cluster.as_str(), &name, &mut stamped, hub.as_deref());
+            if let Some(meta) = apply
+                .as_object_mut()
+                .and_then(|o| o.get_mut("metadata"))
+                .and_then(|m| m.as_object_mut())
+            {
+                let labels = meta
+                    .entry("labels")
+                    .or_insert_with(|| serde_json::json!({}));
+                if let (Some(labels), Some(owner)) = (
+                    labels.as_object_mut(),
+                    stamped
+                        .metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(keys::OWNER_LABEL)),
+                ) {
+                    labels.insert(keys::OWNER_LABEL.to_owned(), owner.clone().into());
+                }
+                if let Some(adopted) = stamped
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(keys::ADOPTED_ANNOTATION))
+                {
+                    let annotations = meta
+                        .entry("annotations")
+                        .or_insert_with(|| serde_json::json!({}));
+                    if let Some(annotations) = annotations.as_object_mut() {
+                        annotations
+                            .insert(keys::ADOPTED_ANNOTATION.to_owned(), adopted.clone().into());
+                    }
+                }
+            }
             let json =
                 serde_json::to_vec(&apply).expect("a serde_json::Value always serializes to JSON");
             let mut headers = request.headers.clone();
@@ -418,6 +463,7 @@ async fn write_patch(
             forward_to(relay, &Method::PATCH, &path, &headers, json, cluster, None).await
         } else {
             let mut stored = patched;
+            stamp_cluster_write(cluster.as_str(), &name, &mut stored, hub.as_deref());
             stored.metadata.resource_version = judged_rv;
             let json = encode_off_worker(stored, body.len()).await;
             let query = without_force(sr);

@@ -108,8 +108,14 @@ def test_the_webhook_configurations_keep_their_contract(rendered, base):
             "values": [GUARDED_NAMESPACE[base]],
         }]}, kind
         assert "objectSelector" not in hook, kind
-        # The API server spares the webhook Kubernetes' cleanup deletes.
-        [condition] = hook["matchConditions"]
+        # The API server spares the webhook Kubernetes' cleanup deletes, and the
+        # hub's mutating webhook the clusters' writes, which the relay stamps.
+        conditions = hook["matchConditions"]
+        relayed = base == "control-plane" and kind == "MutatingWebhookConfiguration"
+        assert len(conditions) == (2 if relayed else 1), kind
+        if relayed:
+            assert conditions[1]["expression"].strip() == "!('secret-relay:relay-stamped' in request.userInfo.groups)"
+        condition = conditions[0]
         expression = condition["expression"]
         assert "request.operation == 'DELETE'" in expression, kind
         assert set(expression.split("'")[1::2]) - {"DELETE"} == KUBERNETES_CLEANUP_USERS, kind

@@ -283,8 +283,52 @@ on_both!(
 async fn a_relay_write_is_stamped_and_a_kubectl_edit_of_it_is_refused(flavor: Flavor) {
     let w = world(flavor).await;
     let secrets: Api<Secret> = Api::namespaced(cluster_client(&w, "cluster1").await, "argocd");
+    // A write as the relay sends it, saying it stamped it, but without the stamps or
+    // with another cluster's: a real API server does not call the mutating webhook
+    // for it (matchConditions), so the validating webhook refuses it. The sandbox
+    // does not evaluate matchConditions: its mutating webhook stamps them and they
+    // pass.
+    let stamped_by_relay: Api<Secret> = Api::namespaced(
+        w.cluster
+            .client_as(
+                "secret-relay:cluster:cluster1",
+                &["secret-relay:clusters", "secret-relay:relay-stamped"],
+            )
+            .await,
+        "argocd",
+    );
+    let mut wrong = repo_secret("wrongly-stamped", "argocd");
+    wrong.metadata.labels.get_or_insert_default().insert(
+        "secret-relay.io/owner".to_owned(),
+        "cluster.cluster2".to_owned(),
+    );
+    for (what, s) in [
+        ("unstamped", repo_secret("unstamped", "argocd")),
+        ("wrongly stamped", wrong),
+    ] {
+        let answer = stamped_by_relay.create(&PostParams::default(), &s).await;
+        if flavor == Flavor::Sandbox {
+            assert_eq!(
+                owner(&answer.unwrap()).as_deref(),
+                Some("cluster.cluster1"),
+                "{what}"
+            );
+        } else {
+            let err = answer.unwrap_err().to_string();
+            assert!(err.contains("owner-label-forged"), "{what}: {err}");
+        }
+    }
+    // Stamped as the relay stamps what it forwards: stored as it is.
+    let mut stamped = repo_secret("repo-creds", "argocd");
+    secret_relay_policy::stamp_cluster_write("cluster1", "repo-creds", &mut stamped, None);
+    let created = stamped_by_relay
+        .create(&PostParams::default(), &stamped)
+        .await
+        .unwrap();
+    assert_eq!(owner(&created).as_deref(), Some("cluster.cluster1"));
+    // Without the group (any other writer as the cluster), the mutating webhook stamps.
     let created = secrets
-        .create(&PostParams::default(), &repo_secret("repo-creds", "argocd"))
+        .create(&PostParams::default(), &repo_secret("mutated", "argocd"))
         .await
         .unwrap();
     assert_eq!(owner(&created).as_deref(), Some("cluster.cluster1"));
