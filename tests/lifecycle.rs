@@ -14,7 +14,7 @@ use secret_relay_testkit::{
     Flavor, OPT_IN, REPO_CREDS, StackOptions, TO_ALL, appears, disappears, label, on_all, password,
     secret, test_deletion, within,
 };
-use support::{Managed, NOTIFICATIONS, POLICY, assert_event, world, world_with};
+use support::{Managed, NOTIFICATIONS, POLICY, assert_event, quick_revocation, world, world_with};
 
 on_all!(
     a_policy_that_no_longer_admits_a_copy_revokes_it_and_the_agent_says_so,
@@ -35,14 +35,6 @@ secretSources:
   - clusterSelector: env=staging
     labelSelector: argocd.argoproj.io/secret-type in (repo-creds, repository)
 ";
-
-/// A relay that revokes after one second.
-fn quick_revocation() -> Limits {
-    Limits {
-        revocation_grace: Duration::from_secs(1),
-        ..Limits::default()
-    }
-}
 
 async fn a_policy_that_no_longer_admits_a_copy_revokes_it_and_the_agent_says_so(flavor: Flavor) {
     let w = world_with(

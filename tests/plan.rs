@@ -7,14 +7,12 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use kube::api::PostParams;
-use secret_relay_proxy::Limits;
 use secret_relay_testkit::{
     Flavor, OPT_IN, REPO_CREDS, StackOptions, TO_ALL, appears, disappears, on_all, secret,
 };
-use support::{POLICY, world_with};
+use support::{POLICY, quick_revocation, world_with};
 
 on_all!(the_plan_of_a_policy_change_is_what_the_change_does);
 
@@ -38,10 +36,7 @@ async fn the_plan_of_a_policy_change_is_what_the_change_does(flavor: Flavor) {
             policy: POLICY.to_owned(),
             ..StackOptions::default()
         },
-        Limits {
-            revocation_grace: Duration::from_secs(1),
-            ..Limits::default()
-        },
+        quick_revocation(),
     )
     .await;
     let c1 = w.cluster("cluster1");

@@ -172,3 +172,11 @@ pub(crate) async fn assert_event(cluster: &TestCluster, name: &str, reason: &str
     })
     .await;
 }
+
+/// A relay that revokes after one second.
+pub(crate) fn quick_revocation() -> Limits {
+    Limits {
+        revocation_grace: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
