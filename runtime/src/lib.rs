@@ -1,7 +1,8 @@
-//! What every secret-relay server process shares: the TLS accept loop with drain,
-//! the shutdown signal, the kube client, the policy sources with "not loaded yet"
-//! and change notification, the admin endpoints (`/healthz`, `/readyz`,
-//! `/metrics`) with one metrics registry, and the shared flag groups.
+//! What every secret-relay server process shares: the accept loop with drain (TLS,
+//! or plain HTTP for the ui on loopback), the shutdown signal, the kube client, the
+//! policy sources with "not loaded yet" and change notification, the admin endpoints
+//! (`/healthz`, `/readyz`, `/metrics`) with one metrics registry, and the shared
+//! flag groups.
 //!
 //! The webhook, the relay and the agent stand on this floor; each registers its
 //! metrics into [`Admin`]'s registry and its readiness as named parts.
@@ -20,5 +21,5 @@ pub use policy::{
     LoadOutcome, PolicySource, PolicyState, parse_policy, parse_policy_data, reload_file_once,
     run_policy_source, watch_configmap, watch_file,
 };
-pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_tls};
+pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_http, serve_tls};
 pub use shutdown::{CancellationToken, shutdown_signal};

@@ -1,4 +1,5 @@
-//! The TLS accept loop every server shares: handshake timeout, one span per
+//! The accept loop every server shares, over TLS ([`serve_tls`]) or plain TCP
+//! ([`serve_http`], the ui on loopback): handshake timeout, one span per
 //! connection naming the peer, HTTP/1.1 and HTTP/2, a deadline for the first request
 //! head (slowloris), and a bounded drain on shutdown. Failed handshakes and slow
 //! connections are logged and, when the caller passes [`ConnCounters`], counted.
@@ -11,6 +12,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::Watcher;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -18,7 +20,7 @@ use prometheus_client::registry::Registry;
 use rustls_pki_types::CertificateDer;
 use secret_relay_certs::IdentityError;
 use secret_relay_policy::ClusterId;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -183,24 +185,10 @@ pub async fn serve_tls<H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let acceptor = TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "failed to accept a connection");
-                    // Out of file descriptors and the like: give the system a moment.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    let drain_timeout = options.drain_timeout;
+    accept_loop(listener, drain_timeout, shutdown, move |tcp, peer, watcher| {
         let acceptor = acceptor.clone();
         let handler = handler.clone();
-        let watcher = graceful.watcher();
         let options = options.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
@@ -234,78 +222,166 @@ pub async fn serve_tls<H, F, B>(
             let identity = client_cert
                 .as_ref()
                 .map(|c| secret_relay_certs::peer_identity(c).map(|id| id.name));
-            let span = tracing::info_span!(
-                "conn",
-                %peer,
-                identity = match &identity {
-                    Some(Ok(cluster)) => cluster.as_str(),
-                    _ => "-",
-                }
-            );
-            let info = Arc::new(ConnInfo {
+            let info = ConnInfo {
                 peer,
                 client_cert,
                 identity,
-            });
-            let seen = Arc::new(AtomicBool::new(false));
-            let seen_by_service = seen.clone();
-            let service = hyper::service::service_fn(move |req| {
-                seen_by_service.store(true, Ordering::Release);
-                let handler = handler.clone();
-                let info = info.clone();
-                async move { Ok::<_, std::convert::Infallible>(handler(req, info).await) }
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(options.header_read_timeout);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)));
-            let builder = if options.http1_only {
-                builder.http1_only()
-            } else {
-                builder
             };
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            let conn = watcher.watch(conn.into_owned()).instrument(span.clone());
-            let timeout = options.header_read_timeout;
-            // hyper's header_read_timeout covers HTTP/1.1 heads once the protocol is
-            // known; this also covers a peer that sends nothing, part of the HTTP/2
-            // preface, or an HTTP/2 connection without a request.
-            let ended = tokio::select! {
-                ended = conn => ended,
-                () = first_request_overdue(timeout, seen.clone()) => {
-                    options.count_head_timeout("first-request");
-                    span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
-                    return;
-                }
-            };
-            let Err(err) = ended else {
-                return;
-            };
-            let head_timeout = err
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_timeout);
-            match (head_timeout, seen.load(Ordering::Acquire)) {
-                (true, false) => {
-                    options.count_head_timeout("first-request");
-                    span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
-                }
-                (true, true) => {
-                    options.count_head_timeout("later-request");
-                    span.in_scope(|| tracing::debug!(%peer, reason = "later-request", ?timeout, "closed an idle or slow HTTP/1.1 connection"));
-                }
-                (false, _) => {
-                    tracing::debug!(%peer, error = %err, "connection ended with an error");
-                }
-            }
+            serve_connection(TokioIo::new(tls), info, handler, watcher, options).await;
         });
+    })
+    .await;
+}
+
+/// Like [`serve_tls`], over plain TCP (a server on loopback, such as the ui): the
+/// same request head deadline and drain; `handshake_timeout` does not apply, and
+/// [`ConnInfo`] names no certificate.
+pub async fn serve_http<H, F, B>(
+    listener: TcpListener,
+    options: ServeOptions,
+    handler: H,
+    shutdown: CancellationToken,
+) where
+    H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let drain_timeout = options.drain_timeout;
+    accept_loop(
+        listener,
+        drain_timeout,
+        shutdown,
+        move |tcp, peer, watcher| {
+            let info = ConnInfo {
+                peer,
+                client_cert: None,
+                identity: None,
+            };
+            tokio::spawn(serve_connection(
+                TokioIo::new(tcp),
+                info,
+                handler.clone(),
+                watcher,
+                options.clone(),
+            ));
+        },
+    )
+    .await;
+}
+
+/// Accepts on `listener` until `shutdown`, handing each connection to `accepted`
+/// with a watcher of the drain; then stops accepting and gives the watched
+/// connections `drain_timeout` to finish.
+async fn accept_loop(
+    listener: TcpListener,
+    drain_timeout: Duration,
+    shutdown: CancellationToken,
+    mut accepted: impl FnMut(TcpStream, SocketAddr, Watcher),
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(error = %err, "failed to accept a connection");
+                    // Out of file descriptors and the like: give the system a moment.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        accepted(tcp, peer, graceful.watcher());
     }
     drop(listener);
-    let _ = tokio::time::timeout(options.drain_timeout, graceful.shutdown()).await;
+    let _ = tokio::time::timeout(drain_timeout, graceful.shutdown()).await;
+}
+
+/// Serves `handler` on one accepted connection, in a span naming the peer, closing
+/// it when no complete request head arrives in time.
+async fn serve_connection<I, H, F, B>(
+    io: TokioIo<I>,
+    info: ConnInfo,
+    handler: H,
+    watcher: Watcher,
+    options: ServeOptions,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let peer = info.peer;
+    let span = tracing::info_span!(
+        "conn",
+        %peer,
+        identity = match &info.identity {
+            Some(Ok(cluster)) => cluster.as_str(),
+            _ => "-",
+        }
+    );
+    let info = Arc::new(info);
+    let seen = Arc::new(AtomicBool::new(false));
+    let seen_by_service = seen.clone();
+    let service = hyper::service::service_fn(move |req| {
+        seen_by_service.store(true, Ordering::Release);
+        let handler = handler.clone();
+        let info = info.clone();
+        async move { Ok::<_, std::convert::Infallible>(handler(req, info).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    let builder = if options.http1_only {
+        builder.http1_only()
+    } else {
+        builder
+    };
+    let conn = builder.serve_connection(io, service);
+    let conn = watcher.watch(conn.into_owned()).instrument(span.clone());
+    let timeout = options.header_read_timeout;
+    // hyper's header_read_timeout covers HTTP/1.1 heads once the protocol is
+    // known; this also covers a peer that sends nothing, part of the HTTP/2
+    // preface, or an HTTP/2 connection without a request.
+    let ended = tokio::select! {
+        ended = conn => ended,
+        () = first_request_overdue(timeout, seen.clone()) => {
+            options.count_head_timeout("first-request");
+            span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
+            return;
+        }
+    };
+    let Err(err) = ended else {
+        return;
+    };
+    let head_timeout = err
+        .downcast_ref::<hyper::Error>()
+        .is_some_and(hyper::Error::is_timeout);
+    match (head_timeout, seen.load(Ordering::Acquire)) {
+        (true, false) => {
+            options.count_head_timeout("first-request");
+            span.in_scope(|| tracing::info!(%peer, reason = "first-request", ?timeout, "closed a connection that sent no complete request head in time"));
+        }
+        (true, true) => {
+            options.count_head_timeout("later-request");
+            span.in_scope(|| tracing::debug!(%peer, reason = "later-request", ?timeout, "closed an idle or slow HTTP/1.1 connection"));
+        }
+        (false, _) => {
+            tracing::debug!(%peer, error = %err, "connection ended with an error");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,11 +17,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use secret_relay_policy::{POLICY_KEY, Policy};
+use secret_relay_runtime::{ConnInfo, ServeOptions, serve_http};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -92,8 +92,8 @@ pub(crate) fn random_token() -> Option<String> {
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown`, then gives open requests a
-/// moment to finish (the live streams end at once).
+/// Serves HTTP/1.1 on `listener` through runtime's accept loop until `shutdown`,
+/// then gives open requests a moment to finish (the live streams end at once).
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -101,42 +101,20 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) {
     let guard = Arc::new(guard);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(err) => {
-                    tracing::warn!(error = %err, "failed to accept a connection");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_secs(5),
+        http1_only: true,
+        ..ServeOptions::default()
+    };
+    let stop = shutdown.clone();
+    let handler = move |req, _conn: Arc<ConnInfo>| {
         let shared = shared.clone();
         let guard = guard.clone();
-        let stop = shutdown.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let shared = shared.clone();
-            let guard = guard.clone();
-            let stop = stop.clone();
-            async move { Ok::<_, Infallible>(handle(req, &shared, &guard, stop).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(tcp), service);
-        let watched = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+        let stop = stop.clone();
+        async move { handle(req, &shared, &guard, stop).await }
+    };
+    serve_http(listener, options, handler, shutdown).await;
 }
 
 async fn handle(
