@@ -835,13 +835,12 @@ impl Agent {
     /// would exceed it: `deleted` copies went within the window, of `budget`. Taken
     /// before the delete, so concurrent reconciles never overrun it together.
     fn reserve_deletion(&self, now: std::time::Instant, name: &str) -> Result<(), (usize, usize)> {
-        let copies: Vec<String> = self
+        let copies = self
             .local_store
             .state()
             .iter()
             .filter(|s| is_down_copy(s))
-            .map(|s| name_of(s))
-            .collect();
+            .count();
         let mut memo = self.memo();
         let window = self.deletion.budget_window;
         while memo
@@ -851,18 +850,24 @@ impl Agent {
         {
             memo.deleted.pop_front();
         }
-        // The copies there are, and those deleted in the window (gone from the store,
-        // or not yet), each once.
-        let mut all: HashSet<&str> = copies.iter().map(String::as_str).collect();
-        all.extend(memo.deleted.iter().map(|(_, n)| n.as_str()));
-        let total = all.len();
-        let budget = (total * self.deletion.budget_percent as usize)
-            .div_ceil(100)
-            .max(1);
         if memo.deleted.iter().any(|(_, n)| n == name) {
             // Deleted already; the store had not caught up.
             return Ok(());
         }
+        // The down copies there are, and those deleted in the window that the store
+        // no longer holds as down copies: each once.
+        let gone = memo
+            .deleted
+            .iter()
+            .filter(|(_, n)| {
+                self.local_store
+                    .get(&ObjectRef::new(n).within(&self.namespace))
+                    .is_none_or(|s| !is_down_copy(&s))
+            })
+            .count();
+        let budget = ((copies + gone) * self.deletion.budget_percent as usize)
+            .div_ceil(100)
+            .max(1);
         if memo.deleted.len() >= budget {
             return Err((memo.deleted.len(), budget));
         }

@@ -119,11 +119,7 @@ pub fn carried_labels(
     direction: Direction,
     extra: &StripMetadata,
 ) -> BTreeMap<String, String> {
-    from.into_iter()
-        .flatten()
-        .filter(|(k, _)| carries_label(k, direction, extra))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    kept(from, |k| carries_label(k, direction, extra))
 }
 
 /// The annotations of `from` that cross in `direction`.
@@ -132,9 +128,17 @@ pub fn carried_annotations(
     direction: Direction,
     extra: &StripMetadata,
 ) -> BTreeMap<String, String> {
+    kept(from, |k| carries_annotation(k, direction, extra))
+}
+
+/// The entries of `from` whose key `keep` keeps.
+fn kept(
+    from: Option<&BTreeMap<String, String>>,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeMap<String, String> {
     from.into_iter()
         .flatten()
-        .filter(|(k, _)| carries_annotation(k, direction, extra))
+        .filter(|(k, _)| keep(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

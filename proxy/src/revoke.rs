@@ -34,8 +34,8 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
     let grace = relay.inner.limits.revocation_grace;
     let tick = (grace / 2).clamp(Duration::from_millis(100), MAX_TICK);
     let mut generations = relay.inner.policy.subscribe();
-    // Per name: since when it has been revoked, and the version judged then.
-    let mut pending: HashMap<String, (Instant, u64)> = HashMap::new();
+    // Per name: since when it has been revoked.
+    let mut pending: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -54,22 +54,22 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
             continue;
         }
         let now = Instant::now();
-        let mut revoked: HashMap<String, (Instant, u64)> = HashMap::new();
+        let mut revoked: HashMap<String, Instant> = HashMap::new();
         for entry in &snapshot.entries {
             let Some(r) = revocation(&snapshot.policy, &entry.secret) else {
                 continue;
             };
-            let since = pending.get(&entry.name).map_or(now, |(since, _)| *since);
+            let since = pending.get(&entry.name).copied().unwrap_or(now);
             if now.duration_since(since) < grace {
                 if !pending.contains_key(&entry.name) {
                     tracing::info!(name = %entry.name, rule = %r.decision.rule, reason = %r.decision.reason, ?grace, "a hub copy is revoked; it is released after the grace");
                 }
-                revoked.insert(entry.name.clone(), (since, entry.rv));
+                revoked.insert(entry.name.clone(), since);
                 continue;
             }
             release(&relay, &snapshot.policy, &entry.secret, r.action).await;
             // Judged again next time: gone if released, tried again if it failed.
-            revoked.insert(entry.name.clone(), (since, entry.rv));
+            revoked.insert(entry.name.clone(), since);
         }
         pending = revoked;
         set_pending(&relay, pending.len());
@@ -117,7 +117,7 @@ async fn release(
             });
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let Ok(uri) = format!("/api/v1/namespaces/{cp}/secrets/{name}").parse() else {
+            let Ok(uri) = crate::write::object_path(cp, &name).parse() else {
                 return;
             };
             let body = bytes::Bytes::from(options.to_string());

@@ -407,15 +407,6 @@ async fn write_patch(
             // Field ownership is the API server's: the apply goes as an apply, on the
             // copy judged (resourceVersion as its precondition).
             let mut apply = patch.clone();
-            if let (Some(rv), Some(meta)) = (
-                judged_rv.as_ref(),
-                apply
-                    .as_object_mut()
-                    .and_then(|o| o.get_mut("metadata"))
-                    .and_then(|m| m.as_object_mut()),
-            ) {
-                meta.insert("resourceVersion".to_owned(), rv.clone().into());
-            }
             // The stamps go in the applied configuration, as the cluster's fields.
             let mut stamped = patched;
             stamp_cluster_write(cluster.as_str(), &name, &mut stamped, hub.as_deref());
@@ -424,31 +415,29 @@ async fn write_patch(
                 .and_then(|o| o.get_mut("metadata"))
                 .and_then(|m| m.as_object_mut())
             {
-                let labels = meta
-                    .entry("labels")
-                    .or_insert_with(|| serde_json::json!({}));
-                if let (Some(labels), Some(owner)) = (
-                    labels.as_object_mut(),
-                    stamped
-                        .metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(keys::OWNER_LABEL)),
-                ) {
-                    labels.insert(keys::OWNER_LABEL.to_owned(), owner.clone().into());
+                if let Some(rv) = judged_rv.as_ref() {
+                    meta.insert("resourceVersion".to_owned(), rv.clone().into());
                 }
-                if let Some(adopted) = stamped
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(keys::ADOPTED_ANNOTATION))
-                {
-                    let annotations = meta
-                        .entry("annotations")
-                        .or_insert_with(|| serde_json::json!({}));
-                    if let Some(annotations) = annotations.as_object_mut() {
-                        annotations
-                            .insert(keys::ADOPTED_ANNOTATION.to_owned(), adopted.clone().into());
+                let stamps = [
+                    (
+                        "labels",
+                        stamped.metadata.labels.as_ref(),
+                        keys::OWNER_LABEL,
+                    ),
+                    (
+                        "annotations",
+                        stamped.metadata.annotations.as_ref(),
+                        keys::ADOPTED_ANNOTATION,
+                    ),
+                ];
+                for (field, map, key) in stamps {
+                    if let Some(value) = map.and_then(|m| m.get(key))
+                        && let Some(applied) = meta
+                            .entry(field)
+                            .or_insert_with(|| serde_json::json!({}))
+                            .as_object_mut()
+                    {
+                        applied.insert(key.to_owned(), value.clone().into());
                     }
                 }
             }
@@ -685,7 +674,7 @@ fn collection_path(cp: &str) -> String {
     format!("/api/v1/namespaces/{cp}/secrets")
 }
 
-fn object_path(cp: &str, name: &str) -> String {
+pub(crate) fn object_path(cp: &str, name: &str) -> String {
     format!("/api/v1/namespaces/{cp}/secrets/{name}")
 }
 
