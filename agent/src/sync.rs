@@ -16,7 +16,7 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource as _};
 use secret_relay_policy::{
     Direction, Owner, Rule, StripMetadata, carried_annotations, carried_labels, digest, is_adopted,
-    is_down_copy, keys, owner, source_marker,
+    is_down_copy, keys, meta, owner, source_marker,
 };
 use secret_relay_runtime::CancellationToken;
 use tokio::sync::mpsc;
@@ -277,14 +277,6 @@ pub fn down_copy(hub: &Secret, namespace: &str, strip: &StripMetadata) -> Secret
 
 fn name_of(s: &Secret) -> String {
     s.metadata.name.clone().unwrap_or_default()
-}
-
-fn is_opted_in(s: &Secret) -> bool {
-    s.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(keys::SECRET_SYNC_LABEL))
-        .is_some_and(|v| v == "true")
 }
 
 /// Whether an error answer is a decision of secret-relay's rules (the relay's or the
@@ -733,7 +725,7 @@ impl Agent {
             .is_some_and(|h| owner(h) == Owner::Cluster(self.cluster.clone()));
         let opted = local
             .as_ref()
-            .filter(|s| is_opted_in(s) && !is_down_copy(s));
+            .filter(|s| meta::is_opted_in(&s.metadata) && !is_down_copy(s));
         match (opted, &hub) {
             (Some(s), _) => self.up(cp, s, hub.as_deref(), mine, epoch).await,
             (None, Some(h)) if mine && both_listed => self.release(name, h).await,

@@ -13,12 +13,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::decision::{
-    ADOPTABLE_NAMES, Decision, Owner, ReleaseAction, Rule, annotation, blocked_decision, digest,
-    down_sync_problems, hub_copy_elsewhere, invalid_owner, is_adoptable, is_adopted, label, owner,
+    ADOPTABLE_NAMES, Decision, Owner, ReleaseAction, Rule, blocked_decision, digest,
+    down_sync_problems, hub_copy_elsewhere, invalid_owner, is_adoptable, is_adopted, owner,
     reclaim_owned, release_owned, revocation, unknown_cluster, up_sync_stored,
 };
 use crate::document::{HANDBACK_SECRET, Policy};
 use crate::keys;
+use crate::meta;
 
 /// The authenticated user of an admission request (`request.userInfo`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -470,17 +471,17 @@ fn validate_cluster_write(policy: &Policy, c: &str, name: &str, change: Change) 
 /// field, never the value written.
 pub fn forged_stamp(cluster: &str, written: &Secret, hub: Option<&Secret>) -> Option<Decision> {
     let own = own_owner_label(cluster);
-    if let Some(v) = label(written, keys::OWNER_LABEL)
+    if let Some(v) = meta::label(&written.metadata, keys::OWNER_LABEL)
         && v != own
-        && hub.and_then(|h| label(h, keys::OWNER_LABEL)) != Some(v)
+        && hub.and_then(|h| meta::label(&h.metadata, keys::OWNER_LABEL)) != Some(v)
     {
         return Some(forged(format!(
             "cluster {cluster} may not set the label {}: secret-relay stamps ownership ({own} for this cluster); remove the label",
             keys::OWNER_LABEL
         )));
     }
-    if let Some(v) = annotation(written, keys::ADOPTED_ANNOTATION)
-        && hub.and_then(|h| annotation(h, keys::ADOPTED_ANNOTATION)) != Some(v)
+    if let Some(v) = meta::annotation(&written.metadata, keys::ADOPTED_ANNOTATION)
+        && hub.and_then(|h| meta::annotation(&h.metadata, keys::ADOPTED_ANNOTATION)) != Some(v)
     {
         return Some(forged(format!(
             "cluster {cluster} may not set the annotation {}: secret-relay marks adoption; remove the annotation",
@@ -503,14 +504,14 @@ fn stored_stamp_forged(
     old: Option<&Secret>,
 ) -> Option<Decision> {
     let want_owner = own_owner_label(c);
-    if label(new, keys::OWNER_LABEL) != Some(want_owner.as_str()) {
+    if meta::label(&new.metadata, keys::OWNER_LABEL) != Some(want_owner.as_str()) {
         return Some(forged(format!(
             "a hub copy written by cluster {c} must carry {}: {want_owner}, stamped by the mutating webhook; do not set it by hand",
             keys::OWNER_LABEL
         )));
     }
     let want_adopted = expected_adopted(c, name, old).then_some("true");
-    if annotation(new, keys::ADOPTED_ANNOTATION) != want_adopted {
+    if meta::annotation(&new.metadata, keys::ADOPTED_ANNOTATION) != want_adopted {
         return Some(forged(format!(
             "{} is set only by secret-relay when cluster {c} adopts one of {}",
             keys::ADOPTED_ANNOTATION,
@@ -606,8 +607,8 @@ fn validate_relay(policy: &Policy, name: &str, change: Change) -> Decision {
             format!("the relay releases {what} for cluster {o} by deleting it"),
         ),
         (Change::Update { new, .. }, Some(ReleaseAction::ReturnToControlPlane))
-            if label(new, keys::OWNER_LABEL).is_none()
-                && annotation(new, keys::ADOPTED_ANNOTATION).is_none()
+            if meta::label(&new.metadata, keys::OWNER_LABEL).is_none()
+                && meta::annotation(&new.metadata, keys::ADOPTED_ANNOTATION).is_none()
                 && digest(old) == digest(new) =>
         {
             Decision::allow(
@@ -654,8 +655,8 @@ fn validate_other(policy: &Policy, who: &str, name: &str, change: Change) -> Dec
     // The owner label must be absent on CREATE and unchanged on UPDATE; so
     // must the adopted annotation (it may be dropped).
     if let Some(new) = change.written() {
-        let old_label = old.and_then(|s| label(s, keys::OWNER_LABEL));
-        if let Some(v) = label(new, keys::OWNER_LABEL)
+        let old_label = old.and_then(|s| meta::label(&s.metadata, keys::OWNER_LABEL));
+        if let Some(v) = meta::label(&new.metadata, keys::OWNER_LABEL)
             && old_label != Some(v)
         {
             return Decision::deny(
@@ -666,8 +667,8 @@ fn validate_other(policy: &Policy, who: &str, name: &str, change: Change) -> Dec
                 ),
             );
         }
-        let old_adopted = old.and_then(|s| annotation(s, keys::ADOPTED_ANNOTATION));
-        if let Some(v) = annotation(new, keys::ADOPTED_ANNOTATION)
+        let old_adopted = old.and_then(|s| meta::annotation(&s.metadata, keys::ADOPTED_ANNOTATION));
+        if let Some(v) = meta::annotation(&new.metadata, keys::ADOPTED_ANNOTATION)
             && old_adopted != Some(v)
         {
             return Decision::deny(
@@ -703,9 +704,9 @@ fn validate_orphan(policy: &Policy, who: &str, name: &str, change: Change) -> De
         // A create has no old object, so it never reaches here.
         Change::Create(_) => return validate_other(policy, who, name, change),
     };
-    let old_label = label(old, keys::OWNER_LABEL);
-    let new_label = label(new, keys::OWNER_LABEL);
-    let new_adopted = annotation(new, keys::ADOPTED_ANNOTATION);
+    let old_label = meta::label(&old.metadata, keys::OWNER_LABEL);
+    let new_label = meta::label(&new.metadata, keys::OWNER_LABEL);
+    let new_adopted = meta::annotation(&new.metadata, keys::ADOPTED_ANNOTATION);
     let reclaimed = reclaim_owned(policy, name, old).decision;
     match (new_label, new_adopted) {
         (None, None) => Decision::allow(
@@ -748,8 +749,12 @@ fn validate_managed(
     change: Change,
 ) -> Decision {
     let what = format!("{ns}/{name}");
-    let old_origin = change.old().and_then(|s| label(s, keys::OWNER_LABEL));
-    let new_origin = change.written().and_then(|s| label(s, keys::OWNER_LABEL));
+    let old_origin = change
+        .old()
+        .and_then(|s| meta::label(&s.metadata, keys::OWNER_LABEL));
+    let new_origin = change
+        .written()
+        .and_then(|s| meta::label(&s.metadata, keys::OWNER_LABEL));
     if old_origin.is_none() && new_origin.is_none() {
         return Decision::allow(Rule::OutOfScope, format!("{what} is not a down copy"));
     }
@@ -794,7 +799,7 @@ fn validate_managed(
         if let Some(d) = blocked_decision(policy, new, &format!("secret {what}")) {
             return d;
         }
-        if label(new, keys::SECRET_SYNC_LABEL).is_some() {
+        if meta::label(&new.metadata, keys::SECRET_SYNC_LABEL).is_some() {
             return Decision::deny(
                 Rule::DownCopyOptIn,
                 format!(
@@ -844,7 +849,7 @@ fn warnings(
 /// digest annotation, which the mutating webhook removes): a cluster admin's
 /// confirmation of a held deletion, which changes nothing else of a down copy.
 fn only_confirmation_added(old: &Secret, new: &Secret) -> bool {
-    if annotation(new, keys::CONFIRM_DELETION_ANNOTATION) != Some("true") {
+    if meta::annotation(&new.metadata, keys::CONFIRM_DELETION_ANNOTATION) != Some("true") {
         return false;
     }
     let strip = |s: &Secret| {
@@ -931,7 +936,7 @@ pub fn mutate(
             }
         }
         Mode::ManagedCluster { .. } => {
-            if label(obj, keys::OWNER_LABEL).is_none() {
+            if meta::label(&obj.metadata, keys::OWNER_LABEL).is_none() {
                 return Vec::new();
             }
         }
@@ -994,7 +999,7 @@ fn patch_map(
 
 /// Whether the Secret carries the managed-cluster down-copy marker.
 pub fn is_down_copy(secret: &Secret) -> bool {
-    label(secret, keys::OWNER_LABEL).is_some()
+    meta::label(&secret.metadata, keys::OWNER_LABEL).is_some()
 }
 
 #[cfg(test)]

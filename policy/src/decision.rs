@@ -10,6 +10,7 @@ use serde::{Serialize, Serializer};
 
 use crate::document::{BUILTIN_BLOCKED_LABELS, BlockedBy, Policy, is_valid_cluster_name};
 use crate::keys;
+use crate::meta;
 use crate::selector::Selector;
 
 /// Names of control-plane secrets a cluster may adopt (take ownership of).
@@ -387,7 +388,7 @@ impl fmt::Display for Owner {
 /// `cluster.`, `Cluster.x`) is [`Owner::Invalid`], an owner no cluster
 /// matches, so a malformed label locks rather than opens.
 pub fn owner(hub: &Secret) -> Owner {
-    match label(hub, keys::OWNER_LABEL) {
+    match meta::label(&hub.metadata, keys::OWNER_LABEL) {
         None | Some("control-plane") => Owner::ControlPlane,
         Some(v) => match v.strip_prefix(keys::OWNER_CLUSTER_PREFIX) {
             Some(name) if is_valid_cluster_name(name) => Owner::Cluster(name.to_owned()),
@@ -409,7 +410,7 @@ pub fn is_adoptable(name: &str) -> bool {
 /// the webhook and the relay use.
 pub fn is_adopted(hub: &Secret) -> bool {
     matches!(owner(hub), Owner::Cluster(_))
-        && annotation(hub, keys::ADOPTED_ANNOTATION) == Some("true")
+        && meta::annotation(&hub.metadata, keys::ADOPTED_ANNOTATION) == Some("true")
         && is_adoptable(hub.metadata.name.as_deref().unwrap_or(""))
 }
 
@@ -583,7 +584,7 @@ fn up_sync_with(
             format!("the hub copy {ns}/{name}")
         }
     };
-    if label(secret, keys::SECRET_SYNC_LABEL) != Some("true") {
+    if !meta::is_opted_in(&secret.metadata) {
         let reason = match judged {
             Judged::ClusterSecret => format!(
                 "{what} on cluster {cluster} does not opt in: add the label {}: \"true\" to sync it",
@@ -1090,7 +1091,7 @@ pub fn down_sync_problems(policy: &Policy, hub: &Secret) -> Vec<String> {
 /// The parsed `allowed-cluster-selector` annotation: `Ok(None)` when absent
 /// or blank (see [`down_sync_problems`] to tell them apart).
 pub fn allowed_selector(hub: &Secret) -> Result<Option<Selector>, crate::SelectorParseError> {
-    match annotation(hub, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
+    match meta::annotation(&hub.metadata, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
         Some(s) if !s.trim().is_empty() => Selector::parse(s).map(Some),
         _ => Ok(None),
     }
@@ -1138,7 +1139,7 @@ impl SelectorAnnotation {
 }
 
 fn list_annotation(hub: &Secret) -> ListAnnotation {
-    let Some(raw) = annotation(hub, keys::ALLOWED_CLUSTERS_ANNOTATION) else {
+    let Some(raw) = meta::annotation(&hub.metadata, keys::ALLOWED_CLUSTERS_ANNOTATION) else {
         return ListAnnotation::Absent;
     };
     let names: Vec<String> = raw
@@ -1157,7 +1158,7 @@ fn list_annotation(hub: &Secret) -> ListAnnotation {
 }
 
 fn selector_annotation(hub: &Secret) -> SelectorAnnotation {
-    match annotation(hub, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
+    match meta::annotation(&hub.metadata, keys::ALLOWED_CLUSTER_SELECTOR_ANNOTATION) {
         None => SelectorAnnotation::Absent,
         Some(s) if s.trim().is_empty() => SelectorAnnotation::Blank,
         Some(s) => match Selector::parse(s) {
@@ -1379,24 +1380,6 @@ pub(crate) fn hub_copy_blocked(
             "the hub copy {cp}/{name} is blocked: blocked secrets are never synced or changed by a cluster; rename the Secret here"
         ),
     ))
-}
-
-pub(crate) fn label<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
-    secret
-        .metadata
-        .labels
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-pub(crate) fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
-    secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
 }
 
 fn format_labels(labels: &BTreeMap<String, String>) -> String {

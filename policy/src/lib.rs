@@ -8,6 +8,7 @@ pub mod cluster_id;
 pub mod decision;
 pub mod document;
 pub mod keys;
+pub mod meta;
 pub mod plan;
 pub mod selector;
 pub mod store;

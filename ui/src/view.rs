@@ -10,6 +10,7 @@ use secret_relay_policy::keys::{
     ADOPTED_ANNOTATION, ALLOWED_CLUSTER_SELECTOR_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION,
     OWNER_LABEL, SECRET_SYNC_LABEL, SECRET_TYPE_LABEL, SOURCE_ANNOTATION,
 };
+use secret_relay_policy::meta::{annotation, is_opted_in, label, labels, name};
 use secret_relay_policy::{
     Decision, Owner, Policy, ReleaseAction, Rule, down_sync, down_sync_problems, down_sync_to,
     is_adoptable, is_adopted, owner, reclaim, release, revocation, source_marker, up_sync,
@@ -397,14 +398,14 @@ fn policy_view(snap: &Snapshot) -> PolicyView {
                     let on_cluster = reports.get(&c).filter(|r| r.secrets_synced).map(|r| {
                         r.secrets
                             .get(name(&s.metadata))
-                            .is_some_and(|l| is_opted_in(l) && !is_down_copy(l))
+                            .is_some_and(|l| is_opted_in(&l.metadata) && !is_down_copy(l))
                     });
                     seen.insert((c, name(&s.metadata).to_owned()), (on_cluster, true));
                 }
             }
             for (cluster, report) in reports {
                 for local in report.secrets.values() {
-                    if is_opted_in(local)
+                    if is_opted_in(&local.metadata)
                         && !is_down_copy(local)
                         && policy.matching_source(cluster, labels(&local.metadata)) == Some(index)
                     {
@@ -710,7 +711,7 @@ fn up_state(r: &ClusterReport, name: &str) -> SyncView {
                     .to_owned(),
             time: None,
         },
-        Some(local) if r.secrets_synced && !is_opted_in(local) => SyncView {
+        Some(local) if r.secrets_synced && !is_opted_in(&local.metadata) => SyncView {
             direction: "up",
             state: "releasing",
             detail: format!(
@@ -796,7 +797,7 @@ fn local_only(
         for local in r.secrets.values() {
             let local_name = name(&local.metadata);
             let hub_copy = hub.get(local_name);
-            if !is_opted_in(local)
+            if !is_opted_in(&local.metadata)
                 || is_down_copy(local)
                 || hub_copy.is_some_and(|h| owner(h) == Owner::Cluster(cluster.clone()))
             {
@@ -870,38 +871,9 @@ fn last_change(s: &Secret) -> Option<ChangeView> {
         })
 }
 
-fn is_opted_in(m: &PartialObjectMeta<Secret>) -> bool {
-    label(&m.metadata, SECRET_SYNC_LABEL) == Some("true")
-}
-
 /// A Secret the agent wrote (it carries the owner label on a managed cluster).
 fn is_down_copy(m: &PartialObjectMeta<Secret>) -> bool {
     label(&m.metadata, OWNER_LABEL).is_some()
-}
-
-fn name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or("")
-}
-
-fn labels(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> &BTreeMap<String, String> {
-    static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    meta.labels.as_ref().unwrap_or(&EMPTY)
-}
-
-fn label<'a>(
-    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> Option<&'a str> {
-    meta.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-fn annotation<'a>(
-    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    key: &str,
-) -> Option<&'a str> {
-    meta.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
 #[cfg(test)]
