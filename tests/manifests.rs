@@ -109,6 +109,61 @@ fn the_documented_overlays_select_another_namespace() {
 }
 
 /// The namespace selector of a webhook that guards `namespace` alone.
+/// The dev stack (demo, testkit) installs the manifests from its own rendering, so
+/// neither needs kubectl: it must render exactly what `kubectl kustomize` renders,
+/// for both bases and for the README's overlays to another namespace.
+#[test]
+fn the_dev_stack_renders_the_manifests_as_kubectl_kustomize_does() {
+    use secret_relay_devstack::manifests::{Side, render};
+    let kubectl = secret_relay_testkit::kubectl()
+        .expect("kubectl is needed to render (kustomize) the manifests");
+    let dir = tempfile::tempdir().unwrap();
+    let keyed = |objects: Vec<Value>| -> BTreeMap<(String, String, String), Value> {
+        objects
+            .into_iter()
+            .map(|o| {
+                let key = (
+                    o["kind"].as_str().unwrap().to_owned(),
+                    o["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+                    o["metadata"]["name"].as_str().unwrap().to_owned(),
+                );
+                (key, o)
+            })
+            .collect()
+    };
+    for (side, base, default, other) in [
+        (Side::ControlPlane, "control-plane", "argocd", "team-hub"),
+        (
+            Side::ManagedCluster,
+            "managed-cluster",
+            "akuity",
+            "agents-2",
+        ),
+    ] {
+        let plain = kustomize(&kubectl, &repo_root().join("manifests").join(base));
+        assert_eq!(
+            keyed(render(side, default).unwrap()),
+            keyed(plain),
+            "{base}"
+        );
+        let overlay = secret_relay_testkit::namespace_overlay(dir.path(), base, other);
+        let mut moved = kustomize(&kubectl, &overlay);
+        if side == Side::ManagedCluster {
+            // The README asks for agent.yaml's namespace to move with the overlay.
+            for o in &mut moved {
+                if o["metadata"]["namespace"] == default {
+                    o["metadata"]["namespace"] = other.into();
+                }
+            }
+        }
+        assert_eq!(
+            keyed(render(side, other).unwrap()),
+            keyed(moved),
+            "{base} in {other}"
+        );
+    }
+}
+
 fn selecting(namespace: &str) -> Value {
     serde_json::json!({
         "matchExpressions": [{
