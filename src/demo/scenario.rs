@@ -110,6 +110,7 @@ async fn agent_reports(
     rule: &str,
 ) -> Result<(), String> {
     let agent = demo
+        .fleet
         .clusters
         .iter()
         .find(|c| c.name == cluster)
@@ -152,8 +153,8 @@ async fn set_policy(admin: &Client, text: &str) -> Result<(), String> {
 /// Runs every check, prints the table, and says whether all passed.
 pub(crate) async fn run(demo: &Demo) -> bool {
     let (Some(c1), Some(c2)) = (
-        demo.clusters.iter().find(|c| c.name == "cluster1"),
-        demo.clusters.iter().find(|c| c.name == "cluster2"),
+        demo.fleet.clusters.iter().find(|c| c.name == "cluster1"),
+        demo.fleet.clusters.iter().find(|c| c.name == "cluster2"),
     ) else {
         println!("--scenario needs the example policy's clusters cluster1 and cluster2");
         return false;
@@ -167,16 +168,17 @@ pub(crate) async fn run(demo: &Demo) -> bool {
         return false;
     };
     // The example policy, whatever the demo started with.
-    let generation = demo.relay.policy.generation();
+    let generation = demo.fleet.relay.policy.generation();
     if let Err(e) = set_policy(&admin, EXAMPLE_POLICY).await {
         println!("{e}");
         return false;
     }
-    let mut generations = demo.relay.policy.subscribe();
+    let mut generations = demo.fleet.relay.policy.subscribe();
     let _ = tokio::time::timeout(
         WAIT,
-        generations
-            .wait_for(|g| *g > generation || demo.relay.policy.policy().clusters().count() == 2),
+        generations.wait_for(|g| {
+            *g > generation || demo.fleet.relay.policy.policy().clusters().count() == 2
+        }),
     )
     .await;
     let ctx = Ctx {

@@ -30,7 +30,7 @@ fn label<'a>(s: &'a Secret, key: &str) -> Option<&'a str> {
 /// Reads every place once.
 pub(crate) async fn rows(demo: &Demo) -> Vec<Row> {
     let mut rows = Vec::new();
-    let policy = demo.relay.policy.policy();
+    let policy = demo.fleet.relay.policy.policy();
     let cp = policy.control_plane_namespace().to_owned();
     if let Ok(client) = demo.control_plane_client().await
         && let Ok(list) = Api::<Secret>::namespaced(client, &cp)
@@ -59,7 +59,7 @@ pub(crate) async fn rows(demo: &Demo) -> Vec<Row> {
             });
         }
     }
-    for c in &demo.clusters {
+    for c in &demo.fleet.clusters {
         let ns = policy.agent_namespace().to_owned();
         let Ok(client) = c.api.client().await else {
             continue;
@@ -137,13 +137,13 @@ pub(crate) async fn live(demo: &Demo, shutdown: CancellationToken) {
         let rows = rows(demo).await;
         let header = format!(
             "commands to try: {}/try.txt   Secrets page: {}",
-            demo.dir.display(),
+            demo.fleet.dir.display(),
             demo.ui.as_ref().map_or("(not started)", |u| u.url.as_str())
         );
         // Clear the screen and home the cursor, then draw.
         print!(
             "\x1b[2J\x1b[H{}",
-            render(&rows, demo.relay.policy.generation(), &header)
+            render(&rows, demo.fleet.relay.policy.generation(), &header)
         );
     }
 }
