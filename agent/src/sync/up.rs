@@ -41,26 +41,9 @@ pub(super) async fn up(
     let name = name_of(s);
     let body = hub_copy_body(s, cp, &ctx.policy.strip());
     let want = Fingerprint::of(&body, &[]);
-    // The data is compared in memory (the agent holds both). An old version's
-    // digest on the hub copy is no reason to push: the webhook removes it at
-    // the copy's next write.
-    if let Some(h) = hub
-        && mine
-        && Fingerprint::without(h, &[keys::OWNER_LABEL], &[keys::DIGEST_ANNOTATION]) == want
-    {
-        lock(&ctx.up).synced.insert(name.clone());
-        ctx.set_status(&name, "up", "synced", "");
-        return;
-    }
     let hub_rv = hub.and_then(|h| h.metadata.resource_version.clone());
-    {
-        let memo = lock(&ctx.up);
-        if memo.pushed.get(&name) == Some(&(want.clone(), hub_rv.clone())) {
-            return;
-        }
-        if memo.denied.get(&name) == Some(&(want.clone(), epoch)) {
-            return;
-        }
+    if nothing_to_push(ctx, &name, hub.filter(|_| mine), &want, &hub_rv, epoch) {
+        return;
     }
     let api: Api<Secret> = Api::namespaced(ctx.relay.clone(), cp);
     // A new type, or any change of an immutable copy, cannot be an update: the
@@ -106,6 +89,32 @@ pub(super) async fn up(
             .await;
         }
     }
+}
+
+/// Whether `want` needs no push: `own_hub`, this cluster's hub copy, already matches
+/// it (then it is synced), or the same push was done against this hub version, or
+/// denied in this policy `epoch`.
+fn nothing_to_push(
+    ctx: &Context,
+    name: &str,
+    own_hub: Option<&Secret>,
+    want: &Fingerprint,
+    hub_rv: &Option<String>,
+    epoch: u64,
+) -> bool {
+    // The data is compared in memory (the agent holds both). An old version's
+    // digest on the hub copy is no reason to push: the webhook removes it at
+    // the copy's next write.
+    if let Some(h) = own_hub
+        && Fingerprint::without(h, &[keys::OWNER_LABEL], &[keys::DIGEST_ANNOTATION]) == *want
+    {
+        lock(&ctx.up).synced.insert(name.to_owned());
+        ctx.set_status(name, "up", "synced", "");
+        return true;
+    }
+    let memo = lock(&ctx.up);
+    memo.pushed.get(name) == Some(&(want.clone(), hub_rv.clone()))
+        || memo.denied.get(name) == Some(&(want.clone(), epoch))
 }
 
 /// Deletes this cluster's hub copy `h` (under its version) so that it can be
