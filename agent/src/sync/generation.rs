@@ -1,0 +1,170 @@
+//! The relay's policy as the agent knows it: its generation, the epoch that counts
+//! every possible change of it, the control-plane namespace and what it strips from
+//! copies; the first request for it and the long poll that follows it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secret_relay_policy::StripMetadata;
+use secret_relay_runtime::CancellationToken;
+use tokio::sync::mpsc;
+
+use super::retry::jitter;
+use super::scheduler::Trigger;
+use super::{Context, lock, unregistered};
+
+/// The relay's policy as last seen.
+#[derive(Default)]
+pub(super) struct PolicyView {
+    generation: AtomicU64,
+    /// Bumped whenever the relay's policy may have changed: a new generation, or the
+    /// relay answering again after it could not be reached (a replica started since
+    /// counts its generations from 1, so the number alone may not change). Denials
+    /// are remembered per epoch, so each such change retries them.
+    epoch: AtomicU64,
+    control_plane_namespace: Mutex<Option<String>>,
+    /// What the policy strips from copies beside the built-in rule, as the relay
+    /// last said with its generation.
+    strip: Mutex<Arc<StripMetadata>>,
+}
+
+/// The relay's answer to a policy generation request.
+pub(super) struct GenerationAnswer {
+    pub(super) control_plane_namespace: String,
+    pub(super) generation: u64,
+    pub(super) strip: StripMetadata,
+}
+
+impl PolicyView {
+    /// The relay's policy generation last seen.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current policy epoch.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// The control-plane namespace the relay named, once known.
+    pub(super) fn control_plane_namespace(&self) -> Option<String> {
+        lock(&self.control_plane_namespace).clone()
+    }
+
+    /// What the policy strips from copies beside the built-in rule.
+    pub(super) fn strip(&self) -> Arc<StripMetadata> {
+        lock(&self.strip).clone()
+    }
+}
+
+impl Context {
+    /// Takes the relay's first answer: the control-plane namespace and the policy.
+    pub(super) fn set_first_generation(&self, answer: GenerationAnswer) {
+        *lock(&self.policy.control_plane_namespace) = Some(answer.control_plane_namespace.clone());
+        self.set_generation(answer);
+    }
+
+    /// Takes a policy generation the relay answered with: a new epoch.
+    fn set_generation(&self, answer: GenerationAnswer) {
+        let generation = answer.generation;
+        *lock(&self.policy.strip) = Arc::new(answer.strip);
+        self.policy.generation.store(generation, Ordering::Release);
+        self.policy.epoch.fetch_add(1, Ordering::AcqRel);
+        self.changed();
+        self.metrics
+            .policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+
+    async fn generation_request(
+        &self,
+        after: Option<u64>,
+    ) -> Result<GenerationAnswer, kube::Error> {
+        let path = match after {
+            Some(g) => format!("/apis/secret-relay.io/v1/generation?after={g}"),
+            None => "/apis/secret-relay.io/v1/generation".to_owned(),
+        };
+        let req = http::Request::get(path)
+            .body(Vec::new())
+            .map_err(kube::Error::HttpError)?;
+        let mut answer: serde_json::Value = self.relay.request(req).await?;
+        let control_plane_namespace = answer["controlPlaneNamespace"]
+            .as_str()
+            .unwrap_or("argocd")
+            .to_owned();
+        let strip = serde_json::from_value(answer["stripMetadata"].take()).unwrap_or_default();
+        Ok(GenerationAnswer {
+            control_plane_namespace,
+            generation: answer["generation"].as_u64().unwrap_or(0),
+            strip,
+        })
+    }
+
+    /// Asks the relay until it answers, with backoff.
+    pub(super) async fn first_generation(&self) -> GenerationAnswer {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.generation_request(None).await {
+                Ok(answer) => {
+                    unregistered::answered(self);
+                    return answer;
+                }
+                Err(err) => {
+                    unregistered::refused(self, &err).await;
+                    tracing::warn!(error = %err, "failed to reach the relay; retrying");
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Long-polls the relay's policy generation; a new one reconciles everything, so
+/// a Secret an older policy denied is tried again.
+pub(super) async fn poll_generations(
+    ctx: Arc<Context>,
+    tx: mpsc::UnboundedSender<Trigger>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    // Whether the relay could not be reached since its last answer: the replica
+    // that answers next may serve another policy under the same number, so ask
+    // it at once (no long poll) and re-evaluate whatever it says.
+    let mut lost = false;
+    loop {
+        let after = ctx.policy.generation();
+        let answer = tokio::select! {
+            () = shutdown.cancelled() => return,
+            a = ctx.generation_request((!lost).then_some(after)) => a,
+        };
+        match answer {
+            Ok(answer) => {
+                unregistered::answered(&ctx);
+                delay = Duration::from_millis(100);
+                let generation = answer.generation;
+                if generation != after || lost {
+                    tracing::info!(
+                        generation,
+                        relay_was_unreachable = lost,
+                        "the relay serves a new policy generation, or may"
+                    );
+                    ctx.set_generation(answer);
+                    let _ = tx.send(Trigger::Full);
+                }
+                lost = false;
+            }
+            Err(err) => {
+                lost = true;
+                unregistered::refused(&ctx, &err).await;
+                tracing::debug!(error = %err, "policy generation poll failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(jitter(delay)) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
