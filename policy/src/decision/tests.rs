@@ -1,4 +1,9 @@
+use k8s_openapi::api::core::v1::Secret;
+
+use super::targets::edit_distance;
 use super::*;
+use crate::document::{BlockedBy, Policy};
+use crate::keys;
 use crate::testutil::{SecretBuilder, cluster_secret, hub, policy, secret};
 
 /// (case, cluster, secret, hub copy, rule, allowed)
