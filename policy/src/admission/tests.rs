@@ -1,7 +1,10 @@
+use k8s_openapi::api::core::v1::Secret;
 use proptest::prelude::*;
 
 use super::*;
-use crate::decision::up_sync;
+use crate::decision::{ADOPTABLE_NAMES, Owner, Rule, digest, is_adopted, owner, up_sync};
+use crate::document::Policy;
+use crate::keys;
 use crate::testutil::{SecretBuilder, cluster_secret, hub, policy, secret};
 
 /// (case, user, namespace, new object, old object, rule, allowed)
