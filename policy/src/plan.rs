@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::decision::{Owner, ReleaseAction, Rule, down_sync, down_sync_to, owner, revocation};
 use crate::document::Policy;
+use crate::meta;
 
 /// The waits the plan counts with: the relay's and the agents' settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,7 +157,7 @@ pub fn plan(old: &Policy, new: &Policy, hub: &[Secret], settings: PlanSettings) 
     for h in hub {
         let copy = HubCopy {
             hub: h,
-            name: h.metadata.name.clone().unwrap_or_default(),
+            name: meta::name(&h.metadata).to_owned(),
             before: down_sync(old, h).targets.into_iter().collect(),
             after: down_sync(new, h).targets.into_iter().collect(),
         };

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::document::Policy;
 use crate::keys;
+use crate::meta;
 
 use super::identity::UserInfo;
 
@@ -78,8 +79,7 @@ impl AdmissionInput<'_> {
         }
         self.object
             .or(self.old_object)
-            .and_then(|s| s.metadata.name.as_deref())
-            .unwrap_or("")
+            .map_or("", |s| meta::name(&s.metadata))
     }
 }
 

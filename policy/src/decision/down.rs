@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::document::Policy;
 use crate::keys;
+use crate::meta;
 
 use super::denials::{blocked_decision, unknown_cluster};
 use super::owner::{Owner, owner};
@@ -42,7 +43,7 @@ impl DownSync {
 /// or unparsable one adds no cluster and does not cancel the other; its
 /// problem is named in the reason (see [`down_sync_problems`]).
 pub fn down_sync(policy: &Policy, hub: &Secret) -> DownSync {
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let cp = policy.control_plane_namespace();
     let owner = match sendable_owner(policy, hub, name) {
         Ok(owner) => owner,
@@ -89,7 +90,7 @@ pub fn down_sync_to(policy: &Policy, hub: &Secret, cluster: &str) -> DownSync {
             targets: all.targets,
         };
     }
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let cp = policy.control_plane_namespace();
     let decision = match (&all.decision.rule, policy.cluster(cluster)) {
         (

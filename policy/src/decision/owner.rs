@@ -81,7 +81,7 @@ pub fn is_adoptable(name: &str) -> bool {
 pub fn is_adopted(hub: &Secret) -> bool {
     matches!(owner(hub), Owner::Cluster(_))
         && meta::annotation(&hub.metadata, keys::ADOPTED_ANNOTATION) == Some("true")
-        && is_adoptable(hub.metadata.name.as_deref().unwrap_or(""))
+        && is_adoptable(meta::name(&hub.metadata))
 }
 
 /// The denial for a cluster's write or release of a hub copy whose owner

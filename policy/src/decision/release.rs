@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::document::Policy;
 use crate::keys;
+use crate::meta;
 
 use super::denials::{blocked_for_cluster, hub_copy_blocked, unknown_cluster};
 use super::owner::{Owner, invalid_owner_for_cluster, is_adopted, owner};
@@ -38,7 +39,7 @@ pub struct ReleaseDecision {
 /// own is refused. A copy that became blocked after it synced (the policy's
 /// `extraBlocked` grew) is still released by its owner.
 pub fn release(policy: &Policy, cluster: &str, hub: &Secret) -> ReleaseDecision {
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let ns = hub.metadata.namespace.as_deref().unwrap_or("");
     let cp = policy.control_plane_namespace();
     if policy.cluster(cluster).is_none() {
@@ -115,7 +116,7 @@ pub(crate) fn release_owned(
 /// cluster stays locked (`ownership-lock`); one the control plane owns is
 /// its own (`control-plane-write`, no action).
 pub fn reclaim(policy: &Policy, hub: &Secret) -> ReleaseDecision {
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let ns = hub.metadata.namespace.as_deref().unwrap_or("");
     let cp = policy.control_plane_namespace();
     if ns != cp {
@@ -186,7 +187,7 @@ pub fn revocation(policy: &Policy, hub: &Secret) -> Option<ReleaseDecision> {
         return None;
     };
     let cluster = policy.cluster(&c)?;
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let cp = policy.control_plane_namespace();
     // What the policy can take back: a Secret Source, or the blocked list. (The
     // opt-in label and the stamps are the cluster's and the webhook's, judged on

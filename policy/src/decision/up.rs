@@ -25,7 +25,7 @@ use super::rule::{Decision, Rule};
 /// on the object as the API server will store it ([`up_sync_stored`]), so the
 /// relay's early answer and the webhook's final one cannot disagree.
 pub fn up_sync(policy: &Policy, cluster: &str, secret: &Secret, hub: Option<&Secret>) -> Decision {
-    let name = secret.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&secret.metadata);
     up_sync_with(
         policy,
         cluster,
@@ -47,7 +47,7 @@ pub fn up_sync_full_scan(
     secret: &Secret,
     hub: Option<&Secret>,
 ) -> Decision {
-    let name = secret.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&secret.metadata);
     up_sync_with(
         policy,
         cluster,
@@ -231,14 +231,13 @@ fn admitting_source(
 /// cluster's Secret never carries it), so the cluster's Secret, the relay's
 /// view of a write and the stored hub copy are judged alike.
 pub(super) fn source_labels(secret: &Secret) -> Cow<'_, BTreeMap<String, String>> {
-    match secret.metadata.labels.as_ref() {
-        Some(l) if l.contains_key(keys::OWNER_LABEL) => {
-            let mut l = l.clone();
-            l.remove(keys::OWNER_LABEL);
-            Cow::Owned(l)
-        }
-        Some(l) => Cow::Borrowed(l),
-        None => Cow::Owned(BTreeMap::new()),
+    let labels = meta::labels(&secret.metadata);
+    if labels.contains_key(keys::OWNER_LABEL) {
+        let mut l = labels.clone();
+        l.remove(keys::OWNER_LABEL);
+        Cow::Owned(l)
+    } else {
+        Cow::Borrowed(labels)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The policy model: [`Policy`] and the parts it is made of, the built-in
 //! blocked lists, and the per-cluster index of Secret Sources that up-sync
-//! decisions read. A `Policy` is only built from a document that passed
-//! `validate`.
+//! decisions read. A `Policy` is built only by `validate`, from a document
+//! without a problem, or as [`Policy::default`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use crate::carry::StripMetadata;
 use crate::keys;
+use crate::meta;
 use crate::selector::{Operator, Selector, is_dns_label};
 
 /// The Secret in the control-plane namespace where the relay keeps an adopted
@@ -195,7 +196,7 @@ impl Policy {
 
     /// Why `secret` is blocked (built-ins first, then `extraBlocked`), if it is.
     pub fn blocked(&self, secret: &Secret) -> Option<BlockedBy> {
-        let name = secret.metadata.name.as_deref().unwrap_or("");
+        let name = meta::name(&secret.metadata);
         if BUILTIN_BLOCKED_NAMES.contains(&name) || self.extra_blocked.names.contains(name) {
             return Some(BlockedBy::Name(name.to_owned()));
         }
