@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::decision::{Owner, ReleaseAction, Rule, down_sync, down_sync_to, owner, revocation};
 use crate::document::Policy;
+use crate::meta;
 
 /// The waits the plan counts with: the relay's and the agents' settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +138,14 @@ pub struct Plan {
     pub notes: Vec<String>,
 }
 
+/// One hub copy and where it goes under the live and the new policy.
+struct HubCopy<'a> {
+    hub: &'a Secret,
+    name: String,
+    before: BTreeSet<String>,
+    after: BTreeSet<String>,
+}
+
 /// What changing the live policy `old` to `new` does over the hub copies `hub`
 /// (the Secrets of the control-plane namespace), with the waits of `settings`.
 pub fn plan(old: &Policy, new: &Policy, hub: &[Secret], settings: PlanSettings) -> Plan {
@@ -146,102 +155,151 @@ pub fn plan(old: &Policy, new: &Policy, hub: &[Secret], settings: PlanSettings) 
     let mut current: BTreeMap<String, usize> = BTreeMap::new();
     let mut deletions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for h in hub {
-        let name = h.metadata.name.clone().unwrap_or_default();
-        let before: BTreeSet<String> = down_sync(old, h).targets.into_iter().collect();
-        let after: BTreeSet<String> = down_sync(new, h).targets.into_iter().collect();
-        for c in &before {
+        let copy = HubCopy {
+            hub: h,
+            name: meta::name(&h.metadata).to_owned(),
+            before: down_sync(old, h).targets.into_iter().collect(),
+            after: down_sync(new, h).targets.into_iter().collect(),
+        };
+        for c in &copy.before {
             *current.entry(c.clone()).or_default() += 1;
         }
-        let revoked = revocation(new, h);
-        let was_revoked = revocation(old, h).is_some();
-        match (&revoked, was_revoked, owner(h)) {
-            (Some(r), false, Owner::Cluster(o)) => rows.push(PlanRow {
-                change: Change::Revoked,
-                secret: name.clone(),
-                cluster: o,
-                rule: r.decision.rule,
-                reason: r.decision.reason.clone(),
-                when: When::AfterRevocationGrace,
-            }),
-            (None, true, Owner::Cluster(o)) if new.cluster(&o).is_some() => rows.push(PlanRow {
-                change: Change::RevocationCancelled,
-                secret: name.clone(),
-                cluster: o,
-                rule: Rule::UpSyncOwner,
-                reason: format!(
-                    "the new policy admits {name} from cluster {} again: it stays",
-                    owner_name(h)
-                ),
-                when: When::Now,
-            }),
-            _ => {}
-        }
-        if let Owner::Cluster(o) = owner(h)
-            && old.cluster(&o).is_some()
-            && new.cluster(&o).is_none()
-        {
+        let released = owner_rows(old, new, &copy, &mut rows);
+        created_rows(new, &copy, released, &mut rows);
+        deleted_rows(new, &copy, released, &mut rows, &mut deletions);
+    }
+    hold_beyond_budget(&mut rows, deletions, &current, settings);
+    rows.sort_by(|a, b| (a.change, &a.secret, &a.cluster).cmp(&(b.change, &b.secret, &b.cluster)));
+    let names = |p: &Policy| -> BTreeSet<String> { p.clusters().map(|c| c.name.clone()).collect() };
+    let (before, after) = (names(old), names(new));
+    Plan {
+        rows,
+        clusters_added: after.difference(&before).cloned().collect(),
+        clusters_removed: before.difference(&after).cloned().collect(),
+        notes: notes(settings),
+    }
+}
+
+/// The rows of the hub copy's owner: its revocation (or the revocation the
+/// new policy cancels), and its orphaning when the owner leaves the registry.
+/// Whether the copy is revoked and deleted, taking its down copies with it.
+fn owner_rows(old: &Policy, new: &Policy, copy: &HubCopy, rows: &mut Vec<PlanRow>) -> bool {
+    let (h, name) = (copy.hub, &copy.name);
+    let revoked = revocation(new, h);
+    let was_revoked = revocation(old, h).is_some();
+    match (&revoked, was_revoked, owner(h)) {
+        (Some(r), false, Owner::Cluster(o)) => rows.push(PlanRow {
+            change: Change::Revoked,
+            secret: name.clone(),
+            cluster: o,
+            rule: r.decision.rule,
+            reason: r.decision.reason.clone(),
+            when: When::AfterRevocationGrace,
+        }),
+        (None, true, Owner::Cluster(o)) if new.cluster(&o).is_some() => rows.push(PlanRow {
+            change: Change::RevocationCancelled,
+            secret: name.clone(),
+            cluster: o,
+            rule: Rule::UpSyncOwner,
+            reason: format!(
+                "the new policy admits {name} from cluster {} again: it stays",
+                owner_name(h)
+            ),
+            when: When::Now,
+        }),
+        _ => {}
+    }
+    if let Owner::Cluster(o) = owner(h)
+        && old.cluster(&o).is_some()
+        && new.cluster(&o).is_none()
+    {
+        rows.push(PlanRow {
+            change: Change::Orphaned,
+            secret: name.clone(),
+            cluster: o.clone(),
+            rule: Rule::OrphanedOwner,
+            reason: format!(
+                "cluster {o} leaves the registry: {name} stays on the hub, orphaned, and stops going down; the control plane may delete it or take it over"
+            ),
+            when: When::Now,
+        });
+    }
+    // A revoked copy that is deleted takes all its down copies with it; a
+    // returned one goes where its restored metadata says (not known here).
+    revoked
+        .as_ref()
+        .is_some_and(|r| r.action == Some(ReleaseAction::Delete))
+}
+
+/// The down copies the new policy creates, unless the copy is `released`.
+fn created_rows(new: &Policy, copy: &HubCopy, released: bool, rows: &mut Vec<PlanRow>) {
+    let (h, name) = (copy.hub, &copy.name);
+    for c in &copy.after {
+        if !copy.before.contains(c) && !released {
+            let d = down_sync_to(new, h, c);
             rows.push(PlanRow {
-                change: Change::Orphaned,
-                secret: name.clone(),
-                cluster: o.clone(),
-                rule: Rule::OrphanedOwner,
-                reason: format!(
-                    "cluster {o} leaves the registry: {name} stays on the hub, orphaned, and stops going down; the control plane may delete it or take it over"
-                ),
-                when: When::Now,
-            });
-        }
-        // A revoked copy that is deleted takes all its down copies with it; a
-        // returned one goes where its restored metadata says (not known here).
-        let released = revoked
-            .as_ref()
-            .is_some_and(|r| r.action == Some(ReleaseAction::Delete));
-        for c in &after {
-            if !before.contains(c) && !released {
-                let d = down_sync_to(new, h, c);
-                rows.push(PlanRow {
-                    change: Change::DownCopyCreated,
-                    secret: name.clone(),
-                    cluster: c.clone(),
-                    rule: d.decision.rule,
-                    reason: d.decision.reason,
-                    when: When::Now,
-                });
-            }
-        }
-        for c in &before {
-            let (rule, reason, when) = if released && after.contains(c) {
-                (
-                    Rule::Revoked,
-                    format!("{name} is revoked, so its down copy on cluster {c} goes with it"),
-                    When::AfterRevocationThenDeletionGrace,
-                )
-            } else if !after.contains(c) {
-                let d = down_sync_to(new, h, c);
-                let when = if new.cluster(c).is_none() {
-                    When::AfterUnregisteredGrace
-                } else {
-                    When::AfterDeletionGrace
-                };
-                (d.decision.rule, d.decision.reason, when)
-            } else {
-                continue;
-            };
-            if when != When::AfterUnregisteredGrace {
-                deletions.entry(c.clone()).or_default().push(rows.len());
-            }
-            rows.push(PlanRow {
-                change: Change::DownCopyDeleted,
+                change: Change::DownCopyCreated,
                 secret: name.clone(),
                 cluster: c.clone(),
-                rule,
-                reason,
-                when,
+                rule: d.decision.rule,
+                reason: d.decision.reason,
+                when: When::Now,
             });
         }
     }
-    // The agent's budget: beyond it, deletions wait for a confirmation. Deletions
-    // are taken in name order (the agent takes them as they come).
+}
+
+/// The down copies that go: those the new policy no longer sends, and all of
+/// a `released` copy's. Each deletion the agent counts against its budget is
+/// noted in `deletions` by row index.
+fn deleted_rows(
+    new: &Policy,
+    copy: &HubCopy,
+    released: bool,
+    rows: &mut Vec<PlanRow>,
+    deletions: &mut BTreeMap<String, Vec<usize>>,
+) {
+    let (h, name, after) = (copy.hub, &copy.name, &copy.after);
+    for c in &copy.before {
+        let (rule, reason, when) = if released && after.contains(c) {
+            (
+                Rule::Revoked,
+                format!("{name} is revoked, so its down copy on cluster {c} goes with it"),
+                When::AfterRevocationThenDeletionGrace,
+            )
+        } else if !after.contains(c) {
+            let d = down_sync_to(new, h, c);
+            let when = if new.cluster(c).is_none() {
+                When::AfterUnregisteredGrace
+            } else {
+                When::AfterDeletionGrace
+            };
+            (d.decision.rule, d.decision.reason, when)
+        } else {
+            continue;
+        };
+        if when != When::AfterUnregisteredGrace {
+            deletions.entry(c.clone()).or_default().push(rows.len());
+        }
+        rows.push(PlanRow {
+            change: Change::DownCopyDeleted,
+            secret: name.clone(),
+            cluster: c.clone(),
+            rule,
+            reason,
+            when,
+        });
+    }
+}
+
+/// The agent's budget: beyond it, deletions wait for a confirmation. Deletions
+/// are taken in name order (the agent takes them as they come).
+fn hold_beyond_budget(
+    rows: &mut [PlanRow],
+    deletions: BTreeMap<String, Vec<usize>>,
+    current: &BTreeMap<String, usize>,
+    settings: PlanSettings,
+) {
     for (cluster, mut rows_of) in deletions {
         let total = current.get(&cluster).copied().unwrap_or(0);
         let budget = (total * settings.budget_percent as usize)
@@ -256,9 +314,10 @@ pub fn plan(old: &Policy, new: &Policy, hub: &[Secret], settings: PlanSettings) 
             ));
         }
     }
-    rows.sort_by(|a, b| (a.change, &a.secret, &a.cluster).cmp(&(b.change, &b.secret, &b.cluster)));
-    let names = |p: &Policy| -> BTreeSet<String> { p.clusters().map(|c| c.name.clone()).collect() };
-    let (before, after) = (names(old), names(new));
+}
+
+/// What the plan cannot show, and the waits it counts with.
+fn notes(settings: PlanSettings) -> Vec<String> {
     let mut notes = vec![
         "Secrets on managed clusters that a new Secret Source admits sync up within seconds of the change; the control plane does not list them, so they have no row here.".to_owned(),
     ];
@@ -272,12 +331,7 @@ pub fn plan(old: &Policy, new: &Policy, hub: &[Secret], settings: PlanSettings) 
         "Down copies wait {}s (the agents' grace) before they go, at most {}% of a cluster's down copies per window.",
         settings.deletion_grace_seconds, settings.budget_percent
     ));
-    Plan {
-        rows,
-        clusters_added: after.difference(&before).cloned().collect(),
-        clusters_removed: before.difference(&after).cloned().collect(),
-        notes,
-    }
+    notes
 }
 
 fn owner_name(h: &Secret) -> String {

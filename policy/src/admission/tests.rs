@@ -1,7 +1,10 @@
+use k8s_openapi::api::core::v1::Secret;
 use proptest::prelude::*;
 
 use super::*;
-use crate::decision::up_sync;
+use crate::decision::{ADOPTABLE_NAMES, Owner, Rule, digest, is_adopted, owner, up_sync};
+use crate::document::Policy;
+use crate::keys;
 use crate::testutil::{SecretBuilder, cluster_secret, hub, policy, secret};
 
 /// (case, user, namespace, new object, old object, rule, allowed)
@@ -227,6 +230,7 @@ fn a_forged_stamp_denial_never_quotes_the_value_written() {
     assert!(!d.reason.contains(secret_value), "{}", d.reason);
 }
 
+// Long by design: a table, one row per case.
 #[test]
 fn control_plane_admission_follows_every_rule() {
     let cp = Mode::ControlPlane;
@@ -1293,6 +1297,7 @@ fn down_sync_annotation_problems_are_warned_about() {
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
 }
 
+// Long by design: a table, one row per case.
 #[test]
 fn an_unregistered_name_in_allowed_clusters_is_warned_about_with_the_nearest_name() {
     let typo = |b: SecretBuilder| {
@@ -1471,6 +1476,7 @@ fn an_update_or_delete_without_old_object_is_denied_whoever_sends_it() {
     }
 }
 
+// Long by design: a table, one row per case.
 #[test]
 fn kubernetes_cleanup_is_recognised_without_a_policy() {
     let own = hub("repo").owner("cluster1").build();
@@ -1639,6 +1645,7 @@ fn out_of_scope_is_decided_without_the_objects() {
     );
 }
 
+// Long by design: a table, one row per case.
 #[test]
 fn managed_cluster_admission_guards_down_copies() {
     let mode = Mode::ManagedCluster {
@@ -1878,6 +1885,7 @@ fn managed_cluster_admission_guards_down_copies() {
     }
 }
 
+// Long by design: one scenario after another over shared fixtures.
 #[test]
 fn mutation_stamps_the_owner_removes_an_old_digest_and_nothing_else() {
     let p = policy();
@@ -2453,6 +2461,7 @@ fn a_hub_copy_that_stops_being_admitted_blocks_the_clusters_writes_but_not_its_r
     );
 }
 
+// Long by design: a table, one row per case.
 #[test]
 fn denials_a_cluster_gets_name_no_other_cluster_and_quote_no_value() {
     // Values a cluster must never read back: in its request, in a hub copy it does
