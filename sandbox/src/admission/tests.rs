@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::client::go_duration;
+use super::matching::selector_matches;
 use super::*;
 
 /// A throwaway CA.
