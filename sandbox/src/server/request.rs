@@ -163,77 +163,95 @@ pub(super) fn list_query_conversion(req: &Req) -> Result<(), Status> {
 /// `ValidateListOptions` (staging/src/k8s.io/apimachinery/pkg/apis/meta/internalversion/
 /// validation/validation.go): a 422 on ListOptions.meta.k8s.io.
 pub(super) fn validate_list_options(req: &Req, watch: bool) -> Result<(), Status> {
-    let q = &req.query;
-    let rv_match = q.get("resourceVersionMatch").unwrap_or_default();
-    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
-    let send_initial = q.get("sendInitialEvents").is_some();
-    let mut errs = Vec::new();
-    let path = "resourceVersionMatch";
-    if watch {
-        if send_initial && rv_match != "NotOlderThan" {
-            errs.push(FieldError::forbidden(
-                path,
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-            ));
-        }
-        if !rv_match.is_empty() {
-            if !send_initial {
-                errs.push(FieldError::forbidden(
-                    path,
-                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-                ));
-            }
-            if rv_match != "NotOlderThan" {
-                errs.push(FieldError::not_supported(path, rv_match, &["NotOlderThan"]));
-            }
-            if has_continue {
-                errs.push(FieldError::forbidden(
-                    path,
-                    "resourceVersionMatch is forbidden when continue is provided",
-                ));
-            }
-        }
+    let errs = if watch {
+        watch_option_errors(&req.query)
     } else {
-        let rv = q.get("resourceVersion").unwrap_or_default();
-        if !rv_match.is_empty() {
-            if rv.is_empty() {
-                errs.push(FieldError::forbidden(
-                    path,
-                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
-                ));
-            }
-            if has_continue {
-                errs.push(FieldError::forbidden(
-                    path,
-                    "resourceVersionMatch is forbidden when continue is provided",
-                ));
-            }
-            if rv_match != "Exact" && rv_match != "NotOlderThan" {
-                errs.push(FieldError::not_supported(
-                    path,
-                    rv_match,
-                    &["Exact", "NotOlderThan", ""],
-                ));
-            }
-            if rv_match == "Exact" && rv == "0" {
-                errs.push(FieldError::forbidden(
-                    path,
-                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-                ));
-            }
-        }
-        if send_initial {
-            errs.push(FieldError::forbidden(
-                "sendInitialEvents",
-                "sendInitialEvents is forbidden for list",
-            ));
-        }
-    }
+        list_option_errors(&req.query)
+    };
     if errs.is_empty() {
         Ok(())
     } else {
         Err(Status::invalid("ListOptions", "meta.k8s.io", "", &errs))
     }
+}
+
+/// `ValidateListOptions` for a watch: resourceVersionMatch only as `NotOlderThan` with
+/// sendInitialEvents, and never with continue.
+fn watch_option_errors(q: &Query) -> Vec<FieldError> {
+    let rv_match = q.get("resourceVersionMatch").unwrap_or_default();
+    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+    let send_initial = q.get("sendInitialEvents").is_some();
+    let mut errs = Vec::new();
+    let path = "resourceVersionMatch";
+    if send_initial && rv_match != "NotOlderThan" {
+        errs.push(FieldError::forbidden(
+            path,
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if !rv_match.is_empty() {
+        if !send_initial {
+            errs.push(FieldError::forbidden(
+                path,
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        if rv_match != "NotOlderThan" {
+            errs.push(FieldError::not_supported(path, rv_match, &["NotOlderThan"]));
+        }
+        if has_continue {
+            errs.push(FieldError::forbidden(
+                path,
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+    }
+    errs
+}
+
+/// `ValidateListOptions` for a list: resourceVersionMatch needs a resourceVersion and no
+/// continue, `Exact` not with "0"; no sendInitialEvents.
+fn list_option_errors(q: &Query) -> Vec<FieldError> {
+    let rv_match = q.get("resourceVersionMatch").unwrap_or_default();
+    let has_continue = q.get("continue").is_some_and(|c| !c.is_empty());
+    let send_initial = q.get("sendInitialEvents").is_some();
+    let mut errs = Vec::new();
+    let path = "resourceVersionMatch";
+    let rv = q.get("resourceVersion").unwrap_or_default();
+    if !rv_match.is_empty() {
+        if rv.is_empty() {
+            errs.push(FieldError::forbidden(
+                path,
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        if has_continue {
+            errs.push(FieldError::forbidden(
+                path,
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
+        }
+        if rv_match != "Exact" && rv_match != "NotOlderThan" {
+            errs.push(FieldError::not_supported(
+                path,
+                rv_match,
+                &["Exact", "NotOlderThan", ""],
+            ));
+        }
+        if rv_match == "Exact" && rv == "0" {
+            errs.push(FieldError::forbidden(
+                path,
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+    }
+    if send_initial {
+        errs.push(FieldError::forbidden(
+            "sendInitialEvents",
+            "sendInitialEvents is forbidden for list",
+        ));
+    }
+    errs
 }
 
 /// The storage's `ParseResourceVersion`: `None` for "" and "0", else the number, or its
