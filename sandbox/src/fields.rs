@@ -358,14 +358,7 @@ pub(crate) fn apply(
     let mine = |e: &Entry| e.manager == manager && e.operation == "Apply";
 
     if let Some(live) = live {
-        let mut conflicts: Vec<(String, Vec<String>)> = Vec::new();
-        for e in entries.iter().filter(|e| !mine(e)) {
-            for p in e.fields.intersection(&applied_fields) {
-                if get_path(applied, p) != get_path(live, p) {
-                    conflicts.push((describe_manager(e), p.clone()));
-                }
-            }
-        }
+        let conflicts = conflicts(&entries, &applied_fields, applied, live, &mine);
         if !conflicts.is_empty() && !force {
             return Err(conflict_status(&conflicts));
         }
@@ -376,26 +369,7 @@ pub(crate) fn apply(
         .filter(|e| mine(e))
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
-    let mut merged = live.cloned().unwrap_or_else(|| {
-        json!({
-            "apiVersion": applied["apiVersion"],
-            "kind": applied["kind"],
-            "metadata": applied["metadata"].clone(),
-        })
-    });
-    if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
-        if let Some(applied_meta) = applied["metadata"].as_object() {
-            for k in ["name", "namespace", "generateName"] {
-                if let Some(v) = applied_meta.get(k) {
-                    meta.insert(k.into(), v.clone());
-                }
-            }
-        }
-        if live.is_none() {
-            meta.remove("labels");
-            meta.remove("annotations");
-        }
-    }
+    let mut merged = apply_base(live, applied);
     for e in &mut entries {
         if force && !mine(e) {
             e.fields.retain(|p| !applied_fields.contains(p));
@@ -432,6 +406,53 @@ pub(crate) fn apply(
     );
     write_entries(&mut merged, entries);
     Ok(merged)
+}
+
+/// The fields other managers own that `applied` sets to another value than `live` has:
+/// (the manager as the conflict names it, the field).
+fn conflicts(
+    entries: &[Entry],
+    applied_fields: &FieldSet,
+    applied: &Value,
+    live: &Value,
+    mine: &dyn Fn(&Entry) -> bool,
+) -> Vec<(String, Vec<String>)> {
+    let mut conflicts = Vec::new();
+    for e in entries.iter().filter(|e| !mine(e)) {
+        for p in e.fields.intersection(applied_fields) {
+            if get_path(applied, p) != get_path(live, p) {
+                conflicts.push((describe_manager(e), p.clone()));
+            }
+        }
+    }
+    conflicts
+}
+
+/// What an apply starts from: the live object (or the applied type and metadata for a
+/// create), with the applied name, namespace and generateName; on create, labels and
+/// annotations are left to the applied fields.
+fn apply_base(live: Option<&Value>, applied: &Value) -> Value {
+    let mut merged = live.cloned().unwrap_or_else(|| {
+        json!({
+            "apiVersion": applied["apiVersion"],
+            "kind": applied["kind"],
+            "metadata": applied["metadata"].clone(),
+        })
+    });
+    if let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(applied_meta) = applied["metadata"].as_object() {
+            for k in ["name", "namespace", "generateName"] {
+                if let Some(v) = applied_meta.get(k) {
+                    meta.insert(k.into(), v.clone());
+                }
+            }
+        }
+        if live.is_none() {
+            meta.remove("labels");
+            meta.remove("annotations");
+        }
+    }
+    merged
 }
 
 fn conflict_status(conflicts: &[(String, Vec<String>)]) -> Status {

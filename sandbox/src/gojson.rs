@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Number, Value};
 
-use crate::resource::Schema;
+use crate::resource::{Schema, Struct};
 
 /// A JSON value as written: an object keeps every key, repeated ones too, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,70 +270,11 @@ impl Decoder {
             }
             (Schema::Any, node) => *slot = self.any(node, path),
             (Schema::Struct(s) | Schema::Ptr(s), Node::Object(members)) => {
-                if !slot.is_object() {
-                    *slot = Value::Object(Map::new());
-                }
-                let mut seen = HashSet::new();
-                for m in members {
-                    let sub = child(path, &m.key);
-                    let Some(field) = s.fields.iter().find(|f| f.name == m.key) else {
-                        self.strict.push("unknown field", &sub);
-                        continue;
-                    };
-                    if !seen.insert(field.name) {
-                        self.strict.push("duplicate field", &sub);
-                    }
-                    if let Value::Object(map) = slot {
-                        let entry = map.entry(field.name).or_insert(Value::Null);
-                        self.decode_into(entry, m.value, field.schema, &sub);
-                        // A nil or zero field is not encoded (omitempty).
-                        if entry.is_null() {
-                            map.remove(field.name);
-                        }
-                    }
-                }
+                self.decode_struct(slot, s, members, path);
             }
-            (Schema::Map, Node::Object(members)) => {
-                if !slot.is_object() {
-                    *slot = Value::Object(Map::new());
-                }
-                let mut seen = HashSet::new();
-                for m in members {
-                    if !seen.insert(m.key.clone()) {
-                        self.strict.push("duplicate field", &child(path, &m.key));
-                    }
-                    if let Value::Object(map) = slot {
-                        map.insert(m.key, map_value(m.value.into_value()));
-                    }
-                }
-            }
+            (Schema::Map, Node::Object(members)) => self.decode_map(slot, members, path),
             (Schema::List(item), Node::Array(nodes)) => {
-                if nodes.is_empty() {
-                    // decoding [] makes a new, empty slice
-                    self.forget(path);
-                    *slot = Value::Array(Vec::new());
-                    return;
-                }
-                if !slot.is_array() {
-                    self.forget(path);
-                    *slot = Value::Array(Vec::new());
-                }
-                let Value::Array(items) = slot else {
-                    return;
-                };
-                let len = nodes.len();
-                for (i, node) in nodes.into_iter().enumerate() {
-                    if i >= items.len() {
-                        let hidden = self.hidden.get_mut(path).filter(|h| !h.is_empty());
-                        items.push(hidden.map_or(Value::Null, |h| h.remove(0)));
-                    }
-                    self.decode_into(&mut items[i], node, *item, &format!("{path}[{i}]"));
-                }
-                if items.len() > len {
-                    let mut tail = items.split_off(len);
-                    tail.extend(self.hidden.remove(path).unwrap_or_default());
-                    self.hidden.insert(path.to_owned(), tail);
-                }
+                self.decode_list(slot, *item, nodes, path);
             }
             // A scalar, a value for a custom unmarshaler, or a value of the wrong type
             // (which fails later, as it would have without the earlier one).
@@ -341,6 +282,81 @@ impl Decoder {
                 self.forget(path);
                 *slot = node.into_value();
             }
+        }
+    }
+
+    /// Decodes an object into a struct: unknown and repeated fields are strict errors, each
+    /// known field decodes into what the struct holds.
+    fn decode_struct(&mut self, slot: &mut Value, s: &Struct, members: Vec<Member>, path: &str) {
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let mut seen = HashSet::new();
+        for m in members {
+            let sub = child(path, &m.key);
+            let Some(field) = s.fields.iter().find(|f| f.name == m.key) else {
+                self.strict.push("unknown field", &sub);
+                continue;
+            };
+            if !seen.insert(field.name) {
+                self.strict.push("duplicate field", &sub);
+            }
+            if let Value::Object(map) = slot {
+                let entry = map.entry(field.name).or_insert(Value::Null);
+                self.decode_into(entry, m.value, field.schema, &sub);
+                // A nil or zero field is not encoded (omitempty).
+                if entry.is_null() {
+                    map.remove(field.name);
+                }
+            }
+        }
+    }
+
+    /// Decodes an object into a `map[string]string`-like map: a repeated key is a strict
+    /// error and the later value wins.
+    fn decode_map(&mut self, slot: &mut Value, members: Vec<Member>, path: &str) {
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let mut seen = HashSet::new();
+        for m in members {
+            if !seen.insert(m.key.clone()) {
+                self.strict.push("duplicate field", &child(path, &m.key));
+            }
+            if let Value::Object(map) = slot {
+                map.insert(m.key, map_value(m.value.into_value()));
+            }
+        }
+    }
+
+    /// Decodes an array into a slice as Go does: element by element into what the slice
+    /// held (its hidden tail too), truncating to the array's length.
+    fn decode_list(&mut self, slot: &mut Value, item: Schema, nodes: Vec<Node>, path: &str) {
+        if nodes.is_empty() {
+            // decoding [] makes a new, empty slice
+            self.forget(path);
+            *slot = Value::Array(Vec::new());
+            return;
+        }
+        if !slot.is_array() {
+            self.forget(path);
+            *slot = Value::Array(Vec::new());
+        }
+        let Value::Array(items) = slot else {
+            return;
+        };
+        let len = nodes.len();
+        for (i, node) in nodes.into_iter().enumerate() {
+            if i >= items.len() {
+                let hidden = self.hidden.get_mut(path).filter(|h| !h.is_empty());
+                items.push(hidden.map_or(Value::Null, |h| h.remove(0)));
+            }
+            self.decode_into(&mut items[i], node, item, &format!("{path}[{i}]"));
+        }
+        if items.len() > len {
+            let mut tail = items.split_off(len);
+            tail.extend(self.hidden.remove(path).unwrap_or_default());
+            self.hidden.insert(path.to_owned(), tail);
         }
     }
 

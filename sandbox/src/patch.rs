@@ -126,105 +126,123 @@ pub(crate) fn apply_patch(
     check_json(kind, body)?;
     let node = gojson::parse(body).map_err(|_| Status::bad_request("invalid JSON patch"))?;
     match kind {
-        PatchType::Merge | PatchType::Strategic => {
-            let (patch, strict) = gojson::decode(node, Schema::Any);
-            let mut patch = match patch {
-                Value::Object(map) => map,
-                // A merge patch decodes to a nil map, which jsonpatch.MergePatch refuses; a
-                // strategic one is a patch without changes.
-                Value::Null if kind == PatchType::Merge => {
-                    return Err(Status::bad_request("Invalid JSON Patch"));
-                }
-                Value::Null => {
-                    return Ok(Applied {
-                        strict,
-                        strategic: Some(Value::Object(Map::new())),
-                    });
-                }
-                other => {
-                    // The merge patcher prefixes its decoding error; strategicPatchObject
-                    // does not.
-                    let prefix = if kind == PatchType::Merge {
-                        "error decoding patch: "
-                    } else {
-                        ""
-                    };
-                    return Err(Status::bad_request(format!(
-                        "{prefix}json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-                        go_json_type(&other)
-                    )));
-                }
-            };
-            if kind == PatchType::Merge {
-                json_patch::merge(target, &Value::Object(patch));
-                return Ok(Applied {
-                    strict,
-                    strategic: None,
-                });
-            }
-            let original = match std::mem::take(target) {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            };
-            let merged = strategic::merge(original, &mut patch, schema).map_err(merge_status)?;
-            *target = Value::Object(merged);
-            Ok(Applied {
-                strict,
-                strategic: Some(Value::Object(patch)),
-            })
-        }
-        PatchType::Json => {
-            let ops = match node.clone().into_value() {
-                Value::Array(ops) => ops,
-                Value::Null => return Ok(Applied::default()),
-                other => {
-                    return Err(Status::bad_request(format!(
-                        "error decoding patch: json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
-                        go_json_type(&other)
-                    )));
-                }
-            };
-            for op in &ops {
-                match op {
-                    Value::Object(fields) => {
-                        for field in ["op", "path", "from"] {
-                            if let Some(v) =
-                                fields.get(field).filter(|v| !v.is_string() && !v.is_null())
-                            {
-                                return Err(Status::bad_request(format!(
-                                    "error decoding patch: json: cannot unmarshal {} into Go struct field jsonPatchOp.{field} of type string",
-                                    go_json_type(v)
-                                )));
-                            }
-                        }
-                    }
-                    Value::Null => {}
-                    other => {
-                        return Err(Status::bad_request(format!(
-                            "error decoding patch: json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
-                            go_json_type(other)
-                        )));
-                    }
-                }
-            }
-            let (_, strict) = gojson::decode(node, Schema::List(&Schema::Struct(&JSON_PATCH_OP)));
-            // What decodes but cannot be applied (an unknown op, a missing path, a failed
-            // test) is a 422 from the patch's Apply.
-            let patch: json_patch::Patch =
-                serde_json::from_value(Value::Array(ops)).map_err(|_| unprocessable())?;
-            json_patch::patch(target, &patch).map_err(|_| unprocessable())?;
-            Ok(Applied {
-                strict: strict
-                    .into_iter()
-                    .map(|e| format!("json patch {e}"))
-                    .collect(),
-                strategic: None,
-            })
-        }
+        PatchType::Merge | PatchType::Strategic => apply_merge_patch(kind, target, node, schema),
+        PatchType::Json => apply_json_patch(target, node),
         PatchType::Apply => Err(Status::internal_error(
             "apply patches are handled by server-side apply",
         )),
     }
+}
+
+/// A merge or strategic merge patch: the body must decode to a map (null is the empty
+/// strategic patch, and refused as a merge patch).
+fn apply_merge_patch(
+    kind: PatchType,
+    target: &mut Value,
+    node: gojson::Node,
+    schema: Schema,
+) -> Result<Applied, Status> {
+    let (patch, strict) = gojson::decode(node, Schema::Any);
+    let mut patch = match patch {
+        Value::Object(map) => map,
+        // A merge patch decodes to a nil map, which jsonpatch.MergePatch refuses; a
+        // strategic one is a patch without changes.
+        Value::Null if kind == PatchType::Merge => {
+            return Err(Status::bad_request("Invalid JSON Patch"));
+        }
+        Value::Null => {
+            return Ok(Applied {
+                strict,
+                strategic: Some(Value::Object(Map::new())),
+            });
+        }
+        other => {
+            // The merge patcher prefixes its decoding error; strategicPatchObject
+            // does not.
+            let prefix = if kind == PatchType::Merge {
+                "error decoding patch: "
+            } else {
+                ""
+            };
+            return Err(Status::bad_request(format!(
+                "{prefix}json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+                go_json_type(&other)
+            )));
+        }
+    };
+    if kind == PatchType::Merge {
+        json_patch::merge(target, &Value::Object(patch));
+        return Ok(Applied {
+            strict,
+            strategic: None,
+        });
+    }
+    let original = match std::mem::take(target) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let merged = strategic::merge(original, &mut patch, schema).map_err(merge_status)?;
+    *target = Value::Object(merged);
+    Ok(Applied {
+        strict,
+        strategic: Some(Value::Object(patch)),
+    })
+}
+
+/// A JSON patch: a list of operations (null changes nothing), each decoded as
+/// `handlers.jsonPatchOp`, then applied in order.
+fn apply_json_patch(target: &mut Value, node: gojson::Node) -> Result<Applied, Status> {
+    let ops = match node.clone().into_value() {
+        Value::Array(ops) => ops,
+        Value::Null => return Ok(Applied::default()),
+        other => {
+            return Err(Status::bad_request(format!(
+                "error decoding patch: json: cannot unmarshal {} into Go value of type []handlers.jsonPatchOp",
+                go_json_type(&other)
+            )));
+        }
+    };
+    check_json_patch_ops(&ops)?;
+    let (_, strict) = gojson::decode(node, Schema::List(&Schema::Struct(&JSON_PATCH_OP)));
+    // What decodes but cannot be applied (an unknown op, a missing path, a failed
+    // test) is a 422 from the patch's Apply.
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops)).map_err(|_| unprocessable())?;
+    json_patch::patch(target, &patch).map_err(|_| unprocessable())?;
+    Ok(Applied {
+        strict: strict
+            .into_iter()
+            .map(|e| format!("json patch {e}"))
+            .collect(),
+        strategic: None,
+    })
+}
+
+/// Go's decoding errors for operations that are not objects or whose `op`, `path` or `from`
+/// is not a string.
+fn check_json_patch_ops(ops: &[Value]) -> Result<(), Status> {
+    for op in ops {
+        match op {
+            Value::Object(fields) => {
+                for field in ["op", "path", "from"] {
+                    if let Some(v) = fields.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+                        return Err(Status::bad_request(format!(
+                            "error decoding patch: json: cannot unmarshal {} into Go struct field jsonPatchOp.{field} of type string",
+                            go_json_type(v)
+                        )));
+                    }
+                }
+            }
+            Value::Null => {}
+            other => {
+                return Err(Status::bad_request(format!(
+                    "error decoding patch: json: cannot unmarshal {} into Go value of type handlers.jsonPatchOp",
+                    go_json_type(other)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// kube-apiserver's answer to a strategic merge patch that cannot be applied

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::client::go_duration;
+use super::matching::selector_matches;
 use super::*;
 
 /// A throwaway CA.
@@ -523,6 +525,62 @@ async fn a_mutating_denial_stops_before_validating_webhooks() {
     );
 }
 
+/// Webhooks that a CREATE of a Secret labelled `app: x` in namespace `default` does
+/// not reach: each misses by one rule field or selector.
+fn hooks_not_matching_a_secret_create(ca: &TestCa) -> Vec<Value> {
+    vec![
+        hook(
+            "configmaps",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"] }] }),
+        ),
+        hook(
+            "delete-only",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["DELETE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"] }] }),
+        ),
+        hook(
+            "apps",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["*"], "apiGroups": ["apps"], "apiVersions": ["*"], "resources": ["*"] }] }),
+        ),
+        hook(
+            "v2",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v2"], "resources": ["secrets"] }] }),
+        ),
+        hook(
+            "cluster-scope",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"], "scope": "Cluster" }] }),
+        ),
+        hook(
+            "subresource-only",
+            ca,
+            "/",
+            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets/status"] }] }),
+        ),
+        hook(
+            "other-namespace",
+            ca,
+            "/",
+            json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } } }),
+        ),
+        hook(
+            "object-label",
+            ca,
+            "/",
+            json!({ "objectSelector": { "matchExpressions": [{ "key": "sync", "operator": "In", "values": ["true"] }] } }),
+        ),
+        hook("no-rules", ca, "/", json!({ "rules": [] })),
+    ]
+}
+
 #[tokio::test]
 async fn webhooks_whose_rules_or_selectors_do_not_match_are_not_called() {
     let ca = TestCa::new();
@@ -533,57 +591,7 @@ async fn webhooks_whose_rules_or_selectors_do_not_match_are_not_called() {
         ))
     })
     .await;
-    let not_matching = vec![
-        hook(
-            "configmaps",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"] }] }),
-        ),
-        hook(
-            "delete-only",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["DELETE"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*"] }] }),
-        ),
-        hook(
-            "apps",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["*"], "apiGroups": ["apps"], "apiVersions": ["*"], "resources": ["*"] }] }),
-        ),
-        hook(
-            "v2",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v2"], "resources": ["secrets"] }] }),
-        ),
-        hook(
-            "cluster-scope",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"], "scope": "Cluster" }] }),
-        ),
-        hook(
-            "subresource-only",
-            &ca,
-            "/",
-            json!({ "rules": [{ "operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets/status"] }] }),
-        ),
-        hook(
-            "other-namespace",
-            &ca,
-            "/",
-            json!({ "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": "kube-system" } } }),
-        ),
-        hook(
-            "object-label",
-            &ca,
-            "/",
-            json!({ "objectSelector": { "matchExpressions": [{ "key": "sync", "operator": "In", "values": ["true"] }] } }),
-        ),
-        hook("no-rules", &ca, "/", json!({ "rules": [] })),
-    ];
+    let not_matching = hooks_not_matching_a_secret_create(&ca);
     let configs = validating(vec![config("v", not_matching)]);
 
     let result = server

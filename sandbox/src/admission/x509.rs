@@ -243,64 +243,17 @@ impl KeyAlgorithm {
 
 const UNSUPPORTED: &str = "x509: cannot verify signature: algorithm unimplemented";
 
+/// The ring algorithms that may verify a signature.
+type RingAlgorithms = Vec<&'static dyn ring::signature::VerificationAlgorithm>;
+
 /// Go's `Certificate.CheckSignatureFrom`: `Ok` when `parent` may sign and signed `cert`.
 fn check_signature_from(
     cert: &X509Certificate<'_>,
     parent: &X509Certificate<'_>,
 ) -> Result<(), String> {
-    let constraints = parent.basic_constraints().ok().flatten();
-    let cannot_sign = match constraints {
-        None => parent.version() == X509Version::V3,
-        Some(bc) => !bc.value.ca,
-    };
-    let usage = parent
-        .key_usage()
-        .ok()
-        .flatten()
-        .map_or(0, |ku| ku.value.flags);
-    // KeyUsageCertSign is bit 5 (x509-parser's flags follow the DER bit string).
-    if cannot_sign || (usage != 0 && usage & (1 << 5) == 0) {
-        return Err(
-            "x509: invalid signature: parent certificate cannot sign this kind of certificate"
-                .to_owned(),
-        );
-    }
-    let signature_oid = cert.signature_algorithm.algorithm.to_id_string();
-    let (wanted, ring_algorithms): (
-        KeyAlgorithm,
-        &[&'static dyn ring::signature::VerificationAlgorithm],
-    ) = match signature_oid.as_str() {
-        "1.2.840.10045.4.3.2" => (
-            KeyAlgorithm::Ecdsa,
-            &[
-                &ring::signature::ECDSA_P256_SHA256_ASN1,
-                &ring::signature::ECDSA_P384_SHA256_ASN1,
-            ],
-        ),
-        "1.2.840.10045.4.3.3" => (
-            KeyAlgorithm::Ecdsa,
-            &[
-                &ring::signature::ECDSA_P256_SHA384_ASN1,
-                &ring::signature::ECDSA_P384_SHA384_ASN1,
-            ],
-        ),
-        "1.2.840.10045.4.3.4" => (KeyAlgorithm::Ecdsa, &[]),
-        "1.2.840.113549.1.1.11" => (
-            KeyAlgorithm::Rsa,
-            &[&ring::signature::RSA_PKCS1_2048_8192_SHA256],
-        ),
-        "1.2.840.113549.1.1.12" => (
-            KeyAlgorithm::Rsa,
-            &[&ring::signature::RSA_PKCS1_2048_8192_SHA384],
-        ),
-        "1.2.840.113549.1.1.13" => (
-            KeyAlgorithm::Rsa,
-            &[&ring::signature::RSA_PKCS1_2048_8192_SHA512],
-        ),
-        "1.2.840.113549.1.1.10" => (KeyAlgorithm::Rsa, &[]),
-        "1.3.101.112" => (KeyAlgorithm::Ed25519, &[&ring::signature::ED25519]),
-        _ => return Err(UNSUPPORTED.to_owned()),
-    };
+    check_can_sign(parent)?;
+    let (wanted, ring_algorithms) =
+        signature_algorithm(&cert.signature_algorithm.algorithm.to_id_string())?;
     let spki = parent.public_key();
     let have = match spki.algorithm.algorithm.to_id_string().as_str() {
         "1.2.840.113549.1.1.1" => KeyAlgorithm::Rsa,
@@ -332,4 +285,65 @@ fn check_signature_from(
         // refused the chain, so the signature is taken as not verifying.
         Err(wanted.verification_failure().to_owned())
     }
+}
+
+/// A parent that is no CA (a v3 certificate without basic constraints counts as none) or
+/// whose key usage leaves out certificate signing cannot sign.
+fn check_can_sign(parent: &X509Certificate<'_>) -> Result<(), String> {
+    let constraints = parent.basic_constraints().ok().flatten();
+    let cannot_sign = match constraints {
+        None => parent.version() == X509Version::V3,
+        Some(bc) => !bc.value.ca,
+    };
+    let usage = parent
+        .key_usage()
+        .ok()
+        .flatten()
+        .map_or(0, |ku| ku.value.flags);
+    // KeyUsageCertSign is bit 5 (x509-parser's flags follow the DER bit string).
+    if cannot_sign || (usage != 0 && usage & (1 << 5) == 0) {
+        return Err(
+            "x509: invalid signature: parent certificate cannot sign this kind of certificate"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// The key algorithm a signature algorithm (by OID) needs and the ring algorithms that can
+/// check it (none for those ring lacks).
+fn signature_algorithm(oid: &str) -> Result<(KeyAlgorithm, RingAlgorithms), String> {
+    let algorithms: (KeyAlgorithm, RingAlgorithms) = match oid {
+        "1.2.840.10045.4.3.2" => (
+            KeyAlgorithm::Ecdsa,
+            vec![
+                &ring::signature::ECDSA_P256_SHA256_ASN1,
+                &ring::signature::ECDSA_P384_SHA256_ASN1,
+            ],
+        ),
+        "1.2.840.10045.4.3.3" => (
+            KeyAlgorithm::Ecdsa,
+            vec![
+                &ring::signature::ECDSA_P256_SHA384_ASN1,
+                &ring::signature::ECDSA_P384_SHA384_ASN1,
+            ],
+        ),
+        "1.2.840.10045.4.3.4" => (KeyAlgorithm::Ecdsa, Vec::new()),
+        "1.2.840.113549.1.1.11" => (
+            KeyAlgorithm::Rsa,
+            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA256],
+        ),
+        "1.2.840.113549.1.1.12" => (
+            KeyAlgorithm::Rsa,
+            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA384],
+        ),
+        "1.2.840.113549.1.1.13" => (
+            KeyAlgorithm::Rsa,
+            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA512],
+        ),
+        "1.2.840.113549.1.1.10" => (KeyAlgorithm::Rsa, Vec::new()),
+        "1.3.101.112" => (KeyAlgorithm::Ed25519, vec![&ring::signature::ED25519]),
+        _ => return Err(UNSUPPORTED.to_owned()),
+    };
+    Ok(algorithms)
 }

@@ -456,17 +456,7 @@ fn merge_slice(
     }
     let kind = slice_element_type(&[&original, patch])?;
     if kind != MAP_TYPE {
-        if delete_list {
-            return Ok(original
-                .into_iter()
-                .filter(|v| !patch.contains(v))
-                .collect());
-        }
-        let mut both = original.clone();
-        both.extend(patch.iter().cloned());
-        let merged = deduplicate_scalars(both);
-        let (patch_items, server_only) = partition_primitives(&merged, patch);
-        return normalize_element_order(patch_items, server_only, patch, &original, "", kind);
+        return merge_primitive_slice(original, patch, delete_list, kind);
     }
     if merge_key.is_empty() {
         return Err(MergeError::Other(format!(
@@ -474,8 +464,54 @@ fn merge_slice(
             item.go_kind()
         )));
     }
-    // mergeSliceWithSpecialElements: the patch entries without a directive, by index.
     let mut original = original;
+    let (mut entries, replace) = special_elements(&mut original, patch, merge_key)?;
+    if replace {
+        original = entries.iter().map(|&i| patch[i].clone()).collect();
+        entries.clear();
+    }
+    let merged = merge_entries(original.clone(), patch, &entries, item, merge_key)?;
+    let patch_entries: Vec<Value> = entries.iter().map(|&i| patch[i].clone()).collect();
+    let (patch_items, server_only) = partition_maps(&merged, &patch_entries, merge_key)?;
+    normalize_element_order(
+        patch_items,
+        server_only,
+        &patch_entries,
+        &original,
+        merge_key,
+        kind,
+    )
+}
+
+/// `mergeSlice` of scalars: a `$deleteFromPrimitiveList` removes the patch's values,
+/// otherwise the union without duplicates, in the patch's order.
+fn merge_primitive_slice(
+    original: Vec<Value>,
+    patch: &[Value],
+    delete_list: bool,
+    kind: &'static str,
+) -> Result<Vec<Value>> {
+    if delete_list {
+        return Ok(original
+            .into_iter()
+            .filter(|v| !patch.contains(v))
+            .collect());
+    }
+    let mut both = original.clone();
+    both.extend(patch.iter().cloned());
+    let merged = deduplicate_scalars(both);
+    let (patch_items, server_only) = partition_primitives(&merged, patch);
+    normalize_element_order(patch_items, server_only, patch, &original, "", kind)
+}
+
+/// `mergeSliceWithSpecialElements`: applies the `$patch: delete` entries to `original` and
+/// returns the indices of the patch entries without a directive, and whether one was
+/// `$patch: replace`.
+fn special_elements(
+    original: &mut Vec<Value>,
+    patch: &[Value],
+    merge_key: &str,
+) -> Result<(Vec<usize>, bool)> {
     let mut entries = Vec::new();
     let mut replace = false;
     for (i, v) in patch.iter().enumerate() {
@@ -489,7 +525,7 @@ fn merge_slice(
                     .get(merge_key)
                     .ok_or_else(|| no_merge_key(map, merge_key))?;
                 // deleteMatchingEntries
-                while let Some(at) = find_map(&original, merge_key, value)? {
+                while let Some(at) = find_map(original, merge_key, value)? {
                     original.remove(at);
                 }
             }
@@ -502,13 +538,19 @@ fn merge_slice(
             Some(d) => return Err(bad_patch_type(d, map)),
         }
     }
-    if replace {
-        original = entries.iter().map(|&i| patch[i].clone()).collect();
-        entries.clear();
-    }
-    // mergeSliceWithoutSpecialElements
-    let mut merged = original.clone();
-    for &i in &entries {
+    Ok((entries, replace))
+}
+
+/// `mergeSliceWithoutSpecialElements`: each patch entry merges into the element with its
+/// merge key's value, or is appended.
+fn merge_entries(
+    mut merged: Vec<Value>,
+    patch: &mut [Value],
+    entries: &[usize],
+    item: Schema,
+    merge_key: &str,
+) -> Result<Vec<Value>> {
+    for &i in entries {
         let Some(entry) = patch[i].as_object_mut() else {
             continue;
         };
@@ -527,16 +569,7 @@ fn merge_slice(
             None => merged.push(Value::Object(entry.clone())),
         }
     }
-    let patch_entries: Vec<Value> = entries.iter().map(|&i| patch[i].clone()).collect();
-    let (patch_items, server_only) = partition_maps(&merged, &patch_entries, merge_key)?;
-    normalize_element_order(
-        patch_items,
-        server_only,
-        &patch_entries,
-        &original,
-        merge_key,
-        kind,
-    )
+    Ok(merged)
 }
 
 /// `findMapInSliceBasedOnKeyValue`: the index of the map whose `key` is `value`.

@@ -1,12 +1,12 @@
-//! Server-side object handling: server-set metadata, kind defaults, validation.
+//! Server-side object handling: server-set metadata, kind defaults, the fields set on
+//! create, and the comparisons that make a write a no-op. Validation is in `validation`.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::meta;
 use crate::resource::ResourceKind;
-use crate::status::{FieldError, Status};
-use crate::validate;
+use crate::status::Status;
 
 pub(super) fn meta_str<'a>(obj: &'a Value, field: &str) -> &'a str {
     obj["metadata"][field].as_str().unwrap_or_default()
@@ -34,6 +34,31 @@ pub(super) fn prepare(
     obj["kind"] = json!(kind.kind);
     let name = meta_str(obj, "name").to_owned();
     let meta = meta_mut(obj);
+    system_metadata(meta, old, keep_managed_fields);
+    for field in ["labels", "annotations"] {
+        if meta
+            .get(field)
+            .is_some_and(|l| l.as_object().is_some_and(serde_json::Map::is_empty) || l.is_null())
+        {
+            meta.remove(field);
+        }
+    }
+    match kind.index {
+        0 => prepare_namespace(obj, old, &name),
+        1 => prepare_secret(obj)?,
+        3 | 4 => prepare_webhook_configuration(obj, old, kind.index == 3),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The metadata only the server sets: dropped from the request, and on update kept from
+/// `old` (uid, creationTimestamp and, unless an apply computed them, managedFields).
+fn system_metadata(
+    meta: &mut serde_json::Map<String, Value>,
+    old: Option<&Value>,
+    keep_managed_fields: bool,
+) {
     for k in [
         "selfLink",
         "deletionTimestamp",
@@ -64,51 +89,38 @@ pub(super) fn prepare(
             }
         }
     }
-    if meta
-        .get("labels")
-        .is_some_and(|l| l.as_object().is_some_and(serde_json::Map::is_empty) || l.is_null())
-    {
-        meta.remove("labels");
+}
+
+/// A namespace's name label; on update its old finalizers (unless set) and status.
+fn prepare_namespace(obj: &mut Value, old: Option<&Value>, name: &str) {
+    let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
+    labels["kubernetes.io/metadata.name"] = json!(name);
+    // A new namespace's finalizers and phase come from PrepareForCreate, after the
+    // field manager (before_create); an update keeps the old ones.
+    if let Some(old) = old {
+        if obj["spec"]["finalizers"].is_null() {
+            obj["spec"] = json!({"finalizers": old["spec"]["finalizers"].clone()});
+        }
+        obj["status"] = old["status"].clone();
     }
-    if meta
-        .get("annotations")
-        .is_some_and(|l| l.as_object().is_some_and(serde_json::Map::is_empty) || l.is_null())
-    {
-        meta.remove("annotations");
-    }
-    match kind.index {
-        0 => {
-            let labels = meta.entry("labels").or_insert_with(|| json!({}));
-            labels["kubernetes.io/metadata.name"] = json!(name);
-            // A new namespace's finalizers and phase come from PrepareForCreate, after the
-            // field manager (before_create); an update keeps the old ones.
-            if let Some(old) = old {
-                if obj["spec"]["finalizers"].is_null() {
-                    obj["spec"] = json!({"finalizers": old["spec"]["finalizers"].clone()});
-                }
-                obj["status"] = old["status"].clone();
+}
+
+/// A webhook configuration's defaults and its generation.
+fn prepare_webhook_configuration(obj: &mut Value, old: Option<&Value>, mutating: bool) {
+    default_webhooks(obj, mutating);
+    // admissionregistration objects count spec changes in metadata.generation
+    let generation = match old {
+        None => 1,
+        Some(old) => {
+            let before = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            if old["webhooks"] == obj["webhooks"] {
+                before
+            } else {
+                before + 1
             }
         }
-        1 => prepare_secret(obj)?,
-        3 | 4 => {
-            default_webhooks(obj, kind.index == 3);
-            // admissionregistration objects count spec changes in metadata.generation
-            let generation = match old {
-                None => 1,
-                Some(old) => {
-                    let before = old["metadata"]["generation"].as_i64().unwrap_or(1);
-                    if old["webhooks"] == obj["webhooks"] {
-                        before
-                    } else {
-                        before + 1
-                    }
-                }
-            };
-            meta_mut(obj).insert("generation".into(), json!(generation));
-        }
-        _ => {}
-    }
-    Ok(())
+    };
+    meta_mut(obj).insert("generation".into(), json!(generation));
 }
 
 fn prepare_secret(obj: &mut Value) -> Result<(), Status> {
@@ -185,7 +197,6 @@ fn default_webhooks(obj: &mut Value, mutating: bool) {
     }
 }
 
-/// kube's validation of a kind; `old` for updates.
 /// `rest.BeforeCreate` after mutating admission: the name from `generateName`, a new uid
 /// and the creation time (staging/src/k8s.io/apiserver/pkg/registry/rest/create.go).
 pub(super) fn before_create(kind: &ResourceKind, obj: &mut Value) -> Result<(), Status> {
@@ -219,198 +230,6 @@ pub(super) fn before_create(kind: &ResourceKind, obj: &mut Value) -> Result<(), 
         obj["status"] = json!({"phase": "Active"});
     }
     Ok(())
-}
-
-pub(super) fn validate_object(
-    kind: &ResourceKind,
-    obj: &Value,
-    old: Option<&Value>,
-) -> Result<(), Status> {
-    let mut errs: Vec<FieldError> = Vec::new();
-    validate::object_meta(obj, kind.index == 0, &mut errs);
-    if let Some(old) = old
-        && old["metadata"]["name"] != obj["metadata"]["name"]
-    {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            meta_str(obj, "name"),
-            "field is immutable",
-        ));
-    }
-    match kind.index {
-        1 => {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let total = validate::data_keys(
-                "data",
-                obj.get("data"),
-                |v| {
-                    v.as_str()
-                        .and_then(|s| b64.decode(s).ok())
-                        .map_or(0, |b| b.len())
-                },
-                &mut errs,
-            );
-            if total > validate::MAX_DATA_BYTES {
-                errs.push(FieldError::too_long("data", validate::MAX_DATA_BYTES));
-            }
-            let ty = obj["type"].as_str().unwrap_or_default();
-            let has = |k: &str| obj["data"].get(k).is_some();
-            match ty {
-                "kubernetes.io/service-account-token"
-                    if obj["metadata"]["annotations"]["kubernetes.io/service-account.name"]
-                        .as_str()
-                        .is_none_or(str::is_empty) =>
-                {
-                    errs.push(FieldError::required(
-                        "metadata.annotations[kubernetes.io/service-account.name]",
-                        "",
-                    ));
-                }
-                "kubernetes.io/tls" => {
-                    for k in ["tls.crt", "tls.key"] {
-                        if !has(k) {
-                            errs.push(FieldError::required(format!("data[{k}]"), ""));
-                        }
-                    }
-                }
-                "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
-                    errs.push(FieldError::required("data[.dockerconfigjson]", ""));
-                }
-                "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
-                    errs.push(FieldError::required("data[username]", ""));
-                }
-                "kubernetes.io/ssh-auth" if !has("ssh-privatekey") => {
-                    errs.push(FieldError::required("data[ssh-privatekey]", ""));
-                }
-                _ => {}
-            }
-            if let Some(old) = old {
-                if old["type"] != obj["type"] {
-                    errs.push(FieldError::invalid("type", ty, "field is immutable"));
-                }
-                immutable_checks(old, obj, &["data"], &mut errs);
-            }
-        }
-        2 => {
-            let total = validate::data_keys(
-                "data",
-                obj.get("data"),
-                |v| v.as_str().map_or(0, str::len),
-                &mut errs,
-            ) + validate::data_keys(
-                "binaryData",
-                obj.get("binaryData"),
-                |v| v.as_str().map_or(0, str::len),
-                &mut errs,
-            );
-            if let (Some(d), Some(b)) = (obj["data"].as_object(), obj["binaryData"].as_object()) {
-                for k in d.keys().filter(|k| b.contains_key(*k)) {
-                    errs.push(FieldError::invalid(
-                        format!("data[{k}]"),
-                        k,
-                        "duplicate of key present in binaryData",
-                    ));
-                }
-            }
-            if total > validate::MAX_DATA_BYTES {
-                errs.push(FieldError::too_long("", validate::MAX_DATA_BYTES));
-            }
-            if let Some(old) = old {
-                immutable_checks(old, obj, &["data", "binaryData"], &mut errs);
-            }
-        }
-        3 | 4 => {
-            let mut names = std::collections::BTreeSet::new();
-            for (i, hook) in obj["webhooks"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                let name = hook["name"].as_str().unwrap_or_default();
-                if name.is_empty() {
-                    errs.push(FieldError::required(format!("webhooks[{i}].name"), ""));
-                } else if !names.insert(name.to_owned()) {
-                    errs.push(FieldError::duplicate(format!("webhooks[{i}].name"), name));
-                }
-                if hook["sideEffects"].is_null() {
-                    errs.push(FieldError::required(
-                        format!("webhooks[{i}].sideEffects"),
-                        "",
-                    ));
-                }
-                if hook["admissionReviewVersions"]
-                    .as_array()
-                    .is_none_or(Vec::is_empty)
-                {
-                    errs.push(FieldError::required(
-                        format!("webhooks[{i}].admissionReviewVersions"),
-                        "must specify one of v1, v1beta1",
-                    ));
-                }
-            }
-        }
-        5 => validate_event(obj, &mut errs),
-        _ => {}
-    }
-    if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(Status::invalid(
-            kind.kind,
-            kind.group,
-            meta_str(obj, "name"),
-            &errs,
-        ))
-    }
-}
-
-/// The subset of `ValidateEventCreate`/`Update` (events.k8s.io/v1) that an event
-/// recorder meets: the fields every v1 Event needs, its type, the length of its
-/// note.
-fn validate_event(obj: &Value, errs: &mut Vec<FieldError>) {
-    for field in [
-        "eventTime",
-        "reportingController",
-        "reportingInstance",
-        "action",
-        "reason",
-    ] {
-        if obj[field].as_str().is_none_or(str::is_empty) {
-            errs.push(FieldError::required(field, ""));
-        }
-    }
-    match obj["type"].as_str() {
-        Some("Normal" | "Warning") => {}
-        other => errs.push(FieldError::not_supported(
-            "type",
-            other.unwrap_or_default(),
-            &["Normal", "Warning"],
-        )),
-    }
-    if obj["note"].as_str().is_some_and(|n| n.len() > 1024) {
-        errs.push(FieldError::too_long("note", 1024));
-    }
-}
-
-fn immutable_checks(old: &Value, obj: &Value, data_fields: &[&str], errs: &mut Vec<FieldError>) {
-    if old["immutable"].as_bool() == Some(true) {
-        if obj["immutable"].as_bool() != Some(true) {
-            errs.push(FieldError::forbidden(
-                "immutable",
-                "field is immutable when `immutable` is set",
-            ));
-        }
-        for f in data_fields {
-            if old[*f] != obj[*f] {
-                errs.push(FieldError::forbidden(
-                    *f,
-                    "field is immutable when `immutable` is set",
-                ));
-            }
-        }
-    }
 }
 
 /// Equal apart from resourceVersion and managedFields: kube skips such writes.
@@ -467,25 +286,5 @@ mod tests {
         let err = prepare(&SECRETS, &mut obj, None, false).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(!err.message.contains("s3cret"));
-    }
-
-    #[test]
-    fn immutable_secret_data_cannot_change() {
-        let old = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": "MQ=="}});
-        let new = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": "Mg=="}});
-        let err = validate_object(&SECRETS, &new, Some(&old)).unwrap_err();
-        assert_eq!(err.code, 422);
-        assert_eq!(
-            err.message,
-            "Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
-        );
-        let retyped = json!({"metadata": {"name": "s"}, "type": "kubernetes.io/basic-auth", "immutable": true, "data": {"a": "MQ==", "username": "dQ=="}});
-        let err = validate_object(&SECRETS, &retyped, Some(&old)).unwrap_err();
-        assert!(
-            err.message
-                .contains("type: Invalid value: \"kubernetes.io/basic-auth\": field is immutable"),
-            "{}",
-            err.message
-        );
     }
 }

@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::objects::meta_str;
-use super::{Body, DEFAULT_WATCH_TIMEOUT, Req, Shared, field_extras};
+use super::request::{
+    Req, field_extras, list_query_conversion, parse_resource_version, validate_list_options,
+};
+use super::response::plain_error;
+use super::{Body, DEFAULT_WATCH_TIMEOUT, Shared};
 use crate::resource::ResourceKind;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::Status;
@@ -84,7 +88,7 @@ pub(super) fn start_watch(
     kind: ResourceKind,
     ns: Option<&str>,
 ) -> Result<Response<Body>, Status> {
-    super::list_query_conversion(req)?;
+    list_query_conversion(req)?;
     let filter = WatchFilter {
         namespace: ns.map(str::to_owned),
         labels: LabelSelector::parse(req.query.get("labelSelector").unwrap_or_default())?,
@@ -93,10 +97,9 @@ pub(super) fn start_watch(
             field_extras(&kind),
         )?,
     };
-    super::validate_list_options(req, true)?;
+    validate_list_options(req, true)?;
     // The watch cache's ParseResourceVersion error reaches the client as a plain error.
-    let rv = super::parse_resource_version(req.query.get("resourceVersion"))
-        .map_err(super::plain_error)?;
+    let rv = parse_resource_version(req.query.get("resourceVersion")).map_err(plain_error)?;
     let send_initial = req.query.flag("sendInitialEvents");
     let bookmarks = req.query.flag("allowWatchBookmarks");
     let timeout = req
