@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
-use secret_relay_policy::{Owner, Policy, down_sync, owner};
+use secret_relay_policy::{Owner, Policy, down_sync, meta, owner};
 use secret_relay_runtime::{CancellationToken, PolicyState};
 use tokio::sync::broadcast;
 
@@ -217,7 +217,7 @@ impl CacheEvent {
 impl Entry {
     /// Builds an entry: serializes the object once and computes its targets.
     pub fn new(policy: &Policy, secret: Secret) -> Entry {
-        let name = secret.metadata.name.clone().unwrap_or_default();
+        let name = meta::name(&secret.metadata).to_owned();
         let rv = parse_rv(secret.metadata.resource_version.as_deref());
         let targets = targets(policy, &secret);
         let mut secret = secret;
@@ -500,8 +500,7 @@ impl HubCache {
         let received = Instant::now();
         let (event, rv) = {
             let mut state = self.write();
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            let Some(before) = state.objects.remove(&name) else {
+            let Some(before) = state.objects.remove(meta::name(&secret.metadata)) else {
                 return;
             };
             state.unindex(&before);
@@ -536,7 +535,7 @@ impl HubCache {
     pub fn replace(&self, secrets: Vec<Secret>, list_rv: Option<u64>) {
         let listed: BTreeMap<String, Secret> = secrets
             .into_iter()
-            .map(|s| (s.metadata.name.clone().unwrap_or_default(), s))
+            .map(|s| (meta::name(&s.metadata).to_owned(), s))
             .collect();
         let gone: Vec<Arc<Entry>> = {
             let state = self.read();

@@ -18,7 +18,7 @@ use k8s_openapi::ByteString;
 use kube::Api;
 use kube::api::PostParams;
 use secret_relay_policy::document::HANDBACK_SECRET;
-use secret_relay_policy::{Secret, keys};
+use secret_relay_policy::{Secret, keys, meta};
 use serde::{Deserialize, Serialize};
 
 use crate::server::Relay;
@@ -48,7 +48,7 @@ impl Kept {
         // An old version's digest of the values is not kept (nor restored).
         annotations.remove(keys::DIGEST_ANNOTATION);
         annotations.remove(keys::ADOPTED_ANNOTATION);
-        let mut labels = hub.metadata.labels.clone().unwrap_or_default();
+        let mut labels = meta::labels(&hub.metadata).clone();
         labels.remove(keys::OWNER_LABEL);
         Kept {
             uid: hub.metadata.uid.clone(),
@@ -74,10 +74,10 @@ fn api(relay: &Relay, cp: &str) -> Api<Secret> {
 /// Records `hub`'s own metadata before a cluster adopts it. An error refuses the
 /// adoption: without the record, the return could not give the metadata back.
 pub(crate) async fn record(relay: &Relay, cp: &str, hub: &Secret) -> Result<(), HandbackError> {
-    let name = hub.metadata.name.clone().unwrap_or_default();
+    let name = meta::name(&hub.metadata);
     let kept = serde_json::to_vec(&Kept::of(hub)).expect("metadata always serializes");
     change(relay, cp, |data| {
-        data.insert(name.clone(), ByteString(kept.clone()));
+        data.insert(name.to_owned(), ByteString(kept.clone()));
         true
     })
     .await
@@ -86,7 +86,7 @@ pub(crate) async fn record(relay: &Relay, cp: &str, hub: &Secret) -> Result<(), 
 /// What to restore on `hub` when it returns: its record if it was taken from this
 /// very object, else nothing.
 pub(crate) async fn recorded(relay: &Relay, cp: &str, hub: &Secret) -> Result<Kept, HandbackError> {
-    let name = hub.metadata.name.as_deref().unwrap_or("");
+    let name = meta::name(&hub.metadata);
     let found = api(relay, cp)
         .get_opt(HANDBACK_SECRET)
         .await

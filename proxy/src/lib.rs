@@ -137,57 +137,19 @@ pub async fn start(
         .map_err(RunError::Client)?;
     let tls =
         secret_relay_certs::ReloadingServerTls::relay(config.tls.clone()).map_err(RunError::Tls)?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|source| RunError::Bind {
-            addr: config.addr,
-            source,
-        })?;
+    let listener = bind(config.addr).await?;
     let addr = listener.local_addr().map_err(|source| RunError::Bind {
         addr: config.addr,
         source,
     })?;
     let admin_listener = match config.admin_addr {
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a)
-                .await
-                .map_err(|source| RunError::Bind { addr: a, source })?,
-        ),
+        Some(a) => Some(bind(a).await?),
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let policy_ready = policy.clone();
-    let cache_ready = cache.clone();
-    let revoked = metrics.clone();
-    let grace = config.limits.revocation_grace;
     let admin = secret_relay_runtime::Admin::new(
         registry,
-        vec![
-            secret_relay_runtime::Readiness::new("policy", move || policy_ready.readiness()),
-            secret_relay_runtime::Readiness::new("cache", move || {
-                let synced = cache_ready.is_synced();
-                let detail = if synced {
-                    format!(
-                        "{} hub copies at resourceVersion {}",
-                        cache_ready.len(),
-                        cache_ready.resource_version()
-                    )
-                } else {
-                    "the first list of hub copies has not completed".to_owned()
-                };
-                (synced, detail)
-            }),
-            // Never unready: a detail of what waits to be revoked.
-            secret_relay_runtime::Readiness::new("revocation", move || {
-                let n = revoked.revocations_pending.get();
-                (
-                    true,
-                    format!(
-                        "{n} hub copies the policy no longer admits, released after the {grace:?} grace"
-                    ),
-                )
-            }),
-        ],
+        readiness(&policy, &cache, &metrics, config.limits.revocation_grace),
     );
     let relay = Relay::new(
         policy.clone(),
@@ -197,23 +159,7 @@ pub async fn start(
         config.limits.clone(),
     );
     let mut tasks = tokio::task::JoinSet::new();
-    let source_client = matches!(
-        config.policy,
-        secret_relay_runtime::PolicySource::ConfigMap { .. }
-    )
-    .then(|| client.clone());
-    tasks.spawn(secret_relay_runtime::run_policy_source(
-        policy.clone(),
-        config.policy.clone(),
-        source_client,
-        shutdown.clone(),
-    ));
-    tasks.spawn(run_upstream(
-        cache.clone(),
-        client,
-        policy.clone(),
-        shutdown.clone(),
-    ));
+    spawn_sources(&mut tasks, &config, &policy, &cache, client, &shutdown);
     let rotation_stop = shutdown.clone();
     let rotation = tls.clone().spawn_watch(config.poll_interval, async move {
         rotation_stop.cancelled().await;
@@ -240,4 +186,79 @@ pub async fn start(
     };
     let all = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     Ok((started, all))
+}
+
+/// Binds `addr`.
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind { addr, source })
+}
+
+/// The relay's readiness: a valid policy and a synced cache; the revocations that
+/// wait for their grace are a detail that never makes it unready.
+fn readiness(
+    policy: &secret_relay_runtime::PolicyState,
+    cache: &HubCache,
+    metrics: &Arc<Metrics>,
+    grace: std::time::Duration,
+) -> Vec<secret_relay_runtime::Readiness> {
+    let policy_ready = policy.clone();
+    let cache_ready = cache.clone();
+    let revoked = metrics.clone();
+    vec![
+        secret_relay_runtime::Readiness::new("policy", move || policy_ready.readiness()),
+        secret_relay_runtime::Readiness::new("cache", move || {
+            let synced = cache_ready.is_synced();
+            let detail = if synced {
+                format!(
+                    "{} hub copies at resourceVersion {}",
+                    cache_ready.len(),
+                    cache_ready.resource_version()
+                )
+            } else {
+                "the first list of hub copies has not completed".to_owned()
+            };
+            (synced, detail)
+        }),
+        // Never unready: a detail of what waits to be revoked.
+        secret_relay_runtime::Readiness::new("revocation", move || {
+            let n = revoked.revocations_pending.get();
+            (
+                true,
+                format!(
+                    "{n} hub copies the policy no longer admits, released after the {grace:?} grace"
+                ),
+            )
+        }),
+    ]
+}
+
+/// Spawns the policy source (reading the ConfigMap with `client` when that is the
+/// source) and the upstream watch that fills the cache.
+fn spawn_sources(
+    tasks: &mut tokio::task::JoinSet<()>,
+    config: &Config,
+    policy: &secret_relay_runtime::PolicyState,
+    cache: &HubCache,
+    client: kube::Client,
+    shutdown: &CancellationToken,
+) {
+    let source_client = matches!(
+        config.policy,
+        secret_relay_runtime::PolicySource::ConfigMap { .. }
+    )
+    .then(|| client.clone());
+    tasks.spawn(secret_relay_runtime::run_policy_source(
+        policy.clone(),
+        config.policy.clone(),
+        source_client,
+        shutdown.clone(),
+    ));
+    tasks.spawn(run_upstream(
+        cache.clone(),
+        client,
+        policy.clone(),
+        shutdown.clone(),
+    ));
 }

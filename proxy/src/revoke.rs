@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, HeaderValue, Method};
-use secret_relay_policy::{ClusterId, Owner, ReleaseAction, Secret, owner, revocation};
+use secret_relay_policy::{ClusterId, Owner, ReleaseAction, Secret, meta, owner, revocation};
 use secret_relay_runtime::CancellationToken;
 use tokio::time::Instant;
 
@@ -92,7 +92,7 @@ async fn release(
     hub: &Secret,
     action: Option<ReleaseAction>,
 ) {
-    let name = hub.metadata.name.clone().unwrap_or_default();
+    let name = meta::name(&hub.metadata);
     let cp = policy.control_plane_namespace();
     let Owner::Cluster(owner_name) = owner(hub) else {
         return;
@@ -117,7 +117,7 @@ async fn release(
             });
             let mut headers = HeaderMap::new();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let Ok(uri) = crate::write::object_path(cp, &name).parse() else {
+            let Ok(uri) = crate::write::object_path(cp, name).parse() else {
                 return;
             };
             let body = bytes::Bytes::from(options.to_string());

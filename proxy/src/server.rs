@@ -13,7 +13,7 @@ use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
 use secret_relay_policy::{ClusterId, Policy, Rule, keys};
 use secret_relay_runtime::{ConnInfo, PolicyState};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 use crate::cache::HubCache;
 use crate::metrics::Metrics;
@@ -184,30 +184,8 @@ where
 {
     let metrics = &relay.inner.metrics;
     // The cluster as the TLS accept named it, once, from the client certificate.
-    let cluster = match &conn.identity {
-        Some(Ok(cluster)) => cluster,
-        Some(Err(err)) => {
-            // Why, in words that quote nothing of the certificate.
-            let why = err.reason();
-            metrics.refused("no-identity");
-            tracing::info!(peer = %conn.peer, reason = why, "refused a client certificate that names no cluster");
-            return status(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                &format!("the client certificate names no secret-relay cluster: {why}"),
-                None,
-            );
-        }
-        None => {
-            metrics.refused("no-identity");
-            tracing::info!(peer = %conn.peer, "refused a client certificate that names no cluster");
-            return status(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                "the client certificate names no secret-relay cluster",
-                None,
-            );
-        }
+    let Some(Ok(cluster)) = &conn.identity else {
+        return no_identity(metrics, conn);
     };
     if !relay.inner.policy.is_ready() {
         return status(
@@ -220,62 +198,16 @@ where
     // One snapshot per request: a request never sees two policies.
     let policy = relay.inner.policy.policy();
     if policy.cluster(cluster.as_str()).is_none() {
-        metrics.refused("unregistered-cluster");
-        tracing::info!(%cluster, "refused a cluster that is not in the policy");
-        // A distinct answer, given only under a loaded policy and only over the
-        // cluster's authenticated connection: its agent counts on it (and on nothing
-        // else) before it deletes its down copies.
-        let reason = format!(
-            "cluster {cluster} is not registered: add it to clusters in the secret-relay-policy ConfigMap"
-        );
-        return status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &format!("{reason} (rule {})", Rule::UnknownCluster),
-            None,
-        );
+        return unregistered(metrics, cluster);
     }
-    if let Some(header) = req
-        .headers()
-        .keys()
-        .find(|k| k.as_str().starts_with("impersonate-"))
-    {
-        metrics.refused("impersonation-header");
-        tracing::warn!(%cluster, header = %header, "refused a request with an impersonation header");
-        return status(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            &format!("cluster {cluster} may not send {header}: the relay sets the identity itself"),
-            None,
-        );
+    if let Some(answer) = impersonating(metrics, cluster, req.headers()) {
+        return answer;
     }
     let state = relay.cluster_state(cluster.as_str());
     if !relay.take_token(&state) {
-        metrics.refused("rate-limited");
-        tracing::info!(%cluster, "refused a request over the cluster's rate");
-        let mut resp = status(
-            StatusCode::TOO_MANY_REQUESTS,
-            "TooManyRequests",
-            &format!("cluster {cluster} is over its request rate; retry later"),
-            None,
-        );
-        resp.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("1"));
-        return resp;
+        return rate_limited(metrics, cluster);
     }
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let namespace = policy.control_plane_namespace();
-    let routed = route(
-        req.method(),
-        req.uri().path(),
-        req.uri().query(),
-        content_type,
-        namespace,
-    );
-    let routed = match routed {
+    let routed = match route_of(&req, policy.control_plane_namespace()) {
         Ok(r) => r,
         Err(err) => {
             metrics.refused("route");
@@ -292,6 +224,98 @@ where
         Route::Generation { after } => generation(relay, after).await,
         Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req).await,
     }
+}
+
+/// The answer to a client certificate that names no cluster (or to no certificate).
+fn no_identity(metrics: &Metrics, conn: &ConnInfo) -> Response<RelayBody> {
+    metrics.refused("no-identity");
+    if let Some(Err(err)) = &conn.identity {
+        // Why, in words that quote nothing of the certificate.
+        let why = err.reason();
+        tracing::info!(peer = %conn.peer, reason = why, "refused a client certificate that names no cluster");
+        return status(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            &format!("the client certificate names no secret-relay cluster: {why}"),
+            None,
+        );
+    }
+    tracing::info!(peer = %conn.peer, "refused a client certificate that names no cluster");
+    status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        "the client certificate names no secret-relay cluster",
+        None,
+    )
+}
+
+/// The answer to a cluster the loaded policy does not register.
+fn unregistered(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
+    metrics.refused("unregistered-cluster");
+    tracing::info!(%cluster, "refused a cluster that is not in the policy");
+    // A distinct answer, given only under a loaded policy and only over the
+    // cluster's authenticated connection: its agent counts on it (and on nothing
+    // else) before it deletes its down copies.
+    let reason = format!(
+        "cluster {cluster} is not registered: add it to clusters in the secret-relay-policy ConfigMap"
+    );
+    status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        &format!("{reason} (rule {})", Rule::UnknownCluster),
+        None,
+    )
+}
+
+/// The answer to a request that carries an impersonation header of its own: the
+/// relay sets the identity itself.
+fn impersonating(
+    metrics: &Metrics,
+    cluster: &ClusterId,
+    headers: &HeaderMap,
+) -> Option<Response<RelayBody>> {
+    let header = headers
+        .keys()
+        .find(|k| k.as_str().starts_with("impersonate-"))?;
+    metrics.refused("impersonation-header");
+    tracing::warn!(%cluster, header = %header, "refused a request with an impersonation header");
+    Some(status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        &format!("cluster {cluster} may not send {header}: the relay sets the identity itself"),
+        None,
+    ))
+}
+
+/// The answer to a request over the cluster's rate.
+fn rate_limited(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
+    metrics.refused("rate-limited");
+    tracing::info!(%cluster, "refused a request over the cluster's rate");
+    let mut resp = status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        &format!("cluster {cluster} is over its request rate; retry later"),
+        None,
+    );
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    resp
+}
+
+/// Where the request goes on the relay's surface, in control-plane namespace
+/// `namespace`.
+fn route_of<B>(req: &Request<B>, namespace: &str) -> Result<Route, RouteError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    route(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        content_type,
+        namespace,
+    )
 }
 
 const API_VERSIONS: &str = r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"secret-relay"}]}"#;
@@ -364,103 +388,13 @@ where
         );
     }
     match sr.verb {
-        Verb::Get => {
-            let name = sr.name.unwrap_or_default();
-            let view = ViewRequest {
-                cluster: cluster.as_str().to_owned(),
-                labels: None,
-                name: None,
-            };
-            match cache.get(&name) {
-                Some(entry) if view.sees(&entry) => json(StatusCode::OK, entry.json.clone()),
-                _ => not_found(&name),
-            }
-        }
-        Verb::List | Verb::Watch => {
-            let view = match sr
-                .query
-                .view(cluster.as_str(), policy.control_plane_namespace())
-            {
-                Ok(v) => v,
-                Err(err) => {
-                    relay.inner.metrics.refused("route");
-                    tracing::info!(%cluster, path = req.uri().path(), query = req.uri().query().unwrap_or(""), error = %err, "refused a list or watch it cannot serve");
-                    return route_error(&err);
-                }
-            };
-            if sr.verb == Verb::List {
-                return json(StatusCode::OK, list(cache, &view));
-            }
-            let Ok(permit) = state.watches.clone().try_acquire_owned() else {
-                relay.inner.metrics.refused("too-many-watches");
-                tracing::info!(
-                    %cluster,
-                    limit = relay.inner.limits.watches_per_cluster,
-                    "refused a watch over the cluster's limit"
-                );
-                return status(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "TooManyRequests",
-                    &format!(
-                        "cluster {cluster} has {} open watches, the most allowed; close one first",
-                        relay.inner.limits.watches_per_cluster
-                    ),
-                    None,
-                );
-            };
-            let limits = &relay.inner.limits;
-            let params = sr
-                .query
-                .watch_params(limits.max_watch, limits.bookmark_interval);
-            let rx = watch(cache, view, params, relay.inner.metrics.clone(), permit);
-            relay.update_connected();
-            let relay_for_end = relay.clone();
-            let stream =
-                futures::stream::unfold((rx, Some(relay_for_end)), |(mut rx, relay)| async move {
-                    match rx.recv().await {
-                        Some(line) => Some((
-                            Ok::<_, std::convert::Infallible>(Frame::data(line)),
-                            (rx, relay),
-                        )),
-                        None => {
-                            if let Some(relay) = relay {
-                                relay.update_connected();
-                            }
-                            None
-                        }
-                    }
-                });
-            let body = StreamBody::new(stream.boxed()).map_err(|never| match never {});
-            let mut resp = Response::new(body.boxed_unsync());
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
-        }
+        Verb::Get => get(cache, cluster, sr.name.as_deref().unwrap_or_default()),
+        Verb::List | Verb::Watch => list_or_watch(relay, policy, cluster, state, &sr, req.uri()),
         Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
             let (parts, body) = req.into_parts();
-            let limit = relay.inner.limits.max_body_bytes;
-            if parts
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<usize>().ok())
-                .is_some_and(|n| n > limit)
-            {
-                return too_large(relay, cluster, limit);
-            }
-            let body = match Limited::new(body, limit).collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                    return too_large(relay, cluster, limit);
-                }
-                Err(err) => {
-                    return status(
-                        StatusCode::BAD_REQUEST,
-                        "BadRequest",
-                        &format!("failed to read the request body: {err}"),
-                        None,
-                    );
-                }
+            let body = match read_body(relay, cluster, &parts.headers, body).await {
+                Ok(body) => body,
+                Err(answer) => return answer,
             };
             let request = WriteRequest {
                 cluster,
@@ -470,6 +404,133 @@ where
             };
             write(relay, policy, &request).await
         }
+    }
+}
+
+/// A GET of hub copy `name`: what the cache holds, if the cluster sees it; else
+/// the same 404 as for a name that does not exist.
+fn get(cache: &HubCache, cluster: &ClusterId, name: &str) -> Response<RelayBody> {
+    let view = ViewRequest {
+        cluster: cluster.as_str().to_owned(),
+        labels: None,
+        name: None,
+    };
+    match cache.get(name) {
+        Some(entry) if view.sees(&entry) => json(StatusCode::OK, entry.json.clone()),
+        _ => not_found(name),
+    }
+}
+
+/// A LIST or a WATCH of the cluster's view, served from the cache.
+fn list_or_watch(
+    relay: &Relay,
+    policy: &Policy,
+    cluster: &ClusterId,
+    state: &ClusterState,
+    sr: &SecretsRequest,
+    uri: &http::Uri,
+) -> Response<RelayBody> {
+    let view = match sr
+        .query
+        .view(cluster.as_str(), policy.control_plane_namespace())
+    {
+        Ok(v) => v,
+        Err(err) => {
+            relay.inner.metrics.refused("route");
+            tracing::info!(%cluster, path = uri.path(), query = uri.query().unwrap_or(""), error = %err, "refused a list or watch it cannot serve");
+            return route_error(&err);
+        }
+    };
+    if sr.verb == Verb::List {
+        return json(StatusCode::OK, list(&relay.inner.cache, &view));
+    }
+    let Ok(permit) = state.watches.clone().try_acquire_owned() else {
+        relay.inner.metrics.refused("too-many-watches");
+        tracing::info!(
+            %cluster,
+            limit = relay.inner.limits.watches_per_cluster,
+            "refused a watch over the cluster's limit"
+        );
+        return status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            &format!(
+                "cluster {cluster} has {} open watches, the most allowed; close one first",
+                relay.inner.limits.watches_per_cluster
+            ),
+            None,
+        );
+    };
+    let limits = &relay.inner.limits;
+    let params = sr
+        .query
+        .watch_params(limits.max_watch, limits.bookmark_interval);
+    let rx = watch(
+        &relay.inner.cache,
+        view,
+        params,
+        relay.inner.metrics.clone(),
+        permit,
+    );
+    relay.update_connected();
+    watch_response(relay.clone(), rx)
+}
+
+/// The streamed answer to a watch: its lines as they come; the relay's count of
+/// connected clusters is updated when it ends.
+fn watch_response(relay: Relay, rx: mpsc::Receiver<Bytes>) -> Response<RelayBody> {
+    let stream = futures::stream::unfold((rx, Some(relay)), |(mut rx, relay)| async move {
+        match rx.recv().await {
+            Some(line) => Some((
+                Ok::<_, std::convert::Infallible>(Frame::data(line)),
+                (rx, relay),
+            )),
+            None => {
+                if let Some(relay) = relay {
+                    relay.update_connected();
+                }
+                None
+            }
+        }
+    });
+    let body = StreamBody::new(stream.boxed()).map_err(|never| match never {});
+    let mut resp = Response::new(body.boxed_unsync());
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A write's body, up to the body limit.
+async fn read_body<B>(
+    relay: &Relay,
+    cluster: &ClusterId,
+    headers: &HeaderMap,
+    body: B,
+) -> Result<Bytes, Response<RelayBody>>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limit = relay.inner.limits.max_body_bytes;
+    if headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > limit)
+    {
+        return Err(too_large(relay, cluster, limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(relay, cluster, limit))
+        }
+        Err(err) => Err(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("failed to read the request body: {err}"),
+            None,
+        )),
     }
 }
 

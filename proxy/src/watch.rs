@@ -1,11 +1,14 @@
 //! Lists and watches of one cluster's view, served from the shared cache.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use secret_relay_policy::Selector;
+use secret_relay_policy::{Selector, meta};
 use tokio::sync::{OwnedSemaphorePermit, broadcast, mpsc};
+use tokio::time::Sleep;
 
 use crate::cache::{CacheEvent, Entry, HubCache, Resume};
 use crate::metrics::Metrics;
@@ -64,10 +67,7 @@ impl ViewRequest {
         }
         match &self.labels {
             None => true,
-            Some(selector) => {
-                let empty = Default::default();
-                selector.matches(entry.secret.metadata.labels.as_ref().unwrap_or(&empty))
-            }
+            Some(selector) => selector.matches(meta::labels(&entry.secret.metadata)),
         }
     }
 }
@@ -466,27 +466,60 @@ async fn run_watch(
         if start.ended {
             break 'watch;
         }
-        let mut ticker = tokio::time::interval_at(
-            tokio::time::Instant::now() + params.bookmark_interval,
-            params.bookmark_interval,
-        );
-        let mut state = WatchState {
+        let state = WatchState {
             view: &view,
             rv: start.rv,
             generation: start.generation,
             ended: false,
             registered_now: false,
         };
+        let live = Live {
+            tx: &tx,
+            params: &params,
+            metrics: &metrics,
+            seq: start.seq,
+        };
+        live.run(state, &mut events, deadline, closed).await;
+    }
+    if open {
+        metrics.watches.dec();
+    }
+}
+
+/// A watch past its first lines: where its live events go, and from where on.
+struct Live<'a> {
+    tx: &'a mpsc::Sender<Bytes>,
+    params: &'a WatchParams,
+    metrics: &'a Metrics,
+    /// The broadcast position the first lines include: earlier events are skipped.
+    seq: u64,
+}
+
+impl Live<'_> {
+    /// Sends live events and BOOKMARKs until the watch ends: the client goes away,
+    /// the deadline passes, the cache closes or falls behind, or an ERROR is sent.
+    async fn run<C: Future<Output = ()>>(
+        &self,
+        mut state: WatchState<'_>,
+        events: &mut broadcast::Receiver<Arc<CacheEvent>>,
+        mut deadline: Pin<&mut Sleep>,
+        mut closed: Pin<&mut C>,
+    ) {
+        let params = self.params;
+        let mut ticker = tokio::time::interval_at(
+            tokio::time::Instant::now() + params.bookmark_interval,
+            params.bookmark_interval,
+        );
         let mut out = Vec::new();
         loop {
             tokio::select! {
-                () = tx.closed() => break,
+                () = self.tx.closed() => break,
                 () = &mut deadline => break,
                 // Nothing updates the cache any more: end cleanly, the client resumes
                 // from its resourceVersion elsewhere.
                 () = &mut closed => break,
                 _ = ticker.tick(), if params.bookmarks => {
-                    if tx.send(bookmark_line(state.rv, state.generation, false)).await.is_err() {
+                    if self.tx.send(bookmark_line(state.rv, state.generation, false)).await.is_err() {
                         break;
                     }
                 }
@@ -495,46 +528,60 @@ async fn run_watch(
                         Ok(event) => event,
                         // Too far behind: end; the client resumes from its last version.
                         Err(broadcast::error::RecvError::Lagged(_)) => {
-                            metrics.watch_lagged.inc();
+                            self.metrics.watch_lagged.inc();
                             break;
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     };
-                    if event.seq() <= start.seq {
+                    if event.seq() <= self.seq {
                         continue;
                     }
-                    let received = match event.as_ref() {
-                        CacheEvent::Change { received, .. } | CacheEvent::Policy { received, .. } => Some(*received),
-                        CacheEvent::Reset { .. } => None,
-                    };
-                    state.lines(&event, &mut out);
-                    let policy_event = matches!(event.as_ref(), CacheEvent::Policy { .. });
-                    let delivered = !out.is_empty();
-                    for line in out.drain(..) {
-                        if tx.send(line).await.is_err() {
-                            break 'watch;
-                        }
-                    }
-                    if let (true, Some(received)) = (delivered, received) {
-                        metrics.fanout_lag.observe(elapsed(received));
-                    }
-                    // The last line was an ERROR: nothing follows it.
-                    if state.ended {
-                        break;
-                    }
-                    // A new generation reaches the agent at once, so it retries what
-                    // the old policy denied.
-                    if policy_event && params.bookmarks
-                        && tx.send(bookmark_line(state.rv, state.generation, false)).await.is_err()
-                    {
+                    if !self.deliver(&mut state, &event, &mut out).await {
                         break;
                     }
                 }
             }
         }
     }
-    if open {
-        metrics.watches.dec();
+
+    /// Sends the lines `event` gives the view (and, for a policy event, a BOOKMARK
+    /// with the new generation); `false` when the watch ends.
+    async fn deliver(
+        &self,
+        state: &mut WatchState<'_>,
+        event: &CacheEvent,
+        out: &mut Vec<Bytes>,
+    ) -> bool {
+        let received = match event {
+            CacheEvent::Change { received, .. } | CacheEvent::Policy { received, .. } => {
+                Some(*received)
+            }
+            CacheEvent::Reset { .. } => None,
+        };
+        state.lines(event, out);
+        let policy_event = matches!(event, CacheEvent::Policy { .. });
+        let delivered = !out.is_empty();
+        for line in out.drain(..) {
+            if self.tx.send(line).await.is_err() {
+                return false;
+            }
+        }
+        if let (true, Some(received)) = (delivered, received) {
+            self.metrics.fanout_lag.observe(elapsed(received));
+        }
+        // The last line was an ERROR: nothing follows it.
+        if state.ended {
+            return false;
+        }
+        // A new generation reaches the agent at once, so it retries what the old
+        // policy denied.
+        !(policy_event
+            && self.params.bookmarks
+            && self
+                .tx
+                .send(bookmark_line(state.rv, state.generation, false))
+                .await
+                .is_err())
     }
 }
 

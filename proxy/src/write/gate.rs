@@ -1,0 +1,116 @@
+//! The gate: the one door to a hub copy for a write. It looks the copy up (in the
+//! cache, or on the API server) and answers for a copy outside the cluster's view.
+
+use std::sync::Arc;
+
+use http::Response;
+use secret_relay_policy::{ClusterId, Owner, Policy, Secret, is_adoptable, owner};
+
+use super::answer::{name_taken, not_found, unavailable};
+use crate::cache::targets;
+use crate::route::{PatchKind, Verb};
+use crate::server::Relay;
+use crate::status::RelayBody;
+
+/// A hub copy a write may be judged against: only [`gate`] makes one.
+pub(super) enum Target {
+    /// No hub copy of that name.
+    Absent,
+    /// A hub copy in the cluster's view: its own, or one the control plane sends it.
+    Visible(Arc<Secret>),
+    /// A control-plane secret of an adoptable name, outside the cluster's view: only
+    /// its name, that the control plane owns it, that it is not blocked and its
+    /// resourceVersion (the adoption's precondition) are used.
+    Adoptable(Arc<Secret>),
+}
+
+impl Target {
+    pub(super) fn hub(&self) -> Option<&Arc<Secret>> {
+        match self {
+            Target::Absent => None,
+            Target::Visible(h) | Target::Adoptable(h) => Some(h),
+        }
+    }
+}
+
+/// Where the gate reads the hub copy from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// The shared cache (falls back to the API server for a name it does not hold).
+    Cache,
+    /// The API server: the cache may lag behind a change the API server reported.
+    Upstream,
+}
+
+/// The one door to a hub copy for a write: looks it up and answers for a copy
+/// outside the cluster's view. `Err` is the whole answer to the client.
+pub(super) async fn gate(
+    relay: &Relay,
+    policy: &Policy,
+    cluster: &ClusterId,
+    name: &str,
+    verb: Verb,
+    source: Source,
+) -> Result<Target, Response<RelayBody>> {
+    let cached = match source {
+        Source::Cache => relay.inner.cache.get(name),
+        Source::Upstream => None,
+    };
+    let hub = match cached {
+        Some(entry) => Some(entry.secret.clone()),
+        // Most creates are of names the hub does not hold: decided as new, and the
+        // API server answers 409 without any change when the cache lagged (see
+        // [`write_object`](super::object::write_object)).
+        None if source == Source::Cache && verb == Verb::Create => None,
+        None => read_upstream(relay, policy, name).await?,
+    };
+    let Some(hub) = hub else {
+        return match verb {
+            Verb::Create | Verb::Patch(PatchKind::Apply) => Ok(Target::Absent),
+            _ => Err(not_found(name)),
+        };
+    };
+    if targets(policy, &hub).iter().any(|t| t == cluster.as_str()) {
+        return Ok(Target::Visible(hub));
+    }
+    if matches!(verb, Verb::Create | Verb::Update)
+        && owner(&hub) == Owner::ControlPlane
+        && is_adoptable(name)
+        && policy.blocked(&hub).is_none()
+    {
+        return Ok(Target::Adoptable(hub));
+    }
+    if verb == Verb::Create {
+        return Err(name_taken(relay, cluster, name));
+    }
+    Err(not_found(name))
+}
+
+/// The API server's copy of hub copy `name`, read as the relay's own account. The
+/// read is bounded like a forwarded request. An error is an error (503), never a
+/// decision on a guess.
+async fn read_upstream(
+    relay: &Relay,
+    policy: &Policy,
+    name: &str,
+) -> Result<Option<Arc<Secret>>, Response<RelayBody>> {
+    let api: kube::Api<Secret> = kube::Api::namespaced(
+        relay.inner.upstream.clone(),
+        policy.control_plane_namespace(),
+    );
+    let read = tokio::time::timeout(relay.inner.limits.upstream_timeout, api.get_opt(name)).await;
+    match read {
+        Ok(Ok(found)) => Ok(found.map(|mut s| {
+            s.metadata.managed_fields = None;
+            Arc::new(s)
+        })),
+        Ok(Err(err)) => {
+            tracing::warn!(%name, error = %err, "failed to read the hub copy");
+            Err(unavailable())
+        }
+        Err(_) => {
+            tracing::warn!(%name, timeout = ?relay.inner.limits.upstream_timeout, "timed out reading the hub copy");
+            Err(unavailable())
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Forwarding a judged write to the API server: paths, write parameters, the
+//! relay's wait for its cache to hold the write, and telling a stale judgement (a
+//! failed precondition) from any other conflict.
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use secret_relay_policy::{ClusterId, Secret};
+
+use super::answer::bad;
+use crate::route::SecretsRequest;
+use crate::server::{Relay, forward};
+use crate::status::{RelayBody, status};
+
+/// How long a write's answer waits for the cache to hold the write.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What kube-apiserver says when a resourceVersion or uid precondition fails: an
+/// update's (`the object has been modified`), and a delete's (`the ResourceVersion
+/// in the precondition ... does not match`, from rest.BeforeDelete).
+const STALE: [&str; 2] = ["the object has been modified", "in the precondition"];
+
+pub(super) fn without_force(sr: &SecretsRequest) -> SecretsRequest {
+    let mut sr = sr.clone();
+    sr.query.other.remove("force");
+    sr
+}
+
+pub(super) fn collection_path(cp: &str) -> String {
+    format!("/api/v1/namespaces/{cp}/secrets")
+}
+
+pub(crate) fn object_path(cp: &str, name: &str) -> String {
+    format!("/api/v1/namespaces/{cp}/secrets/{name}")
+}
+
+pub(super) fn encode(secret: &Secret) -> Vec<u8> {
+    // k8s-openapi's Serialize of a Secret has no failure case (string maps, byte
+    // strings and plain fields), so this cannot fail for a decoded Secret.
+    serde_json::to_vec(secret).expect("a Secret always serializes to JSON")
+}
+
+/// Forwards a JSON object body (the judged object) with the request's write
+/// parameters, impersonating `cluster`.
+pub(super) async fn send_json(
+    relay: &Relay,
+    method: &Method,
+    path: &str,
+    sr: &SecretsRequest,
+    json: Vec<u8>,
+    cluster: &ClusterId,
+) -> Response<RelayBody> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let path = with_query(path, sr);
+    forward_to(relay, method, &path, &headers, json, cluster, None).await
+}
+
+/// `path` with the write parameters of the request (`?` only when there are some).
+pub(super) fn with_query(path: &str, sr: &SecretsRequest) -> String {
+    let query = sr.query.forwarded();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+pub(super) async fn forward_to(
+    relay: &Relay,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    cluster: &ClusterId,
+    deleting: Option<(&str, u64)>,
+) -> Response<RelayBody> {
+    let Ok(uri) = path.parse::<http::Uri>() else {
+        return bad("the request path is not a valid URI");
+    };
+    // Answers come back as JSON whatever the client accepts (every Kubernetes
+    // client accepts JSON): the relay reads the written resourceVersion from them.
+    let mut headers = headers.clone();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let headers = &headers;
+    let answer = forward(
+        relay,
+        method,
+        &uri,
+        headers,
+        Bytes::from(body),
+        Some(cluster),
+    )
+    .await;
+    settle(relay, answer, deleting).await
+}
+
+/// Holds a successful write's answer until the cache holds the write (or, for a
+/// delete, no longer holds the object), so a client that reads right after its
+/// write reads its write, as from kube-apiserver: the relay serves GET, LIST and the
+/// next patch's judgement from the cache. Bounded by [`SETTLE_TIMEOUT`]: a cache that
+/// lags longer answers anyway (the next write's precondition still holds).
+pub(super) async fn settle(
+    relay: &Relay,
+    answer: Response<RelayBody>,
+    deleting: Option<(&str, u64)>,
+) -> Response<RelayBody> {
+    use http_body_util::BodyExt as _;
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: Option<String>,
+        #[serde(rename = "resourceVersion")]
+        resource_version: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Written {
+        metadata: Option<Meta>,
+    }
+    if !answer.status().is_success() {
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let bytes = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            tracing::warn!(error = %err, "failed to read the API server's answer to a write");
+            return status(
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                "failed to read the control plane's answer",
+                None,
+            );
+        }
+    };
+    let cache = &relay.inner.cache;
+    let held = async {
+        if let Some((name, judged)) = deleting {
+            // A delete answers with a Status (or the last object), not with the
+            // deletion's resourceVersion: wait until the cache no longer holds the
+            // version that was deleted.
+            loop {
+                match cache.get(name) {
+                    Some(entry) if entry.rv <= judged => {}
+                    _ => return,
+                }
+                cache.reached(cache.resource_version() + 1).await;
+            }
+        }
+        let written = serde_json::from_slice::<Written>(&bytes)
+            .ok()
+            .and_then(|w| w.metadata)
+            .and_then(|m| {
+                m.name
+                    .map(|_| crate::cache::parse_rv(m.resource_version.as_deref()))
+            });
+        if let Some(rv) = written.filter(|rv| *rv > 0) {
+            cache.reached(rv).await;
+        }
+    };
+    if tokio::time::timeout(SETTLE_TIMEOUT, held).await.is_err() {
+        tracing::debug!("the cache did not hold a write in time; answering anyway");
+    }
+    Response::from_parts(parts, crate::status::full(bytes))
+}
+
+/// A 409 that says the judged copy changed underneath (its resourceVersion
+/// precondition failed) gives `None`: judge again. Any other answer, another 409
+/// (server-side apply's field-manager conflicts) among them, is given back.
+pub(super) async fn unless_stale(answer: Response<RelayBody>) -> Option<Response<RelayBody>> {
+    use http_body_util::BodyExt as _;
+    if answer.status() != StatusCode::CONFLICT {
+        return Some(answer);
+    }
+    let (parts, body) = answer.into_parts();
+    let bytes = body.collect().await.ok()?.to_bytes();
+    let stale = STALE
+        .iter()
+        .any(|marker| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()));
+    (!stale).then(|| Response::from_parts(parts, crate::status::full(bytes)))
+}
