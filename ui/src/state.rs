@@ -424,8 +424,8 @@ async fn follow_cluster(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            Some(event) = secrets.next() => feed.secret_event(event, &mut initial),
-            Some(event) = events.next() => feed.agent_event(event),
+            Some(event) = secrets.next() => feed.on_secret(event, &mut initial),
+            Some(event) = events.next() => feed.on_event(event),
         }
     }
 }
@@ -449,7 +449,7 @@ impl ClusterFeed<'_> {
     }
 
     /// One event of the Secrets watch; `initial` gathers a (re)list until it is done.
-    fn secret_event(
+    fn on_secret(
         &self,
         event: Result<Event<PartialObjectMeta<Secret>>, watcher::Error>,
         initial: &mut BTreeMap<String, PartialObjectMeta<Secret>>,
@@ -489,7 +489,7 @@ impl ClusterFeed<'_> {
     }
 
     /// One event of the Events watch: the newest agent Event per Secret and direction.
-    fn agent_event(&self, event: Result<Event<KubeEvent>, watcher::Error>) {
+    fn on_event(&self, event: Result<Event<KubeEvent>, watcher::Error>) {
         match event {
             Ok(Event::Apply(e) | Event::InitApply(e)) => {
                 if let Some((key, ev)) = agent_event(&e) {
