@@ -14,6 +14,7 @@ use secret_relay_policy::keys::{
     ALLOWED_CLUSTER_SELECTOR_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION, OWNER_LABEL,
     SECRET_SYNC_LABEL,
 };
+use secret_relay_policy::meta;
 use secret_relay_policy::{
     Cluster, Decision, Owner, Policy, Rule, down_sync, down_sync_to, owner, reclaim, release,
     up_sync,
@@ -105,29 +106,13 @@ pub(crate) fn explain(
     let name = secret.metadata.name.clone().unwrap_or_default();
     let cp = policy.control_plane_namespace().to_owned();
     let agent_ns = policy.agent_namespace().to_owned();
-    let mut notes = Vec::new();
+    let notes = if pasted {
+        pasted_notes(secret, hub, &name, &cp, &agent_ns)
+    } else {
+        Vec::new()
+    };
     let mut judged_hub = secret.clone();
-    if pasted
-        && let Some(ns) = secret.metadata.namespace.as_deref()
-        && !ns.is_empty()
-        && ns != cp
-        && ns != agent_ns
-    {
-        notes.push(format!(
-            "the manifest's namespace {ns} is not used: up judges it as a cluster's Secret in {agent_ns}, down and release as a hub copy in {cp}"
-        ));
-    }
-    judged_hub.metadata.namespace = Some(cp.clone());
-    if pasted {
-        notes.push(match hub {
-            Some(_) => format!(
-                "up judges the manifest as each cluster's Secret against the live hub copy {cp}/{name}; down and release judge the manifest as the hub copy"
-            ),
-            None => format!(
-                "there is no hub copy {cp}/{name}: up judges the manifest as each cluster's Secret; down and release judge it as the hub copy it would become"
-            ),
-        });
-    }
+    judged_hub.metadata.namespace = Some(cp);
     let down_all = down_sync(policy, &judged_hub);
     let r = reclaim(policy, &judged_hub);
     let mut reclaim_view = DecisionView::from(&r.decision);
@@ -140,50 +125,9 @@ pub(crate) fn explain(
                 s.metadata.namespace = Some(agent_ns.clone());
                 (s, "the pasted manifest".to_owned())
             } else {
-                match locals.get(&c.name) {
-                    Some(Some(local)) => {
-                        let mut s = Secret {
-                            metadata: local.metadata.clone(),
-                            ..Secret::default()
-                        };
-                        s.metadata.namespace = Some(agent_ns.clone());
-                        (
-                            s,
-                            format!(
-                                "cluster {}'s Secret {agent_ns}/{name} (its labels; its type is not read)",
-                                c.name
-                            ),
-                        )
-                    }
-                    Some(None) => (
-                        stand_in(secret, &agent_ns),
-                        format!(
-                            "cluster {} has no Secret {agent_ns}/{name}: as if it had one with the hub copy's labels and the opt-in label",
-                            c.name
-                        ),
-                    ),
-                    None => (
-                        stand_in(secret, &agent_ns),
-                        "as if the cluster had a Secret with the hub copy's labels and the opt-in label".to_owned(),
-                    ),
-                }
+                cluster_side(secret, locals.get(&c.name), &c.name, &agent_ns, &name)
             };
-            let up = up_sync(policy, &c.name, &cluster_secret, hub);
-            let down = down_sync_to(policy, &judged_hub, &c.name);
-            let rel = release(policy, &c.name, &judged_hub);
-            let mut release_view = DecisionView::from(&rel.decision);
-            release_view.action = rel.action.filter(|_| rel.decision.allowed);
-            let (sentence, fix) = one_sentence(policy, &judged_hub, c, &up, &down.decision);
-            ClusterAnswers {
-                cluster: c.name.clone(),
-                labels: c.labels.clone(),
-                up: DecisionView::from(&up),
-                up_from,
-                down: DecisionView::from(&down.decision),
-                release: release_view,
-                sentence,
-                fix,
-            }
+            cluster_answers(policy, c, &cluster_secret, up_from, hub, &judged_hub)
         })
         .collect();
     Explained {
@@ -195,6 +139,102 @@ pub(crate) fn explain(
         targets: down_all.targets,
         reclaim: reclaim_view,
         clusters,
+    }
+}
+
+/// What a pasted manifest is judged as: a namespace of its own is not used, and up
+/// compares it with the live hub copy when there is one.
+fn pasted_notes(
+    secret: &Secret,
+    hub: Option<&Secret>,
+    name: &str,
+    cp: &str,
+    agent_ns: &str,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(ns) = secret.metadata.namespace.as_deref()
+        && !ns.is_empty()
+        && ns != cp
+        && ns != agent_ns
+    {
+        notes.push(format!(
+            "the manifest's namespace {ns} is not used: up judges it as a cluster's Secret in {agent_ns}, down and release as a hub copy in {cp}"
+        ));
+    }
+    notes.push(match hub {
+        Some(_) => format!(
+            "up judges the manifest as each cluster's Secret against the live hub copy {cp}/{name}; down and release judge the manifest as the hub copy"
+        ),
+        None => format!(
+            "there is no hub copy {cp}/{name}: up judges the manifest as each cluster's Secret; down and release judge it as the hub copy it would become"
+        ),
+    });
+    notes
+}
+
+/// For hub copy `hub`: the Secret of cluster `cluster` that up-sync judges, and
+/// where it comes from. `local` is what the page reads there: `Some(None)` when the
+/// cluster has no such Secret, `None` when the page does not read the cluster.
+fn cluster_side(
+    hub: &Secret,
+    local: Option<&Option<PartialObjectMeta<Secret>>>,
+    cluster: &str,
+    agent_ns: &str,
+    name: &str,
+) -> (Secret, String) {
+    match local {
+        Some(Some(local)) => {
+            let mut s = Secret {
+                metadata: local.metadata.clone(),
+                ..Secret::default()
+            };
+            s.metadata.namespace = Some(agent_ns.to_owned());
+            (
+                s,
+                format!(
+                    "cluster {cluster}'s Secret {agent_ns}/{name} (its labels; its type is not read)"
+                ),
+            )
+        }
+        Some(None) => (
+            stand_in(hub, agent_ns),
+            format!(
+                "cluster {cluster} has no Secret {agent_ns}/{name}: as if it had one with the hub copy's labels and the opt-in label"
+            ),
+        ),
+        None => (
+            stand_in(hub, agent_ns),
+            "as if the cluster had a Secret with the hub copy's labels and the opt-in label"
+                .to_owned(),
+        ),
+    }
+}
+
+/// The three answers for cluster `c`: up of `cluster_secret` against the live hub
+/// copy `hub`, down and release of `judged_hub`, and the sentence that matters.
+fn cluster_answers(
+    policy: &Policy,
+    c: &Cluster,
+    cluster_secret: &Secret,
+    up_from: String,
+    hub: Option<&Secret>,
+    judged_hub: &Secret,
+) -> ClusterAnswers {
+    let up = up_sync(policy, &c.name, cluster_secret, hub);
+    let down = down_sync_to(policy, judged_hub, &c.name);
+    let rel = release(policy, &c.name, judged_hub);
+    let mut release_view = DecisionView::from(&rel.decision);
+    release_view.action = rel.action.filter(|_| rel.decision.allowed);
+    let (sentence, fix) = one_sentence(policy, judged_hub, c, &up, &down.decision);
+    ClusterAnswers {
+        cluster: c.name.clone(),
+        labels: c.labels.clone(),
+        up: DecisionView::from(&up),
+        up_from,
+        down: DecisionView::from(&down.decision),
+        release: release_view,
+        sentence,
+        fix,
     }
 }
 
@@ -219,18 +259,13 @@ fn one_sentence(
     up: &Decision,
     down: &Decision,
 ) -> (String, String) {
-    let name = hub.metadata.name.as_deref().unwrap_or("");
-    let cp = policy.control_plane_namespace();
-    let agent = policy.agent_namespace();
-    let cl = &c.name;
+    let name = meta::name(&hub.metadata);
     let owner = owner(hub);
-    let annotation = |k: &str| {
-        hub.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(k))
-            .map(String::as_str)
-    };
+    if owner == Owner::Cluster(c.name.clone()) {
+        return up_sentence(policy, name, c, up);
+    }
+    let agent = policy.agent_namespace();
+    let cp = policy.control_plane_namespace();
     let where_targets = match &owner {
         Owner::Cluster(o) => format!(
             "on cluster {o}: the annotations of its Secret {agent}/{name} say where it goes"
@@ -239,71 +274,98 @@ fn one_sentence(
             "on the control plane: whoever may edit {cp}/{name} changes its targets (Edit on its page)"
         ),
     };
-    if owner == Owner::Cluster(cl.clone()) {
-        let (fix, s) = match up.rule {
-            _ if up.allowed => (
-                format!(
-                    "on cluster {cl}: delete the Secret or remove its {SECRET_SYNC_LABEL} label to release it"
-                ),
-                format!(
-                    "{name} syncs up from {cl} to the control plane ({}).",
-                    up.rule
-                ),
-            ),
-            Rule::NoMatchingSource => (
-                format!(
-                    "the control-plane admin adds or widens a Secret Source (Policy page), or someone on cluster {cl} labels the Secret to match one"
-                ),
-                format!(
-                    "{name} is not admitted from {cl}: no Secret Source's cluster selector and label selector match {cl} ({}) and the Secret's labels.",
-                    labels_text(&c.labels)
-                ),
-            ),
-            Rule::NotOptedIn => (
-                format!(
-                    "on cluster {cl}: add the label {SECRET_SYNC_LABEL}=true to {agent}/{name}"
-                ),
-                format!("{name} does not sync up from {cl}: its Secret lacks the opt-in label."),
-            ),
-            Rule::BlockedName | Rule::BlockedType | Rule::BlockedLabel => (
-                "nobody: blocked secrets never sync; use another name, type or labels".to_owned(),
-                format!("{name} never syncs: it is blocked ({}).", up.rule),
-            ),
-            _ => (
-                "see the reason below".to_owned(),
-                format!(
-                    "{name} does not sync up from {cl} ({}): {}",
-                    up.rule, up.reason
-                ),
-            ),
-        };
-        return (s, fix);
-    }
     if down.allowed {
-        let why = match (
-            annotation(ALLOWED_CLUSTERS_ANNOTATION),
-            annotation(ALLOWED_CLUSTER_SELECTOR_ANNOTATION),
-        ) {
-            (Some(list), _) if list.split(',').any(|n| n.trim() == "ALL") => {
-                "it goes to every cluster (ALL)".to_owned()
-            }
-            (Some(list), _) if list.split(',').any(|n| n.trim() == cl) => {
-                format!("{cl} is named in its allowed clusters ({list})")
-            }
-            (_, Some(sel)) => format!(
-                "{cl}'s labels ({}) match its selector {sel}",
-                labels_text(&c.labels)
-            ),
-            _ => down.reason.clone(),
-        };
+        let cl = &c.name;
+        let why = why_it_goes(hub, c, down);
         return (format!("{name} goes to {cl}: {why}."), where_targets);
     }
-    let (s, fix) = match down.rule {
+    down_sentence(hub, name, c, down, where_targets)
+}
+
+/// [`one_sentence`] on the cluster that owns the copy: the up answer.
+fn up_sentence(policy: &Policy, name: &str, c: &Cluster, up: &Decision) -> (String, String) {
+    let agent = policy.agent_namespace();
+    let cl = &c.name;
+    let (fix, s) = match up.rule {
+        _ if up.allowed => (
+            format!(
+                "on cluster {cl}: delete the Secret or remove its {SECRET_SYNC_LABEL} label to release it"
+            ),
+            format!(
+                "{name} syncs up from {cl} to the control plane ({}).",
+                up.rule
+            ),
+        ),
+        Rule::NoMatchingSource => (
+            format!(
+                "the control-plane admin adds or widens a Secret Source (Policy page), or someone on cluster {cl} labels the Secret to match one"
+            ),
+            format!(
+                "{name} is not admitted from {cl}: no Secret Source's cluster selector and label selector match {cl} ({}) and the Secret's labels.",
+                labels_text(&c.labels)
+            ),
+        ),
+        Rule::NotOptedIn => (
+            format!("on cluster {cl}: add the label {SECRET_SYNC_LABEL}=true to {agent}/{name}"),
+            format!("{name} does not sync up from {cl}: its Secret lacks the opt-in label."),
+        ),
+        Rule::BlockedName | Rule::BlockedType | Rule::BlockedLabel => (
+            "nobody: blocked secrets never sync; use another name, type or labels".to_owned(),
+            format!("{name} never syncs: it is blocked ({}).", up.rule),
+        ),
+        _ => (
+            "see the reason below".to_owned(),
+            format!(
+                "{name} does not sync up from {cl} ({}): {}",
+                up.rule, up.reason
+            ),
+        ),
+    };
+    (s, fix)
+}
+
+/// Why hub copy `hub` goes to cluster `c`: ALL, the list that names it, or the
+/// selector its labels match.
+fn why_it_goes(hub: &Secret, c: &Cluster, down: &Decision) -> String {
+    let cl = &c.name;
+    match (
+        meta::annotation(&hub.metadata, ALLOWED_CLUSTERS_ANNOTATION),
+        meta::annotation(&hub.metadata, ALLOWED_CLUSTER_SELECTOR_ANNOTATION),
+    ) {
+        (Some(list), _) if list.split(',').any(|n| n.trim() == "ALL") => {
+            "it goes to every cluster (ALL)".to_owned()
+        }
+        (Some(list), _) if list.split(',').any(|n| n.trim() == cl) => {
+            format!("{cl} is named in its allowed clusters ({list})")
+        }
+        (_, Some(sel)) => format!(
+            "{cl}'s labels ({}) match its selector {sel}",
+            labels_text(&c.labels)
+        ),
+        _ => down.reason.clone(),
+    }
+}
+
+/// [`one_sentence`] when hub copy `hub` does not go to cluster `c`.
+fn down_sentence(
+    hub: &Secret,
+    name: &str,
+    c: &Cluster,
+    down: &Decision,
+    where_targets: String,
+) -> (String, String) {
+    let cl = &c.name;
+    match down.rule {
         Rule::DownSyncNotTarget | Rule::NoTargets | Rule::InvalidSelector => {
-            let list = annotation(ALLOWED_CLUSTERS_ANNOTATION).map_or("none".to_owned(), |l| l.to_owned());
-            let sel = annotation(ALLOWED_CLUSTER_SELECTOR_ANNOTATION).map_or("none".to_owned(), |l| l.to_owned());
+            let list = meta::annotation(&hub.metadata, ALLOWED_CLUSTERS_ANNOTATION)
+                .map_or("none".to_owned(), |l| l.to_owned());
+            let sel = meta::annotation(&hub.metadata, ALLOWED_CLUSTER_SELECTOR_ANNOTATION)
+                .map_or("none".to_owned(), |l| l.to_owned());
             (
-                format!("{name} does not go to {cl}: {cl} is not in its allowed clusters ({list}) and its labels ({}) do not match its selector ({sel}).", labels_text(&c.labels)),
+                format!(
+                    "{name} does not go to {cl}: {cl} is not in its allowed clusters ({list}) and its labels ({}) do not match its selector ({sel}).",
+                    labels_text(&c.labels)
+                ),
                 where_targets,
             )
         }
@@ -323,8 +385,7 @@ fn one_sentence(
             format!("{name} does not go to {cl} ({}): {}", down.rule, down.reason),
             where_targets,
         ),
-    };
-    (s, fix)
+    }
 }
 
 /// A cluster's Secret like hub copy `hub`: its labels without the owner label,

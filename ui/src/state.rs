@@ -19,6 +19,7 @@ use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use secret_relay_policy::Policy;
 use secret_relay_policy::keys::DIGEST_ANNOTATION;
+use secret_relay_policy::meta::name;
 use secret_relay_runtime::{CancellationToken, PolicyState};
 use tokio::sync::watch;
 
@@ -366,7 +367,7 @@ async fn follow_secrets(shared: Arc<Shared>, namespace: String, shutdown: Cancel
         match event {
             Ok(Event::Init) => initial.clear(),
             Ok(Event::InitApply(s)) => {
-                initial.insert(name_of(&s.metadata), strip(s));
+                initial.insert(name(&s.metadata).to_owned(), strip(s));
             }
             Ok(Event::InitDone) => {
                 let items = std::mem::take(&mut initial);
@@ -378,11 +379,13 @@ async fn follow_secrets(shared: Arc<Shared>, namespace: String, shutdown: Cancel
             }
             Ok(Event::Apply(s)) => shared.update(|i| {
                 i.secrets.error = None;
-                i.secrets.items.insert(name_of(&s.metadata), strip(s));
+                i.secrets
+                    .items
+                    .insert(name(&s.metadata).to_owned(), strip(s));
             }),
             Ok(Event::Delete(s)) => shared.update(|i| {
                 i.secrets.error = None;
-                i.secrets.items.remove(&name_of(&s.metadata));
+                i.secrets.items.remove(name(&s.metadata));
             }),
             Err(err) => {
                 tracing::warn!(%namespace, error = %err, "the Secrets watch failed; retrying");
@@ -412,72 +415,105 @@ async fn follow_cluster(
     )
     .default_backoff();
     tokio::pin!(secrets, events);
-    let mut initial = BTreeMap::new();
-    let report = |shared: &Shared, f: &mut dyn FnMut(&mut ClusterReport)| {
-        shared.update(|i| {
-            if let Some(r) = i.clusters.get_mut(&cluster) {
-                f(r);
-            }
-        });
+    let feed = ClusterFeed {
+        shared: &shared,
+        cluster: &cluster,
+        namespace: &namespace,
     };
+    let mut initial = BTreeMap::new();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            Some(event) = secrets.next() => match event {
-                Ok(Event::Init) => initial.clear(),
-                Ok(Event::InitApply(mut m)) => {
-                    strip_metadata(&mut m.metadata);
-                    initial.insert(name_of(&m.metadata), m);
-                }
-                Ok(Event::InitDone) => {
-                    let items = std::mem::take(&mut initial);
-                    report(&shared, &mut |r| {
-                        r.secrets = items.clone();
-                        r.secrets_synced = true;
-                        r.error = None;
+            Some(event) = secrets.next() => feed.on_secret(event, &mut initial),
+            Some(event) = events.next() => feed.on_event(event),
+        }
+    }
+}
+
+/// One managed cluster's report, as its two watches (Secrets' metadata and the
+/// agent's Events in `namespace`) change it.
+struct ClusterFeed<'a> {
+    shared: &'a Shared,
+    cluster: &'a str,
+    namespace: &'a str,
+}
+
+impl ClusterFeed<'_> {
+    /// Applies `f` to the cluster's report, if the page still follows the cluster.
+    fn report(&self, f: impl FnOnce(&mut ClusterReport)) {
+        self.shared.update(|i| {
+            if let Some(r) = i.clusters.get_mut(self.cluster) {
+                f(r);
+            }
+        });
+    }
+
+    /// One event of the Secrets watch; `initial` gathers a (re)list until it is done.
+    fn on_secret(
+        &self,
+        event: Result<Event<PartialObjectMeta<Secret>>, watcher::Error>,
+        initial: &mut BTreeMap<String, PartialObjectMeta<Secret>>,
+    ) {
+        match event {
+            Ok(Event::Init) => initial.clear(),
+            Ok(Event::InitApply(mut m)) => {
+                strip_metadata(&mut m.metadata);
+                initial.insert(name(&m.metadata).to_owned(), m);
+            }
+            Ok(Event::InitDone) => {
+                let items = std::mem::take(initial);
+                self.report(|r| {
+                    r.secrets = items;
+                    r.secrets_synced = true;
+                    r.error = None;
+                });
+            }
+            Ok(Event::Apply(mut m)) => {
+                strip_metadata(&mut m.metadata);
+                self.report(|r| {
+                    r.error = None;
+                    r.secrets.insert(name(&m.metadata).to_owned(), m);
+                });
+            }
+            Ok(Event::Delete(m)) => self.report(|r| {
+                r.secrets.remove(name(&m.metadata));
+            }),
+            Err(err) => {
+                let message = format!(
+                    "failed to watch Secrets in {} on cluster {}: {err}",
+                    self.namespace, self.cluster
+                );
+                self.report(|r| r.error = Some(message));
+            }
+        }
+    }
+
+    /// One event of the Events watch: the newest agent Event per Secret and direction.
+    fn on_event(&self, event: Result<Event<KubeEvent>, watcher::Error>) {
+        match event {
+            Ok(Event::Apply(e) | Event::InitApply(e)) => {
+                if let Some((key, ev)) = agent_event(&e) {
+                    self.report(|r| {
+                        r.events_error = None;
+                        let newer = r.events.get(&key).is_none_or(|old| old.time <= ev.time);
+                        if newer {
+                            r.events.insert(key, ev);
+                        }
                     });
                 }
-                Ok(Event::Apply(mut m)) => {
-                    strip_metadata(&mut m.metadata);
-                    report(&shared, &mut |r| {
-                        r.error = None;
-                        r.secrets.insert(name_of(&m.metadata), m.clone());
-                    });
-                }
-                Ok(Event::Delete(m)) => report(&shared, &mut |r| {
-                    r.secrets.remove(&name_of(&m.metadata));
-                }),
-                Err(err) => {
-                    let message = format!("failed to watch Secrets in {namespace} on cluster {cluster}: {err}");
-                    report(&shared, &mut |r| r.error = Some(message.clone()));
-                }
-            },
-            Some(event) = events.next() => match event {
-                Ok(Event::Apply(e) | Event::InitApply(e)) => {
-                    if let Some((key, ev)) = agent_event(&e) {
-                        report(&shared, &mut |r| {
-                            r.events_error = None;
-                            let newer = r
-                                .events
-                                .get(&key)
-                                .is_none_or(|old| old.time <= ev.time);
-                            if newer {
-                                r.events.insert(key.clone(), ev.clone());
-                            }
-                        });
-                    }
-                }
-                Ok(Event::InitDone) => report(&shared, &mut |r| r.events_error = None),
-                Ok(_) => {}
-                Err(err) => {
-                    let message = if err.to_string().contains("404") || err.to_string().contains("NotFound") {
-                        "this API server serves no events.k8s.io/v1 Events: the sync state comes from down copies only".to_owned()
-                    } else {
-                        format!("failed to watch Events in {namespace}: {err}")
-                    };
-                    report(&shared, &mut |r| r.events_error = Some(message.clone()));
-                }
-            },
+            }
+            Ok(Event::InitDone) => self.report(|r| r.events_error = None),
+            Ok(_) => {}
+            Err(err) => {
+                let message = if err.to_string().contains("404")
+                    || err.to_string().contains("NotFound")
+                {
+                    "this API server serves no events.k8s.io/v1 Events: the sync state comes from down copies only".to_owned()
+                } else {
+                    format!("failed to watch Events in {}: {err}", self.namespace)
+                };
+                self.report(|r| r.events_error = Some(message));
+            }
         }
     }
 }
@@ -515,10 +551,6 @@ fn agent_event(e: &KubeEvent) -> Option<((String, &'static str), AgentEvent)> {
             time,
         },
     ))
-}
-
-fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
-    meta.name.clone().unwrap_or_default()
 }
 
 /// Reads the relay's admin `/metrics` every `interval`.

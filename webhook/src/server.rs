@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Body;
 use secret_relay_runtime::{
@@ -14,7 +14,7 @@ use secret_relay_runtime::{
 use tokio::net::TcpListener;
 
 use crate::metrics::RequestLabels;
-use crate::review::{Endpoint, review, review_without_policy};
+use crate::review::{Endpoint, Reviewed, review, review_without_policy};
 use crate::state::AppState;
 
 /// The largest AdmissionReview body accepted. A worst-case Secret UPDATE review (1 MiB of
@@ -31,109 +31,186 @@ where
         // GET /healthz, /readyz and /metrics.
         return resp;
     }
-    let endpoint = match (req.method(), req.uri().path()) {
-        (&Method::POST, "/validate") => Some(Endpoint::Validate),
-        (&Method::POST, "/mutate") => Some(Endpoint::Mutate),
-        (&Method::POST, "/baseline") if state.bench_baseline() => None,
-        (_, "/validate" | "/mutate") => {
-            return text(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "only POST is served here\n".to_owned(),
-            );
-        }
-        _ => return text(StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    let endpoint = match route(state, req.method(), req.uri().path()) {
+        Ok(endpoint) => endpoint,
+        Err((code, message)) => return text(code, message.to_owned()),
     };
     let started = Instant::now();
-    let endpoint_name = match endpoint {
+    let endpoint_name = endpoint_name(endpoint);
+    if let Err(refusal) = check_headers(req.headers()) {
+        return refuse(state, endpoint_name, refusal);
+    }
+    let body = match read_body(req.into_body()).await {
+        Ok(body) => body,
+        Err(refusal) => return refuse(state, endpoint_name, refusal),
+    };
+    let Some(endpoint) = endpoint else {
+        return json(Bytes::from_static(BASELINE_REVIEW));
+    };
+    let reviewed = match decide(state, endpoint, &body) {
+        Ok(reviewed) => reviewed,
+        Err(refusal) => return refuse(state, endpoint_name, refusal),
+    };
+    let decision = decision(endpoint, &reviewed);
+    record(state, endpoint_name, decision, &reviewed);
+    state
+        .metrics()
+        .latency
+        .observe(started.elapsed().as_secs_f64());
+    json(Bytes::from(reviewed.body))
+}
+
+/// The fixed answer of `POST /baseline` (benchmarks only): an allowed review of a
+/// typical size, so the baseline pays the same TLS, HTTP and body costs as a review.
+const BASELINE_REVIEW: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true}}"#;
+
+/// A request refused before a review: its status and message, counted and logged by
+/// [`refuse`].
+struct Refusal {
+    code: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(code: StatusCode, message: String) -> Refusal {
+        Refusal { code, message }
+    }
+
+    fn too_large() -> Refusal {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an AdmissionReview may be at most {MAX_BODY_BYTES} bytes\n"),
+        )
+    }
+}
+
+/// Which review a method and path ask for: `Some` endpoint, `None` for the benchmarks'
+/// baseline, or the status and message of the 405 or 404 answer (not counted as reviews).
+fn route(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+) -> Result<Option<Endpoint>, (StatusCode, &'static str)> {
+    match (method, path) {
+        (&Method::POST, "/validate") => Ok(Some(Endpoint::Validate)),
+        (&Method::POST, "/mutate") => Ok(Some(Endpoint::Mutate)),
+        (&Method::POST, "/baseline") if state.bench_baseline() => Ok(None),
+        (_, "/validate" | "/mutate") => {
+            Err((StatusCode::METHOD_NOT_ALLOWED, "only POST is served here\n"))
+        }
+        _ => Err((StatusCode::NOT_FOUND, "not found\n")),
+    }
+}
+
+/// The `endpoint` metric label and log field.
+fn endpoint_name(endpoint: Option<Endpoint>) -> &'static str {
+    match endpoint {
         Some(Endpoint::Validate) => "validate",
         Some(Endpoint::Mutate) => "mutate",
         None => "baseline",
-    };
-    let bad = |code: StatusCode, message: String| {
-        state
-            .metrics()
-            .requests
-            .get_or_create(&RequestLabels {
-                endpoint: endpoint_name,
-                operation: "invalid".to_owned(),
-                decision: "bad-request",
-            })
-            .inc();
-        tracing::warn!(endpoint = endpoint_name, status = code.as_u16(), %message, "refused an admission request");
-        text(code, message)
-    };
-    let is_json = req
-        .headers()
+    }
+}
+
+/// Refuses anything but JSON, and a declared length over [`MAX_BODY_BYTES`] before
+/// reading the body.
+fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
+    let is_json = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return bad(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "an AdmissionReview must be sent with Content-Type: application/json\n".to_owned(),
-        );
+        ));
     }
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return bad(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("an AdmissionReview may be at most {MAX_BODY_BYTES} bytes\n"),
-        );
+        return Err(Refusal::too_large());
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return bad(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("an AdmissionReview may be at most {MAX_BODY_BYTES} bytes\n"),
-            );
-        }
-        Err(err) => {
-            return bad(
-                StatusCode::BAD_REQUEST,
-                format!("failed to read the request body: {err}\n"),
-            );
-        }
-    };
-    let Some(endpoint) = endpoint else {
-        return json(Bytes::from_static(BASELINE_REVIEW));
-    };
+    Ok(())
+}
+
+/// Reads the whole body, at most [`MAX_BODY_BYTES`] of it.
+async fn read_body<B>(body: B) -> Result<Bytes, Refusal>
+where
+    B: Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Refusal::too_large()),
+        Err(err) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("failed to read the request body: {err}\n"),
+        )),
+    }
+}
+
+/// Reviews `body` against one policy snapshot, or without one while none is loaded.
+fn decide(state: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Reviewed, Refusal> {
     let reviewed = if state.policy_state().is_ready() {
         // One snapshot per request: a request never sees two policies.
         let policy = state.policy_state().policy();
-        review(&policy, state.relay(), state.mode(), endpoint, &body)
+        review(&policy, state.relay(), state.mode(), endpoint, body)
     } else {
         // Before a valid policy loads, Kubernetes' own cleanup still passes, so a
         // namespace deletion never hangs on us; anything else is refused as not ready.
-        match review_without_policy(endpoint, &body) {
+        match review_without_policy(endpoint, body) {
             Ok(Some(reviewed)) => Ok(reviewed),
             Ok(None) => {
-                return bad(
+                return Err(Refusal::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no valid policy loaded yet; see /readyz\n".to_owned(),
-                );
+                ));
             }
             Err(err) => Err(err),
         }
     };
-    let reviewed = match reviewed {
-        Ok(reviewed) => reviewed,
-        Err(err) => return bad(StatusCode::BAD_REQUEST, format!("{err}\n")),
-    };
-    let decision = match (endpoint, reviewed.allowed, reviewed.patch_ops) {
+    reviewed.map_err(|err| Refusal::new(StatusCode::BAD_REQUEST, format!("{err}\n")))
+}
+
+/// The `decision` metric label and log field of a review.
+fn decision(endpoint: Endpoint, reviewed: &Reviewed) -> &'static str {
+    match (endpoint, reviewed.allowed, reviewed.patch_ops) {
         (Endpoint::Validate, true, _) => "allowed",
         (Endpoint::Validate, false, _) => "denied",
         (Endpoint::Mutate, _, 0) => "unchanged",
         (Endpoint::Mutate, _, _) => "patched",
-    };
+    }
+}
+
+/// Counts and logs a refused request, and answers it.
+fn refuse(
+    state: &AppState,
+    endpoint_name: &'static str,
+    refusal: Refusal,
+) -> Response<Full<Bytes>> {
+    let Refusal { code, message } = refusal;
+    state
+        .metrics()
+        .requests
+        .get_or_create(&RequestLabels {
+            endpoint: endpoint_name,
+            operation: "invalid".to_owned(),
+            decision: "bad-request",
+        })
+        .inc();
+    tracing::warn!(endpoint = endpoint_name, status = code.as_u16(), %message, "refused an admission request");
+    text(code, message)
+}
+
+/// Counts and logs a review, and a break-glass use in it.
+fn record(
+    state: &AppState,
+    endpoint_name: &'static str,
+    decision: &'static str,
+    reviewed: &Reviewed,
+) {
     state
         .metrics()
         .requests
@@ -175,16 +252,7 @@ where
         "denied" | "patched" => reviewed!(info),
         _ => reviewed!(debug),
     }
-    state
-        .metrics()
-        .latency
-        .observe(started.elapsed().as_secs_f64());
-    json(Bytes::from(reviewed.body))
 }
-
-/// The fixed answer of `POST /baseline` (benchmarks only): an allowed review of a
-/// typical size, so the baseline pays the same TLS, HTTP and body costs as a review.
-const BASELINE_REVIEW: &[u8] = br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true}}"#;
 
 fn json(body: Bytes) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(body));

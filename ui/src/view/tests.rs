@@ -1,7 +1,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PartialObjectMeta};
+use secret_relay_policy::keys::{
+    ADOPTED_ANNOTATION, ALLOWED_CLUSTERS_ANNOTATION, OWNER_LABEL, SECRET_SYNC_LABEL,
+    SOURCE_ANNOTATION,
+};
 
 use super::*;
 use crate::state::{Inner, SecretsCache};
