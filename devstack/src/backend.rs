@@ -482,6 +482,35 @@ impl RealControlPlane {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Stops one component (`etcd`, `kube-apiserver`, `kube-controller-manager`) with
+    /// SIGTERM, as a rolling restart does. Panics when the script fails (tests).
+    pub async fn stop_component(&self, component: &str) {
+        self.must("stop", component).await;
+    }
+
+    /// Stops one component with SIGKILL, as a crash does. Panics when the script fails.
+    pub async fn kill_component(&self, component: &str) {
+        self.must("kill", component).await;
+    }
+
+    /// Starts a stopped component again with exactly the flags and ports `up` gave
+    /// it, and waits until it is ready (for kube-apiserver: `/readyz` answers ok).
+    /// Panics when the script fails.
+    pub async fn start_component(&self, component: &str) {
+        self.must("start", component).await;
+    }
+
+    /// [`RealControlPlane::stop_component`], then [`RealControlPlane::start_component`].
+    pub async fn restart(&self, component: &str) {
+        self.must("restart", component).await;
+    }
+
+    async fn must(&self, verb: &str, component: &str) {
+        if let Err(e) = self.component(verb, component).await {
+            panic!("{e:#}");
+        }
+    }
+
     /// Runs `scripts/control-plane.sh VERB DIR COMPONENT`: `stop` (SIGTERM, as a
     /// rolling restart does), `kill` (SIGKILL, as a crash does), `start` (again, with
     /// the flags and ports `up` gave it, once ready) or `restart`.

@@ -154,7 +154,7 @@ async fn start_control_plane(
         &Install {
             side: Side::ControlPlane,
             namespace: policy.control_plane_namespace(),
-            clusters: names,
+            clusters: Some(names),
             ca_pem: pki.ca.cert_pem(),
             webhook_port: addr.port(),
             sandbox: config.backend == Backend::Sandbox,
@@ -203,7 +203,7 @@ async fn start_managed(
         &Install {
             side: Side::ManagedCluster,
             namespace: agent_ns,
-            clusters: &[],
+            clusters: None,
             ca_pem: pki.ca.cert_pem(),
             webhook_port: addr.port(),
             sandbox: config.backend == Backend::Sandbox,

@@ -139,8 +139,9 @@ pub struct Install<'a> {
     /// The policy's `controlPlaneNamespace` (control plane) or `agentNamespace`
     /// (managed cluster).
     pub namespace: &'a str,
-    /// The clusters the relay may impersonate (control plane).
-    pub clusters: &'a [String],
+    /// The clusters the relay may impersonate (control plane); `None` keeps the
+    /// manifests' own list.
+    pub clusters: Option<&'a [String]>,
     /// The CA that signed the webhook's serving certificate, PEM.
     pub ca_pem: &'a str,
     /// The port the in-process webhook listens on.
@@ -191,8 +192,11 @@ pub fn for_stack(install: &Install<'_>) -> anyhow::Result<Vec<Value>> {
                 webhook["clientConfig"]["service"]["port"] = install.webhook_port.into();
             }
         }
-        if kind == "ClusterRole" && name == "secret-relay-impersonate-clusters" {
-            impersonate_only(&mut obj, install.clusters)?;
+        if let Some(clusters) = install.clusters
+            && kind == "ClusterRole"
+            && name == "secret-relay-impersonate-clusters"
+        {
+            impersonate_only(&mut obj, clusters)?;
         }
         kept.push(obj);
     }
@@ -492,7 +496,7 @@ mod tests {
         let objects = for_stack(&Install {
             side: Side::ControlPlane,
             namespace: "argocd",
-            clusters: &clusters,
+            clusters: Some(&clusters),
             ca_pem: "PEM",
             webhook_port: 8443,
             sandbox: false,
@@ -515,7 +519,7 @@ mod tests {
             ..Install {
                 side: Side::ControlPlane,
                 namespace: "argocd",
-                clusters: &clusters,
+                clusters: Some(&clusters),
                 ca_pem: "PEM",
                 webhook_port: 8443,
                 sandbox: false,

@@ -47,7 +47,30 @@ pub enum LoadOutcome {
     /// The document was valid and is now served as this generation.
     Loaded(u64),
     /// The document was invalid; the last good policy stays.
-    Rejected(String),
+    Rejected(Arc<Rejection>),
+}
+
+/// Why a policy was not loaded; the last good policy stays.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadPolicyError {
+    /// The document is not a valid policy: every problem, located.
+    #[error(transparent)]
+    Invalid(#[from] PolicyError),
+    /// The source gave no document: an unreadable file, a missing key or ConfigMap.
+    #[error("{0}")]
+    Source(String),
+}
+
+/// A policy document that was not loaded: where it came from, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name} at {revision}: {error}")]
+pub struct Rejection {
+    /// The policy source (`configmap NS/NAME`, `file PATH`).
+    pub source_name: String,
+    /// Its revision: a resourceVersion or a file digest, `-` when there is none.
+    pub revision: String,
+    /// Why.
+    pub error: LoadPolicyError,
 }
 
 /// Cloneable handle to the served policy: snapshots for requests, generations for
@@ -61,7 +84,7 @@ pub struct PolicyState {
 struct Inner {
     store: PolicyStore,
     ready: AtomicBool,
-    last_error: ArcSwapOption<String>,
+    last_error: ArcSwapOption<Rejection>,
     /// Bumped on every reload attempt, good or bad.
     attempts: watch::Sender<u64>,
     /// The generation served: 0 until the first valid policy.
@@ -138,7 +161,7 @@ impl PolicyState {
     }
 
     /// The last reload error, if the newest document offered was invalid.
-    pub fn last_error(&self) -> Option<Arc<String>> {
+    pub fn last_error(&self) -> Option<Arc<Rejection>> {
         self.inner.last_error.load_full()
     }
 
@@ -159,7 +182,7 @@ impl PolicyState {
         &self,
         source: &str,
         revision: &str,
-        parsed: Result<Policy, String>,
+        parsed: Result<Policy, LoadPolicyError>,
     ) -> LoadOutcome {
         let metrics = &self.inner.metrics;
         let outcome = match parsed {
@@ -193,10 +216,13 @@ impl PolicyState {
                     generation = self.generation(),
                     "policy rejected; keeping the last good policy"
                 );
-                self.inner
-                    .last_error
-                    .store(Some(Arc::new(format!("{source} at {revision}: {error}"))));
-                LoadOutcome::Rejected(error)
+                let rejection = Arc::new(Rejection {
+                    source_name: source.to_owned(),
+                    revision: revision.to_owned(),
+                    error,
+                });
+                self.inner.last_error.store(Some(rejection.clone()));
+                LoadOutcome::Rejected(rejection)
             }
         };
         self.inner.attempts.send_modify(|n| *n += 1);
@@ -206,7 +232,7 @@ impl PolicyState {
     /// Records a problem with the policy source itself (unreadable file, missing key),
     /// without touching the policy being served.
     pub fn source_problem(&self, source: &str, problem: String) {
-        self.offer_policy(source, "-", Err(problem));
+        self.offer_policy(source, "-", Err(LoadPolicyError::Source(problem)));
     }
 
     /// Readiness of the policy part: ready or not, with a human-readable detail (the
@@ -225,14 +251,17 @@ impl PolicyState {
     }
 }
 
-/// Parses a policy document, flattening every located problem into one message.
-pub fn parse_policy(text: &str) -> Result<Policy, String> {
-    Policy::from_yaml(text).map_err(|e: PolicyError| e.to_string())
+/// Parses a policy document; its problems stay located and typed.
+pub fn parse_policy(text: &str) -> Result<Policy, LoadPolicyError> {
+    Ok(Policy::from_yaml(text)?)
 }
 
 /// Parses the policy out of ConfigMap data under `key`.
-pub fn parse_policy_data(data: &BTreeMap<String, String>, key: &str) -> Result<Policy, String> {
-    Policy::from_configmap_data(data, key).map_err(|e| e.to_string())
+pub fn parse_policy_data(
+    data: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Policy, LoadPolicyError> {
+    Ok(Policy::from_configmap_data(data, key)?)
 }
 
 /// Runs the policy source until `shutdown` is cancelled. `client` is required for
@@ -271,8 +300,11 @@ pub async fn reload_file_once(
             // Report an unreadable file once per change of state, not on every poll.
             if last.as_deref() != Some(problem.as_bytes()) {
                 *last = Some(problem.clone().into_bytes());
-                state.source_problem(&source, problem.clone());
-                return Some(LoadOutcome::Rejected(problem));
+                return Some(state.offer_policy(
+                    &source,
+                    "-",
+                    Err(LoadPolicyError::Source(problem)),
+                ));
             }
             return None;
         }
@@ -283,7 +315,9 @@ pub async fn reload_file_once(
     let revision = format!("sha256:{}", short_digest(&bytes));
     let parsed = match std::str::from_utf8(&bytes) {
         Ok(text) => parse_policy(text),
-        Err(_) => Err("failed to read policy file: not UTF-8".to_owned()),
+        Err(_) => Err(LoadPolicyError::Source(
+            "failed to read policy file: not UTF-8".to_owned(),
+        )),
     };
     *last = Some(bytes);
     Some(state.offer_policy(&source, &revision, parsed))
@@ -393,7 +427,12 @@ mod tests {
         assert!(matches!(outcome, LoadOutcome::Rejected(_)));
         assert_eq!(state.generation(), 1);
         assert_eq!(state.policy().control_plane_namespace(), "hub");
-        assert!(state.last_error().unwrap().contains("clusters[0].name"));
+        let rejection = state.last_error().unwrap();
+        assert!(rejection.to_string().contains("clusters[0].name"));
+        let LoadPolicyError::Invalid(invalid) = &rejection.error else {
+            panic!("a located problem: {rejection}");
+        };
+        assert_eq!(invalid.problems[0].path, "clusters[0].name");
         assert!(
             !generations.has_changed().unwrap(),
             "a rejected document is no new generation"

@@ -41,22 +41,23 @@ pub use managed::{
 pub use secrets::{OPT_IN, REPO_CREDS, TO_ALL, label, password, secret, secret_with_data};
 pub use stack::{
     RELAY_USER, RelayHandle, RelayOptions, SYSTEM_NAMESPACE, Stack, StackOptions, WEBHOOK_SERVICE,
-    WEBHOOK_USER, control_plane_manifests, control_plane_manifests_in, namespace_overlay,
-    test_deletion, wait_cached,
+    WEBHOOK_USER, namespace_overlay, test_deletion, wait_cached,
 };
 
-use std::collections::BTreeMap;
+pub use secret_relay_devstack::{RealControlPlane, repo_root};
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use secret_relay_sandbox::{Sandbox, SandboxConfig};
+use secret_relay_devstack::{ApiServer, ApiServerOptions, Backend};
+use secret_relay_sandbox::Sandbox;
 
 /// The environment variable that asks for the real-control-plane variants to be skipped.
 pub const SKIP_REAL_ENV: &str = "SECRET_RELAY_SKIP_REAL_CONTROL_PLANE";
@@ -115,15 +116,9 @@ pub struct TestCluster {
     /// [`TestCluster::managed`] only. Before `inner`: the webhook stops (and on an
     /// outside cluster is unregistered) while the API server still runs.
     managed_webhook: Option<managed::ManagedWebhook>,
-    inner: Inner,
+    api: ApiServer,
     // Last: removed after the servers stop.
     dir: tempfile::TempDir,
-}
-
-enum Inner {
-    Sandbox(Sandbox),
-    Real(RealControlPlane),
-    Outside { url: String },
 }
 
 /// Runs one scenario on outside clusters: one at a time in a process, each on its own
@@ -143,13 +138,16 @@ pub fn run_outside_scenario(scenario: impl Future<Output = ()>) {
     drop(runtime);
 }
 
-/// A control plane started by `scripts/control-plane.sh up DIR`; dropping it runs `down DIR`.
-pub struct RealControlPlane {
-    dir: PathBuf,
-    env: BTreeMap<String, String>,
-}
-
 impl Flavor {
+    /// The dev stack's backend of this flavor.
+    pub fn backend(self) -> Backend {
+        match self {
+            Flavor::Sandbox => Backend::Sandbox,
+            Flavor::Real => Backend::Real,
+            Flavor::Outside => Backend::Outside,
+        }
+    }
+
     /// Whether this flavor's variant is to be skipped, printing why: the real control
     /// plane when [`SKIP_REAL_ENV`] asks for it, outside clusters when [`OUTSIDE_ENV`]
     /// names none.
@@ -185,68 +183,41 @@ impl TestCluster {
             .prefix("secret-relay-test-")
             .tempdir()
             .unwrap();
-        match flavor {
-            Flavor::Sandbox => {
-                let mut config = SandboxConfig {
-                    addr: "127.0.0.1:0".parse().unwrap(),
-                    services: options
-                        .services
-                        .iter()
-                        .map(|(host, addr)| (format!("{host}:{}", addr.port()), *addr))
-                        .collect(),
-                    ..SandboxConfig::default()
-                };
-                if options.history_limit > 0 {
-                    config.history_limit = options.history_limit;
-                }
-                if !options.service_accounts.is_empty() {
-                    let mut users = config.users.clone();
-                    for (ns, name) in &options.service_accounts {
-                        users.push(secret_relay_sandbox::UserConfig {
-                            name: format!("system:serviceaccount:{ns}:{name}"),
-                            groups: vec![
-                                "system:serviceaccounts".to_owned(),
-                                format!("system:serviceaccounts:{ns}"),
-                                "system:authenticated".to_owned(),
-                            ],
-                            token: Some(format!("token-{ns}-{name}")),
-                            impersonate: true,
-                        });
-                    }
-                    config.users = users;
-                }
-                let sandbox = secret_relay_sandbox::start(config).await.unwrap();
-                sandbox.write_kubeconfigs(dir.path()).unwrap();
-                TestCluster {
-                    flavor,
-                    kubeconfig: dir.path().join("admin.kubeconfig"),
-                    managed_webhook: None,
-                    inner: Inner::Sandbox(sandbox),
-                    dir,
-                }
-            }
-            Flavor::Real => {
-                let cp = RealControlPlane::start(dir.path(), options.kcm_single_identity)
-                    .await
-                    .unwrap_or_else(|e| panic!("failed to start the real control plane: {e}"));
-                let cluster = TestCluster {
-                    flavor,
-                    kubeconfig: dir.path().join("admin.kubeconfig"),
-                    managed_webhook: None,
-                    inner: Inner::Real(cp),
-                    dir,
-                };
-                cluster.route_services(&options.services).await;
-                cluster
-            }
-            Flavor::Outside => {
-                let path = std::env::var(OUTSIDE_ENV).unwrap_or_else(|_| {
-                    panic!("{OUTSIDE_ENV} names no kubeconfig for the outside control plane")
-                });
-                let cluster = TestCluster::outside(PathBuf::from(path), dir).await;
-                cluster.route_services(&options.services).await;
-                cluster
-            }
+        let outside_kubeconfig = (flavor == Flavor::Outside).then(|| {
+            PathBuf::from(std::env::var(OUTSIDE_ENV).unwrap_or_else(|_| {
+                panic!("{OUTSIDE_ENV} names no kubeconfig for the outside control plane")
+            }))
+        });
+        TestCluster::on(flavor, dir, options, outside_kubeconfig).await
+    }
+
+    /// The API server of `flavor` in `dir`, through the dev stack's backends.
+    async fn on(
+        flavor: Flavor,
+        dir: tempfile::TempDir,
+        options: Options,
+        outside_kubeconfig: Option<PathBuf>,
+    ) -> TestCluster {
+        let api = ApiServer::start(
+            flavor.backend(),
+            dir.path(),
+            &ApiServerOptions {
+                services: options.services,
+                service_accounts: options.service_accounts,
+                history_limit: options.history_limit,
+                kcm_single_identity: options.kcm_single_identity,
+                outside_kubeconfig,
+                outside_webhook_host: std::env::var(OUTSIDE_WEBHOOK_HOST_ENV).ok(),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to start the {flavor:?} API server: {e:#}"));
+        TestCluster {
+            flavor,
+            kubeconfig: api.kubeconfig().to_path_buf(),
+            managed_webhook: None,
+            api,
+            dir,
         }
     }
 
@@ -282,7 +253,8 @@ impl TestCluster {
             .prefix("secret-relay-test-")
             .tempdir()
             .unwrap();
-        let mut cluster = TestCluster::outside(PathBuf::from(path), dir).await;
+        let mut cluster =
+            TestCluster::on(flavor, dir, Options::default(), Some(PathBuf::from(path))).await;
         let kubectl =
             kubectl().expect("kubectl is needed to apply the repository's manifests (kustomize)");
         let registration =
@@ -294,7 +266,11 @@ impl TestCluster {
         for ns in namespaces {
             cluster.empty_namespace(ns).await;
         }
-        cluster.route_services(&[webhook.service()]).await;
+        cluster
+            .api
+            .route_services(&[webhook.service()])
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
         cluster.managed_webhook = Some(webhook);
         cluster
     }
@@ -310,26 +286,6 @@ impl TestCluster {
     /// The managed-cluster webhook reserved by [`TestCluster::managed`].
     pub(crate) fn managed_slot(&self) -> Option<&managed::ManagedWebhook> {
         self.managed_webhook.as_ref()
-    }
-
-    async fn outside(kubeconfig: PathBuf, dir: tempfile::TempDir) -> TestCluster {
-        let kc = Kubeconfig::read_from(&kubeconfig)
-            .unwrap_or_else(|e| panic!("cannot read the kubeconfig {}: {e}", kubeconfig.display()));
-        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("invalid kubeconfig {}: {e}", kubeconfig.display()));
-        let url = config
-            .cluster_url
-            .to_string()
-            .trim_end_matches('/')
-            .to_owned();
-        TestCluster {
-            flavor: Flavor::Outside,
-            kubeconfig,
-            managed_webhook: None,
-            inner: Inner::Outside { url },
-            dir,
-        }
     }
 
     /// Deletes every Secret and Event in `namespace` (creating it when missing) and
@@ -388,27 +344,22 @@ impl TestCluster {
 
     /// `https://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        match &self.inner {
-            Inner::Sandbox(s) => s.url(),
-            Inner::Real(r) => r.env["SERVER"].clone(),
-            Inner::Outside { url } => url.clone(),
-        }
+        self.api.url()
     }
 
     /// The sandbox, when this is one.
     pub fn sandbox(&self) -> Option<&Sandbox> {
-        match &self.inner {
-            Inner::Sandbox(s) => Some(s),
-            Inner::Real(_) | Inner::Outside { .. } => None,
-        }
+        self.api.sandbox()
     }
 
     /// The real control plane, when this is one.
     pub fn real(&self) -> Option<&RealControlPlane> {
-        match &self.inner {
-            Inner::Real(r) => Some(r),
-            Inner::Sandbox(_) | Inner::Outside { .. } => None,
-        }
+        self.api.real()
+    }
+
+    /// The dev stack's API server under this cluster.
+    pub fn api(&self) -> &ApiServer {
+        &self.api
     }
 
     /// A copy of the admin kubeconfig that reaches this API server at `url` instead
@@ -445,268 +396,12 @@ impl TestCluster {
 
     /// A kubeconfig acting as service account `namespace/name` by bearer token.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
-        let user = format!("system:serviceaccount:{namespace}:{name}");
         let path = self.dir().join(format!("sa-{namespace}-{name}.kubeconfig"));
-        match &self.inner {
-            Inner::Sandbox(s) => {
-                let text = s.kubeconfig(&user).unwrap_or_else(|| {
-                    panic!("the sandbox was not started with service account {user}")
-                });
-                std::fs::write(&path, text).unwrap();
-            }
-            Inner::Real(_) | Inner::Outside { .. } => {
-                let client = self.client().await;
-                let body = serde_json::json!({
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenRequest",
-                    "spec": {"expirationSeconds": 86400},
-                });
-                let req = http::Request::post(format!(
-                    "/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
-                ))
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&body).unwrap())
-                .unwrap();
-                let answer: serde_json::Value = client.request(req).await.unwrap_or_else(|e| {
-                    panic!(
-                        "failed to get a token for {user} (does the service account exist?): {e}"
-                    )
-                });
-                let token = answer["status"]["token"].as_str().unwrap();
-                let text = format!(
-                    "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    {trust}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: sa\n  context: {{cluster: test, user: sa}}\ncurrent-context: sa\n",
-                    server = self.url(),
-                    trust = self.server_trust(),
-                );
-                std::fs::write(&path, text).unwrap();
-            }
-        }
-        path
-    }
-
-    /// How a kubeconfig trusts this API server: the kubeconfig line, from the admin
-    /// kubeconfig's cluster (real control planes: the CA `up` wrote).
-    fn server_trust(&self) -> String {
-        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        if let Inner::Real(r) = &self.inner {
-            return format!(
-                "certificate-authority-data: {}",
-                b64(&std::fs::read(r.env("CA_CRT").unwrap()).unwrap())
-            );
-        }
-        let kc = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let context = kc
-            .current_context
-            .as_ref()
-            .and_then(|c| kc.contexts.iter().find(|n| &n.name == c))
-            .and_then(|n| n.context.as_ref())
-            .expect("the kubeconfig has a current context");
-        let cluster = kc
-            .clusters
-            .iter()
-            .find(|n| n.name == context.cluster)
-            .and_then(|n| n.cluster.as_ref())
-            .expect("the current context names a cluster of the kubeconfig");
-        if let Some(data) = &cluster.certificate_authority_data {
-            format!("certificate-authority-data: {data}")
-        } else if let Some(file) = &cluster.certificate_authority {
-            let file = self
-                .kubeconfig
-                .parent()
-                .map_or_else(|| PathBuf::from(file), |dir| dir.join(file));
-            format!(
-                "certificate-authority-data: {}",
-                b64(&std::fs::read(&file).unwrap())
-            )
-        } else {
-            assert!(
-                cluster.insecure_skip_tls_verify == Some(true),
-                "the kubeconfig says neither how to trust its server nor to skip the check"
-            );
-            "insecure-skip-tls-verify: true".to_owned()
-        }
-    }
-
-    async fn route_services(&self, services: &[(String, SocketAddr)]) {
-        let client = self.client().await;
-        for (host, addr) in services {
-            let mut parts = host.split('.');
-            let (Some(name), Some(namespace)) = (parts.next(), parts.next()) else {
-                panic!("service host {host} is not name.namespace.svc");
-            };
-            create_namespace(&client, namespace).await;
-            // Outside clusters reach the test process at the address they are told;
-            // the webhook then listens on every interface (see [`Stack::start`]).
-            let target = match self.flavor {
-                Flavor::Outside => std::env::var(OUTSIDE_WEBHOOK_HOST_ENV)
-                    .unwrap_or_else(|_| addr.ip().to_string()),
-                _ => addr.ip().to_string(),
-            };
-            let svc = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {
-                    "type": "ExternalName",
-                    "externalName": target,
-                    "ports": [{"name": "https", "port": addr.port()}],
-                },
-            });
-            // Applied, not created: an outside cluster keeps the last scenario's.
-            Api::<Service>::namespaced(client.clone(), namespace)
-                .patch(
-                    name,
-                    &kube::api::PatchParams::apply("secret-relay-testkit").force(),
-                    &kube::api::Patch::Apply(svc),
-                )
-                .await
-                .unwrap();
-        }
-    }
-}
-
-impl RealControlPlane {
-    /// Runs `scripts/control-plane.sh up DIR` (building the binaries on a machine's first
-    /// run) with a watchdog tied to this process, and reads `DIR/env`.
-    ///
-    /// A component that dies while the control plane starts (a free port taken by
-    /// another process between its choice and the bind, on a machine starting many
-    /// at once) gets one more try on fresh ports, after the failure is printed.
-    pub async fn start(dir: &Path, kcm_single_identity: bool) -> Result<RealControlPlane, String> {
-        match RealControlPlane::start_once(dir, kcm_single_identity).await {
-            Err(first)
-                if first
-                    .lines()
-                    .any(|l| l.starts_with("control-plane: ") && l.ends_with(" exited")) =>
-            {
-                eprintln!(
-                    "!!! the control plane in {} did not start; trying once more:\n{first}",
-                    dir.display()
-                );
-                // `up` stopped what it had started; its files are left for `up` to redo.
-                for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
-                    let path = entry.map_err(|e| e.to_string())?.path();
-                    let _ = if path.is_dir() {
-                        std::fs::remove_dir_all(&path)
-                    } else {
-                        std::fs::remove_file(&path)
-                    };
-                }
-                RealControlPlane::start_once(dir, kcm_single_identity).await
-            }
-            other => other,
-        }
-    }
-
-    async fn start_once(dir: &Path, kcm_single_identity: bool) -> Result<RealControlPlane, String> {
-        let out = tokio::process::Command::new(repo_root().join("scripts/control-plane.sh"))
-            .arg("up")
-            .arg(dir)
-            .env("CONTROL_PLANE_OWNER_PID", std::process::id().to_string())
-            .env(
-                "KCM_SA_CREDENTIALS",
-                if kcm_single_identity { "false" } else { "true" },
-            )
-            .stdin(std::process::Stdio::null())
-            .output()
+        self.api
+            .service_account_kubeconfig(namespace, name, &path)
             .await
-            .map_err(|e| format!("failed to run scripts/control-plane.sh: {e}"))?;
-        // From here on the script may have started processes: `down` on drop.
-        let mut cp = RealControlPlane {
-            dir: dir.to_path_buf(),
-            env: BTreeMap::new(),
-        };
-        if !out.status.success() {
-            return Err(format!(
-                "scripts/control-plane.sh up {} failed:\n{}",
-                dir.display(),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let env = std::fs::read_to_string(dir.join("env")).map_err(|e| e.to_string())?;
-        cp.env = env
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        Ok(cp)
+            .unwrap_or_else(|e| panic!("{e:#}"))
     }
-
-    /// A value of `DIR/env`: `SERVER`, `API_PORT`, `ETCD_PORT`, `CA_CRT`, `BIN_DIR`.
-    pub fn env(&self, key: &str) -> Option<&str> {
-        self.env.get(key).map(String::as_str)
-    }
-
-    /// The directory with the logs and PKI.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The tail of one component's log, for failure messages.
-    pub fn log_tail(&self, component: &str, lines: usize) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.join(format!("{component}.log"))).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl RealControlPlane {
-    /// Stops one component (`etcd`, `kube-apiserver`, `kube-controller-manager`) with
-    /// SIGTERM, as a rolling restart does (`scripts/control-plane.sh stop DIR COMPONENT`).
-    pub async fn stop_component(&self, component: &str) {
-        self.component("stop", component).await;
-    }
-
-    /// Stops one component with SIGKILL, as a crash does.
-    pub async fn kill_component(&self, component: &str) {
-        self.component("kill", component).await;
-    }
-
-    /// Starts a stopped component again with exactly the flags and ports `up` gave it,
-    /// and waits until it is ready (for kube-apiserver: `/readyz` answers ok).
-    pub async fn start_component(&self, component: &str) {
-        self.component("start", component).await;
-    }
-
-    /// [`RealControlPlane::stop_component`], then [`RealControlPlane::start_component`].
-    pub async fn restart(&self, component: &str) {
-        self.component("restart", component).await;
-    }
-
-    async fn component(&self, verb: &str, component: &str) {
-        let out = tokio::process::Command::new(repo_root().join("scripts/control-plane.sh"))
-            .arg(verb)
-            .arg(&self.dir)
-            .arg(component)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "scripts/control-plane.sh {verb} {} {component} failed:\n{}",
-            self.dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for RealControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new(repo_root().join("scripts/control-plane.sh"))
-            .arg("down")
-            .arg(&self.dir)
-            .status();
-    }
-}
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 /// A kube client from a kubeconfig file, optionally impersonating a user and groups.

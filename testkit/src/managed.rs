@@ -14,20 +14,18 @@
 //! policy as its service account. The agent then acts as its service account: the
 //! identity the manifests pass to the webhook as `--agent-service-account`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
-use secret_relay_certs::{Ca, Validity};
+use secret_relay_devstack::Pki;
+use secret_relay_devstack::manifests::{Install, Side, render};
 use secret_relay_policy::Mode;
 use secret_relay_runtime::CancellationToken;
 use secret_relay_webhook::AppState;
 
-use crate::stack::{
-    Registration, SYSTEM_NAMESPACE, WEBHOOK_SERVICE, apply_manifests, kustomize,
-    manifests_for_test, set_policy, start_webhook,
-};
-use crate::{TestCluster, repo_root};
+use crate::stack::{Registration, SYSTEM_NAMESPACE, WEBHOOK_SERVICE, start_webhook};
+use crate::{Flavor, TestCluster};
 
 /// The name of both webhook configurations in the managed cluster's manifests.
 pub const MANAGED_WEBHOOK_CONFIGURATION: &str = "secret-relay-managed";
@@ -113,13 +111,7 @@ impl ManagedWebhook {
     /// Installs the webhook on `cluster` (once; later calls only answer) with a
     /// serving certificate from `ca` written to `pki`, and `policy` in the cluster's
     /// policy ConfigMap; returns the agent's kubeconfig, as its service account.
-    pub(crate) async fn install(
-        &self,
-        cluster: &TestCluster,
-        ca: &Ca,
-        pki: &Path,
-        policy: &str,
-    ) -> PathBuf {
+    pub(crate) async fn install(&self, cluster: &TestCluster, pki: &Pki, policy: &str) -> PathBuf {
         if let Some(installed) = self.installed.get() {
             return installed.agent_kubeconfig.clone();
         }
@@ -129,35 +121,25 @@ impl ManagedWebhook {
             .unwrap()
             .take()
             .unwrap_or_else(|| panic!("{}'s webhook is being installed twice", self.name));
-        let kubectl = crate::kubectl()
-            .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-        let rendered = kustomize(
-            cluster,
-            &kubectl,
-            &repo_root().join("manifests/managed-cluster"),
-        );
-        check_webhook_args(&rendered);
-        let manifests = manifests_for_test(cluster, &rendered, ca.cert_pem(), self.addr.port());
-        apply_manifests(
-            cluster,
-            &kubectl,
-            &format!("managed-cluster-{}.yaml", self.name),
-            &manifests,
-        );
-        set_policy(&cluster.client().await, policy).await;
-        let cert = ca
-            .issue_server(
-                WEBHOOK_SERVICE,
-                &[WEBHOOK_SERVICE.to_owned()],
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                Validity::default(),
-            )
-            .unwrap();
+        check_webhook_args();
+        secret_relay_devstack::stack::install(
+            cluster.api(),
+            &Install {
+                side: Side::ManagedCluster,
+                namespace: AGENT_NAMESPACE,
+                clusters: None,
+                ca_pem: pki.ca.cert_pem(),
+                webhook_port: self.addr.port(),
+                sandbox: cluster.flavor() == Flavor::Sandbox,
+            },
+            policy,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to install {}'s manifests: {e:#}", self.name));
         let state = start_webhook(
             cluster,
             pki,
             &format!("webhook-{}", self.name),
-            &cert,
             listener,
             Mode::ManagedCluster {
                 agent: AGENT_USER.to_owned(),
@@ -185,20 +167,19 @@ impl Drop for ManagedWebhook {
 /// Checks that the managed cluster's manifests run the webhook as this module does:
 /// in managed-cluster mode, recognising [`AGENT_USER`] as the agent, reading the
 /// policy ConfigMap of [`SYSTEM_NAMESPACE`].
-fn check_webhook_args(rendered: &str) {
+/// The webhook in process runs as `manifests/managed-cluster` runs it: the flags its
+/// Deployment passes say so.
+fn check_webhook_args() {
+    let rendered = render(Side::ManagedCluster, AGENT_NAMESPACE).unwrap();
     let deployment = rendered
-        .split("\n---\n")
-        .map(|doc| serde_yaml::from_str::<serde_yaml::Value>(doc).unwrap())
-        .find(|v| {
-            v["kind"].as_str() == Some("Deployment")
-                && v["metadata"]["name"].as_str() == Some("secret-relay-webhook")
-        })
+        .iter()
+        .find(|v| v["kind"] == "Deployment" && v["metadata"]["name"] == "secret-relay-webhook")
         .expect("manifests/managed-cluster has the webhook's Deployment");
     let args: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        .as_sequence()
+        .as_array()
         .expect("the webhook's container has args")
         .iter()
-        .filter_map(serde_yaml::Value::as_str)
+        .filter_map(serde_json::Value::as_str)
         .collect();
     for want in [
         "--mode=managed-cluster".to_owned(),

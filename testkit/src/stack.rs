@@ -4,47 +4,41 @@
 //! starts on a [`TestCluster::managed`] cluster run beside that cluster's own webhook
 //! in managed-cluster mode (see [`crate::managed`]).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
-use secret_relay_certs::{Ca, IssuedCert, TlsFiles, Validity};
-use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_proxy::{Config as RelayConfig, Limits, Started};
-use secret_relay_runtime::{CancellationToken, PolicySource};
-use secret_relay_webhook::{AppState, Config as WebhookConfig};
+use kube::Client;
+use secret_relay_certs::Ca;
+use secret_relay_devstack::Pki;
+use secret_relay_devstack::manifests::{Install, Side};
+use secret_relay_devstack::stack::{self as dev, RelaySpec, WebhookSpec};
+use secret_relay_policy::Mode;
+use secret_relay_proxy::{Limits, Started};
+use secret_relay_runtime::CancellationToken;
+use secret_relay_webhook::AppState;
 
-use crate::{
-    Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, TestCluster, repo_root, with_ca_bundle_and_port,
-    within,
-};
+use crate::{Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, TestCluster, repo_root, within};
 
 /// The name of both webhook configurations in the control plane's manifests.
 const WEBHOOK_CONFIGURATION: &str = "secret-relay";
 /// The policy ConfigMap in [`SYSTEM_NAMESPACE`], on the control plane and on every
 /// managed cluster (`manifests/base/policy.yaml`).
-pub(crate) const POLICY_CONFIGMAP: &str = "secret-relay-policy";
+pub(crate) const POLICY_CONFIGMAP: &str = dev::POLICY_CONFIGMAP;
 
 /// The webhook's service name, as the manifests register it.
-pub const WEBHOOK_SERVICE: &str = "secret-relay-webhook.secret-relay-system.svc";
+pub const WEBHOOK_SERVICE: &str = dev::WEBHOOK_SERVICE;
 /// The namespace of secret-relay's own objects.
-pub const SYSTEM_NAMESPACE: &str = "secret-relay-system";
+pub const SYSTEM_NAMESPACE: &str = dev::SYSTEM_NAMESPACE;
 /// The webhook's service account user.
 pub const WEBHOOK_USER: &str = "system:serviceaccount:secret-relay-system:secret-relay-webhook";
 /// The relay's service account user.
 pub const RELAY_USER: &str = "system:serviceaccount:secret-relay-system:secret-relay";
 
-/// The kinds the sandbox serves; on the real server every object of the manifests is applied.
-const SANDBOX_KINDS: &[&str] = &[
-    "Namespace",
-    "ConfigMap",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-];
+/// Poll intervals of the servers a test stack runs: a test can rotate a
+/// certificate or store a policy and see it taken up quickly.
+const POLL: Duration = Duration::from_millis(100);
 
 /// How to build a [`Stack`].
 #[derive(Clone, Debug)]
@@ -125,7 +119,7 @@ pub struct Stack {
     /// The webhook's state (policy generation, readiness).
     pub webhook: Option<AppState>,
     webhook_addr: SocketAddr,
-    pki: PathBuf,
+    pki: Pki,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
     /// How the agents delete down copies.
@@ -167,40 +161,26 @@ pub struct RelayHandle {
 }
 
 impl Stack {
-    /// Starts an API server of `flavor`, applies the control plane's manifests with
-    /// kubectl, stores `options.policy` and starts the webhook.
+    /// Starts an API server of `flavor`, installs the control plane's manifests
+    /// (through the dev stack, as kustomize renders them), stores `options.policy` and
+    /// starts the webhook.
     pub async fn start(flavor: Flavor, options: StackOptions) -> Stack {
-        let ca = Ca::generate("secret-relay test CA", Validity::ca_default()).unwrap();
-        let webhook_cert = ca
-            .issue_server(
-                WEBHOOK_SERVICE,
-                &[WEBHOOK_SERVICE.to_owned()],
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                Validity::default(),
-            )
-            .unwrap();
         let listener = webhook_listener(flavor).await;
         let webhook_addr = listener.local_addr().unwrap();
         let cluster = TestCluster::start(
             flavor,
             Options {
                 services: vec![(WEBHOOK_SERVICE.to_owned(), webhook_addr)],
-                service_accounts: vec![
-                    (SYSTEM_NAMESPACE.to_owned(), "secret-relay".to_owned()),
-                    (
-                        SYSTEM_NAMESPACE.to_owned(),
-                        "secret-relay-webhook".to_owned(),
-                    ),
-                ],
+                service_accounts: dev::control_plane_accounts(),
                 ..Options::default()
             },
         )
         .await;
-        let admin = cluster.client().await;
-        let kubectl = crate::kubectl()
-            .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-        let registration = (flavor == Flavor::Outside)
-            .then(|| Registration::new(&cluster, &kubectl, WEBHOOK_CONFIGURATION));
+        let registration = (flavor == Flavor::Outside).then(|| {
+            let kubectl = crate::kubectl()
+                .expect("kubectl is needed to unregister the webhooks of an outside cluster");
+            Registration::new(&cluster, &kubectl, WEBHOOK_CONFIGURATION)
+        });
         if let Some(registration) = &registration {
             // The last scenario's webhook is gone: unregister it before emptying `argocd`
             // (it would refuse every write there), then start empty.
@@ -211,38 +191,30 @@ impl Stack {
             }
         }
         cluster.create_namespace("argocd").await;
-        if let Some(namespace) = &options.control_plane_namespace {
-            cluster.create_namespace(namespace).await;
-        }
-        let manifests = control_plane_manifests_in(
-            &cluster,
-            &kubectl,
-            options.control_plane_namespace.as_deref(),
-            ca.cert_pem(),
-            webhook_addr.port(),
-        );
-        apply_manifests(&cluster, &kubectl, "control-plane.yaml", &manifests);
-        set_policy(&admin, &options.policy).await;
-
         // Not `pki`: the real control plane keeps its own PKI there.
-        let pki = cluster.dir().join("secret-relay-pki");
-        std::fs::create_dir_all(&pki).unwrap();
-        std::fs::write(pki.join("ca.crt"), ca.cert_pem()).unwrap();
-        for name in &options.certificates {
-            let cert = ca.issue_cluster(name, Validity::default()).unwrap();
-            std::fs::write(pki.join(format!("{name}.crt")), &cert.cert_pem).unwrap();
-            std::fs::write(pki.join(format!("{name}.key")), &cert.key_pem).unwrap();
-        }
-        let relay_cert = ca
-            .issue_server(
-                "secret-relay",
-                &["localhost".to_owned()],
-                &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-                Validity::default(),
-            )
-            .unwrap();
-        std::fs::write(pki.join("relay.crt"), &relay_cert.cert_pem).unwrap();
-        std::fs::write(pki.join("relay.key"), &relay_cert.key_pem).unwrap();
+        let pki = Pki::generate(
+            &cluster.dir().join("secret-relay-pki"),
+            "secret-relay test CA",
+        )
+        .unwrap();
+        pki.issue_clusters(&options.certificates).unwrap();
+        dev::install(
+            cluster.api(),
+            &Install {
+                side: Side::ControlPlane,
+                namespace: options
+                    .control_plane_namespace
+                    .as_deref()
+                    .unwrap_or("argocd"),
+                clusters: None,
+                ca_pem: pki.ca.cert_pem(),
+                webhook_port: webhook_addr.port(),
+                sandbox: flavor == Flavor::Sandbox,
+            },
+            &options.policy,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to install the control plane's manifests: {e:#}"));
         let relay_kubeconfig = cluster
             .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay")
             .await;
@@ -254,7 +226,6 @@ impl Stack {
                     &cluster,
                     &pki,
                     "webhook",
-                    &webhook_cert,
                     listener,
                     Mode::ControlPlane,
                     &shutdown,
@@ -266,7 +237,7 @@ impl Stack {
         };
         Stack {
             cluster,
-            ca,
+            ca: Ca::from_pem(pki.ca.cert_pem(), pki.ca.key_pem()).unwrap(),
             webhook,
             webhook_addr,
             pki,
@@ -330,41 +301,17 @@ impl Stack {
             }
         };
         let shutdown = self.shutdown.child_token();
-        let config = RelayConfig {
+        let spec = RelaySpec {
             addr,
-            tls: TlsFiles {
-                cert: self.pki.join("relay.crt"),
-                key: self.pki.join("relay.key"),
-                client_ca: Some(self.pki.join("ca.crt")),
-            },
-            kubeconfig: Some(kubeconfig),
-            policy: PolicySource::ConfigMap {
-                namespace: SYSTEM_NAMESPACE.to_owned(),
-                name: "secret-relay-policy".to_owned(),
-            },
+            kubeconfig,
+            tls: self.pki.issue_relay().unwrap(),
             admin_addr: None,
-            poll_interval: Duration::from_millis(100),
+            poll_interval: POLL,
             limits,
         };
-        let (started, task) = secret_relay_proxy::start(config, shutdown.clone())
+        let (started, task) = dev::start_relay(spec, shutdown.clone())
             .await
-            .unwrap();
-        within("the relay to be ready", async {
-            loop {
-                let (ready, _) = started.admin.readiness();
-                if ready {
-                    return;
-                }
-                let mut generations = started.policy.subscribe();
-                // Readiness has two parts: a policy generation or the cache's first
-                // list. Re-check on either, with a short tick for the cache.
-                tokio::select! {
-                    _ = generations.changed() => {}
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                }
-            }
-        })
-        .await;
+            .unwrap_or_else(|e| panic!("{e:#}"));
         RelayHandle {
             started,
             shutdown,
@@ -378,19 +325,9 @@ impl Stack {
             "relay-{}-{cluster}.kubeconfig",
             relay.started.addr.port()
         ));
-        let b64 = |p: &Path| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.encode(std::fs::read(p).unwrap())
-        };
-        let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: relay\n  cluster:\n    server: https://{addr}\n    certificate-authority-data: {ca}\nusers:\n- name: {cluster}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: {cluster}\n  context: {{cluster: relay, user: {cluster}, namespace: argocd}}\ncurrent-context: {cluster}\n",
-            addr = relay.started.addr,
-            ca = b64(&self.pki.join("ca.crt")),
-            cert = b64(&self.pki.join(format!("{cluster}.crt"))),
-            key = b64(&self.pki.join(format!("{cluster}.key"))),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
+        self.pki
+            .relay_kubeconfig(relay.started.addr, cluster, "argocd", &path)
+            .unwrap()
     }
 
     /// A kube client reaching `relay` as cluster `cluster`.
@@ -401,7 +338,7 @@ impl Stack {
     /// The PKI directory: `ca.crt`, `<cluster>.crt`/`.key`, `relay.crt`/`.key`,
     /// `webhook.crt`/`.key`.
     pub fn pki(&self) -> &Path {
-        &self.pki
+        self.pki.dir()
     }
 
     /// Stores a new policy document in the ConfigMap, and in the policy ConfigMap of
@@ -450,17 +387,10 @@ impl Stack {
         relay_addr: SocketAddr,
         resync: Duration,
     ) -> secret_relay_agent::Config {
-        secret_relay_agent::Config {
-            kubeconfig: Some(kubeconfig),
-            namespace: "akuity".to_owned(),
-            relay: format!("https://{relay_addr}"),
-            tls_cert: self.pki.join(format!("{name}.crt")),
-            tls_key: self.pki.join(format!("{name}.key")),
-            relay_ca: self.pki.join("ca.crt"),
-            admin_addr: None,
-            resync,
-            deletion: self.deletion.clone(),
-        }
+        let mut config = dev::agent_config(&self.pki, name, kubeconfig, relay_addr, "akuity");
+        config.resync = resync;
+        config.deletion = self.deletion.clone();
+        config
     }
 
     /// Starts cluster `name`'s agent on `managed` against `relay_addr` until `shutdown`,
@@ -504,21 +434,14 @@ impl Stack {
                     });
                 }
                 let policy = self.policy.lock().unwrap().clone();
-                webhook.install(managed, &self.ca, &self.pki, &policy).await
+                webhook.install(managed, &self.pki, &policy).await
             }
             None => managed.kubeconfig().to_path_buf(),
         };
         let config = self.agent_config(name, kubeconfig, relay_addr, resync);
-        let (started, _task) = secret_relay_agent::start(config, shutdown).await.unwrap();
-        let agent = started.agent.clone();
-        within(&format!("{name}'s agent to be ready"), async {
-            let mut rx = agent.subscribe();
-            while !agent.readiness().0 {
-                rx.changed().await.unwrap();
-            }
-        })
-        .await;
-        started
+        dev::start_agent(config, shutdown)
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s agent: {e:#}"))
     }
 }
 
@@ -607,15 +530,9 @@ pub async fn wait_cached(cache: &secret_relay_proxy::HubCache, name: &str) {
 
 /// Stores `text` in the policy ConfigMap the manifests created.
 pub(crate) async fn set_policy(admin: &Client, text: &str) {
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
-    let patch = serde_json::json!({"data": {"policy.yaml": text}});
-    cms.patch(
-        POLICY_CONFIGMAP,
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    .unwrap();
+    dev::store_policy(admin, text)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Where an in-process webhook listens: loopback, or every interface when an outside
@@ -630,137 +547,30 @@ pub(crate) async fn webhook_listener(flavor: Flavor) -> tokio::net::TcpListener 
     tokio::net::TcpListener::bind(bind).await.unwrap()
 }
 
-/// Runs the webhook on `listener` for `cluster` in `mode`, as the manifests run
-/// `secret-relay webhook` there: serving `cert`, written to `PKI/STEM.crt` and `.key`
-/// and re-read every 100 ms (a test can rotate it without a restart), reading the
-/// policy ConfigMap as its own service account (on the real server this proves the
-/// repository's RBAC is enough), until `shutdown`. Returns once the first policy is
-/// loaded.
+/// Runs the webhook on `listener` for `cluster` in `mode` through the dev stack, as
+/// the manifests run `secret-relay webhook` there: serving a certificate from `pki`
+/// written to `PKI/STEM.crt` and `.key` and re-read every 100 ms (a test can rotate
+/// it without a restart), reading the policy ConfigMap as its own service account
+/// (on the real server this proves the repository's RBAC is enough), until
+/// `shutdown`. Returns once the first policy is loaded.
 pub(crate) async fn start_webhook(
     cluster: &TestCluster,
-    pki: &Path,
+    pki: &Pki,
     stem: &str,
-    cert: &IssuedCert,
     listener: tokio::net::TcpListener,
     mode: Mode,
     shutdown: &CancellationToken,
 ) -> AppState {
-    let tls = TlsFiles {
-        cert: pki.join(format!("{stem}.crt")),
-        key: pki.join(format!("{stem}.key")),
-        client_ca: None,
-    };
-    std::fs::write(&tls.cert, &cert.cert_pem).unwrap();
-    std::fs::write(&tls.key, &cert.key_pem).unwrap();
-    let kubeconfig = cluster
-        .service_account_kubeconfig(SYSTEM_NAMESPACE, "secret-relay-webhook")
-        .await;
-    let config = WebhookConfig {
-        addr: listener.local_addr().unwrap(),
-        tls,
-        kubeconfig: Some(kubeconfig),
-        policy: PolicySource::ConfigMap {
-            namespace: SYSTEM_NAMESPACE.to_owned(),
-            name: POLICY_CONFIGMAP.to_owned(),
-        },
+    let spec = WebhookSpec {
+        api: cluster.api(),
+        listener,
+        tls: pki.issue_webhook(stem).unwrap(),
         mode,
-        relay: RelayIdentity::default(),
-        poll_interval: Duration::from_millis(100),
-        bench_baseline: false,
+        poll_interval: POLL,
     };
-    let (started, _stopped) = secret_relay_webhook::start_on(listener, config, shutdown.clone())
+    dev::start_webhook(spec, shutdown)
         .await
-        .unwrap();
-    let policy = started.state.policy_state();
-    within("the webhook's first policy", async {
-        let mut rx = policy.subscribe_reloads();
-        while policy.generation() == 0 {
-            rx.changed().await.unwrap();
-        }
-    })
-    .await;
-    started.state
-}
-
-/// `kubectl apply` of `manifests`, written to `DIR/FILE` of `cluster`.
-pub(crate) fn apply_manifests(cluster: &TestCluster, kubectl: &str, file: &str, manifests: &str) {
-    let path = cluster.dir().join(file);
-    std::fs::write(&path, manifests).unwrap();
-    let out = cluster.kubectl(kubectl, &["apply", "-f", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl apply -f {file}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The control plane's kustomize output, ready for a test: the webhook configurations
-/// trust `ca_pem` and name the port the in-process webhook listens on; the webhook's
-/// Service is left out (the test cluster routes the service name to the in-process
-/// webhook); on the sandbox only the kinds it serves are kept, and on outside clusters
-/// the Deployments are left out (the webhook and relay run in the test process).
-pub fn control_plane_manifests(
-    cluster: &TestCluster,
-    kubectl: &str,
-    ca_pem: &str,
-    port: u16,
-) -> String {
-    control_plane_manifests_in(cluster, kubectl, None, ca_pem, port)
-}
-
-/// [`control_plane_manifests`] for the policy's `controlPlaneNamespace` `namespace`:
-/// through [`namespace_overlay`] unless it is `None` (`argocd`).
-pub fn control_plane_manifests_in(
-    cluster: &TestCluster,
-    kubectl: &str,
-    namespace: Option<&str>,
-    ca_pem: &str,
-    port: u16,
-) -> String {
-    let dir = match namespace {
-        None => repo_root().join("manifests/control-plane"),
-        Some(namespace) => namespace_overlay(cluster.dir(), "control-plane", namespace),
-    };
-    manifests_for_test(cluster, &kustomize(cluster, kubectl, &dir), ca_pem, port)
-}
-
-/// `kubectl kustomize DIR`.
-pub(crate) fn kustomize(cluster: &TestCluster, kubectl: &str, dir: &Path) -> String {
-    let out = cluster.kubectl(kubectl, &["kustomize", dir.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Kustomize output of the control plane's or a managed cluster's manifests, ready
-/// for `cluster` (see [`control_plane_manifests`]).
-pub(crate) fn manifests_for_test(
-    cluster: &TestCluster,
-    text: &str,
-    ca_pem: &str,
-    port: u16,
-) -> String {
-    let docs: Vec<&str> = text
-        .split("\n---\n")
-        .filter(|doc| {
-            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-            let kind = v["kind"].as_str().unwrap_or_default();
-            let name = v["metadata"]["name"].as_str().unwrap_or_default();
-            match cluster.flavor() {
-                Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
-                Flavor::Real => !(kind == "Service" && name == "secret-relay-webhook"),
-                // The components run in the test process: no image is pulled.
-                Flavor::Outside => {
-                    !(kind == "Deployment" || kind == "Service" && name == "secret-relay-webhook")
-                }
-            }
-        })
-        .collect();
-    with_ca_bundle_and_port(&docs.join("\n---\n"), ca_pem, port)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The README's overlay ("Another namespace") of `manifests/BASE` (`control-plane` or

@@ -27,7 +27,9 @@ pub use metrics::{Metrics, RequestLabels};
 pub use review::{
     API_VERSION, DecodeReviewError, Endpoint, KIND, Reviewed, review, review_without_policy,
 };
-pub use secret_relay_runtime::{LoadOutcome, PolicySource, parse_policy, parse_policy_data};
+pub use secret_relay_runtime::{
+    LoadOutcome, LoadPolicyError, PolicySource, Rejection, parse_policy, parse_policy_data,
+};
 pub use server::{MAX_BODY_BYTES, handle, serve};
 pub use state::AppState;
 

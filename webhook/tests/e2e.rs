@@ -436,6 +436,7 @@ async fn the_policy_configmap_is_hot_reloaded_and_a_bad_one_keeps_the_last_good(
             .policy_state()
             .last_error()
             .unwrap()
+            .to_string()
             .contains("clusters[0].name")
     );
     assert!(w.state.policy_state().is_ready());

@@ -197,7 +197,7 @@ async fn a_policy_file_reload_keeps_the_last_good_policy_on_a_bad_document() {
     ));
     assert_eq!(state.policy_state().generation(), 1);
     assert!(state.policy_state().policy().cluster("cluster1").is_some());
-    let err = state.policy_state().last_error().unwrap();
+    let err = state.policy_state().last_error().unwrap().to_string();
     assert!(err.contains("clusters[1].name"), "{err}");
     let (ready, detail) = state.admin().readiness();
     assert!(ready);
