@@ -6,6 +6,7 @@
 # fan-out and memory bench (benches/relay_fanout.rs).
 #
 #   benches/relay.sh      # ROUNDS=3 SECONDS_PER_RUN=10 RATE=5000 CONNECTIONS=32 FANOUT=1
+#                         # CASES="list-h1 put-h1" FIXED_RATE=0 RELAY_BIN=path: a subset
 #
 # Layout (2 cores): the proxy under test (`secret-relay relay`, or nginx with one
 # worker) runs alone on core 0; the load generator oha, the upstream and the sandbox
@@ -337,7 +338,9 @@ put=(-m PUT -H 'content-type: application/json' -D "$work/put.json")
 declare -A col
 record() { col[$1]+="$2 "; }
 
-cases=(get-h1 list-h1 put-h1 get-h2 list-h2 put-h2 get-new list-new put-new)
+# CASES: a subset of the rows (say "list-h1 put-h1" to compare two commits' hot
+# paths); FIXED_RATE=0 skips the latency rows at a fixed rate.
+read -r -a cases <<<"${CASES:-get-h1 list-h1 put-h1 get-h2 list-h2 put-h2 get-new list-new put-new}"
 for round in $(seq 1 "$ROUNDS"); do
     for case in "${cases[@]}"; do
         op=${case%-*} mode=${case#*-}
@@ -350,6 +353,7 @@ for round in $(seq 1 "$ROUNDS"); do
             record "$case.$side.rps" "$rps"; record "$case.$side.cpu" "$cpu"; record "$case.$side.bad" "$bad"
         done
     done
+    [ "${FIXED_RATE:-1}" = 1 ] || continue
     for op in get list put; do
         case $op in get) path=$secrets/c1-repo-0 extra=() ;; list) path=$secrets extra=() ;; put) path=$secrets/c1-repo-0 extra=("${put[@]}") ;; esac
         for side in relay nginx; do
@@ -387,6 +391,7 @@ for case in "${cases[@]}"; do
     rr=$(m "$case.relay.rps") nr=$(m "$case.nginx.rps") rc=$(m "$case.relay.cpu") nc=$(m "$case.nginx.cpu")
     echo "| $req | $label | $rr | $nr | $(ratio "$rr" "$nr") | $rc | $nc | $(ratio "$nc" "$rc") |"
 done
+if [ "${FIXED_RATE:-1}" = 1 ]; then
 echo
 echo "At a fixed $RATE req/s (HTTP/1.1 keep-alive, $CONNECTIONS connections, oha --latency-correction):"
 echo
@@ -395,6 +400,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 for op in get list put; do
     echo "| $op | $(m "$op-rate.relay.p50") | $(m "$op-rate.nginx.p50") | $(m "$op-rate.relay.p99") | $(m "$op-rate.nginx.p99") | $(m "$op-rate.relay.cpu") | $(m "$op-rate.nginx.cpu") |"
 done
+fi
 bad=0
 for k in "${!col[@]}"; do
     case $k in *.bad) bad=$((bad + $(sum <<<"${col[$k]}"))) ;; esac

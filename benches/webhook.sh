@@ -21,8 +21,14 @@ if ! command -v oha >/dev/null 2>&1; then
     PATH="$OHA_ROOT/bin:$PATH"
 fi
 command -v taskset >/dev/null 2>&1 || { echo "taskset (util-linux) is required" >&2; exit 1; }
-cargo build --release -q -p secret-relay
-bin=target/release/secret-relay
+# WEBHOOK_BIN: a secret-relay binary built elsewhere (default: build this checkout),
+# to measure two commits side by side.
+if [ -n "${WEBHOOK_BIN:-}" ]; then
+    bin=$WEBHOOK_BIN
+else
+    cargo build --release -q -p secret-relay
+    bin=target/release/secret-relay
+fi
 
 work=$(mktemp -d)
 pid=

@@ -1,7 +1,7 @@
 //! The product builds without the sandbox: `secret-relay` built with
 //! `--no-default-features` (as the image and the release for clusters are) has no
-//! sandbox or testkit crate in what it compiles, while the default build (`cargo
-//! run -- demo`) has the sandbox. Read from `cargo tree`, offline and locked: the
+//! sandbox, devstack or testkit crate in what it compiles, while the default build
+//! (`cargo run -- demo`) has the sandbox and the devstack. Read from `cargo tree`, offline and locked: the
 //! dependency graph cargo builds from, without building it.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
@@ -11,6 +11,7 @@ use std::process::Command;
 
 const SANDBOX: &str = "secret-relay-sandbox";
 const TESTKIT: &str = "secret-relay-testkit";
+const DEVSTACK: &str = "secret-relay-devstack";
 
 /// The packages `cargo build -p secret-relay` compiles with these feature flags:
 /// normal and build dependencies (dev-dependencies are only for tests and benches).
@@ -54,9 +55,9 @@ fn built_packages(feature_flags: &[&str]) -> BTreeSet<String> {
 }
 
 #[test]
-fn a_build_without_default_features_compiles_no_sandbox_or_testkit_code() {
+fn a_build_without_default_features_compiles_no_sandbox_devstack_or_testkit_code() {
     let packages = built_packages(&["--no-default-features"]);
-    for dev_only in [SANDBOX, TESTKIT] {
+    for dev_only in [SANDBOX, DEVSTACK, TESTKIT] {
         assert!(
             !packages.contains(dev_only),
             "{dev_only} is built into secret-relay --no-default-features: {packages:?}"
@@ -67,10 +68,12 @@ fn a_build_without_default_features_compiles_no_sandbox_or_testkit_code() {
 #[test]
 fn the_default_build_has_the_sandbox_for_the_demo_and_never_the_testkit() {
     let packages = built_packages(&[]);
-    assert!(
-        packages.contains(SANDBOX),
-        "the default build has no {SANDBOX}: `cargo run -- demo` needs it: {packages:?}"
-    );
+    for demo in [SANDBOX, DEVSTACK] {
+        assert!(
+            packages.contains(demo),
+            "the default build has no {demo}: `cargo run -- demo` needs it: {packages:?}"
+        );
+    }
     assert!(
         !packages.contains(TESTKIT),
         "{TESTKIT} is a normal dependency of secret-relay: {packages:?}"

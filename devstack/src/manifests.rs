@@ -493,15 +493,15 @@ mod tests {
     #[test]
     fn a_stack_trusts_its_ca_and_impersonates_only_its_clusters() {
         let clusters = vec!["east".to_owned()];
-        let objects = for_stack(&Install {
+        let real = Install {
             side: Side::ControlPlane,
             namespace: "argocd",
             clusters: Some(&clusters),
             ca_pem: "PEM",
             webhook_port: 8443,
             sandbox: false,
-        })
-        .expect("renders");
+        };
+        let objects = for_stack(&real).expect("renders");
         assert!(!objects.iter().any(|o| o["kind"] == "Deployment"));
         let webhook = find(&objects, "MutatingWebhookConfiguration", "secret-relay");
         assert_eq!(
@@ -516,14 +516,7 @@ mod tests {
         );
         let sandbox = for_stack(&Install {
             sandbox: true,
-            ..Install {
-                side: Side::ControlPlane,
-                namespace: "argocd",
-                clusters: Some(&clusters),
-                ca_pem: "PEM",
-                webhook_port: 8443,
-                sandbox: false,
-            }
+            ..real
         })
         .expect("renders");
         assert!(

@@ -121,41 +121,21 @@ pub async fn serve_admin(
     admin: Admin,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        let (tcp, _) = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
-        };
-        let admin = admin.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let admin = admin.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            admin
-                                .handle(req.method(), req.uri().path())
-                                .unwrap_or_else(|| {
-                                    text_response(StatusCode::NOT_FOUND, "not found\n".to_owned())
-                                }),
-                        )
-                    }
-                });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
-            }
-        });
-    }
+    // One accept loop for every server: the runtime's, over plain TCP.
+    let options = crate::ServeOptions {
+        header_read_timeout: std::time::Duration::from_secs(10),
+        drain_timeout: std::time::Duration::from_secs(1),
+        http1_only: true,
+        ..crate::ServeOptions::default()
+    };
+    let handler = move |req: http::Request<hyper::body::Incoming>,
+                        _conn: std::sync::Arc<crate::ConnInfo>| {
+        let answer = admin
+            .handle(req.method(), req.uri().path())
+            .unwrap_or_else(|| text_response(StatusCode::NOT_FOUND, "not found\n".to_owned()));
+        std::future::ready(answer)
+    };
+    crate::serve_http(listener, options, handler, shutdown).await;
 }
 
 /// A `text/plain` response.

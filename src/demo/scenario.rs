@@ -5,13 +5,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::conditions::is_deleted;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client};
 
-use super::{Demo, EXAMPLE_POLICY, POLICY_CONFIGMAP, SYSTEM_NAMESPACE};
+use super::{Demo, EXAMPLE_POLICY};
 
 /// How long one expectation may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -139,25 +139,27 @@ async fn agent_reports(
 }
 
 async fn set_policy(admin: &Client, text: &str) -> Result<(), String> {
-    Api::<ConfigMap>::namespaced(admin.clone(), SYSTEM_NAMESPACE)
-        .patch(
-            POLICY_CONFIGMAP,
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"data": {"policy.yaml": text}})),
-        )
+    secret_relay_devstack::stack::store_policy(admin, text)
         .await
-        .map(|_| ())
-        .map_err(|e| format!("failed to store the policy: {e}"))
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Runs every check, prints the table, and says whether all passed.
 pub(crate) async fn run(demo: &Demo) -> bool {
+    let Some(ctx) = prepare(demo).await else {
+        return false;
+    };
+    report(checks(demo, &ctx)).await
+}
+
+/// The clients of the checks, once the example policy is served.
+async fn prepare(demo: &Demo) -> Option<Ctx> {
     let (Some(c1), Some(c2)) = (
         demo.fleet.clusters.iter().find(|c| c.name == "cluster1"),
         demo.fleet.clusters.iter().find(|c| c.name == "cluster2"),
     ) else {
         println!("--scenario needs the example policy's clusters cluster1 and cluster2");
-        return false;
+        return None;
     };
     let (Ok(admin), Ok(c1_client), Ok(c2_client)) = (
         demo.control_plane_client().await,
@@ -165,13 +167,13 @@ pub(crate) async fn run(demo: &Demo) -> bool {
         c2.api.client().await,
     ) else {
         println!("failed to build the clients");
-        return false;
+        return None;
     };
     // The example policy, whatever the demo started with.
     let generation = demo.fleet.relay.policy.generation();
     if let Err(e) = set_policy(&admin, EXAMPLE_POLICY).await {
         println!("{e}");
-        return false;
+        return None;
     }
     let mut generations = demo.fleet.relay.policy.subscribe();
     let _ = tokio::time::timeout(
@@ -181,59 +183,67 @@ pub(crate) async fn run(demo: &Demo) -> bool {
         }),
     )
     .await;
-    let ctx = Ctx {
+    Some(Ctx {
         hub: Api::namespaced(admin.clone(), "argocd"),
         c1: Api::namespaced(c1_client, "akuity"),
         c2: Api::namespaced(c2_client, "akuity"),
         admin,
-    };
-    let checks: Vec<(&str, Check<'_>)> = vec![
+    })
+}
+
+/// Every check of DESIGN.md's behaviour, named as the table prints it.
+fn checks<'a>(demo: &'a Demo, ctx: &'a Ctx) -> Vec<(&'static str, Check<'a>)> {
+    vec![
         (
             "repository credentials from cluster1 appear in argocd, owned by cluster1",
-            Box::pin(up_sync(&ctx)),
+            Box::pin(up_sync(ctx)),
         ),
         (
             "nobody edits a copy a cluster owns (the webhook refuses the control plane)",
-            Box::pin(ownership_lock(&ctx)),
+            Box::pin(ownership_lock(ctx)),
         ),
         (
             "a blocked secret never moves (rule blocked-name)",
-            Box::pin(blocked(demo, &ctx)),
+            Box::pin(blocked(demo, ctx)),
         ),
         (
             "cluster1 adopts argocd-notifications-secret; the control plane cannot edit it",
-            Box::pin(adopt(&ctx)),
+            Box::pin(adopt(ctx)),
         ),
         (
             "a release returns the adopted secret with its data kept",
-            Box::pin(release_returns(&ctx)),
+            Box::pin(release_returns(ctx)),
         ),
         (
             "a managed secret for ALL reaches every cluster",
-            Box::pin(managed_all(&ctx)),
+            Box::pin(managed_all(ctx)),
         ),
         (
             "a managed secret with a selector reaches only matching clusters",
-            Box::pin(managed_selector(demo, &ctx)),
+            Box::pin(managed_selector(demo, ctx)),
         ),
         (
             "cluster1 -> cluster2 through allowed-clusters",
-            Box::pin(cluster_to_cluster(&ctx)),
+            Box::pin(cluster_to_cluster(ctx)),
         ),
         (
             "a Secret created before its Secret Source syncs after the policy change",
-            Box::pin(before_source(demo, &ctx)),
+            Box::pin(before_source(demo, ctx)),
         ),
-        ("deletes propagate up and down", Box::pin(deletes(&ctx))),
+        ("deletes propagate up and down", Box::pin(deletes(ctx))),
         (
             "a cluster admin cannot edit or delete a down copy (rule ownership-lock)",
-            Box::pin(down_copy_lock(&ctx)),
+            Box::pin(down_copy_lock(ctx)),
         ),
         (
             "a local Secret the agent did not write is kept (conflict reported)",
-            Box::pin(conflict(demo, &ctx)),
+            Box::pin(conflict(demo, ctx)),
         ),
-    ];
+    ]
+}
+
+/// Runs `checks` one after another, printing a row each, and says whether all passed.
+async fn report(checks: Vec<(&str, Check<'_>)>) -> bool {
     let mut passed = 0;
     let total = checks.len();
     println!("\n{:<4} {:<80} RESULT", "#", "BEHAVIOUR");

@@ -26,14 +26,6 @@ const WEBHOOK_SA: &str = "system:serviceaccount:secret-relay-system:secret-relay
 const POLICY: &str = "clusters:\n  - name: cluster1\n    labels: { env: prod }\nsecretSources:\n  - clusterSelector: env=prod\n";
 const POLICY_WITH_CLUSTER2: &str = "clusters:\n  - name: cluster1\n    labels: { env: prod }\n  - name: cluster2\n    labels: { env: prod }\nsecretSources:\n  - clusterSelector: env=prod\n";
 
-/// The kinds the sandbox serves; on the real server every object of the manifests is applied.
-const SANDBOX_KINDS: &[&str] = &[
-    "Namespace",
-    "ConfigMap",
-    "MutatingWebhookConfiguration",
-    "ValidatingWebhookConfiguration",
-];
-
 struct World {
     cluster: TestCluster,
     state: AppState,
@@ -50,47 +42,6 @@ async fn next_reload(state: &AppState, seen: u64) -> u64 {
         .await
         .map(|n| *n)
         .unwrap()
-}
-
-/// The control plane's kustomize output, ready for this test: the webhook configurations
-/// trust `ca_pem` and name the port the in-process webhook listens on; the webhook's
-/// Service is left out (the test cluster routes the service name to the in-process
-/// webhook); on the sandbox only the kinds it serves are kept.
-fn control_plane_manifests(
-    cluster: &TestCluster,
-    kubectl: &str,
-    ca_pem: &str,
-    port: u16,
-) -> String {
-    let out = cluster.kubectl(
-        kubectl,
-        &[
-            "kustomize",
-            secret_relay_testkit::repo_root()
-                .join("manifests/control-plane")
-                .to_str()
-                .unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "kubectl kustomize: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    let docs: Vec<String> = text
-        .split("\n---\n")
-        .filter(|doc| {
-            let v: serde_yaml::Value = serde_yaml::from_str(doc).unwrap();
-            let kind = v["kind"].as_str().unwrap_or_default();
-            match cluster.flavor() {
-                Flavor::Sandbox => SANDBOX_KINDS.contains(&kind),
-                Flavor::Real | Flavor::Outside => kind != "Service",
-            }
-        })
-        .map(str::to_owned)
-        .collect();
-    secret_relay_testkit::with_ca_bundle_and_port(&docs.join("\n---\n"), ca_pem, port)
 }
 
 async fn world(flavor: Flavor) -> World {
@@ -125,23 +76,25 @@ async fn world_with(flavor: Flavor, policy: &str) -> World {
         },
     )
     .await;
-    let admin = cluster.client().await;
     cluster.create_namespace("argocd").await;
 
-    // The repository's manifests: namespace, RBAC, policy ConfigMap, Deployment,
-    // NetworkPolicy and both webhook configurations.
-    let kubectl = secret_relay_testkit::kubectl()
-        .expect("kubectl is needed to apply the repository's manifests (kustomize)");
-    let manifests = control_plane_manifests(&cluster, &kubectl, ca.cert_pem(), addr.port());
-    let path = cluster.dir().join("control-plane.yaml");
-    std::fs::write(&path, manifests).unwrap();
-    let out = cluster.kubectl(&kubectl, &["apply", "-f", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    set_policy(&admin, policy).await;
+    // The repository's manifests as the dev stack installs them (namespace, RBAC,
+    // policy ConfigMap, NetworkPolicy and both webhook configurations), then the
+    // test's policy.
+    secret_relay_devstack::stack::install(
+        cluster.api(),
+        &secret_relay_devstack::manifests::Install {
+            side: secret_relay_devstack::manifests::Side::ControlPlane,
+            namespace: "argocd",
+            clusters: None,
+            ca_pem: ca.cert_pem(),
+            webhook_port: addr.port(),
+            sandbox: flavor == Flavor::Sandbox,
+        },
+        policy,
+    )
+    .await
+    .unwrap();
 
     // The webhook reads its policy as its own service account: on the real server this
     // proves the repository's RBAC is enough.
