@@ -20,7 +20,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -35,7 +34,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use rustls_pki_types::ServerName;
-use secret_relay_certs::{Ca, Validity, client_config};
+use secret_relay_certs::{Validity, client_config};
 use secret_relay_testkit::{Flavor, Options, TestCluster};
 use tokio::sync::mpsc;
 
@@ -271,19 +270,11 @@ async fn run() {
     cluster.create_namespace(NAMESPACE).await;
     let dir = cluster.dir().to_owned();
 
-    // PKI: a CA, the relay's serving certificate, one client certificate per cluster.
-    let ca = Ca::generate("relay fan-out bench CA", Validity::ca_default()).unwrap();
-    let server = ca
-        .issue_server(
-            "relay",
-            &["localhost".to_owned()],
-            &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            Validity::default(),
-        )
-        .unwrap();
-    std::fs::write(dir.join("ca.crt"), ca.cert_pem()).unwrap();
-    std::fs::write(dir.join("relay.crt"), &server.cert_pem).unwrap();
-    std::fs::write(dir.join("relay.key"), &server.key_pem).unwrap();
+    // PKI: the dev stack's (a CA, the relay's serving certificate as `relay.crt`),
+    // and one client certificate per cluster.
+    let pki = secret_relay_devstack::Pki::generate(&dir, "relay fan-out bench CA").unwrap();
+    pki.issue_relay().unwrap();
+    let ca = &pki.ca;
     let tls: Vec<Arc<rustls::ClientConfig>> = (1..=clusters)
         .map(|i| {
             let cert = ca

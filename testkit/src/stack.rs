@@ -1,6 +1,7 @@
-//! A control plane with secret-relay installed: the repository's manifests applied
-//! with kubectl, the webhook and any number of relay replicas running in process as
-//! their own service accounts, and a PKI with a certificate per cluster. Agents it
+//! A control plane with secret-relay installed through the dev wing
+//! ([`secret_relay_devstack`]): the repository's manifests rendered and applied,
+//! the webhook and any number of relay replicas running in process as their own
+//! service accounts, and a PKI with a certificate per cluster. Agents it
 //! starts on a [`TestCluster::managed`] cluster run beside that cluster's own webhook
 //! in managed-cluster mode (see [`crate::managed`]).
 
