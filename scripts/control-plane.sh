@@ -334,7 +334,9 @@ up() {
     local controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller
     if [ -n "$node_address" ]; then
         api_net=(--bind-address=0.0.0.0 --advertise-address="$node_address")
-        api_node=(--kubelet-client-certificate="$dir/pki/kubelet-client.crt" --kubelet-client-key="$dir/pki/kubelet-client.key")
+        # kubelets are reached at their InternalIP: the node name resolves nowhere.
+        api_node=(--kubelet-client-certificate="$dir/pki/kubelet-client.crt" --kubelet-client-key="$dir/pki/kubelet-client.key"
+            --kubelet-preferred-address-types=InternalIP,Hostname)
         controllers=$controllers,deployment-controller,replicaset-controller,endpointslice-controller,endpoints-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,disruption-controller,node-lifecycle-controller,pod-garbage-collector-controller
     fi
     pki "$dir"
