@@ -307,7 +307,12 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
         2,
         Duration::from_secs(120),
     );
-    node.wait_rollout("secret-relay-system", "secret-relay", 2, Duration::from_secs(120));
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay",
+        2,
+        Duration::from_secs(120),
+    );
     eprintln!(
         "webhook and relay 2/2 Ready {:.1}s after apply",
         t.elapsed().as_secs_f64()
