@@ -375,5 +375,105 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
         "--tail=20",
     ]);
     assert!(!logs.trim().is_empty(), "the webhook logged nothing");
+
+    // The agent, from its own manifests, reaches the relay through its Service.
+    let t = Instant::now();
+    deploy_agent(&node, &pki);
+    node.wait_rollout("akuity", "secret-relay-agent", 1, Duration::from_secs(120));
+    eprintln!(
+        "agent 1/1 Ready (relay view listed through the Service) {:.1}s after apply",
+        t.elapsed().as_secs_f64()
+    );
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// Registers cluster1 in the policy, issues its certificate Secret and applies
+/// the agent's objects of the managed-cluster kustomization (tests/deployed/agent
+/// says why only those).
+fn deploy_agent(node: &Node, pki: &Path) {
+    let bin = release_bin();
+    // The relay answers only registered clusters.
+    let mut cm = node.kubectl_json(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "configmap",
+        "secret-relay-policy",
+    ]);
+    let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
+    assert!(
+        policy.contains("clusters: []"),
+        "the shipped policy changed"
+    );
+    cm["data"]["policy.yaml"] =
+        Value::String(policy.replace("clusters: []", "clusters: [{ name: cluster1 }]"));
+    node.apply(&cm.to_string());
+
+    node.kubectl(&["create", "namespace", "akuity"]);
+    run(Command::new(&bin).args([
+        "certs",
+        "cluster",
+        "--dir",
+        pki.to_str().unwrap(),
+        "--name",
+        "cluster1",
+    ]));
+    let secret = std::fs::read_to_string(pki.join("cluster1-agent-secret.yaml")).unwrap();
+    node.apply(&secret);
+
+    let ip = node.kubectl(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "service",
+        "secret-relay",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let rendered = run(Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(root().join("tests/deployed/agent")))
+    .replace("RELAY_CLUSTER_IP", ip.trim());
+    // As JSON, to keep only agent.yaml's objects.
+    // One JSON document per object.
+    let objects: Vec<Value> = {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&node.kubeconfig)
+            .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rendered.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<Value>()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let items: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "akuity" && o["kind"] != "Secret")
+        .cloned()
+        .collect();
+    let kinds: Vec<&str> = items.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"Deployment"),
+        "no agent Deployment in {kinds:?}"
+    );
+    let agent = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    node.apply(&agent.to_string());
 }
