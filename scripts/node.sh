@@ -384,7 +384,8 @@ up() {
     ip link set "$bridge" up
     sysctl -qw net.ipv4.ip_forward=1
 
-    CONTROL_PLANE_NODE_ADDRESS=$node_address "$here/control-plane.sh" up "$dir" 7>&- \
+    # Our own watchdog (below) tears the control plane down after the pods, not its.
+    env -u CONTROL_PLANE_OWNER_PID CONTROL_PLANE_NODE_ADDRESS="$node_address" "$here/control-plane.sh" up "$dir" 7>&- \
         || { say "the control plane failed to start"; exit 1; }
     server=$(awk -F= '$1 == "SERVER" { print $2 }' "$dir/env")
     say "control plane up after $((SECONDS - t0))s"
