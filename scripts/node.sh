@@ -12,7 +12,7 @@
 #   scripts/node.sh packages       install the Debian packages a node needs, if missing
 #   scripts/node.sh up DIR         start a control plane in DIR and the node in DIR/node;
 #                                  returns once the node is Ready and the `kubernetes`
-#                                  Service answers from a pod's network
+#                                  Service answers at its ClusterIP
 #   scripts/node.sh load DIR ARCHIVE...   import OCI image archives (scripts/image.sh)
 #                                  into the node's containerd
 #   scripts/node.sh down DIR       delete the pods, stop everything `up` started (by pid),
@@ -341,9 +341,10 @@ iptables:
 EOF
 }
 
-pod_reaches_api() {
+service_answers() {
     # The `kubernetes` Service has the node address as its endpoint, and
-    # kube-proxy has the rules: the API server answers at the ClusterIP.
+    # kube-proxy has the rules: the API server answers at the ClusterIP (from
+    # the host; pods take the same rules through PREROUTING).
     curl -ksS --max-time 2 -o /dev/null -w '%{http_code}' https://10.0.0.1/readyz | grep -qE '^(200|401|403)$'
 }
 
@@ -447,7 +448,7 @@ EOF
     wait_for "Ready node" kubelet node_ready
     say "node Ready after $((SECONDS - t0))s"
     wait_for "not-ready taint removed (node lifecycle controller)" kubelet no_not_ready_taint
-    wait_for "kubernetes Service through kube-proxy" kube-proxy pod_reaches_api
+    wait_for "kubernetes Service through kube-proxy" kube-proxy service_answers
     say "ready after $((SECONDS - t0))s: kubeconfig $dir/admin.kubeconfig, node $node_name"
 }
 
