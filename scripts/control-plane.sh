@@ -33,6 +33,15 @@
 #   CONTROL_PLANE_OWNER_PID  when set, a watchdog runs `down DIR` as soon as
 #                         that process exits, so a test process that dies
 #                         without cleaning up leaves nothing running
+#   CONTROL_PLANE_NODE_ADDRESS  opt-in, for a real node (scripts/node.sh sets
+#                         it): the address pods reach the API server at. The
+#                         API server then listens on every address, advertises
+#                         this one (the `kubernetes` Service's endpoint, kept by
+#                         the default endpoint reconciler), has it in its
+#                         certificate and a client certificate for kubelets;
+#                         the controller manager also runs the controllers
+#                         Deployments, Services, PDBs and nodes need. Unset:
+#                         none of this, exactly as before.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -131,10 +140,14 @@ pki() {
             rm -f "$name.csr" "$name.ext"
         }
         leaf apiserver "/CN=kube-apiserver" \
-            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,${node_address:+IP:$node_address,}DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
         local client="basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
         leaf admin "/O=system:masters/CN=admin" "$client"
         leaf kcm "/CN=system:kube-controller-manager" "$client"
+        if [ -n "$node_address" ]; then
+            # The API server's client certificate for kubelets (logs, exec).
+            leaf kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$client"
+        fi
         # The API server's own client certificate for calling webhooks is not
         # needed: webhooks authenticate the API server by network policy here.
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
@@ -314,6 +327,18 @@ up() {
     command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the control plane's PKI"
     local bin
     bin=$(build)
+    # Opt-in (see the header): empty unless a real node joins this control plane.
+    node_address=${CONTROL_PLANE_NODE_ADDRESS:-}
+    local -a api_net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1)
+    local -a api_node=(--endpoint-reconciler-type=none)
+    local controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller
+    if [ -n "$node_address" ]; then
+        api_net=(--bind-address=0.0.0.0 --advertise-address="$node_address")
+        # kubelets are reached at their InternalIP: the node name resolves nowhere.
+        api_node=(--kubelet-client-certificate="$dir/pki/kubelet-client.crt" --kubelet-client-key="$dir/pki/kubelet-client.key"
+            --kubelet-preferred-address-types=InternalIP,Hostname)
+        controllers=$controllers,deployment-controller,replicaset-controller,endpointslice-controller,endpoints-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller,disruption-controller,node-lifecycle-controller,pod-garbage-collector-controller
+    fi
     pki "$dir"
     local p=$dir/pki
     local etcd_port etcd_peer api_port
@@ -335,7 +360,7 @@ up() {
 
     start kube-apiserver "$dir/kube-apiserver.log" "$bin/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$etcd_port" \
-        --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+        "${api_net[@]}" --secure-port="$api_port" \
         --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
         --client-ca-file="$p/ca.crt" \
         --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -343,7 +368,7 @@ up() {
         --service-cluster-ip-range=10.0.0.0/24 \
         --authorization-mode=RBAC \
         --allow-privileged=true \
-        --endpoint-reconciler-type=none \
+        "${api_node[@]}" \
         --cert-dir="$dir/apiserver-certs" \
         --v=1
 
@@ -372,7 +397,7 @@ up() {
         --authorization-kubeconfig="$dir/kcm.kubeconfig" \
         --bind-address=127.0.0.1 --secure-port="$(free_port)" \
         --leader-elect=false \
-        --controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,serviceaccount-token-controller \
+        --controllers="$controllers" \
         --use-service-account-credentials="$sa_creds" \
         --service-account-private-key-file="$p/sa.key" \
         --root-ca-file="$p/ca.crt" \
@@ -401,6 +426,7 @@ CA_CRT=$p/ca.crt
 BIN_DIR=$bin
 KCM_SA_CREDENTIALS=$sa_creds
 EOF
+    [ -z "$node_address" ] || echo "NODE_ADDRESS=$node_address" >> "$dir/env"
     local owner=${CONTROL_PLANE_OWNER_PID:-}
     if [ -n "$owner" ]; then
         setsid bash -c 'tail --pid="$1" -f /dev/null; exec "$2" down "$3"' watchdog "$owner" "$here/control-plane.sh" "$dir" \

@@ -1,0 +1,479 @@
+//! Deployed as it ships (issue 21): the image built here and the control plane's
+//! kustomization running as real pods on a real node.
+//!
+//! NOT part of CI yet: the test skips, loudly, unless `SECRET_RELAY_REAL_NODE=1`.
+//! It needs root and changes host-global state while it runs (a bridge, iptables
+//! chains, sysctls, kubelet's port 10250), all undone by `scripts/node.sh down`.
+//! One node per machine: the tests of this file share one node, one after the
+//! other (a mutex), and no other `node.sh up` may run meanwhile.
+//!
+//! Run it with:
+//!
+//! ```text
+//! SECRET_RELAY_REAL_NODE=1 cargo test -p secret-relay --test deployed -- --nocapture
+//! ```
+//!
+//! What it does:
+//! 1. `scripts/node.sh up DIR`: a control plane (scripts/control-plane.sh with its
+//!    node opt-in), kube-scheduler, containerd, the bridge CNI, kubelet and
+//!    kube-proxy (Debian packages installed if missing, binaries built once per
+//!    machine);
+//! 2. `scripts/image.sh secret-relay test` and `scripts/image.sh pause` (no
+//!    registry, no base image), imported into the node's containerd;
+//! 3. the PKI from `secret-relay certs`, the two certificate Secrets and the
+//!    webhooks' caBundle the kustomization's header asks for;
+//! 4. `kubectl apply` of `tests/deployed/control-plane` (the control-plane
+//!    kustomization, only the image name and `imagePullPolicy: Never` changed),
+//!    then waits for the webhook and relay Deployments to be 2/2 Ready, and proves
+//!    that the API server reaches the webhook through its Service and that
+//!    `kubectl logs` works.
+//!
+//! `scripts/node.sh down DIR` runs when the test ends, and from a watchdog should
+//! the test process die.
+
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The node and its control plane, torn down on drop.
+struct Node {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let out = Command::new(root().join("scripts/node.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+            Ok(o) => eprintln!(
+                "!!! node.sh down {} failed: {}",
+                self.dir.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("!!! node.sh down {} failed to run: {e}", self.dir.display()),
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| if p.is_absolute() { p } else { root().join(p) })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Whether the real-node tests run here; says so loudly when they do not.
+fn skipped(test: &str) -> bool {
+    if std::env::var("SECRET_RELAY_REAL_NODE").as_deref() != Ok("1") {
+        eprintln!(
+            "!!! {test} skipped because SECRET_RELAY_REAL_NODE is not 1 \
+             (it runs a real node as root: see the top of tests/deployed.rs)"
+        );
+        return true;
+    }
+    false
+}
+
+/// Runs a command, fails the test with its stderr if it fails; returns stdout.
+fn run(cmd: &mut Command) -> String {
+    let what = format!("{cmd:?}");
+    let out: Output = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a script, its stderr going to the test's (progress and timings).
+fn script(name: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(root().join("scripts").join(name));
+    cmd.args(args)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .stderr(Stdio::inherit());
+    let what = format!("{cmd:?}");
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "{what} failed ({})", out.status);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Node {
+    fn up() -> Node {
+        let dir = std::env::temp_dir().join(format!("secret-relay-node-{}", std::process::id()));
+        let start = Instant::now();
+        let status = Command::new(root().join("scripts/node.sh"))
+            .arg("up")
+            .arg(&dir)
+            .env("CONTROL_PLANE_OWNER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        // From here on, `down` runs whatever happens.
+        let node = Node {
+            kubeconfig: dir.join("admin.kubeconfig"),
+            dir,
+        };
+        assert!(status.success(), "scripts/node.sh up failed");
+        eprintln!("node up in {:.1}s", start.elapsed().as_secs_f64());
+        node
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        run(Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args))
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a)).unwrap()
+    }
+
+    /// `kubectl apply -f -` of a manifest held in memory.
+    fn apply(&self, manifest: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Waits until the Deployment has `replicas` updated, ready and available pods.
+    fn wait_rollout(&self, namespace: &str, name: &str, replicas: u64, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let d = self.kubectl_json(&["-n", namespace, "get", "deployment", name]);
+            let s = &d["status"];
+            let n = |k: &str| s[k].as_u64().unwrap_or(0);
+            if n("updatedReplicas") == replicas
+                && n("readyReplicas") == replicas
+                && n("availableReplicas") == replicas
+                && n("replicas") == replicas
+            {
+                eprintln!(
+                    "{namespace}/{name}: {replicas}/{replicas} Ready after {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            if start.elapsed() > timeout {
+                let pods = self.kubectl(&["-n", namespace, "get", "pods", "-o", "wide"]);
+                let events = self.kubectl(&["-n", namespace, "get", "events"]);
+                panic!(
+                    "{namespace}/{name} not {replicas}/{replicas} Ready within {timeout:?}: status {s}\n{pods}\n{events}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The release binary the image holds (scripts/image.sh built it).
+fn release_bin() -> PathBuf {
+    target_dir().join("release/secret-relay")
+}
+
+/// Issues the PKI and the Secrets the control-plane kustomization expects (its
+/// header says which), returns the webhooks' caBundle.
+fn control_plane_pki(node: &Node, pki: &Path) -> String {
+    let bin = release_bin();
+    let d = pki.to_str().unwrap();
+    run(Command::new(&bin).args(["certs", "init", "--dir", d]));
+    run(Command::new(&bin).args([
+        "certs",
+        "server",
+        "--dir",
+        d,
+        "--name",
+        "secret-relay-webhook",
+        "--dns",
+        "secret-relay-webhook.secret-relay-system.svc",
+    ]));
+    // Agents reach the relay through its Service.
+    run(Command::new(&bin).args([
+        "certs",
+        "server",
+        "--dir",
+        d,
+        "--name",
+        "secret-relay",
+        "--dns",
+        "secret-relay.secret-relay-system.svc",
+        "--dns",
+        "secret-relay.secret-relay-system.svc.cluster.local",
+    ]));
+    let f = |n: &str| pki.join(n).to_str().unwrap().to_owned();
+    node.kubectl(&[
+        "-n",
+        "secret-relay-system",
+        "create",
+        "secret",
+        "tls",
+        "secret-relay-webhook-tls",
+        &format!("--cert={}", f("secret-relay-webhook.crt")),
+        &format!("--key={}", f("secret-relay-webhook.key")),
+    ]);
+    node.kubectl(&[
+        "-n",
+        "secret-relay-system",
+        "create",
+        "secret",
+        "generic",
+        "secret-relay-tls",
+        &format!("--from-file=tls.crt={}", f("secret-relay.crt")),
+        &format!("--from-file=tls.key={}", f("secret-relay.key")),
+        &format!("--from-file=ca.crt={}", f("ca.crt")),
+    ]);
+    run(Command::new(&bin).args(["certs", "ca-bundle", "--dir", d]))
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
+    if skipped("the_control_plane_kustomization_rolls_out_on_a_real_node") {
+        return;
+    }
+    let t0 = Instant::now();
+    let node = Node::up();
+
+    let t = Instant::now();
+    let image = script("image.sh", &["secret-relay", "test"]);
+    eprintln!("image built in {:.1}s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    script("node.sh", &["load", node.dir.to_str().unwrap(), &image]);
+    eprintln!("image imported in {:.1}s", t.elapsed().as_secs_f64());
+
+    // The namespaces first (Secrets go in them), then the PKI, then everything.
+    let rendered = run(Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(root().join("tests/deployed/control-plane")));
+    node.kubectl(&["create", "namespace", "argocd"]);
+    node.kubectl(&["create", "namespace", "secret-relay-system"]);
+    let pki = node.dir.join("relay-pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ca_bundle = control_plane_pki(&node, &pki);
+    assert_eq!(
+        rendered.matches("caBundle: Cg==").count(),
+        2,
+        "the webhooks' caBundle placeholder moved"
+    );
+    let manifest = rendered.replace("caBundle: Cg==", &format!("caBundle: {ca_bundle}"));
+
+    let t = Instant::now();
+    node.apply(&manifest);
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay-webhook",
+        2,
+        Duration::from_secs(120),
+    );
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay",
+        2,
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "webhook and relay 2/2 Ready {:.1}s after apply",
+        t.elapsed().as_secs_f64()
+    );
+
+    // The pods run as the manifests say: non-root, read-only root, on this node.
+    let pods = node.kubectl_json(&["-n", "secret-relay-system", "get", "pods"]);
+    let items = pods["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "two webhook and two relay pods");
+    for p in items {
+        assert_eq!(p["spec"]["nodeName"], "secret-relay-node");
+        assert_eq!(p["spec"]["securityContext"]["runAsNonRoot"], true);
+        let c = &p["spec"]["containers"][0];
+        assert_eq!(c["image"], "localhost/secret-relay:test");
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        let restarts = p["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(restarts, 0, "{} restarted", p["metadata"]["name"]);
+    }
+    // Every Service has both pods as endpoints.
+    for svc in ["secret-relay-webhook", "secret-relay"] {
+        let slices = node.kubectl_json(&[
+            "-n",
+            "secret-relay-system",
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={svc}"),
+        ]);
+        let ready: usize = slices["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count();
+        assert_eq!(ready, 2, "{svc} has {ready} ready endpoints");
+    }
+
+    // The API server reaches the webhook through its Service: with failurePolicy
+    // Fail, a Secret write in argocd succeeds only if the webhook answered. The
+    // Secret's value is not secret and never printed.
+    node.kubectl(&[
+        "-n",
+        "argocd",
+        "create",
+        "secret",
+        "generic",
+        "deployed-probe",
+        "--from-literal=probe=not-a-secret",
+    ]);
+    // kubectl logs goes through the kubelet (API server to kubelet, client
+    // certificate, webhook authorization).
+    let logs = node.kubectl(&[
+        "-n",
+        "secret-relay-system",
+        "logs",
+        "deployment/secret-relay-webhook",
+        "--tail=20",
+    ]);
+    assert!(!logs.trim().is_empty(), "the webhook logged nothing");
+
+    // The agent, from its own manifests, reaches the relay through its Service.
+    let t = Instant::now();
+    deploy_agent(&node, &pki);
+    node.wait_rollout("akuity", "secret-relay-agent", 1, Duration::from_secs(120));
+    eprintln!(
+        "agent 1/1 Ready (relay view listed through the Service) {:.1}s after apply",
+        t.elapsed().as_secs_f64()
+    );
+    eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// Registers cluster1 in the policy, issues its certificate Secret and applies
+/// the agent's objects of the managed-cluster kustomization (tests/deployed/agent
+/// says why only those).
+fn deploy_agent(node: &Node, pki: &Path) {
+    let bin = release_bin();
+    // The relay answers only registered clusters.
+    let mut cm = node.kubectl_json(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "configmap",
+        "secret-relay-policy",
+    ]);
+    let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
+    assert!(
+        policy.contains("clusters: []"),
+        "the shipped policy changed"
+    );
+    cm["data"]["policy.yaml"] =
+        Value::String(policy.replace("clusters: []", "clusters: [{ name: cluster1 }]"));
+    node.apply(&cm.to_string());
+
+    node.kubectl(&["create", "namespace", "akuity"]);
+    run(Command::new(&bin).args([
+        "certs",
+        "cluster",
+        "--dir",
+        pki.to_str().unwrap(),
+        "--name",
+        "cluster1",
+    ]));
+    let secret = std::fs::read_to_string(pki.join("cluster1-agent-secret.yaml")).unwrap();
+    node.apply(&secret);
+
+    let ip = node.kubectl(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "service",
+        "secret-relay",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let rendered = run(Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(root().join("tests/deployed/agent")))
+    .replace("RELAY_CLUSTER_IP", ip.trim());
+    // As JSON, to keep only agent.yaml's objects.
+    // One JSON document per object.
+    let objects: Vec<Value> = {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&node.kubeconfig)
+            .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(rendered.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<Value>()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let items: Vec<Value> = objects
+        .iter()
+        .filter(|o| o["metadata"]["namespace"] == "akuity" && o["kind"] != "Secret")
+        .cloned()
+        .collect();
+    let kinds: Vec<&str> = items.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains(&"Deployment"),
+        "no agent Deployment in {kinds:?}"
+    );
+    let agent = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
+    node.apply(&agent.to_string());
+}
