@@ -384,6 +384,68 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
         "agent 1/1 Ready (relay view listed through the Service) {:.1}s after apply",
         t.elapsed().as_secs_f64()
     );
+
+    // A sync through the deployed stack: an opted-in Secret of cluster1 gets its
+    // hub copy in argocd (agent, relay Service, relay, API server, webhook).
+    let t = Instant::now();
+    node.kubectl(&[
+        "-n",
+        "akuity",
+        "create",
+        "secret",
+        "generic",
+        "deployed-up",
+        "--from-literal=password=not-a-secret",
+    ]);
+    node.kubectl(&[
+        "-n",
+        "akuity",
+        "label",
+        "secret",
+        "deployed-up",
+        "akuity.io/secret-sync=true",
+        "argocd.argoproj.io/secret-type=repo-creds",
+    ]);
+    let hub_copy = loop {
+        let hub = node.kubectl_json(&["-n", "argocd", "get", "secrets"]);
+        let copy = hub["items"].as_array().unwrap().iter().find_map(|s| {
+            let owner = s["metadata"]["labels"]["secret-relay.io/owner"].as_str()?;
+            owner
+                .contains("cluster1")
+                .then(|| s["metadata"]["name"].as_str().unwrap().to_owned())
+        });
+        if let Some(name) = copy {
+            break name;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let logs = node.kubectl(&[
+                "-n",
+                "akuity",
+                "logs",
+                "deployment/secret-relay-agent",
+                "--tail=30",
+            ]);
+            panic!("no hub copy of deployed-up in argocd within 60s; the agent logged:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "hub copy argocd/{hub_copy} synced up through the deployed stack in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    // Every component logs JSON lines (--log-json), read through the kubelet.
+    for (ns, deploy) in [
+        ("akuity", "secret-relay-agent"),
+        ("secret-relay-system", "secret-relay"),
+        ("secret-relay-system", "secret-relay-webhook"),
+    ] {
+        let logs = node.kubectl(&["-n", ns, "logs", &format!("deployment/{deploy}")]);
+        let first = logs.lines().next().unwrap_or_default();
+        assert!(
+            serde_json::from_str::<Value>(first).is_ok(),
+            "{deploy} does not log JSON lines"
+        );
+    }
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
 }
 
@@ -402,11 +464,20 @@ fn deploy_agent(node: &Node, pki: &Path) {
     ]);
     let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
     assert!(
-        policy.contains("clusters: []"),
+        policy.contains("clusters: []") && policy.contains("secretSources: []"),
         "the shipped policy changed"
     );
-    cm["data"]["policy.yaml"] =
-        Value::String(policy.replace("clusters: []", "clusters: [{ name: cluster1 }]"));
+    // cluster1 may sync up repository credentials, as in the README's example.
+    let policy = policy
+        .replace(
+            "clusters: []",
+            "clusters: [{ name: cluster1, labels: { env: test } }]",
+        )
+        .replace(
+            "secretSources: []",
+            "secretSources: [{ clusterSelector: \"env=test\", labelSelector: \"argocd.argoproj.io/secret-type in (repo-creds, repository)\" }]",
+        );
+    cm["data"]["policy.yaml"] = Value::String(policy);
     node.apply(&cm.to_string());
 
     node.kubectl(&["create", "namespace", "akuity"]);
