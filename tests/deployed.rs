@@ -26,7 +26,11 @@
 //!    kustomization, only the image name and `imagePullPolicy: Never` changed),
 //!    then waits for the webhook and relay Deployments to be 2/2 Ready, and proves
 //!    that the API server reaches the webhook through its Service and that
-//!    `kubectl logs` works.
+//!    `kubectl logs` works;
+//! 5. registers cluster1 in the policy and applies the agent's objects of the
+//!    managed-cluster kustomization (`tests/deployed/agent` says why only those):
+//!    the agent goes Ready through the relay's Service, an opted-in Secret syncs up
+//!    to its hub copy in argocd, and every component logs JSON lines.
 //!
 //! `scripts/node.sh down DIR` runs when the test ends, and from a watchdog should
 //! the test process die.
