@@ -85,7 +85,7 @@ fn skipped(test: &str) -> bool {
     if std::env::var("SECRET_RELAY_REAL_NODE").as_deref() != Ok("1") {
         eprintln!(
             "!!! {test} skipped because SECRET_RELAY_REAL_NODE is not 1 \
-             (it runs a real node as root: see the top of tests/deployed.rs)"
+             (the real-node suite: see the top of tests/deployed.rs)"
         );
         return true;
     }
@@ -551,4 +551,100 @@ fn deploy_agent(node: &Node, pki: &Path) {
     );
     let agent = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     node.apply(&agent.to_string());
+}
+
+/// The archive `scripts/image.sh` builds and the Dockerfile describe the same
+/// image: the same build of the binary (release, locked, without the sandbox),
+/// at the same path, the same user, entrypoint and ports, a CA bundle and the
+/// non-root user in /etc/passwd, as the distroless base has them.
+#[test]
+fn the_image_holds_what_the_dockerfile_describes() {
+    if skipped("the_image_holds_what_the_dockerfile_describes") {
+        return;
+    }
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let image_sh = std::fs::read_to_string(root().join("scripts/image.sh")).unwrap();
+    let build = "cargo build --release --locked -p secret-relay --no-default-features";
+    assert!(
+        dockerfile.contains(build),
+        "the Dockerfile no longer runs `{build}`"
+    );
+    assert!(
+        image_sh.contains(build),
+        "scripts/image.sh no longer runs `{build}`"
+    );
+
+    let archive = script("image.sh", &["secret-relay", "test"]);
+    let dir = std::env::temp_dir().join(format!("secret-relay-image-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir));
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        dir.join("blobs/sha256").join(hex)
+    };
+    let json =
+        |path: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let index = json(dir.join("index.json"));
+    let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let config = json(blob(manifest["config"]["digest"].as_str().unwrap()));
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(dir.join("rootfs")));
+    let rootfs = dir.join("rootfs");
+
+    // USER, ENTRYPOINT, EXPOSE.
+    let line = |word: &str| {
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(word))
+            .unwrap_or_else(|| panic!("no {word} in the Dockerfile"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(config["config"]["User"], line("USER "));
+    let entrypoint: Value = serde_json::from_str(&line("ENTRYPOINT ")).unwrap();
+    assert_eq!(config["config"]["Entrypoint"], entrypoint);
+    let mut exposed: Vec<String> = config["config"]["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    exposed.sort();
+    let mut declared: Vec<String> = line("EXPOSE ")
+        .split_whitespace()
+        .map(|p| format!("{p}/tcp"))
+        .collect();
+    declared.sort();
+    assert_eq!(exposed, declared);
+
+    // The binary where the Dockerfile copies it, and nothing of the sandbox.
+    let copy = line("COPY --from=builder ");
+    let dest = copy.split_whitespace().last().unwrap();
+    let bin = rootfs.join(dest.trim_start_matches('/'));
+    assert!(bin.is_file(), "no {dest} in the image");
+    let help = run(Command::new(&bin).arg("--help"));
+    for sandboxed in ["demo", "sandbox"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(sandboxed)),
+            "the image's binary has the `{sandboxed}` subcommand"
+        );
+    }
+    // What distroless cc gives the binary: the non-root user and a CA bundle.
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:"))
+    );
+    let ca = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert!(ca.contains("BEGIN CERTIFICATE"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
