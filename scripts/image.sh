@@ -69,8 +69,8 @@ oci_archive() {
     printf '{"imageLayoutVersion":"1.0.0"}' > "$work/oci-layout"
 
     mkdir -p "$(dirname "$out")"
-    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" -cf "$out.tmp" oci-layout index.json blobs
-    mv "$out.tmp" "$out"
+    tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$work" -cf "$out.tmp.$$" oci-layout index.json blobs
+    mv "$out.tmp.$$" "$out"
     rm -rf "$work"
     say "$name:$tag: layer $(( layer_size / 1024 )) KiB compressed, manifest sha256:$manifest_digest -> $out"
 }

@@ -26,7 +26,11 @@
 //!    kustomization, only the image name and `imagePullPolicy: Never` changed),
 //!    then waits for the webhook and relay Deployments to be 2/2 Ready, and proves
 //!    that the API server reaches the webhook through its Service and that
-//!    `kubectl logs` works.
+//!    `kubectl logs` works;
+//! 5. registers cluster1 in the policy and applies the agent's objects of the
+//!    managed-cluster kustomization (`tests/deployed/agent` says why only those):
+//!    the agent goes Ready through the relay's Service, an opted-in Secret syncs up
+//!    to its hub copy in argocd, and every component logs JSON lines.
 //!
 //! `scripts/node.sh down DIR` runs when the test ends, and from a watchdog should
 //! the test process die.
@@ -81,7 +85,7 @@ fn skipped(test: &str) -> bool {
     if std::env::var("SECRET_RELAY_REAL_NODE").as_deref() != Ok("1") {
         eprintln!(
             "!!! {test} skipped because SECRET_RELAY_REAL_NODE is not 1 \
-             (it runs a real node as root: see the top of tests/deployed.rs)"
+             (the real-node suite: see the top of tests/deployed.rs)"
         );
         return true;
     }
@@ -384,6 +388,68 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
         "agent 1/1 Ready (relay view listed through the Service) {:.1}s after apply",
         t.elapsed().as_secs_f64()
     );
+
+    // A sync through the deployed stack: an opted-in Secret of cluster1 gets its
+    // hub copy in argocd (agent, relay Service, relay, API server, webhook).
+    let t = Instant::now();
+    node.kubectl(&[
+        "-n",
+        "akuity",
+        "create",
+        "secret",
+        "generic",
+        "deployed-up",
+        "--from-literal=password=not-a-secret",
+    ]);
+    node.kubectl(&[
+        "-n",
+        "akuity",
+        "label",
+        "secret",
+        "deployed-up",
+        "akuity.io/secret-sync=true",
+        "argocd.argoproj.io/secret-type=repo-creds",
+    ]);
+    let hub_copy = loop {
+        let hub = node.kubectl_json(&["-n", "argocd", "get", "secrets"]);
+        let copy = hub["items"].as_array().unwrap().iter().find_map(|s| {
+            let owner = s["metadata"]["labels"]["secret-relay.io/owner"].as_str()?;
+            owner
+                .contains("cluster1")
+                .then(|| s["metadata"]["name"].as_str().unwrap().to_owned())
+        });
+        if let Some(name) = copy {
+            break name;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            let logs = node.kubectl(&[
+                "-n",
+                "akuity",
+                "logs",
+                "deployment/secret-relay-agent",
+                "--tail=30",
+            ]);
+            panic!("no hub copy of deployed-up in argocd within 60s; the agent logged:\n{logs}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "hub copy argocd/{hub_copy} synced up through the deployed stack in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    // Every component logs JSON lines (--log-json), read through the kubelet.
+    for (ns, deploy) in [
+        ("akuity", "secret-relay-agent"),
+        ("secret-relay-system", "secret-relay"),
+        ("secret-relay-system", "secret-relay-webhook"),
+    ] {
+        let logs = node.kubectl(&["-n", ns, "logs", &format!("deployment/{deploy}")]);
+        let first = logs.lines().next().unwrap_or_default();
+        assert!(
+            serde_json::from_str::<Value>(first).is_ok(),
+            "{deploy} does not log JSON lines"
+        );
+    }
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
 }
 
@@ -402,11 +468,20 @@ fn deploy_agent(node: &Node, pki: &Path) {
     ]);
     let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
     assert!(
-        policy.contains("clusters: []"),
+        policy.contains("clusters: []") && policy.contains("secretSources: []"),
         "the shipped policy changed"
     );
-    cm["data"]["policy.yaml"] =
-        Value::String(policy.replace("clusters: []", "clusters: [{ name: cluster1 }]"));
+    // cluster1 may sync up repository credentials, as in the README's example.
+    let policy = policy
+        .replace(
+            "clusters: []",
+            "clusters: [{ name: cluster1, labels: { env: test } }]",
+        )
+        .replace(
+            "secretSources: []",
+            "secretSources: [{ clusterSelector: \"env=test\", labelSelector: \"argocd.argoproj.io/secret-type in (repo-creds, repository)\" }]",
+        );
+    cm["data"]["policy.yaml"] = Value::String(policy);
     node.apply(&cm.to_string());
 
     node.kubectl(&["create", "namespace", "akuity"]);
@@ -476,4 +551,100 @@ fn deploy_agent(node: &Node, pki: &Path) {
     );
     let agent = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     node.apply(&agent.to_string());
+}
+
+/// The archive `scripts/image.sh` builds and the Dockerfile describe the same
+/// image: the same build of the binary (release, locked, without the sandbox),
+/// at the same path, the same user, entrypoint and ports, a CA bundle and the
+/// non-root user in /etc/passwd, as the distroless base has them.
+#[test]
+fn the_image_holds_what_the_dockerfile_describes() {
+    if skipped("the_image_holds_what_the_dockerfile_describes") {
+        return;
+    }
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let image_sh = std::fs::read_to_string(root().join("scripts/image.sh")).unwrap();
+    let build = "cargo build --release --locked -p secret-relay --no-default-features";
+    assert!(
+        dockerfile.contains(build),
+        "the Dockerfile no longer runs `{build}`"
+    );
+    assert!(
+        image_sh.contains(build),
+        "scripts/image.sh no longer runs `{build}`"
+    );
+
+    let archive = script("image.sh", &["secret-relay", "test"]);
+    let dir = std::env::temp_dir().join(format!("secret-relay-image-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&dir));
+    let blob = |digest: &str| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        dir.join("blobs/sha256").join(hex)
+    };
+    let json =
+        |path: PathBuf| -> Value { serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap() };
+    let index = json(dir.join("index.json"));
+    let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let config = json(blob(manifest["config"]["digest"].as_str().unwrap()));
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&layer)
+        .arg("-C")
+        .arg(dir.join("rootfs")));
+    let rootfs = dir.join("rootfs");
+
+    // USER, ENTRYPOINT, EXPOSE.
+    let line = |word: &str| {
+        dockerfile
+            .lines()
+            .find_map(|l| l.strip_prefix(word))
+            .unwrap_or_else(|| panic!("no {word} in the Dockerfile"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(config["config"]["User"], line("USER "));
+    let entrypoint: Value = serde_json::from_str(&line("ENTRYPOINT ")).unwrap();
+    assert_eq!(config["config"]["Entrypoint"], entrypoint);
+    let mut exposed: Vec<String> = config["config"]["ExposedPorts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    exposed.sort();
+    let mut declared: Vec<String> = line("EXPOSE ")
+        .split_whitespace()
+        .map(|p| format!("{p}/tcp"))
+        .collect();
+    declared.sort();
+    assert_eq!(exposed, declared);
+
+    // The binary where the Dockerfile copies it, and nothing of the sandbox.
+    let copy = line("COPY --from=builder ");
+    let dest = copy.split_whitespace().last().unwrap();
+    let bin = rootfs.join(dest.trim_start_matches('/'));
+    assert!(bin.is_file(), "no {dest} in the image");
+    let help = run(Command::new(&bin).arg("--help"));
+    for sandboxed in ["demo", "sandbox"] {
+        assert!(
+            !help.lines().any(|l| l.trim_start().starts_with(sandboxed)),
+            "the image's binary has the `{sandboxed}` subcommand"
+        );
+    }
+    // What distroless cc gives the binary: the non-root user and a CA bundle.
+    let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
+    assert!(
+        passwd
+            .lines()
+            .any(|l| l.starts_with("nonroot:x:65532:65532:"))
+    );
+    let ca = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert!(ca.contains("BEGIN CERTIFICATE"));
+    let _ = std::fs::remove_dir_all(&dir);
 }
