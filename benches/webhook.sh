@@ -56,7 +56,10 @@ data = {k: base64.b64encode(v.encode()).decode() for k, v in {
 }.items()}
 secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
           "metadata": {"name": "repo-platform", "namespace": "argocd",
-                       "labels": {"argocd.argoproj.io/secret-type": "repository", "team": "platform"},
+                       # Opted in, as every hub copy a cluster writes must be (else /validate
+                       # measures a denial: rule not-opted-in).
+                       "labels": {"argocd.argoproj.io/secret-type": "repository", "team": "platform",
+                                  "akuity.io/secret-sync": "true"},
                        "annotations": {"akuity.io/managed-secret-allowed-clusters": "cluster2,cluster3"}},
           "data": data}
 review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
