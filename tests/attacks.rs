@@ -1188,11 +1188,11 @@ async fn certificates_from_another_ca_expired_or_missing_fail_the_handshake() {
         .issue_cluster("tls-a", Validity::default())
         .unwrap();
     let expired = stack
-        .ca
+        .ca()
         .issue_cluster("tls-a", Validity::between(now - 3 * day, now - day))
         .unwrap();
     let early = stack
-        .ca
+        .ca()
         .issue_cluster("tls-a", Validity::between(now + day, now + 3 * day))
         .unwrap();
     // What is presented, the client certificate and key, the metric's reason, and the
@@ -1265,7 +1265,12 @@ async fn a_certificate_that_names_no_valid_cluster_is_refused_with_why() {
     capture_logs();
     let stack = stack(Flavor::Sandbox, &["tls-name"], &[]).await;
     let relay = stack.start_relay().await;
-    let issue = |cn: &str| stack.ca.issue_client(cn, &[], Validity::default()).unwrap();
+    let issue = |cn: &str| {
+        stack
+            .ca()
+            .issue_client(cn, &[], Validity::default())
+            .unwrap()
+    };
     let invalid = "the name it carries is not a valid cluster name";
     let unnamed = "it has no spiffe://secret-relay/cluster/ URI SAN and no common name";
     let cases = [

@@ -841,7 +841,7 @@ async fn under_load_every_request_is_decided_right_while_the_policy_reloads_and_
         };
         Rotation {
             pki,
-            ca: Ca::from_pem(stack.ca.cert_pem(), stack.ca.key_pem()).unwrap(),
+            ca: Ca::from_pem(stack.ca().cert_pem(), stack.ca().key_pem()).unwrap(),
             relay_addr: relay.started.addr,
             webhook_addr: stack.webhook_addr(),
             other_ca,

@@ -19,8 +19,6 @@
 //!   API server's route to the webhook goes to this process instead). The sandbox
 //!   keeps only the kinds it serves.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context as _;
 use base64::Engine as _;
 use kube::api::{DynamicObject, GroupVersionKind, Patch, PatchParams};
@@ -410,17 +408,14 @@ fn readme_overlay(side: Side, namespace: &str) -> anyhow::Result<Value> {
 
 /// kustomize's order where it matters to an apply: Namespaces first, webhook
 /// configurations last (from then on they guard writes), the rest as written.
-fn sorted(objects: Vec<Value>) -> Vec<Value> {
-    let rank = |o: &Value| match o["kind"].as_str() {
+fn sorted(mut objects: Vec<Value>) -> Vec<Value> {
+    // A stable sort keeps the written order within each rank.
+    objects.sort_by_key(|o| match o["kind"].as_str() {
         Some("Namespace") => 0,
         Some("MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration") => 2,
         _ => 1,
-    };
-    let mut ranked: BTreeMap<u8, Vec<Value>> = BTreeMap::new();
-    for obj in objects {
-        ranked.entry(rank(&obj)).or_default().push(obj);
-    }
-    ranked.into_values().flatten().collect()
+    });
+    objects
 }
 
 #[cfg(test)]

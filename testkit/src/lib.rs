@@ -52,10 +52,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+use kube::api::Api;
 use secret_relay_devstack::{ApiServer, ApiServerOptions, Backend};
 use secret_relay_sandbox::Sandbox;
 
@@ -404,32 +402,19 @@ impl TestCluster {
     }
 }
 
-/// A kube client from a kubeconfig file, optionally impersonating a user and groups.
+/// A kube client from a kubeconfig file, optionally impersonating a user and groups
+/// (the dev wing's, panicking on failure).
 pub async fn client_from_kubeconfig(path: &Path, impersonate: Option<(&str, &[&str])>) -> Client {
-    let kc = Kubeconfig::read_from(path).unwrap();
-    let mut config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    secret_relay_devstack::client_from_kubeconfig(path, impersonate)
         .await
-        .unwrap();
-    if let Some((user, groups)) = impersonate {
-        config.auth_info.impersonate = Some(user.to_owned());
-        config.auth_info.impersonate_groups =
-            Some(groups.iter().map(|g| (*g).to_owned()).collect());
-    }
-    Client::try_from(config).unwrap()
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// Creates a namespace; an existing one is fine.
+/// Creates a namespace; an existing one is fine (the dev wing's, panicking on failure).
 pub async fn create_namespace(client: &Client, name: &str) {
-    let ns: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
-    match Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
+    secret_relay_devstack::create_namespace(client, name)
         .await
-    {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => panic!("failed to create namespace {name}: {e}"),
-    }
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Waits until Secret `name` exists in `api` and satisfies `pred`; fails the test

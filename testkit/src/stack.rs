@@ -114,9 +114,6 @@ pub struct Stack {
     _registration: Option<Registration>,
     /// The API server.
     pub cluster: TestCluster,
-    /// The PKI's CA: it signs the webhook's and relays' serving certificates and the
-    /// cluster certificates.
-    pub ca: Ca,
     /// The webhook's state (policy generation, readiness).
     pub webhook: Option<AppState>,
     webhook_addr: SocketAddr,
@@ -238,7 +235,6 @@ impl Stack {
         };
         Stack {
             cluster,
-            ca: Ca::from_pem(pki.ca.cert_pem(), pki.ca.key_pem()).unwrap(),
             webhook,
             webhook_addr,
             pki,
@@ -334,6 +330,12 @@ impl Stack {
     /// A kube client reaching `relay` as cluster `cluster`.
     pub async fn relay_client(&self, relay: &RelayHandle, cluster: &str) -> Client {
         crate::client_from_kubeconfig(&self.relay_kubeconfig(relay, cluster), None).await
+    }
+
+    /// The PKI's CA: it signs the webhook's and relays' serving certificates and the
+    /// cluster certificates.
+    pub fn ca(&self) -> &Ca {
+        &self.pki.ca
     }
 
     /// The PKI directory: `ca.crt`, `<cluster>.crt`/`.key`, `relay.crt`/`.key`,
