@@ -108,6 +108,32 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// [`run`] with `input` on the command's stdin.
+fn run_with_input(cmd: &mut Command, input: &str) -> String {
+    use std::io::Write as _;
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to run {what}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Runs a script, its stderr going to the test's (progress and timings).
 fn script(name: &str, args: &[&str]) -> String {
     let mut cmd = Command::new(root().join("scripts").join(name));
@@ -156,29 +182,13 @@ impl Node {
 
     /// `kubectl apply -f -` of a manifest held in memory.
     fn apply(&self, manifest: &str) -> String {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        run_with_input(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["apply", "-f", "-"]),
+            manifest,
+        )
     }
 
     /// Waits until the Deployment has `replicas` updated, ready and available pods.
@@ -449,6 +459,11 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
             serde_json::from_str::<Value>(first).is_ok(),
             "{deploy} does not log JSON lines"
         );
+        // The synced value never reaches a log line.
+        assert!(
+            !logs.contains("not-a-secret"),
+            "{deploy} logged a Secret value"
+        );
     }
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
 }
@@ -512,29 +527,14 @@ fn deploy_agent(node: &Node, pki: &Path) {
     // As JSON, to keep only agent.yaml's objects.
     // One JSON document per object.
     let objects: Vec<Value> = {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&node.kubeconfig)
-            .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(rendered.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let json = run_with_input(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&node.kubeconfig)
+                .args(["create", "--dry-run=client", "-o", "json", "-f", "-"]),
+            &rendered,
         );
-        serde_json::Deserializer::from_slice(&out.stdout)
+        serde_json::Deserializer::from_str(&json)
             .into_iter::<Value>()
             .map(Result::unwrap)
             .collect()
