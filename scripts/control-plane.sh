@@ -51,69 +51,13 @@ module="$root/tests/kube"
 die() { printf 'control-plane: %s\n' "$*" >&2; exit 1; }
 say() { printf 'control-plane: %s\n' "$*" >&2; }
 
-min_go_minor=26
 # Bump when the way the binaries are built changes (flags, ldflags): it is part of the cache key.
 build_recipe=1
-
-require_go() {
-    command -v go >/dev/null 2>&1 || die "no 'go' on PATH: the test control plane is built from Go modules; install Go 1.$min_go_minor or newer"
-    local v
-    v=$(go env GOVERSION 2>/dev/null || true)
-    v=${v#go}
-    local major=${v%%.*} rest=${v#*.}
-    local minor=${rest%%.*}
-    if [ "${major:-0}" -lt 1 ] || { [ "$major" = 1 ] && [ "${minor:-0}" -lt "$min_go_minor" ]; }; then
-        die "go $v is too old: the test control plane needs Go 1.$min_go_minor or newer"
-    fi
-}
-
-kube_version() {
-    awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 } $1 == "k8s.io/kubernetes" { print $2 }' "$module/go.mod" | head -n1
-}
-
-# The cache key: the Kubernetes version plus a hash of go.sum, so a change of
-# any pinned module rebuilds.
-bin_dir() {
-    local cache=${SECRET_RELAY_CACHE:-$HOME/.cache/secret-relay}
-    local sum
-    sum=$( (cat "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go; echo "$build_recipe") | sha256sum | cut -c1-12)
-    printf '%s/kube-%s-%s/bin' "$cache" "$(kube_version)" "$sum"
-}
+. "$here/lib/kube-build.sh"
 
 build() {
-    local bin
-    bin=$(bin_dir)
-    if [ -x "$bin/kube-apiserver" ] && [ -x "$bin/kube-controller-manager" ] && [ -x "$bin/etcd" ]; then
-        printf '%s\n' "$bin"
-        return
-    fi
-    require_go
-    mkdir -p "$(dirname "$bin")"
-    # One build per machine even when several `up`s start at once.
-    exec 9>"$(dirname "$bin").lock"
-    flock 9
-    if [ ! -x "$bin/kube-apiserver" ] || [ ! -x "$bin/kube-controller-manager" ] || [ ! -x "$bin/etcd" ]; then
-        say "building etcd, kube-apiserver and kube-controller-manager $(kube_version) (first run on this machine: several minutes)"
-        local start=$SECONDS tmp="$bin.tmp.$$"
-        mkdir -p "$tmp"
-        # The version stamps a release build carries (hack/lib/version.sh), so
-        # that /version says which Kubernetes this is.
-        local v ldflags=""
-        v=$(kube_version)
-        local minor=${v#v1.}
-        minor=${minor%%.*}
-        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-            ldflags="$ldflags -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-        done
-        (cd "$module" && GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly" go build -ldflags="$ldflags" -o "$tmp/" \
-            ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager) \
-            || die "go build failed (see above)"
-        rm -rf "$bin"
-        mv "$tmp" "$bin"
-        say "built in $((SECONDS - start))s into $bin"
-    fi
-    flock -u 9
-    printf '%s\n' "$bin"
+    kube_build "$(kube_bin_dir kube "$module" "$build_recipe" "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go)" \
+        "$module" ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 }
 
 free_port() {

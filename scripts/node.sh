@@ -65,50 +65,15 @@ vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.ke
 kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max net.netfilter.nf_conntrack_tcp_timeout_established
 net.netfilter.nf_conntrack_tcp_timeout_close_wait"
 
-kube_version() { # go.mod
-    awk '$1 == "require" && $2 == "k8s.io/kubernetes" { print $3 } $1 == "k8s.io/kubernetes" { print $2 }' "$1" | head -n1
-}
-
-bin_dir() {
-    local cache=${SECRET_RELAY_CACHE:-$HOME/.cache/secret-relay}
-    local sum
-    sum=$( (cat "$module/go.mod" "$module/go.sum" "$module/tools.go"; echo "$build_recipe") | sha256sum | cut -c1-12)
-    printf '%s/kube-node-%s-%s/bin' "$cache" "$(kube_version "$module/go.mod")" "$sum"
-}
+. "$here/lib/kube-build.sh"
 
 build() {
-    local v cpv bin
+    local v cpv
     v=$(kube_version "$module/go.mod")
     cpv=$(kube_version "$cp_module/go.mod")
     [ "$v" = "$cpv" ] || die "tests/kube-node pins k8s.io/kubernetes $v but the control plane (tests/kube) runs $cpv: make them agree"
-    bin=$(bin_dir)
-    local want="kubelet kube-proxy kube-scheduler"
-    have() { for b in $want; do [ -x "$1/$b" ] || return 1; done; }
-    if have "$bin"; then
-        printf '%s\n' "$bin"
-        return
-    fi
-    command -v go >/dev/null 2>&1 || die "no 'go' on PATH: kubelet, kube-proxy and kube-scheduler are built from Go modules"
-    mkdir -p "$(dirname "$bin")"
-    exec 9>"$(dirname "$bin").lock"
-    flock 9
-    if ! have "$bin"; then
-        say "building kubelet, kube-proxy and kube-scheduler $v (first run on this machine: several minutes)"
-        local start=$SECONDS tmp="$bin.tmp.$$" ldflags="" minor=${v#v1.}
-        minor=${minor%%.*}
-        for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-            ldflags="$ldflags -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-        done
-        mkdir -p "$tmp"
-        (cd "$module" && GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly" go build -ldflags="$ldflags" -o "$tmp/" \
-            k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler) \
-            || die "go build failed (see above)"
-        rm -rf "$bin"
-        mv "$tmp" "$bin"
-        say "built in $((SECONDS - start))s into $bin"
-    fi
-    flock -u 9
-    printf '%s\n' "$bin"
+    kube_build "$(kube_bin_dir kube-node "$module" "$build_recipe" "$module/go.mod" "$module/go.sum" "$module/tools.go")" \
+        "$module" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy k8s.io/kubernetes/cmd/kube-scheduler
 }
 
 ensure_packages() {
