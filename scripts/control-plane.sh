@@ -128,7 +128,17 @@ start() { # name logfile cmd...
     # Recorded so that `start DIR COMPONENT` runs exactly this again.
     printf '%q ' "$@" > "$dir/$name.cmd"
     setsid "$@" >"$log" 2>&1 < /dev/null &
-    echo "$! $name" >> "$dir/pids"
+    local pid=$!
+    echo "$pid $name" >> "$dir/pids"
+    # Until the forked shell has exec'd, the pid's command line is this script's
+    # and `running` would call the component exited (seen on a loaded machine):
+    # wait for the exec, or for an early exit, which the caller reports with its log.
+    local i
+    for i in $(seq 1 500); do
+        running "$pid" "$name" && return 0
+        [ -e "/proc/$pid" ] || return 0
+        sleep 0.01
+    done
 }
 
 fail_with_log() { # message log

@@ -217,6 +217,29 @@ say "fidelity suite (kubectl: ${KUBECTL_BINARIES:-none})"
 cargo build -q -p secret-relay
 SECRET_RELAY_BIN="$root/target/debug/secret-relay" .venv/bin/python -m pytest tests/fidelity -q -rs
 
+# --- deployed as it ships: the image and the manifests as pods on a real node ---
+# tests/deployed.rs (in `cargo test --workspace` above it skipped, loudly): one
+# node on this machine (scripts/node.sh: containerd, kubelet, kube-proxy, the
+# bridge CNI), the image built here (scripts/image.sh), the control-plane
+# kustomization and the agent as pods, then a user's operations on them. Needs
+# root: the node changes host-global state, and `node.sh down` undoes it.
+if [ "${SECRET_RELAY_SKIP_REAL_NODE:-}" = 1 ]; then
+    loud "SECRET_RELAY_SKIP_REAL_NODE=1: the real-node suite (tests/deployed.rs) is SKIPPED on request"
+elif [ "$(id -u)" != 0 ]; then
+    loud "the real-node suite needs root (a node changes host-global state); run as root or set SECRET_RELAY_SKIP_REAL_NODE=1"
+    exit 1
+else
+    say "real node: the image and the manifests as pods, and a user's operations (tests/deployed.rs)"
+    ./scripts/node.sh packages
+    node_log=$(mktemp -t secret-relay-deployed-XXXXXX.log)
+    SECRET_RELAY_REAL_NODE=1 cargo test -p secret-relay --test deployed -- --test-threads=1 2>&1 | tee "$node_log"
+    if ! grep -qE '^test result: ok\. 2 passed' "$node_log"; then
+        loud "the real-node suite did not pass both tests"
+        exit 1
+    fi
+    rm -f "$node_log"
+fi
+
 say "summary"
 for t in "${step_times[@]:-}"; do
     [ -n "$t" ] && echo "  $t"

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secret_relay_proxy::{Config, Limits};
-use secret_relay_runtime::{LogArgs, PolicyArgs, TlsArgs};
+use secret_relay_runtime::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs};
 
 /// Flags of `secret-relay relay`.
 #[derive(Debug, clap::Args)]
@@ -49,6 +49,8 @@ pub(crate) struct Args {
     revocation_grace: u64,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    shutdown: ShutdownArgs,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -81,7 +83,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ..Limits::default()
         },
     };
-    let shutdown = secret_relay_runtime::shutdown_signal();
+    let shutdown = args.shutdown.signal();
     let (_, done) = secret_relay_proxy::start(config, shutdown)
         .await
         .context("failed to start the relay")?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_runtime::{LogArgs, PolicyArgs, TlsArgs};
+use secret_relay_runtime::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs};
 use secret_relay_webhook::Config;
 
 /// Flags of `secret-relay webhook`.
@@ -49,6 +49,8 @@ pub(crate) struct Args {
     poll_ms: u64,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    shutdown: ShutdownArgs,
     /// Also serve POST /baseline (a fixed answer, no admission work) for benchmarks.
     #[arg(long, hide = true)]
     bench_baseline: bool,
@@ -94,7 +96,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         poll_interval,
         bench_baseline: args.bench_baseline,
     };
-    let shutdown = secret_relay_runtime::shutdown_signal();
+    let shutdown = args.shutdown.signal();
     let (_started, stopped) = secret_relay_webhook::start(config, shutdown)
         .await
         .context("failed to start the webhook")?;

@@ -198,7 +198,9 @@ impl Node {
             let d = self.kubectl_json(&["-n", namespace, "get", "deployment", name]);
             let s = &d["status"];
             let n = |k: &str| s[k].as_u64().unwrap_or(0);
-            if n("updatedReplicas") == replicas
+            // The status is of the current spec only once observedGeneration caught up.
+            if n("observedGeneration") >= d["metadata"]["generation"].as_u64().unwrap_or(0)
+                && n("updatedReplicas") == replicas
                 && n("readyReplicas") == replicas
                 && n("availableReplicas") == replicas
                 && n("replicas") == replicas
@@ -465,7 +467,460 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
             "{deploy} logged a Secret value"
         );
     }
-    eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
+
+    // Operations a user does, one after the other on the same stack.
+    let t = Instant::now();
+    every_component_logs_the_sync(&node, "deployed-up", "cluster1");
+    policy_edit_reaches_every_replica(&node);
+    let image2 = script("image.sh", &["secret-relay", "test2"]);
+    script("node.sh", &["load", node.dir.to_str().unwrap(), &image2]);
+    let before = failed_pushes(&node);
+    let rolled = sync_while(&node, "roll", ROLLING_SECRETS, rolling_update);
+    assert_no_failed_write(&node, "roll", &rolled, before);
+    sync_while(&node, "kill", KILLED_SECRETS, kill_one_pod_of_each);
+    webhook_budget_holds_during_a_drain(&node);
+    eprintln!(
+        "operations {:.1}s; total {:.1}s",
+        t.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Secrets synced while the relay and the webhook roll to a new image tag.
+const ROLLING_SECRETS: usize = 1000;
+/// Secrets synced while one pod of each component is killed.
+const KILLED_SECRETS: usize = 300;
+
+/// The JSON log lines of `target` (`pod/NAME` or `deployment/NAME`) whose message is
+/// `message`, as `fields` objects.
+fn log_lines(node: &Node, namespace: &str, target: &str, message: &str) -> Vec<Value> {
+    node.kubectl(&["-n", namespace, "logs", target])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == message)
+        .map(|l| l["fields"].clone())
+        .collect()
+}
+
+/// One sync has its structured line in each component's log, read through the
+/// kubelet: the agent's push, the relay's write and the webhook's review, each
+/// naming the Secret and the cluster.
+fn every_component_logs_the_sync(node: &Node, name: &str, cluster: &str) {
+    let agent = log_lines(
+        node,
+        "akuity",
+        "deployment/secret-relay-agent",
+        "pushed to the control plane",
+    );
+    assert!(
+        agent.iter().any(|f| f["name"] == name),
+        "the agent logged no push of {name}: {agent:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (deploy, message) in [
+        ("secret-relay", "up-sync write"),
+        ("secret-relay-webhook", "reviewed"),
+    ] {
+        // Either replica may have served it.
+        let pods = pod_names(node, deploy);
+        let found = || {
+            pods.iter().any(|p| {
+                log_lines(node, "secret-relay-system", &format!("pod/{p}"), message)
+                    .iter()
+                    .any(|f| f["name"] == name && f["cluster"] == cluster)
+            })
+        };
+        while !found() {
+            assert!(
+                Instant::now() < deadline,
+                "no {deploy} replica logged {message:?} for {name} of {cluster}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// The names of a Deployment's running pods in secret-relay-system (or akuity, for
+/// the agent), by its app.kubernetes.io/name label.
+fn pod_names(node: &Node, app: &str) -> Vec<String> {
+    let ns = if app == "secret-relay-agent" {
+        "akuity"
+    } else {
+        "secret-relay-system"
+    };
+    let pods = node.kubectl_json(&[
+        "-n",
+        ns,
+        "get",
+        "pods",
+        "-l",
+        &format!("app.kubernetes.io/name={app}"),
+        "--field-selector=status.phase=Running",
+    ]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A policy ConfigMap edit reaches every relay and webhook replica: each logs the
+/// load of the ConfigMap's new resourceVersion.
+fn policy_edit_reaches_every_replica(node: &Node) {
+    let t = Instant::now();
+    let mut cm = node.kubectl_json(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "configmap",
+        "secret-relay-policy",
+    ]);
+    let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
+    // A second cluster joins the registry; cluster1 keeps what it had.
+    let edited = policy.replace(
+        "clusters: [{ name: cluster1, labels: { env: test } }]",
+        "clusters: [{ name: cluster1, labels: { env: test } }, { name: cluster2, labels: { env: test } }]",
+    );
+    assert_ne!(edited, policy, "the test's policy changed shape");
+    cm["data"]["policy.yaml"] = Value::String(edited);
+    node.apply(&cm.to_string());
+    let revision = node
+        .kubectl(&[
+            "-n",
+            "secret-relay-system",
+            "get",
+            "configmap",
+            "secret-relay-policy",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .trim()
+        .to_owned();
+    for deploy in ["secret-relay", "secret-relay-webhook"] {
+        let pods = pod_names(node, deploy);
+        assert_eq!(pods.len(), 2, "{deploy} runs {pods:?}");
+        for pod in pods {
+            let loaded = || {
+                log_lines(
+                    node,
+                    "secret-relay-system",
+                    &format!("pod/{pod}"),
+                    "policy loaded",
+                )
+                .iter()
+                .any(|f| f["revision"].as_str() == Some(&revision))
+            };
+            while !loaded() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(60),
+                    "{pod} did not load policy revision {revision} within 60s"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    eprintln!(
+        "policy revision {revision} loaded by every relay and webhook replica in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// A List of `n` opted-in Secrets `{prefix}-{i}` of cluster1 with value `value`.
+fn secrets(prefix: &str, n: usize, value: &str) -> String {
+    use base64::Engine as _;
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": format!("{prefix}-{i}"),
+                    "namespace": "akuity",
+                    "labels": {
+                        "akuity.io/secret-sync": "true",
+                        "argocd.argoproj.io/secret-type": "repo-creds",
+                        "test-batch": prefix,
+                    },
+                },
+                "data": { "url": base64::engine::general_purpose::STANDARD.encode(format!("{value}-{i}")) },
+            })
+        })
+        .collect();
+    serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }).to_string()
+}
+
+/// Syncs `n` new Secrets up, then an update of each, while `disturb` runs beside the
+/// writes; returns once every hub copy holds the update (no lost update). Returns
+/// the names.
+fn sync_while(node: &Node, prefix: &str, n: usize, disturb: fn(&Node)) -> Vec<String> {
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            run_with_input(
+                Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&node.kubeconfig)
+                    .args(["create", "-f", "-", "-o", "name"]),
+                &secrets(prefix, n, "v1"),
+            );
+            run_with_input(
+                Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&node.kubeconfig)
+                    .args(["replace", "-f", "-", "-o", "name"]),
+                &secrets(prefix, n, "v2"),
+            );
+        });
+        disturb(node);
+        writer.join().unwrap();
+    });
+    eprintln!(
+        "{prefix}: {n} Secrets created and updated, disturbance over, {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    use base64::Engine as _;
+    let want = |i: usize| base64::engine::general_purpose::STANDARD.encode(format!("v2-{i}"));
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let hub = node.kubectl_json(&[
+            "-n",
+            "argocd",
+            "get",
+            "secrets",
+            "-l",
+            &format!("test-batch={prefix},secret-relay.io/owner=cluster.cluster1"),
+        ]);
+        let copies: std::collections::BTreeMap<String, String> = hub["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["metadata"]["name"].as_str().unwrap().to_owned(),
+                    s["data"]["url"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let missing: Vec<String> = (0..n)
+            .map(|i| (format!("{prefix}-{i}"), want(i)))
+            .filter(|(name, v)| copies.get(name) != Some(v))
+            .map(|(name, _)| name)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let logs = node.kubectl(&[
+                "-n",
+                "akuity",
+                "logs",
+                "deployment/secret-relay-agent",
+                "--tail=40",
+            ]);
+            panic!(
+                "{prefix}: {} of {n} hub copies missing or stale after 300s, e.g. {:?}; the agent logged:\n{logs}",
+                missing.len(),
+                &missing[..missing.len().min(5)]
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!(
+        "{prefix}: every hub copy holds the update {:.1}s after the first write",
+        t.elapsed().as_secs_f64()
+    );
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// The relay and then the webhook roll to image tag test2, as a release does.
+fn rolling_update(node: &Node) {
+    for (deploy, container) in [
+        ("secret-relay", "relay"),
+        ("secret-relay-webhook", "webhook"),
+    ] {
+        let t = Instant::now();
+        node.kubectl(&[
+            "-n",
+            "secret-relay-system",
+            "set",
+            "image",
+            &format!("deployment/{deploy}"),
+            &format!("{container}=localhost/secret-relay:test2"),
+        ]);
+        node.wait_rollout("secret-relay-system", deploy, 2, Duration::from_secs(180));
+        let d = node.kubectl_json(&["-n", "secret-relay-system", "get", "deployment", deploy]);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"],
+            "localhost/secret-relay:test2"
+        );
+        eprintln!(
+            "{deploy} rolled to test2 in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One pod of each component killed at once (`kubectl delete pod --force`), as a
+/// node failure or an OOM kill does, then the Deployments back to full strength.
+fn kill_one_pod_of_each(node: &Node) {
+    let t = Instant::now();
+    for app in ["secret-relay", "secret-relay-webhook", "secret-relay-agent"] {
+        let pods = pod_names(node, app);
+        // "At random": the pod whose name sorts first, which the hash suffix makes random.
+        let pod = pods.iter().min().unwrap();
+        let ns = if app == "secret-relay-agent" {
+            "akuity"
+        } else {
+            "secret-relay-system"
+        };
+        node.kubectl(&[
+            "-n",
+            ns,
+            "delete",
+            "pod",
+            pod,
+            "--force",
+            "--grace-period=0",
+        ]);
+        eprintln!("killed {ns}/{pod}");
+    }
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay",
+        2,
+        Duration::from_secs(180),
+    );
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay-webhook",
+        2,
+        Duration::from_secs(180),
+    );
+    node.wait_rollout("akuity", "secret-relay-agent", 1, Duration::from_secs(180));
+    eprintln!(
+        "every component back to full strength {:.1}s after the kills",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// The agent's count of pushes that failed or were denied, from its metrics
+/// (through the API server's pod proxy).
+fn failed_pushes(node: &Node) -> u64 {
+    let agent = pod_names(node, "secret-relay-agent");
+    let metrics = node.kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/akuity/pods/{}:9090/proxy/metrics",
+            agent[0]
+        ),
+    ]);
+    metrics
+        .lines()
+        .filter(|l| l.contains("action=\"push\""))
+        .filter(|l| l.contains("result=\"error\"") || l.contains("result=\"denied\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A rolling update is invisible to the sync: no Secret of the batch got a Warning
+/// Event (UpSyncFailed, UpSyncDenied, ...) from the agent, and the agent counted
+/// no failed or denied push beyond the `before` it had.
+fn assert_no_failed_write(node: &Node, prefix: &str, names: &[String], before: u64) {
+    let events = node.kubectl_json(&[
+        "-n",
+        "akuity",
+        "get",
+        "events",
+        "--field-selector=type=Warning",
+    ]);
+    let warnings: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["involvedObject"]["name"]
+                .as_str()
+                .is_some_and(|n| names.iter().any(|x| x == n))
+        })
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e["involvedObject"]["name"], e["reason"], e["message"]
+            )
+        })
+        .collect();
+    let after = failed_pushes(node);
+    if !warnings.is_empty() || after != before {
+        let agent = log_lines_at(node, "akuity", "deployment/secret-relay-agent", "WARN");
+        panic!(
+            "{prefix}: the disturbance showed in the sync: {} failed or denied pushes, Warning Events {warnings:#?}; the agent's warnings: {agent:#?}",
+            after - before
+        );
+    }
+}
+
+/// The JSON log lines of `target` at `level`, whole.
+fn log_lines_at(node: &Node, namespace: &str, target: &str, level: &str) -> Vec<Value> {
+    node.kubectl(&["-n", namespace, "logs", target])
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["level"] == level)
+        .collect()
+}
+
+/// The webhook's PodDisruptionBudget (minAvailable 1) holds during a drain of the
+/// node: one replica is evicted, the second eviction is refused, the webhook keeps
+/// answering (a write in argocd succeeds), and after uncordon both replicas return.
+fn webhook_budget_holds_during_a_drain(node: &Node) {
+    let t = Instant::now();
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&node.kubeconfig)
+        .args([
+            "drain",
+            "secret-relay-node",
+            "--pod-selector=app.kubernetes.io/name=secret-relay-webhook",
+            "--ignore-daemonsets",
+            "--timeout=20s",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "the drain evicted both webhook replicas past the budget"
+    );
+    assert!(
+        stderr.contains("disruption budget"),
+        "the drain failed for another reason than the budget:\n{stderr}"
+    );
+    let left = pod_names(node, "secret-relay-webhook");
+    assert_eq!(left.len(), 1, "the budget kept {left:?}");
+    // The one replica left still answers the API server (failurePolicy: Fail).
+    node.kubectl(&[
+        "-n",
+        "argocd",
+        "create",
+        "secret",
+        "generic",
+        "during-drain",
+        "--from-literal=probe=not-a-secret",
+    ]);
+    node.kubectl(&["uncordon", "secret-relay-node"]);
+    node.wait_rollout(
+        "secret-relay-system",
+        "secret-relay-webhook",
+        2,
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "the webhook's budget held a drain; both replicas back {:.1}s after it began",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// Registers cluster1 in the policy, issues its certificate Secret and applies

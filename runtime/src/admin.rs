@@ -62,6 +62,12 @@ impl Admin {
     pub fn readiness(&self) -> (bool, String) {
         let mut ready = true;
         let mut detail = String::new();
+        if crate::shutdown::is_stopping() {
+            ready = false;
+            detail.push_str(
+                "[-] shutdown: stop signal received, serving until the shutdown delay ends\n",
+            );
+        }
         for part in &self.inner.parts {
             let (ok, line) = (part.check)();
             ready &= ok;

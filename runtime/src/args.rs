@@ -36,6 +36,23 @@ pub struct LogArgs {
     pub log_json: bool,
 }
 
+/// How a server behind a Service stops.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ShutdownArgs {
+    /// Seconds to keep serving after SIGTERM while /readyz answers 503, so the
+    /// Service stops routing here before the listener closes (then in-flight
+    /// requests get up to 10 s to finish). The manifests set it; 0 stops at once.
+    #[arg(long, env = "SECRET_RELAY_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+}
+
+impl ShutdownArgs {
+    /// The process's shutdown token, cancelled the delay after the stop signal.
+    pub fn signal(&self) -> crate::CancellationToken {
+        crate::shutdown_signal_after(Duration::from_secs(self.shutdown_delay_seconds))
+    }
+}
+
 impl PolicyArgs {
     /// The source these flags name, polling a file every `interval`.
     pub fn source(&self, interval: Duration) -> Result<PolicySource, String> {

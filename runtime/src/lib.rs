@@ -15,11 +15,11 @@ mod serve;
 mod shutdown;
 
 pub use admin::{Admin, Readiness, serve_admin, text_response};
-pub use args::{LogArgs, PolicyArgs, TlsArgs, init_tracing};
+pub use args::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs, init_tracing};
 pub use client::{BuildClientError, kube_client, kube_config};
 pub use policy::{
     LoadOutcome, LoadPolicyError, PolicySource, PolicyState, Rejection, parse_policy,
     parse_policy_data, reload_file_once, run_policy_source, watch_configmap, watch_file,
 };
 pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_http, serve_tls};
-pub use shutdown::{CancellationToken, shutdown_signal};
+pub use shutdown::{CancellationToken, is_stopping, shutdown_signal, shutdown_signal_after};

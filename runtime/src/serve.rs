@@ -333,7 +333,22 @@ async fn serve_connection<I, H, F, B>(
         seen_by_service.store(true, Ordering::Release);
         let handler = handler.clone();
         let info = info.clone();
-        async move { Ok::<_, std::convert::Infallible>(handler(req, info).await) }
+        let http1 = req.version() < http::Version::HTTP_2;
+        async move {
+            let mut resp = handler(req, info).await;
+            if http1 && crate::shutdown::is_stopping() {
+                // In the shutdown delay, an HTTP/1.1 client is told to leave the
+                // connection after this answer, so it opens its next one to a replica
+                // that stays. Closing it idle later races the client's next request
+                // (kube-apiserver's webhook calls then fail with EOF); HTTP/2 has
+                // GOAWAY for this.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use secret_relay_policy::{
     AdmissionInput, AdmissionVerdict, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo,
-    in_scope, is_kubernetes_cleanup, mutate, validate, validate_without_policy,
+    in_scope, is_kubernetes_cleanup, keys, mutate, validate, validate_without_policy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -78,6 +78,9 @@ pub struct Reviewed {
     pub name: String,
     /// Whether the request was allowed.
     pub allowed: bool,
+    /// The cluster whose write the relay made (an impersonated cluster), if it was one:
+    /// such reviews are syncs, logged at info even when allowed.
+    pub cluster: Option<String>,
     /// The rule id that decided (`not-a-secret` for kinds we pass through, `mutate` on
     /// `/mutate`).
     pub rule: &'static str,
@@ -337,6 +340,7 @@ impl Answer {
                 namespace: req.namespace.clone().unwrap_or_default(),
                 name: req.name.clone().unwrap_or_default(),
                 allowed: true,
+                cluster: None,
                 rule: NOT_A_SECRET,
                 patch_ops: 0,
                 break_glass: None,
@@ -366,6 +370,11 @@ impl Answer {
         let decision = &verdict.decision;
         self.reviewed.allowed = decision.allowed;
         self.reviewed.rule = decision.rule.as_str();
+        if let Some(cluster) = user.username.strip_prefix(keys::CLUSTER_USER_PREFIX)
+            && user.groups.iter().any(|g| g == keys::CLUSTERS_GROUP)
+        {
+            self.reviewed.cluster = Some(cluster.to_owned());
+        }
         if verdict.break_glass_used {
             self.reviewed.break_glass = Some(user.username.clone());
         }

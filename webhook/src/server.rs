@@ -241,6 +241,7 @@ fn record(
                 operation = %reviewed.operation,
                 namespace = %reviewed.namespace,
                 name = %reviewed.name,
+                cluster = reviewed.cluster.as_deref(),
                 decision,
                 rule = reviewed.rule,
                 dry_run = reviewed.dry_run,
@@ -248,8 +249,12 @@ fn record(
             )
         };
     }
+    // A cluster's write (a sync, through the relay) is logged at info even when
+    // allowed, so each sync has its line in every component's log; others' allowed
+    // writes are the API server's audit log's.
     match decision {
         "denied" | "patched" => reviewed!(info),
+        "allowed" if reviewed.cluster.is_some() => reviewed!(info),
         _ => reviewed!(debug),
     }
 }

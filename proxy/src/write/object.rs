@@ -55,9 +55,8 @@ pub(super) async fn write_object(
         if !decision.allowed {
             return denied(cluster, name, "up-sync", &decision, false);
         }
-        // Allowed writes log at debug, as the webhook does: the API server audits
-        // them (as the impersonated cluster). Denials stay at info.
-        tracing::debug!(%cluster, %name, rule = %decision.rule, "up-sync write");
+        // Every sync has its line in every component's log: allowed writes too.
+        tracing::info!(%cluster, %name, rule = %decision.rule, "up-sync write");
         if let Err(answer) = keep_for_handback(relay, cp, &decision, &target).await {
             return answer;
         }
