@@ -238,8 +238,10 @@ kill -HUP "$upstream_pid"
 sleep 0.5
 
 # --- nginx as a plain mTLS reverse proxy (core 0): one worker, the same CA and
-# ECDSA P-256 certificate, TLS 1.3 with X25519 (what the relay's ring provider
-# negotiates with oha), ALPN h2 and http/1.1, a pooled upstream. TLS session
+# ECDSA P-256 certificate, TLS 1.3 with X25519 (OpenSSL 3.0 has no
+# X25519MLKEM768; the relay, on aws-lc-rs, negotiates that hybrid with oha,
+# whose rustls offers it first: BENCHMARKS.md, "TLS providers"), ALPN h2 and
+# http/1.1, a pooled upstream. TLS session
 # resumption is on, as it is in the relay (rustls' default session cache and
 # TLS 1.3 tickets), so a new connection per request resumes on both.
 cat >"$work/proxy/nginx.conf" <<CONF
@@ -290,8 +292,9 @@ put_code() { as_cluster -o /dev/null -w '%{http_code}' -X PUT -H 'content-type: 
 [ "$(put_code "$relay_port")" = 200 ] && [ "$(put_code "$nginx_port")" = 200 ] \
     || { echo "a PUT was not answered 200" >&2; exit 1; }
 
-# The TLS group each side negotiates (openssl s_client offers X25519 and P-256, as
-# OpenSSL 3.0 does; oha's rustls also offers X25519MLKEM768, which neither server has).
+# The TLS group each side negotiates with a classical client (openssl s_client offers
+# X25519 and P-256, as OpenSSL 3.0 does). oha's rustls offers X25519MLKEM768 first,
+# which the relay (aws-lc-rs) takes and nginx (OpenSSL 3.0) does not have.
 group() {
     openssl s_client -connect "127.0.0.1:$1" -servername localhost -CAfile "$pki/ca.crt" \
         -cert "$pki/cluster1.crt" -key "$pki/cluster1.key" -groups X25519:P-256 </dev/null 2>/dev/null \

@@ -140,6 +140,9 @@ lint_missing=()
 if cargo fmt --version >/dev/null 2>&1; then
     say "cargo fmt --check"
     cargo fmt --all --check
+    # The handshake bench is its own package outside the workspace (it builds ring
+    # beside aws-lc-rs to compare them): checked by its manifest.
+    cargo fmt --manifest-path benches/handshake/Cargo.toml --check
 else
     lint_missing+=("cargo fmt")
     loud "cargo fmt is not installed: formatting was NOT checked"
@@ -150,6 +153,7 @@ if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets -- -D warnings
     # The product as the image builds it: without the sandbox (no demo, no sandbox).
     cargo clippy -p secret-relay --no-default-features -- -D warnings
+    cargo clippy --manifest-path benches/handshake/Cargo.toml --locked --all-targets -- -D warnings
 else
     lint_missing+=("cargo clippy")
     loud "cargo clippy is not installed: lints were NOT checked"

@@ -1,4 +1,4 @@
-//! rustls server and client configs on the workspace's one crypto provider.
+//! rustls server and client configs on the workspace's one crypto provider (aws-lc-rs).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,9 +52,28 @@ pub enum TlsConfigError {
     },
 }
 
-/// The crypto provider every config in secret-relay uses (ring).
+/// The crypto provider every config in secret-relay uses: aws-lc-rs, with the key
+/// exchange groups in this order of preference: the hybrid post-quantum
+/// X25519MLKEM768 first, then the classical X25519, secp256r1 and secp384r1.
+///
+/// A client on it offers the hybrid first (with an X25519 key share beside it). A
+/// server on it supports all four and, as rustls does in TLS 1.3, takes the first of
+/// the client's groups that it supports: the hybrid for a client that lists it first
+/// (rustls with aws-lc-rs, Go 1.24 and later: kube-apiserver, client-go, kubectl), a
+/// classical group for the others (OpenSSL 3.0, older Go), so no client is turned
+/// away. The list is set here rather than left to rustls' `prefer-post-quantum`
+/// feature, so that a feature change elsewhere in the tree cannot demote the hybrid.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::aws_lc_rs::{self, kx_group};
+    Arc::new(CryptoProvider {
+        kx_groups: vec![
+            kx_group::X25519MLKEM768,
+            kx_group::X25519,
+            kx_group::SECP256R1,
+            kx_group::SECP384R1,
+        ],
+        ..aws_lc_rs::default_provider()
+    })
 }
 
 /// Builds a root store from a PEM bundle.
@@ -69,7 +88,7 @@ pub(crate) fn root_store(ca_pem: &str) -> Result<RootCertStore, TlsConfigError> 
     Ok(roots)
 }
 
-/// A static server config from PEM material.
+/// A static server config from PEM material, on [`provider`].
 ///
 /// `alpn` lists the protocols offered, most preferred first (the webhook offers
 /// only `http/1.1`, as kube-apiserver calls webhooks over HTTP/1.1).
@@ -80,9 +99,29 @@ pub fn server_config(
     client_auth: ClientAuth,
     alpn: &[&[u8]],
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
+    server_config_with_provider(
+        provider(),
+        cert_pem,
+        key_pem,
+        client_ca_pem,
+        client_auth,
+        alpn,
+    )
+}
+
+/// [`server_config`] on another crypto provider (benchmarks and tests compare providers
+/// and key exchange groups with it; the servers use [`server_config`]).
+pub fn server_config_with_provider(
+    provider: Arc<CryptoProvider>,
+    cert_pem: &str,
+    key_pem: &str,
+    client_ca_pem: Option<&str>,
+    client_auth: ClientAuth,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, TlsConfigError> {
     let certs = parse_certs_pem(cert_pem)?;
     let key = parse_key_pem(key_pem)?;
-    let builder = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsConfigError::Rustls {
             what: "protocol versions",
@@ -93,7 +132,7 @@ pub fn server_config(
         ClientAuth::Optional | ClientAuth::Required => {
             let ca = client_ca_pem.ok_or(TlsConfigError::MissingClientCa)?;
             let roots = Arc::new(root_store(ca)?);
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
             let verifier = if client_auth == ClientAuth::Optional {
                 verifier.allow_unauthenticated()
             } else {
@@ -113,14 +152,26 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// A client config trusting only `ca_pem`, optionally presenting a client certificate.
+/// A client config trusting only `ca_pem`, optionally presenting a client certificate,
+/// on [`provider`].
 pub fn client_config(
     ca_pem: &str,
     client: Option<(&str, &str)>,
     alpn: &[&[u8]],
 ) -> Result<Arc<ClientConfig>, TlsConfigError> {
+    client_config_with_provider(provider(), ca_pem, client, alpn)
+}
+
+/// [`client_config`] on another crypto provider (benchmarks and tests compare providers
+/// and key exchange groups with it; the agent uses [`client_config`]).
+pub fn client_config_with_provider(
+    provider: Arc<CryptoProvider>,
+    ca_pem: &str,
+    client: Option<(&str, &str)>,
+    alpn: &[&[u8]],
+) -> Result<Arc<ClientConfig>, TlsConfigError> {
     let roots = root_store(ca_pem)?;
-    let builder = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|source| TlsConfigError::Rustls {
             what: "protocol versions",

@@ -16,12 +16,16 @@
 //! are blocking CPU and file work: from async code run them inside
 //! `tokio::task::spawn_blocking` (as [`ReloadingServerTls::spawn_watch`] does).
 //!
-//! # Crypto provider: ring
+//! # Crypto provider: aws-lc-rs
 //!
-//! ring is the default provider of both kube and rcgen, it builds with a C compiler
-//! only (no cmake, no NASM), which keeps a fresh machine's build short, and using one
-//! provider everywhere means one crypto stack to audit. Configs are built with
-//! [`provider`] explicitly; no process-wide default is installed.
+//! aws-lc-rs brings the hybrid post-quantum key exchange X25519MLKEM768, which Go 1.24
+//! and later (kube-apiserver, client-go) offer by default and ring lacks: a relay
+//! carrying long-lived credentials between clusters must not be recordable now and
+//! decryptable later. Our servers prefer it and still accept classical clients
+//! (X25519, secp256r1); our clients offer it first. The same provider serves rustls,
+//! rcgen and kube, one crypto stack to audit. Configs are built with [`provider`]
+//! explicitly; no process-wide default is installed. The cost and the handshake figures
+//! are in BENCHMARKS.md, "TLS providers".
 
 mod config;
 mod identity;
@@ -29,7 +33,8 @@ mod issue;
 mod reload;
 
 pub use config::{
-    ClientAuth, TlsConfigError, agent_client_config, client_config, provider, server_config,
+    ClientAuth, TlsConfigError, agent_client_config, client_config, client_config_with_provider,
+    provider, server_config, server_config_with_provider,
 };
 pub use identity::{ClusterIdentity, IdentityError, IdentitySource, peer_identity};
 pub use issue::{

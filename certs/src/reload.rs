@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
@@ -103,6 +104,7 @@ pub struct ReloadingServerTls {
     resolver: Arc<RotatingCertResolver>,
     verifier: Option<Arc<RotatingClientVerifier>>,
     config: Arc<ServerConfig>,
+    provider: Arc<CryptoProvider>,
     seen: Mutex<FileContents>,
     rotations: AtomicU64,
 }
@@ -126,14 +128,26 @@ struct RotatingClientVerifier {
 }
 
 impl ReloadingServerTls {
-    /// Loads the files and builds the config once. Fails if the first material is invalid.
+    /// Loads the files and builds the config once, on [`provider`]. Fails if the first
+    /// material is invalid.
     pub fn new(
         files: TlsFiles,
         client_auth: ClientAuth,
         alpn: &[&[u8]],
     ) -> Result<Arc<ReloadingServerTls>, ReloadTlsError> {
+        ReloadingServerTls::with_provider(files, client_auth, alpn, provider())
+    }
+
+    /// [`ReloadingServerTls::new`] on another crypto provider (benchmarks compare
+    /// providers with it; the servers use [`ReloadingServerTls::new`]).
+    pub fn with_provider(
+        files: TlsFiles,
+        client_auth: ClientAuth,
+        alpn: &[&[u8]],
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Arc<ReloadingServerTls>, ReloadTlsError> {
         let contents = read_files(&files)?;
-        let key = certified_key(&files, &contents)?;
+        let key = certified_key(&files, &contents, &provider)?;
         let resolver = Arc::new(RotatingCertResolver {
             current: ArcSwap::from_pointee(key),
         });
@@ -141,7 +155,7 @@ impl ReloadingServerTls {
             ClientAuth::None => None,
             ClientAuth::Optional | ClientAuth::Required => {
                 let mandatory = client_auth == ClientAuth::Required;
-                let inner = client_verifier(&files, &contents, mandatory)?;
+                let inner = client_verifier(&files, &contents, mandatory, &provider)?;
                 Some(Arc::new(RotatingClientVerifier {
                     current: ArcSwap::from_pointee(inner),
                     mandatory,
@@ -149,7 +163,7 @@ impl ReloadingServerTls {
             }
         };
         // Protocol versions come from the provider's safe defaults; they cannot be refused.
-        let builder = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|source| ReloadTlsError::Key {
                 cert: files.cert.clone(),
@@ -167,6 +181,7 @@ impl ReloadingServerTls {
             resolver,
             verifier,
             config: Arc::new(config),
+            provider,
             seen: Mutex::new(contents),
             rotations: AtomicU64::new(0),
         }))
@@ -211,9 +226,14 @@ impl ReloadingServerTls {
         if *seen == contents {
             return Ok(ReloadOutcome::Unchanged);
         }
-        let key = certified_key(&self.files, &contents)?;
+        let key = certified_key(&self.files, &contents, &self.provider)?;
         let verifier = match &self.verifier {
-            Some(v) => Some(client_verifier(&self.files, &contents, v.mandatory)?),
+            Some(v) => Some(client_verifier(
+                &self.files,
+                &contents,
+                v.mandatory,
+                &self.provider,
+            )?),
             None => None,
         };
         self.resolver.current.store(Arc::new(key));
@@ -304,6 +324,7 @@ fn text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str, ReloadTlsError> {
 fn certified_key(
     files: &TlsFiles,
     contents: &FileContents,
+    provider: &CryptoProvider,
 ) -> Result<CertifiedKey, ReloadTlsError> {
     let certs = parse_certs_pem(text(&files.cert, &contents.cert)?).map_err(|source| {
         ReloadTlsError::Load {
@@ -318,7 +339,7 @@ fn certified_key(
         })?;
     check_validity(&files.cert, &certs[0])?;
     let key =
-        CertifiedKey::from_der(certs, key, &provider()).map_err(|source| ReloadTlsError::Key {
+        CertifiedKey::from_der(certs, key, provider).map_err(|source| ReloadTlsError::Key {
             cert: files.cert.clone(),
             key: files.key.clone(),
             source,
@@ -356,6 +377,7 @@ fn client_verifier(
     files: &TlsFiles,
     contents: &FileContents,
     mandatory: bool,
+    provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, ReloadTlsError> {
     let (Some(path), Some(bytes)) = (&files.client_ca, &contents.client_ca) else {
         return Err(ReloadTlsError::MissingClientCa);
@@ -365,7 +387,7 @@ fn client_verifier(
         source,
     };
     let roots = root_store(text(path, bytes)?).map_err(client_ca)?;
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     let builder = if mandatory {
         builder
     } else {

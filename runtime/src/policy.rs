@@ -398,7 +398,7 @@ pub async fn watch_configmap(
 }
 
 fn short_digest(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref()[..8]
         .iter()
         .map(|b| format!("{b:02x}"))

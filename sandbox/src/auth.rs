@@ -175,7 +175,7 @@ pub(crate) fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_owned))
         .collect();
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
     let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Some(UserInfo {
         username,

@@ -1,6 +1,6 @@
 //! Object metadata helpers: uids, timestamps, generated names.
 
-use ring::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 

@@ -53,7 +53,7 @@ impl TestHook {
             .unwrap()
             .signed_by(&key, &ca)
             .unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = secret_relay_certs::provider();
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()

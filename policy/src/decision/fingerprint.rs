@@ -19,7 +19,7 @@ pub fn digest(secret: &Secret) -> String {
     for (k, v) in secret.string_data.iter().flatten() {
         merged.insert(k, v.as_bytes());
     }
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for (k, v) in merged {
         ctx.update(&(k.len() as u64).to_be_bytes());
         ctx.update(k.as_bytes());

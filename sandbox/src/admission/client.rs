@@ -184,7 +184,7 @@ async fn tls_connect(
     target: &Target,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ExchangeError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = secret_relay_certs::provider();
     let verifier = x509::RecordingVerifier::new(target.roots.clone(), provider.clone());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -12,7 +12,7 @@ use crate::status::{Status, StatusCause};
 /// A fresh random (version 4) UUID.
 pub(super) fn new_uid() -> String {
     let mut bytes = [0u8; 16];
-    if rustls::crypto::ring::default_provider()
+    if secret_relay_certs::provider()
         .secure_random
         .fill(&mut bytes)
         .is_err()

@@ -243,8 +243,8 @@ impl KeyAlgorithm {
 
 const UNSUPPORTED: &str = "x509: cannot verify signature: algorithm unimplemented";
 
-/// The ring algorithms that may verify a signature.
-type RingAlgorithms = Vec<&'static dyn ring::signature::VerificationAlgorithm>;
+/// The aws-lc-rs algorithms (ring's API) that may verify a signature.
+type VerifyAlgorithms = Vec<&'static dyn aws_lc_rs::signature::VerificationAlgorithm>;
 
 /// Go's `Certificate.CheckSignatureFrom`: `Ok` when `parent` may sign and signed `cert`.
 fn check_signature_from(
@@ -252,7 +252,7 @@ fn check_signature_from(
     parent: &X509Certificate<'_>,
 ) -> Result<(), String> {
     check_can_sign(parent)?;
-    let (wanted, ring_algorithms) =
+    let (wanted, algorithms) =
         signature_algorithm(&cert.signature_algorithm.algorithm.to_id_string())?;
     let spki = parent.public_key();
     let have = match spki.algorithm.algorithm.to_id_string().as_str() {
@@ -273,15 +273,15 @@ fn check_signature_from(
     let signature: &[u8] = &cert.signature_value.data;
     // The curve decides which ECDSA algorithm applies; trying each is equivalent, since a
     // key of the other curve does not parse.
-    let verified = ring_algorithms.iter().any(|algorithm| {
-        ring::signature::UnparsedPublicKey::new(*algorithm, key)
+    let verified = algorithms.iter().any(|algorithm| {
+        aws_lc_rs::signature::UnparsedPublicKey::new(*algorithm, key)
             .verify(message, signature)
             .is_ok()
     });
     if verified {
         Ok(())
     } else {
-        // Also for the few algorithms ring cannot check (ECDSA with SHA-512, RSA-PSS): rustls
+        // Also for the few algorithms left unchecked here (ECDSA with SHA-512, RSA-PSS): rustls
         // refused the chain, so the signature is taken as not verifying.
         Err(wanted.verification_failure().to_owned())
     }
@@ -310,39 +310,39 @@ fn check_can_sign(parent: &X509Certificate<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The key algorithm a signature algorithm (by OID) needs and the ring algorithms that can
-/// check it (none for those ring lacks).
-fn signature_algorithm(oid: &str) -> Result<(KeyAlgorithm, RingAlgorithms), String> {
-    let algorithms: (KeyAlgorithm, RingAlgorithms) = match oid {
+/// The key algorithm a signature algorithm (by OID) needs and the aws-lc-rs algorithms that
+/// check it (none for those the sandbox leaves unchecked).
+fn signature_algorithm(oid: &str) -> Result<(KeyAlgorithm, VerifyAlgorithms), String> {
+    let algorithms: (KeyAlgorithm, VerifyAlgorithms) = match oid {
         "1.2.840.10045.4.3.2" => (
             KeyAlgorithm::Ecdsa,
             vec![
-                &ring::signature::ECDSA_P256_SHA256_ASN1,
-                &ring::signature::ECDSA_P384_SHA256_ASN1,
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_ASN1,
+                &aws_lc_rs::signature::ECDSA_P384_SHA256_ASN1,
             ],
         ),
         "1.2.840.10045.4.3.3" => (
             KeyAlgorithm::Ecdsa,
             vec![
-                &ring::signature::ECDSA_P256_SHA384_ASN1,
-                &ring::signature::ECDSA_P384_SHA384_ASN1,
+                &aws_lc_rs::signature::ECDSA_P256_SHA384_ASN1,
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1,
             ],
         ),
         "1.2.840.10045.4.3.4" => (KeyAlgorithm::Ecdsa, Vec::new()),
         "1.2.840.113549.1.1.11" => (
             KeyAlgorithm::Rsa,
-            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA256],
+            vec![&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256],
         ),
         "1.2.840.113549.1.1.12" => (
             KeyAlgorithm::Rsa,
-            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA384],
+            vec![&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA384],
         ),
         "1.2.840.113549.1.1.13" => (
             KeyAlgorithm::Rsa,
-            vec![&ring::signature::RSA_PKCS1_2048_8192_SHA512],
+            vec![&aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA512],
         ),
         "1.2.840.113549.1.1.10" => (KeyAlgorithm::Rsa, Vec::new()),
-        "1.3.101.112" => (KeyAlgorithm::Ed25519, vec![&ring::signature::ED25519]),
+        "1.3.101.112" => (KeyAlgorithm::Ed25519, vec![&aws_lc_rs::signature::ED25519]),
         _ => return Err(UNSUPPORTED.to_owned()),
     };
     Ok(algorithms)

@@ -61,9 +61,9 @@ impl Guard {
 
 /// A random URL-safe token of 256 bits.
 pub(crate) fn random_token() -> Option<String> {
-    use ring::rand::SecureRandom as _;
+    use aws_lc_rs::rand::SecureRandom as _;
     let mut bytes = [0u8; 32];
-    ring::rand::SystemRandom::new().fill(&mut bytes).ok()?;
+    aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes).ok()?;
     Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
