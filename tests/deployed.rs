@@ -191,6 +191,13 @@ impl Node {
         )
     }
 
+    /// Waits until the webhook and the relay are each 2/2 Ready.
+    fn wait_control_plane(&self, timeout: Duration) {
+        for deploy in ["secret-relay-webhook", "secret-relay"] {
+            self.wait_rollout("secret-relay-system", deploy, 2, timeout);
+        }
+    }
+
     /// Waits until the Deployment has `replicas` updated, ready and available pods.
     fn wait_rollout(&self, namespace: &str, name: &str, replicas: u64, timeout: Duration) {
         let start = Instant::now();
@@ -317,18 +324,7 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
 
     let t = Instant::now();
     node.apply(&manifest);
-    node.wait_rollout(
-        "secret-relay-system",
-        "secret-relay-webhook",
-        2,
-        Duration::from_secs(120),
-    );
-    node.wait_rollout(
-        "secret-relay-system",
-        "secret-relay",
-        2,
-        Duration::from_secs(120),
-    );
+    node.wait_control_plane(Duration::from_secs(120));
     eprintln!(
         "webhook and relay 2/2 Ready {:.1}s after apply",
         t.elapsed().as_secs_f64()
@@ -786,18 +782,7 @@ fn kill_one_pod_of_each(node: &Node) {
         ]);
         eprintln!("killed {ns}/{pod}");
     }
-    node.wait_rollout(
-        "secret-relay-system",
-        "secret-relay",
-        2,
-        Duration::from_secs(180),
-    );
-    node.wait_rollout(
-        "secret-relay-system",
-        "secret-relay-webhook",
-        2,
-        Duration::from_secs(180),
-    );
+    node.wait_control_plane(Duration::from_secs(180));
     node.wait_rollout("akuity", "secret-relay-agent", 1, Duration::from_secs(180));
     eprintln!(
         "every component back to full strength {:.1}s after the kills",

@@ -335,19 +335,8 @@ async fn serve_connection<I, H, F, B>(
         let info = info.clone();
         let http1 = req.version() < http::Version::HTTP_2;
         async move {
-            let mut resp = handler(req, info).await;
-            if http1 && crate::shutdown::is_stopping() {
-                // In the shutdown delay, an HTTP/1.1 client is told to leave the
-                // connection after this answer, so it opens its next one to a replica
-                // that stays. Closing it idle later races the client's next request
-                // (kube-apiserver's webhook calls then fail with EOF); HTTP/2 has
-                // GOAWAY for this.
-                resp.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            Ok::<_, std::convert::Infallible>(resp)
+            let resp = handler(req, info).await;
+            Ok::<_, std::convert::Infallible>(close_when_stopping(resp, http1))
         }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -397,6 +386,20 @@ async fn serve_connection<I, H, F, B>(
             tracing::debug!(%peer, error = %err, "connection ended with an error");
         }
     }
+}
+
+/// In the shutdown delay, an HTTP/1.1 answer tells its client to leave the
+/// connection, so the client opens its next one to a replica that stays. Closing the
+/// connection idle later would race the client's next request (kube-apiserver's
+/// webhook calls then fail with EOF); HTTP/2 has GOAWAY for this.
+fn close_when_stopping<B>(mut resp: Response<B>, http1: bool) -> Response<B> {
+    if http1 && crate::shutdown::is_stopping() {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }
 
 #[cfg(test)]
