@@ -9,9 +9,10 @@
 //! `SCALE_ROUNDS` (5), `SCALE_IN_FLIGHT` (64: watches starting at once), `SCALE_NARROW`
 //! (200: changes of copies that reach a few clusters). `RELAY_BIN` names the
 //! `secret-relay` binary (default: the one Cargo builds for this bench). The bench
-//! process holds one socket per cluster and raises its own open-file limit with
-//! `prlimit` when it is too low (else run it under `ulimit -n 30000`); the relay
-//! inherits it.
+//! process holds one socket per cluster and raises its own soft open-file limit with
+//! `prlimit` when it is too low; the relay inherits it. Past the hard limit that needs
+//! CAP_SYS_RESOURCE, so without it run the bench from a shell with a higher hard limit
+//! (`ulimit -n 30000`).
 //!
 //! The hub copies (a sandbox API server in this process): copy `i` sits in slot
 //! `i mod clusters`; nine in ten are owned by the slot's cluster (up-synced), one in ten
