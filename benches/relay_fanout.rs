@@ -19,245 +19,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+// The fan-out bench uses a part of what the relay benches share.
+#[allow(dead_code)]
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use futures::StreamExt as _;
-use http_body_util::{BodyExt as _, Empty};
-use hyper_util::rt::TokioIo;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
-use rustls_pki_types::ServerName;
-use secret_relay_certs::{Validity, client_config};
+use kube::api::PostParams;
 use secret_relay_testkit::{Flavor, Options, TestCluster};
-use tokio::sync::mpsc;
 
-const NAMESPACE: &str = "argocd";
+use support::{
+    NAMESPACE, ROUND_KEY, RelayProcess, Start, change_and_time, cluster_tls, cpu_seconds,
+    env_usize, hub_copy, median, open_watches, percentile, pin, rss_kib, write_policy,
+};
+
 const BROADCAST: &str = "broadcast-repo";
-const ROUND_KEY: &str = "bench.secret-relay.io/round";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pin(pid: u32, core: &str) -> bool {
-    Command::new("taskset")
-        .args(["-a", "-p", "-c", core, &pid.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn relay_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("RELAY_BIN") {
-        return bin.into();
-    }
-    PathBuf::from(env!("CARGO_BIN_EXE_secret-relay"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A repository-credentials Secret of about 2 KB.
-fn hub_copy(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-    let mut s = Secret::default();
-    s.metadata.name = Some(name.to_owned());
-    s.metadata.namespace = Some(NAMESPACE.to_owned());
-    let map = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    };
-    s.metadata.labels = Some(map(labels));
-    s.metadata.annotations = Some(map(annotations));
-    let data = [
-        (
-            "url",
-            format!("https://git.example.com/platform/deployments-{name}.git"),
-        ),
-        ("username", "deploy-bot".to_owned()),
-        ("password", "x".repeat(40)),
-        ("sshPrivateKey", "k".repeat(1100)),
-    ];
-    s.data = Some(
-        data.into_iter()
-            .map(|(k, v)| (k.to_owned(), ByteString(v.into_bytes())))
-            .collect(),
-    );
-    s.type_ = Some("Opaque".to_owned());
-    s
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at index 2.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/PID/stat: 11 and 12 after ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-struct RelayProcess {
-    child: Child,
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Reads `secret-relay.io/round` from a MODIFIED line of the broadcast copy.
-fn round_of(line: &[u8]) -> Option<u64> {
-    if !line.starts_with(br#"{"type":"MODIFIED""#) {
-        return None;
-    }
-    let needle = format!("\"{ROUND_KEY}\":\"");
-    let at = line
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())?;
-    let rest = &line[at + needle.len()..];
-    let end = rest.iter().position(|b| *b == b'"')?;
-    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
-/// One cluster's watch: connects, then reports (round, arrival) for every marked line.
-async fn watch(
-    addr: std::net::SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    connected: mpsc::UnboundedSender<Result<(), String>>,
-    arrivals: mpsc::UnboundedSender<(u64, Instant)>,
-) {
-    let fail = |e: String| {
-        let _ = connected.send(Err(e));
-    };
-    let tcp = match tokio::net::TcpStream::connect(addr).await {
-        Ok(t) => t,
-        Err(e) => return fail(format!("connect: {e}")),
-    };
-    let _ = tcp.set_nodelay(true);
-    let connector = tokio_rustls::TlsConnector::from(tls);
-    let name = ServerName::try_from("localhost").unwrap();
-    let stream = match connector.connect(name, tcp).await {
-        Ok(s) => s,
-        Err(e) => return fail(format!("TLS: {e}")),
-    };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(x) => x,
-        Err(e) => return fail(format!("HTTP: {e}")),
-    };
-    tokio::spawn(conn);
-    let req = http::Request::get(format!(
-        "/api/v1/namespaces/{NAMESPACE}/secrets?watch=true&allowWatchBookmarks=true"
-    ))
-    .header("host", "localhost")
-    .body(Empty::<Bytes>::new())
-    .unwrap();
-    let resp = match sender.send_request(req).await {
-        Ok(r) => r,
-        Err(e) => return fail(format!("request: {e}")),
-    };
-    if resp.status() != http::StatusCode::OK {
-        return fail(format!("status {}", resp.status()));
-    }
-    let _ = connected.send(Ok(()));
-    let mut body = resp.into_body();
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        let now = Instant::now();
-        buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line = buf.split_to(nl + 1);
-            if let Some(round) = round_of(&line) {
-                let _ = arrivals.send((round, now));
-            }
-        }
-        if buf.len() > 1 << 20 {
-            return;
-        }
-    }
-}
-
-async fn wait_ready(admin: u16, relay: &mut RelayProcess) {
-    let url = format!("http://127.0.0.1:{admin}/readyz");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(Some(status)) = relay.child.try_wait() {
-            panic!("the relay exited: {status}");
-        }
-        let ok = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", &url])
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the relay was not ready in time");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn write_policy(path: &Path, clusters: usize) {
-    let mut text = String::from("controlPlaneNamespace: argocd\nclusters:\n");
-    for i in 1..=clusters {
-        text.push_str(&format!(
-            "  - name: cluster{i}\n    labels: {{ env: prod, region: r{} }}\n",
-            i % 4
-        ));
-    }
-    text.push_str("secretSources:\n  - clusterSelector: env=prod\n    labelSelector: team\n");
-    std::fs::write(path, text).unwrap();
-}
 
 async fn run() {
     let clusters = env_usize("FANOUT_CLUSTERS", 1000);
@@ -275,19 +55,7 @@ async fn run() {
     let pki = secret_relay_devstack::Pki::generate(&dir, "relay fan-out bench CA").unwrap();
     pki.issue_relay().unwrap();
     let ca = &pki.ca;
-    let tls: Vec<Arc<rustls::ClientConfig>> = (1..=clusters)
-        .map(|i| {
-            let cert = ca
-                .issue_cluster(&format!("cluster{i}"), Validity::default())
-                .unwrap();
-            client_config(
-                ca.cert_pem(),
-                Some((&cert.cert_pem, &cert.key_pem)),
-                &[b"http/1.1"],
-            )
-            .unwrap()
-        })
-        .collect();
+    let tls: Vec<Arc<rustls::ClientConfig>> = cluster_tls(ca, clusters);
     write_policy(&dir.join("policy.yaml"), clusters);
 
     // The hub copies.
@@ -354,43 +122,10 @@ async fn run() {
     );
 
     // The relay, as its own process on core 0.
-    let port = free_port();
-    let admin_port = free_port();
-    let bin = relay_bin();
-    let mut command = if Command::new("taskset").arg("-V").output().is_ok() {
-        let mut c = Command::new("taskset");
-        c.args(["-c", "0"]).arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
-    command
-        .arg("relay")
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
-        .arg("--tls-cert")
-        .arg(dir.join("relay.crt"))
-        .arg("--tls-key")
-        .arg(dir.join("relay.key"))
-        .arg("--client-ca")
-        .arg(dir.join("ca.crt"))
-        .arg("--kubeconfig")
-        .arg(cluster.kubeconfig())
-        .arg("--policy-file")
-        .arg(dir.join("policy.yaml"))
-        .args(["--cluster-watches", "8"])
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(dir.join("relay.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    let mut relay = RelayProcess {
-        child: command.spawn().expect("failed to start the relay"),
-    };
-    let pid = relay.child.id();
+    let mut relay = RelayProcess::spawn(&dir, cluster.kubeconfig(), "relay.log");
+    let pid = relay.pid();
     let ready_at = Instant::now();
-    wait_ready(admin_port, &mut relay).await;
+    relay.wait_ready().await;
     eprintln!(
         "relay ready (cache synced) in {:.1}s",
         ready_at.elapsed().as_secs_f64()
@@ -399,32 +134,11 @@ async fn run() {
     let rss_cache = rss_kib(pid, "VmRSS:");
 
     // One watch per cluster.
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
-    let (arr_tx, mut arr_rx) = mpsc::unbounded_channel();
     let connect_started = Instant::now();
     let cpu_before_connect = cpu_seconds(pid);
-    let mut waiting = 0;
-    for config in &tls {
-        tokio::spawn(watch(addr, config.clone(), conn_tx.clone(), arr_tx.clone()));
-        waiting += 1;
-        // At most 64 handshakes in flight.
-        if waiting == 64 {
-            conn_rx
-                .recv()
-                .await
-                .unwrap()
-                .expect("a watch failed to start");
-            waiting -= 1;
-        }
-    }
-    for _ in 0..waiting {
-        conn_rx
-            .recv()
-            .await
-            .unwrap()
-            .expect("a watch failed to start");
-    }
+    // At most 64 handshakes in flight.
+    let mut watches = open_watches(relay.addr(), &tls, Start::Plain, |_| None, 64).await;
+    let arr_rx = &mut watches.arrivals;
     let connect_secs = connect_started.elapsed().as_secs_f64();
     let connect_cpu = cpu_seconds(pid) - cpu_before_connect;
     eprintln!("{clusters} watches open in {connect_secs:.1}s");
@@ -439,31 +153,7 @@ async fn run() {
     let mut maxes = Vec::new();
     let rounds_cpu0 = cpu_seconds(pid);
     for round in 1..=rounds as u64 {
-        let patch =
-            serde_json::json!({"metadata": {"annotations": {ROUND_KEY: round.to_string()}}});
-        let t0 = Instant::now();
-        secrets
-            .patch(BROADCAST, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        let mut delays = Vec::with_capacity(clusters);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while delays.len() < clusters {
-            match tokio::time::timeout_at(deadline, arr_rx.recv()).await {
-                Ok(Some((r, at))) if r == round => {
-                    delays.push(at.duration_since(t0).as_secs_f64() * 1000.0);
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
-            }
-        }
-        assert_eq!(
-            delays.len(),
-            clusters,
-            "round {round}: only {} of {clusters} watches got the change",
-            delays.len()
-        );
-        delays.sort_by(f64::total_cmp);
+        let delays = change_and_time(&secrets, BROADCAST, round, clusters, arr_rx).await;
         let (p50, p99, max) = (
             percentile(&delays, 50.0),
             percentile(&delays, 99.0),
