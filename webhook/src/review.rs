@@ -6,7 +6,8 @@ use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
 use secret_relay_policy::{
     AdmissionInput, AdmissionVerdict, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo,
-    in_scope, is_kubernetes_cleanup, keys, mutate, validate, validate_without_policy,
+    impersonated_cluster, in_scope, is_kubernetes_cleanup, mutate, validate,
+    validate_without_policy,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -370,11 +371,7 @@ impl Answer {
         let decision = &verdict.decision;
         self.reviewed.allowed = decision.allowed;
         self.reviewed.rule = decision.rule.as_str();
-        if let Some(cluster) = user.username.strip_prefix(keys::CLUSTER_USER_PREFIX)
-            && user.groups.iter().any(|g| g == keys::CLUSTERS_GROUP)
-        {
-            self.reviewed.cluster = Some(cluster.to_owned());
-        }
+        self.reviewed.cluster = impersonated_cluster(user).map(str::to_owned);
         if verdict.break_glass_used {
             self.reviewed.break_glass = Some(user.username.clone());
         }

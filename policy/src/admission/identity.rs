@@ -61,16 +61,23 @@ impl Identity {
     }
 }
 
+/// The cluster `user` is, when it is one: the impersonated user name
+/// `secret-relay:cluster:<name>` in the clusters group (only the relay may
+/// impersonate both).
+pub fn impersonated_cluster(user: &UserInfo) -> Option<&str> {
+    user.username
+        .strip_prefix(keys::CLUSTER_USER_PREFIX)
+        .filter(|name| !name.is_empty())
+        .filter(|_| user.groups.iter().any(|g| g == keys::CLUSTERS_GROUP))
+}
+
 /// Who wrote: a cluster identity needs both the impersonated user name and
 /// the clusters group (only the relay may impersonate); cluster identities
 /// are checked first so no break-glass entry can exempt a cluster. A
 /// break-glass entry wins over a Kubernetes system identity, so an operator
 /// who lists one gets what they asked for.
 pub fn identify(policy: &Policy, relay: &RelayIdentity, user: &UserInfo) -> Identity {
-    if let Some(name) = user.username.strip_prefix(keys::CLUSTER_USER_PREFIX)
-        && !name.is_empty()
-        && user.groups.iter().any(|g| g == keys::CLUSTERS_GROUP)
-    {
+    if let Some(name) = impersonated_cluster(user) {
         return Identity::Cluster(name.to_owned());
     }
     if user.username == relay.service_account {

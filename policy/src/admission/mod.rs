@@ -18,7 +18,7 @@ mod request;
 mod stamp;
 mod verdict;
 
-pub use identity::{Identity, RelayIdentity, UserInfo, identify};
+pub use identity::{Identity, RelayIdentity, UserInfo, identify, impersonated_cluster};
 pub use managed::is_down_copy;
 pub use patch::{PatchOp, mutate, pointer};
 pub use request::{AdmissionInput, Mode, Operation, in_scope, is_kubernetes_cleanup};
