@@ -191,6 +191,35 @@ impl Node {
         )
     }
 
+    /// Applies `edit` to the policy ConfigMap's `policy.yaml`; returns the stored
+    /// ConfigMap's resourceVersion (what a replica's `policy loaded` line names).
+    fn edit_policy(&self, edit: impl FnOnce(&str) -> String) -> String {
+        let mut cm = self.kubectl_json(&[
+            "-n",
+            "secret-relay-system",
+            "get",
+            "configmap",
+            "secret-relay-policy",
+        ]);
+        let edited = edit(cm["data"]["policy.yaml"].as_str().unwrap());
+        cm["data"]["policy.yaml"] = Value::String(edited);
+        run_with_input(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args([
+                    "apply",
+                    "-f",
+                    "-",
+                    "-o",
+                    "jsonpath={.metadata.resourceVersion}",
+                ]),
+            &cm.to_string(),
+        )
+        .trim()
+        .to_owned()
+    }
+
     /// Waits until the webhook and the relay are each 2/2 Ready.
     fn wait_control_plane(&self, timeout: Duration) {
         for deploy in ["secret-relay-webhook", "secret-relay"] {
@@ -487,12 +516,19 @@ const ROLLING_SECRETS: usize = 1000;
 /// Secrets synced while one pod of each component is killed.
 const KILLED_SECRETS: usize = 300;
 
-/// The JSON log lines of `target` (`pod/NAME` or `deployment/NAME`) whose message is
-/// `message`, as `fields` objects.
-fn log_lines(node: &Node, namespace: &str, target: &str, message: &str) -> Vec<Value> {
+/// The JSON log lines of `target` (`pod/NAME` or `deployment/NAME`), read through
+/// the kubelet.
+fn json_log(node: &Node, namespace: &str, target: &str) -> Vec<Value> {
     node.kubectl(&["-n", namespace, "logs", target])
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect()
+}
+
+/// The JSON log lines of `target` whose message is `message`, as `fields` objects.
+fn log_lines(node: &Node, namespace: &str, target: &str, message: &str) -> Vec<Value> {
+    json_log(node, namespace, target)
+        .into_iter()
         .filter(|l| l["fields"]["message"] == message)
         .map(|l| l["fields"].clone())
         .collect()
@@ -536,14 +572,19 @@ fn every_component_logs_the_sync(node: &Node, name: &str, cluster: &str) {
     }
 }
 
-/// The names of a Deployment's running pods in secret-relay-system (or akuity, for
-/// the agent), by its app.kubernetes.io/name label.
-fn pod_names(node: &Node, app: &str) -> Vec<String> {
-    let ns = if app == "secret-relay-agent" {
+/// Where a component runs: the agent in akuity, the relay and the webhook in
+/// secret-relay-system.
+fn namespace_of(app: &str) -> &'static str {
+    if app == "secret-relay-agent" {
         "akuity"
     } else {
         "secret-relay-system"
-    };
+    }
+}
+
+/// The names of a Deployment's running pods, by its app.kubernetes.io/name label.
+fn pod_names(node: &Node, app: &str) -> Vec<String> {
+    let ns = namespace_of(app);
     let pods = node.kubectl_json(&[
         "-n",
         ns,
@@ -566,34 +607,15 @@ fn pod_names(node: &Node, app: &str) -> Vec<String> {
 /// load of the ConfigMap's new resourceVersion.
 fn policy_edit_reaches_every_replica(node: &Node) {
     let t = Instant::now();
-    let mut cm = node.kubectl_json(&[
-        "-n",
-        "secret-relay-system",
-        "get",
-        "configmap",
-        "secret-relay-policy",
-    ]);
-    let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
-    // A second cluster joins the registry; cluster1 keeps what it had.
-    let edited = policy.replace(
-        "clusters: [{ name: cluster1, labels: { env: test } }]",
-        "clusters: [{ name: cluster1, labels: { env: test } }, { name: cluster2, labels: { env: test } }]",
-    );
-    assert_ne!(edited, policy, "the test's policy changed shape");
-    cm["data"]["policy.yaml"] = Value::String(edited);
-    node.apply(&cm.to_string());
-    let revision = node
-        .kubectl(&[
-            "-n",
-            "secret-relay-system",
-            "get",
-            "configmap",
-            "secret-relay-policy",
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        ])
-        .trim()
-        .to_owned();
+    let revision = node.edit_policy(|policy| {
+        // A second cluster joins the registry; cluster1 keeps what it had.
+        let edited = policy.replace(
+            "clusters: [{ name: cluster1, labels: { env: test } }]",
+            "clusters: [{ name: cluster1, labels: { env: test } }, { name: cluster2, labels: { env: test } }]",
+        );
+        assert_ne!(edited, policy, "the test's policy changed shape");
+        edited
+    });
     for deploy in ["secret-relay", "secret-relay-webhook"] {
         let pods = pod_names(node, deploy);
         assert_eq!(pods.len(), 2, "{deploy} runs {pods:?}");
@@ -766,11 +788,7 @@ fn kill_one_pod_of_each(node: &Node) {
         let pods = pod_names(node, app);
         // "At random": the pod whose name sorts first, which the hash suffix makes random.
         let pod = pods.iter().min().unwrap();
-        let ns = if app == "secret-relay-agent" {
-            "akuity"
-        } else {
-            "secret-relay-system"
-        };
+        let ns = namespace_of(app);
         node.kubectl(&[
             "-n",
             ns,
@@ -849,9 +867,8 @@ fn assert_no_failed_write(node: &Node, prefix: &str, names: &[String], before: u
 
 /// The JSON log lines of `target` at `level`, whole.
 fn log_lines_at(node: &Node, namespace: &str, target: &str, level: &str) -> Vec<Value> {
-    node.kubectl(&["-n", namespace, "logs", target])
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    json_log(node, namespace, target)
+        .into_iter()
         .filter(|l| l["level"] == level)
         .collect()
 }
@@ -914,30 +931,22 @@ fn webhook_budget_holds_during_a_drain(node: &Node) {
 fn deploy_agent(node: &Node, pki: &Path) {
     let bin = release_bin();
     // The relay answers only registered clusters.
-    let mut cm = node.kubectl_json(&[
-        "-n",
-        "secret-relay-system",
-        "get",
-        "configmap",
-        "secret-relay-policy",
-    ]);
-    let policy = cm["data"]["policy.yaml"].as_str().unwrap().to_owned();
-    assert!(
-        policy.contains("clusters: []") && policy.contains("secretSources: []"),
-        "the shipped policy changed"
-    );
-    // cluster1 may sync up repository credentials, as in the README's example.
-    let policy = policy
-        .replace(
-            "clusters: []",
-            "clusters: [{ name: cluster1, labels: { env: test } }]",
-        )
-        .replace(
-            "secretSources: []",
-            "secretSources: [{ clusterSelector: \"env=test\", labelSelector: \"argocd.argoproj.io/secret-type in (repo-creds, repository)\" }]",
+    node.edit_policy(|policy| {
+        assert!(
+            policy.contains("clusters: []") && policy.contains("secretSources: []"),
+            "the shipped policy changed"
         );
-    cm["data"]["policy.yaml"] = Value::String(policy);
-    node.apply(&cm.to_string());
+        // cluster1 may sync up repository credentials, as in the README's example.
+        policy
+            .replace(
+                "clusters: []",
+                "clusters: [{ name: cluster1, labels: { env: test } }]",
+            )
+            .replace(
+                "secretSources: []",
+                "secretSources: [{ clusterSelector: \"env=test\", labelSelector: \"argocd.argoproj.io/secret-type in (repo-creds, repository)\" }]",
+            )
+    });
 
     node.kubectl(&["create", "namespace", "akuity"]);
     run(Command::new(&bin).args([
