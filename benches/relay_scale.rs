@@ -53,8 +53,9 @@ use kube::api::PostParams;
 use secret_relay_testkit::{Flavor, Options, TestCluster};
 
 use support::{
-    InView, NAMESPACE, ROUND_KEY, RelayProcess, Start, change_and_time, cluster_tls, cpu_seconds,
-    env_usize, hub_copy, median, open_watches, percentile, pin, rss_kib, write_policy,
+    InView, NAMESPACE, ROUND_KEY, RelayProcess, Start, bench_main, change_and_time, cluster_tls,
+    cpu_seconds, env_usize, hub_copy, median, open_watches, percentile, print_p99_goal, rss_kib,
+    write_policy,
 };
 
 const BROADCAST: &str = "broadcast-all";
@@ -418,21 +419,10 @@ async fn run() {
         mib(rss_kib(std::process::id(), "VmRSS:")),
         mib(rss_kib(std::process::id(), "VmHWM:"))
     );
-    println!(
-        "goal: p99 delivery under 1 s: {}",
-        if worst(&p99s) < 1000.0 {
-            "met in every round"
-        } else {
-            "NOT met"
-        }
-    );
+    print_p99_goal(worst(&p99s));
     drop(relay);
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; this bench takes no arguments.
-    if !pin(std::process::id(), "1") {
-        eprintln!("taskset is not available: running unpinned");
-    }
-    tokio::runtime::Runtime::new().unwrap().block_on(run());
+    bench_main(run());
 }

@@ -470,3 +470,26 @@ pub(crate) async fn change_and_time(
     delays.sort_by(f64::total_cmp);
     delays
 }
+
+/// The fan-out goal's line: p99 delivery under 1 s in every round (`worst_p99_ms`
+/// is the worst round's p99).
+pub(crate) fn print_p99_goal(worst_p99_ms: f64) {
+    println!(
+        "goal: p99 delivery under 1 s: {}",
+        if worst_p99_ms < 1000.0 {
+            "met in every round"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+/// A relay bench's `main`: the bench process on core 1 (the relay takes core 0),
+/// `run` on a tokio runtime. `cargo bench` passes `--bench`; the benches take no
+/// arguments.
+pub(crate) fn bench_main(run: impl std::future::Future<Output = ()>) {
+    if !pin(std::process::id(), "1") {
+        eprintln!("taskset is not available: running unpinned");
+    }
+    tokio::runtime::Runtime::new().unwrap().block_on(run);
+}
