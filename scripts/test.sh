@@ -43,6 +43,22 @@ if [ "${1:-}" = "--fresh" ]; then
 fi
 run_start=$(date +%s)
 step_start=$run_start
+
+# --- disk: a run needs room, and a full disk fails far from its cause ------------
+# The target directory (about 12 GiB), Go's caches and the control-plane binaries
+# (about 5 GiB on a first run), and each test's etcd (64 MiB of write-ahead log
+# preallocated) share the disk with whatever else the machine holds.
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+need_gib=${SECRET_RELAY_DISK_GIB:-20}
+mkdir -p "$target_dir"
+for dir in "$target_dir" "${TMPDIR:-/tmp}"; do
+    free_gib=$(( $(df -Pk "$dir" | awk 'NR==2 {print $4}') / 1024 / 1024 ))
+    echo "disk: ${free_gib} GiB free for $dir"
+    if [ "$free_gib" -lt "$need_gib" ]; then
+        loud "only ${free_gib} GiB free for $dir; a run needs about ${need_gib} GiB (SECRET_RELAY_DISK_GIB)"
+        exit 1
+    fi
+done
 # Each step's wall time, printed in the summary: where a run's time goes.
 step_times=()
 say() {
@@ -249,6 +265,7 @@ for t in "${step_times[@]:-}"; do
     [ -n "$t" ] && echo "  $t"
 done
 echo "  total: $(( $(date +%s) - run_start ))s"
+echo "  target directory: $(du -sh "$target_dir" 2>/dev/null | cut -f1)"
 for l in "${lint_missing[@]:-}"; do
     [ -n "$l" ] && loud "$l was missing: it did NOT run"
 done
