@@ -251,6 +251,16 @@ elif [ "$(id -u)" != 0 ]; then
 else
     say "real node: the image and the manifests as pods, and a user's operations (tests/deployed.rs)"
     ./scripts/node.sh packages
+    # tests/deployed.rs runs tests/sync.rs' scenarios against the pods, from the
+    # binary the workspace tests built (a test cannot run cargo while cargo runs it).
+    SECRET_RELAY_SYNC_TESTS=$(cargo test -p secret-relay --test sync --no-run --message-format=json |
+        python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "sync" and m.get("executable"):
+        print(m["executable"])')
+    [ -x "$SECRET_RELAY_SYNC_TESTS" ] || { loud "no test binary of tests/sync.rs"; exit 1; }
+    export SECRET_RELAY_SYNC_TESTS
     node_log=$(mktemp -t secret-relay-deployed-XXXXXX.log)
     SECRET_RELAY_REAL_NODE=1 cargo test -p secret-relay --test deployed -- --test-threads=1 2>&1 | tee "$node_log"
     if ! grep -qE '^test result: ok\. 2 passed' "$node_log"; then

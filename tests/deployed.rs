@@ -1,8 +1,9 @@
 //! Deployed as it ships (issue 21): the image built here and the control plane's
 //! kustomization running as real pods on a real node.
 //!
-//! NOT part of CI yet: the test skips, loudly, unless `SECRET_RELAY_REAL_NODE=1`.
-//! It needs root and changes host-global state while it runs (a bridge, iptables
+//! `scripts/test.sh` runs it last. Alone, the test skips, loudly, unless
+//! `SECRET_RELAY_REAL_NODE=1`, and the sync scenarios need the built tests/sync.rs
+//! binary in `SECRET_RELAY_SYNC_TESTS` (the script sets both). It needs root and changes host-global state while it runs (a bridge, iptables
 //! chains, sysctls, kubelet's port 10250), all undone by `scripts/node.sh down`.
 //! One node per machine: the tests of this file share one node, one after the
 //! other (a mutex), and no other `node.sh up` may run meanwhile.
@@ -10,7 +11,8 @@
 //! Run it with:
 //!
 //! ```text
-//! SECRET_RELAY_REAL_NODE=1 cargo test -p secret-relay --test deployed -- --nocapture
+//! SECRET_RELAY_REAL_NODE=1 SECRET_RELAY_SYNC_TESTS=target/debug/deps/sync-HASH \
+//!     cargo test -p secret-relay --test deployed -- --nocapture
 //! ```
 //!
 //! What it does:
@@ -21,7 +23,8 @@
 //! 2. `scripts/image.sh secret-relay test` and `scripts/image.sh pause` (no
 //!    registry, no base image), imported into the node's containerd;
 //! 3. the PKI from `secret-relay certs`, the two certificate Secrets and the
-//!    webhooks' caBundle the kustomization's header asks for;
+//!    webhooks' caBundle the kustomization's header asks for (the relay's once its
+//!    Service has an address: see [`relay_pki`]);
 //! 4. `kubectl apply` of `tests/deployed/control-plane` (the control-plane
 //!    kustomization, only the image name and `imagePullPolicy: Never` changed),
 //!    then waits for the webhook and relay Deployments to be 2/2 Ready, and proves
@@ -30,7 +33,13 @@
 //! 5. registers cluster1 in the policy and applies the agent's objects of the
 //!    managed-cluster kustomization (`tests/deployed/agent` says why only those):
 //!    the agent goes Ready through the relay's Service, an opted-in Secret syncs up
-//!    to its hub copy in argocd, and every component logs JSON lines.
+//!    to its hub copy in argocd, and every component logs JSON lines;
+//! 6. a user's operations on that stack: the sync's line in every log, a policy
+//!    edit reaching every replica, a rolling update and killed pods during a sync,
+//!    the webhook's budget during a drain;
+//! 7. tests/sync.rs' scenarios against the relay and webhook pods, with two more
+//!    control planes on this machine as managed clusters
+//!    ([`sync_scenarios_pass_against_the_pods`]).
 //!
 //! `scripts/node.sh down DIR` runs when the test ends, and from a watchdog should
 //! the test process die.
@@ -280,19 +289,6 @@ fn control_plane_pki(node: &Node, pki: &Path) -> String {
         "--dns",
         "secret-relay-webhook.secret-relay-system.svc",
     ]));
-    // Agents reach the relay through its Service.
-    run(Command::new(&bin).args([
-        "certs",
-        "server",
-        "--dir",
-        d,
-        "--name",
-        "secret-relay",
-        "--dns",
-        "secret-relay.secret-relay-system.svc",
-        "--dns",
-        "secret-relay.secret-relay-system.svc.cluster.local",
-    ]));
     let f = |n: &str| pki.join(n).to_str().unwrap().to_owned();
     node.kubectl(&[
         "-n",
@@ -304,6 +300,36 @@ fn control_plane_pki(node: &Node, pki: &Path) -> String {
         &format!("--cert={}", f("secret-relay-webhook.crt")),
         &format!("--key={}", f("secret-relay-webhook.key")),
     ]);
+    run(Command::new(&bin).args(["certs", "ca-bundle", "--dir", d]))
+        .trim()
+        .to_owned()
+}
+
+/// Issues the relay's serving certificate and its Secret, once the relay's Service
+/// has its address (its pods wait for the Secret). Agents in pods reach the relay by
+/// the Service's name; the sync scenarios' agents run on this machine, outside the
+/// node's cluster, where no cluster DNS resolves that name, so they dial the
+/// Service's ClusterIP, which the certificate names too. Across clusters a user
+/// names the relay's LoadBalancer or Ingress host instead.
+fn relay_pki(node: &Node, pki: &Path) {
+    let bin = release_bin();
+    let d = pki.to_str().unwrap();
+    let ip = relay_service(node).ip().to_string();
+    run(Command::new(&bin).args([
+        "certs",
+        "server",
+        "--dir",
+        d,
+        "--name",
+        "secret-relay",
+        "--dns",
+        "secret-relay.secret-relay-system.svc",
+        "--dns",
+        "secret-relay.secret-relay-system.svc.cluster.local",
+        "--ip",
+        &ip,
+    ]));
+    let f = |n: &str| pki.join(n).to_str().unwrap().to_owned();
     node.kubectl(&[
         "-n",
         "secret-relay-system",
@@ -315,9 +341,20 @@ fn control_plane_pki(node: &Node, pki: &Path) -> String {
         &format!("--from-file=tls.key={}", f("secret-relay.key")),
         &format!("--from-file=ca.crt={}", f("ca.crt")),
     ]);
-    run(Command::new(&bin).args(["certs", "ca-bundle", "--dir", d]))
-        .trim()
-        .to_owned()
+}
+
+/// The relay's Service: its ClusterIP and port.
+fn relay_service(node: &Node) -> std::net::SocketAddr {
+    let svc = node.kubectl_json(&[
+        "-n",
+        "secret-relay-system",
+        "get",
+        "service",
+        "secret-relay",
+    ]);
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap();
+    let port = svc["spec"]["ports"][0]["port"].as_u64().unwrap();
+    format!("{ip}:{port}").parse().unwrap()
 }
 
 #[test]
@@ -353,6 +390,7 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
 
     let t = Instant::now();
     node.apply(&manifest);
+    relay_pki(&node, &pki);
     node.wait_control_plane(Duration::from_secs(120));
     eprintln!(
         "webhook and relay 2/2 Ready {:.1}s after apply",
@@ -504,6 +542,7 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
     assert_no_failed_write(&node, "roll", &rolled, before);
     sync_while(&node, "kill", KILLED_SECRETS, kill_one_pod_of_each);
     webhook_budget_holds_during_a_drain(&node);
+    sync_scenarios_pass_against_the_pods(&node, &pki);
     eprintln!(
         "operations {:.1}s; total {:.1}s",
         t.elapsed().as_secs_f64(),
@@ -921,6 +960,133 @@ fn webhook_budget_holds_during_a_drain(node: &Node) {
     );
     eprintln!(
         "the webhook's budget held a drain; both replicas back {:.1}s after it began",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// The environment variable naming the built test binary of tests/sync.rs
+/// (`scripts/test.sh` sets it: a test cannot run cargo while cargo runs it).
+const SYNC_TESTS_ENV: &str = "SECRET_RELAY_SYNC_TESTS";
+
+/// A control plane of its own (scripts/control-plane.sh) on this machine: a managed
+/// cluster of the sync scenarios. Stopped on drop.
+struct ManagedPlane {
+    dir: PathBuf,
+}
+
+impl ManagedPlane {
+    fn up(dir: PathBuf) -> ManagedPlane {
+        let plane = ManagedPlane { dir };
+        script("control-plane.sh", &["up", plane.dir.to_str().unwrap()]);
+        plane
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("admin.kubeconfig")
+    }
+}
+
+impl Drop for ManagedPlane {
+    fn drop(&mut self) {
+        let out = Command::new(root().join("scripts/control-plane.sh"))
+            .arg("down")
+            .arg(&self.dir)
+            .output();
+        if !out.is_ok_and(|o| o.status.success()) {
+            eprintln!("!!! control-plane.sh down {} failed", self.dir.display());
+        }
+    }
+}
+
+/// tests/sync.rs' scenarios, one at a time, against the relay and the webhook
+/// running here as pods: the node's cluster is the control plane; cluster1 and
+/// cluster2 are two more control planes on this machine, with agents (and their
+/// managed-cluster webhooks) in the test process, as the scenarios' outside mode
+/// runs them. The agents reach the relay through its Service's ClusterIP.
+fn sync_scenarios_pass_against_the_pods(node: &Node, pki: &Path) {
+    let t = Instant::now();
+    let bin = std::env::var_os(SYNC_TESTS_ENV).unwrap_or_else(|| {
+        panic!(
+            "{SYNC_TESTS_ENV} must name the test binary of tests/sync.rs \
+             (scripts/test.sh sets it; see its real-node step)"
+        )
+    });
+    // The deployed agent goes: the scenarios' cluster1 is another API server.
+    node.kubectl(&[
+        "-n",
+        "akuity",
+        "delete",
+        "deployment",
+        "secret-relay-agent",
+        "--cascade=foreground",
+    ]);
+    let clusters: Vec<ManagedPlane> = ["cluster1", "cluster2"]
+        .iter()
+        .map(|name| ManagedPlane::up(node.dir.join(format!("managed-{name}"))))
+        .collect();
+    // Both webhook configurations as deployed, for the scenarios to register again
+    // after they empty argocd.
+    let deployed = node.kubectl_json(&[
+        "get",
+        "mutatingwebhookconfiguration/secret-relay",
+        "validatingwebhookconfiguration/secret-relay",
+    ]);
+    let items: Vec<Value> = deployed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            let name = c["metadata"]["name"].clone();
+            c["metadata"] = serde_json::json!({ "name": name });
+            c
+        })
+        .collect();
+    assert_eq!(items.len(), 2, "both webhook configurations are deployed");
+    let webhooks = node.dir.join("webhooks.json");
+    std::fs::write(
+        &webhooks,
+        serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items }).to_string(),
+    )
+    .unwrap();
+
+    let scenarios = |extra: &[&str]| {
+        let mut cmd = Command::new(&bin);
+        cmd.args(["outside_clusters", "--test-threads=1"])
+            .args(extra)
+            .env("E2E_KUBECONFIG", &node.kubeconfig)
+            .env("E2E_CLUSTER1_KUBECONFIG", clusters[0].kubeconfig())
+            .env("E2E_CLUSTER2_KUBECONFIG", clusters[1].kubeconfig())
+            .env("E2E_DEPLOYED_RELAY", relay_service(node).to_string())
+            .env("E2E_DEPLOYED_PKI", pki)
+            .env("E2E_DEPLOYED_WEBHOOKS", &webhooks)
+            .current_dir(root());
+        cmd
+    };
+    let listed = run(&mut scenarios(&["--list"]));
+    let count = listed
+        .lines()
+        .filter(|l| l.ends_with("outside_clusters: test"))
+        .count();
+    assert!(count >= 13, "tests/sync.rs lists {count} outside scenarios");
+    let out = scenarios(&["--nocapture"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the sync scenarios failed against the pods:\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("test result: ok. {count} passed"))
+            && !stderr.contains("skipped because"),
+        "not every sync scenario ran against the pods:\n{stderr}"
+    );
+    eprintln!(
+        "{count} sync scenarios passed against the deployed relay and webhook in {:.1}s",
         t.elapsed().as_secs_f64()
     );
 }

@@ -226,8 +226,7 @@ async fn adopting_an_adoptable_secret_locks_control_plane_edits_and_a_release_re
     );
     // The hand-back record is no cluster's to see.
     for c in [c1, c2] {
-        let view: Api<Secret> =
-            Api::namespaced(w.stack.relay_client(&w.relay, &c.name).await, "argocd");
+        let view: Api<Secret> = Api::namespaced(w.relay_client(&c.name).await, "argocd");
         let err = view.get("secret-relay-handback").await.unwrap_err();
         assert!(err.to_string().contains("not found"), "{err}");
     }

@@ -22,9 +22,19 @@ pub struct Pki {
 impl Pki {
     /// A new CA named `name`, written to `dir/ca.crt` and `dir/ca.key`.
     pub fn generate(dir: &Path, name: &str) -> anyhow::Result<Pki> {
+        Pki::with_ca(dir, Ca::generate(name, Validity::ca_default())?)
+    }
+
+    /// The CA made elsewhere (`cert_pem`, `key_pem`: a deployed stack's), written to
+    /// `dir/ca.crt` and `dir/ca.key`.
+    pub fn open(dir: &Path, cert_pem: &str, key_pem: &str) -> anyhow::Result<Pki> {
+        let ca = Ca::from_pem(cert_pem, key_pem).context("failed to load the CA")?;
+        Pki::with_ca(dir, ca)
+    }
+
+    fn with_ca(dir: &Path, ca: Ca) -> anyhow::Result<Pki> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
-        let ca = Ca::generate(name, Validity::ca_default())?;
         std::fs::write(dir.join("ca.crt"), ca.cert_pem())?;
         write_private(&dir.join("ca.key"), ca.key_pem())?;
         Ok(Pki {

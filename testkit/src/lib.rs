@@ -20,6 +20,11 @@
 //! plane's API server reaches it through an `ExternalName` Service at
 //! `E2E_WEBHOOK_HOST` (default `127.0.0.1`: an API server on this machine).
 //!
+//! When `E2E_DEPLOYED_RELAY` also names the relay's Service, the control plane runs
+//! secret-relay as pods (tests/deployed.rs does this on a real node): a [`Stack`]
+//! then starts neither relay nor webhook, and agents reach the deployed relay (see
+//! [`deployed`]).
+//!
 //! A managed cluster from [`TestCluster::managed`] gets the webhook in managed-cluster
 //! mode, registered from `manifests/managed-cluster`, once the stack starts its agent
 //! ([`Stack::start_agent`]): a cluster admin cannot change a down copy there, the agent
@@ -27,12 +32,14 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // test helpers panic by design
 
+mod deployed;
 mod faults;
 mod logs;
 mod managed;
 mod secrets;
 mod stack;
 
+pub use deployed::{DEPLOYED_PKI_ENV, DEPLOYED_RELAY_ENV, DEPLOYED_WEBHOOKS_ENV};
 pub use faults::Cutter;
 pub use logs::{capture_logs, captured_logs};
 pub use managed::{

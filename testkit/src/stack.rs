@@ -20,6 +20,7 @@ use secret_relay_proxy::{Limits, Started};
 use secret_relay_runtime::CancellationToken;
 use secret_relay_webhook::AppState;
 
+use crate::deployed::Deployed;
 use crate::{Flavor, OUTSIDE_WEBHOOK_HOST_ENV, Options, TestCluster, repo_root, within};
 
 /// The name of both webhook configurations in the control plane's manifests.
@@ -116,7 +117,10 @@ pub struct Stack {
     pub cluster: TestCluster,
     /// The webhook's state (policy generation, readiness).
     pub webhook: Option<AppState>,
-    webhook_addr: SocketAddr,
+    /// Where the in-process webhook listens (none on a deployed control plane).
+    webhook_addr: Option<SocketAddr>,
+    /// The control plane's relay and webhook as pods (see [`crate::deployed`]).
+    deployed: Option<Deployed>,
     pki: Pki,
     relay_kubeconfig: PathBuf,
     shutdown: CancellationToken,
@@ -147,6 +151,8 @@ pub(crate) struct Registration {
     home: PathBuf,
     /// The name of both webhook configurations.
     configuration: &'static str,
+    /// Unregister on drop.
+    on_drop: bool,
 }
 
 /// One relay replica running in process.
@@ -162,7 +168,13 @@ impl Stack {
     /// Starts an API server of `flavor`, installs the control plane's manifests
     /// (through the dev stack, as kustomize renders them), stores `options.policy` and
     /// starts the webhook.
+    ///
+    /// On outside clusters whose control plane runs secret-relay as pods
+    /// ([`crate::DEPLOYED_RELAY_ENV`]), it starts nothing: see [`Stack::on_deployed`].
     pub async fn start(flavor: Flavor, options: StackOptions) -> Stack {
+        if let Some(deployed) = Deployed::from_env(flavor) {
+            return Stack::on_deployed(deployed, options).await;
+        }
         let listener = webhook_listener(flavor).await;
         let webhook_addr = listener.local_addr().unwrap();
         let cluster = TestCluster::start(
@@ -236,7 +248,8 @@ impl Stack {
         Stack {
             cluster,
             webhook,
-            webhook_addr,
+            webhook_addr: Some(webhook_addr),
+            deployed: None,
             pki,
             relay_kubeconfig,
             shutdown,
@@ -247,10 +260,59 @@ impl Stack {
         }
     }
 
+    /// The control plane whose relay and webhook run as pods: the outside control
+    /// plane emptied of the last scenario's hub copies (with the webhooks unregistered
+    /// meanwhile, as they refuse the admin's deletes of cluster-owned copies), its
+    /// webhooks registered again, `options.policy` stored and loaded by every pod, and
+    /// cluster certificates from the deployed CA.
+    async fn on_deployed(deployed: Deployed, options: StackOptions) -> Stack {
+        assert!(
+            options.webhook && options.control_plane_namespace.is_none(),
+            "a deployed control plane runs its webhook, for argocd, as its manifests say"
+        );
+        let cluster = TestCluster::start(Flavor::Outside, Options::default()).await;
+        let kubectl = crate::kubectl()
+            .expect("kubectl is needed to register the webhooks of a deployed control plane");
+        Registration::new(&cluster, &kubectl, WEBHOOK_CONFIGURATION)
+            .unregister_now()
+            .unwrap_or_else(|e| panic!("{e}"));
+        cluster.empty_namespace("argocd").await;
+        let pki = deployed.pki(&cluster.dir().join("secret-relay-pki"));
+        pki.issue_clusters(&options.certificates).unwrap();
+        let admin = cluster.client().await;
+        set_policy(&admin, &options.policy).await;
+        deployed.register_webhooks(&cluster, &kubectl).await;
+        deployed.wait_policy_loaded(&admin).await;
+        Stack {
+            cluster,
+            webhook: None,
+            webhook_addr: None,
+            deployed: Some(deployed),
+            pki,
+            relay_kubeconfig: PathBuf::new(),
+            shutdown: CancellationToken::new(),
+            deletion: options.deletion,
+            policy: Mutex::new(options.policy),
+            managed: Mutex::new(Vec::new()),
+            _registration: None,
+        }
+    }
+
     /// Where the webhook listens (its service routes there); its serving certificate
     /// is `webhook.crt` and `webhook.key` in [`Stack::pki`], re-read every 100 ms.
     pub fn webhook_addr(&self) -> SocketAddr {
         self.webhook_addr
+            .expect("the webhook of a deployed control plane runs as pods, not in process")
+    }
+
+    /// The deployed relay's Service, when the control plane runs secret-relay as pods.
+    pub fn deployed_relay(&self) -> Option<SocketAddr> {
+        self.deployed.as_ref().map(|d| d.relay)
+    }
+
+    /// A token cancelled when the stack goes (or with [`Stack::stop`]).
+    pub fn child_token(&self) -> CancellationToken {
+        self.shutdown.child_token()
     }
 
     /// Starts one relay replica as the relay's service account, and waits until it is
@@ -280,6 +342,10 @@ impl Stack {
 
     /// [`Stack::start_relay`] with options.
     pub async fn start_relay_with_options(&self, options: RelayOptions) -> RelayHandle {
+        assert!(
+            self.deployed.is_none(),
+            "this scenario starts relays in process; the deployed relay runs as pods with the manifests' settings"
+        );
         let RelayOptions {
             addr,
             limits,
@@ -318,18 +384,29 @@ impl Stack {
 
     /// A kubeconfig that reaches `relay` as cluster `cluster` (its client certificate).
     pub fn relay_kubeconfig(&self, relay: &RelayHandle, cluster: &str) -> PathBuf {
+        self.relay_kubeconfig_at(relay.started.addr, cluster)
+    }
+
+    /// A kubeconfig that reaches the relay at `addr` as cluster `cluster`.
+    pub fn relay_kubeconfig_at(&self, addr: SocketAddr, cluster: &str) -> PathBuf {
         let path = self.cluster.dir().join(format!(
-            "relay-{}-{cluster}.kubeconfig",
-            relay.started.addr.port()
+            "relay-{}-{}-{cluster}.kubeconfig",
+            addr.ip(),
+            addr.port()
         ));
         self.pki
-            .relay_kubeconfig(relay.started.addr, cluster, "argocd", &path)
+            .relay_kubeconfig(addr, cluster, "argocd", &path)
             .unwrap()
     }
 
     /// A kube client reaching `relay` as cluster `cluster`.
     pub async fn relay_client(&self, relay: &RelayHandle, cluster: &str) -> Client {
-        crate::client_from_kubeconfig(&self.relay_kubeconfig(relay, cluster), None).await
+        self.relay_client_at(relay.started.addr, cluster).await
+    }
+
+    /// A kube client reaching the relay at `addr` as cluster `cluster`.
+    pub async fn relay_client_at(&self, addr: SocketAddr, cluster: &str) -> Client {
+        crate::client_from_kubeconfig(&self.relay_kubeconfig_at(addr, cluster), None).await
     }
 
     /// The PKI's CA: it signs the webhook's and relays' serving certificates and the
@@ -349,7 +426,11 @@ impl Stack {
     /// as an operator keeps it).
     pub async fn set_policy(&self, text: &str) {
         text.clone_into(&mut self.policy.lock().unwrap());
-        set_policy(&self.cluster.client().await, text).await;
+        let admin = self.cluster.client().await;
+        set_policy(&admin, text).await;
+        if let Some(deployed) = &self.deployed {
+            deployed.wait_policy_loaded(&admin).await;
+        }
         let managed: Vec<PathBuf> = self
             .managed
             .lock()
@@ -479,7 +560,15 @@ impl Registration {
             kubeconfig: cluster.kubeconfig().to_path_buf(),
             home: cluster.dir().to_path_buf(),
             configuration,
+            on_drop: true,
         }
+    }
+
+    /// Deletes both webhook configurations, if present, and keeps them unregistered
+    /// (no unregistering on drop: they are registered again meanwhile).
+    pub(crate) fn unregister_now(mut self) -> Result<(), String> {
+        self.on_drop = false;
+        self.unregister()
     }
 
     /// Deletes both webhook configurations, if present.
@@ -513,6 +602,9 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if !self.on_drop {
+            return;
+        }
         if let Err(e) = self.unregister() {
             eprintln!("!!! {e}");
         }

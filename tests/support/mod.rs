@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its part
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 use secret_relay_agent::Agent;
 use secret_relay_proxy::Limits;
+use secret_relay_runtime::CancellationToken;
 use secret_relay_testkit::{Flavor, RelayHandle, Stack, StackOptions, TestCluster, within};
 
 pub(crate) const POLICY: &str = "\
@@ -34,7 +36,10 @@ pub(crate) const NOTIFICATIONS: (&str, &str) =
 
 pub(crate) struct World {
     pub(crate) stack: Stack,
-    pub(crate) relay: RelayHandle,
+    /// The relay in process; `None` when the control plane's relay runs as pods.
+    pub(crate) relay: Option<RelayHandle>,
+    /// Where the agents reach the relay.
+    pub(crate) relay_addr: SocketAddr,
     pub(crate) managed: Vec<Managed>,
 }
 
@@ -58,24 +63,55 @@ pub(crate) async fn world(flavor: Flavor, policy: &str) -> World {
     .await
 }
 
-/// [`world`] with the stack's options and the relay's limits.
+/// [`world`] with the stack's options and the relay's limits. On a control plane
+/// whose relay is deployed (pods), the agents reach it and `limits` must be the
+/// default: the pods run with the manifests' settings.
 pub(crate) async fn world_with(flavor: Flavor, options: StackOptions, limits: Limits) -> World {
     let stack = Stack::start(flavor, options).await;
-    let relay = stack.start_relay_with(limits).await;
+    let (relay, relay_addr, agents_stop) = match stack.deployed_relay() {
+        Some(addr) => {
+            assert_eq!(
+                format!("{limits:?}"),
+                format!("{:?}", Limits::default()),
+                "a deployed relay runs with the manifests' limits"
+            );
+            (None, addr, stack.child_token())
+        }
+        None => {
+            let relay = stack.start_relay_with(limits).await;
+            let (addr, stop) = (relay.started.addr, relay.shutdown.clone());
+            (Some(relay), addr, stop)
+        }
+    };
     let mut managed = Vec::new();
     for name in ["cluster1", "cluster2"] {
-        managed.push(start_managed(&stack, &relay, name, flavor).await);
+        let m = start_managed_at(&stack, relay_addr, &agents_stop, name, flavor).await;
+        managed.push(m);
     }
     World {
         stack,
         relay,
+        relay_addr,
         managed,
     }
 }
 
+/// Managed cluster `name` with its agent, against `relay`.
 pub(crate) async fn start_managed(
     stack: &Stack,
     relay: &RelayHandle,
+    name: &str,
+    flavor: Flavor,
+) -> Managed {
+    start_managed_at(stack, relay.started.addr, &relay.shutdown, name, flavor).await
+}
+
+/// Managed cluster `name` with its agent against the relay at `relay`, stopped with
+/// `stop`.
+pub(crate) async fn start_managed_at(
+    stack: &Stack,
+    relay: SocketAddr,
+    stop: &CancellationToken,
     name: &str,
     flavor: Flavor,
 ) -> Managed {
@@ -84,9 +120,9 @@ pub(crate) async fn start_managed(
         .start_agent(
             name,
             &cluster,
-            relay.started.addr,
+            relay,
             Duration::from_secs(30),
-            relay.shutdown.child_token(),
+            stop.child_token(),
         )
         .await;
     let client = cluster.client().await;
@@ -105,6 +141,11 @@ impl World {
 
     pub(crate) async fn hub(&self) -> Api<Secret> {
         Api::namespaced(self.stack.cluster.client().await, "argocd")
+    }
+
+    /// A kube client reaching the relay as cluster `cluster`.
+    pub(crate) async fn relay_client(&self, cluster: &str) -> Client {
+        self.stack.relay_client_at(self.relay_addr, cluster).await
     }
 }
 
