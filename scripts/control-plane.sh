@@ -30,6 +30,9 @@
 #                         controller as its own service account, as kubeadm
 #                         does; "false": everything as system:kube-controller-manager
 #   CONTROL_PLANE_TIMEOUT seconds to wait for /readyz (default 120)
+#   SECRET_RELAY_KUBE     "oldest": kube-apiserver and kube-controller-manager of the
+#                         oldest Kubernetes secret-relay supports (tests/kube-oldest
+#                         pins it), with tests/kube's etcd
 #   CONTROL_PLANE_OWNER_PID  when set, a watchdog runs `down DIR` as soon as
 #                         that process exits, so a test process that dies
 #                         without cleaning up leaves nothing running
@@ -58,6 +61,16 @@ build_recipe=1
 build() {
     kube_build "$(kube_bin_dir kube "$module" "$build_recipe" "$module/go.mod" "$module/go.sum" "$module"/cmd/etcd/*.go)" \
         "$module" ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+}
+
+# kube_bin: where kube-apiserver and kube-controller-manager come from (build's
+# directory unless SECRET_RELAY_KUBE asks for the oldest version).
+kube_bin() {
+    if kube_oldest; then
+        kube_oldest_bin
+    else
+        build
+    fi
 }
 
 free_port() {
@@ -279,8 +292,9 @@ up() {
         die "$dir already has a control plane (run '$0 down $dir' first)"
     fi
     command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the control plane's PKI"
-    local bin
+    local bin kbin
     bin=$(build)
+    kbin=$(kube_bin)
     # Opt-in (see the header): empty unless a real node joins this control plane.
     node_address=${CONTROL_PLANE_NODE_ADDRESS:-}
     local -a api_net=(--bind-address=127.0.0.1 --advertise-address=127.0.0.1)
@@ -312,7 +326,7 @@ up() {
         --initial-cluster="test=http://127.0.0.1:$etcd_peer" \
         --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
 
-    start kube-apiserver "$dir/kube-apiserver.log" "$bin/kube-apiserver" \
+    start kube-apiserver "$dir/kube-apiserver.log" "$kbin/kube-apiserver" \
         --etcd-servers="http://127.0.0.1:$etcd_port" \
         "${api_net[@]}" --secure-port="$api_port" \
         --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
@@ -345,7 +359,7 @@ up() {
     done
 
     local sa_creds=${KCM_SA_CREDENTIALS:-true}
-    start kube-controller-manager "$dir/kube-controller-manager.log" "$bin/kube-controller-manager" \
+    start kube-controller-manager "$dir/kube-controller-manager.log" "$kbin/kube-controller-manager" \
         --kubeconfig="$dir/kcm.kubeconfig" \
         --authentication-kubeconfig="$dir/kcm.kubeconfig" \
         --authorization-kubeconfig="$dir/kcm.kubeconfig" \
@@ -398,7 +412,7 @@ kubectl_get_sa() { # server pki
 cmd=${1:-}
 dir=${2:-}
 case "$cmd" in
-    build) build ;;
+    build) build >/dev/null; kube_bin ;;
     up) up ;;
     down)
         [ -n "$dir" ] || die "usage: $0 down DIR"

@@ -32,6 +32,8 @@
 #   SECRET_RELAY_CACHE       where binaries are cached (default ~/.cache/secret-relay)
 #   CONTROL_PLANE_OWNER_PID  when set, a watchdog runs `down DIR` once that process exits
 #   NODE_TIMEOUT             seconds to wait for each step of `up` (default 120)
+#   SECRET_RELAY_KUBE        "oldest": the node and its control plane run the oldest
+#                            Kubernetes secret-relay supports (tests/kube-oldest)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,6 +70,10 @@ net.netfilter.nf_conntrack_tcp_timeout_close_wait"
 . "$here/lib/kube-build.sh"
 
 build() {
+    if kube_oldest; then
+        kube_oldest_bin
+        return
+    fi
     local v cpv
     v=$(kube_version "$module/go.mod")
     cpv=$(kube_version "$cp_module/go.mod")

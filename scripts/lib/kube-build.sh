@@ -74,3 +74,27 @@ kube_build() {
     exec 9>&-
     printf '%s\n' "$bin"
 }
+
+# SECRET_RELAY_KUBE=oldest: the oldest Kubernetes secret-relay claims (tests/kube-oldest
+# pins it) instead of tests/kube and tests/kube-node's. Both scripts build all five
+# commands of that module at once, into one cache directory; etcd stays tests/kube's.
+oldest_module="$root/tests/kube-oldest"
+oldest_recipe=1
+
+# kube_oldest_bin: builds (once per machine) and prints the oldest version's binaries.
+kube_oldest_bin() {
+    local m=$oldest_module
+    kube_build "$(kube_bin_dir kube-oldest "$m" "$oldest_recipe" "$m/go.mod" "$m/go.sum" "$m/tools.go")" \
+        "$m" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
+}
+
+# kube_oldest: whether SECRET_RELAY_KUBE asks for the oldest version (anything else
+# but unset or empty is refused).
+kube_oldest() {
+    case "${SECRET_RELAY_KUBE:-}" in
+        "") return 1 ;;
+        oldest) return 0 ;;
+        *) die "SECRET_RELAY_KUBE=$SECRET_RELAY_KUBE: only 'oldest' (tests/kube-oldest) is known" ;;
+    esac
+}
