@@ -229,6 +229,32 @@ impl Node {
         .to_owned()
     }
 
+    /// The API server and the kubelet run the Kubernetes the tests pin:
+    /// tests/kube's, or tests/kube-oldest's under `SECRET_RELAY_KUBE=oldest`.
+    fn runs_the_pinned_kubernetes(&self) {
+        let module = match std::env::var("SECRET_RELAY_KUBE").as_deref() {
+            Ok("oldest") => "tests/kube-oldest",
+            _ => "tests/kube",
+        };
+        let go_mod = std::fs::read_to_string(root().join(module).join("go.mod")).unwrap();
+        let pinned = go_mod
+            .lines()
+            .find_map(|l| {
+                let l = l.trim().trim_start_matches("require ");
+                l.strip_prefix("k8s.io/kubernetes ")
+            })
+            .unwrap()
+            .trim();
+        let version = self.kubectl_json(&["version"]);
+        let nodes = self.kubectl_json(&["get", "nodes"]);
+        assert_eq!(version["serverVersion"]["gitVersion"], pinned, "{module}");
+        assert_eq!(
+            nodes["items"][0]["status"]["nodeInfo"]["kubeletVersion"], pinned,
+            "{module}"
+        );
+        eprintln!("Kubernetes {pinned} ({module}): the API server and the kubelet");
+    }
+
     /// Waits until the webhook and the relay are each 2/2 Ready.
     fn wait_control_plane(&self, timeout: Duration) {
         for deploy in ["secret-relay-webhook", "secret-relay"] {
@@ -364,6 +390,7 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
     }
     let t0 = Instant::now();
     let node = Node::up();
+    node.runs_the_pinned_kubernetes();
 
     let t = Instant::now();
     let image = script("image.sh", &["secret-relay", "test"]);
@@ -1085,6 +1112,18 @@ fn sync_scenarios_pass_against_the_pods(node: &Node, pki: &Path) {
             && !stderr.contains("skipped because"),
         "not every sync scenario ran against the pods:\n{stderr}"
     );
+    // The pods served them: only the scenarios' agents write as cluster2.
+    for (deploy, message) in [
+        ("secret-relay", "up-sync write"),
+        ("secret-relay-webhook", "reviewed"),
+    ] {
+        let served = pod_names(node, deploy).iter().any(|p| {
+            log_lines(node, "secret-relay-system", &format!("pod/{p}"), message)
+                .iter()
+                .any(|f| f["cluster"] == "cluster2")
+        });
+        assert!(served, "no {deploy} pod logged {message:?} for cluster2");
+    }
     eprintln!(
         "{count} sync scenarios passed against the deployed relay and webhook in {:.1}s",
         t.elapsed().as_secs_f64()
