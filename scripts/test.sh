@@ -45,9 +45,11 @@ run_start=$(date +%s)
 step_start=$run_start
 
 # --- disk: a run needs room, and a full disk fails far from its cause ------------
-# The target directory (about 12 GiB), Go's caches and the control-plane binaries
-# (about 5 GiB on a first run), and each test's etcd (64 MiB of write-ahead log
-# preallocated) share the disk with whatever else the machine holds.
+# A first run on a machine used 16 GiB: the target directory 9.3 GiB, Go's caches
+# and the Kubernetes binaries 5.2 GiB, Cargo's home 0.6 GiB (2026-12-07, before the
+# oldest Kubernetes's binaries joined, about 1.5 GiB more); each test's etcd
+# preallocates 64 MiB of write-ahead log. They share the disk with whatever else
+# the machine holds.
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 need_gib=${SECRET_RELAY_DISK_GIB:-20}
 mkdir -p "$target_dir"

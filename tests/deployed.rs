@@ -305,16 +305,11 @@ fn control_plane_pki(node: &Node, pki: &Path) -> String {
     let bin = release_bin();
     let d = pki.to_str().unwrap();
     run(Command::new(&bin).args(["certs", "init", "--dir", d]));
-    run(Command::new(&bin).args([
-        "certs",
-        "server",
-        "--dir",
-        d,
-        "--name",
+    issue_server(
+        pki,
         "secret-relay-webhook",
-        "--dns",
-        "secret-relay-webhook.secret-relay-system.svc",
-    ]));
+        &[("--dns", "secret-relay-webhook.secret-relay-system.svc")],
+    );
     let f = |n: &str| pki.join(n).to_str().unwrap().to_owned();
     node.kubectl(&[
         "-n",
@@ -338,23 +333,19 @@ fn control_plane_pki(node: &Node, pki: &Path) -> String {
 /// Service's ClusterIP, which the certificate names too. Across clusters a user
 /// names the relay's LoadBalancer or Ingress host instead.
 fn relay_pki(node: &Node, pki: &Path) {
-    let bin = release_bin();
-    let d = pki.to_str().unwrap();
     let ip = relay_service(node).ip().to_string();
-    run(Command::new(&bin).args([
-        "certs",
-        "server",
-        "--dir",
-        d,
-        "--name",
+    issue_server(
+        pki,
         "secret-relay",
-        "--dns",
-        "secret-relay.secret-relay-system.svc",
-        "--dns",
-        "secret-relay.secret-relay-system.svc.cluster.local",
-        "--ip",
-        &ip,
-    ]));
+        &[
+            ("--dns", "secret-relay.secret-relay-system.svc"),
+            (
+                "--dns",
+                "secret-relay.secret-relay-system.svc.cluster.local",
+            ),
+            ("--ip", &ip),
+        ],
+    );
     let f = |n: &str| pki.join(n).to_str().unwrap().to_owned();
     node.kubectl(&[
         "-n",
@@ -367,6 +358,19 @@ fn relay_pki(node: &Node, pki: &Path) {
         &format!("--from-file=tls.key={}", f("secret-relay.key")),
         &format!("--from-file=ca.crt={}", f("ca.crt")),
     ]);
+}
+
+/// `secret-relay certs server` in `pki`: `NAME.crt` and `NAME.key` for `sans`
+/// (`--dns` or `--ip`, and the name or address).
+fn issue_server(pki: &Path, name: &str, sans: &[(&str, &str)]) {
+    let mut cmd = Command::new(release_bin());
+    cmd.args(["certs", "server", "--dir"])
+        .arg(pki)
+        .args(["--name", name]);
+    for (flag, value) in sans {
+        cmd.args([flag, value]);
+    }
+    run(&mut cmd);
 }
 
 /// The relay's Service: its ClusterIP and port.
