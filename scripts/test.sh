@@ -181,7 +181,10 @@ cargo build -p secret-relay --no-default-features
 
 # Licenses, banned crates and sources (deny.toml). Advisories need the RustSec
 # database from GitHub, which these machines cannot reach: see deny.toml.
-if ! command -v cargo-deny >/dev/null 2>&1; then
+# Looked for in this run's CARGO_HOME, not on PATH: a --fresh run's PATH still
+# holds the machine's ~/.cargo/bin (rustup's cargo lives there), and with it the
+# machine's cargo-deny.
+if ! [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/cargo-deny" ]; then
     say "installing cargo-deny (once per machine)"
     cargo install --locked cargo-deny
 fi
