@@ -1,7 +1,9 @@
 //! Sync latency on real control planes: from a Secret written in a managed cluster
 //! to its hub copy in the control plane, and from there to the down copy on another
 //! cluster, beside the API servers' own write-to-watch latency measured in the same
-//! run; and the catch-up time after a policy change admits many Secrets at once.
+//! run; and the catch-up time after a policy change admits many Secrets at once,
+//! with the CPU each process spent on it (from `/proc`), beside the floor: as many
+//! plain creates into the hub's kube-apiserver, in a namespace no webhook judges.
 //!
 //! `cargo bench --bench sync` (env: `SYNC_BENCH_SECRETS`, default 1000;
 //! `SYNC_BENCH_CATCHUP`, default 10000; `SYNC_BENCH_FLAVOR=sandbox` for sandboxes).
@@ -73,6 +75,57 @@ async fn wait_all(seen: &Arc<Mutex<HashMap<String, Instant>>>, names: &[String])
         );
         // A bench's poll of its own recorder: the watch tasks fill it.
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat`.
+fn cpu_of(pid: u32) -> Duration {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        let out = std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's name in parentheses: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let jiffies: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_secs_f64(jiffies as f64 / ticks as f64)
+}
+
+/// The pid of a real control plane's `component` (its `pids` file).
+fn pid_of(cluster: &TestCluster, component: &str) -> u32 {
+    let pids = std::fs::read_to_string(cluster.dir().join("pids")).unwrap();
+    pids.lines()
+        .find_map(|l| {
+            let (pid, name) = l.split_once(' ')?;
+            (name.trim() == component).then(|| pid.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {component} in {}", cluster.dir().display()))
+}
+
+/// CPU meters of the processes a catch-up runs in: the hub's and cluster1's
+/// kube-apiservers, and this process (the relay, the webhook and both agents).
+struct Meters {
+    pids: Vec<(&'static str, u32)>,
+}
+
+impl Meters {
+    fn of(w: &World) -> Meters {
+        Meters {
+            pids: vec![
+                ("hub kube-apiserver", pid_of(&w.stack.cluster, "kube-apiserver")),
+                ("cluster1 kube-apiserver", pid_of(&w.c1, "kube-apiserver")),
+                ("hub etcd", pid_of(&w.stack.cluster, "etcd")),
+                ("relay, webhook and agents (this process)", std::process::id()),
+            ],
+        }
+    }
+
+    fn read(&self) -> Vec<Duration> {
+        self.pids.iter().map(|(_, pid)| cpu_of(*pid)).collect()
     }
 }
 
@@ -256,20 +309,29 @@ async fn main() {
             rx.changed().await.unwrap();
         }
     }
+    let real = flavor == Flavor::Real;
+    let meters = real.then(|| Meters::of(&w));
+    let before = meters.as_ref().map(Meters::read);
     let t0 = Instant::now();
     w.stack.set_policy(&policy).await;
     wait_all(&hub_seen, &late).await;
     let took = t0.elapsed();
+    let spent = meters.as_ref().map(Meters::read);
     println!(
         "\ncatch-up: {catchup} Secrets admitted by one policy change were all hub copies after {:.2} s",
         took.as_secs_f64()
     );
 
     // The floor, on the same machine in the same run: as many creates of the same
-    // Secrets straight into a kube-apiserver without webhooks (cluster2's, in a
-    // namespace no agent watches), as many in flight as the agent keeps.
-    w.c2.create_namespace("floor").await;
-    let floor: Api<Secret> = Api::namespaced(w.c2.client().await, "floor");
+    // Secrets straight into the hub's kube-apiserver, in a namespace no webhook
+    // judges and no relay watches, as many in flight as the agent keeps, timed to
+    // their arrival on a watch like the catch-up (which this bench's watch of
+    // argocd also costs the hub).
+    w.stack.cluster.create_namespace("floor").await;
+    let floor: Api<Secret> = Api::namespaced(w.stack.cluster.client().await, "floor");
+    let floor_seen = arrivals(floor.clone());
+    let floor_names: Vec<String> = (0..catchup).map(|i| format!("late-{i}")).collect();
+    let floor_before = meters.as_ref().map(Meters::read);
     let t0 = Instant::now();
     futures::stream::iter(0..catchup)
         .for_each_concurrent(secret_relay_agent::CONCURRENCY, |i| {
@@ -280,11 +342,31 @@ async fn main() {
             }
         })
         .await;
+    wait_all(&floor_seen, &floor_names).await;
     let floor_took = t0.elapsed();
+    let floor_spent = meters.as_ref().map(Meters::read);
     println!(
-        "floor: {catchup} creates straight into a kube-apiserver without webhooks, {} in flight: {:.2} s (catch-up / floor = {:.2})",
+        "floor: {catchup} creates straight into the hub's kube-apiserver without webhooks, {} in flight: {:.2} s (catch-up / floor = {:.2})",
         secret_relay_agent::CONCURRENCY,
         floor_took.as_secs_f64(),
         took.as_secs_f64() / floor_took.as_secs_f64()
     );
+    let (Some(meters), Some(before), Some(spent), Some(floor_before), Some(floor_spent)) =
+        (meters, before, spent, floor_before, floor_spent)
+    else {
+        return;
+    };
+    let per = |a: Duration, b: Duration| (a - b).as_secs_f64() * 1e6 / catchup as f64;
+    println!(
+        "\n| CPU per Secret, µs | catch-up | floor (plain create) | catch-up / floor |\n|---|---:|---:|---:|"
+    );
+    for (i, (name, _)) in meters.pids.iter().enumerate() {
+        let (c, f) = (per(spent[i], before[i]), per(floor_spent[i], floor_before[i]));
+        let ratio = if f >= 1.0 {
+            format!("{:.2}", c / f)
+        } else {
+            "-".to_owned()
+        };
+        println!("| {name} | {c:.0} | {f:.0} | {ratio} |");
+    }
 }
