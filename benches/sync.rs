@@ -86,7 +86,11 @@ fn cpu_of(pid: u32) -> Duration {
             .arg("CLK_TCK")
             .output()
             .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     });
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // After the command's name in parentheses: state is field 3, utime 14, stime 15.
@@ -116,10 +120,16 @@ impl Meters {
     fn of(w: &World) -> Meters {
         Meters {
             pids: vec![
-                ("hub kube-apiserver", pid_of(&w.stack.cluster, "kube-apiserver")),
+                (
+                    "hub kube-apiserver",
+                    pid_of(&w.stack.cluster, "kube-apiserver"),
+                ),
                 ("cluster1 kube-apiserver", pid_of(&w.c1, "kube-apiserver")),
                 ("hub etcd", pid_of(&w.stack.cluster, "etcd")),
-                ("relay, webhook and agents (this process)", std::process::id()),
+                (
+                    "relay, webhook and agents (this process)",
+                    std::process::id(),
+                ),
             ],
         }
     }
@@ -361,7 +371,10 @@ async fn main() {
         "\n| CPU per Secret, µs | catch-up | floor (plain create) | catch-up / floor |\n|---|---:|---:|---:|"
     );
     for (i, (name, _)) in meters.pids.iter().enumerate() {
-        let (c, f) = (per(spent[i], before[i]), per(floor_spent[i], floor_before[i]));
+        let (c, f) = (
+            per(spent[i], before[i]),
+            per(floor_spent[i], floor_before[i]),
+        );
         let ratio = if f >= 1.0 {
             format!("{:.2}", c / f)
         } else {
