@@ -119,6 +119,11 @@ fn run(cmd: &mut Command) -> String {
 
 /// [`run`] with `input` on the command's stdin.
 fn run_with_input(cmd: &mut Command, input: &str) -> String {
+    String::from_utf8(run_with_input_output(cmd, input).stdout).unwrap()
+}
+
+/// [`run_with_input`], returning stdout and stderr.
+fn run_with_input_output(cmd: &mut Command, input: &str) -> Output {
     use std::io::Write as _;
     let what = format!("{cmd:?}");
     let mut child = cmd
@@ -140,7 +145,7 @@ fn run_with_input(cmd: &mut Command, input: &str) -> String {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    out
 }
 
 /// Runs a script, its stderr going to the test's (progress and timings).
@@ -253,6 +258,23 @@ impl Node {
             "{module}"
         );
         eprintln!("Kubernetes {pinned} ({module}): the API server and the kubelet");
+    }
+
+    /// [`Node::apply`] of the control plane's manifests: Pod Security Admission (the
+    /// namespace warns and enforces `restricted`) has nothing to say of them.
+    fn apply_restricted(&self, manifest: &str) {
+        let out = run_with_input_output(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .args(["apply", "-f", "-"]),
+            manifest,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "kubectl apply printed Pod Security warnings:\n{stderr}"
+        );
     }
 
     /// Waits until the webhook and the relay are each 2/2 Ready.
@@ -420,7 +442,7 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
     let manifest = rendered.replace("caBundle: Cg==", &format!("caBundle: {ca_bundle}"));
 
     let t = Instant::now();
-    node.apply(&manifest);
+    node.apply_restricted(&manifest);
     relay_pki(&node, &pki);
     node.wait_control_plane(Duration::from_secs(120));
     eprintln!(
@@ -428,6 +450,13 @@ fn the_control_plane_kustomization_rolls_out_on_a_real_node() {
         t.elapsed().as_secs_f64()
     );
 
+    // The namespace enforces Pod Security's restricted profile, so every pod below
+    // passed it at admission.
+    let ns = node.kubectl_json(&["get", "namespace", "secret-relay-system"]);
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     // The pods run as the manifests say: non-root, read-only root, on this node.
     let pods = node.kubectl_json(&["-n", "secret-relay-system", "get", "pods"]);
     let items = pods["items"].as_array().unwrap();
