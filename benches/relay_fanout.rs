@@ -33,9 +33,8 @@ use kube::api::PostParams;
 use secret_relay_testkit::{Flavor, Options, TestCluster};
 
 use support::{
-    NAMESPACE, ROUND_KEY, RelayProcess, Start, bench_main, change_and_time, cluster_tls,
-    cpu_seconds, env_usize, hub_copy, median, open_watches, percentile, print_p99_goal, rss_kib,
-    write_policy,
+    NAMESPACE, ROUND_KEY, RelayProcess, Rounds, Start, bench_main, change_and_time, cluster_tls,
+    cpu_seconds, env_usize, hub_copy, open_watches, print_p99_goal, rss_kib, write_policy,
 };
 
 const BROADCAST: &str = "broadcast-repo";
@@ -149,30 +148,18 @@ async fn run() {
     let rss_watches = rss_kib(pid, "VmRSS:");
 
     // Rounds: one change of the broadcast copy each, timed to every watch.
-    let mut p50s = Vec::new();
-    let mut p99s = Vec::new();
-    let mut maxes = Vec::new();
+    let mut figures = Rounds::default();
     let rounds_cpu0 = cpu_seconds(pid);
     for round in 1..=rounds as u64 {
         let delays = change_and_time(&secrets, BROADCAST, round, clusters, arr_rx).await;
-        let (p50, p99, max) = (
-            percentile(&delays, 50.0),
-            percentile(&delays, 99.0),
-            percentile(&delays, 100.0),
-        );
-        eprintln!(
-            "round {round}: delivered to {clusters} watches: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
-        );
-        p50s.push(p50);
-        p99s.push(p99);
-        maxes.push(max);
+        figures.record(round, clusters, &delays);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // The relay's CPU over all rounds (the pauses between them included: bookmarks).
     let rounds_cpu = cpu_seconds(pid) - rounds_cpu0;
     let rss_end = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
-    let worst_p99 = p99s.iter().copied().fold(0.0, f64::max);
+    let worst_p99 = figures.worst_p99();
 
     println!();
     println!(
@@ -181,21 +168,7 @@ async fn run() {
     println!();
     println!("| measure | median of rounds | worst round |");
     println!("|---|---:|---:|");
-    println!(
-        "| delivery p50 (ms), PATCH sent -> MODIFIED line read | {:.1} | {:.1} |",
-        median(p50s.clone()),
-        p50s.iter().copied().fold(0.0, f64::max)
-    );
-    println!(
-        "| delivery p99 (ms) | {:.1} | {:.1} |",
-        median(p99s.clone()),
-        worst_p99
-    );
-    println!(
-        "| delivery max (ms) | {:.1} | {:.1} |",
-        median(maxes.clone()),
-        maxes.iter().copied().fold(0.0, f64::max)
-    );
+    figures.print_rows();
     println!();
     println!(
         "relay CPU per change, mean over the rounds: {:.1} ms ({:.1} µs per delivered event)",

@@ -53,9 +53,9 @@ use kube::api::PostParams;
 use secret_relay_testkit::{Flavor, Options, TestCluster};
 
 use support::{
-    InView, NAMESPACE, ROUND_KEY, RelayProcess, Start, bench_main, change_and_time, cluster_tls,
-    cpu_seconds, env_usize, hub_copy, median, open_watches, percentile, print_p99_goal, rss_kib,
-    write_policy,
+    InView, NAMESPACE, ROUND_KEY, RelayProcess, Rounds, Start, bench_main, change_and_time,
+    cluster_tls, cpu_seconds, env_usize, hub_copy, median, open_watches, percentile,
+    print_p99_goal, rss_kib, worst, write_policy,
 };
 
 const BROADCAST: &str = "broadcast-all";
@@ -279,24 +279,14 @@ async fn run() {
 
     // Rounds: one change of the ALL copy each, timed to every watch.
     let load_rounds = loadavg();
-    let (mut p50s, mut p99s, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut figures = Rounds::default();
     let mut fanout_cpu = 0.0;
     for round in 1..=rounds as u64 {
         let cpu0 = cpu_seconds(pid);
         let delays =
             change_and_time(&secrets, BROADCAST, round, clusters, &mut watches.arrivals).await;
         fanout_cpu += cpu_seconds(pid) - cpu0;
-        let (p50, p99, max) = (
-            percentile(&delays, 50.0),
-            percentile(&delays, 99.0),
-            percentile(&delays, 100.0),
-        );
-        eprintln!(
-            "round {round}: delivered to {clusters} watches: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
-        );
-        p50s.push(p50);
-        p99s.push(p99);
-        maxes.push(max);
+        figures.record(round, clusters, &delays);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Narrow changes: copies that reach their owner and targets only; every watch of
@@ -326,7 +316,6 @@ async fn run() {
     let idle_cpu = (cpu_seconds(pid) - cpu0) / 10.0;
     let rss_end = rss_kib(pid, "VmRSS:");
     let hwm = rss_kib(pid, "VmHWM:");
-    let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let load_end = loadavg();
 
     println!();
@@ -381,21 +370,7 @@ async fn run() {
     println!();
     println!("| fan-out of one change to {clusters} watches | median of rounds | worst round |");
     println!("|---|---:|---:|");
-    println!(
-        "| delivery p50 (ms), PATCH sent -> MODIFIED line read | {:.1} | {:.1} |",
-        median(p50s.clone()),
-        worst(&p50s)
-    );
-    println!(
-        "| delivery p99 (ms) | {:.1} | {:.1} |",
-        median(p99s.clone()),
-        worst(&p99s)
-    );
-    println!(
-        "| delivery max (ms) | {:.1} | {:.1} |",
-        median(maxes.clone()),
-        worst(&maxes)
-    );
+    figures.print_rows();
     println!();
     println!(
         "relay CPU per change, PATCH to last arrival: {:.1} ms ({:.1} µs per delivered event)",
@@ -419,7 +394,7 @@ async fn run() {
         mib(rss_kib(std::process::id(), "VmRSS:")),
         mib(rss_kib(std::process::id(), "VmHWM:"))
     );
-    print_p99_goal(worst(&p99s));
+    print_p99_goal(figures.worst_p99());
     drop(relay);
 }
 

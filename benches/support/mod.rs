@@ -471,6 +471,55 @@ pub(crate) async fn change_and_time(
     delays
 }
 
+/// The delivery figures of a fan-out bench's rounds: p50, p99 and max of each.
+#[derive(Default)]
+pub(crate) struct Rounds {
+    p50s: Vec<f64>,
+    p99s: Vec<f64>,
+    maxes: Vec<f64>,
+}
+
+impl Rounds {
+    /// Records one round's `delays` (sorted, ms, one per watch) and prints them.
+    pub(crate) fn record(&mut self, round: u64, clusters: usize, delays: &[f64]) {
+        let (p50, p99, max) = (
+            percentile(delays, 50.0),
+            percentile(delays, 99.0),
+            percentile(delays, 100.0),
+        );
+        eprintln!(
+            "round {round}: delivered to {clusters} watches: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        );
+        self.p50s.push(p50);
+        self.p99s.push(p99);
+        self.maxes.push(max);
+    }
+
+    /// The worst round's p99, ms.
+    pub(crate) fn worst_p99(&self) -> f64 {
+        worst(&self.p99s)
+    }
+
+    /// The table rows: p50, p99 and max, the median of the rounds and the worst.
+    pub(crate) fn print_rows(&self) {
+        for (what, v) in [
+            (
+                "delivery p50 (ms), PATCH sent -> MODIFIED line read",
+                &self.p50s,
+            ),
+            ("delivery p99 (ms)", &self.p99s),
+            ("delivery max (ms)", &self.maxes),
+        ] {
+            println!("| {what} | {:.1} | {:.1} |", median(v.clone()), worst(v));
+        }
+    }
+}
+
+/// The largest of `v` (0 when empty).
+pub(crate) fn worst(v: &[f64]) -> f64 {
+    v.iter().copied().fold(0.0, f64::max)
+}
+
 /// The fan-out goal's line: p99 delivery under 1 s in every round (`worst_p99_ms`
 /// is the worst round's p99).
 pub(crate) fn print_p99_goal(worst_p99_ms: f64) {
