@@ -22,6 +22,12 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher;
 use secret_relay_testkit::{Flavor, Options, RelayHandle, Stack, StackOptions, TestCluster};
 
+// The relay benches' helpers; this bench takes the /proc reading and env_usize.
+#[allow(dead_code)]
+mod support;
+
+use support::{cpu_seconds, env_usize};
+
 const POLICY: &str = "\
 clusters:
   - name: cluster1
@@ -32,13 +38,6 @@ secretSources:
   - clusterSelector: env=prod
     labelSelector: bench=up
 ";
-
-fn env_usize(key: &str, default: usize) -> usize {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn secret(name: &str, labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
     secret_relay_testkit::secret(name, labels, annotations, name)
@@ -78,27 +77,6 @@ async fn wait_all(seen: &Arc<Mutex<HashMap<String, Instant>>>, names: &[String])
     }
 }
 
-/// CPU time (user + system) of process `pid` so far, from `/proc/PID/stat`.
-fn cpu_of(pid: u32) -> Duration {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let ticks = *TICKS.get_or_init(|| {
-        let out = std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    });
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // After the command's name in parentheses: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    let jiffies: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_secs_f64(jiffies as f64 / ticks as f64)
-}
-
 /// The pid of a real control plane's `component` (its `pids` file).
 fn pid_of(cluster: &TestCluster, component: &str) -> u32 {
     let pids = std::fs::read_to_string(cluster.dir().join("pids")).unwrap();
@@ -134,8 +112,9 @@ impl Meters {
         }
     }
 
-    fn read(&self) -> Vec<Duration> {
-        self.pids.iter().map(|(_, pid)| cpu_of(*pid)).collect()
+    /// Each process's CPU so far, in seconds.
+    fn read(&self) -> Vec<f64> {
+        self.pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect()
     }
 }
 
@@ -366,7 +345,7 @@ async fn main() {
     else {
         return;
     };
-    let per = |a: Duration, b: Duration| (a - b).as_secs_f64() * 1e6 / catchup as f64;
+    let per = |a: f64, b: f64| (a - b) * 1e6 / catchup as f64;
     println!(
         "\n| CPU per Secret, µs | catch-up | floor (plain create) | catch-up / floor |\n|---|---:|---:|---:|"
     );

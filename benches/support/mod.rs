@@ -1,6 +1,7 @@
 //! What the relay benches share (`relay_fanout`, `relay_scale`): the hub copies, the
 //! relay as its own process, one watch per cluster over its own mTLS connection, a
-//! change timed to every watch, and the /proc readings of a process.
+//! change timed to every watch, and the /proc readings of a process (which
+//! `benches/sync.rs` takes too).
 //!
 //! Each bench includes this module with `mod support;`; Cargo does not take a directory
 //! without a `main.rs` for a bench of its own.
