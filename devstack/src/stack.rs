@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt as _};
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_runtime::{CancellationToken, PolicySource};
 
@@ -56,11 +56,13 @@ pub async fn install(api: &ApiServer, install: &Install<'_>, policy: &str) -> an
     create_namespace(&admin, install.namespace).await?;
     let objects = manifests::for_stack(install)?;
     manifests::apply(&admin, &objects).await?;
-    store_policy(&admin, policy).await
+    store_policy(&admin, policy).await.map(drop)
 }
 
-/// Stores `text` in the policy ConfigMap, which every component there hot-reloads.
-pub async fn store_policy(admin: &Client, text: &str) -> anyhow::Result<()> {
+/// Stores `text` in the policy ConfigMap, which every component there hot-reloads;
+/// returns the stored ConfigMap's resourceVersion (the revision a component logs when
+/// it loads it).
+pub async fn store_policy(admin: &Client, text: &str) -> anyhow::Result<String> {
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
     let data = serde_json::json!({"data": {"policy.yaml": text}});
     match cms
@@ -71,14 +73,14 @@ pub async fn store_policy(admin: &Client, text: &str) -> anyhow::Result<()> {
         )
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(stored) => Ok(stored.resource_version().unwrap_or_default()),
         Err(kube::Error::Api(e)) if e.code == 404 => {
             let cm: ConfigMap = serde_json::from_value(serde_json::json!({
                 "metadata": {"name": POLICY_CONFIGMAP, "namespace": SYSTEM_NAMESPACE},
                 "data": {"policy.yaml": text},
             }))?;
-            cms.create(&PostParams::default(), &cm).await?;
-            Ok(())
+            let stored = cms.create(&PostParams::default(), &cm).await?;
+            Ok(stored.resource_version().unwrap_or_default())
         }
         Err(e) => Err(e).context("failed to store the policy"),
     }

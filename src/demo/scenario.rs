@@ -141,6 +141,7 @@ async fn agent_reports(
 async fn set_policy(admin: &Client, text: &str) -> Result<(), String> {
     secret_relay_devstack::stack::store_policy(admin, text)
         .await
+        .map(drop)
         .map_err(|e| format!("{e:#}"))
 }
 

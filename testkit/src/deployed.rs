@@ -14,12 +14,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use secret_relay_devstack::Pki;
 
-use crate::stack::{POLICY_CONFIGMAP, SYSTEM_NAMESPACE};
+use crate::stack::SYSTEM_NAMESPACE;
 use crate::{Flavor, TestCluster, within};
 
 /// `IP:PORT` of the deployed relay's Service, as agents outside the node reach it.
@@ -132,22 +132,16 @@ impl Deployed {
         .await;
     }
 
-    /// Waits until every relay and webhook pod has loaded the policy ConfigMap as it
-    /// is now: each logs `policy loaded` with the ConfigMap's resourceVersion.
-    pub(crate) async fn wait_policy_loaded(&self, admin: &Client) {
-        let revision = Api::<ConfigMap>::namespaced(admin.clone(), SYSTEM_NAMESPACE)
-            .get(POLICY_CONFIGMAP)
-            .await
-            .unwrap()
-            .resource_version()
-            .unwrap();
+    /// Waits until every relay and webhook pod has loaded the policy ConfigMap at
+    /// `revision` (its resourceVersion): each logs `policy loaded` with it.
+    pub(crate) async fn wait_policy_loaded(&self, admin: &Client, revision: &str) {
         let pods: Api<Pod> = Api::namespaced(admin.clone(), SYSTEM_NAMESPACE);
         let selector = format!("app.kubernetes.io/name in ({})", POLICY_READERS.join(","));
         within(
             &format!("every relay and webhook pod to load policy revision {revision}"),
             async {
                 loop {
-                    if every_pod_loaded(&pods, &selector, &revision).await {
+                    if every_pod_loaded(&pods, &selector, revision).await {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;

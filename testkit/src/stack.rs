@@ -280,9 +280,9 @@ impl Stack {
         let pki = deployed.pki(&cluster.dir().join("secret-relay-pki"));
         pki.issue_clusters(&options.certificates).unwrap();
         let admin = cluster.client().await;
-        set_policy(&admin, &options.policy).await;
+        let revision = set_policy(&admin, &options.policy).await;
         deployed.register_webhooks(&cluster, &kubectl).await;
-        deployed.wait_policy_loaded(&admin).await;
+        deployed.wait_policy_loaded(&admin, &revision).await;
         Stack {
             cluster,
             webhook: None,
@@ -427,9 +427,9 @@ impl Stack {
     pub async fn set_policy(&self, text: &str) {
         text.clone_into(&mut self.policy.lock().unwrap());
         let admin = self.cluster.client().await;
-        set_policy(&admin, text).await;
+        let revision = set_policy(&admin, text).await;
         if let Some(deployed) = &self.deployed {
-            deployed.wait_policy_loaded(&admin).await;
+            deployed.wait_policy_loaded(&admin, &revision).await;
         }
         let managed: Vec<PathBuf> = self
             .managed
@@ -623,11 +623,12 @@ pub async fn wait_cached(cache: &secret_relay_proxy::HubCache, name: &str) {
     .await;
 }
 
-/// Stores `text` in the policy ConfigMap the manifests created.
-pub(crate) async fn set_policy(admin: &Client, text: &str) {
+/// Stores `text` in the policy ConfigMap the manifests created; returns the stored
+/// resourceVersion.
+pub(crate) async fn set_policy(admin: &Client, text: &str) -> String {
     dev::store_policy(admin, text)
         .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Where an in-process webhook listens: loopback, or every interface when an outside
