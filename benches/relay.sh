@@ -14,7 +14,8 @@
 #
 # The upstream is one nginx worker on plain HTTP/1.1 that answers every request the
 # proxies send with a fixed body (`return 200`): the GET and LIST bodies are the bytes
-# the relay itself serves for them, and a write gets the 2 KB Secret. It listens on two
+# the relay itself serves for them, and a write gets the 2 KB Secret with its fields in
+# kube-apiserver's order (metadata before data, as the API server answers). It listens on two
 # ports: the baseline nginx proxies everything to one; the relay's client uses the
 # other, where its own GETs (the list and watch that fill its cache) go on to the
 # sandbox (`secret-relay sandbox`, in-memory API server) and its writes get the fixed
@@ -146,6 +147,15 @@ p = f"{work}/get.json"
 text = open(p).read() if os.path.exists(p) else "{}"
 assert "'" not in text and "\\" not in text and "$" not in text and len(text) < 4000
 get = "'" + text + "'"
+# A write's answer: the same Secret with its fields in kube-apiserver's order (kind,
+# apiVersion, metadata, then the rest), as the API server encodes what it stored.
+import json
+obj = json.loads(text)
+order = ["kind", "apiVersion", "metadata"]
+put = "'" + json.dumps({**{k: obj[k] for k in order if k in obj},
+                        **{k: v for k, v in obj.items() if k not in order}},
+                       separators=(",", ":")) + "'"
+assert "\\" not in put and "$" not in put
 open(f"{work}/upstream/nginx.conf", "w").write(f"""
 worker_processes 1;
 pid {work}/upstream/nginx.pid;
@@ -166,14 +176,17 @@ http {{
     server {{
         listen 127.0.0.1:{up_nginx} reuseport;
         location = /api/v1/namespaces/argocd/secrets {{ root {work}/bodies; try_files /list.json =404; }}
-        location / {{ return 200 {get}; }}
+        location / {{
+            if ($request_method != GET) {{ return 200 {put}; }}
+            return 200 {get};
+        }}
     }}
     # The relay's upstream: its writes get the fixed answer, its own reads (the
     # cache's list and watch) go on to the sandbox.
     server {{
         listen 127.0.0.1:{up_relay} reuseport;
         location / {{
-            if ($request_method != GET) {{ return 200 {get}; }}
+            if ($request_method != GET) {{ return 200 {put}; }}
             proxy_pass https://sandbox;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -215,14 +228,16 @@ contexts:
   context: { cluster: upstream, user: relay }
 current-context: relay
 KC
-taskset -c 0 "$bin" relay --addr "127.0.0.1:$relay_port" --admin-addr "127.0.0.1:$relay_admin_port" \
+# RELAY_WRAP: a command the relay runs under (benches/relay-instructions.sh: cachegrind).
+read -r -a relay_wrap <<<"${RELAY_WRAP:-}"
+taskset -c 0 "${relay_wrap[@]}" "$bin" relay --addr "127.0.0.1:$relay_port" --admin-addr "127.0.0.1:$relay_admin_port" \
     --tls-cert "$pki/relay.crt" --tls-key "$pki/relay.key" --client-ca "$pki/ca.crt" \
     --kubeconfig "$work/relay.kubeconfig" --policy-file "$work/policy.yaml" \
     --cluster-rate 1000000000 --cluster-burst 1000000000 --cluster-watches 100000 \
     2>"$work/relay.log" &
 relay_pid=$!
 pids+=($relay_pid)
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
     curl -sf "http://127.0.0.1:$relay_admin_port/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done

@@ -6,7 +6,10 @@
 //! plain creates into the hub's kube-apiserver, in a namespace no webhook judges.
 //!
 //! `cargo bench --bench sync` (env: `SYNC_BENCH_SECRETS`, default 1000;
-//! `SYNC_BENCH_CATCHUP`, default 10000; `SYNC_BENCH_FLAVOR=sandbox` for sandboxes).
+//! `SYNC_BENCH_CATCHUP`, default 10000; `SYNC_BENCH_FLAVOR=sandbox` for sandboxes;
+//! `SYNC_BENCH_PPROF=DIR` also takes a Go CPU profile of the hub's kube-apiserver
+//! during the catch-up and during the floor, `SYNC_BENCH_PPROF_SECONDS` long (default
+//! 5), into `DIR/catchup.pb.gz` and `DIR/floor.pb.gz`, for `go tool pprof`).
 
 #![allow(clippy::unwrap_used)] // a bench binary: a failure is a panic with its cause
 
@@ -60,6 +63,30 @@ fn arrivals(api: Api<Secret>) -> Arc<Mutex<HashMap<String, Instant>>> {
         }
     });
     seen
+}
+
+/// Starts a Go CPU profile of `cluster`'s kube-apiserver (its `/debug/pprof/profile`,
+/// as the admin), written to `DIR/{name}.pb.gz` when `SYNC_BENCH_PPROF=DIR` is set.
+async fn profile(cluster: &TestCluster, name: &'static str) -> Option<tokio::task::JoinHandle<()>> {
+    let dir = std::path::PathBuf::from(std::env::var_os("SYNC_BENCH_PPROF")?);
+    let seconds = env_usize("SYNC_BENCH_PPROF_SECONDS", 5);
+    let client = cluster.client().await;
+    Some(tokio::spawn(async move {
+        use http_body_util::BodyExt as _;
+        let request = http::Request::get(format!("/debug/pprof/profile?seconds={seconds}"))
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let answer = client.send(request).await.unwrap();
+        assert!(answer.status().is_success(), "pprof: {}", answer.status());
+        let bytes = answer.into_body().collect().await.unwrap().to_bytes();
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.pb.gz"));
+        std::fs::write(&path, &bytes).unwrap();
+        eprintln!(
+            "profile of the hub's kube-apiserver ({seconds} s): {}",
+            path.display()
+        );
+    }))
 }
 
 async fn wait_all(seen: &Arc<Mutex<HashMap<String, Instant>>>, names: &[String]) {
@@ -302,10 +329,14 @@ async fn main() {
     let meters = real.then(|| Meters::of(&w));
     let before = meters.as_ref().map(Meters::read);
     let t0 = Instant::now();
+    let profiling = profile(&w.stack.cluster, "catchup").await;
     w.stack.set_policy(&policy).await;
     wait_all(&hub_seen, &late).await;
     let took = t0.elapsed();
     let spent = meters.as_ref().map(Meters::read);
+    if let Some(p) = profiling {
+        p.await.unwrap();
+    }
     println!(
         "\ncatch-up: {catchup} Secrets admitted by one policy change were all hub copies after {:.2} s",
         took.as_secs_f64()
@@ -322,6 +353,7 @@ async fn main() {
     let floor_names: Vec<String> = (0..catchup).map(|i| format!("late-{i}")).collect();
     let floor_before = meters.as_ref().map(Meters::read);
     let t0 = Instant::now();
+    let profiling = profile(&w.stack.cluster, "floor").await;
     futures::stream::iter(0..catchup)
         .for_each_concurrent(secret_relay_agent::CONCURRENCY, |i| {
             let floor = floor.clone();
@@ -334,6 +366,9 @@ async fn main() {
     wait_all(&floor_seen, &floor_names).await;
     let floor_took = t0.elapsed();
     let floor_spent = meters.as_ref().map(Meters::read);
+    if let Some(p) = profiling {
+        p.await.unwrap();
+    }
     println!(
         "floor: {catchup} creates straight into the hub's kube-apiserver without webhooks, {} in flight: {:.2} s (catch-up / floor = {:.2})",
         secret_relay_agent::CONCURRENCY,

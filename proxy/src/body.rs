@@ -267,6 +267,11 @@ fn secret_from_json(body: &[u8]) -> Result<Secret, BodyError> {
             "failed to decode {WHAT}: the body must be a JSON object"
         )));
     }
+    // The typed decode without path tracking first: a sound body decodes on it, and
+    // only a failure pays for the second decode that names the field.
+    if let Ok(secret) = serde_json::from_slice(body) {
+        return Ok(secret);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         // serde's own messages for a wrong type quote the value: only the path and

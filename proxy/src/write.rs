@@ -10,8 +10,9 @@
 //!   ([`ADOPTABLE_NAMES`](secret_relay_policy::ADOPTABLE_NAMES)) that the control
 //!   plane owns and that is not blocked, which the rules allow by name.
 //! - **What is judged is what is stored.** The relay forwards the object it judged,
-//!   never the client's bytes: a create or update is re-encoded from the decoded
-//!   Secret; a merge, strategic-merge or JSON patch becomes a full-object PUT of the
+//!   never the client's bytes as they came: a JSON create or update is the judged
+//!   metadata re-encoded around the values the client sent (the same JSON values the
+//!   relay decoded: [`splice`]), any other is re-encoded from the decoded Secret; a merge, strategic-merge or JSON patch becomes a full-object PUT of the
 //!   patched copy with the judged resourceVersion as a precondition (a concurrent
 //!   change gives 409 upstream, and the patch is judged again on the new copy, as
 //!   kube-apiserver retries its own patches); a delete carries the judged
@@ -23,7 +24,8 @@
 //! One concern per file: [`gate`] looks the hub copy up, [`object`] writes a
 //! create or update, [`patch`] a patch, [`delete`] a delete, [`adopt`] records and
 //! restores an adopted secret's own metadata, [`upstream`] forwards what was
-//! judged, [`offload`] decodes and encodes large bodies off the async workers, and
+//! judged, [`splice`] forwards a JSON create or update as its judged metadata with the
+//! values as sent, [`offload`] decodes and encodes large bodies off the async workers, and
 //! [`answer`] holds the Status answers. This file takes a write apart, sends it to
 //! its verb, and holds the judgement all verbs share.
 
@@ -47,6 +49,7 @@ mod gate;
 mod object;
 mod offload;
 mod patch;
+mod splice;
 mod upstream;
 
 pub(crate) use adopt::return_to_control_plane;
@@ -107,15 +110,21 @@ fn blocked_request(policy: &Policy, name: &str, written: Option<&Secret>) -> Opt
 }
 
 /// The up-sync decision of `written` (the object as it will be stored) against the
-/// gated hub copy.
-fn judge(policy: &Policy, cluster: &ClusterId, written: &Secret, target: &Target) -> Decision {
+/// gated hub copy. `written` comes back as it went in.
+fn judge(policy: &Policy, cluster: &ClusterId, written: &mut Secret, target: &Target) -> Decision {
     let hub = target.hub().map(AsRef::as_ref);
-    forged_stamp(cluster.as_str(), written, hub).unwrap_or_else(|| {
-        let mut as_cluster = written.clone();
-        // The relay trusts the agent for where it read the Secret (the agent namespace).
-        as_cluster.metadata.namespace = Some(policy.agent_namespace().to_owned());
-        up_sync(policy, cluster.as_str(), &as_cluster, hub)
-    })
+    if let Some(forged) = forged_stamp(cluster.as_str(), written, hub) {
+        return forged;
+    }
+    // The relay trusts the agent for where it read the Secret (the agent namespace):
+    // judged there, without a copy of the Secret, then put back.
+    let sent = written
+        .metadata
+        .namespace
+        .replace(policy.agent_namespace().to_owned());
+    let decision = up_sync(policy, cluster.as_str(), written, hub);
+    written.metadata.namespace = sent;
+    decision
 }
 
 pub(crate) fn count_write(relay: &Relay, decision: &Decision) {

@@ -7,7 +7,8 @@ use secret_relay_policy::{Policy, Secret, meta, stamp_cluster_write};
 use super::adopt::keep_for_handback;
 use super::answer::{bad, body_error, conflict, denied};
 use super::gate::{Source, Target, gate};
-use super::offload::{encode_off_worker, off_worker};
+use super::offload::{INLINE_DECODE_BYTES, encode_off_worker, off_worker};
+use super::splice::splice;
 use super::upstream::{collection_path, object_path, send_json};
 use super::{WriteRequest, blocked_request, content_type, count_write, judge};
 use crate::body::decode_secret;
@@ -26,7 +27,7 @@ pub(super) async fn write_object(
     } = request;
     let content_type = content_type(request.headers);
     let decoded = off_worker(body, move |b| decode_secret(content_type.as_deref(), b)).await;
-    let secret = match decoded {
+    let mut secret = match decoded {
         Ok(s) => s,
         Err(e) => return body_error(&e),
     };
@@ -34,7 +35,9 @@ pub(super) async fn write_object(
     if let Some(answer) = misplaced(&secret, sr, cp) {
         return answer;
     }
-    let name = meta::name(&secret.metadata);
+    // Owned: the judgement borrows the Secret mutably.
+    let name = meta::name(&secret.metadata).to_owned();
+    let name = name.as_str();
     if let Some(d) = blocked_request(policy, name, Some(&secret)) {
         count_write(relay, &d);
         return denied(cluster, name, "up-sync", &d, false);
@@ -44,7 +47,7 @@ pub(super) async fn write_object(
             Ok(t) => t,
             Err(answer) => return answer,
         };
-        let decision = judge(policy, cluster, &secret, &target);
+        let decision = judge(policy, cluster, &mut secret, &target);
         // A create decided on no copy at all: the API server tells whether the name
         // is free; it is counted once decided.
         let optimistic =
@@ -116,7 +119,11 @@ async fn forward_object(
     let WriteRequest {
         cluster, sr, body, ..
     } = request;
-    let mut stored = secret.clone();
+    // The stamps and the precondition go on the metadata; the values are not copied.
+    let mut stored = Secret {
+        metadata: secret.metadata.clone(),
+        ..Secret::default()
+    };
     stored.metadata.namespace = Some(cp.to_owned());
     // Stamped here as the mutating webhook would: the API server does not call
     // it for the clusters' writes (matchConditions); the validating webhook
@@ -141,6 +148,18 @@ async fn forward_object(
         (_, Verb::Create) => (Method::POST, collection_path(cp)),
         _ => (Method::PUT, object_path(cp, name)),
     };
-    let json = encode_off_worker(stored, body.len()).await;
+    let spliced = (body.len() <= INLINE_DECODE_BYTES)
+        .then(|| splice(body, &stored.metadata))
+        .flatten();
+    let json = match spliced {
+        Some(json) => json,
+        None => {
+            let whole = Secret {
+                metadata: stored.metadata,
+                ..secret.clone()
+            };
+            encode_off_worker(whole, body.len()).await
+        }
+    };
     send_json(relay, &method, &path, sr, json, cluster).await
 }

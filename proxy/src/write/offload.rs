@@ -10,7 +10,7 @@ use crate::body::BodyError;
 /// Bodies up to this size are decoded on the request's task (microseconds); larger
 /// ones on tokio's blocking pool, so the async workers that serve every cluster's
 /// reads never wait on one cluster's large body.
-const INLINE_DECODE_BYTES: usize = 64 * 1024;
+pub(super) const INLINE_DECODE_BYTES: usize = 64 * 1024;
 
 /// How many large bodies are decoded at once, relay-wide: more wait their turn (a
 /// cluster's rate limit and body limit bound how many it can send).

@@ -47,11 +47,11 @@ pub(super) async fn write_patch(
             Err(answer) => return answer,
         };
         let hub = target.hub().map(AsRef::as_ref);
-        let patched = match apply_patch_value(hub, name, cp, kind, &patch) {
+        let mut patched = match apply_patch_value(hub, name, cp, kind, &patch) {
             Ok(s) => s,
             Err(err) => return patch_error(err),
         };
-        let decision = judge(policy, cluster, &patched, &target);
+        let decision = judge(policy, cluster, &mut patched, &target);
         count_write(relay, &decision);
         if !decision.allowed {
             return denied(cluster, name, "up-sync", &decision, true);
