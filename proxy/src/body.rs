@@ -257,16 +257,31 @@ enum NotJson {
     Unsupported,
 }
 
-fn secret_from_json(body: &[u8]) -> Result<Secret, BodyError> {
+/// Whether a create or update body of `content_type` is read as JSON (the type is
+/// `application/json`, or absent).
+pub(crate) fn is_json(content_type: Option<&str>) -> bool {
+    matches!(media_type(content_type).as_str(), "" | "application/json")
+}
+
+/// Checks a JSON create or update body by the rules of this module (syntax, depth,
+/// containers, duplicate keys) and that it is one object, on a pass that keeps
+/// nothing: what a typed decode of the body may then rely on.
+pub(crate) fn check_json_secret(body: &[u8]) -> Result<(), BodyError> {
     const WHAT: &str = "the Secret";
-    // First the rules (syntax, depth, duplicate keys), on a pass that keeps nothing;
-    // then the typed decode of a body now known to be sound.
     let shape = scan::<false>(body, WHAT, NotJson::Bad, &Cell::new(MAX_CONTAINERS))?;
     if !shape.is_object() {
         return Err(BodyError::BadRequest(format!(
             "failed to decode {WHAT}: the body must be a JSON object"
         )));
     }
+    Ok(())
+}
+
+fn secret_from_json(body: &[u8]) -> Result<Secret, BodyError> {
+    const WHAT: &str = "the Secret";
+    // First the rules (syntax, depth, duplicate keys), on a pass that keeps nothing;
+    // then the typed decode of a body now known to be sound.
+    check_json_secret(body)?;
     // The typed decode without path tracking first: a sound body decodes on it, and
     // only a failure pays for the second decode that names the field.
     if let Ok(secret) = serde_json::from_slice(body) {

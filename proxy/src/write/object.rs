@@ -8,10 +8,10 @@ use super::adopt::keep_for_handback;
 use super::answer::{bad, body_error, conflict, denied};
 use super::gate::{Source, Target, gate};
 use super::offload::{INLINE_DECODE_BYTES, encode_off_worker, off_worker};
-use super::splice::splice;
+use super::splice::{Values, read, splice};
 use super::upstream::{collection_path, object_path, send_json};
 use super::{WriteRequest, blocked_request, content_type, count_write, judge};
-use crate::body::decode_secret;
+use crate::body::{BodyError, check_json_secret, decode_secret, is_json};
 use crate::route::{SecretsRequest, Verb};
 use crate::server::Relay;
 use crate::status::{RelayBody, status};
@@ -22,13 +22,9 @@ pub(super) async fn write_object(
     policy: &Policy,
     request: &WriteRequest<'_>,
 ) -> Response<RelayBody> {
-    let WriteRequest {
-        cluster, sr, body, ..
-    } = request;
-    let content_type = content_type(request.headers);
-    let decoded = off_worker(body, move |b| decode_secret(content_type.as_deref(), b)).await;
-    let mut secret = match decoded {
-        Ok(s) => s,
+    let WriteRequest { cluster, sr, .. } = request;
+    let (mut secret, values) = match decode(request).await {
+        Ok(decoded) => decoded,
         Err(e) => return body_error(&e),
     };
     let cp = policy.control_plane_namespace();
@@ -63,7 +59,8 @@ pub(super) async fn write_object(
         if let Err(answer) = keep_for_handback(relay, cp, &decision, &target).await {
             return answer;
         }
-        let answer = forward_object(relay, request, cp, &secret, name, &target).await;
+        let judged = (&secret, values.as_ref());
+        let answer = forward_object(relay, request, cp, judged, name, &target).await;
         if optimistic {
             if answer.status() == StatusCode::CONFLICT {
                 tracing::debug!(%cluster, %name, "a create met a name the cache had not seen; deciding on the API server's copy");
@@ -74,6 +71,24 @@ pub(super) async fn write_object(
         return answer;
     }
     conflict(name)
+}
+
+/// The Secret to judge, and its values as sent when it is forwarded spliced: a JSON
+/// body up to the inline size that is plainly a v1 Secret ([`read`]). Any other body
+/// is decoded whole, large ones off the async workers.
+async fn decode<'a>(
+    request: &'a WriteRequest<'_>,
+) -> Result<(Secret, Option<Values<'a>>), BodyError> {
+    let content_type = content_type(request.headers);
+    let body = &request.body;
+    if is_json(content_type.as_deref()) && body.len() <= INLINE_DECODE_BYTES {
+        check_json_secret(body)?;
+        if let Some((secret, values)) = read(body) {
+            return Ok((secret, Some(values)));
+        }
+    }
+    let secret = off_worker(body, move |b| decode_secret(content_type.as_deref(), b)).await?;
+    Ok((secret, None))
 }
 
 /// The answer to an object that is not where the request puts it: in another
@@ -107,12 +122,13 @@ fn misplaced(secret: &Secret, sr: &SecretsRequest, cp: &str) -> Option<Response<
 }
 
 /// Forwards the allowed object as it is to be stored: in the control-plane
-/// namespace, stamped, and created or replaced on the copy it was judged against.
+/// namespace, stamped, and created or replaced on the copy it was judged against;
+/// spliced around the values as sent when there are `values`, else re-encoded.
 async fn forward_object(
     relay: &Relay,
     request: &WriteRequest<'_>,
     cp: &str,
-    secret: &Secret,
+    (secret, values): (&Secret, Option<&Values<'_>>),
     name: &str,
     target: &Target,
 ) -> Response<RelayBody> {
@@ -122,6 +138,8 @@ async fn forward_object(
     // The stamps and the precondition go on the metadata; the values are not copied.
     let mut stored = Secret {
         metadata: secret.metadata.clone(),
+        immutable: secret.immutable,
+        type_: secret.type_.clone(),
         ..Secret::default()
     };
     stored.metadata.namespace = Some(cp.to_owned());
@@ -148,15 +166,13 @@ async fn forward_object(
         (_, Verb::Create) => (Method::POST, collection_path(cp)),
         _ => (Method::PUT, object_path(cp, name)),
     };
-    let spliced = (body.len() <= INLINE_DECODE_BYTES)
-        .then(|| splice(body, &stored.metadata))
-        .flatten();
-    let json = match spliced {
-        Some(json) => json,
+    let json = match values {
+        Some(values) => splice(&stored, values),
         None => {
             let whole = Secret {
-                metadata: stored.metadata,
-                ..secret.clone()
+                data: secret.data.clone(),
+                string_data: secret.string_data.clone(),
+                ..stored
             };
             encode_off_worker(whole, body.len()).await
         }
