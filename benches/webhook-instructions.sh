@@ -15,12 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-N=${N:-2000}
-command -v valgrind >/dev/null 2>&1 || { echo "valgrind is required (apt install valgrind)" >&2; exit 1; }
-if [ -z "${BINS:-}" ]; then
-    cargo build --release -q -p secret-relay
-    BINS="this=target/release/secret-relay"
-fi
+. benches/instructions-setup.sh
 
 work=$(mktemp -d)
 pid=
