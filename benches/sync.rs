@@ -7,9 +7,11 @@
 //!
 //! `cargo bench --bench sync` (env: `SYNC_BENCH_SECRETS`, default 1000;
 //! `SYNC_BENCH_CATCHUP`, default 10000; `SYNC_BENCH_FLAVOR=sandbox` for sandboxes;
-//! `SYNC_BENCH_PPROF=DIR` also takes a Go CPU profile of the hub's kube-apiserver
-//! during the catch-up and during the floor, `SYNC_BENCH_PPROF_SECONDS` long (default
-//! 5), into `DIR/catchup.pb.gz` and `DIR/floor.pb.gz`, for `go tool pprof`).
+//! `SYNC_BENCH_PPROF=DIR` also takes Go CPU profiles, `SYNC_BENCH_PPROF_SECONDS` long
+//! (default 5), for `go tool pprof`: of the hub's kube-apiserver during the catch-up
+//! and during the floor (`DIR/catchup.pb.gz`, `DIR/floor.pb.gz`), and of cluster1's,
+//! which records the agent's Events, during the catch-up
+//! (`DIR/catchup-cluster1.pb.gz`)).
 
 #![allow(clippy::unwrap_used)] // a bench binary: a failure is a panic with its cause
 
@@ -329,12 +331,15 @@ async fn main() {
     let meters = real.then(|| Meters::of(&w));
     let before = meters.as_ref().map(Meters::read);
     let t0 = Instant::now();
-    let profiling = profile(&w.stack.cluster, "catchup").await;
+    let profiling = [
+        profile(&w.stack.cluster, "catchup").await,
+        profile(&w.c1, "catchup-cluster1").await,
+    ];
     w.stack.set_policy(&policy).await;
     wait_all(&hub_seen, &late).await;
     let took = t0.elapsed();
     let spent = meters.as_ref().map(Meters::read);
-    if let Some(p) = profiling {
+    for p in profiling.into_iter().flatten() {
         p.await.unwrap();
     }
     println!(

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secret_relay_policy::StripMetadata;
 use secret_relay_runtime::CancellationToken;
@@ -23,6 +23,8 @@ pub(super) struct PolicyView {
     /// counts its generations from 1, so the number alone may not change). Denials
     /// are remembered per epoch, so each such change retries them.
     epoch: AtomicU64,
+    /// When the current epoch began.
+    epoch_began: Mutex<Option<Instant>>,
     control_plane_namespace: Mutex<Option<String>>,
     /// What the policy strips from copies beside the built-in rule, as the relay
     /// last said with its generation.
@@ -45,6 +47,13 @@ impl PolicyView {
     /// The current policy epoch.
     pub(super) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Whether the current epoch began less than `window` ago: while it is young,
+    /// another relay replica may still judge by the policy before it (each replica
+    /// loads the policy from its own watch).
+    pub(super) fn epoch_is_younger_than(&self, window: Duration) -> bool {
+        lock(&self.epoch_began).is_some_and(|began| began.elapsed() < window)
     }
 
     /// The control-plane namespace the relay named, once known.
@@ -70,6 +79,7 @@ impl Context {
         let generation = answer.generation;
         *lock(&self.policy.strip) = Arc::new(answer.strip);
         self.policy.generation.store(generation, Ordering::Release);
+        *lock(&self.policy.epoch_began) = Some(Instant::now());
         self.policy.epoch.fetch_add(1, Ordering::AcqRel);
         self.changed();
         self.metrics

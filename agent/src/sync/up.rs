@@ -1,6 +1,8 @@
 //! Up-sync: an opted-in Secret is pushed to the relay when it differs from its hub
 //! copy, and the relay's decision is reported: synced, denied (retried at the next
-//! policy epoch), waiting on the hub (retried with backoff), revoked, or an error.
+//! policy epoch; a denial in the first 30 s of an epoch is asked again once, since
+//! the relay replica that answered may not have loaded that policy yet), waiting on
+//! the hub (retried with backoff), revoked, or an error.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,7 +27,19 @@ pub(super) struct UpMemo {
     pub(super) synced: HashSet<String>,
     /// Per name: the fingerprint denied and the policy epoch of the denial.
     pub(super) denied: HashMap<String, (Fingerprint, u64)>,
+    /// Per name: the policy epoch in which a denial was asked again once
+    /// ([`RECHECK_AFTER`]).
+    pub(super) rechecked: HashMap<String, u64>,
 }
+
+/// How long after a policy epoch begins a denial may come from a relay replica that
+/// has not loaded that policy yet: the replicas behind the relay's Service each load
+/// it from their own watch, and the agent's long poll hears the first of them.
+const YOUNG_EPOCH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long after such a denial the push is asked again, once per name and epoch,
+/// before the denial stands until the next epoch.
+const RECHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Pushes opted-in Secret `s` as its hub copy in `cp` unless `hub`, the copy in
 /// the view (this cluster's own when `mine`), already matches it, or the same push
@@ -175,6 +189,7 @@ async fn pushed(
         let mut memo = lock(&ctx.up);
         memo.pushed.insert(name.to_owned(), (want, hub_rv));
         memo.denied.remove(name);
+        memo.rechecked.remove(name);
         memo.synced.insert(name.to_owned());
     }
     ctx.retries.succeeded(name);
@@ -206,12 +221,21 @@ async fn denied(
     // Synced before and no longer admitted: the policy (or the Secret)
     // took back what it allowed.
     let revoked = !waits_on_hub && (mine || lock(&ctx.up).synced.contains(name));
-    if waits_on_hub {
+    let young = ctx.policy.epoch_is_younger_than(YOUNG_EPOCH);
+    let rechecked_in = lock(&ctx.up).rechecked.get(name).copied();
+    match after_denial(waits_on_hub, young, rechecked_in, epoch) {
         // The hub copy in the way may change or go away unseen (it can
         // be outside this cluster's view): try again with backoff.
-        ctx.retries.later(name);
-    } else {
-        lock(&ctx.up).denied.insert(name.to_owned(), (want, epoch));
+        AfterDenial::Backoff => ctx.retries.later(name),
+        // The replica that answered may not have loaded this epoch's policy yet:
+        // asked again once, a little later, before the denial stands.
+        AfterDenial::Recheck => {
+            lock(&ctx.up).rechecked.insert(name.to_owned(), epoch);
+            ctx.retries.after(name, RECHECK_AFTER);
+        }
+        AfterDenial::Stands => {
+            lock(&ctx.up).denied.insert(name.to_owned(), (want, epoch));
+        }
     }
     let (state, reason) = if revoked {
         ("revoked", "UpSyncRevoked")
@@ -225,5 +249,54 @@ async fn denied(
         ctx.events
             .record(s, EventType::Warning, reason, status.message.clone())
             .await;
+    }
+}
+
+/// What follows a denial.
+#[derive(Debug, PartialEq, Eq)]
+enum AfterDenial {
+    /// Asked again with backoff: it waits on a hub copy that may change unseen.
+    Backoff,
+    /// Asked again once, [`RECHECK_AFTER`] later: it came in a young epoch, maybe
+    /// from a replica still on the policy before it.
+    Recheck,
+    /// It stands until the next policy epoch (or a change of the Secret).
+    Stands,
+}
+
+/// What follows a denial in `epoch`: `young` when the epoch began less than
+/// [`YOUNG_EPOCH`] ago, `rechecked_in` the epoch of the name's last recheck.
+fn after_denial(
+    waits_on_hub: bool,
+    young: bool,
+    rechecked_in: Option<u64>,
+    epoch: u64,
+) -> AfterDenial {
+    if waits_on_hub {
+        AfterDenial::Backoff
+    } else if young && rechecked_in != Some(epoch) {
+        AfterDenial::Recheck
+    } else {
+        AfterDenial::Stands
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{AfterDenial, after_denial};
+
+    #[test]
+    fn a_denial_in_a_young_epoch_is_asked_again_once_then_stands() {
+        // A policy change the agent heard from one relay replica: the push landed on
+        // another that had not loaded it yet.
+        assert_eq!(after_denial(false, true, None, 7), AfterDenial::Recheck);
+        assert_eq!(after_denial(false, true, Some(6), 7), AfterDenial::Recheck);
+        // Asked again in this epoch and denied again: the policy denies it.
+        assert_eq!(after_denial(false, true, Some(7), 7), AfterDenial::Stands);
+        // An old epoch: every replica has long loaded its policy.
+        assert_eq!(after_denial(false, false, None, 7), AfterDenial::Stands);
+        // Waiting on another party's hub copy is retried with backoff, always.
+        assert_eq!(after_denial(true, true, None, 7), AfterDenial::Backoff);
+        assert_eq!(after_denial(true, false, Some(7), 7), AfterDenial::Backoff);
     }
 }
