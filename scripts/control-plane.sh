@@ -174,6 +174,19 @@ pid_of() { # name
     awk -v n="$1" '$2 == n { print $1 }' "$dir/pids"
 }
 
+# exit_note NAME: sets $exit_note to how the component started by `start` in this
+# shell ended (its exit status, or the signal that killed it), for the failure report.
+exit_note() {
+    local pid s=0
+    pid=$(pid_of "$1" | tail -n 1)
+    wait "$pid" 2>/dev/null || s=$?
+    if [ "$s" -gt 128 ]; then
+        exit_note="killed by signal $((s - 128))"
+    else
+        exit_note="exit status $s"
+    fi
+}
+
 # stop_pid pid name [signal]: TERM (or signal), up to 10 s to exit, then KILL.
 stop_pid() {
     local pid=$1 name=$2 signal=${3:-TERM}
@@ -346,10 +359,12 @@ up() {
     until curl -fsS --max-time 2 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
         "$server/readyz" 2>/dev/null | grep -qx ok; do
         if ! running "$(awk '$2 == "etcd" { print $1 }' "$dir/pids")" etcd; then
-            fail_with_log "etcd exited" "$dir/etcd.log"
+            exit_note etcd
+            fail_with_log "etcd exited ($exit_note)" "$dir/etcd.log"
         fi
         if ! running "$(awk '$2 == "kube-apiserver" { print $1 }' "$dir/pids")" kube-apiserver; then
-            fail_with_log "kube-apiserver exited" "$dir/kube-apiserver.log"
+            exit_note kube-apiserver
+            fail_with_log "kube-apiserver exited ($exit_note)" "$dir/kube-apiserver.log"
         fi
         if [ "$waited" -ge "$((timeout * 10))" ]; then
             fail_with_log "kube-apiserver was not ready within ${timeout}s" "$dir/kube-apiserver.log"
@@ -376,7 +391,8 @@ up() {
     # service account: its controllers are running.
     until kubectl_get_sa "$server" "$p"; do
         if ! running "$(awk '$2 == "kube-controller-manager" { print $1 }' "$dir/pids")" kube-controller-manager; then
-            fail_with_log "kube-controller-manager exited" "$dir/kube-controller-manager.log"
+            exit_note kube-controller-manager
+            fail_with_log "kube-controller-manager exited ($exit_note)" "$dir/kube-controller-manager.log"
         fi
         if [ "$waited" -ge "$((timeout * 10))" ]; then
             fail_with_log "kube-controller-manager made no service account within ${timeout}s" "$dir/kube-controller-manager.log"
