@@ -85,7 +85,7 @@ async fn profile(cluster: &TestCluster, name: &'static str) -> Option<tokio::tas
         let path = dir.join(format!("{name}.pb.gz"));
         std::fs::write(&path, &bytes).unwrap();
         eprintln!(
-            "profile of the hub's kube-apiserver ({seconds} s): {}",
+            "profile of a kube-apiserver ({seconds} s): {}",
             path.display()
         );
     }))
