@@ -174,17 +174,20 @@ pid_of() { # name
     awk -v n="$1" '$2 == n { print $1 }' "$dir/pids"
 }
 
-# exit_note NAME: sets $exit_note to how the component started by `start` in this
-# shell ended (its exit status, or the signal that killed it), for the failure report.
-exit_note() {
-    local pid s=0
-    pid=$(pid_of "$1" | tail -n 1)
-    wait "$pid" 2>/dev/null || s=$?
+# fail_if_exited NAME: fails the start-up, with NAME's log, when the component that
+# `start` ran in this shell is no longer running, saying how it ended (its exit status,
+# or the signal that killed it).
+fail_if_exited() {
+    local name=$1 pid s=0 how
+    pid=$(pid_of "$name")
+    running "$pid" "$name" && return 0
+    wait "$(tail -n 1 <<<"$pid")" 2>/dev/null || s=$?
     if [ "$s" -gt 128 ]; then
-        exit_note="killed by signal $((s - 128))"
+        how="killed by signal $((s - 128))"
     else
-        exit_note="exit status $s"
+        how="exit status $s"
     fi
+    fail_with_log "$name exited ($how)" "$dir/$name.log"
 }
 
 # stop_pid pid name [signal]: TERM (or signal), up to 10 s to exit, then KILL.
@@ -358,14 +361,8 @@ up() {
     local timeout=${CONTROL_PLANE_TIMEOUT:-120} waited=0
     until curl -fsS --max-time 2 --cacert "$p/ca.crt" --cert "$p/admin.crt" --key "$p/admin.key" \
         "$server/readyz" 2>/dev/null | grep -qx ok; do
-        if ! running "$(awk '$2 == "etcd" { print $1 }' "$dir/pids")" etcd; then
-            exit_note etcd
-            fail_with_log "etcd exited ($exit_note)" "$dir/etcd.log"
-        fi
-        if ! running "$(awk '$2 == "kube-apiserver" { print $1 }' "$dir/pids")" kube-apiserver; then
-            exit_note kube-apiserver
-            fail_with_log "kube-apiserver exited ($exit_note)" "$dir/kube-apiserver.log"
-        fi
+        fail_if_exited etcd
+        fail_if_exited kube-apiserver
         if [ "$waited" -ge "$((timeout * 10))" ]; then
             fail_with_log "kube-apiserver was not ready within ${timeout}s" "$dir/kube-apiserver.log"
         fi
@@ -390,10 +387,7 @@ up() {
     # The controller manager is ready when it has made the default namespace's
     # service account: its controllers are running.
     until kubectl_get_sa "$server" "$p"; do
-        if ! running "$(awk '$2 == "kube-controller-manager" { print $1 }' "$dir/pids")" kube-controller-manager; then
-            exit_note kube-controller-manager
-            fail_with_log "kube-controller-manager exited ($exit_note)" "$dir/kube-controller-manager.log"
-        fi
+        fail_if_exited kube-controller-manager
         if [ "$waited" -ge "$((timeout * 10))" ]; then
             fail_with_log "kube-controller-manager made no service account within ${timeout}s" "$dir/kube-controller-manager.log"
         fi
