@@ -12,7 +12,8 @@
 //! - **What is judged is what is stored.** The relay forwards the object it judged,
 //!   never the client's bytes as they came: a JSON create or update is the judged
 //!   metadata re-encoded around the values the client sent (the same JSON values the
-//!   relay decoded: [`splice`]), any other is re-encoded from the decoded Secret; a merge, strategic-merge or JSON patch becomes a full-object PUT of the
+//!   relay decoded: [`splice`]), any other is re-encoded from the decoded Secret; a
+//!   merge, strategic-merge or JSON patch becomes a full-object PUT of the
 //!   patched copy with the judged resourceVersion as a precondition (a concurrent
 //!   change gives 409 upstream, and the patch is judged again on the new copy, as
 //!   kube-apiserver retries its own patches); a delete carries the judged
@@ -24,9 +25,9 @@
 //! One concern per file: [`gate`] looks the hub copy up, [`object`] writes a
 //! create or update, [`patch`] a patch, [`delete`] a delete, [`adopt`] records and
 //! restores an adopted secret's own metadata, [`upstream`] forwards what was
-//! judged, [`splice`] forwards a JSON create or update as its judged metadata with the
-//! values as sent, [`offload`] decodes and encodes large bodies off the async workers, and
-//! [`answer`] holds the Status answers. This file takes a write apart, sends it to
+//! judged, [`splice`] forwards a JSON create or update as its judged metadata with
+//! the values as sent, [`offload`] decodes and encodes large bodies off the async
+//! workers, and [`answer`] holds the Status answers. This file takes a write apart, sends it to
 //! its verb, and holds the judgement all verbs share.
 
 use bytes::Bytes;
