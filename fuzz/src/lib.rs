@@ -11,7 +11,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use http::Method;
-use secret_relay_policy::{Mode, Policy, RelayIdentity, Secret, Selector, release, up_sync};
+use secret_relay_policy::{
+    AdmissionInput, Mode, Operation, Policy, RelayIdentity, Secret, Selector, UserInfo, mutate,
+    release, up_sync,
+};
 use secret_relay_proxy::{PatchError, PatchKind, Route, Verb, apply_patch, route};
 use secret_relay_webhook::{Endpoint, review};
 
@@ -117,6 +120,13 @@ pub fn admission_review(body: &[u8]) {
                 }
                 let answer: serde_json::Value = serde_json::from_slice(&reviewed.body)
                     .unwrap_or_else(|e| panic!("the answer is not JSON: {e}"));
+                // `/mutate` decodes only what `mutate` reads: its patch is the one
+                // `mutate` builds from the whole decoded objects.
+                if endpoint == Endpoint::Mutate
+                    && let Some(want) = mutate_on_whole_objects(policy, &relay, mode, body)
+                {
+                    assert_eq!(patch_of(&answer), want, "/mutate against the whole decode");
+                }
                 assert_eq!(answer["kind"], "AdmissionReview");
                 assert_eq!(
                     answer["response"]["uid"].as_str(),
@@ -128,6 +138,84 @@ pub fn admission_review(body: &[u8]) {
                 );
             }
         }
+    }
+}
+
+/// What `mutate` patches on a review's whole decoded objects, when the review is a
+/// Secret's with objects that decode whole; else `None`.
+fn mutate_on_whole_objects(
+    policy: &Policy,
+    relay: &RelayIdentity,
+    mode: &Mode,
+    body: &[u8],
+) -> Option<serde_json::Value> {
+    let review: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let req = review.get("request")?;
+    let kind = req.get("kind")?;
+    if (
+        str_of(kind, "group"),
+        str_of(kind, "version"),
+        str_of(kind, "kind"),
+    ) != ("", "v1", "Secret")
+        || !str_of(req, "subResource").is_empty()
+    {
+        return None;
+    }
+    let operation = match req.get("operation")?.as_str()? {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => Operation::Connect,
+        _ => return None,
+    };
+    let secret = |k: &str| -> Option<Option<Secret>> {
+        match req.get(k) {
+            None | Some(serde_json::Value::Null) => Some(None),
+            Some(v) => serde_json::from_value(v.clone()).ok().map(Some),
+        }
+    };
+    let (object, old_object) = (secret("object")?, secret("oldObject")?);
+    let user = req.get("userInfo");
+    let user = UserInfo {
+        username: user.map_or("", |u| str_of(u, "username")).to_owned(),
+        groups: user
+            .and_then(|u| u.get("groups"))
+            .and_then(|g| g.as_array())
+            .map(|g| {
+                g.iter()
+                    .filter_map(|g| g.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    let input = AdmissionInput {
+        operation,
+        namespace: str_of(req, "namespace"),
+        name: str_of(req, "name"),
+        object: object.as_ref(),
+        old_object: old_object.as_ref(),
+        user: &user,
+        dry_run: false,
+    };
+    serde_json::to_value(mutate(policy, relay, mode, &input)).ok()
+}
+
+/// The string at `key` of `v`, or `""`.
+fn str_of<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+/// The JSON patch of a `/mutate` answer (an empty list for none).
+fn patch_of(answer: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    match answer["response"]["patch"].as_str() {
+        Some(patch) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .unwrap_or_else(|e| panic!("the patch is not base64: {e}"));
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("the patch is not JSON: {e}"))
+        }
+        None => serde_json::json!([]),
     }
 }
 

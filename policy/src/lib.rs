@@ -16,7 +16,8 @@ pub mod store;
 pub use admission::{
     AdmissionInput, AdmissionVerdict, Identity, Mode, Operation, PatchOp, RelayIdentity, UserInfo,
     forged_stamp, identify, impersonated_cluster, in_scope, is_down_copy, is_kubernetes_cleanup,
-    mutate, pointer, stamp_cluster_write, validate, validate_without_policy,
+    mutate, mutate_reads_whole_objects, pointer, stamp_cluster_write, validate,
+    validate_without_policy,
 };
 pub use carry::{Direction, StripMetadata, carried_annotations, carried_labels};
 pub use cluster_id::ClusterId;

@@ -1,14 +1,18 @@
 //! AdmissionReview v1 decoding and encoding around the pure policy decisions.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use secret_relay_policy::{
     AdmissionInput, AdmissionVerdict, Mode, Operation, PatchOp, Policy, RelayIdentity, UserInfo,
-    impersonated_cluster, in_scope, is_kubernetes_cleanup, mutate, validate,
-    validate_without_policy,
+    impersonated_cluster, in_scope, is_kubernetes_cleanup, mutate, mutate_reads_whole_objects,
+    validate, validate_without_policy,
 };
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -93,47 +97,82 @@ pub struct Reviewed {
     pub dry_run: bool,
 }
 
+/// An AdmissionReview as decoded, its objects as `O`: kept as sent (`&RawValue`) to be
+/// decoded whole once needed, or as [`StampedObject`] on `/mutate`'s one pass.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ReviewIn<'a> {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct ReviewIn<'a, O> {
+    #[serde(default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
     #[serde(borrow)]
-    request: Option<RequestIn<'a>>,
+    request: Option<RequestIn<'a, O>>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestIn<'a> {
-    uid: String,
-    kind: GroupVersionKind,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    operation: String,
+#[serde(rename_all = "camelCase", bound(deserialize = "O: Deserialize<'de>"))]
+struct RequestIn<'a, O> {
+    #[serde(borrow)]
+    uid: Cow<'a, str>,
+    #[serde(borrow)]
+    kind: GroupVersionKind<'a>,
+    #[serde(default, borrow)]
+    sub_resource: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    operation: Cow<'a, str>,
     #[serde(default)]
     user_info: UserInfoIn,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    old_object: Option<&'a RawValue>,
+    #[serde(default = "Option::default")]
+    object: Option<O>,
+    #[serde(default = "Option::default")]
+    old_object: Option<O>,
     #[serde(default)]
     dry_run: Option<bool>,
 }
 
+/// What `/mutate` decodes of an object in its one pass: the metadata [`mutate`] reads
+/// (name, labels and annotations). `data` and `stringData` must be maps of strings, as
+/// in any Secret, and are not kept: their values are neither decoded nor copied. Every
+/// other field is skipped unread, so `/mutate` judges nothing: `/validate` decodes the
+/// whole object the API server will store.
 #[derive(Deserialize)]
-struct GroupVersionKind {
+struct StampedObject {
     #[serde(default)]
-    group: String,
+    metadata: StampedMeta,
+    #[serde(default, rename = "data")]
+    _data: Option<StringMap>,
+    #[serde(default, rename = "stringData")]
+    _string_data: Option<StringMap>,
+}
+
+#[derive(Deserialize, Default)]
+struct StampedMeta {
     #[serde(default)]
-    version: String,
+    name: Option<String>,
     #[serde(default)]
-    kind: String,
+    namespace: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A JSON object whose values are all strings: checked, not kept.
+struct StringMap;
+
+#[derive(Deserialize)]
+struct GroupVersionKind<'a> {
+    #[serde(default, borrow)]
+    group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
 }
 
 #[derive(Deserialize, Default)]
@@ -206,7 +245,12 @@ pub fn review(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Reviewed, DecodeReviewError> {
-    let review: ReviewIn<'_> = decode_envelope(body)?;
+    if endpoint == Endpoint::Mutate
+        && let Some(reviewed) = mutate_in_one_pass(policy, relay, mode, body)
+    {
+        return Ok(reviewed);
+    }
+    let review: ReviewIn<'_, &RawValue> = decode_envelope(body)?;
     let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
     let mut answer = Answer::new(&req);
     if !is_secret(&req) {
@@ -245,7 +289,7 @@ pub fn review_without_policy(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Option<Reviewed>, DecodeReviewError> {
-    let review: ReviewIn<'_> = decode_envelope(body)?;
+    let review: ReviewIn<'_, &RawValue> = decode_envelope(body)?;
     let req = review.request.ok_or(DecodeReviewError::MissingRequest)?;
     let mut answer = Answer::new(&req);
     if !is_secret(&req) {
@@ -277,18 +321,63 @@ pub fn review_without_policy(
     Ok(Some(answer.finish()))
 }
 
-fn decode_envelope(body: &[u8]) -> Result<ReviewIn<'_>, DecodeReviewError> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
+/// `/mutate` in one pass over the body: the review with [`StampedObject`]s, which is
+/// all [`mutate`] reads. `None` sends the body down the whole decode instead: when it
+/// does not decode so (the whole decode then says what is wrong without quoting a
+/// value), and for Kubernetes' cleanup, which `mutate` tells by the whole objects.
+fn mutate_in_one_pass(
+    policy: &Policy,
+    relay: &RelayIdentity,
+    mode: &Mode,
+    body: &[u8],
+) -> Option<Reviewed> {
+    let review: ReviewIn<'_, StampedObject> = serde_json::from_slice(body).ok()?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return None;
+    }
+    let req = review.request?;
+    let operation = operation(&req.operation)?;
+    let mut answer = Answer::new(&req);
+    if !is_secret(&req) {
+        answer.pass_through(Endpoint::Mutate);
+        return Some(answer.finish());
+    }
+    let user = UserInfo {
+        username: req.user_info.username,
+        groups: req.user_info.groups,
+    };
+    if mutate_reads_whole_objects(&user) {
+        return None;
+    }
+    let object = req.object.map(StampedObject::into_secret);
+    let old_object = req.old_object.map(StampedObject::into_secret);
+    let input = AdmissionInput {
+        operation,
+        namespace: &answer.reviewed.namespace,
+        name: &answer.reviewed.name,
+        object: object.as_ref(),
+        old_object: old_object.as_ref(),
+        user: &user,
+        dry_run: answer.reviewed.dry_run,
+    };
+    let ops = mutate(policy, relay, mode, &input);
+    answer.patch(&ops);
+    Some(answer.finish())
+}
+
+fn decode_envelope(body: &[u8]) -> Result<ReviewIn<'_, &RawValue>, DecodeReviewError> {
+    let review: ReviewIn<'_, &RawValue> =
+        serde_json::from_slice(body).map_err(DecodeReviewError::Json)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(DecodeReviewError::Envelope {
-            api_version: review.api_version,
-            kind: review.kind,
+            api_version: review.api_version.into_owned(),
+            kind: review.kind.into_owned(),
         });
     }
     Ok(review)
 }
 
-fn is_secret(req: &RequestIn<'_>) -> bool {
+fn is_secret<O>(req: &RequestIn<'_, O>) -> bool {
     req.kind.group.is_empty()
         && req.kind.version == "v1"
         && req.kind.kind == "Secret"
@@ -297,21 +386,13 @@ fn is_secret(req: &RequestIn<'_>) -> bool {
 
 /// The operation, the user and (when `with_objects`) the decoded objects.
 fn decode_request(
-    req: RequestIn<'_>,
+    req: RequestIn<'_, &RawValue>,
     with_objects: bool,
 ) -> Result<SecretRequest, DecodeReviewError> {
-    let operation = match req.operation.as_str() {
-        "CREATE" => Operation::Create,
-        "UPDATE" => Operation::Update,
-        "DELETE" => Operation::Delete,
-        "CONNECT" => Operation::Connect,
-        other => {
-            return Err(DecodeReviewError::Operation {
-                uid: req.uid.clone(),
-                operation: other.to_owned(),
-            });
-        }
-    };
+    let operation = operation(&req.operation).ok_or_else(|| DecodeReviewError::Operation {
+        uid: req.uid.to_string(),
+        operation: req.operation.to_string(),
+    })?;
     let (object, old_object) = if with_objects {
         (
             decode_secret(req.object, &req.uid, "object")?,
@@ -332,14 +413,14 @@ fn decode_request(
 }
 
 impl Answer {
-    fn new(req: &RequestIn<'_>) -> Answer {
+    fn new<O>(req: &RequestIn<'_, O>) -> Answer {
         Answer {
             reviewed: Reviewed {
                 body: Vec::new(),
-                uid: req.uid.clone(),
-                operation: req.operation.clone(),
-                namespace: req.namespace.clone().unwrap_or_default(),
-                name: req.name.clone().unwrap_or_default(),
+                uid: req.uid.to_string(),
+                operation: req.operation.to_string(),
+                namespace: req.namespace.as_deref().unwrap_or_default().to_owned(),
+                name: req.name.as_deref().unwrap_or_default().to_owned(),
                 allowed: true,
                 cluster: None,
                 rule: NOT_A_SECRET,
@@ -348,7 +429,7 @@ impl Answer {
                 dry_run: req.dry_run.unwrap_or(false),
             },
             response: ResponseOut {
-                uid: req.uid.clone(),
+                uid: req.uid.to_string(),
                 allowed: true,
                 status: None,
                 patch_type: None,
@@ -411,6 +492,81 @@ impl Answer {
         reviewed.body =
             serde_json::to_vec(&out).expect("an AdmissionReview response always serializes");
         reviewed
+    }
+}
+
+fn operation(name: &str) -> Option<Operation> {
+    match name {
+        "CREATE" => Some(Operation::Create),
+        "UPDATE" => Some(Operation::Update),
+        "DELETE" => Some(Operation::Delete),
+        "CONNECT" => Some(Operation::Connect),
+        _ => None,
+    }
+}
+
+impl StampedObject {
+    /// A Secret holding only what was decoded: its name, namespace, labels and
+    /// annotations.
+    fn into_secret(self) -> Secret {
+        let StampedMeta {
+            name,
+            namespace,
+            labels,
+            annotations,
+        } = self.metadata;
+        Secret {
+            metadata: ObjectMeta {
+                name,
+                namespace,
+                labels,
+                annotations,
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StringMap {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StringMap, D::Error> {
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = StringMap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StringMap, A::Error> {
+                while map.next_key::<AnyString>()?.is_some() {
+                    map.next_value::<AnyString>()?;
+                }
+                Ok(StringMap)
+            }
+        }
+        d.deserialize_map(Entries)
+    }
+}
+
+/// Any JSON string, checked to be one and not kept. It is read as bytes, which spares
+/// the UTF-8 check of values `/mutate` never reads.
+struct AnyString;
+
+impl<'de> Deserialize<'de> for AnyString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<AnyString, D::Error> {
+        struct Str;
+        impl Visitor<'_> for Str {
+            type Value = AnyString;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+            fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<AnyString, E> {
+                Ok(AnyString)
+            }
+        }
+        d.deserialize_bytes(Str)
     }
 }
 

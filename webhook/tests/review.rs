@@ -249,15 +249,84 @@ async fn a_secret_object_that_is_not_a_secret_is_400_without_echoing_values() {
         Value::Null,
     );
     r["request"]["object"]["data"] = json!("s3cr3t-value-not-a-map");
-    let (code, body) = post(
-        &state,
-        "/validate",
-        "application/json",
-        serde_json::to_vec(&r).unwrap(),
-    )
-    .await;
-    assert_eq!(code, StatusCode::BAD_REQUEST);
-    assert!(!String::from_utf8_lossy(&body).contains("s3cr3t"));
+    let mut not_strings = r.clone();
+    not_strings["request"]["object"]["data"] = json!({"k": ["s3cr3t"]});
+    // `/mutate` reads no value, but a body it cannot read as a Secret takes the whole
+    // decode, which refuses it in the same words.
+    for path in ["/validate", "/mutate"] {
+        for r in [&r, &not_strings] {
+            let (code, body) = post(
+                &state,
+                path,
+                "application/json",
+                serde_json::to_vec(r).unwrap(),
+            )
+            .await;
+            assert_eq!(code, StatusCode::BAD_REQUEST, "{path}");
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains("as a core/v1 Secret"), "{path}: {body}");
+            assert!(!body.contains("s3cr3t"), "{path}: {body}");
+        }
+    }
+}
+
+/// `/mutate` decodes only the metadata `mutate` reads, in one pass: escaped strings,
+/// the API server's own metadata and an update's old object give the patch `mutate`
+/// builds from the whole objects.
+#[tokio::test]
+async fn mutate_patches_as_the_whole_decode_would() {
+    let state = state();
+    let policy = parse_policy(POLICY).unwrap();
+    let mut object = secret(
+        "application-set-secret",
+        json!({"a/b~c": "x\"y\u{1}\n", "secret-relay.io/owner": "cluster.cluster2"}),
+        json!({"k\"ey": "dg==", "other": ""}),
+    );
+    object["metadata"]["annotations"] = json!({"secret-relay.io/digest": "old", "n\\te": "v"});
+    object["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update",
+        "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {".": {}}}}]);
+    object["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "p", "uid": "u"}]);
+    object["metadata"]["creationTimestamp"] = json!("2026-12-07T00:00:00Z");
+    object["stringData"] = json!({"s": "plain text"});
+    let old = secret("application-set-secret", json!({}), json!({"k": "dg=="}));
+    let users = [
+        cluster_user("cluster1"),
+        admin(),
+        user_named("system:kube-controller-manager"),
+    ];
+    for user in users {
+        for (op, old) in [("CREATE", &Value::Null), ("UPDATE", &old)] {
+            let r = review(op, user.clone(), object.clone(), old.clone());
+            let endpoint = patch_of(&call(&state, "/mutate", &r).await);
+            let case = Case {
+                what: "escapes",
+                namespace: "argocd",
+                op,
+                user: user.clone(),
+                object: object.clone(),
+                old: old.clone(),
+                allowed: true,
+                rule: "",
+                sync: Sync::None,
+            };
+            let (_, api) = through_the_policy_api(&policy, &case);
+            assert_eq!(endpoint, api, "{op} by {user}");
+        }
+    }
+    // The cluster's create is stamped with its owner, and the old digest goes.
+    let r = review(
+        "CREATE",
+        cluster_user("cluster1"),
+        object.clone(),
+        Value::Null,
+    );
+    let patch = patch_of(&call(&state, "/mutate", &r).await).to_string();
+    assert!(patch.contains("cluster.cluster1"), "{patch}");
+    assert!(
+        patch.contains("/metadata/annotations/secret-relay.io~1digest"),
+        "{patch}"
+    );
 }
 
 #[tokio::test]
@@ -531,8 +600,8 @@ fn secret_of(v: &Value) -> Option<Secret> {
 }
 
 /// The policy API's answer to a case, the way kube-apiserver composes the webhooks:
-/// `mutate`, apply the patch, `validate`.
-fn through_the_policy_api(policy: &Policy, case: &Case) -> (bool, String) {
+/// `mutate` on the whole decoded objects, apply the patch, `validate`; and that patch.
+fn through_the_policy_api(policy: &Policy, case: &Case) -> ((bool, String), Value) {
     let relay = RelayIdentity::default();
     let object = secret_of(&case.object);
     let old = secret_of(&case.old);
@@ -581,7 +650,23 @@ fn through_the_policy_api(policy: &Policy, case: &Case) -> (bool, String) {
             ..input
         },
     );
-    (v.decision.allowed, v.decision.rule.as_str().to_owned())
+    (
+        (v.decision.allowed, v.decision.rule.as_str().to_owned()),
+        serde_json::to_value(&ops).unwrap(),
+    )
+}
+
+/// The JSON patch of a `/mutate` answer (an empty list for none).
+fn patch_of(mutated: &Value) -> Value {
+    match mutated["response"]["patch"].as_str() {
+        Some(patch) => serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(patch)
+                .unwrap(),
+        )
+        .unwrap(),
+        None => json!([]),
+    }
 }
 
 /// The sync decision of a case, if it has one.
@@ -1256,9 +1341,18 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
                 failures.push(format!("{}: message {message:?}", c.what));
             }
         }
-        let api = through_the_policy_api(&policy, c);
+        let (api, api_patch) = through_the_policy_api(&policy, c);
         if api != want {
             failures.push(format!("{}: policy API {api:?}, want {want:?}", c.what));
+        }
+        // `/mutate` decodes only what `mutate` reads: its patch is the one `mutate`
+        // builds from the whole objects.
+        let endpoint_patch = patch_of(&call(&state, "/mutate", &r).await);
+        if endpoint_patch != api_patch {
+            failures.push(format!(
+                "{}: /mutate patched {endpoint_patch}, the policy API {api_patch}",
+                c.what
+            ));
         }
         if let Some(sync) = through_the_sync_decision(&policy, c)
             && sync != want

@@ -20,7 +20,7 @@ mod verdict;
 
 pub use identity::{Identity, RelayIdentity, UserInfo, identify, impersonated_cluster};
 pub use managed::is_down_copy;
-pub use patch::{PatchOp, mutate, pointer};
+pub use patch::{PatchOp, mutate, mutate_reads_whole_objects, pointer};
 pub use request::{AdmissionInput, Mode, Operation, in_scope, is_kubernetes_cleanup};
 pub use stamp::{forged_stamp, stamp_cluster_write};
 pub use verdict::{AdmissionVerdict, validate, validate_without_policy};

@@ -11,7 +11,7 @@ use crate::document::Policy;
 use crate::keys;
 use crate::meta;
 
-use super::identity::{Identity, RelayIdentity, identify};
+use super::identity::{Identity, RelayIdentity, UserInfo, identify};
 use super::request::{AdmissionInput, Mode, Operation, in_scope, is_kubernetes_cleanup};
 use super::stamp::expected_adopted;
 
@@ -52,7 +52,13 @@ pub fn pointer(segments: &[&str]) -> String {
     let mut out = String::new();
     for s in segments {
         out.push('/');
-        out.push_str(&s.replace('~', "~0").replace('/', "~1"));
+        for c in s.chars() {
+            match c {
+                '~' => out.push_str("~0"),
+                '/' => out.push_str("~1"),
+                c => out.push(c),
+            }
+        }
     }
     out
 }
@@ -64,6 +70,10 @@ pub fn pointer(segments: &[&str]) -> String {
 /// ([`keys::DIGEST_ANNOTATION`]): nothing stored carries a function of the
 /// values. Empty on DELETE, outside the guarded namespace and for Kubernetes'
 /// cleanup; applying the patch and mutating again gives an empty patch.
+///
+/// Of the objects it reads only the name, labels and annotations, unless
+/// [`mutate_reads_whole_objects`] holds for the user: so a caller may hand it
+/// objects with nothing else decoded.
 pub fn mutate(
     policy: &Policy,
     relay: &RelayIdentity,
@@ -118,6 +128,13 @@ pub fn mutate(
     ops
 }
 
+/// Whether [`mutate`] reads more of the objects than their name, labels and
+/// annotations for a request by `user`: only for Kubernetes' own cleanup, which is
+/// told by comparing the whole old and new objects ([`is_kubernetes_cleanup`]).
+pub fn mutate_reads_whole_objects(user: &UserInfo) -> bool {
+    keys::KUBERNETES_SYSTEM_USERS.contains(&user.username.as_str())
+}
+
 fn patch_map(
     ops: &mut Vec<PatchOp>,
     field: &str,
@@ -141,18 +158,20 @@ fn patch_map(
         return;
     };
     for (k, v) in want {
-        let path = pointer(&["metadata", field, k]);
+        // The path is built only for a key that changes: most keys already hold
+        // what they should.
+        let path = || pointer(&["metadata", field, k]);
         match (current.get(*k), v) {
             (Some(have), Some(v)) if have == v => {}
             (Some(_), Some(v)) => ops.push(PatchOp::Replace {
-                path,
+                path: path(),
                 value: Value::String(v.clone()),
             }),
             (None, Some(v)) => ops.push(PatchOp::Add {
-                path,
+                path: path(),
                 value: Value::String(v.clone()),
             }),
-            (Some(_), None) => ops.push(PatchOp::Remove { path }),
+            (Some(_), None) => ops.push(PatchOp::Remove { path: path() }),
             (None, None) => {}
         }
     }
