@@ -78,21 +78,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs the tracing subscriber shared by the long-running subcommands.
-#[allow(dead_code)] // used by the server subcommands as they land
-pub(crate) fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SECRET_RELAY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

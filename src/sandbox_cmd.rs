@@ -24,7 +24,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    crate::init_tracing(args.log_json);
+    secret_relay_runtime::init_tracing(args.log_json);
     let mut config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)

@@ -35,7 +35,7 @@ fn b64(value: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(value)
 }
 
-/// Drops ANSI colour sequences (the demo logs in colour).
+/// Drops ANSI colour sequences (the demo's live view draws in colour).
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -154,6 +154,9 @@ fn demo_with_debug_logs(extra: &[&str]) {
     );
     // Debug logging was on: the scan is not of an empty output.
     assert!(stderr.contains("DEBUG"), "no debug lines");
+    // A log that is not a terminal (a pipe here, `kubectl logs` in a cluster) is
+    // plain text, without colour codes.
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a piped log");
     assert!(
         stderr.lines().count() > 500,
         "{} lines",

@@ -379,6 +379,15 @@ impl HubCache {
         self.read().objects.get(name).cloned()
     }
 
+    /// One entry by name, and whether its targets are those of `policy`: true when
+    /// they were computed under that very snapshot (the cache recomputes every
+    /// entry's targets for each new one).
+    pub fn get_under(&self, name: &str, policy: &Policy) -> Option<(Arc<Entry>, bool)> {
+        let state = self.read();
+        let entry = state.objects.get(name)?.clone();
+        Some((entry, std::ptr::eq(Arc::as_ptr(&state.policy), policy)))
+    }
+
     /// Subscribes to changes. Subscribe before taking the snapshot or resume that the
     /// subscription continues, and skip events whose `seq` the snapshot includes.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<CacheEvent>> {

@@ -81,11 +81,15 @@ impl PolicyArgs {
 }
 
 /// Installs the tracing subscriber (level from `SECRET_RELAY_LOG`, default info) on stderr.
+/// Colours only on a terminal: a container's log (`kubectl logs`) or a file gets plain
+/// text.
 pub fn init_tracing(json: bool) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SECRET_RELAY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second init (tests) keeps the first subscriber.
     if json {

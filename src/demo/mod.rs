@@ -76,7 +76,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_writer(std::io::stderr)
             .init();
     } else if !interactive || args.log_json {
-        crate::init_tracing(args.log_json);
+        secret_relay_runtime::init_tracing(args.log_json);
     } else {
         // The live view owns the terminal; logs go to D/demo.log.
         let dir = demo_dir(args.dir.as_deref());

@@ -130,6 +130,28 @@ fn a_policy_change_reports_the_entries_whose_views_changed() {
 }
 
 #[test]
+fn an_entrys_targets_are_current_only_under_the_snapshot_they_were_computed_with() {
+    let p = policy(TWO);
+    let cache = synced(&p);
+    cache.apply(hub(
+        "fixed",
+        11,
+        &[("akuity.io/managed-secret-allowed-clusters", "c2")],
+        &[],
+    ));
+    let (entry, current) = cache.get_under("fixed", &p).unwrap();
+    assert!(current);
+    assert_eq!(&*entry.targets, &["c2".to_owned()]);
+    // An equal policy loaded again is another snapshot: its targets must be computed.
+    let again = policy(TWO);
+    assert!(!cache.get_under("fixed", &again).unwrap().1);
+    cache.set_policy(again.clone(), 2);
+    assert!(cache.get_under("fixed", &again).unwrap().1);
+    assert!(!cache.get_under("fixed", &p).unwrap().1);
+    assert!(cache.get_under("absent", &again).is_none());
+}
+
+#[test]
 fn a_resume_replays_what_followed_and_an_old_version_is_expired() {
     let p = policy(TWO);
     let cache = HubCache::new(3);

@@ -53,11 +53,16 @@ pub(super) async fn gate(
     source: Source,
 ) -> Result<Target, Response<RelayBody>> {
     let cached = match source {
-        Source::Cache => relay.inner.cache.get(name),
+        Source::Cache => relay.inner.cache.get_under(name, policy),
         Source::Upstream => None,
     };
+    // The cache's targets when it computed them under this very policy snapshot.
+    let mut known_targets = None;
     let hub = match cached {
-        Some(entry) => Some(entry.secret.clone()),
+        Some((entry, current)) => {
+            known_targets = current.then(|| entry.targets.clone());
+            Some(entry.secret.clone())
+        }
         // Most creates are of names the hub does not hold: decided as new, and the
         // API server answers 409 without any change when the cache lagged (see
         // [`write_object`](super::object::write_object)).
@@ -70,7 +75,8 @@ pub(super) async fn gate(
             _ => Err(not_found(name)),
         };
     };
-    if targets(policy, &hub).iter().any(|t| t == cluster.as_str()) {
+    let targets = known_targets.unwrap_or_else(|| targets(policy, &hub));
+    if targets.iter().any(|t| t == cluster.as_str()) {
         return Ok(Target::Visible(hub));
     }
     if matches!(verb, Verb::Create | Verb::Update)
