@@ -73,7 +73,8 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     secret_relay_runtime::init_tracing(args.log.log_json);
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    let runtime =
+        secret_relay_runtime::server_runtime().context("failed to start the tokio runtime")?;
     runtime.block_on(serve(args))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -43,7 +43,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .remove(0),
         );
     }
-    let runtime = tokio::runtime::Runtime::new().context("failed to start the tokio runtime")?;
+    let runtime =
+        secret_relay_runtime::server_runtime().context("failed to start the tokio runtime")?;
     runtime.block_on(async move {
         let sandbox = secret_relay_sandbox::start(config).await.context("failed to start the sandbox")?;
         sandbox

@@ -13,6 +13,7 @@ mod client;
 mod policy;
 mod serve;
 mod shutdown;
+mod threads;
 
 pub use admin::{Admin, Readiness, serve_admin, text_response};
 pub use args::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs, init_tracing};
@@ -23,3 +24,4 @@ pub use policy::{
 };
 pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_http, serve_tls};
 pub use shutdown::{CancellationToken, is_stopping, shutdown_signal, shutdown_signal_after};
+pub use threads::server_runtime;

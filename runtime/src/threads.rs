@@ -1,0 +1,35 @@
+//! The tokio runtime of a server process, sized to the CPUs it may use.
+
+/// The runtime a server process runs on: a single thread when the process may use one
+/// CPU (pinned, or a pod whose CPU limit is one core or less, which
+/// [`std::thread::available_parallelism`] reads from its cgroup), else one worker per
+/// CPU. On one CPU the multi-thread scheduler runs the same tasks on its one worker and
+/// only adds its hand-offs: the relay spent 17 to 25 % more CPU per forwarded write on
+/// it (BENCHMARKS.md, "One CPU, one thread").
+pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_runtime_runs_tasks_timers_and_blocking_work() {
+        let runtime = server_runtime().unwrap();
+        let got = runtime.block_on(async {
+            let task = tokio::spawn(async { 1 });
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            let blocking = tokio::task::spawn_blocking(|| 2).await.unwrap();
+            task.await.unwrap() + blocking
+        });
+        assert_eq!(got, 3);
+    }
+}
