@@ -235,9 +235,10 @@ struct SecretRequest {
 /// Answers one AdmissionReview body with the given policy snapshot.
 ///
 /// Non-Secret kinds and subresources are allowed untouched (rule `not-a-secret`). A
-/// Secret outside the namespace the policy guards is decided without decoding its
+/// Secret outside the namespace the policy guards is validated without decoding its
 /// objects. A validating answer never carries a patch; a mutating answer is always
-/// allowed and carries the stamps.
+/// allowed and carries the stamps, read in one pass with only the metadata `mutate`
+/// reads (`mutate_in_one_pass`).
 pub fn review(
     policy: &Policy,
     relay: &RelayIdentity,
