@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// The only AdmissionReview version kube-apiserver sends us (admissionReviewVersions: [v1]).
+/// The only AdmissionReview version kube-apiserver sends us (`admissionReviewVersions: [v1]`).
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 /// The envelope kind.
 pub const KIND: &str = "AdmissionReview";
