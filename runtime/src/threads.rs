@@ -1,11 +1,12 @@
 //! The tokio runtime of a server process, sized to the CPUs it may use.
 
 /// The runtime a server process runs on: a single thread when the process may use one
-/// CPU (pinned, or a pod whose CPU limit is one core or less, which
-/// [`std::thread::available_parallelism`] reads from its cgroup), else one worker per
-/// CPU. On one CPU the multi-thread scheduler runs the same tasks on its one worker and
-/// only adds its hand-offs: the relay spent 17 to 25 % more CPU per forwarded write on
-/// it (BENCHMARKS.md, "One CPU, one thread").
+/// CPU, else one worker per CPU (or `TOKIO_WORKER_THREADS`). One CPU is what
+/// [`std::thread::available_parallelism`] says for a process pinned to one core, or in
+/// a pod whose CPU limit is under two cores (it rounds the cgroup's quota down), where
+/// tokio would also run one worker. On one CPU the multi-thread scheduler runs the same
+/// tasks on its one worker and only adds its hand-offs: the relay spent 17 to 25 % more
+/// CPU per forwarded write on it (BENCHMARKS.md, "One CPU, one thread").
 pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     if one_cpu {
