@@ -343,10 +343,7 @@ fn mutate_in_one_pass(
         answer.pass_through(Endpoint::Mutate);
         return Some(answer.finish());
     }
-    let user = UserInfo {
-        username: req.user_info.username,
-        groups: req.user_info.groups,
-    };
+    let user = req.user_info.into_user();
     if mutate_reads_whole_objects(&user) {
         return None;
     }
@@ -406,10 +403,7 @@ fn decode_request(
         operation,
         object,
         old_object,
-        user: UserInfo {
-            username: req.user_info.username,
-            groups: req.user_info.groups,
-        },
+        user: req.user_info.into_user(),
     })
 }
 
@@ -493,6 +487,15 @@ impl Answer {
         reviewed.body =
             serde_json::to_vec(&out).expect("an AdmissionReview response always serializes");
         reviewed
+    }
+}
+
+impl UserInfoIn {
+    fn into_user(self) -> UserInfo {
+        UserInfo {
+            username: self.username,
+            groups: self.groups,
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use crate::keys;
 use crate::meta;
 
 use super::identity::{Identity, RelayIdentity, UserInfo, identify};
-use super::request::{AdmissionInput, Mode, Operation, in_scope, is_kubernetes_cleanup};
+use super::request::{
+    AdmissionInput, Mode, Operation, in_scope, is_kubernetes_cleanup, is_kubernetes_system_user,
+};
 use super::stamp::expected_adopted;
 
 /// One RFC 6902 JSON-patch operation; paths come from [`pointer()`].
@@ -132,7 +134,7 @@ pub fn mutate(
 /// annotations for a request by `user`: only for Kubernetes' own cleanup, which is
 /// told by comparing the whole old and new objects ([`is_kubernetes_cleanup`]).
 pub fn mutate_reads_whole_objects(user: &UserInfo) -> bool {
-    keys::KUBERNETES_SYSTEM_USERS.contains(&user.username.as_str())
+    is_kubernetes_system_user(user)
 }
 
 fn patch_map(

@@ -102,7 +102,7 @@ pub fn in_scope(policy: &Policy, mode: &Mode, namespace: &str) -> bool {
 /// compared with those, `managedFields`, `resourceVersion` and `generation`
 /// ignored). Needs no policy, so the webhook answers it before one loads.
 pub fn is_kubernetes_cleanup(input: &AdmissionInput) -> bool {
-    if !keys::KUBERNETES_SYSTEM_USERS.contains(&input.user.username.as_str()) {
+    if !is_kubernetes_system_user(input.user) {
         return false;
     }
     match (input.operation, input.old_object, input.object) {
@@ -110,6 +110,12 @@ pub fn is_kubernetes_cleanup(input: &AdmissionInput) -> bool {
         (Operation::Update, Some(old), Some(new)) => only_cleanup_metadata_changed(old, new),
         _ => false,
     }
+}
+
+/// Whether `user` is one of Kubernetes' own controllers whose cleanup
+/// [`is_kubernetes_cleanup`] may pass.
+pub(super) fn is_kubernetes_system_user(user: &UserInfo) -> bool {
+    keys::KUBERNETES_SYSTEM_USERS.contains(&user.username.as_str())
 }
 
 /// Whether old and new differ in nothing but what Kubernetes' cleanup

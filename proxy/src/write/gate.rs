@@ -56,18 +56,18 @@ pub(super) async fn gate(
         Source::Cache => relay.inner.cache.get_under(name, policy),
         Source::Upstream => None,
     };
-    // The cache's targets when it computed them under this very policy snapshot.
-    let mut known_targets = None;
-    let hub = match cached {
-        Some((entry, current)) => {
-            known_targets = current.then(|| entry.targets.clone());
-            Some(entry.secret.clone())
-        }
+    // With the cache's copy come its targets, when the cache computed them under
+    // this very policy snapshot.
+    let (hub, known_targets) = match cached {
+        Some((entry, current)) => (
+            Some(entry.secret.clone()),
+            current.then(|| entry.targets.clone()),
+        ),
         // Most creates are of names the hub does not hold: decided as new, and the
         // API server answers 409 without any change when the cache lagged (see
         // [`write_object`](super::object::write_object)).
-        None if source == Source::Cache && verb == Verb::Create => None,
-        None => read_upstream(relay, policy, name).await?,
+        None if source == Source::Cache && verb == Verb::Create => (None, None),
+        None => (read_upstream(relay, policy, name).await?, None),
     };
     let Some(hub) = hub else {
         return match verb {
