@@ -12,6 +12,7 @@
 
 pub mod body;
 mod cache;
+mod forwarder;
 mod handback;
 mod metrics;
 mod patch;
@@ -132,9 +133,13 @@ pub async fn start(
     let policy = secret_relay_runtime::PolicyState::new(&mut registry);
     let metrics = Arc::new(Metrics::new(&mut registry));
     let cache = HubCache::new(DEFAULT_HISTORY);
-    let client = secret_relay_runtime::kube_client(config.kubeconfig.as_deref())
+    let kube_config = secret_relay_runtime::kube_config(config.kubeconfig.as_deref())
         .await
         .map_err(RunError::Client)?;
+    let client = kube::Client::try_from(kube_config.clone())
+        .map_err(|e| RunError::Client(secret_relay_runtime::BuildClientError::Build(e)))?;
+    let forwarder = forwarder::Forwarder::new(&kube_config)
+        .map_err(|e| RunError::Client(secret_relay_runtime::BuildClientError::Build(e)))?;
     let tls =
         secret_relay_certs::ReloadingServerTls::relay(config.tls.clone()).map_err(RunError::Tls)?;
     let listener = bind(config.addr).await?;
@@ -154,7 +159,7 @@ pub async fn start(
     let relay = Relay::new(
         policy.clone(),
         cache.clone(),
-        client.clone(),
+        (client.clone(), forwarder),
         metrics.clone(),
         config.limits.clone(),
     );

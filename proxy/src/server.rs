@@ -16,6 +16,7 @@ use secret_relay_runtime::{ConnInfo, PolicyState};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::cache::HubCache;
+use crate::forwarder::Forwarder;
 use crate::metrics::Metrics;
 use crate::route::{Route, RouteError, SecretsRequest, Verb, route};
 use crate::status::{RelayBody, json, status};
@@ -81,6 +82,8 @@ pub(crate) struct RelayInner {
     pub(crate) policy: PolicyState,
     pub(crate) cache: HubCache,
     pub(crate) upstream: kube::Client,
+    /// Forwards the judged writes (see [`Forwarder`]).
+    pub(crate) forwarder: Forwarder,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     clusters: Mutex<HashMap<String, Arc<ClusterState>>>,
@@ -93,11 +96,12 @@ struct ClusterState {
 }
 
 impl Relay {
-    /// A relay over a policy, a cache and the API server client (the relay's own identity).
-    pub fn new(
+    /// A relay over a policy, a cache and the API server clients (the relay's own
+    /// identity): kube's for reads, and the forwarder of the judged writes.
+    pub(crate) fn new(
         policy: PolicyState,
         cache: HubCache,
-        upstream: kube::Client,
+        (upstream, forwarder): (kube::Client, Forwarder),
         metrics: Arc<Metrics>,
         limits: Limits,
     ) -> Relay {
@@ -106,6 +110,7 @@ impl Relay {
                 policy,
                 cache,
                 upstream,
+                forwarder,
                 metrics,
                 limits,
                 clusters: Mutex::new(HashMap::new()),
@@ -585,7 +590,7 @@ pub(crate) async fn forward(
             .header("Impersonate-Group", keys::CLUSTERS_GROUP)
             .header("Impersonate-Group", keys::RELAY_STAMPED_GROUP);
     }
-    let request = match builder.body(kube::client::Body::from(body)) {
+    let request = match builder.body(body) {
         Ok(r) => r,
         Err(e) => {
             return status(
@@ -599,7 +604,7 @@ pub(crate) async fn forward(
     let started = Instant::now();
     let sent = tokio::time::timeout(
         relay.inner.limits.upstream_timeout,
-        relay.inner.upstream.send(request),
+        relay.inner.forwarder.send(request),
     )
     .await;
     relay
