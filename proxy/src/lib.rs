@@ -136,10 +136,9 @@ pub async fn start(
     let kube_config = secret_relay_runtime::kube_config(config.kubeconfig.as_deref())
         .await
         .map_err(RunError::Client)?;
-    let client = kube::Client::try_from(kube_config.clone())
-        .map_err(|e| RunError::Client(secret_relay_runtime::BuildClientError::Build(e)))?;
-    let forwarder = forwarder::Forwarder::new(&kube_config)
-        .map_err(|e| RunError::Client(secret_relay_runtime::BuildClientError::Build(e)))?;
+    let build = |e| RunError::Client(secret_relay_runtime::BuildClientError::Build(e));
+    let client = kube::Client::try_from(kube_config.clone()).map_err(build)?;
+    let forwarder = forwarder::Forwarder::new(&kube_config).map_err(build)?;
     let tls =
         secret_relay_certs::ReloadingServerTls::relay(config.tls.clone()).map_err(RunError::Tls)?;
     let listener = bind(config.addr).await?;
@@ -159,7 +158,8 @@ pub async fn start(
     let relay = Relay::new(
         policy.clone(),
         cache.clone(),
-        (client.clone(), forwarder),
+        client.clone(),
+        forwarder,
         metrics.clone(),
         config.limits.clone(),
     );

@@ -82,7 +82,8 @@ pub(crate) struct RelayInner {
     pub(crate) policy: PolicyState,
     pub(crate) cache: HubCache,
     pub(crate) upstream: kube::Client,
-    /// Forwards the judged writes (see [`Forwarder`]).
+    /// Forwards what the relay passes on: judged writes, revocations' deletes and
+    /// the discovery reads (see [`Forwarder`]).
     pub(crate) forwarder: Forwarder,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
@@ -97,11 +98,12 @@ struct ClusterState {
 
 impl Relay {
     /// A relay over a policy, a cache and the API server clients (the relay's own
-    /// identity): kube's for reads, and the forwarder of the judged writes.
+    /// identity): kube's for its own reads, and the forwarder of what it passes on.
     pub(crate) fn new(
         policy: PolicyState,
         cache: HubCache,
-        (upstream, forwarder): (kube::Client, Forwarder),
+        upstream: kube::Client,
+        forwarder: Forwarder,
         metrics: Arc<Metrics>,
         limits: Limits,
     ) -> Relay {
