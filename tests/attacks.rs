@@ -1805,6 +1805,39 @@ async fn every_verb_on_a_hidden_secret_answers_as_get_does_and_reads_nothing_of_
     assert!(text.contains("name-taken"), "{text}");
     assert!(!text.contains("cluster1"), "{text}");
 
+    // A name encoded twice is refused before any lookup, as kube-apiserver refuses
+    // it (it never decodes a name again): alike whether `argocd-secret` exists or
+    // not. A `?` or `#` decoded from the path is part of the name the relay judges
+    // and the API server reads: no such Secret, for every verb, as for GET.
+    let merge_body = br#"{"metadata":{"labels":{"x":"y"}}}"#.to_vec();
+    for (encoded, code) in [
+        ("%2561rgocd-secret", 400),
+        ("%2561rgocd-initial-admin-secret", 400),
+        ("cp-hidden%3FdryRun%3DAll", 404),
+        ("one-repo%3Fx%3Dy", 404),
+        ("cp-hidden%23x", 404),
+    ] {
+        for (method, content_type, body) in [
+            ("GET", json, Vec::new()),
+            ("PATCH", json_patch, exfiltrate.clone().into_bytes()),
+            ("PATCH", merge, merge_body.clone()),
+            ("DELETE", json, Vec::new()),
+        ] {
+            let answer = peer
+                .send(&request(method, &path(encoded), &[content_type], &body))
+                .await
+                .unwrap();
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            assert_eq!(answer.code, code, "{method} {encoded}: {text}");
+            for leak in [CANARY, key.as_str(), "cluster1", "cluster.cluster1"] {
+                assert!(
+                    !text.contains(leak),
+                    "{method} {encoded} leaked {leak}: {text}"
+                );
+            }
+        }
+    }
+
     // Nothing changed on the hub, and the value is in no log line or metric.
     let after = hub.get("argocd-secret").await.unwrap();
     assert_eq!(

@@ -167,7 +167,7 @@ pub fn route(
             }
             let name = match rest {
                 [] => None,
-                [name] if !name.is_empty() => Some(decode_segment(name)?),
+                [name] if !name.is_empty() => Some(object_name(name)?),
                 [_, sub, ..] => {
                     return Err(RouteError::NotFound(format!(
                         "the relay serves no subresources of Secrets ({sub})"
@@ -240,6 +240,22 @@ fn decode_segment(raw: &str) -> Result<String, RouteError> {
         ));
     }
     Ok(decoded.into_owned())
+}
+
+/// An object's name from its path segment, refused as kube-apiserver's storage
+/// refuses it before any lookup (`content.IsPathSegmentName`): `.`, `..`, or a
+/// name that still holds `%` once decoded (encoded twice) is a bad request, for
+/// every verb, whether a Secret of the name decoded again exists or not.
+fn object_name(raw: &str) -> Result<String, RouteError> {
+    let name = decode_segment(raw)?;
+    let problem = match name.as_str() {
+        "." | ".." => format!("may not be '{name}'"),
+        _ if name.contains('%') => "may not contain '%'".to_owned(),
+        _ => return Ok(name),
+    };
+    Err(RouteError::BadRequest(format!(
+        "Name parameter invalid: {name:?}: {problem}"
+    )))
 }
 
 /// Refuses paths that could mean something else after normalization: dot segments,
@@ -466,6 +482,35 @@ mod tests {
 
     fn r(method: Method, path: &str, query: Option<&str>) -> Result<Route, RouteError> {
         route(&method, path, query, Some("application/json"), "argocd")
+    }
+
+    #[test]
+    fn a_name_encoded_twice_is_refused_as_kube_apiserver_refuses_it() {
+        // `%2561rgocd-secret` decodes once to `%61rgocd-secret`, which the API server
+        // would never decode again: refused, for every verb, before any lookup.
+        for method in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
+            match r(
+                method.clone(),
+                "/api/v1/namespaces/argocd/secrets/%2561rgocd-secret",
+                None,
+            ) {
+                Err(RouteError::BadRequest(m)) => assert_eq!(
+                    m, r#"Name parameter invalid: "%61rgocd-secret": may not contain '%'"#,
+                    "{method}"
+                ),
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        // `?` and `#` decoded are part of the name: the name the relay judges.
+        let Ok(Route::Secrets(sr)) = r(
+            Method::DELETE,
+            "/api/v1/namespaces/argocd/secrets/a%3FdryRun%3DAll%23b",
+            None,
+        ) else {
+            panic!("not a Secret's path");
+        };
+        assert_eq!(sr.name.as_deref(), Some("a?dryRun=All#b"));
+        assert!(sr.query.other.is_empty());
     }
 
     #[test]

@@ -104,7 +104,10 @@ async fn read_upstream(
         relay.inner.upstream.clone(),
         policy.control_plane_namespace(),
     );
-    let read = tokio::time::timeout(relay.inner.limits.upstream_timeout, api.get_opt(name)).await;
+    // kube puts the name into the path as it is: encoded here, as for every path.
+    let segment = super::upstream::path_segment(name);
+    let read =
+        tokio::time::timeout(relay.inner.limits.upstream_timeout, api.get_opt(&segment)).await;
     match read {
         Ok(Ok(found)) => Ok(found.map(|mut s| {
             s.metadata.managed_fields = None;

@@ -30,8 +30,24 @@ pub(super) fn collection_path(cp: &str) -> String {
     format!("/api/v1/namespaces/{cp}/secrets")
 }
 
+/// The path of Secret `name` in `cp`. The name is percent-encoded as one path
+/// segment: the API server decodes a segment once, so the very name the relay
+/// judged is the one it acts on (a decoded `%61`, `?` or `#` written raw would
+/// decode again, start a query or cut the path).
 pub(crate) fn object_path(cp: &str, name: &str) -> String {
-    format!("/api/v1/namespaces/{cp}/secrets/{name}")
+    format!("/api/v1/namespaces/{cp}/secrets/{}", path_segment(name))
+}
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `name` as one path segment: percent-encoded (see [`object_path`]).
+pub(crate) fn path_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, SEGMENT).to_string()
 }
 
 pub(super) fn encode(secret: &Secret) -> Vec<u8> {
@@ -205,7 +221,37 @@ pub(super) async fn unless_stale(answer: Response<RelayBody>) -> Option<Response
 
 #[cfg(test)]
 mod tests {
-    use super::written_version;
+    use super::{object_path, written_version};
+
+    #[test]
+    fn a_name_goes_upstream_as_the_one_segment_the_relay_judged() {
+        assert_eq!(
+            object_path("argocd", "repo-1.a"),
+            "/api/v1/namespaces/argocd/secrets/repo-1.a"
+        );
+        // Decoded once by the relay; the API server decodes what it is sent once.
+        for (name, path) in [
+            (
+                "%61rgocd-secret",
+                "/api/v1/namespaces/argocd/secrets/%2561rgocd-secret",
+            ),
+            (
+                "a?dryRun=All",
+                "/api/v1/namespaces/argocd/secrets/a%3FdryRun%3DAll",
+            ),
+            ("a#b c", "/api/v1/namespaces/argocd/secrets/a%23b%20c"),
+        ] {
+            let built = object_path("argocd", name);
+            assert_eq!(built, path);
+            let uri: http::Uri = built.parse().unwrap();
+            assert_eq!(uri.query(), None, "{name}");
+            let segment = uri.path().rsplit('/').next().unwrap();
+            let decoded = percent_encoding::percent_decode_str(segment)
+                .decode_utf8()
+                .unwrap();
+            assert_eq!(decoded, name);
+        }
+    }
 
     #[test]
     fn the_written_version_is_read_from_metadata_wherever_it_stands() {
