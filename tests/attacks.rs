@@ -1853,6 +1853,70 @@ async fn every_verb_on_a_hidden_secret_answers_as_get_does_and_reads_nothing_of_
     relay.stop().await;
 }
 
+// ---- the control plane's headers ---------------------------------------------
+
+on_both!(an_answer_through_the_relay_carries_no_header_of_the_control_plane);
+
+/// The API server's answer to a cluster's write reaches the cluster with only the
+/// headers that say how to read it. An admission warning names the registered
+/// clusters nearest to a misspelt target: the hub's own client sees it (the
+/// witness), a cluster must not, nor the audit id or the hub's flow-control
+/// identifiers.
+async fn an_answer_through_the_relay_carries_no_header_of_the_control_plane(flavor: Flavor) {
+    let stack = stack(flavor, &["cluster1", "cluster2"], &[]).await;
+    let relay = stack.start_relay().await;
+    let mut copy = opted_in("typo-target");
+    copy.metadata.annotations = Some(
+        [(
+            "akuity.io/managed-secret-allowed-clusters".to_owned(),
+            "clustr2".to_owned(),
+        )]
+        .into(),
+    );
+    let body = serde_json::to_vec(&copy).unwrap();
+    // The witness: the hub's admin, in a dry run, is warned, with cluster2 named.
+    let direct = stack
+        .cluster
+        .client()
+        .await
+        .send(
+            http::Request::post("/api/v1/namespaces/argocd/secrets?dryRun=All")
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let warnings: Vec<String> = direct
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("cluster2")),
+        "{warnings:?}"
+    );
+
+    let peer = Peer::cluster(&stack, &relay, "cluster1", H1);
+    let answer = peer
+        .send(&request(
+            "POST",
+            "/api/v1/namespaces/argocd/secrets",
+            &[("Content-Type", "application/json")],
+            &body,
+        ))
+        .await
+        .unwrap();
+    let head = answer.head.to_ascii_lowercase();
+    assert_eq!(answer.code, 201, "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    for kept_back in ["warning:", "audit-id:", "x-kubernetes-pf-", "cluster2"] {
+        assert!(!head.contains(kept_back), "{kept_back} in {head}");
+    }
+    relay.stop().await;
+}
+
 // ---- a watch's DELETED event ------------------------------------------------
 
 on_both!(an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value);

@@ -42,11 +42,12 @@ impl Forwarder {
     pub(crate) fn new(config: &kube::Config) -> Result<Forwarder, kube::Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(config.connect_timeout);
         http.set_nodelay(true);
         let https = config.rustls_https_connector_with_connector(http)?;
-        // The kubeconfig's read and write timeouts, as kube's `Client` applies them.
+        // The kubeconfig's timeouts, as kube's `Client` applies them: the connect
+        // timeout bounds the TLS handshake too, not only TCP's.
         let mut connector = TimeoutConnector::new(https);
+        connector.set_connect_timeout(config.connect_timeout);
         connector.set_read_timeout(config.read_timeout);
         connector.set_write_timeout(config.write_timeout);
         connector.set_reset_reader_on_write(config.reset_reader_on_write);

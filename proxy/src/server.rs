@@ -631,14 +631,37 @@ pub(crate) async fn forward(
             )
         }
         Ok(Ok(resp)) => {
-            let (parts, body) = resp.into_parts();
-            let mut out =
-                Response::from_parts(parts, body.map_err(|e| Box::new(e) as _).boxed_unsync());
-            // Hop-by-hop headers belong to the upstream connection.
-            for h in ["connection", "keep-alive", "transfer-encoding", "audit-id"] {
-                out.headers_mut().remove(h);
-            }
-            out
+            let (mut parts, body) = resp.into_parts();
+            parts.headers = answer_headers(&parts.headers);
+            Response::from_parts(parts, body.map_err(|e| Box::new(e) as _).boxed_unsync())
         }
     }
+}
+
+/// The headers of an API server's answer that reach a cluster: those that say how
+/// to read the body and when to come back. Every other one stays with the relay:
+/// `Warning` (an admission warning can name registered clusters the cluster may not
+/// know of), `Audit-Id`, the hub's flow-control identifiers
+/// (`X-Kubernetes-PF-*`), cookies and challenges from whatever fronts the hub, and
+/// the hop-by-hop headers of the upstream connection.
+const ANSWER_HEADERS: [http::HeaderName; 9] = [
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::CONTENT_ENCODING,
+    http::header::CACHE_CONTROL,
+    http::header::ETAG,
+    http::header::LAST_MODIFIED,
+    http::header::EXPIRES,
+    http::header::VARY,
+    http::header::RETRY_AFTER,
+];
+
+fn answer_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut kept = HeaderMap::new();
+    for name in ANSWER_HEADERS {
+        for value in upstream.get_all(&name) {
+            kept.append(name.clone(), value.clone());
+        }
+    }
+    kept
 }

@@ -76,7 +76,7 @@ pub(super) async fn delete(
                 .await
             }
         };
-        match unless_stale(answer).await {
+        match unless_stale(relay, answer).await {
             None => source = Source::Upstream,
             Some(answer) => return answer,
         }

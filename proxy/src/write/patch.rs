@@ -66,7 +66,7 @@ pub(super) async fn write_patch(
             forward_put(relay, request, cp, name, patched, hub).await
         };
         if hub.is_some() {
-            match unless_stale(answer).await {
+            match unless_stale(relay, answer).await {
                 // The copy changed after it was judged: judge the patch again on
                 // the API server's copy.
                 None => source = Source::Upstream,

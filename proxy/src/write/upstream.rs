@@ -9,8 +9,8 @@ use secret_relay_policy::{ClusterId, Secret};
 
 use super::answer::bad;
 use crate::route::SecretsRequest;
-use crate::server::{Relay, forward};
-use crate::status::{RelayBody, status};
+use crate::server::{Limits, Relay, forward};
+use crate::status::{BoxError, RelayBody, status};
 
 /// How long a write's answer waits for the cache to hold the write.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -111,6 +111,51 @@ pub(super) async fn forward_to(
     settle(relay, answer, deleting).await
 }
 
+/// Reads the body of the API server's answer whole, within the relay's
+/// `upstream_timeout` and at most twice its `max_body_bytes` (an answer holds at
+/// most the object the API server stores, with its metadata). A hub that stalls or
+/// floods in the middle of an answer is an error the cluster gets (504 or 502),
+/// never a wait without end: a revocation's return of an adopted copy waits on it.
+async fn read_answer(limits: &Limits, body: RelayBody) -> Result<Bytes, Response<RelayBody>> {
+    use http_body_util::BodyExt as _;
+    let cap = limits.max_body_bytes.saturating_mul(2);
+    let read = async move {
+        let mut body = body;
+        let mut whole = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if whole.len() + data.len() > cap {
+                    return Err(BoxError::from(format!(
+                        "the answer is larger than {cap} bytes"
+                    )));
+                }
+                whole.extend_from_slice(&data);
+            }
+        }
+        Ok(whole.freeze())
+    };
+    let (code, reason, message) = match tokio::time::timeout(limits.upstream_timeout, read).await {
+        Ok(Ok(whole)) => return Ok(whole),
+        Err(_) => {
+            tracing::warn!("the API server's answer did not arrive whole in time");
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                "the control plane's API server did not finish its answer in time",
+            )
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "failed to read the API server's answer");
+            (
+                StatusCode::BAD_GATEWAY,
+                "ServiceUnavailable",
+                "failed to read the control plane's answer",
+            )
+        }
+    };
+    Err(status(code, reason, message, None))
+}
+
 /// Holds a successful write's answer until the cache holds the write (or, for a
 /// delete, no longer holds the object), so a client that reads right after its
 /// write reads its write, as from kube-apiserver: the relay serves GET, LIST and the
@@ -121,22 +166,13 @@ pub(super) async fn settle(
     answer: Response<RelayBody>,
     deleting: Option<(&str, u64)>,
 ) -> Response<RelayBody> {
-    use http_body_util::BodyExt as _;
     if !answer.status().is_success() {
         return answer;
     }
     let (parts, body) = answer.into_parts();
-    let bytes = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
-            tracing::warn!(error = %err, "failed to read the API server's answer to a write");
-            return status(
-                StatusCode::BAD_GATEWAY,
-                "ServiceUnavailable",
-                "failed to read the control plane's answer",
-                None,
-            );
-        }
+    let bytes = match read_answer(&relay.inner.limits, body).await {
+        Ok(bytes) => bytes,
+        Err(failed) => return failed,
     };
     let cache = &relay.inner.cache;
     let held = async {
@@ -206,13 +242,18 @@ fn written_version(answer: &[u8]) -> Option<u64> {
 /// A 409 that says the judged copy changed underneath (its resourceVersion
 /// precondition failed) gives `None`: judge again. Any other answer, another 409
 /// (server-side apply's field-manager conflicts) among them, is given back.
-pub(super) async fn unless_stale(answer: Response<RelayBody>) -> Option<Response<RelayBody>> {
-    use http_body_util::BodyExt as _;
+pub(super) async fn unless_stale(
+    relay: &Relay,
+    answer: Response<RelayBody>,
+) -> Option<Response<RelayBody>> {
     if answer.status() != StatusCode::CONFLICT {
         return Some(answer);
     }
     let (parts, body) = answer.into_parts();
-    let bytes = body.collect().await.ok()?.to_bytes();
+    let bytes = match read_answer(&relay.inner.limits, body).await {
+        Ok(bytes) => bytes,
+        Err(failed) => return Some(failed),
+    };
     let stale = STALE
         .iter()
         .any(|marker| bytes.windows(marker.len()).any(|w| w == marker.as_bytes()));
@@ -221,7 +262,55 @@ pub(super) async fn unless_stale(answer: Response<RelayBody>) -> Option<Response
 
 #[cfg(test)]
 mod tests {
-    use super::{object_path, written_version};
+    use super::{object_path, read_answer, written_version};
+    use crate::server::Limits;
+    use crate::status::{BoxError, RelayBody};
+    use bytes::Bytes;
+    use http_body_util::BodyExt as _;
+    use std::time::Duration;
+
+    /// A body of `chunks`, then, when `stall`, no end.
+    fn answer_body(chunks: Vec<Vec<u8>>, stall: bool) -> RelayBody {
+        use futures::StreamExt as _;
+        let frames = futures::stream::iter(chunks)
+            .map(|c| Ok::<_, BoxError>(hyper::body::Frame::data(Bytes::from(c))));
+        let body = if stall {
+            http_body_util::StreamBody::new(frames.chain(futures::stream::pending()).boxed())
+        } else {
+            http_body_util::StreamBody::new(frames.boxed())
+        };
+        body.boxed_unsync()
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_stalls_or_floods_mid_body_is_an_error_not_a_wait() {
+        let limits = Limits {
+            max_body_bytes: 8,
+            // The stalled answer below waits this long: short, not a sleep.
+            upstream_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let whole = read_answer(
+            &limits,
+            answer_body(vec![b"{\"a\"".to_vec(), b":1}".to_vec()], false),
+        )
+        .await
+        .unwrap();
+        assert_eq!(&whole[..], b"{\"a\":1}");
+        // Headers came, then half the body, then nothing: answered at the timeout.
+        let stalled = read_answer(&limits, answer_body(vec![b"{\"a\"".to_vec()], true))
+            .await
+            .unwrap_err();
+        assert_eq!(stalled.status(), http::StatusCode::GATEWAY_TIMEOUT);
+        // More than twice the largest request: not read on.
+        let flood = read_answer(
+            &limits,
+            answer_body(vec![vec![b'x'; 10], vec![b'x'; 10]], true),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(flood.status(), http::StatusCode::BAD_GATEWAY);
+    }
 
     #[test]
     fn a_name_goes_upstream_as_the_one_segment_the_relay_judged() {
