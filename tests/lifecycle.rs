@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use secret_relay_proxy::Limits;
@@ -14,7 +14,10 @@ use secret_relay_testkit::{
     Flavor, OPT_IN, REPO_CREDS, StackOptions, TO_ALL, appears, disappears, label, on_all, password,
     secret, test_deletion, within,
 };
-use support::{Managed, NOTIFICATIONS, POLICY, assert_event, quick_revocation, world, world_with};
+use support::{
+    Managed, NOTIFICATIONS, POLICY, assert_event, quick_revocation, world, world_with,
+    world_with_resync,
+};
 
 on_all!(
     a_policy_that_no_longer_admits_a_copy_revokes_it_and_the_agent_says_so,
@@ -22,6 +25,7 @@ on_all!(
     a_removed_clusters_copies_stop_going_down_and_its_agent_clears_its_own,
     a_wrong_policy_edit_fixed_within_the_grace_deletes_nothing,
     deletions_beyond_the_budget_are_held_until_confirmed,
+    held_deletions_stay_held_as_the_window_slides_and_across_a_restart,
 );
 
 /// The same clusters with no Secret Source for prod clusters (cluster1).
@@ -352,26 +356,7 @@ async fn deletions_beyond_the_budget_are_held_until_confirmed(flavor: Flavor) {
     let c1 = w.cluster("cluster1");
     // One wrong edit takes all five away: a fifth of them (one) goes, the rest wait.
     w.stack.set_policy(POLICY_TYPO).await;
-    let outcome = within("every copy deleted or held", async {
-        let mut rx = c1.agent.subscribe();
-        loop {
-            let mut deleted = Vec::new();
-            let mut held = Vec::new();
-            for name in names {
-                match c1.agent.status(name, "down") {
-                    None => deleted.push(name),
-                    Some(("held", _)) => held.push(name),
-                    _ => {}
-                }
-            }
-            if deleted.len() + held.len() == names.len() {
-                return (deleted, held);
-            }
-            rx.changed().await.unwrap();
-        }
-    })
-    .await;
-    let (deleted, held) = outcome;
+    let (deleted, held) = deleted_or_held(c1, &names).await;
     assert_eq!((deleted.len(), held.len()), (1, 4), "{deleted:?} {held:?}");
     assert!(c1.secrets().get_opt(deleted[0]).await.unwrap().is_none());
     let (_, detail) = c1.agent.readiness();
@@ -384,6 +369,120 @@ async fn deletions_beyond_the_budget_are_held_until_confirmed(flavor: Flavor) {
         assert!(c1.secrets().get_opt(name).await.unwrap().is_some());
         assert_eq!(c1.agent.status(name, "down").map(|s| s.0), Some("held"));
     }
+}
+
+async fn held_deletions_stay_held_as_the_window_slides_and_across_a_restart(flavor: Flavor) {
+    let window = Duration::from_secs(1);
+    let mut w = world_with_resync(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            deletion: secret_relay_agent::Deletion {
+                grace: Duration::ZERO,
+                budget_percent: 20,
+                budget_window: window,
+                ..test_deletion()
+            },
+            ..StackOptions::default()
+        },
+        Limits::default(),
+        // A full pass (each held copy's deletion weighed again) five times a second.
+        Duration::from_millis(200),
+    )
+    .await;
+    let names = ["h0", "h1", "h2", "h3", "h4"];
+    send_to_prod(&w, &names).await;
+    w.stack.set_policy(POLICY_TYPO).await;
+    let (deleted, held) = deleted_or_held(w.cluster("cluster1"), &names).await;
+    // Seen after the one deletion: from here, each window frees budget again.
+    let seen = Instant::now();
+    assert_eq!((deleted.len(), held.len()), (1, 4), "{deleted:?} {held:?}");
+    let c1 = w.cluster("cluster1");
+    for name in &held {
+        appears(&c1.secrets(), name, "the held marker", |s| {
+            held_marker(s) == Some("true")
+        })
+        .await;
+    }
+    // The window slides three times over, and the agent weighs each held copy pass
+    // after pass: never deleted for it.
+    passes_after(c1, seen + 3 * window, 3).await;
+    assert!(c1.secrets().get_opt(deleted[0]).await.unwrap().is_none());
+    assert_held(c1, &held).await;
+    // A new agent knows only what it reads: the marker holds them.
+    let c1 = w.restart_agent("cluster1").await;
+    for name in &held {
+        c1.status(name, "down", "held", None).await;
+    }
+    passes_after(c1, Instant::now() + 2 * window, 3).await;
+    assert_held(c1, &held).await;
+    let (_, detail) = c1.agent.readiness();
+    assert!(detail.contains("4 down-copy deletions held"), "{detail}");
+    // A cluster admin confirms one: it goes, the others stay held.
+    confirm(c1, held[0]).await;
+    disappears(&c1.secrets(), held[0], "the confirmed deletion").await;
+    assert_held(c1, &held[1..]).await;
+}
+
+/// Waits until each of `names` is deleted or held by `c`'s agent: (deleted, held).
+async fn deleted_or_held<'a>(c: &Managed, names: &[&'a str]) -> (Vec<&'a str>, Vec<&'a str>) {
+    within("every copy deleted or held", async {
+        let mut rx = c.agent.subscribe();
+        loop {
+            let mut deleted = Vec::new();
+            let mut held = Vec::new();
+            for name in names {
+                match c.agent.status(name, "down") {
+                    None => deleted.push(*name),
+                    Some(("held", _)) => held.push(*name),
+                    _ => {}
+                }
+            }
+            if deleted.len() + held.len() == names.len() {
+                return (deleted, held);
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+}
+
+/// Waits until `c`'s agent has done `n` full passes, each ended after `after`: all
+/// but the first also began after it.
+async fn passes_after(c: &Managed, after: Instant, n: u32) {
+    within(&format!("{n} full passes of {}'s agent", c.name), async {
+        let mut passes = c.agent.passes();
+        let mut counted = 0;
+        while counted < n {
+            passes.changed().await.unwrap();
+            if Instant::now() >= after {
+                counted += 1;
+            }
+        }
+    })
+    .await;
+}
+
+/// Asserts each of `names` is still there, marked held, and reported held.
+async fn assert_held(c: &Managed, names: &[&str]) {
+    for name in names {
+        let copy = c.secrets().get_opt(name).await.unwrap();
+        let copy = copy.unwrap_or_else(|| panic!("{name} was deleted while held"));
+        assert_eq!(held_marker(&copy), Some("true"), "{name}");
+        assert_eq!(
+            c.agent.status(name, "down").map(|s| s.0),
+            Some("held"),
+            "{name}"
+        );
+    }
+}
+
+fn held_marker(s: &k8s_openapi::api::core::v1::Secret) -> Option<&str> {
+    s.metadata
+        .annotations
+        .as_ref()?
+        .get("secret-relay.io/deletion-held")
+        .map(String::as_str)
 }
 
 /// A cluster admin's confirmation of a held deletion: the one annotation.

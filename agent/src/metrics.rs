@@ -22,7 +22,8 @@ pub struct StatusLabels {
 /// Labels of an action.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
-    /// `push`, `release`, `write-down-copy`, `revert-drift`, `delete-down-copy`, `conflict`.
+    /// `push`, `release`, `write-down-copy`, `revert-drift`, `delete-down-copy`,
+    /// `mark-deletion-held`, `conflict`.
     pub action: &'static str,
     /// `ok`, `denied` or `error`.
     pub result: &'static str,

@@ -18,6 +18,11 @@ pub const ADOPTED_ANNOTATION: &str = "secret-relay.io/adopted";
 /// Annotation `"true"` a cluster admin sets on a down copy to confirm its held
 /// deletion (the agent holds deletions beyond its budget).
 pub const CONFIRM_DELETION_ANNOTATION: &str = "secret-relay.io/confirm-deletion";
+/// Annotation `"true"` the agent sets on a down copy whose deletion it holds
+/// beyond its budget: the copy stays held, across agent restarts, until a
+/// cluster admin confirms it or the hub copy comes back (down-sync writes the
+/// copy again without it).
+pub const DELETION_HELD_ANNOTATION: &str = "secret-relay.io/deletion-held";
 /// Annotation that older versions stamped with an unkeyed `sha256:` digest of the
 /// data: a fingerprint anyone who sees metadata could test a guessed value
 /// against. Nothing writes it any more: the mutating webhook removes it from what

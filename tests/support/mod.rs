@@ -34,6 +34,9 @@ secretSources:
 pub(crate) const NOTIFICATIONS: (&str, &str) =
     ("app.kubernetes.io/component", "notifications-controller");
 
+/// How often the agents of a world run a full pass, unless a scenario says.
+pub(crate) const AGENT_RESYNC: Duration = Duration::from_secs(30);
+
 pub(crate) struct World {
     pub(crate) stack: Stack,
     /// The relay in process; `None` when the control plane's relay runs as pods.
@@ -48,6 +51,13 @@ pub(crate) struct Managed {
     pub(crate) cluster: TestCluster,
     pub(crate) agent: Arc<Agent>,
     pub(crate) client: Client,
+    /// Stops the agent (only it).
+    stop: CancellationToken,
+    /// What the agent's token is a child of: a restarted agent's is too.
+    stop_parent: CancellationToken,
+    /// The agent's relay and resync, for a restart.
+    relay: SocketAddr,
+    resync: Duration,
 }
 
 /// A control plane with `policy`, one relay, and cluster1 and cluster2 with agents.
@@ -67,6 +77,16 @@ pub(crate) async fn world(flavor: Flavor, policy: &str) -> World {
 /// whose relay is deployed (pods), the agents reach it and `limits` must be the
 /// default: the pods run with the manifests' settings.
 pub(crate) async fn world_with(flavor: Flavor, options: StackOptions, limits: Limits) -> World {
+    world_with_resync(flavor, options, limits, AGENT_RESYNC).await
+}
+
+/// [`world_with`] with agents that run a full pass every `resync`.
+pub(crate) async fn world_with_resync(
+    flavor: Flavor,
+    options: StackOptions,
+    limits: Limits,
+    resync: Duration,
+) -> World {
     let stack = Stack::start(flavor, options).await;
     let (relay, relay_addr, agents_stop) = match stack.deployed_relay() {
         Some(addr) => {
@@ -85,7 +105,7 @@ pub(crate) async fn world_with(flavor: Flavor, options: StackOptions, limits: Li
     };
     let mut managed = Vec::new();
     for name in ["cluster1", "cluster2"] {
-        let m = start_managed_at(&stack, relay_addr, &agents_stop, name, flavor).await;
+        let m = start_managed_at(&stack, relay_addr, &agents_stop, name, flavor, resync).await;
         managed.push(m);
     }
     World {
@@ -103,27 +123,31 @@ pub(crate) async fn start_managed(
     name: &str,
     flavor: Flavor,
 ) -> Managed {
-    start_managed_at(stack, relay.started.addr, &relay.shutdown, name, flavor).await
+    start_managed_at(
+        stack,
+        relay.started.addr,
+        &relay.shutdown,
+        name,
+        flavor,
+        AGENT_RESYNC,
+    )
+    .await
 }
 
 /// Managed cluster `name` with its agent against the relay at `relay`, stopped with
-/// `stop`.
+/// `stop`, running a full pass every `resync`.
 pub(crate) async fn start_managed_at(
     stack: &Stack,
     relay: SocketAddr,
     stop: &CancellationToken,
     name: &str,
     flavor: Flavor,
+    resync: Duration,
 ) -> Managed {
     let cluster = TestCluster::managed(flavor, name, &["akuity"]).await;
+    let agent_stop = stop.child_token();
     let agent = stack
-        .start_agent(
-            name,
-            &cluster,
-            relay,
-            Duration::from_secs(30),
-            stop.child_token(),
-        )
+        .start_agent(name, &cluster, relay, resync, agent_stop.clone())
         .await;
     let client = cluster.client().await;
     Managed {
@@ -131,12 +155,29 @@ pub(crate) async fn start_managed_at(
         cluster,
         agent,
         client,
+        stop: agent_stop,
+        stop_parent: stop.clone(),
+        relay,
+        resync,
     }
 }
 
 impl World {
     pub(crate) fn cluster(&self, name: &str) -> &Managed {
         self.managed.iter().find(|m| m.name == name).unwrap()
+    }
+
+    /// Stops cluster `name`'s agent and starts a new one on the same cluster with the
+    /// same settings: it knows only what it reads. Returns once the new one is ready.
+    pub(crate) async fn restart_agent(&mut self, name: &str) -> &Managed {
+        let m = self.managed.iter_mut().find(|m| m.name == name).unwrap();
+        m.stop.cancel();
+        m.stop = m.stop_parent.child_token();
+        m.agent = self
+            .stack
+            .start_agent(name, &m.cluster, m.relay, m.resync, m.stop.clone())
+            .await;
+        m
     }
 
     pub(crate) async fn hub(&self) -> Api<Secret> {

@@ -1,15 +1,18 @@
 //! Deleting down copies whose hub copy left the view: never at once ([`Deletion`]'s
 //! grace), never many at once (its budget, beyond which a deletion is held until a
-//! cluster admin confirms it), and always under the version judged.
+//! cluster admin confirms it), and always under the version judged. A held copy is
+//! marked ([`keys::DELETION_HELD_ANNOTATION`]), so it stays held when the budget
+//! window slides and when the agent restarts.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::api::PostParams;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use secret_relay_policy::{is_down_copy, keys};
+use secret_relay_policy::{is_down_copy, keys, meta};
 
 use super::{Context, lock, name_of, preconditions};
 
@@ -53,16 +56,19 @@ impl Default for Deletion {
 }
 
 /// A down copy whose hub copy left the view: deleted after the grace, within
-/// the budget, or once a cluster admin confirms it.
+/// the budget, or once a cluster admin confirms it. Once held, it stays held
+/// until confirmed (or it comes back), whatever the budget says later.
 pub(super) async fn leave(ctx: &Context, d: &Secret) {
     let name = name_of(d);
     let now = Instant::now();
-    let confirmed = d
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(keys::CONFIRM_DELETION_ANNOTATION))
-        .is_some_and(|v| v == "true");
+    let confirmed =
+        meta::annotation(&d.metadata, keys::CONFIRM_DELETION_ANNOTATION) == Some("true");
+    // Held by this agent, or by one before it (the marker on the copy): the
+    // window sliding frees budget, but never a held deletion.
+    if !confirmed && (is_marked_held(d) || lock(&ctx.deletions).held.contains(&name)) {
+        keep_held(ctx, d, &name).await;
+        return;
+    }
     let since = *lock(&ctx.deletions)
         .leaving
         .entry(name.clone())
@@ -176,10 +182,12 @@ async fn wait_for_grace(ctx: &Context, d: &Secret, name: &str, left: Duration) {
     ctx.retries.after(name, left + Duration::from_millis(50));
 }
 
-/// Beyond the budget: held, and reported once, until it comes back or is confirmed.
+/// Beyond the budget: held, marked on the copy, and reported once, until it comes
+/// back or is confirmed.
 async fn hold(ctx: &Context, d: &Secret, name: &str, deleted: usize, budget: usize) {
     let newly = lock(&ctx.deletions).held.insert(name.to_owned());
     ctx.metrics.deletions_held.set(held_count(ctx));
+    mark_held(ctx, d, name).await;
     ctx.set_status(name, "down", "held", "");
     if newly {
         tracing::warn!(%name, deleted, budget, "a down-copy deletion is held beyond the budget");
@@ -197,6 +205,60 @@ async fn hold(ctx: &Context, d: &Secret, name: &str, deleted: usize, budget: usi
             )
             .await;
     }
+}
+
+/// Held already, in memory or by the marker on the copy (an agent before this one
+/// held it): held again, with no new Event, and marked when the marker is missing.
+async fn keep_held(ctx: &Context, d: &Secret, name: &str) {
+    lock(&ctx.deletions).held.insert(name.to_owned());
+    ctx.metrics.deletions_held.set(held_count(ctx));
+    if !is_marked_held(d) {
+        mark_held(ctx, d, name).await;
+    }
+    ctx.set_status(name, "down", "held", "");
+}
+
+/// Marks down copy `d` held under the version judged: a copy changed meanwhile
+/// (409) is tried again later, and a copy gone needs no marker.
+async fn mark_held(ctx: &Context, d: &Secret, name: &str) {
+    // An update, not a patch: the agent's Role has no patch on Secrets.
+    let api: Api<Secret> = Api::namespaced(ctx.local.clone(), &ctx.namespace);
+    match api
+        .replace(name, &PostParams::default(), &marked_held(d))
+        .await
+    {
+        Ok(_) => {
+            ctx.metrics.action("mark-deletion-held", "ok");
+            ctx.retries.succeeded(name);
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            tracing::debug!(%name, "the down copy changed before it was marked held; will retry");
+            ctx.retries.later(name);
+        }
+        Err(err) => {
+            ctx.metrics.action("mark-deletion-held", "error");
+            tracing::warn!(%name, error = %err, "failed to mark the down copy's deletion held; will retry");
+            ctx.retries.later(name);
+        }
+    }
+}
+
+/// Whether down copy `d` carries the held marker.
+fn is_marked_held(d: &Secret) -> bool {
+    meta::annotation(&d.metadata, keys::DELETION_HELD_ANNOTATION) == Some("true")
+}
+
+/// Down copy `d` with the held marker, at the version judged (its resourceVersion
+/// stays, so writing it fails with 409 if the copy changed since).
+fn marked_held(d: &Secret) -> Secret {
+    let mut marked = d.clone();
+    marked
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(keys::DELETION_HELD_ANNOTATION.to_owned(), "true".to_owned());
+    marked
 }
 
 /// Takes one deletion of the budget at `now`; `Err((deleted, budget))` when it
@@ -247,4 +309,60 @@ fn reserve_deletion(ctx: &Context, now: Instant, name: &str) -> Result<(), (usiz
 
 fn held_count(ctx: &Context) -> i64 {
     i64::try_from(lock(&ctx.deletions).held.len()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use secret_relay_policy::{Direction, StripMetadata, carried_annotations};
+
+    use super::super::copy::{Fingerprint, down_copy};
+    use super::*;
+
+    #[test]
+    fn the_held_marker_keeps_the_version_judged_is_drift_to_down_sync_and_never_goes_up() {
+        let hub: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "repo", "namespace": "argocd", "uid": "u-1", "resourceVersion": "7",
+                "annotations": {"note": "x"}},
+            "data": {"k": "dg=="},
+        }))
+        .unwrap();
+        let strip = StripMetadata::default();
+        let want = down_copy(&hub, "akuity", &strip);
+        let mut copy = want.clone();
+        copy.metadata.uid = Some("d-1".to_owned());
+        copy.metadata.resource_version = Some("42".to_owned());
+        assert!(!is_marked_held(&copy));
+        let marked = marked_held(&copy);
+        assert!(is_marked_held(&marked));
+        // Only the marker is added, under the version judged: a copy changed since
+        // refuses the write (409).
+        let mut unmarked = marked.clone();
+        unmarked
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(keys::DELETION_HELD_ANNOTATION);
+        assert_eq!(unmarked, copy);
+        assert_eq!(marked.metadata.resource_version.as_deref(), Some("42"));
+        // The hub copy back: the marker is drift, and down-sync writes the copy
+        // again without it.
+        assert_eq!(Fingerprint::of(&copy, &[]), Fingerprint::of(&want, &[]));
+        assert_ne!(Fingerprint::of(&marked, &[]), Fingerprint::of(&want, &[]));
+        // Nothing carries it to another cluster.
+        for direction in [Direction::Up, Direction::Down] {
+            let carried =
+                carried_annotations(marked.metadata.annotations.as_ref(), direction, &strip);
+            assert!(!carried.contains_key(keys::DELETION_HELD_ANNOTATION));
+            assert!(carried.contains_key("note"));
+        }
+        // Only "true" marks it.
+        let mut other = copy.clone();
+        other
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(keys::DELETION_HELD_ANNOTATION.to_owned(), "yes".to_owned());
+        assert!(!is_marked_held(&other));
+    }
 }

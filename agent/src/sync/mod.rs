@@ -79,6 +79,9 @@ struct Context {
     statuses: Mutex<HashMap<(String, &'static str), StatusLabels>>,
     /// Bumped whenever a status changes (tests and the demo wait on it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// Full passes done: every name of both stores reconciled since the pass began
+    /// (tests wait on it).
+    passes: tokio::sync::watch::Sender<u64>,
     /// The backoff per name, and where delayed retries send their trigger.
     retries: retry::Retries,
     /// Events to record, published beside the reconciler.
@@ -121,6 +124,7 @@ impl Agent {
             unregistered: Mutex::default(),
             statuses: Mutex::default(),
             changes: tokio::sync::watch::channel(0).0,
+            passes: tokio::sync::watch::channel(0).0,
             retries: retry::Retries::default(),
             events,
         };
@@ -174,6 +178,14 @@ impl Agent {
     /// A receiver that changes whenever a status or readiness changes.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.ctx.changes.subscribe()
+    }
+
+    /// A receiver of the number of full passes done (at each resync, each complete
+    /// list of a side and each new policy generation): each counts once every name
+    /// of both stores has been reconciled since it began; passes that overlap count
+    /// once.
+    pub fn passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.ctx.passes.subscribe()
     }
 
     /// The current status of a Secret in one direction: (state, rule).

@@ -1,16 +1,24 @@
 //! The work queue, as controllers keep: each name is reconciled by one task at a
-//! time, a name triggered while it runs goes again after.
+//! time, a name triggered while it runs goes again after; and when a full pass
+//! is done.
 
 use std::collections::{HashSet, VecDeque};
 
 /// The names waiting for a reconcile, in trigger order, each once; the names running;
-/// and the names triggered again while running.
+/// and the names triggered again while running. Beside them, the full pass under
+/// way: the names it triggered that have not run since.
 #[derive(Default)]
 pub(super) struct WorkQueue {
     pending: VecDeque<String>,
     queued: HashSet<String>,
     running: HashSet<String>,
     again: HashSet<String>,
+    /// Whether a full pass is under way.
+    in_pass: bool,
+    /// The names of the full pass under way that have not run since it began.
+    pass: HashSet<String>,
+    /// Names of the pass that were running when it began: that run does not count.
+    began_running: HashSet<String>,
 }
 
 impl WorkQueue {
@@ -37,6 +45,31 @@ impl WorkQueue {
         if self.again.remove(name) {
             self.add(name.to_owned());
         }
+        if !self.began_running.remove(name) {
+            self.pass.remove(name);
+        }
+    }
+
+    /// Triggers every name of a full pass (one under way takes them in too: the
+    /// two end together).
+    pub(super) fn add_pass(&mut self, names: impl IntoIterator<Item = String>) {
+        self.in_pass = true;
+        for name in names {
+            if self.running.contains(&name) {
+                self.began_running.insert(name.clone());
+            }
+            self.pass.insert(name.clone());
+            self.add(name);
+        }
+    }
+
+    /// True once, when every name of the full pass under way has run since it began.
+    pub(super) fn pass_done(&mut self) -> bool {
+        let done = self.in_pass && self.pass.is_empty();
+        if done {
+            self.in_pass = false;
+        }
+        done
     }
 }
 
@@ -65,5 +98,27 @@ mod tests {
         q.done("a");
         q.done("c");
         assert_eq!(q.next(), None);
+    }
+
+    #[test]
+    fn a_full_pass_is_done_once_each_of_its_names_has_run_since_it_began() {
+        let mut q = WorkQueue::default();
+        assert!(!q.pass_done());
+        q.add_pass(Vec::new());
+        assert!(q.pass_done());
+        assert!(!q.pass_done());
+        q.add("a".to_owned());
+        assert_eq!(q.next().as_deref(), Some("a"));
+        // "a" was running when the pass began: that run does not count.
+        q.add_pass(["a".to_owned(), "b".to_owned()]);
+        assert_eq!(q.next().as_deref(), Some("b"));
+        q.done("b");
+        q.done("a");
+        assert!(!q.pass_done());
+        assert_eq!(q.next().as_deref(), Some("a"));
+        assert!(!q.pass_done());
+        q.done("a");
+        assert!(q.pass_done());
+        assert!(!q.pass_done());
     }
 }

@@ -1,7 +1,8 @@
 //! The scheduler: it waits for the relay's first policy generation, starts the tasks
 //! beside the reconciler (both reflectors, the generation long poll, the Event
 //! lanes), then hands each triggered name to [`reconcile`] through the work queue,
-//! up to [`CONCURRENCY`] at once, with a full pass at every resync.
+//! up to [`CONCURRENCY`] at once, with a full pass at every resync (counted once
+//! every name of it has been reconciled).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +125,9 @@ async fn work(
             () = shutdown.cancelled() => break,
             Some(name) = running.next(), if !running.is_empty() => {
                 queue.done(&name);
+                if queue.pass_done() {
+                    ctx.passes.send_modify(|n| *n += 1);
+                }
                 continue;
             }
             _ = ticker.tick() => Trigger::Full,
@@ -132,11 +136,11 @@ async fn work(
         match trigger {
             Trigger::Name(name) => queue.add(name),
             Trigger::Full => {
-                for s in ctx.sides.local.state() {
-                    queue.add(name_of(&s));
-                }
-                for s in ctx.sides.view.state() {
-                    queue.add(name_of(&s));
+                let local = ctx.sides.local.state().into_iter();
+                let view = ctx.sides.view.state().into_iter();
+                queue.add_pass(local.chain(view).map(|s| name_of(&s)));
+                if queue.pass_done() {
+                    ctx.passes.send_modify(|n| *n += 1);
                 }
             }
         }

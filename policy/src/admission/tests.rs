@@ -1741,6 +1741,67 @@ fn managed_cluster_admission_guards_down_copies() {
             true,
         ),
         (
+            "agent marks a down copy's deletion held",
+            agent.clone(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(down().build()),
+            Rule::DownCopyAgent,
+            true,
+        ),
+        (
+            "someone confirms a deletion the agent marked held",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .annotation(keys::CONFIRM_DELETION_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(
+                down()
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .build(),
+            ),
+            Rule::DeletionConfirmed,
+            true,
+        ),
+        (
+            "someone confirms a held deletion and removes the held marker",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::CONFIRM_DELETION_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(
+                down()
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .build(),
+            ),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
+            "someone marks a down copy held",
+            admin(),
+            "akuity",
+            Some(
+                down()
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(down().build()),
+            Rule::OwnershipLock,
+            false,
+        ),
+        (
             "someone confirms a deletion and edits the data",
             admin(),
             "akuity",
