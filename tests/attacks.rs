@@ -2054,6 +2054,154 @@ async fn an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value(flav
 
 // ---- the webhook judges the object as the API server stores it --------------
 
+on_both!(a_cluster_never_puts_uncarried_metadata_on_a_hub_copy);
+
+/// What an agent strips before it pushes (tool ownership: Argo CD's tracking label
+/// and annotation, Helm's, the policy's `stripMetadata`), and finalizers or owner
+/// references a copy did not have, never reach a hub copy from a cluster: the relay
+/// refuses them, and so does the webhook for a write straight to the API server as
+/// the cluster (a relay that judged otherwise). A compliant copy passes both ways,
+/// and a finalizer the copy already had may stay.
+async fn a_cluster_never_puts_uncarried_metadata_on_a_hub_copy(flavor: Flavor) {
+    let c = "cluster1";
+    let prefix = match flavor {
+        Flavor::Sandbox => "carry",
+        Flavor::Real | Flavor::Outside => "carry-real",
+    };
+    let name = |n: &str| format!("{prefix}-{n}");
+    let stack = Stack::start(
+        flavor,
+        StackOptions {
+            policy: format!(
+                "{}stripMetadata:\n  labels: [\"example.com/team\"]\n",
+                policy(&[c])
+            ),
+            certificates: vec![c.to_owned()],
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let relay = stack.start_relay().await;
+    let through_relay = relay_api(&stack, &relay, c).await;
+    let direct: Api<Secret> = Api::namespaced(
+        stack
+            .cluster
+            .client_as(
+                &format!("secret-relay:cluster:{c}"),
+                &["secret-relay:clusters"],
+            )
+            .await,
+        "argocd",
+    );
+    let pp = PostParams::default();
+    let with_meta = |n: &str, label: Option<(&str, &str)>, annotation: Option<(&str, &str)>| {
+        let mut labels = vec![OPT_IN, REPO_CREDS];
+        labels.extend(label);
+        secret(
+            &name(n),
+            &labels,
+            &annotation.into_iter().collect::<Vec<_>>(),
+        )
+    };
+    let finalized = |n: &str| {
+        let mut s = opted_in(&name(n));
+        s.metadata.finalizers = Some(vec!["example.com/keep".to_owned()]);
+        s
+    };
+    let owned = |n: &str| {
+        let mut s = opted_in(&name(n));
+        s.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "argoproj.io/v1alpha1".to_owned(),
+                kind: "Application".to_owned(),
+                name: "guestbook".to_owned(),
+                uid: "0b7d7a52-0000-4000-8000-000000000001".to_owned(),
+                ..Default::default()
+            },
+        ]);
+        s
+    };
+    let writes = |way: &str| {
+        vec![
+            (
+                "Argo CD's tracking label",
+                with_meta(
+                    &format!("{way}-instance"),
+                    Some(("app.kubernetes.io/instance", "argocd")),
+                    None,
+                ),
+            ),
+            (
+                "Argo CD's tracking annotation",
+                with_meta(
+                    &format!("{way}-tracking"),
+                    None,
+                    Some(("argocd.argoproj.io/tracking-id", "argocd:/Secret:argocd/x")),
+                ),
+            ),
+            (
+                "Helm's release annotation",
+                with_meta(
+                    &format!("{way}-helm"),
+                    None,
+                    Some(("meta.helm.sh/release-name", "x")),
+                ),
+            ),
+            (
+                "a label the policy strips",
+                with_meta(
+                    &format!("{way}-team"),
+                    Some(("example.com/team", "a")),
+                    None,
+                ),
+            ),
+            ("a finalizer", finalized(&format!("{way}-finalizer"))),
+            ("an owner reference", owned(&format!("{way}-owner"))),
+        ]
+    };
+    for (what, s) in writes("relay") {
+        denied(
+            through_relay.create(&pp, &s).await,
+            403,
+            "uncarried-metadata",
+        );
+        assert!(
+            hub(&stack)
+                .await
+                .get_opt(&s.metadata.name.unwrap())
+                .await
+                .unwrap()
+                .is_none(),
+            "{what} through the relay"
+        );
+    }
+    for (what, s) in writes("direct") {
+        refused_by_webhook(what, direct.create(&pp, &s).await, "uncarried-metadata");
+    }
+    // A compliant copy passes both ways; a finalizer the copy did not have is refused
+    // on an update too.
+    through_relay
+        .create(&pp, &opted_in(&name("relay-ok")))
+        .await
+        .unwrap();
+    let ok = name("direct-ok");
+    direct.create(&pp, &opted_in(&ok)).await.unwrap();
+    refused_by_webhook(
+        "an update adding a finalizer",
+        direct
+            .patch(
+                &ok,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}}),
+                ),
+            )
+            .await,
+        "uncarried-metadata",
+    );
+    relay.stop().await;
+}
+
 on_both!(a_clusters_write_is_judged_on_the_object_the_api_server_stores);
 
 /// Two Secret Sources for `cluster`: by secret type, or by team for a Secret without

@@ -24,8 +24,8 @@ pub use cluster_id::ClusterId;
 pub use decision::{
     ADOPTABLE_NAMES, Decision, DownSync, Owner, ReleaseAction, ReleaseDecision, Rule,
     allowed_selector, blocked_decision, digest, down_sync, down_sync_problems, down_sync_to,
-    is_adoptable, is_adopted, owner, reclaim, release, revocation, source_marker, up_sync,
-    up_sync_full_scan,
+    is_adoptable, is_adopted, owner, reclaim, release, revocation, source_marker,
+    uncarried_metadata, up_sync, up_sync_full_scan,
 };
 pub use document::{
     BlockedBy, BlockedLabel, BreakGlass, Cluster, ExtraBlocked, POLICY_KEY, Policy, PolicyError,

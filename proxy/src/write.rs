@@ -34,7 +34,8 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Response, StatusCode};
 use secret_relay_policy::{
-    ClusterId, Decision, Policy, Secret, blocked_decision, forged_stamp, up_sync,
+    ClusterId, Decision, Policy, Secret, blocked_decision, forged_stamp, uncarried_metadata,
+    up_sync,
 };
 
 use self::gate::Target;
@@ -125,6 +126,18 @@ fn judge(policy: &Policy, cluster: &ClusterId, written: &mut Secret, target: &Ta
         .replace(policy.agent_namespace().to_owned());
     let decision = up_sync(policy, cluster.as_str(), written, hub);
     written.metadata.namespace = sent;
+    // What the webhook refuses on the stored copy, refused here before it goes.
+    if decision.allowed
+        && let Some(uncarried) = uncarried_metadata(
+            policy,
+            cluster.as_str(),
+            secret_relay_policy::meta::name(&written.metadata),
+            written,
+            hub,
+        )
+    {
+        return uncarried;
+    }
     decision
 }
 

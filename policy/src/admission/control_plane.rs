@@ -5,7 +5,7 @@
 
 use crate::decision::{
     Decision, Owner, ReleaseAction, Rule, digest, invalid_owner, owner, reclaim_owned,
-    release_owned, revocation, unknown_cluster, up_sync_stored,
+    release_owned, revocation, uncarried_metadata, unknown_cluster, up_sync_stored,
 };
 use crate::document::{HANDBACK_SECRET, Policy};
 use crate::keys;
@@ -44,6 +44,7 @@ pub(super) fn validate_cluster_write(
         Change::Create(new) | Change::Update { new, .. } => {
             up_sync_stored(policy, c, name, new, change.old(), || {
                 stored_stamp_forged(c, name, new, change.old())
+                    .or_else(|| uncarried_metadata(policy, c, name, new, change.old()))
             })
         }
     }

@@ -26,7 +26,7 @@ pub(crate) use release::{reclaim_owned, release_owned};
 pub use rule::{Decision, Rule};
 pub use targets::{allowed_selector, down_sync_problems};
 pub(crate) use up::{hub_copy_elsewhere, up_sync_stored};
-pub use up::{up_sync, up_sync_full_scan};
+pub use up::{uncarried_metadata, up_sync, up_sync_full_scan};
 
 #[cfg(test)]
 mod tests;

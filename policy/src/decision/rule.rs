@@ -84,6 +84,10 @@ pub enum Rule {
     InvalidSelector,
     /// Someone other than the webhook set or changed the owner label.
     OwnerLabelForged,
+    /// A cluster's write would put on a hub copy what never crosses between
+    /// clusters (tool ownership, the policy's `stripMetadata`), or finalizers or
+    /// owner references the copy did not have.
+    UncarriedMetadata,
     /// The hub copy (or down copy) is locked to its owner.
     OwnershipLock,
     /// A break-glass user or group bypassed the rules.
@@ -108,7 +112,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 37] = [
+    pub const ALL: [Rule; 38] = [
         Rule::BlockedName,
         Rule::BlockedType,
         Rule::BlockedLabel,
@@ -136,6 +140,7 @@ impl Rule {
         Rule::NoTargets,
         Rule::InvalidSelector,
         Rule::OwnerLabelForged,
+        Rule::UncarriedMetadata,
         Rule::OwnershipLock,
         Rule::BreakGlass,
         Rule::SystemExempt,
@@ -185,6 +190,7 @@ impl Rule {
             | Rule::OrphanedCopy
             | Rule::InvalidSelector
             | Rule::OwnerLabelForged
+            | Rule::UncarriedMetadata
             | Rule::OwnershipLock
             | Rule::DownSyncConflict
             | Rule::DownCopyOptIn
@@ -243,6 +249,7 @@ impl Rule {
             Rule::NoTargets => "no-targets",
             Rule::InvalidSelector => "invalid-selector",
             Rule::OwnerLabelForged => "owner-label-forged",
+            Rule::UncarriedMetadata => "uncarried-metadata",
             Rule::OwnershipLock => "ownership-lock",
             Rule::BreakGlass => "break-glass",
             Rule::SystemExempt => "system-exempt",

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use crate::carry::{Direction, carries_annotation, carries_label};
 use crate::document::{Cluster, Policy};
 use crate::keys;
 use crate::meta;
@@ -85,6 +86,90 @@ pub(crate) fn up_sync_stored(
         stamps,
     )
 }
+
+/// What cluster `cluster`'s write of hub copy `name` may not put there, judged on
+/// `written` (the copy as it will be stored) against `old` (the copy before it), or
+/// `None` when it carries nothing of it:
+///
+/// - a label or annotation the carry rule never lets cross ([`crate::carry`]: Helm's
+///   and Argo CD's tracking, the policy's `stripMetadata`), which an agent strips
+///   before it pushes: on the hub it would make a tool there take the copy for one
+///   of its own. secret-relay's own keys are judged by the stamp rules instead, and
+///   kubectl's last-applied record is the writer's own (down copies drop it);
+/// - a finalizer or owner reference the copy did not have: a finalizer would keep
+///   the copy from ever being deleted when the policy revokes it or the cluster is
+///   removed, and an owner reference would hand it to a hub object's garbage
+///   collection. What the API server and Kubernetes' garbage collector put there
+///   themselves came with the old copy.
+///
+/// The reason names the key (the cluster's own), never a value.
+pub fn uncarried_metadata(
+    policy: &Policy,
+    cluster: &str,
+    name: &str,
+    written: &Secret,
+    old: Option<&Secret>,
+) -> Option<Decision> {
+    let strip = policy.strip_metadata();
+    // secret-relay's own keys are the stamp rules' to judge. kubectl's record of its
+    // last client-side apply is the writer's own (a cluster may write through the
+    // relay with `kubectl apply`), means nothing to a tool on the hub, and never goes
+    // further: down copies drop it.
+    let own = |k: &str| k.starts_with("secret-relay.io/") || k == LAST_APPLIED;
+    let label = meta::labels(&written.metadata)
+        .keys()
+        .find(|k| !own(k) && !carries_label(k, Direction::Up, strip))
+        .map(|k| format!("the label {k}"));
+    let annotation = || {
+        written
+            .metadata
+            .annotations
+            .iter()
+            .flat_map(BTreeMap::keys)
+            .find(|k| !own(k) && !carries_annotation(k, Direction::Up, strip))
+            .map(|k| format!("the annotation {k}"))
+    };
+    let what = format!("the hub copy {}/{name}", policy.control_plane_namespace());
+    if let Some(key) = label.or_else(annotation) {
+        return Some(Decision::deny(
+            Rule::UncarriedMetadata,
+            format!(
+                "{what} as cluster {cluster} would store it carries {key}, which never crosses between clusters (tool ownership, or the policy's stripMetadata): the secret-relay agent strips it before it pushes; write the Secret on the cluster and let the agent push it"
+            ),
+        ));
+    }
+    let had = |pick: fn(&Secret) -> Vec<String>| old.map(pick).unwrap_or_default();
+    let finalizers = |s: &Secret| s.metadata.finalizers.clone().unwrap_or_default();
+    let owners = |s: &Secret| {
+        s.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|r| r.uid.clone())
+            .collect()
+    };
+    let old_finalizers = had(finalizers);
+    let added_finalizer = finalizers(written)
+        .into_iter()
+        .find(|f| !old_finalizers.contains(f))
+        .map(|f| format!("the finalizer {f}"));
+    let old_owners = had(owners);
+    let added_owner = owners(written)
+        .into_iter()
+        .find(|uid| !old_owners.contains(uid))
+        .map(|_| "an owner reference".to_owned());
+    added_finalizer.or(added_owner).map(|added| {
+        Decision::deny(
+            Rule::UncarriedMetadata,
+            format!(
+                "{what} as cluster {cluster} would store it gains {added}: a cluster never adds finalizers or owner references to a hub copy (they would keep it from being deleted when revoked, or tie it to a hub object); remove it"
+            ),
+        )
+    })
+}
+
+/// kubectl's client-side apply record.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// What an up-sync decision judges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

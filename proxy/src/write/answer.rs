@@ -82,6 +82,9 @@ fn patch_advice(rule: Rule) -> &'static str {
         Rule::OwnedByControlPlane | Rule::OwnedByOtherCluster | Rule::InvalidOwner => {
             "the hub copy is not this cluster's; only its owner changes it"
         }
+        Rule::UncarriedMetadata => {
+            "the patched Secret would carry what never crosses between clusters (tool ownership, the policy's stripMetadata) or a finalizer or owner reference of its own; remove it from the patch"
+        }
         Rule::UnknownCluster => "this cluster is not registered in the secret-relay policy",
         _ => {
             "the patched Secret breaks a secret-relay rule; see `secret-relay explain` on the control plane"

@@ -372,3 +372,82 @@ fn the_owner_stamp_is_not_a_label_a_secret_source_judges() {
         assert_eq!(d, up_sync_full_scan(&p, "cluster1", s, h), "{case}");
     }
 }
+
+#[test]
+fn a_hub_copy_never_gets_what_never_crosses_from_a_cluster() {
+    let p = policy();
+    let copy = || hub("repo").owner("cluster1");
+    let judged = |written: Secret, old: Option<Secret>| {
+        uncarried_metadata(&p, "cluster1", "repo", &written, old.as_ref())
+    };
+    // What an agent pushes: carried keys and secret-relay's own stamps.
+    assert_eq!(
+        judged(
+            copy()
+                .label(keys::SECRET_TYPE_LABEL, "repository")
+                .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+                .annotation(keys::ADOPTED_ANNOTATION, "true")
+                .build(),
+            None
+        ),
+        None
+    );
+    for (what, written) in [
+        (
+            "tracking label",
+            copy().label("app.kubernetes.io/instance", "argocd"),
+        ),
+        (
+            "managed-by label",
+            copy().label("app.kubernetes.io/managed-by", "Helm"),
+        ),
+        ("helm label", copy().label("helm.sh/chart", "x-1.0")),
+        (
+            "tracking annotation",
+            copy().annotation("argocd.argoproj.io/tracking-id", "a"),
+        ),
+        (
+            "helm annotation",
+            copy().annotation("meta.helm.sh/release-name", "x"),
+        ),
+        ("finalizer", copy().finalizer("example.com/keep")),
+        ("owner reference", copy().owner_reference("ConfigMap", "cm")),
+    ] {
+        let d = judged(written.build(), Some(copy().build()))
+            .unwrap_or_else(|| panic!("{what} passed"));
+        assert_eq!(d.rule, Rule::UncarriedMetadata, "{what}");
+        assert!(!d.allowed, "{what}");
+        // The reason names the key, never the value.
+        for value in ["argocd", "Helm", "x-1.0", "{}"] {
+            assert!(
+                !d.reason.contains(&format!(": {value}")),
+                "{what}: {}",
+                d.reason
+            );
+        }
+    }
+    // kubectl's client-side apply through the relay keeps its record.
+    let applied = copy()
+        .annotation("kubectl.kubernetes.io/last-applied-configuration", "{}")
+        .build();
+    assert_eq!(judged(applied, None), None);
+    // What the copy already had may stay (the API server's own, the GC's).
+    let had = copy()
+        .finalizer("foregroundDeletion")
+        .owner_reference("ConfigMap", "cm")
+        .build();
+    assert_eq!(judged(had.clone(), Some(had.clone())), None);
+    // The policy's stripMetadata counts as well.
+    let strips = Policy::from_yaml(
+        "clusters:\n  - name: cluster1\nstripMetadata:\n  annotations: [\"example.com/\"]\n",
+    )
+    .unwrap();
+    let d = uncarried_metadata(
+        &strips,
+        "cluster1",
+        "repo",
+        &copy().annotation("example.com/team", "a").build(),
+        None,
+    );
+    assert_eq!(d.map(|d| d.rule), Some(Rule::UncarriedMetadata));
+}
