@@ -38,6 +38,33 @@ pub(super) struct GenerationAnswer {
     pub(super) strip: StripMetadata,
 }
 
+impl GenerationAnswer {
+    /// Reads the relay's answer. One without a generation, or whose `stripMetadata`
+    /// does not read, is an error (asked again with backoff, the last good policy
+    /// kept): taken as "strip nothing", it would have sent up what the policy strips
+    /// (and the hub refuses). A relay that names no strip rule strips only the
+    /// built-in ones.
+    fn read(mut answer: serde_json::Value) -> Result<GenerationAnswer, serde_json::Error> {
+        use serde::de::Error as _;
+        let generation = answer["generation"]
+            .as_u64()
+            .ok_or_else(|| serde_json::Error::custom("the relay's answer names no generation"))?;
+        let strip = match answer.get_mut("stripMetadata").map(serde_json::Value::take) {
+            None | Some(serde_json::Value::Null) => StripMetadata::default(),
+            Some(rules) => serde_json::from_value(rules)?,
+        };
+        let control_plane_namespace = answer["controlPlaneNamespace"]
+            .as_str()
+            .unwrap_or("argocd")
+            .to_owned();
+        Ok(GenerationAnswer {
+            control_plane_namespace,
+            generation,
+            strip,
+        })
+    }
+}
+
 impl PolicyView {
     /// The relay's policy generation last seen.
     pub(super) fn generation(&self) -> u64 {
@@ -98,17 +125,8 @@ impl Context {
         let req = http::Request::get(path)
             .body(Vec::new())
             .map_err(kube::Error::HttpError)?;
-        let mut answer: serde_json::Value = self.relay.request(req).await?;
-        let control_plane_namespace = answer["controlPlaneNamespace"]
-            .as_str()
-            .unwrap_or("argocd")
-            .to_owned();
-        let strip = serde_json::from_value(answer["stripMetadata"].take()).unwrap_or_default();
-        Ok(GenerationAnswer {
-            control_plane_namespace,
-            generation: answer["generation"].as_u64().unwrap_or(0),
-            strip,
-        })
+        let answer: serde_json::Value = self.relay.request(req).await?;
+        GenerationAnswer::read(answer).map_err(kube::Error::SerdeError)
     }
 
     /// Asks the relay until it answers, with backoff.
@@ -176,5 +194,33 @@ pub(super) async fn poll_generations(
                 delay = (delay * 2).min(Duration::from_secs(30));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GenerationAnswer;
+    use serde_json::json;
+
+    #[test]
+    fn an_answer_whose_strip_rules_do_not_read_is_an_error_not_strip_nothing() {
+        let read = GenerationAnswer::read(json!({
+            "generation": 4,
+            "controlPlaneNamespace": "argocd",
+            "stripMetadata": {"labels": ["example.com/team"]},
+        }))
+        .unwrap();
+        assert_eq!(read.generation, 4);
+        assert_eq!(read.strip.labels, ["example.com/team"]);
+        // A relay that names no strip rule strips only the built-in ones.
+        let none = GenerationAnswer::read(json!({"generation": 1})).unwrap();
+        assert!(none.strip.is_empty());
+        assert_eq!(none.control_plane_namespace, "argocd");
+        // Skew or damage: kept as an error, never read as "strip nothing".
+        assert!(
+            GenerationAnswer::read(json!({"generation": 5, "stripMetadata": {"labels": "x"}}))
+                .is_err()
+        );
+        assert!(GenerationAnswer::read(json!({"stripMetadata": {}})).is_err());
     }
 }
