@@ -9,9 +9,10 @@ mod model;
 mod validate;
 
 pub use model::{
-    BUILTIN_BLOCKED_LABELS, BUILTIN_BLOCKED_NAMES, BUILTIN_BLOCKED_TYPES, BlockedBy, BlockedLabel,
-    BreakGlass, Cluster, DEFAULT_AGENT_NAMESPACE, DEFAULT_CONTROL_PLANE_NAMESPACE, ExtraBlocked,
-    HANDBACK_SECRET, MAX_CLUSTER_NAME_LEN, POLICY_KEY, Policy, SecretSource, is_valid_cluster_name,
+    AGENT_TLS_SECRET, BUILTIN_BLOCKED_LABELS, BUILTIN_BLOCKED_NAMES, BUILTIN_BLOCKED_TYPES,
+    BlockedBy, BlockedLabel, BreakGlass, Cluster, DEFAULT_AGENT_NAMESPACE,
+    DEFAULT_CONTROL_PLANE_NAMESPACE, ExtraBlocked, HANDBACK_SECRET, MAX_CLUSTER_NAME_LEN,
+    POLICY_KEY, Policy, SecretSource, is_valid_cluster_name,
 };
 pub use validate::{PolicyError, Problem};
 

@@ -17,11 +17,18 @@ use crate::selector::{Operator, Selector, is_dns_label};
 /// secret's own labels and annotations until it returns (see the relay's
 /// `handback`): blocked, so no cluster sees or writes it.
 pub const HANDBACK_SECRET: &str = "secret-relay-handback";
+/// The Secret in the agent namespace the agent's own certificate, key and relay CA
+/// are mounted from (`manifests/managed-cluster/agent.yaml`): blocked, so the agent
+/// never pushes its own key up, and no hub copy ever becomes a down copy of that
+/// name (in the gap of a rotation by delete and create it would hand the agent
+/// another cluster's identity and another CA to trust).
+pub const AGENT_TLS_SECRET: &str = "secret-relay-agent-tls";
 /// Names that are always blocked.
-pub const BUILTIN_BLOCKED_NAMES: [&str; 3] = [
+pub const BUILTIN_BLOCKED_NAMES: [&str; 4] = [
     "argocd-secret",
     "argocd-initial-admin-secret",
     HANDBACK_SECRET,
+    AGENT_TLS_SECRET,
 ];
 /// Secret types that are always blocked.
 pub const BUILTIN_BLOCKED_TYPES: [&str; 1] = ["kubernetes.io/service-account-token"];

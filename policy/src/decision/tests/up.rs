@@ -451,3 +451,24 @@ fn a_hub_copy_never_gets_what_never_crosses_from_a_cluster() {
     );
     assert_eq!(d.map(|d| d.rule), Some(Rule::UncarriedMetadata));
 }
+
+#[test]
+fn the_agents_own_certificate_secret_never_crosses() {
+    use crate::document::AGENT_TLS_SECRET;
+    let p = policy();
+    // Opted in by mistake: its key never goes up.
+    let up = up_sync(
+        &p,
+        "cluster1",
+        &cluster_secret(AGENT_TLS_SECRET).build(),
+        None,
+    );
+    assert_eq!((up.allowed, up.rule), (false, Rule::BlockedName));
+    // A hub Secret of that name sent everywhere never becomes a down copy.
+    let sent = hub(AGENT_TLS_SECRET)
+        .annotation(keys::ALLOWED_CLUSTERS_ANNOTATION, "ALL")
+        .build();
+    let down = down_sync_to(&p, &sent, "cluster2");
+    assert!(!down.decision.allowed, "{}", down.decision.reason);
+    assert_eq!(down.decision.rule, Rule::BlockedName);
+}
