@@ -80,6 +80,26 @@ pub(crate) async fn return_to_control_plane(
             &format!("secret {cp}/{name} was returned to the control plane with its data kept"),
         )
     } else {
-        resp
+        // The answer is to the relay's own write of the control plane's metadata,
+        // which the cluster does not see once the secret is back: only its code
+        // goes back, with the relay's words.
+        let code = resp.status();
+        tracing::warn!(%name, %code, "the API server refused the return of an adopted secret");
+        let reason = match code {
+            StatusCode::CONFLICT => "Conflict",
+            StatusCode::NOT_FOUND => "NotFound",
+            StatusCode::GATEWAY_TIMEOUT => "Timeout",
+            c if c.is_server_error() => "ServiceUnavailable",
+            _ => "Forbidden",
+        };
+        status(
+            code,
+            reason,
+            &format!(
+                "the relay could not return {cp}/{name} to the control plane (the API server answered {}); retry",
+                code.as_u16()
+            ),
+            Some((name, &[])),
+        )
     }
 }
