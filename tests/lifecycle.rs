@@ -26,6 +26,7 @@ on_all!(
     a_wrong_policy_edit_fixed_within_the_grace_deletes_nothing,
     deletions_beyond_the_budget_are_held_until_confirmed,
     held_deletions_stay_held_as_the_window_slides_and_across_a_restart,
+    a_down_copy_that_comes_from_another_party_now_is_written_over_and_said_loudly,
 );
 
 /// The same clusters with no Secret Source for prod clusters (cluster1).
@@ -499,4 +500,61 @@ async fn confirm(c: &Managed, name: &str) {
         )
         .await
         .unwrap();
+}
+
+/// The control plane's Secret `shared` goes to cluster2 and leaves (deleted); within
+/// the grace, cluster1 sends a Secret of the same name to cluster2. cluster2's copy
+/// is written over with cluster1's, and a Warning Event says whose data it now is.
+async fn a_down_copy_that_comes_from_another_party_now_is_written_over_and_said_loudly(
+    flavor: Flavor,
+) {
+    let w = world_with(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            deletion: secret_relay_agent::Deletion {
+                grace: Duration::from_secs(600),
+                ..test_deletion()
+            },
+            ..StackOptions::default()
+        },
+        Limits::default(),
+    )
+    .await;
+    let to_cluster2 = ("akuity.io/managed-secret-allowed-clusters", "cluster2");
+    let hub = w.hub().await;
+    hub.create(
+        &PostParams::default(),
+        &secret("shared", &[], &[to_cluster2], "from-the-control-plane"),
+    )
+    .await
+    .unwrap();
+    let c2 = w.cluster("cluster2");
+    appears(&c2.secrets(), "shared", "the control plane's copy", |s| {
+        label(s, "secret-relay.io/owner") == Some("control-plane")
+    })
+    .await;
+    hub.delete("shared", &DeleteParams::default())
+        .await
+        .unwrap();
+    c2.status("shared", "down", "leaving", None).await;
+    w.cluster("cluster1")
+        .secrets()
+        .create(
+            &PostParams::default(),
+            &secret(
+                "shared",
+                &[OPT_IN, REPO_CREDS],
+                &[to_cluster2],
+                "from-cluster1",
+            ),
+        )
+        .await
+        .unwrap();
+    let now = appears(&c2.secrets(), "shared", "cluster1's copy", |s| {
+        label(s, "secret-relay.io/owner") == Some("cluster.cluster1")
+    })
+    .await;
+    assert_eq!(password(&now), b"from-cluster1");
+    assert_event(&c2.cluster, "shared", "DownCopyOriginChanged").await;
 }

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
-use secret_relay_policy::is_down_copy;
+use secret_relay_policy::{is_down_copy, keys, meta};
 
 use super::copy::{Fingerprint, down_copy, needs_replacing};
 use super::deletion::stop_leaving;
@@ -37,6 +37,7 @@ pub(super) async fn down(ctx: &Context, hub: &Secret, local: Option<&Secret>) {
                 ctx.set_status(&name, "down", "synced", "");
                 return;
             }
+            origin_changed(ctx, d, &want, &name).await;
             rewrite(&api, &name, d, &want).await
         }
     };
@@ -64,6 +65,30 @@ pub(super) async fn down(ctx: &Context, hub: &Secret, local: Option<&Secret>) {
             .await;
         }
     }
+}
+
+/// The hub copy a down copy is written from now comes from another party (the
+/// control plane's went, and a cluster's of the same name came, or the other way):
+/// written over like any change, and said loudly, since whoever reads the Secret by
+/// its name now reads another party's data.
+async fn origin_changed(ctx: &Context, d: &Secret, want: &Secret, name: &str) {
+    let origin = |s: &Secret| meta::label(&s.metadata, keys::OWNER_LABEL).map(str::to_owned);
+    let (was, now) = (origin(d), origin(want));
+    if was == now {
+        return;
+    }
+    let (was, now) = (was.unwrap_or_default(), now.unwrap_or_default());
+    tracing::warn!(%name, %was, %now, "a down copy now comes from another party");
+    ctx.events
+        .record(
+            d,
+            EventType::Warning,
+            "DownCopyOriginChanged",
+            format!(
+                "the control plane now sends {name} from {now}, not from {was}: the copy is written over with it; whoever reads this Secret now reads {now}'s data"
+            ),
+        )
+        .await;
 }
 
 /// A local Secret `d` the agent did not write holds the name: kept, and reported
