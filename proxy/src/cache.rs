@@ -115,6 +115,10 @@ struct State {
     history: VecDeque<Arc<CacheEvent>>,
     /// Resumes from a resourceVersion at or after this one are served from history.
     history_base_rv: u64,
+    /// The newest resourceVersion of a policy event the history no longer holds: a
+    /// resume from it or before would miss that event (and the DELETED events of
+    /// what it took out of views), so it is expired, even at the current version.
+    policy_dropped_rv: Option<u64>,
     synced: bool,
     policy: Arc<Policy>,
     generation: u64,
@@ -288,6 +292,7 @@ impl HubCache {
                     seq: 0,
                     history: VecDeque::new(),
                     history_base_rv: u64::MAX,
+                    policy_dropped_rv: None,
                     synced: false,
                     policy: Arc::new(Policy::default()),
                     generation: 0,
@@ -438,7 +443,8 @@ impl HubCache {
             policy: state.policy.clone(),
             generation: state.generation,
         };
-        if rv < state.history_base_rv && rv != state.rv {
+        let missed_policy = state.policy_dropped_rv.is_some_and(|dropped| rv <= dropped);
+        if missed_policy || (rv < state.history_base_rv && rv != state.rv) {
             return (Resume::Expired, snapshot);
         }
         let events = state
@@ -566,6 +572,7 @@ impl HubCache {
             state.rv = state.rv.max(list_rv.unwrap_or(0));
             state.history.clear();
             state.history_base_rv = state.rv;
+            state.policy_dropped_rv = None;
             state.synced = true;
             state.rv
         };
@@ -624,6 +631,7 @@ impl HubCache {
             state.views.clear();
             state.history.clear();
             state.history_base_rv = u64::MAX;
+            state.policy_dropped_rv = None;
             state.synced = false;
             state.seq += 1;
             Arc::new(CacheEvent::Reset { seq: state.seq })
@@ -638,10 +646,14 @@ impl HubCache {
         }
         state.history.push_back(event.clone());
         while state.history.len() > self.inner.history_limit {
-            if let Some(old) = state.history.pop_front()
-                && let CacheEvent::Change { rv, .. } = old.as_ref()
-            {
-                state.history_base_rv = state.history_base_rv.max(*rv);
+            match state.history.pop_front().as_deref() {
+                Some(CacheEvent::Change { rv, .. }) => {
+                    state.history_base_rv = state.history_base_rv.max(*rv);
+                }
+                Some(CacheEvent::Policy { rv, .. }) => {
+                    state.policy_dropped_rv = state.policy_dropped_rv.max(Some(*rv));
+                }
+                Some(CacheEvent::Reset { .. }) | None => {}
             }
         }
     }

@@ -190,6 +190,36 @@ fn a_resume_replays_what_followed_and_an_old_version_is_expired() {
 }
 
 #[test]
+fn a_resume_that_would_miss_a_policy_event_the_history_dropped_is_expired() {
+    let p = policy(TWO);
+    let cache = HubCache::new(2);
+    cache.reset("argocd");
+    cache.set_policy(p.clone(), 1);
+    cache.replace(vec![hub("a", 10, &[], &[])], Some(10));
+    // A policy event at version 10, then two changes push it out of the history.
+    cache.set_policy(policy(TWO), 2);
+    cache.apply(hub("b", 11, &[], &[]));
+    cache.apply(hub("c", 12, &[], &[]));
+    // A watch that stopped at 10 would get b and c, but not the policy's DELETEDs.
+    assert!(matches!(cache.resume(10).0, Resume::Expired));
+    let (Resume::Replay(events), _) = cache.resume(11) else {
+        panic!("expired");
+    };
+    assert_eq!(events.len(), 1);
+    // Policy events alone overflow the history at the current version.
+    let only = HubCache::new(1);
+    only.reset("argocd");
+    only.set_policy(p.clone(), 1);
+    only.replace(vec![hub("a", 20, &[], &[])], Some(20));
+    only.set_policy(policy(TWO), 2);
+    only.set_policy(policy(TWO), 3);
+    assert!(matches!(only.resume(20).0, Resume::Expired));
+    // A relist starts the history again.
+    only.replace(vec![hub("a", 20, &[], &[])], Some(21));
+    assert!(matches!(only.resume(21).0, Resume::Replay(_)));
+}
+
+#[test]
 fn a_relist_emits_what_changed_while_the_watch_was_away() {
     let p = policy(TWO);
     let cache = synced(&p);
