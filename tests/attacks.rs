@@ -1917,6 +1917,85 @@ async fn an_answer_through_the_relay_carries_no_header_of_the_control_plane(flav
     relay.stop().await;
 }
 
+on_both!(the_openapi_a_cluster_reads_is_the_core_groups_alone);
+
+/// The OpenAPI documents a cluster's kubectl reads through the relay describe the
+/// core group alone: the hub's other API groups (and so its custom resources) are
+/// not listed, and OpenAPI v2, one document of every group, describes no kind.
+async fn the_openapi_a_cluster_reads_is_the_core_groups_alone(flavor: Flavor) {
+    let stack = stack(flavor, &["cluster1"], &[]).await;
+    let relay = stack.start_relay().await;
+    // The witness: the hub itself lists more than the core group.
+    let hub_index: serde_json::Value = stack
+        .cluster
+        .client()
+        .await
+        .request(http::Request::get("/openapi/v3").body(Vec::new()).unwrap())
+        .await
+        .unwrap();
+    let hub_paths = hub_index["paths"].as_object().unwrap();
+    assert!(hub_paths.len() > 1, "{hub_paths:?}");
+    assert!(hub_paths.keys().any(|p| p.starts_with("apis/")));
+
+    let peer = Peer::cluster(&stack, &relay, "cluster1", H1);
+    let index = peer
+        .send(&request(
+            "GET",
+            "/openapi/v3",
+            &[("Accept", "application/json")],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(index.code, 200, "{}", String::from_utf8_lossy(&index.body));
+    let index: serde_json::Value = serde_json::from_slice(&index.body).unwrap();
+    let paths: Vec<&String> = index["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(paths, ["api/v1"]);
+    // The core group's own document is the API server's.
+    let link = index["paths"]["api/v1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap();
+    let core = peer
+        .send(&request(
+            "GET",
+            link,
+            &[("Accept", "application/json")],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(core.code, 200);
+    assert!(String::from_utf8_lossy(&core.body).contains("io.k8s.api.core.v1.Secret"));
+    // OpenAPI v2 describes no kind, in either form.
+    let v2 = peer
+        .send(&request(
+            "GET",
+            "/openapi/v2",
+            &[("Accept", "application/json")],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(v2.code, 200);
+    let v2: serde_json::Value = serde_json::from_slice(&v2.body).unwrap();
+    assert_eq!(v2["definitions"], serde_json::json!({}));
+    assert_eq!(v2["paths"], serde_json::json!({}));
+    let v2_pb = peer
+        .send(&request(
+            "GET",
+            "/openapi/v2",
+            &[(
+                "Accept",
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            )],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!((v2_pb.code, v2_pb.body.len()), (200, 0));
+    relay.stop().await;
+}
+
 // ---- a watch's DELETED event ------------------------------------------------
 
 on_both!(an_untargeted_and_rotated_secret_leaves_a_watch_with_its_old_value);

@@ -224,7 +224,7 @@ where
     };
     match routed {
         Route::Version => forward_get(relay, &req, None).await,
-        Route::OpenApi => forward_get(relay, &req, Some(cluster)).await,
+        Route::OpenApi => openapi(relay, &req, cluster).await,
         Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
         Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
         Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
@@ -549,6 +549,94 @@ fn too_large(relay: &Relay, cluster: &ClusterId, limit: usize) -> Response<Relay
         "RequestEntityTooLarge",
         &format!("the request body is larger than {limit} bytes"),
         None,
+    )
+}
+
+/// The OpenAPI documents a cluster's client reads before it writes (kubectl's
+/// apply and diff), cut to the core group, which is all the relay serves: the hub's
+/// other API groups and its custom resources are the control plane's business.
+///
+/// - `/openapi/v3` lists `api/v1` only, with the API server's own link to it;
+/// - `/openapi/v3/api/v1` is the API server's (the core group's kinds only);
+/// - `/openapi/v2` holds every group in one document, so the relay answers it
+///   itself with a document that describes no kind (an empty protobuf, or JSON
+///   with no paths or definitions): kubectl then computes its patches from its
+///   built-in types, as for any kind a server does not describe.
+async fn openapi<B>(relay: &Relay, req: &Request<B>, cluster: &ClusterId) -> Response<RelayBody> {
+    match req.uri().path() {
+        "/openapi/v2" => openapi_v2(req.headers()),
+        "/openapi/v3" => {
+            let mut headers = HeaderMap::new();
+            headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+            let answer = forward(
+                relay,
+                &Method::GET,
+                req.uri(),
+                &headers,
+                Bytes::new(),
+                Some(cluster),
+            )
+            .await;
+            if !answer.status().is_success() {
+                return answer;
+            }
+            let limits = &relay.inner.limits;
+            let body = match crate::write::read_whole(
+                answer.into_body(),
+                OPENAPI_INDEX_CAP,
+                limits.upstream_timeout,
+            )
+            .await
+            {
+                Ok(body) => body,
+                Err(failed) => return failed,
+            };
+            match core_only_index(&body) {
+                Some(index) => json(StatusCode::OK, index),
+                None => status(
+                    StatusCode::BAD_GATEWAY,
+                    "ServiceUnavailable",
+                    "the control plane's OpenAPI index did not read",
+                    None,
+                ),
+            }
+        }
+        _ => forward_get(relay, req, Some(cluster)).await,
+    }
+}
+
+/// The largest OpenAPI v3 index the relay reads (one link per group-version).
+const OPENAPI_INDEX_CAP: usize = 1 << 20;
+
+/// `/openapi/v3`'s index cut to the core group's link.
+fn core_only_index(body: &[u8]) -> Option<String> {
+    let mut index: serde_json::Value = serde_json::from_slice(body).ok()?;
+    index
+        .get_mut("paths")?
+        .as_object_mut()?
+        .retain(|path, _| path == "api/v1");
+    Some(index.to_string())
+}
+
+/// `/openapi/v2` as the relay answers it: a document of no kind, in the form asked
+/// for (protobuf unless the client takes JSON).
+fn openapi_v2(headers: &HeaderMap) -> Response<RelayBody> {
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("protobuf") {
+        let mut resp = Response::new(crate::status::full(Bytes::new()));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+        );
+        return resp;
+    }
+    json(
+        StatusCode::OK,
+        r#"{"swagger":"2.0","info":{"title":"Kubernetes","version":"unversioned"},"paths":{},"definitions":{}}"#
+            .to_owned(),
     )
 }
 

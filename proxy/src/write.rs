@@ -56,7 +56,7 @@ mod upstream;
 
 pub(crate) use adopt::return_to_control_plane;
 pub(crate) use answer::not_found;
-pub(crate) use upstream::object_path;
+pub(crate) use upstream::{object_path, read_whole};
 
 /// How many times a patch or delete is judged again after the API server says the
 /// judged copy changed underneath (409).

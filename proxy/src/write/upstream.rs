@@ -117,8 +117,22 @@ pub(super) async fn forward_to(
 /// floods in the middle of an answer is an error the cluster gets (504 or 502),
 /// never a wait without end: a revocation's return of an adopted copy waits on it.
 async fn read_answer(limits: &Limits, body: RelayBody) -> Result<Bytes, Response<RelayBody>> {
+    read_whole(
+        body,
+        limits.max_body_bytes.saturating_mul(2),
+        limits.upstream_timeout,
+    )
+    .await
+}
+
+/// Reads an answer's body whole within `timeout` and at most `cap` bytes; a 504 or
+/// 502 for the cluster otherwise.
+pub(crate) async fn read_whole(
+    body: RelayBody,
+    cap: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, Response<RelayBody>> {
     use http_body_util::BodyExt as _;
-    let cap = limits.max_body_bytes.saturating_mul(2);
     let read = async move {
         let mut body = body;
         let mut whole = bytes::BytesMut::new();
@@ -134,7 +148,7 @@ async fn read_answer(limits: &Limits, body: RelayBody) -> Result<Bytes, Response
         }
         Ok(whole.freeze())
     };
-    let (code, reason, message) = match tokio::time::timeout(limits.upstream_timeout, read).await {
+    let (code, reason, message) = match tokio::time::timeout(timeout, read).await {
         Ok(Ok(whole)) => return Ok(whole),
         Err(_) => {
             tracing::warn!("the API server's answer did not arrive whole in time");
