@@ -1,7 +1,8 @@
 //! `secret-relay ui`, the Secrets page, end to end.
 //!
-//! - Its guards over HTTP on the sandbox: the access token, the Host check, CSRF
-//!   on writes, the Content-Security-Policy, values only on request.
+//! - Its guards over HTTP on the sandbox: the access token, the Host check, the
+//!   session token on every `/api/` request (the cookie alone reads nothing), the
+//!   checks on writes, the Content-Security-Policy, values only on request.
 //! - The page itself in Debian's headless Chromium, driven by playwright-core
 //!   (`tests/ui-browser/ui.mjs`), against a real control plane with the webhook,
 //!   the relay and a managed cluster with its agent. The test fails when node,
@@ -165,7 +166,8 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
         send(addr, "GET", "/?token=wrong", &[], None).await.status,
         403
     );
-    // The printed address trades the token for a strict cookie.
+    // The printed address trades the token for a strict cookie, and sends the page
+    // on with its session token in the fragment.
     let login = send(addr, "GET", &format!("/?token={TOKEN}"), &[], None).await;
     assert_eq!(login.status, 303);
     let cookie = login.headers["set-cookie"].to_str().unwrap().to_owned();
@@ -175,8 +177,19 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     );
     let cookie = cookie.split(';').next().unwrap().to_owned();
     let with_cookie = [("cookie", cookie.as_str())];
+    let csrf = session_of(&login);
+    assert_eq!(csrf.len(), 43);
+    let session = [("cookie", cookie.as_str()), ("x-csrf-token", csrf.as_str())];
+    // The cookie alone reads nothing: a page on another port of 127.0.0.1 could have
+    // its browser send it there (cookies ignore ports); the session token stays in
+    // the tab's own origin.
+    let cookie_only = send(addr, "GET", "/api/state", &with_cookie, None).await;
+    assert_eq!(cookie_only.status, 403, "{}", cookie_only.body);
+    let stream_cookie_only = send(addr, "GET", "/api/events", &with_cookie, None).await;
+    assert_eq!(stream_cookie_only.status, 403);
 
-    // The page: a strict CSP, its CSRF token, no inline script, nothing from elsewhere.
+    // The page: a strict CSP, nothing of the user's, no inline script, nothing from
+    // elsewhere.
     let page = send(addr, "GET", "/", &with_cookie, None).await;
     assert_eq!(page.status, 200);
     let csp = page.headers["content-security-policy"].to_str().unwrap();
@@ -192,14 +205,7 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     );
     assert!(!page.body.contains("<script>") && !page.body.contains("style="));
     assert!(!page.body.contains("http://") && !page.body.contains("https://"));
-    let csrf = page
-        .body
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    assert_eq!(csrf.len(), 43);
+    assert!(!page.body.contains(&csrf) && !page.body.contains(TOKEN));
     let script = send(addr, "GET", "/assets/app.js", &with_cookie, None).await;
     assert_eq!(script.status, 200);
     assert!(!script.body.contains("innerHTML") && !script.body.contains("http"));
@@ -221,7 +227,7 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     // The list names the key, never the value.
     let state = within("the page to see db", async {
         loop {
-            let s = send(addr, "GET", "/api/state", &with_cookie, None).await;
+            let s = send(addr, "GET", "/api/state", &session, None).await;
             if s.body.contains("\"name\":\"db\"") && s.body.contains("\"name\":\"typo\"") {
                 return s;
             }
@@ -255,7 +261,7 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
     assert_eq!(row("typo")["targets"], serde_json::json!(["cluster1"]));
     assert_eq!(row("db")["problems"], serde_json::json!([]));
 
-    // Writes need the CSRF token, a same-origin request and JSON.
+    // Writes need the session token, a same-origin request and JSON.
     let create = r#"{"name":"new-one","target":{"mode":"all"},"data":{"k":"v"}}"#;
     let json = ("content-type", "application/json");
     let no_token = send(
@@ -375,11 +381,12 @@ async fn the_page_needs_its_token_refuses_cross_site_writes_and_never_lists_valu
 
 secret_relay_testkit::on_both!(the_page_tells_synced_from_outdated_and_carries_no_digest);
 
-/// The page's cookie at `addr`, from the printed token.
-async fn page_cookie(addr: std::net::SocketAddr) -> String {
-    let login = send(addr, "GET", &format!("/?token={TOKEN}"), &[], None).await;
-    let cookie = login.headers["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
+/// The session token in the fragment of the address the printed one leads to.
+fn session_of(login: &Answer) -> String {
+    let to = login.headers["location"].to_str().unwrap();
+    to.strip_prefix("/#csrf=")
+        .unwrap_or_else(|| panic!("the login leads to {to}"))
+        .to_owned()
 }
 
 /// The state the page shows for Secret `name` on `cluster` in a view (`/api/state`'s
@@ -400,7 +407,7 @@ fn sync_state(view: &serde_json::Value, name: &str, cluster: &str) -> Option<Str
 /// `name` on `cluster`; every message read goes through `check`.
 async fn stream_until(
     addr: std::net::SocketAddr,
-    cookie: &str,
+    session: &(String, String),
     name: &str,
     cluster: &str,
     state: &str,
@@ -408,7 +415,8 @@ async fn stream_until(
 ) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let req = http::Request::get(format!("http://{addr}/api/events"))
+    let (cookie, csrf) = session;
+    let req = http::Request::get(format!("http://{addr}/api/events?csrf={csrf}"))
         .header("cookie", cookie)
         .body(Full::new(Bytes::new()))
         .unwrap();
@@ -494,7 +502,7 @@ async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
     )
     .await;
     let addr = ui.addr;
-    let cookie = page_cookie(addr).await;
+    let session = login(addr).await;
     // Every answer and message: no digest key, no digest of any value the hub copy
     // has held (the page never sees them; this holds it to that).
     let digests: Vec<String> = ["hunter2-value", "rotated-value"]
@@ -520,7 +528,10 @@ async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
             addr,
             "GET",
             "/api/state",
-            &[("cookie", cookie.as_str())],
+            &[
+                ("cookie", session.0.as_str()),
+                ("x-csrf-token", session.1.as_str()),
+            ],
             None,
         )
         .await;
@@ -544,7 +555,7 @@ async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
     // The agent wrote the down copy from the current hub copy: synced, in the API
     // and in the stream.
     page_says("synced").await;
-    stream_until(addr, &cookie, "db", "cluster1", "synced", &check).await;
+    stream_until(addr, &session, "db", "cluster1", "synced", &check).await;
     let local: Api<Secret> = Api::namespaced(c1.client().await, "akuity");
     let down = local.get("db").await.unwrap();
     let current = hub.get("db").await.unwrap();
@@ -564,7 +575,7 @@ async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
     .await
     .unwrap();
     page_says("outdated").await;
-    stream_until(addr, &cookie, "db", "cluster1", "outdated", &check).await;
+    stream_until(addr, &session, "db", "cluster1", "outdated", &check).await;
     assert_eq!(
         local.get("db").await.unwrap().data.unwrap()["password"].0,
         b"hunter2-value"
@@ -573,7 +584,7 @@ async fn the_page_tells_synced_from_outdated_and_carries_no_digest(
     // The agent is back and writes the new version: synced again.
     start_agent(relay.shutdown.child_token()).await;
     page_says("synced").await;
-    stream_until(addr, &cookie, "db", "cluster1", "synced", &check).await;
+    stream_until(addr, &session, "db", "cluster1", "synced", &check).await;
     assert_eq!(
         local.get("db").await.unwrap().data.unwrap()["password"].0,
         b"rotated-value"
@@ -910,20 +921,12 @@ async fn act(action: &str, hub: &Api<Secret>, local: &Api<Secret>, stack: &Stack
 
 secret_relay_testkit::on_all!(the_policy_is_planned_and_saved_from_the_page_under_the_version_read);
 
-/// Logs in to the page at `addr`: its cookie and CSRF token.
+/// Logs in to the page at `addr` from the printed token: its cookie and session token.
 async fn login(addr: std::net::SocketAddr) -> (String, String) {
     let login = send(addr, "GET", &format!("/?token={TOKEN}"), &[], None).await;
     let cookie = login.headers["set-cookie"].to_str().unwrap();
     let cookie = cookie.split(';').next().unwrap().to_owned();
-    let page = send(addr, "GET", "/", &[("cookie", cookie.as_str())], None).await;
-    let csrf = page
-        .body
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
+    (cookie, session_of(&login))
 }
 
 async fn the_policy_is_planned_and_saved_from_the_page_under_the_version_read(
@@ -967,7 +970,7 @@ async fn the_policy_is_planned_and_saved_from_the_page_under_the_version_read(
         ("content-type", "application/json"),
     ];
     // The editor starts from the live clusters and Secret Sources, and their version.
-    let read = send(ui.addr, "GET", "/api/policy", &headers[..1], None).await;
+    let read = send(ui.addr, "GET", "/api/policy", &headers[..2], None).await;
     assert_eq!(read.status, 200, "{}", read.body);
     let mut change: serde_json::Value = serde_json::from_str(&read.body).unwrap();
     assert_eq!(change["clusters"].as_array().unwrap().len(), 3);
@@ -1051,7 +1054,7 @@ async fn the_policy_is_planned_and_saved_from_the_page_under_the_version_read(
 
     // Read again, change again, save: the ConfigMap holds the change (and what the
     // page does not edit, kept), and the page serves it.
-    let read = send(ui.addr, "GET", "/api/policy", &headers[..1], None).await;
+    let read = send(ui.addr, "GET", "/api/policy", &headers[..2], None).await;
     let mut change: serde_json::Value = serde_json::from_str(&read.body).unwrap();
     change["clusters"][1]["labels"]["env"] = "prod".into();
     let saved = send(

@@ -86,10 +86,12 @@ async function go(hash) {
 // ---- the checks ----------------------------------------------------------------
 
 let headers = {};
-await step('the printed address trades its token for a cookie and serves the page', async () => {
+await step('the printed address trades its token for a cookie and the page its session token', async () => {
   const resp = await page.goto(url);
   headers = resp.headers();
   check(new URL(page.url()).search === '', 'the token stays in the address bar: ' + page.url());
+  await page.locator('#secrets-table').waitFor();
+  check(!page.url().includes('csrf='), 'the session token stays in the address bar: ' + page.url());
   await page.locator('#secrets-table').waitFor();
   await waitText('#live', 'live');
 });
@@ -222,7 +224,9 @@ await step('create a managed secret for selected clusters and see the target lis
 });
 
 await step('values are never sent to the browser unless one key is revealed', async () => {
-  const state = await page.evaluate(async () => (await fetch('/api/state')).text());
+  const state = await page.evaluate(async () => (await fetch('/api/state', {
+    headers: { 'x-csrf-token': sessionStorage.getItem('secret-relay-session') },
+  })).text());
   check(state.includes('payments-db'), 'the state lacks the new secret');
   check(!state.includes('s3cret-value') && !state.includes(Buffer_b64('s3cret-value')), 'a value is in /api/state');
   await go('#/secrets/payments-db');
@@ -268,7 +272,7 @@ await step('a blocked name or type is refused before saving, with the rule', asy
   await page.locator('#refused').waitFor({ state: 'detached' });
   // The server refuses it too, without asking the API server.
   const answer = await page.evaluate(async () => {
-    const token = document.querySelector('meta[name="csrf-token"]').content;
+    const token = sessionStorage.getItem('secret-relay-session');
     const r = await fetch('/api/secrets', {
       method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': token },
       body: JSON.stringify({ name: 'argocd-secret', target: { mode: 'all' }, data: { a: 'b' } }),
@@ -439,6 +443,10 @@ await step('strict CSP, nothing from the network, CSRF on writes', async () => {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
   })).status);
   check(noToken === 403, 'a write without the CSRF token got ' + noToken);
+  // The cookie alone reads nothing: a page of another port could make the browser
+  // send it; the session token is this origin's alone.
+  const cookieOnly = await page.evaluate(async () => (await fetch('/api/state')).status);
+  check(cookieOnly === 403, 'a read with the cookie alone got ' + cookieOnly);
   check(problems.length === 0, problems.join(' ; '));
 });
 

@@ -8,9 +8,10 @@
 //!
 //! Every asset is compiled into the binary. Responses carry a strict
 //! Content-Security-Policy; the page needs the access token printed at start
-//! (kept in an `HttpOnly`, `SameSite=Strict` cookie) and writes need a CSRF
-//! token as well. The server binds to loopback unless told otherwise, and then
-//! warns.
+//! (kept in an `HttpOnly`, `SameSite=Strict` cookie), and every `/api/` request
+//! the session token the page gets in the fragment of the address it is sent on
+//! to (kept in the tab's `sessionStorage`, which no other port's page can read).
+//! The server binds to loopback unless told otherwise, and then warns.
 
 mod edit;
 mod explain;

@@ -1,7 +1,7 @@
 //! The HTTP side: the page and its assets (compiled in), the JSON API, the live
 //! stream (Server-Sent Events), and the guards every request passes: the Host
-//! header (DNS rebinding), the access token cookie, and for writes the CSRF
-//! token, the Origin and `Sec-Fetch-Site`.
+//! header (DNS rebinding), the access token cookie, the page's session token on
+//! every `/api/` request, and for writes the Origin and `Sec-Fetch-Site`.
 //!
 //! This file serves and routes; the guards are in `guard`, the page and its assets
 //! in `assets`, the handlers in `secrets`, `policy`, `what_if` and `live`, and the
@@ -90,7 +90,7 @@ async fn route(
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
-        (Method::GET, [""]) => assets::index(guard.csrf()),
+        (Method::GET, [""]) => assets::index(),
         (Method::GET, ["assets", "app.js"]) => asset("text/javascript; charset=utf-8", APP_JS),
         (Method::GET, ["assets", "style.css"]) => asset("text/css; charset=utf-8", STYLE_CSS),
         (Method::GET, ["assets", "icon.svg"] | ["favicon.ico"]) => asset("image/svg+xml", ICON_SVG),

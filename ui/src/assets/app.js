@@ -4,7 +4,15 @@
 'use strict';
 
 (() => {
-  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  // The session token comes once, in the fragment of the address the printed one
+  // leads to, and stays in this tab's sessionStorage (the page's own origin, port
+  // included): the cookie alone opens no /api/ request.
+  const given = /^#csrf=([A-Za-z0-9_-]+)$/.exec(location.hash);
+  if (given) {
+    sessionStorage.setItem('secret-relay-session', given[1]);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  const csrf = sessionStorage.getItem('secret-relay-session') || '';
   const main = document.getElementById('main');
   const liveEl = document.getElementById('live');
   const pauseEl = document.getElementById('pause');
@@ -117,7 +125,7 @@
   // ---- live updates --------------------------------------------------------
 
   function connect() {
-    const es = new EventSource('/api/events');
+    const es = new EventSource('/api/events?csrf=' + encodeURIComponent(csrf));
     es.addEventListener('state', (e) => {
       let v;
       try { v = JSON.parse(e.data); } catch (_) { return; }
@@ -1005,5 +1013,10 @@
       if (f) { e.preventDefault(); f.focus(); }
     }
   });
-  connect();
+  if (csrf) {
+    connect();
+  } else {
+    liveEl.textContent = '';
+    fill(main, h('p', {}, 'Open the address that secret-relay ui printed when it started: it gives this tab its session.'));
+  }
 })();

@@ -13,9 +13,10 @@ pub(super) const APP_JS: &str = include_str!("../assets/app.js");
 pub(super) const STYLE_CSS: &str = include_str!("../assets/style.css");
 pub(super) const ICON_SVG: &str = include_str!("../assets/icon.svg");
 
-/// The page, carrying the CSRF token its writes send back.
-pub(super) fn index(csrf: &str) -> Response<Body> {
-    html(INDEX_HTML.replace("{{CSRF}}", csrf))
+/// The page: nothing of the user's (its session token comes in the address's
+/// fragment), so the access cookie alone reads nothing.
+pub(super) fn index() -> Response<Body> {
+    html(INDEX_HTML.to_owned())
 }
 
 /// A compiled-in asset; the browser revalidates it on every load.

@@ -1,7 +1,14 @@
 //! The guards every request passes, in order: the Host header (DNS rebinding), the
-//! trade of the printed address's token for a cookie, the access token cookie, and
-//! for writes the CSRF token, the Origin and `Sec-Fetch-Site`; and the security
-//! headers every answer carries.
+//! trade of the printed address's token for a cookie, the access token cookie, for
+//! every `/api/` request the page's session token, and for writes the Origin,
+//! `Sec-Fetch-Site` and a JSON body; and the security headers every answer carries.
+//!
+//! The cookie alone opens nothing but the page, which holds nothing of the user's.
+//! A browser sends a `127.0.0.1` cookie to every port of `127.0.0.1`, so a page
+//! served from another local port could make it send the cookie to a listener of
+//! its own. The session token (`X-CSRF-Token`) reaches the page only in the
+//! fragment of the redirect that sets the cookie; the page keeps it in
+//! `sessionStorage`, which is the page's own origin's, port included.
 
 use std::net::SocketAddr;
 
@@ -36,11 +43,16 @@ impl Guard {
     pub(crate) fn new(addr: SocketAddr, token: String, csrf: String) -> Guard {
         let port = addr.port();
         let hosts = if addr.ip().is_loopback() {
-            vec![
+            let mut hosts = vec![
                 format!("127.0.0.1:{port}"),
                 format!("localhost:{port}"),
                 format!("[::1]:{port}"),
-            ]
+            ];
+            // Another loopback address it was bound to (127.0.0.2, ...): the one printed.
+            if !hosts.contains(&addr.to_string()) {
+                hosts.push(addr.to_string());
+            }
+            hosts
         } else {
             Vec::new()
         };
@@ -51,11 +63,6 @@ impl Guard {
             cookie: format!("secret_relay_ui_{port}"),
             hosts,
         }
-    }
-
-    /// The CSRF token the page is served with.
-    pub(super) fn csrf(&self) -> &str {
-        &self.csrf
     }
 }
 
@@ -99,9 +106,15 @@ pub(super) fn check(req: &Request<Incoming>, guard: &Guard) -> Option<Response<B
             "Open the address that secret-relay ui printed when it started: it carries the access token.",
         ));
     }
+    if path.starts_with("/api/") && !has_session(req, &guard.csrf) {
+        return Some(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({"error": {"code": 403, "reason": "CSRF", "message": "missing or wrong X-CSRF-Token: the page's session token, which the printed address gives the page; open that address again"}}),
+        ));
+    }
     if *method != Method::GET
         && *method != Method::HEAD
-        && let Err(why) = check_write(req, guard, host)
+        && let Err(why) = check_write(req, host)
     {
         return Some(json_response(
             StatusCode::FORBIDDEN,
@@ -143,8 +156,11 @@ fn trade_token(guard: &Guard, offered: &str) -> Response<Body> {
         );
     }
     let mut resp = empty(StatusCode::SEE_OTHER);
-    resp.headers_mut()
-        .insert(LOCATION, HeaderValue::from_static("/"));
+    // The session token goes in the fragment: the browser keeps it for the page and
+    // never sends it back in a request line, a Referer or a history entry of it.
+    if let Ok(v) = HeaderValue::from_str(&format!("/#csrf={}", guard.csrf)) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
     let cookie = format!(
         "{}={}; Path=/; HttpOnly; SameSite=Strict",
         guard.cookie, guard.token
@@ -155,20 +171,28 @@ fn trade_token(guard: &Guard, offered: &str) -> Response<Body> {
     resp
 }
 
-/// A write must come from the page itself: the CSRF token it was served with,
-/// a JSON body, and no cross-site Origin or `Sec-Fetch-Site`.
-fn check_write(req: &Request<Incoming>, guard: &Guard, host: &str) -> Result<(), String> {
-    let headers = req.headers();
-    let csrf = headers
+/// Whether an `/api/` request carries the page's session token: the
+/// `X-CSRF-Token` header, or for the live stream (an `EventSource` sends no
+/// header) the `csrf` query parameter of `GET /api/events`.
+fn has_session(req: &Request<Incoming>, csrf: &str) -> bool {
+    let header = req
+        .headers()
         .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !same(csrf, &guard.csrf) {
-        return Err(
-            "missing or wrong X-CSRF-Token: writes are accepted only from the page itself"
-                .to_owned(),
-        );
-    }
+        .and_then(|v| v.to_str().ok());
+    let offered = match header {
+        Some(h) => Some(h.to_owned()),
+        None if *req.method() == Method::GET && req.uri().path() == "/api/events" => {
+            query_param(req.uri().query(), "csrf")
+        }
+        None => None,
+    };
+    offered.is_some_and(|o| same(&o, csrf))
+}
+
+/// A write must come from the page itself (its session token is checked for every
+/// `/api/` request): a JSON body, and no cross-site Origin or `Sec-Fetch-Site`.
+fn check_write(req: &Request<Incoming>, host: &str) -> Result<(), String> {
+    let headers = req.headers();
     if let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok())
         && origin != format!("http://{host}")
     {
@@ -231,6 +255,8 @@ mod tests {
         let g = Guard::new("127.0.0.1:8090".parse().unwrap(), "t".into(), "c".into());
         assert!(g.hosts.contains(&"localhost:8090".to_owned()));
         assert!(!g.hosts.contains(&"evil.example:8090".to_owned()));
+        let other = Guard::new("127.0.0.2:8090".parse().unwrap(), "t".into(), "c".into());
+        assert!(other.hosts.contains(&"127.0.0.2:8090".to_owned()));
         let open = Guard::new("0.0.0.0:8090".parse().unwrap(), "t".into(), "c".into());
         assert!(open.hosts.is_empty());
     }
