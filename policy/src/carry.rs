@@ -6,8 +6,14 @@
 //! - tool ownership: Helm's (`meta.helm.sh/*` and `helm.sh/*` annotations,
 //!   `helm.sh/chart` and `app.kubernetes.io/managed-by` labels), Argo CD's
 //!   tracking (`app.kubernetes.io/instance` label, `argocd.argoproj.io/*`
-//!   annotations such as `tracking-id`, `sync-wave` and `hook`), and
+//!   annotations such as `tracking-id`, `sync-wave` and `hook`, and its labels
+//!   but `argocd.argoproj.io/secret-type`, such as a configured instance label),
+//!   Flux's (`kustomize.toolkit.fluxcd.io/*`, `helm.toolkit.fluxcd.io/*`), kapp's
+//!   (`kapp.k14s.io/*`), kubectl's apply set (`applyset.kubernetes.io/part-of`) and
 //!   `kubectl.kubernetes.io/last-applied-configuration`;
+//! - what makes a replicator on the other side copy the Secret on, or copy another
+//!   Secret into it (`replicator.v1.mittwald.de/*`,
+//!   `reflector.v1.k8s.emberstack.com/*` annotations);
 //! - secret-relay's own stamps (`secret-relay.io/*`): each side stamps its own.
 //!
 //! Down copies also drop the opt-in label (a down copy never syncs back up)
@@ -33,18 +39,33 @@ pub enum Direction {
 }
 
 /// Labels never carried: exact keys.
-pub const STRIPPED_LABELS: [&str; 2] =
-    ["app.kubernetes.io/instance", "app.kubernetes.io/managed-by"];
+pub const STRIPPED_LABELS: [&str; 3] = [
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/managed-by",
+    "applyset.kubernetes.io/part-of",
+];
 
 /// Label key prefixes never carried (`argocd.argoproj.io/secret-type` is
 /// Argo CD's meaning of the Secret, not its tracking: it crosses).
-pub const STRIPPED_LABEL_PREFIXES: [&str; 2] = ["helm.sh/", "secret-relay.io/"];
+pub const STRIPPED_LABEL_PREFIXES: [&str; 6] = [
+    "helm.sh/",
+    "argocd.argoproj.io/",
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+    "kapp.k14s.io/",
+    "secret-relay.io/",
+];
 
 /// Annotation key prefixes never carried.
-pub const STRIPPED_ANNOTATION_PREFIXES: [&str; 4] = [
+pub const STRIPPED_ANNOTATION_PREFIXES: [&str; 9] = [
     "meta.helm.sh/",
     "helm.sh/",
     "argocd.argoproj.io/",
+    "kustomize.toolkit.fluxcd.io/",
+    "helm.toolkit.fluxcd.io/",
+    "kapp.k14s.io/",
+    "replicator.v1.mittwald.de/",
+    "reflector.v1.k8s.emberstack.com/",
     "secret-relay.io/",
 ];
 
@@ -98,6 +119,11 @@ pub fn carries_label(key: &str, direction: Direction, extra: &StripMetadata) -> 
     // The opt-in label is secret-relay's own key but the relay judges it on the way up.
     if key == keys::SECRET_SYNC_LABEL {
         return direction == Direction::Up;
+    }
+    // Argo CD's meaning of the Secret (a repository, its credentials), not its
+    // tracking: it crosses, and a Secret Source may select by it.
+    if key == keys::SECRET_TYPE_LABEL {
+        return !listed(&extra.labels, key);
     }
     !(STRIPPED_LABELS.contains(&key)
         || prefixed(&STRIPPED_LABEL_PREFIXES, key)
@@ -202,6 +228,48 @@ mod tests {
                 ("note", "kept"),
             ])
         );
+    }
+
+    #[test]
+    fn other_tools_tracking_and_replicators_never_cross() {
+        let none = StripMetadata::default();
+        for label in [
+            "argocd.argoproj.io/instance",
+            "applyset.kubernetes.io/part-of",
+            "kustomize.toolkit.fluxcd.io/name",
+            "helm.toolkit.fluxcd.io/namespace",
+            "kapp.k14s.io/app",
+        ] {
+            for direction in [Direction::Up, Direction::Down] {
+                assert!(!carries_label(label, direction, &none), "{label}");
+            }
+        }
+        for annotation in [
+            "replicator.v1.mittwald.de/replicate-to",
+            "replicator.v1.mittwald.de/replicate-from",
+            "reflector.v1.k8s.emberstack.com/reflects",
+            "kapp.k14s.io/identity",
+        ] {
+            assert!(
+                !carries_annotation(annotation, Direction::Down, &none),
+                "{annotation}"
+            );
+        }
+        // Argo CD's meaning of the Secret crosses; the policy may still strip it.
+        assert!(carries_label(
+            keys::SECRET_TYPE_LABEL,
+            Direction::Down,
+            &none
+        ));
+        let extra = StripMetadata {
+            labels: vec![keys::SECRET_TYPE_LABEL.to_owned()],
+            annotations: Vec::new(),
+        };
+        assert!(!carries_label(
+            keys::SECRET_TYPE_LABEL,
+            Direction::Up,
+            &extra
+        ));
     }
 
     #[test]
