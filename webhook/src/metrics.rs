@@ -13,7 +13,7 @@ pub struct RequestLabels {
     /// `validate` or `mutate`.
     pub endpoint: &'static str,
     /// `CREATE`, `UPDATE`, `DELETE`, `CONNECT`, or `invalid` for a 4xx body.
-    pub operation: String,
+    pub operation: &'static str,
     /// `allowed`, `denied`, `patched`, `unchanged` or `bad-request`.
     pub decision: &'static str,
 }

@@ -196,7 +196,7 @@ fn refuse(
         .requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint_name,
-            operation: "invalid".to_owned(),
+            operation: "invalid",
             decision: "bad-request",
         })
         .inc();
@@ -216,7 +216,7 @@ fn record(
         .requests
         .get_or_create(&RequestLabels {
             endpoint: endpoint_name,
-            operation: reviewed.operation.clone(),
+            operation: reviewed.operation,
             decision,
         })
         .inc();

@@ -1087,6 +1087,40 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
             Sync::None,
         ),
         case(
+            "cluster adds a finalizer to its copy",
+            "UPDATE",
+            c1(),
+            &with_finalizer,
+            &owned1,
+            false,
+            "uncarried-metadata",
+            Sync::None,
+        ),
+        case(
+            "cluster writes Argo CD's tracking label on a copy",
+            "CREATE",
+            c1(),
+            &secret(
+                "tracked",
+                json!({"app.kubernetes.io/instance": "argocd"}),
+                json!({}),
+            ),
+            &null,
+            false,
+            "uncarried-metadata",
+            Sync::None,
+        ),
+        case(
+            "cluster keeps a finalizer its copy had",
+            "UPDATE",
+            c1(),
+            &with_finalizer,
+            &with_finalizer,
+            true,
+            "up-sync-owner",
+            Sync::None,
+        ),
+        case(
             "admin sets an owner label by hand",
             "CREATE",
             admin(),
@@ -1812,4 +1846,49 @@ fn the_webhook_configurations_select_their_namespace_and_skip_kubernetes_cleanup
         }
         assert_eq!(hooks, 2, "{base}");
     }
+}
+
+/// Anybody who reaches the webhook's port may send any operation for a kind it
+/// passes through: counted as `invalid`, one series, never the string sent (a label
+/// value from a request would grow the metrics without bound, or forge lines).
+#[tokio::test]
+async fn an_operation_from_a_request_never_becomes_a_metric_label() {
+    let state = state();
+    for i in 0..50 {
+        let mut r = review(
+            &format!("FORGED{i}\"}} 1\n# EOF\n"),
+            cluster_user("cluster1"),
+            json!({"metadata": {"name": "cm"}}),
+            Value::Null,
+        );
+        r["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+        let _ = post(
+            &state,
+            "/validate",
+            "application/json",
+            r.to_string().into_bytes(),
+        )
+        .await;
+    }
+    let metrics = get(&state, "/metrics").await;
+    let text = String::from_utf8(
+        metrics
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(!text.contains("FORGED"), "{text}");
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("secret_relay_webhook_requests_total{"))
+        .count();
+    assert_eq!(series, 1, "{text}");
+    assert!(
+        text.contains("operation=\"invalid\",decision=\"allowed\"} 50"),
+        "{text}"
+    );
 }
