@@ -231,7 +231,7 @@ async fn denied(
         // asked again once, a little later, before the denial stands.
         AfterDenial::Recheck => {
             lock(&ctx.up).rechecked.insert(name.to_owned(), epoch);
-            ctx.retries.after(name, RECHECK_AFTER);
+            ctx.retries.not_before(name, RECHECK_AFTER);
         }
         AfterDenial::Stands => {
             lock(&ctx.up).denied.insert(name.to_owned(), (want, epoch));
