@@ -64,6 +64,20 @@ pub(super) fn validate_managed(
             ),
         );
     }
+    // Marking a deletion it holds changes nothing else of the copy: allowed even
+    // when the copy left the view because it is now blocked (the hold must outlive
+    // the agent's restart then too).
+    if let Change::Update { old, new } = change
+        && only_annotation_set(old, new, keys::DELETION_HELD_ANNOTATION)
+    {
+        return Decision::allow(
+            Rule::DownCopyAgent,
+            format!(
+                "the secret-relay agent marks the deletion of the down copy {what} held ({})",
+                keys::DELETION_HELD_ANNOTATION
+            ),
+        );
+    }
     if let Some(new) = change.written() {
         if let Some(d) = blocked_decision(policy, new, &format!("secret {what}")) {
             return d;
@@ -89,13 +103,19 @@ pub(super) fn validate_managed(
 /// digest annotation, which the mutating webhook removes): a cluster admin's
 /// confirmation of a held deletion, which changes nothing else of a down copy.
 fn only_confirmation_added(old: &Secret, new: &Secret) -> bool {
-    if meta::annotation(&new.metadata, keys::CONFIRM_DELETION_ANNOTATION) != Some("true") {
+    only_annotation_set(old, new, keys::CONFIRM_DELETION_ANNOTATION)
+}
+
+/// Whether `new` is `old` with only annotation `key` set to `"true"` (besides what
+/// the API server maintains and an old version's digest annotation).
+fn only_annotation_set(old: &Secret, new: &Secret, key: &str) -> bool {
+    if meta::annotation(&new.metadata, key) != Some("true") {
         return false;
     }
     let strip = |s: &Secret| {
         let mut s = s.clone();
         if let Some(a) = s.metadata.annotations.as_mut() {
-            a.remove(keys::CONFIRM_DELETION_ANNOTATION);
+            a.remove(key);
             // An old version's stamp, which the mutating webhook removes.
             a.remove(keys::DIGEST_ANNOTATION);
             if a.is_empty() {

@@ -1754,6 +1754,42 @@ fn managed_cluster_admission_guards_down_copies() {
             true,
         ),
         (
+            "agent marks the held deletion of a copy that is blocked now",
+            agent.clone(),
+            "akuity",
+            Some(
+                secret("akuity", "argocd-secret")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .annotation(keys::DELETION_HELD_ANNOTATION, "true")
+                    .build(),
+            ),
+            Some(
+                secret("akuity", "argocd-secret")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .build(),
+            ),
+            Rule::DownCopyAgent,
+            true,
+        ),
+        (
+            "agent writes a blocked copy otherwise",
+            agent.clone(),
+            "akuity",
+            Some(
+                secret("akuity", "argocd-secret")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .data("k", b"x")
+                    .build(),
+            ),
+            Some(
+                secret("akuity", "argocd-secret")
+                    .label(keys::OWNER_LABEL, "control-plane")
+                    .build(),
+            ),
+            Rule::BlockedName,
+            false,
+        ),
+        (
             "someone confirms a deletion the agent marked held",
             admin(),
             "akuity",
