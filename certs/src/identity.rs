@@ -40,7 +40,8 @@ pub enum IdentityError {
     /// The name found is not a valid cluster name.
     #[error("failed to identify the peer: {0:?} is not a valid cluster name")]
     InvalidName(String),
-    /// More than one secret-relay URI SAN, naming different clusters.
+    /// More than one secret-relay URI SAN naming different clusters, or a common
+    /// name other than the cluster its URI SAN names.
     #[error("failed to identify the peer: its certificate names more than one cluster")]
     Ambiguous,
 }
@@ -69,7 +70,8 @@ impl fmt::Display for ClusterIdentity {
 }
 
 /// The cluster named by a peer certificate that rustls already verified: the URI SAN
-/// `spiffe://secret-relay/cluster/<name>` first, then the common name.
+/// `spiffe://secret-relay/cluster/<name>` (whose common name, if any, must be the
+/// same name), or else the common name.
 pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<ClusterIdentity, IdentityError> {
     let (_, parsed) =
         x509_parser::parse_x509_certificate(cert).map_err(|_| IdentityError::Unparsable)?;
@@ -86,18 +88,19 @@ pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<ClusterIdentity, Ident
             }
         }
     }
-    let (name, source) = match from_uri {
-        Some(name) => (name.to_owned(), IdentitySource::SpiffeUri),
-        None => {
-            let cn = parsed
-                .subject()
-                .iter_common_name()
-                .next()
-                .and_then(|cn| cn.as_str().ok())
-                .filter(|cn| !cn.is_empty())
-                .ok_or(IdentityError::NoIdentity)?;
-            (cn.to_owned(), IdentitySource::CommonName)
-        }
+    let cn = parsed
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty());
+    let (name, source) = match (from_uri, cn) {
+        // A certificate naming one cluster by its URI and another by its common name
+        // is refused: which one it is for is not for the relay to guess.
+        (Some(uri), Some(cn)) if cn != uri => return Err(IdentityError::Ambiguous),
+        (Some(name), _) => (name.to_owned(), IdentitySource::SpiffeUri),
+        (None, Some(cn)) => (cn.to_owned(), IdentitySource::CommonName),
+        (None, None) => return Err(IdentityError::NoIdentity),
     };
     // The policy's rule, the one the cluster registry is held to.
     let Some(name) = ClusterId::new(&name) else {

@@ -426,7 +426,7 @@ mod tests {
             };
             let by_uri = ca
                 .issue(
-                    "cluster1",
+                    name,
                     &[],
                     vec![SanType::URI(uri)],
                     ExtendedKeyUsagePurpose::ClientAuth,
@@ -439,6 +439,27 @@ mod tests {
                 "URI SAN {name:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_certificate_naming_two_clusters_names_none() {
+        let ca = Ca::generate("test ca", Validity::ca_default()).unwrap();
+        let uri = format!("{SPIFFE_CLUSTER_PREFIX}cluster1")
+            .try_into()
+            .unwrap();
+        let two = ca
+            .issue(
+                "cluster2",
+                &[],
+                vec![SanType::URI(uri)],
+                ExtendedKeyUsagePurpose::ClientAuth,
+                Validity::default(),
+            )
+            .unwrap();
+        assert!(matches!(
+            peer_identity(&two.cert_der().unwrap()),
+            Err(crate::IdentityError::Ambiguous)
+        ));
     }
 
     #[test]
