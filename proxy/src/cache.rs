@@ -115,13 +115,26 @@ struct State {
     history: VecDeque<Arc<CacheEvent>>,
     /// Resumes from a resourceVersion at or after this one are served from history.
     history_base_rv: u64,
-    /// The newest resourceVersion of a policy event the history no longer holds: a
-    /// resume from it or before would miss that event (and the DELETED events of
-    /// what it took out of views), so it is expired, even at the current version.
-    policy_dropped_rv: Option<u64>,
+    /// Resumes from this resourceVersion or before are expired, even at the current
+    /// version: the history no longer holds a policy event of it (a resume would miss
+    /// the DELETED events of what it took out of views), or a change arrived with a
+    /// version at or below the cache's (after a relist, whose version is read after
+    /// the list, a change made in between comes later on the watch: a client that
+    /// listed at the newer version would never get it).
+    expired_through: Option<u64>,
     synced: bool,
     policy: Arc<Policy>,
     generation: u64,
+}
+
+impl State {
+    /// A change at version `rv` arrives: at or below the cache's version (and after
+    /// the first list), clients may already stand past it, so their positions expire.
+    fn late(&mut self, rv: u64) {
+        if self.synced && rv != 0 && rv <= self.rv {
+            self.expired_through = self.expired_through.max(Some(self.rv));
+        }
+    }
 }
 
 /// An entry in the per-cluster index, ordered by name.
@@ -292,7 +305,7 @@ impl HubCache {
                     seq: 0,
                     history: VecDeque::new(),
                     history_base_rv: u64::MAX,
-                    policy_dropped_rv: None,
+                    expired_through: None,
                     synced: false,
                     policy: Arc::new(Policy::default()),
                     generation: 0,
@@ -443,8 +456,8 @@ impl HubCache {
             policy: state.policy.clone(),
             generation: state.generation,
         };
-        let missed_policy = state.policy_dropped_rv.is_some_and(|dropped| rv <= dropped);
-        if missed_policy || (rv < state.history_base_rv && rv != state.rv) {
+        let missed = state.expired_through.is_some_and(|through| rv <= through);
+        if missed || (rv < state.history_base_rv && rv != state.rv) {
             return (Resume::Expired, snapshot);
         }
         let events = state
@@ -489,6 +502,7 @@ impl HubCache {
                 return;
             }
             state.seq += 1;
+            state.late(entry.rv);
             state.rv = state.rv.max(entry.rv);
             let before = state.objects.insert(entry.name.clone(), entry.clone());
             if let Some(before) = &before {
@@ -520,6 +534,7 @@ impl HubCache {
             };
             state.unindex(&before);
             let mut entry = Entry::new(&state.policy, secret);
+            state.late(entry.rv);
             // The final object's labels may differ; who saw it is who saw it before.
             entry.targets = before.targets.clone();
             if entry.rv <= before.rv {
@@ -572,7 +587,7 @@ impl HubCache {
             state.rv = state.rv.max(list_rv.unwrap_or(0));
             state.history.clear();
             state.history_base_rv = state.rv;
-            state.policy_dropped_rv = None;
+            state.expired_through = None;
             state.synced = true;
             state.rv
         };
@@ -631,7 +646,7 @@ impl HubCache {
             state.views.clear();
             state.history.clear();
             state.history_base_rv = u64::MAX;
-            state.policy_dropped_rv = None;
+            state.expired_through = None;
             state.synced = false;
             state.seq += 1;
             Arc::new(CacheEvent::Reset { seq: state.seq })
@@ -651,7 +666,7 @@ impl HubCache {
                     state.history_base_rv = state.history_base_rv.max(*rv);
                 }
                 Some(CacheEvent::Policy { rv, .. }) => {
-                    state.policy_dropped_rv = state.policy_dropped_rv.max(Some(*rv));
+                    state.expired_through = state.expired_through.max(Some(*rv));
                 }
                 Some(CacheEvent::Reset { .. }) | None => {}
             }

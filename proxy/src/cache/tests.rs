@@ -220,6 +220,23 @@ fn a_resume_that_would_miss_a_policy_event_the_history_dropped_is_expired() {
 }
 
 #[test]
+fn a_change_that_arrives_below_the_caches_version_expires_the_positions_past_it() {
+    let p = policy(TWO);
+    let cache = HubCache::new(10);
+    cache.reset("argocd");
+    cache.set_policy(p.clone(), 1);
+    // Listed, then a version read after the list: 20.
+    cache.replace(vec![hub("a", 10, &[], &[])], Some(20));
+    // A change made between the list and that read comes later on the watch.
+    cache.apply(hub("late", 15, &[], &[]));
+    // A client that listed at 20 would never get it: it lists again.
+    assert!(matches!(cache.resume(20).0, Resume::Expired));
+    // Changes in order expire nothing.
+    cache.apply(hub("next", 21, &[], &[]));
+    assert!(matches!(cache.resume(21).0, Resume::Replay(ref e) if e.is_empty()));
+}
+
+#[test]
 fn a_relist_emits_what_changed_while_the_watch_was_away() {
     let p = policy(TWO);
     let cache = synced(&p);
