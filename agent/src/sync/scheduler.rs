@@ -19,7 +19,7 @@ use super::generation::poll_generations;
 use super::queue::WorkQueue;
 use super::reconcile::reconcile;
 use super::watch::{Side, Writers, follow};
-use super::{Context, name_of};
+use super::{Context, lock, name_of};
 
 /// Up to this many names are reconciled at once (each holds at most one write).
 pub const CONCURRENCY: usize = 32;
@@ -136,6 +136,7 @@ async fn work(
         match trigger {
             Trigger::Name(name) => queue.add(name),
             Trigger::Full => {
+                lock(&ctx.up).forget_young_denials();
                 let local = ctx.sides.local.state().into_iter();
                 let view = ctx.sides.view.state().into_iter();
                 queue.add_pass(local.chain(view).map(|s| name_of(&s)));

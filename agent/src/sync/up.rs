@@ -1,7 +1,8 @@
 //! Up-sync: an opted-in Secret is pushed to the relay when it differs from its hub
 //! copy, and the relay's decision is reported: synced, denied (retried at the next
 //! policy epoch; a denial in the first 30 s of an epoch is asked again once, since
-//! the relay replica that answered may not have loaded that policy yet), waiting on
+//! the relay replica that answered may not have loaded that policy yet, and once
+//! more at the next full pass if it stood then), waiting on
 //! the hub (retried with backoff), revoked, or an error.
 
 use std::collections::{HashMap, HashSet};
@@ -25,11 +26,23 @@ pub(super) struct UpMemo {
     /// Names whose hub copy this agent synced and has not released: a denial of
     /// one of them is a revocation (the policy took back what it allowed).
     pub(super) synced: HashSet<String>,
-    /// Per name: the fingerprint denied and the policy epoch of the denial.
-    pub(super) denied: HashMap<String, (Fingerprint, u64)>,
+    /// Per name: the fingerprint denied, the policy epoch of the denial, and whether
+    /// that epoch was young then (such a denial is asked once more at the next full
+    /// pass: [`UpMemo::forget_young_denials`]).
+    pub(super) denied: HashMap<String, (Fingerprint, u64, bool)>,
     /// Per name: the policy epoch in which a denial was asked again once
     /// ([`RECHECK_AFTER`]).
     pub(super) rechecked: HashMap<String, u64>,
+}
+
+impl UpMemo {
+    /// A full pass: denials that stood in a young epoch (asked twice within its first
+    /// seconds) are asked once more, now that every relay replica has surely loaded
+    /// the policy; one a replica slower than that gave does not stand for good. Asked
+    /// again in an old epoch, a denial stands until the policy or the Secret changes.
+    pub(super) fn forget_young_denials(&mut self) {
+        self.denied.retain(|_, (_, _, young)| !*young);
+    }
 }
 
 /// How long after a policy epoch begins a denial may come from a relay replica that
@@ -128,7 +141,10 @@ fn nothing_to_push(
     }
     let memo = lock(&ctx.up);
     memo.pushed.get(name) == Some(&(want.clone(), hub_rv.clone()))
-        || memo.denied.get(name) == Some(&(want.clone(), epoch))
+        || memo
+            .denied
+            .get(name)
+            .is_some_and(|(fingerprint, at, _)| fingerprint == want && *at == epoch)
 }
 
 /// Deletes this cluster's hub copy `h` (under its version) so that it can be
@@ -234,7 +250,9 @@ async fn denied(
             ctx.retries.not_before(name, RECHECK_AFTER);
         }
         AfterDenial::Stands => {
-            lock(&ctx.up).denied.insert(name.to_owned(), (want, epoch));
+            lock(&ctx.up)
+                .denied
+                .insert(name.to_owned(), (want, epoch, young));
         }
     }
     let (state, reason) = if revoked {
@@ -284,6 +302,19 @@ fn after_denial(
 #[cfg(test)]
 mod tests {
     use super::{AfterDenial, after_denial};
+
+    #[test]
+    fn a_denial_that_stood_in_a_young_epoch_is_asked_once_more_at_a_full_pass() {
+        use super::{Fingerprint, UpMemo};
+        let s = k8s_openapi::api::core::v1::Secret::default();
+        let want = Fingerprint::of(&s, &[]);
+        let mut memo = UpMemo::default();
+        memo.denied.insert("young".into(), (want.clone(), 7, true));
+        memo.denied.insert("old".into(), (want, 7, false));
+        memo.forget_young_denials();
+        assert!(!memo.denied.contains_key("young"));
+        assert!(memo.denied.contains_key("old"));
+    }
 
     #[test]
     fn a_denial_in_a_young_epoch_is_asked_again_once_then_stands() {
