@@ -1627,6 +1627,75 @@ async fn a_watch_flood_from_one_cluster_does_not_starve_the_others() {
     relay.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_holding_request_bodies_waits_for_itself_and_leaves_the_rest_to_others() {
+    let stack = stack(Flavor::Sandbox, &["hold-a", "hold-b"], &[]).await;
+    let limit = 64 * 1024;
+    let relay = stack
+        .start_relay_with(Limits {
+            max_body_bytes: limit,
+            ..Limits::default()
+        })
+        .await;
+    let collection = "/api/v1/namespaces/argocd/secrets";
+    let a = Peer::cluster(&stack, &relay, "hold-a", H1);
+    // Two writes of the largest size whose bodies never come: the cluster's budget.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tls = a.connect().await.unwrap();
+        let head = format!(
+            "POST {collection} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\nContent-Length: {limit}\r\n\r\n"
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.flush().await.unwrap();
+        held.push(tls);
+    }
+    let small = |name: &str| {
+        request(
+            "POST",
+            collection,
+            &[("Content-Type", "application/json")],
+            &serde_json::to_vec(&opted_in(name)).unwrap(),
+        )
+    };
+    // Its next write waits for itself: refused at once, the body not read.
+    let refused = within("the relay to hold the two bodies' budget", async {
+        for attempt in 0.. {
+            let answer = a.send(&small(&format!("a-third-{attempt}"))).await.unwrap();
+            if answer.code == 429 {
+                return answer;
+            }
+            // Taken in before both heads were: the budget was not full yet.
+            assert_eq!(answer.code, 201, "{answer:?}");
+        }
+        unreachable!()
+    })
+    .await;
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("too many request bodies in flight"),
+        "{refused:?}"
+    );
+    assert!(refused.head.to_ascii_lowercase().contains("retry-after: 1"));
+    // Another cluster writes as ever.
+    let b = Peer::cluster(&stack, &relay, "hold-b", H1);
+    let answer = b.send(&small("b-write")).await.unwrap();
+    assert_eq!(answer.code, 201, "{answer:?}");
+    // Once the held connections go, so does their budget.
+    drop(held);
+    within("the held bodies' budget to come back", async {
+        loop {
+            let answer = a.send(&small("a-later")).await.unwrap();
+            if answer.code == 201 {
+                return;
+            }
+            assert_eq!(answer.code, 429, "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    relay.stop().await;
+}
+
 // ---- nothing outside the view -----------------------------------------------
 
 on_both!(every_verb_on_a_hidden_secret_answers_as_get_does_and_reads_nothing_of_it);

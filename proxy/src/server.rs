@@ -13,7 +13,7 @@ use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
 use secret_relay_policy::{ClusterId, Policy, Rule, keys};
 use secret_relay_runtime::{ConnInfo, PolicyState};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::cache::HubCache;
 use crate::forwarder::Forwarder;
@@ -88,12 +88,35 @@ pub(crate) struct RelayInner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     clusters: Mutex<HashMap<String, Arc<ClusterState>>>,
+    /// The bytes of write bodies in flight, all clusters together, in KiB
+    /// ([`BODIES_IN_FLIGHT`] bodies of the largest size).
+    body_budget: Arc<Semaphore>,
 }
 
 #[derive(Debug)]
 struct ClusterState {
     watches: Arc<Semaphore>,
     bucket: Mutex<(f64, Instant)>,
+    /// The bytes of this cluster's write bodies in flight, in KiB
+    /// ([`BODIES_IN_FLIGHT_PER_CLUSTER`] bodies of the largest size).
+    body_budget: Arc<Semaphore>,
+}
+
+/// How many write bodies of the largest size may be in flight at once, all clusters
+/// together: with the decoded and re-encoded copies of each, what bounds the memory
+/// writes take, whatever a cluster sends (64 MiB of bodies with the 3 MiB limit).
+const BODIES_IN_FLIGHT: usize = 21;
+
+/// How many of them one cluster may hold: a cluster that sends many large bodies, or
+/// holds them back, waits for itself and leaves the rest to the others.
+const BODIES_IN_FLIGHT_PER_CLUSTER: usize = 2;
+
+/// How long a write's body may take to arrive once its head has.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `bytes` in the budgets' unit, KiB, rounded up (at least one).
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
 }
 
 impl Relay {
@@ -114,6 +137,10 @@ impl Relay {
                 upstream,
                 forwarder,
                 metrics,
+                body_budget: Arc::new(Semaphore::new(
+                    kib(limits.max_body_bytes) as usize * BODIES_IN_FLIGHT,
+                    // The budget in KiB: the largest body times the bodies allowed.
+                )),
                 limits,
                 clusters: Mutex::new(HashMap::new()),
             }),
@@ -142,6 +169,10 @@ impl Relay {
                 Arc::new(ClusterState {
                     watches: Arc::new(Semaphore::new(self.inner.limits.watches_per_cluster)),
                     bucket: Mutex::new((self.inner.limits.burst, Instant::now())),
+                    body_budget: Arc::new(Semaphore::new(
+                        kib(self.inner.limits.max_body_bytes) as usize
+                            * BODIES_IN_FLIGHT_PER_CLUSTER,
+                    )),
                 })
             })
             .clone()
@@ -399,6 +430,11 @@ where
         Verb::List | Verb::Watch => list_or_watch(relay, policy, cluster, state, &sr, req.uri()),
         Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
             let (parts, body) = req.into_parts();
+            // Held until the write is answered: its body and the copies made of it.
+            let _budget = match take_body_budget(relay, cluster, state, &parts.headers) {
+                Ok(permits) => permits,
+                Err(answer) => return answer,
+            };
             let body = match read_body(relay, cluster, &parts.headers, body).await {
                 Ok(body) => body,
                 Err(answer) => return answer,
@@ -507,6 +543,54 @@ fn watch_response(relay: Relay, rx: mpsc::Receiver<Bytes>) -> Response<RelayBody
     resp
 }
 
+/// Takes a write's share of the body budgets before its body is read: its
+/// Content-Length (the largest body when it has none), from the cluster's budget
+/// and then the relay's. Either one short is a 429: the body is not read.
+fn take_body_budget(
+    relay: &Relay,
+    cluster: &ClusterId,
+    state: &ClusterState,
+    headers: &HeaderMap,
+) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Response<RelayBody>> {
+    let limit = relay.inner.limits.max_body_bytes;
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(limit)
+        .min(limit);
+    let need = kib(declared);
+    let own = state.body_budget.clone().try_acquire_many_owned(need);
+    let all = || relay.inner.body_budget.clone().try_acquire_many_owned(need);
+    match own.map(|own| all().map(|all| (own, all))) {
+        Ok(Ok(permits)) => Ok(permits),
+        Err(_) => Err(over_body_budget(
+            relay,
+            cluster,
+            &format!("cluster {cluster} has too many request bodies in flight; retry later"),
+        )),
+        Ok(Err(_)) => Err(over_body_budget(
+            relay,
+            cluster,
+            "the relay has too many request bodies in flight; retry later",
+        )),
+    }
+}
+
+fn over_body_budget(relay: &Relay, cluster: &ClusterId, message: &str) -> Response<RelayBody> {
+    relay.inner.metrics.refused("body-budget");
+    tracing::info!(%cluster, "refused a write over the body budget");
+    let mut resp = status(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        message,
+        None,
+    );
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    resp
+}
+
 /// A write's body, up to the body limit.
 async fn read_body<B>(
     relay: &Relay,
@@ -527,7 +611,21 @@ where
     {
         return Err(too_large(relay, cluster, limit));
     }
-    match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());
+    let Ok(read) = read.await else {
+        relay.inner.metrics.refused("body-timeout");
+        tracing::info!(%cluster, "refused a request body that did not arrive in time");
+        return Err(status(
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            &format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+            None,
+        ));
+    };
+    match read {
         Ok(c) => Ok(c.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             Err(too_large(relay, cluster, limit))
