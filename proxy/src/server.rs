@@ -431,9 +431,9 @@ where
         Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
             let (parts, body) = req.into_parts();
             // Held until the write is answered: its body and the copies made of it.
-            let _budget = match take_body_budget(relay, cluster, state, &parts.headers) {
+            let _budget = match take_body_budget(relay, state, &parts.headers) {
                 Ok(permits) => permits,
-                Err(answer) => return answer,
+                Err(short) => return over_body_budget(relay, cluster, short),
             };
             let body = match read_body(relay, cluster, &parts.headers, body).await {
                 Ok(body) => body,
@@ -548,10 +548,9 @@ fn watch_response(relay: Relay, rx: mpsc::Receiver<Bytes>) -> Response<RelayBody
 /// and then the relay's. Either one short is a 429: the body is not read.
 fn take_body_budget(
     relay: &Relay,
-    cluster: &ClusterId,
     state: &ClusterState,
     headers: &HeaderMap,
-) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Response<RelayBody>> {
+) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), BudgetShort> {
     let limit = relay.inner.limits.max_body_bytes;
     let declared = headers
         .get(CONTENT_LENGTH)
@@ -564,20 +563,30 @@ fn take_body_budget(
     let all = || relay.inner.body_budget.clone().try_acquire_many_owned(need);
     match own.map(|own| all().map(|all| (own, all))) {
         Ok(Ok(permits)) => Ok(permits),
-        Err(_) => Err(over_body_budget(
-            relay,
-            cluster,
-            &format!("cluster {cluster} has too many request bodies in flight; retry later"),
-        )),
-        Ok(Err(_)) => Err(over_body_budget(
-            relay,
-            cluster,
-            "the relay has too many request bodies in flight; retry later",
-        )),
+        Err(_) => Err(BudgetShort::Cluster),
+        Ok(Err(_)) => Err(BudgetShort::Relay),
     }
 }
 
-fn over_body_budget(relay: &Relay, cluster: &ClusterId, message: &str) -> Response<RelayBody> {
+/// Which body budget a write found short.
+#[derive(Clone, Copy, Debug)]
+enum BudgetShort {
+    /// The cluster's own.
+    Cluster,
+    /// The relay's, all clusters together.
+    Relay,
+}
+
+fn over_body_budget(relay: &Relay, cluster: &ClusterId, short: BudgetShort) -> Response<RelayBody> {
+    let message = match short {
+        BudgetShort::Cluster => {
+            format!("cluster {cluster} has too many request bodies in flight; retry later")
+        }
+        BudgetShort::Relay => {
+            "the relay has too many request bodies in flight; retry later".to_owned()
+        }
+    };
+    let message = message.as_str();
     relay.inner.metrics.refused("body-budget");
     tracing::info!(%cluster, "refused a write over the body budget");
     let mut resp = status(
