@@ -1,7 +1,7 @@
 //! The HTTPS server: routing, body limits, and the thin review handler.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -40,6 +40,11 @@ where
     if let Err(refusal) = check_headers(req.headers()) {
         return refuse(state, endpoint_name, refusal);
     }
+    // Held until the review is answered: its body and the copies made of it.
+    let _budget = match take_budget(state, req.headers(), req.body().size_hint().exact()) {
+        Ok(permit) => permit,
+        Err(refusal) => return refuse(state, endpoint_name, refusal),
+    };
     let body = match read_body(req.into_body()).await {
         Ok(body) => body,
         Err(refusal) => return refuse(state, endpoint_name, refusal),
@@ -135,13 +140,53 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Reads the whole body, at most [`MAX_BODY_BYTES`] of it.
+/// How long a review's body may take to arrive: kube-apiserver gives a webhook call
+/// at most 30 s, and ours 10.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Takes a review's share of the body budget (its Content-Length or known size, the
+/// largest body when it has neither), or refuses it at once (503, which kube-apiserver treats
+/// as the webhook's failure): reviews never outgrow the webhook's memory together,
+/// and a small one is never queued behind a large one.
+fn take_budget(
+    state: &AppState,
+    headers: &HeaderMap,
+    exact: Option<u64>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .or_else(|| exact.and_then(|n| usize::try_from(n).ok()))
+        .unwrap_or(MAX_BODY_BYTES)
+        .min(MAX_BODY_BYTES);
+    let need = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    match state.bodies().clone().try_acquire_many_owned(need) {
+        Ok(permit) => Ok(permit),
+        Err(_) => Err(Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many AdmissionReview bodies in flight; retry\n".to_owned(),
+        )),
+    }
+}
+
+/// Reads the whole body, at most [`MAX_BODY_BYTES`] of it, within [`BODY_TIMEOUT`].
 async fn read_body<B>(body: B) -> Result<Bytes, Refusal>
 where
     B: Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect());
+    let Ok(read) = read.await else {
+        return Err(Refusal::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the AdmissionReview body did not arrive within {} s\n",
+                BODY_TIMEOUT.as_secs()
+            ),
+        ));
+    };
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(Refusal::too_large()),
         Err(err) => Err(Refusal::new(

@@ -26,7 +26,14 @@ struct Inner {
     relay: RelayIdentity,
     mode: Mode,
     bench_baseline: bool,
+    /// The bytes of review bodies in flight, in KiB ([`BODY_BUDGET_BYTES`]).
+    bodies: Arc<tokio::sync::Semaphore>,
 }
+
+/// The bytes of review bodies the webhook reads at once: with the copies a review
+/// makes of its body, what bounds its memory whatever is sent to its port (about
+/// five worst-case reviews of 10 MiB, or hundreds of usual ones).
+pub(crate) const BODY_BUDGET_BYTES: usize = 48 * 1024 * 1024;
 
 impl AppState {
     /// A state that is not ready until a valid policy is loaded.
@@ -58,6 +65,7 @@ impl AppState {
                 relay,
                 mode,
                 bench_baseline,
+                bodies: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_BYTES / 1024)),
             }),
         }
     }
@@ -65,6 +73,11 @@ impl AppState {
     /// The served policy: snapshots, generations, readiness and the policy sources' target.
     pub fn policy_state(&self) -> &PolicyState {
         &self.inner.policy
+    }
+
+    /// The budget of review bodies in flight, in KiB.
+    pub(crate) fn bodies(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.inner.bodies
     }
 
     /// The admin endpoints: `/healthz`, `/readyz` and `/metrics` of the one registry.

@@ -13,6 +13,7 @@ use secret_relay_policy::{
 };
 use secret_relay_webhook::{AppState, MAX_BODY_BYTES, handle, parse_policy};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 const POLICY: &str = r#"
 controlPlaneNamespace: argocd
@@ -1891,4 +1892,64 @@ async fn an_operation_from_a_request_never_becomes_a_metric_label() {
         text.contains("operation=\"invalid\",decision=\"allowed\"} 50"),
         "{text}"
     );
+}
+
+/// Review bodies in flight are bounded: held bodies (declared large, never sent) take
+/// their share, a small review still passes, and one more large one is refused at
+/// once (a 503, never queued) instead of growing the webhook's memory.
+#[tokio::test]
+async fn review_bodies_in_flight_are_bounded_and_a_small_review_still_passes() {
+    let state = state();
+    let stalled = || {
+        let body = Stalled;
+        Request::post("/validate")
+            .header("content-type", "application/json")
+            .header(
+                "content-length",
+                secret_relay_webhook::MAX_BODY_BYTES.to_string(),
+            )
+            .body(body)
+            .unwrap()
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let state = state.clone();
+        let req = stalled();
+        held.push(tokio::spawn(async move { handle(&state, req).await }));
+    }
+    // Each runs until it waits for its body, its share taken (one thread here).
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    // A small review still passes.
+    let r = review(
+        "CREATE",
+        cluster_user("cluster1"),
+        secret("repo", json!({}), json!({})),
+        Value::Null,
+    );
+    let (_, out) = admit(&state, &r).await;
+    assert_decision(&out, true, "up-sync-new");
+    let fifth = tokio::time::timeout(Duration::from_secs(5), handle(&state, stalled()))
+        .await
+        .expect("refused at once, not queued");
+    assert_eq!(fifth.status(), StatusCode::SERVICE_UNAVAILABLE);
+    for h in held {
+        h.abort();
+    }
+}
+
+/// A body that never comes.
+struct Stalled;
+
+impl hyper::body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Pending
+    }
 }
