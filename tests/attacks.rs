@@ -168,6 +168,23 @@ async fn hub(stack: &Stack) -> Api<Secret> {
     Api::namespaced(stack.cluster.client().await, "argocd")
 }
 
+/// A client straight to the control plane's API server as `cluster`'s identity (what
+/// the relay sends as, or what a relay that judged otherwise would send).
+async fn cluster_client(stack: &Stack, cluster: &str) -> Client {
+    stack
+        .cluster
+        .client_as(
+            &format!("secret-relay:cluster:{cluster}"),
+            &["secret-relay:clusters"],
+        )
+        .await
+}
+
+/// The control-plane namespace's Secrets through [`cluster_client`].
+async fn as_cluster(stack: &Stack, cluster: &str) -> Api<Secret> {
+    Api::namespaced(cluster_client(stack, cluster).await, "argocd")
+}
+
 /// Asserts an API error with `code` whose message mentions `needle`.
 fn denied(result: kube::Result<impl std::fmt::Debug>, code: u16, needle: &str) {
     match result {
@@ -839,16 +856,7 @@ async fn a_blocked_secret_is_refused_on_every_write_path(flavor: Flavor) {
     let relay = stack.start_relay().await;
     let hub = hub(&stack).await;
     let via_relay = relay_api(&stack, &relay, c).await;
-    let direct: Api<Secret> = Api::namespaced(
-        stack
-            .cluster
-            .client_as(
-                &format!("secret-relay:cluster:{c}"),
-                &["secret-relay:clusters"],
-            )
-            .await,
-        "argocd",
-    );
+    let direct = as_cluster(&stack, c).await;
     hub.create(&PostParams::default(), &secret("argocd-secret", &[], &[]))
         .await
         .unwrap();
@@ -1639,6 +1647,27 @@ async fn a_cluster_holding_request_bodies_waits_for_itself_and_leaves_the_rest_t
         .await;
     let collection = "/api/v1/namespaces/argocd/secrets";
     let a = Peer::cluster(&stack, &relay, "hold-a", H1);
+    let small = |name: &str| {
+        request(
+            "POST",
+            collection,
+            &[("Content-Type", "application/json")],
+            &serde_json::to_vec(&opted_in(name)).unwrap(),
+        )
+    };
+    // The relay takes writes (before its policy and cache are ready it answers 503,
+    // which would end the held writes below at once).
+    within("the relay to take writes", async {
+        loop {
+            let answer = a.send(&small("a-first")).await.unwrap();
+            if answer.code == 201 {
+                return;
+            }
+            assert_eq!(answer.code, 503, "{answer:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     // Two writes of the largest size whose bodies never come: the cluster's budget.
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -1650,14 +1679,6 @@ async fn a_cluster_holding_request_bodies_waits_for_itself_and_leaves_the_rest_t
         tls.flush().await.unwrap();
         held.push(tls);
     }
-    let small = |name: &str| {
-        request(
-            "POST",
-            collection,
-            &[("Content-Type", "application/json")],
-            &serde_json::to_vec(&opted_in(name)).unwrap(),
-        )
-    };
     // Its next write waits for itself: refused at once, the body not read.
     let refused = within("the relay to hold the two bodies' budget", async {
         for attempt in 0.. {
@@ -2231,16 +2252,7 @@ async fn a_cluster_never_puts_uncarried_metadata_on_a_hub_copy(flavor: Flavor) {
     .await;
     let relay = stack.start_relay().await;
     let through_relay = relay_api(&stack, &relay, c).await;
-    let direct: Api<Secret> = Api::namespaced(
-        stack
-            .cluster
-            .client_as(
-                &format!("secret-relay:cluster:{c}"),
-                &["secret-relay:clusters"],
-            )
-            .await,
-        "argocd",
-    );
+    let direct = as_cluster(&stack, c).await;
     let pp = PostParams::default();
     let with_meta = |n: &str, label: Option<(&str, &str)>, annotation: Option<(&str, &str)>| {
         let mut labels = vec![OPT_IN, REPO_CREDS];
@@ -2404,13 +2416,7 @@ async fn a_clusters_write_is_judged_on_the_object_the_api_server_stores(flavor: 
     )
     .await;
     let hub = hub(&stack).await;
-    let client = stack
-        .cluster
-        .client_as(
-            &format!("secret-relay:cluster:{c}"),
-            &["secret-relay:clusters"],
-        )
-        .await;
+    let client = cluster_client(&stack, c).await;
     let direct: Api<Secret> = Api::namespaced(client.clone(), "argocd");
     let pp = PostParams::default();
     let patch = PatchParams::default();

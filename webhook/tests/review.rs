@@ -103,6 +103,13 @@ async fn post(
     (status, resp.into_body().collect().await.unwrap().to_bytes())
 }
 
+/// The webhook's `/metrics` as text.
+async fn metrics_text(state: &AppState) -> String {
+    let metrics = get(state, "/metrics").await;
+    let body = metrics.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 async fn get(state: &AppState, path: &str) -> http::Response<Full<Bytes>> {
     handle(
         state,
@@ -472,17 +479,7 @@ async fn a_bad_policy_never_replaces_the_last_good_one() {
     );
     let (_, out) = admit(&state, &r).await;
     assert_decision(&out, true, "up-sync-new");
-    let metrics = get(&state, "/metrics").await;
-    let text = String::from_utf8(
-        metrics
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&state).await;
     assert!(
         text.contains("secret_relay_webhook_policy_reload_failures_total 1"),
         "{text}"
@@ -1871,17 +1868,7 @@ async fn an_operation_from_a_request_never_becomes_a_metric_label() {
         )
         .await;
     }
-    let metrics = get(&state, "/metrics").await;
-    let text = String::from_utf8(
-        metrics
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(&state).await;
     assert!(!text.contains("FORGED"), "{text}");
     let series = text
         .lines()
