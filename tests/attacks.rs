@@ -2083,6 +2083,15 @@ async fn the_openapi_a_cluster_reads_is_the_core_groups_alone(flavor: Flavor) {
         .await
         .unwrap();
     assert_eq!((v2_pb.code, v2_pb.body.len()), (200, 0));
+    // The media type kube-apiserver answers with, which Go's mime parser reads.
+    assert!(
+        v2_pb
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
+        "{}",
+        v2_pb.head
+    );
     relay.stop().await;
 }
 

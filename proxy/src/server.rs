@@ -736,7 +736,8 @@ fn openapi_v2(headers: &HeaderMap) -> Response<RelayBody> {
         let mut resp = Response::new(crate::status::full(Bytes::new()));
         resp.headers_mut().insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+            // What kube-apiserver answers for either of the two names clients ask by.
+            HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
         );
         return resp;
     }

@@ -770,6 +770,28 @@ async fn kubectl_works_as_a_cluster_through_the_relay(flavor: Flavor) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("secret/from-kubectl"));
+    // An update by apply with kubectl's OpenAPI v3 patch path turned off: it finds no
+    // schema of the kind in what the relay describes and patches by its built-in
+    // types. (The media type of the relay's OpenAPI v2, which Go's parser must read
+    // when kubectl falls back to it, is held in tests/attacks.rs.)
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-kubectl\n  namespace: argocd\n  labels:\n    akuity.io/secret-sync: \"true\"\n    argocd.argoproj.io/secret-type: repository\nstringData:\n  url: https://example.invalid/y.git\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&kubectl)
+        .env("HOME", stack.cluster.dir())
+        .env("KUBECTL_OPENAPIV3_PATCH", "false")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["apply", "-f", manifest.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "apply with OpenAPI v2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&[
         "apply",
         "--server-side",
