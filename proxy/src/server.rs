@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt as _;
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited, StreamBody};
 use hyper::body::{Body, Frame};
 use secret_relay_policy::{ClusterId, Policy, Rule, keys};
-use secret_relay_runtime::{ConnInfo, PolicyState};
+use secret_relay_runtime::{BodyBudget, ConnInfo, PolicyState, declared_length};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::cache::HubCache;
@@ -88,18 +88,18 @@ pub(crate) struct RelayInner {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) limits: Limits,
     clusters: Mutex<HashMap<String, Arc<ClusterState>>>,
-    /// The bytes of write bodies in flight, all clusters together, in KiB
-    /// ([`BODIES_IN_FLIGHT`] bodies of the largest size).
-    body_budget: Arc<Semaphore>,
+    /// The write bodies in flight, all clusters together ([`BODIES_IN_FLIGHT`] of
+    /// the largest size).
+    body_budget: BodyBudget,
 }
 
 #[derive(Debug)]
 struct ClusterState {
     watches: Arc<Semaphore>,
     bucket: Mutex<(f64, Instant)>,
-    /// The bytes of this cluster's write bodies in flight, in KiB
-    /// ([`BODIES_IN_FLIGHT_PER_CLUSTER`] bodies of the largest size).
-    body_budget: Arc<Semaphore>,
+    /// This cluster's write bodies in flight ([`BODIES_IN_FLIGHT_PER_CLUSTER`] of the
+    /// largest size).
+    body_budget: BodyBudget,
 }
 
 /// How many write bodies of the largest size may be in flight at once, all clusters
@@ -113,11 +113,6 @@ const BODIES_IN_FLIGHT_PER_CLUSTER: usize = 2;
 
 /// How long a write's body may take to arrive once its head has.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// `bytes` in the budgets' unit, KiB, rounded up (at least one).
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
-}
 
 impl Relay {
     /// A relay over a policy, a cache and the API server clients (the relay's own
@@ -137,10 +132,7 @@ impl Relay {
                 upstream,
                 forwarder,
                 metrics,
-                body_budget: Arc::new(Semaphore::new(
-                    kib(limits.max_body_bytes) as usize * BODIES_IN_FLIGHT,
-                    // The budget in KiB: the largest body times the bodies allowed.
-                )),
+                body_budget: BodyBudget::of_bodies(BODIES_IN_FLIGHT, limits.max_body_bytes),
                 limits,
                 clusters: Mutex::new(HashMap::new()),
             }),
@@ -169,10 +161,10 @@ impl Relay {
                 Arc::new(ClusterState {
                     watches: Arc::new(Semaphore::new(self.inner.limits.watches_per_cluster)),
                     bucket: Mutex::new((self.inner.limits.burst, Instant::now())),
-                    body_budget: Arc::new(Semaphore::new(
-                        kib(self.inner.limits.max_body_bytes) as usize
-                            * BODIES_IN_FLIGHT_PER_CLUSTER,
-                    )),
+                    body_budget: BodyBudget::of_bodies(
+                        BODIES_IN_FLIGHT_PER_CLUSTER,
+                        self.inner.limits.max_body_bytes,
+                    ),
                 })
             })
             .clone()
@@ -329,10 +321,17 @@ fn impersonating(
 fn rate_limited(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
     metrics.refused("rate-limited");
     tracing::info!(%cluster, "refused a request over the cluster's rate");
+    too_many_requests(&format!(
+        "cluster {cluster} is over its request rate; retry later"
+    ))
+}
+
+/// A 429 that asks the client to come back in a second.
+fn too_many_requests(message: &str) -> Response<RelayBody> {
     let mut resp = status(
         StatusCode::TOO_MANY_REQUESTS,
         "TooManyRequests",
-        &format!("cluster {cluster} is over its request rate; retry later"),
+        message,
         None,
     );
     resp.headers_mut()
@@ -552,20 +551,17 @@ fn take_body_budget(
     headers: &HeaderMap,
 ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), BudgetShort> {
     let limit = relay.inner.limits.max_body_bytes;
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(limit)
-        .min(limit);
-    let need = kib(declared);
-    let own = state.body_budget.clone().try_acquire_many_owned(need);
-    let all = || relay.inner.body_budget.clone().try_acquire_many_owned(need);
-    match own.map(|own| all().map(|all| (own, all))) {
-        Ok(Ok(permits)) => Ok(permits),
-        Err(_) => Err(BudgetShort::Cluster),
-        Ok(Err(_)) => Err(BudgetShort::Relay),
-    }
+    let declared = declared_length(headers).unwrap_or(limit).min(limit);
+    let own = state
+        .body_budget
+        .try_take(declared)
+        .ok_or(BudgetShort::Cluster)?;
+    let all = relay
+        .inner
+        .body_budget
+        .try_take(declared)
+        .ok_or(BudgetShort::Relay)?;
+    Ok((own, all))
 }
 
 /// Which body budget a write found short.
@@ -586,18 +582,9 @@ fn over_body_budget(relay: &Relay, cluster: &ClusterId, short: BudgetShort) -> R
             "the relay has too many request bodies in flight; retry later".to_owned()
         }
     };
-    let message = message.as_str();
     relay.inner.metrics.refused("body-budget");
     tracing::info!(%cluster, "refused a write over the body budget");
-    let mut resp = status(
-        StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
-        message,
-        None,
-    );
-    resp.headers_mut()
-        .insert("retry-after", HeaderValue::from_static("1"));
-    resp
+    too_many_requests(&message)
 }
 
 /// A write's body, up to the body limit.
@@ -612,12 +599,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let limit = relay.inner.limits.max_body_bytes;
-    if headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
+    if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(too_large(relay, cluster, limit));
     }
     let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect());

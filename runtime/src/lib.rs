@@ -9,6 +9,7 @@
 
 mod admin;
 mod args;
+mod body;
 mod client;
 mod policy;
 mod serve;
@@ -17,6 +18,7 @@ mod threads;
 
 pub use admin::{Admin, Readiness, serve_admin, text_response};
 pub use args::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs, init_tracing};
+pub use body::{BodyBudget, declared_length};
 pub use client::{BuildClientError, kube_client, kube_config};
 pub use policy::{
     LoadOutcome, LoadPolicyError, PolicySource, PolicyState, Rejection, parse_policy,

@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Body;
 use secret_relay_runtime::{
-    CancellationToken, ConnInfo, ServeOptions, serve_tls, text_response as text,
+    CancellationToken, ConnInfo, ServeOptions, declared_length, serve_tls, text_response as text,
 };
 use tokio::net::TcpListener;
 
@@ -130,11 +130,7 @@ fn check_headers(headers: &HeaderMap) -> Result<(), Refusal> {
             "an AdmissionReview must be sent with Content-Type: application/json\n".to_owned(),
         ));
     }
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if declared_length(headers).is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(Refusal::too_large());
     }
     Ok(())
@@ -153,21 +149,16 @@ fn take_budget(
     headers: &HeaderMap,
     exact: Option<u64>,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, Refusal> {
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
+    let declared = declared_length(headers)
         .or_else(|| exact.and_then(|n| usize::try_from(n).ok()))
         .unwrap_or(MAX_BODY_BYTES)
         .min(MAX_BODY_BYTES);
-    let need = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
-    match state.bodies().clone().try_acquire_many_owned(need) {
-        Ok(permit) => Ok(permit),
-        Err(_) => Err(Refusal::new(
+    state.bodies().try_take(declared).ok_or_else(|| {
+        Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many AdmissionReview bodies in flight; retry\n".to_owned(),
-        )),
-    }
+        )
+    })
 }
 
 /// Reads the whole body, at most [`MAX_BODY_BYTES`] of it, within [`BODY_TIMEOUT`].

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
 use secret_relay_policy::{Mode, RelayIdentity};
-use secret_relay_runtime::{Admin, PolicyState, Readiness};
+use secret_relay_runtime::{Admin, BodyBudget, PolicyState, Readiness};
 
 use crate::metrics::Metrics;
 
@@ -26,8 +26,8 @@ struct Inner {
     relay: RelayIdentity,
     mode: Mode,
     bench_baseline: bool,
-    /// The bytes of review bodies in flight, in KiB ([`BODY_BUDGET_BYTES`]).
-    bodies: Arc<tokio::sync::Semaphore>,
+    /// The review bodies in flight ([`BODY_BUDGET_BYTES`]).
+    bodies: BodyBudget,
 }
 
 /// The bytes of review bodies the webhook reads at once: with the copies a review
@@ -65,7 +65,7 @@ impl AppState {
                 relay,
                 mode,
                 bench_baseline,
-                bodies: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET_BYTES / 1024)),
+                bodies: BodyBudget::new(BODY_BUDGET_BYTES),
             }),
         }
     }
@@ -75,8 +75,8 @@ impl AppState {
         &self.inner.policy
     }
 
-    /// The budget of review bodies in flight, in KiB.
-    pub(crate) fn bodies(&self) -> &Arc<tokio::sync::Semaphore> {
+    /// The budget of review bodies in flight.
+    pub(crate) fn bodies(&self) -> &BodyBudget {
         &self.inner.bodies
     }
 
