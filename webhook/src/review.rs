@@ -503,23 +503,11 @@ impl UserInfoIn {
 /// Anybody who reaches the webhook's port may send any string there, and a label
 /// value taken from a request would grow the metrics without bound.
 fn operation_label(name: &str) -> &'static str {
-    match name {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "invalid",
-    }
+    operation(name).map_or("invalid", Operation::as_str)
 }
 
 fn operation(name: &str) -> Option<Operation> {
-    match name {
-        "CREATE" => Some(Operation::Create),
-        "UPDATE" => Some(Operation::Update),
-        "DELETE" => Some(Operation::Delete),
-        "CONNECT" => Some(Operation::Connect),
-        _ => None,
-    }
+    Operation::from_name(name)
 }
 
 impl StampedObject {

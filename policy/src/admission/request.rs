@@ -26,6 +26,31 @@ pub enum Operation {
     Connect,
 }
 
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 4] = [
+        Operation::Create,
+        Operation::Update,
+        Operation::Delete,
+        Operation::Connect,
+    ];
+
+    /// The name kube-apiserver gives it in an AdmissionReview.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+
+    /// The operation named `name` in an AdmissionReview, if it is one.
+    pub fn from_name(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+}
+
 /// Where the webhook runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
