@@ -187,10 +187,8 @@ async fn wait_for_grace(ctx: &Context, d: &Secret, name: &str, left: Duration) {
 /// Beyond the budget: held, marked on the copy, and reported once, until it comes
 /// back or is confirmed.
 async fn hold(ctx: &Context, d: &Secret, name: &str, deleted: usize, budget: usize) {
-    let newly = lock(&ctx.deletions).held.insert(name.to_owned());
-    ctx.metrics.deletions_held.set(held_count(ctx));
-    mark_held(ctx, d, name).await;
-    ctx.set_status(name, "down", "held", "");
+    let newly = !lock(&ctx.deletions).held.contains(name);
+    keep_held(ctx, d, name).await;
     if newly {
         tracing::warn!(%name, deleted, budget, "a down-copy deletion is held beyond the budget");
         ctx.events

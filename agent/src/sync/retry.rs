@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::lock;
 use super::scheduler::Trigger;

@@ -125,9 +125,7 @@ async fn work(
             () = shutdown.cancelled() => break,
             Some(name) = running.next(), if !running.is_empty() => {
                 queue.done(&name);
-                if queue.pass_done() {
-                    ctx.passes.send_modify(|n| *n += 1);
-                }
+                count_pass(ctx, &mut queue);
                 continue;
             }
             _ = ticker.tick() => Trigger::Full,
@@ -140,10 +138,15 @@ async fn work(
                 let local = ctx.sides.local.state().into_iter();
                 let view = ctx.sides.view.state().into_iter();
                 queue.add_pass(local.chain(view).map(|s| name_of(&s)));
-                if queue.pass_done() {
-                    ctx.passes.send_modify(|n| *n += 1);
-                }
+                count_pass(ctx, &mut queue);
             }
         }
+    }
+}
+
+/// Counts the full pass under way once every name of it has run (an empty one at once).
+fn count_pass(ctx: &Context, queue: &mut WorkQueue) {
+    if queue.pass_done() {
+        ctx.passes.send_modify(|n| *n += 1);
     }
 }
