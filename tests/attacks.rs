@@ -1657,17 +1657,7 @@ async fn a_cluster_holding_request_bodies_waits_for_itself_and_leaves_the_rest_t
     };
     // The relay takes writes (before its policy and cache are ready it answers 503,
     // which would end the held writes below at once).
-    within("the relay to take writes", async {
-        loop {
-            let answer = a.send(&small("a-first")).await.unwrap();
-            if answer.code == 201 {
-                return;
-            }
-            assert_eq!(answer.code, 503, "{answer:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    until_created("the relay to take writes", &a, &small("a-first"), 503).await;
     // Two writes of the largest size whose bodies never come: the cluster's budget.
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -1703,18 +1693,30 @@ async fn a_cluster_holding_request_bodies_waits_for_itself_and_leaves_the_rest_t
     assert_eq!(answer.code, 201, "{answer:?}");
     // Once the held connections go, so does their budget.
     drop(held);
-    within("the held bodies' budget to come back", async {
+    until_created(
+        "the held bodies' budget to come back",
+        &a,
+        &small("a-later"),
+        429,
+    )
+    .await;
+    relay.stop().await;
+}
+
+/// Sends `request` from `peer` until it creates (201); every answer before is
+/// `meanwhile`.
+async fn until_created(what: &str, peer: &Peer, request: &[u8], meanwhile: u16) {
+    within(what, async {
         loop {
-            let answer = a.send(&small("a-later")).await.unwrap();
+            let answer = peer.send(request).await.unwrap();
             if answer.code == 201 {
                 return;
             }
-            assert_eq!(answer.code, 429, "{answer:?}");
+            assert_eq!(answer.code, meanwhile, "{answer:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
-    relay.stop().await;
 }
 
 // ---- nothing outside the view -----------------------------------------------

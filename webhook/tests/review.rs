@@ -1891,10 +1891,7 @@ async fn review_bodies_in_flight_are_bounded_and_a_small_review_still_passes() {
         let body = Stalled;
         Request::post("/validate")
             .header("content-type", "application/json")
-            .header(
-                "content-length",
-                secret_relay_webhook::MAX_BODY_BYTES.to_string(),
-            )
+            .header("content-length", MAX_BODY_BYTES.to_string())
             .body(body)
             .unwrap()
     };
