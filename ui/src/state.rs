@@ -151,6 +151,31 @@ impl Shared {
         self.changes.subscribe()
     }
 
+    /// The hub copies (values dropped) of `namespace` once the watch has listed
+    /// them, waiting up to `within` for that first listing: `None` if it is not in
+    /// by then. A plan over a listing not yet in would plan over nothing.
+    pub(crate) async fn listed_secrets(
+        &self,
+        namespace: &str,
+        within: Duration,
+    ) -> Option<Vec<Secret>> {
+        let mut changes = self.subscribe();
+        let listed = async {
+            loop {
+                {
+                    let inner = self.lock();
+                    if inner.secrets.synced && inner.secrets.namespace == namespace {
+                        return inner.secrets.items.values().cloned().collect();
+                    }
+                }
+                if changes.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        };
+        tokio::time::timeout(within, listed).await.ok()
+    }
+
     /// The current hub copy (values dropped) named `name`, if the watch has it.
     pub(crate) fn secret(&self, name: &str) -> Option<Secret> {
         self.lock().secrets.items.get(name).cloned()
@@ -741,6 +766,56 @@ mod tests {
             meta.annotations.unwrap().keys().collect::<Vec<_>>(),
             vec!["secret-relay.io/source"]
         );
+    }
+
+    fn unconnected_shared() -> Arc<Shared> {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        Arc::new(Shared::new(client, "secret-relay-system/policy".into()))
+    }
+
+    #[tokio::test]
+    async fn a_plan_waits_for_the_first_listing_of_the_namespace_it_plans_over() {
+        let shared = unconnected_shared();
+        shared.update(|i| i.secrets.namespace = "argocd".into());
+        // Not listed yet: nothing within the wait, rather than an empty listing.
+        assert!(
+            shared
+                .listed_secrets("argocd", Duration::ZERO)
+                .await
+                .is_none()
+        );
+        // Listed, but another namespace's (the policy moved it): still nothing.
+        shared.update(|i| {
+            i.secrets.namespace = "old".into();
+            i.secrets.synced = true;
+        });
+        assert!(
+            shared
+                .listed_secrets("argocd", Duration::ZERO)
+                .await
+                .is_none()
+        );
+        // A listing that arrives while the plan waits is the one it plans over.
+        let lister = shared.clone();
+        let waiting = tokio::spawn(async move {
+            lister
+                .listed_secrets("argocd", Duration::from_secs(600))
+                .await
+        });
+        shared.update(|i| {
+            let mut s = Secret::default();
+            s.metadata.name = Some("repo".into());
+            i.secrets = SecretsCache {
+                namespace: "argocd".into(),
+                items: BTreeMap::from([("repo".into(), s)]),
+                synced: true,
+                error: None,
+            };
+        });
+        let listed = waiting.await.unwrap().expect("the listing that arrived");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].metadata.name.as_deref(), Some("repo"));
     }
 
     #[test]

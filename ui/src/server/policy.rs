@@ -2,8 +2,11 @@
 //! plan a change over the hub copies, and save it as the user under the
 //! resourceVersion the page read.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use http::{Response, StatusCode};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::PostParams;
 use secret_relay_policy::{POLICY_KEY, Policy};
@@ -53,19 +56,29 @@ pub(super) async fn plan(shared: &Shared, change: &PolicyChange) -> Response<Bod
         Ok(live) => live,
         Err(resp) => return resp,
     };
-    let old = shared.policy.policy();
-    let hub: Vec<Secret> = shared
-        .snapshot()
-        .inner
-        .secrets
-        .items
-        .into_values()
-        .collect();
+    // The change is planned against the document it is made over; a live document
+    // that does not parse plans against the policy in force (the last valid one).
+    let old = Policy::from_yaml(&text).map_or_else(|_| shared.policy.policy(), Arc::new);
+    let Some(hub) = shared
+        .listed_secrets(old.control_plane_namespace(), LISTING_WAIT)
+        .await
+    else {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"error": {"code": 503, "reason": "ServiceUnavailable", "message": format!(
+                "the page has not yet listed the Secrets of {}, so it cannot say what the change does to them: plan again in a moment (a banner on the page says why if it cannot read them)",
+                old.control_plane_namespace()
+            )}}),
+        );
+    };
     json_response(
         StatusCode::OK,
         &policy_edit::check(&old, &text, change, &hub),
     )
 }
+
+/// How long a plan waits for the page's first listing of the hub copies.
+const LISTING_WAIT: Duration = Duration::from_secs(10);
 
 /// `PUT /api/policy`: saves a valid change as the user, under the resourceVersion
 /// the page read: a policy changed meanwhile is a conflict, never overwritten.
