@@ -47,6 +47,12 @@ pub(crate) struct Args {
     /// it (a policy fixed within it revokes nothing).
     #[arg(long, env = "SECRET_RELAY_REVOCATION_GRACE", default_value_t = 60)]
     revocation_grace: u64,
+    /// Seconds without a read of the policy ConfigMap that confirms the policy
+    /// served, after which the relay judges nothing (503s, open watches end) until
+    /// one does; the ConfigMap is read every sixth of it. Keep it well below the
+    /// agents' deletion grace.
+    #[arg(long, env = "SECRET_RELAY_POLICY_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
+    policy_stale_after: u64,
     #[command(flatten)]
     log: LogArgs,
     #[command(flatten)]
@@ -81,6 +87,10 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             watches_per_cluster: args.cluster_watches.max(1),
             header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
             revocation_grace: Duration::from_secs(args.revocation_grace),
+            policy_currency: secret_relay_runtime::Currency {
+                confirm_every: Duration::from_secs(args.policy_stale_after / 6),
+                stale_after: Duration::from_secs(args.policy_stale_after),
+            },
             ..Limits::default()
         },
     };

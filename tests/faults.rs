@@ -25,7 +25,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use secret_relay_agent::Agent;
-use secret_relay_runtime::CancellationToken;
+use secret_relay_proxy::Limits;
+use secret_relay_runtime::{CancellationToken, Currency};
 use secret_relay_testkit::{
     Cutter, Flavor, OPT_IN, Options, REPO_CREDS, RelayHandle, RelayOptions, Stack, StackOptions,
     TO_ALL, TestCluster, appears, disappears, label, on_both, password, secret, within,
@@ -86,12 +87,16 @@ impl Drop for StopOnDrop {
     }
 }
 
-async fn fixture(flavor: Flavor, links: Links) -> Fixture {
-    // FAULTS_LOG=secret_relay_agent=debug,... shows what the agent and the relay did.
+/// FAULTS_LOG=secret_relay_agent=debug,... shows what the agent and the relay did.
+fn log_as_asked() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("FAULTS_LOG"))
         .with_test_writer()
         .try_init();
+}
+
+async fn fixture(flavor: Flavor, links: Links) -> Fixture {
+    log_as_asked();
     let stack = Stack::start(
         flavor,
         StackOptions {
@@ -108,6 +113,16 @@ async fn fixture(flavor: Flavor, links: Links) -> Fixture {
     let relay = stack
         .start_relay_with_options(RelayOptions {
             api_server: upstream.as_ref().map(Cutter::url),
+            limits: Limits {
+                // These scenarios prove the cache and the agent lose nothing while the
+                // link is cut, whatever the machine's load makes the cut last; a relay
+                // that goes stale meanwhile has a scenario of its own.
+                policy_currency: Currency {
+                    confirm_every: Duration::from_secs(5),
+                    stale_after: Duration::from_secs(3600),
+                },
+                ..Limits::default()
+            },
             ..RelayOptions::default()
         })
         .await;
@@ -555,4 +570,98 @@ async fn a_410_on_the_relays_watch_reaches_the_agent_and_loses_nothing() {
     // Up-sync goes through the relay's restored link too.
     fx.change_locally().await;
     fx.local_changes_arrived().await;
+}
+
+/// A relay cut off from the control plane cannot confirm its policy. It goes stale
+/// and then judges nothing: every request is a 503, its open watches end (their
+/// clients resume on a replica that is current) and its readiness says why. Above
+/// all, it never answers a cluster registered meanwhile as unknown: held long
+/// enough, that answer is what makes the cluster's agent delete its down copies.
+/// Once the link is back, the relay catches up and serves that cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
+    log_as_asked();
+    let stack = Stack::start(
+        Flavor::Sandbox,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let link = Cutter::start(addr_of(&stack.cluster.url())).await;
+    let relay = stack
+        .start_relay_with_options(RelayOptions {
+            api_server: Some(link.url()),
+            limits: Limits {
+                policy_currency: Currency {
+                    confirm_every: Duration::from_millis(200),
+                    stale_after: Duration::from_secs(2),
+                },
+                ..Limits::default()
+            },
+            ..RelayOptions::default()
+        })
+        .await;
+    // Clients that take a 503 as the answer, as agents' do (kube's would retry it
+    // for minutes).
+    let client_of = async |cluster| {
+        let path = stack.relay_kubeconfig(&relay, cluster);
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        config.default_retry = false;
+        Api::<Secret>::namespaced(kube::Client::try_from(config).unwrap(), "argocd")
+    };
+    let cluster1 = client_of("cluster1").await;
+    let cluster2 = client_of("cluster2").await;
+    let unknown = cluster2.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&unknown, kube::Error::Api(s) if s.code == 403 && s.message.contains("rule unknown-cluster")),
+        "{unknown:?}"
+    );
+    let mut watch = cluster1
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+
+    link.cut();
+    // cluster2 is registered where the relay cannot see it.
+    stack
+        .set_policy(&POLICY.replace(
+            "clusters:\n",
+            "clusters:\n  - name: cluster2\n    labels: { env: prod }\n",
+        ))
+        .await;
+    let mut currency = relay.started.policy.subscribe_currency();
+    within("the relay to go stale", currency.wait_for(|c| !*c))
+        .await
+        .unwrap();
+    within("cluster1's open watch to end", async {
+        while let Some(event) = watch.next().await {
+            event.unwrap();
+        }
+    })
+    .await;
+    for (who, api) in [("cluster2", &cluster2), ("cluster1", &cluster1)] {
+        let err = api.list(&Default::default()).await.unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 503 && s.message.contains("cannot confirm that its policy is current")),
+            "{who}: {err:?}"
+        );
+    }
+    let (ready, detail) = relay.started.admin.readiness();
+    assert!(!ready, "{detail}");
+    assert!(detail.contains("policy-current: stale"), "{detail}");
+
+    link.restore();
+    within("the relay to be current again", currency.wait_for(|c| *c))
+        .await
+        .unwrap();
+    // Current again means current: the policy that registers cluster2 is served.
+    let listed = cluster2.list(&Default::default()).await.unwrap();
+    assert!(listed.items.is_empty());
+    cluster1.list(&Default::default()).await.unwrap();
 }

@@ -97,6 +97,8 @@ struct Inner {
     history_limit: usize,
     /// Set once nothing follows the API server any more (see [`HubCache::close`]).
     closed: tokio::sync::watch::Sender<bool>,
+    /// Whether the cache is served: false while the policy it is judged by is stale.
+    serving: tokio::sync::watch::Sender<bool>,
     /// The resourceVersion the cache has reached, for [`HubCache::reached`]; raised
     /// after the state it describes is in place.
     reached: tokio::sync::watch::Sender<u64>,
@@ -313,15 +315,30 @@ impl HubCache {
                 tx,
                 history_limit: history_limit.max(1),
                 closed: tokio::sync::watch::channel(false).0,
+                serving: tokio::sync::watch::channel(true).0,
                 reached: tokio::sync::watch::channel(0).0,
             }),
         }
     }
 
-    /// Whether the first list from the API server has completed and the cache is
-    /// still followed (not [closed](HubCache::close)).
+    /// Whether the first list from the API server has completed, the cache is
+    /// still followed (not [closed](HubCache::close)) and it is served (see
+    /// [`HubCache::set_serving`]).
     pub fn is_synced(&self) -> bool {
-        self.read().synced && !self.is_closed()
+        self.read().synced && !self.is_closed() && *self.inner.serving.borrow()
+    }
+
+    /// Serves the cache, or stops serving it while the policy its views are judged
+    /// by is stale: every watch ends (its client resumes elsewhere, or here once the
+    /// policy is current again) and reads are refused, as once closed. Changes keep
+    /// arriving meanwhile.
+    pub fn set_serving(&self, serving: bool) {
+        self.inner.serving.send_replace(serving);
+    }
+
+    /// Whether the cache is served (see [`HubCache::set_serving`]).
+    pub fn is_serving(&self) -> bool {
+        *self.inner.serving.borrow()
     }
 
     /// Whether the cache was [closed](HubCache::close).
@@ -339,12 +356,17 @@ impl HubCache {
         self.inner.closed.send_replace(true);
     }
 
-    /// Resolves once the cache is [closed](HubCache::close).
+    /// Resolves once the cache is [closed](HubCache::close), or no longer served
+    /// (see [`HubCache::set_serving`]).
     pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut rx = self.inner.closed.subscribe();
+        let mut closed = self.inner.closed.subscribe();
+        let mut serving = self.inner.serving.subscribe();
         async move {
             // An error means every handle of the cache is gone: closed as well.
-            let _ = rx.wait_for(|closed| *closed).await;
+            tokio::select! {
+                _ = closed.wait_for(|closed| *closed) => {}
+                _ = serving.wait_for(|serving| !*serving) => {}
+            }
         }
     }
 

@@ -131,6 +131,7 @@ pub async fn start(
 ) -> Result<(Started, tokio::task::JoinHandle<()>), RunError> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("secret_relay_relay");
     let policy = secret_relay_runtime::PolicyState::new(&mut registry);
+    policy.set_currency(config.limits.policy_currency);
     let metrics = Arc::new(Metrics::new(&mut registry));
     let cache = HubCache::new(DEFAULT_HISTORY);
     let kube_config = secret_relay_runtime::kube_config(config.kubeconfig.as_deref())
@@ -209,10 +210,14 @@ fn readiness(
     grace: std::time::Duration,
 ) -> Vec<secret_relay_runtime::Readiness> {
     let policy_ready = policy.clone();
+    let policy_current = policy.clone();
     let cache_ready = cache.clone();
     let revoked = metrics.clone();
     vec![
         secret_relay_runtime::Readiness::new("policy", move || policy_ready.readiness()),
+        secret_relay_runtime::Readiness::new("policy-current", move || {
+            policy_current.currency_readiness()
+        }),
         secret_relay_runtime::Readiness::new("cache", move || {
             let synced = cache_ready.is_synced();
             let detail = if synced {
@@ -221,6 +226,8 @@ fn readiness(
                     cache_ready.len(),
                     cache_ready.resource_version()
                 )
+            } else if !cache_ready.is_serving() {
+                "not served while the policy is stale (see policy-current)".to_owned()
             } else {
                 "the first list of hub copies has not completed".to_owned()
             };
@@ -266,4 +273,36 @@ fn spawn_sources(
         policy.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(serve_while_current(
+        policy.clone(),
+        cache.clone(),
+        shutdown.clone(),
+    ));
+}
+
+/// Serves the cache while the policy is current, and stops serving it (its watches
+/// end, reads are refused) while it is stale.
+async fn serve_while_current(
+    policy: secret_relay_runtime::PolicyState,
+    cache: HubCache,
+    shutdown: CancellationToken,
+) {
+    let mut currency = policy.subscribe_currency();
+    loop {
+        let current = *currency.borrow_and_update();
+        if current != cache.is_serving() {
+            if current {
+                tracing::info!("the policy is confirmed current again: serving");
+            } else {
+                tracing::warn!(
+                    "the policy ConfigMap has not confirmed the policy for too long: serving nothing until it does"
+                );
+            }
+            cache.set_serving(current);
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = currency.changed() => if changed.is_err() { return },
+        }
+    }
 }

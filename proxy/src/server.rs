@@ -46,6 +46,9 @@ pub struct Limits {
     /// How long a hub copy the policy no longer admits waits before the relay
     /// releases it (a policy fixed within it revokes nothing).
     pub revocation_grace: Duration,
+    /// How the policy ConfigMap confirms that the policy is current; a stale one
+    /// judges nothing (every request is a 503, open watches end).
+    pub policy_currency: secret_relay_runtime::Currency,
 }
 
 impl Default for Limits {
@@ -60,6 +63,7 @@ impl Default for Limits {
             bookmark_interval: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(30),
             revocation_grace: Duration::from_secs(60),
+            policy_currency: secret_relay_runtime::Currency::default(),
         }
     }
 }
@@ -225,6 +229,9 @@ where
             None,
         );
     }
+    if !relay.inner.policy.is_current() {
+        return stale(metrics);
+    }
     // One snapshot per request: a request never sees two policies.
     let policy = relay.inner.policy.policy();
     if policy.cluster(cluster.as_str()).is_none() {
@@ -275,6 +282,19 @@ fn no_identity(metrics: &Metrics, conn: &ConnInfo) -> Response<RelayBody> {
         StatusCode::FORBIDDEN,
         "Forbidden",
         "the client certificate names no secret-relay cluster",
+        None,
+    )
+}
+
+/// The answer while the relay cannot confirm that its policy is current: it judges
+/// nothing, and above all never calls a cluster registered since unknown (its agent
+/// would take that answer, held long enough, as its deregistration).
+fn stale(metrics: &Metrics) -> Response<RelayBody> {
+    metrics.refused("policy-stale");
+    status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "the relay cannot confirm that its policy is current (it has not read the policy ConfigMap lately); retry, another replica may serve",
         None,
     )
 }
@@ -375,6 +395,10 @@ async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
         }
     }
     drop(rx);
+    if !relay.inner.policy.is_current() {
+        // Gone stale while the poll was held: no generation to vouch for.
+        return stale(&relay.inner.metrics);
+    }
     let (policy, current) = relay.inner.policy.snapshot();
     // What the agents strip from copies beside the built-in rule: part of the
     // policy they apply, so it comes with the generation it belongs to.

@@ -11,6 +11,7 @@ mod admin;
 mod args;
 mod body;
 mod client;
+mod currency;
 mod policy;
 mod serve;
 mod shutdown;
@@ -20,6 +21,7 @@ pub use admin::{Admin, Readiness, serve_admin, text_response};
 pub use args::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs, init_tracing};
 pub use body::{BodyBudget, declared_length};
 pub use client::{BuildClientError, kube_client, kube_config};
+pub use currency::Currency;
 pub use policy::{
     LoadOutcome, LoadPolicyError, PolicySource, PolicyState, Rejection, parse_policy,
     parse_policy_data, reload_file_once, run_policy_source, watch_configmap, watch_file,

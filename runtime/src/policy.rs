@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use futures::StreamExt as _;
@@ -21,6 +21,8 @@ use prometheus_client::registry::Registry;
 use secret_relay_policy::{POLICY_KEY, Policy, PolicyError, PolicyStore};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::currency::{Currency, Tracker};
 
 /// Where the policy comes from.
 #[derive(Clone, Debug)]
@@ -90,6 +92,8 @@ struct Inner {
     /// The generation served: 0 until the first valid policy.
     generations: watch::Sender<u64>,
     metrics: PolicyMetrics,
+    /// Whether the policy served is known to be current.
+    currency: Tracker,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,6 +128,12 @@ impl PolicyState {
             "Generation of the policy being served, 0 until the first valid one",
             metrics.generation.clone(),
         );
+        let current = Gauge::default();
+        registry.register(
+            "policy_current",
+            "1 while the policy served is confirmed current by its source (a file always is), 0 when stale",
+            current.clone(),
+        );
         PolicyState {
             inner: Arc::new(Inner {
                 store: PolicyStore::default(),
@@ -132,6 +142,7 @@ impl PolicyState {
                 attempts: watch::channel(0).0,
                 generations: watch::channel(0).0,
                 metrics,
+                currency: Tracker::new(current),
             }),
         }
     }
@@ -233,6 +244,29 @@ impl PolicyState {
     /// without touching the policy being served.
     pub fn source_problem(&self, source: &str, problem: String) {
         self.offer_policy(source, "-", Err(LoadPolicyError::Source(problem)));
+    }
+
+    /// Sets how a ConfigMap source confirms that the policy is current; before the
+    /// source starts.
+    pub fn set_currency(&self, currency: Currency) {
+        self.inner.currency.set_settings(currency);
+    }
+
+    /// Whether the policy served is confirmed current by its source (see
+    /// [`Currency`]): a process that is not should judge nothing by it.
+    pub fn is_current(&self) -> bool {
+        self.inner.currency.is_current()
+    }
+
+    /// A receiver that changes whenever the policy goes stale or current again.
+    pub fn subscribe_currency(&self) -> watch::Receiver<bool> {
+        self.inner.currency.subscribe()
+    }
+
+    /// Readiness of the policy's currency: current or stale, with when the source
+    /// last confirmed it.
+    pub fn currency_readiness(&self) -> (bool, String) {
+        self.inner.currency.readiness()
     }
 
     /// Readiness of the policy part: ready or not, with a human-readable detail (the
@@ -355,14 +389,23 @@ pub async fn watch_configmap(
 ) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let stream = watcher::watcher(api, config).default_backoff();
+    let stream = watcher::watcher(api.clone(), config).default_backoff();
     tokio::pin!(stream);
     let source = format!("configmap {namespace}/{name}");
     let mut seen_in_init = false;
     let mut last_revision: Option<String> = None;
+    let currency = &state.inner.currency;
+    let confirm_every = currency.settings().confirm_every;
+    currency.start_confirming();
+    let mut confirm = tokio::time::interval(confirm_every);
+    confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
+            _ = confirm.tick() => {
+                confirm_configmap(currency, &api, &name, confirm_every).await;
+                continue;
+            }
             event = stream.next() => event,
         };
         let Some(event) = event else { return };
@@ -370,15 +413,17 @@ pub async fn watch_configmap(
             Ok(Event::Apply(cm) | Event::InitApply(cm)) => {
                 seen_in_init = true;
                 let revision = cm.metadata.resource_version.clone().unwrap_or_default();
-                if last_revision.as_deref() == Some(revision.as_str()) {
-                    continue;
+                if last_revision.as_deref() != Some(revision.as_str()) {
+                    last_revision = Some(revision.clone());
+                    let data = cm.data.unwrap_or_default();
+                    state.offer_policy(&source, &revision, parse_policy_data(&data, POLICY_KEY));
                 }
-                last_revision = Some(revision.clone());
-                let data = cm.data.unwrap_or_default();
-                state.offer_policy(&source, &revision, parse_policy_data(&data, POLICY_KEY));
+                // Only once offered: what this confirms is served.
+                currency.seen(Some(&revision));
             }
             Ok(Event::Delete(_)) => {
                 last_revision = None;
+                currency.seen(None);
                 state.source_problem(
                     &source,
                     "the policy ConfigMap was deleted; keeping the last good policy".to_owned(),
@@ -387,13 +432,37 @@ pub async fn watch_configmap(
             Ok(Event::Init) => seen_in_init = false,
             Ok(Event::InitDone) => {
                 if !seen_in_init {
+                    currency.seen(None);
                     state.source_problem(&source, "the policy ConfigMap does not exist".to_owned());
                 }
+                currency.listed();
             }
             Err(err) => {
                 tracing::warn!(%source, error = %err, "policy ConfigMap watch failed; retrying with backoff");
             }
         }
+    }
+}
+
+/// Reads the policy ConfigMap (a consistent read: no resourceVersion) to confirm
+/// the version the watch reached, within `within`.
+async fn confirm_configmap(currency: &Tracker, api: &Api<ConfigMap>, name: &str, within: Duration) {
+    let at = Instant::now();
+    match tokio::time::timeout(within, api.get_opt(name)).await {
+        Ok(Ok(cm)) => currency.read(
+            cm.as_ref()
+                .and_then(|cm| cm.metadata.resource_version.as_deref()),
+            at,
+        ),
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "failed to read the policy ConfigMap to confirm the watch");
+            currency.read_failed(format!(
+                "the last read of the policy ConfigMap failed: {err}"
+            ));
+        }
+        Err(_) => currency.read_failed(format!(
+            "the last read of the policy ConfigMap took more than {within:?}"
+        )),
     }
 }
 

@@ -276,11 +276,27 @@ fn an_empty_namespace_still_knows_where_its_history_starts() {
 
 #[tokio::test]
 async fn a_closed_cache_ends_every_watch_cleanly_and_refuses_reads() {
+    let cache = synced(&policy(TWO));
+    a_watch_ends_cleanly_and_reads_are_refused(&cache, || cache.close()).await;
+    cache.closed().await;
+}
+
+#[tokio::test]
+async fn a_cache_not_served_ends_every_watch_cleanly_and_refuses_reads_until_served_again() {
+    let cache = synced(&policy(TWO));
+    a_watch_ends_cleanly_and_reads_are_refused(&cache, || cache.set_serving(false)).await;
+    cache.closed().await;
+    cache.set_serving(true);
+    assert!(cache.is_synced(), "served again");
+}
+
+/// Opens a watch of `cache`, then calls `stop`: the watch ends without an ERROR
+/// line (its client resumes elsewhere, no relist) and reads are refused.
+async fn a_watch_ends_cleanly_and_reads_are_refused(cache: &HubCache, stop: impl FnOnce()) {
     use std::time::Duration;
 
     use crate::watch::{ViewRequest, WatchParams, watch};
 
-    let cache = synced(&policy(TWO));
     cache.apply(hub(
         "s",
         10,
@@ -305,19 +321,17 @@ async fn a_closed_cache_ends_every_watch_cleanly_and_refuses_reads() {
         bookmark_interval: Duration::from_secs(3600),
         send_initial_events: false,
     };
-    let mut lines = watch(&cache, view, params, metrics, permit);
+    let mut lines = watch(cache, view, params, metrics, permit);
     assert!(cache.is_synced());
-    cache.close();
-    assert!(!cache.is_synced(), "reads are refused once closed");
-    // The watch ends without an ERROR line: its client resumes elsewhere, no relist.
+    stop();
+    assert!(!cache.is_synced(), "reads are refused");
     let ended = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(line) = lines.recv().await {
             assert!(!line.starts_with(br#"{"type":"ERROR""#), "{line:?}");
         }
     })
     .await;
-    assert!(ended.is_ok(), "the watch outlived the cache's closing");
-    cache.closed().await;
+    assert!(ended.is_ok(), "the watch outlived the cache");
 }
 
 /// The per-cluster index always agrees with a scan of every entry's targets.
