@@ -665,3 +665,56 @@ async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
     assert!(listed.items.is_empty());
     cluster1.list(&Default::default()).await.unwrap();
 }
+
+/// Replicas count their policy loads apart, so one policy has another generation on
+/// each; its revision is the same on all, and tells a cluster nothing of the
+/// ConfigMap's versions. A poll held with a revision ends when the policy changes,
+/// on a replica that counts differently too. An agent whose requests reach several
+/// replicas thus sees one policy as one, instead of a new one at every replica
+/// it reaches (each a full pass, and a poll answered at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_name_one_policy_by_one_revision() {
+    let stack = Stack::start(
+        Flavor::Sandbox,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let first = stack.start_relay().await;
+    let next = format!("{POLICY}  - clusterSelector: env=prod\n    labelSelector: team=platform\n");
+    stack.set_policy(&next).await;
+    Stack::relay_generation(&first, 2).await;
+    let second = stack.start_relay().await;
+    let ask = async |relay: &RelayHandle, query: &str| -> serde_json::Value {
+        let client = stack.relay_client(relay, "cluster1").await;
+        let req = http::Request::get(format!("/apis/secret-relay.io/v1/generation{query}"))
+            .body(Vec::new())
+            .unwrap();
+        client.request(req).await.unwrap()
+    };
+    let (a, b) = (ask(&first, "").await, ask(&second, "").await);
+    assert_eq!(
+        (a["generation"].as_u64(), b["generation"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let revision = a["revision"].as_str().unwrap().to_owned();
+    assert_eq!(b["revision"].as_str(), Some(revision.as_str()));
+    assert_eq!(revision.len(), 32, "{revision}");
+    assert!(revision.bytes().all(|c| c.is_ascii_hexdigit()));
+
+    // Held with the revision, the poll ends with the next policy, whichever replica.
+    let query = format!("?revision={revision}");
+    let (answered, ()) = tokio::join!(ask(&second, &query), async {
+        stack
+            .set_policy(&format!(
+                "{next}  - clusterSelector: env=prod\n    labelSelector: team=web\n"
+            ))
+            .await;
+    });
+    let changed = answered["revision"].as_str().unwrap();
+    assert_ne!(changed, revision);
+    Stack::relay_generation(&first, 3).await;
+    assert_eq!(ask(&first, "").await["revision"].as_str(), Some(changed));
+}

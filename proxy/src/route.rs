@@ -26,12 +26,15 @@ pub enum Route {
     OpenApi,
     /// A Secrets request in the control-plane namespace.
     Secrets(SecretsRequest),
-    /// `GET /apis/secret-relay.io/v1/generation[?after=N]`: the relay's policy
-    /// generation, held open until it is newer than `after` (a long poll agents use
-    /// to retry what an older policy denied).
+    /// `GET /apis/secret-relay.io/v1/generation[?revision=R|?after=N]`: the
+    /// relay's policy, held open until its revision is another than `revision` (or
+    /// its generation another than `after`, as older agents ask): a long poll
+    /// agents use to retry what an older policy denied.
     Generation {
-        /// Answer once the generation is newer than this.
+        /// Answer once the generation is another than this.
         after: Option<u64>,
+        /// Answer once the revision is another than this.
+        revision: Option<String>,
     },
 }
 
@@ -152,7 +155,18 @@ pub fn route(
                     RouteError::BadRequest(format!("after must be a number, not {v:?}"))
                 })?),
             };
-            get_only(Route::Generation { after })
+            let revision = match q.other.get("revision") {
+                None => None,
+                Some(v) if v.len() <= 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    Some(v.clone())
+                }
+                Some(_) => {
+                    return Err(RouteError::BadRequest(
+                        "revision must be the hex digits a generation answer gave".to_owned(),
+                    ));
+                }
+            };
+            get_only(Route::Generation { after, revision })
         }
         ["openapi", "v2"] | ["openapi", "v3"] | ["openapi", "v3", "api", "v1"] => {
             get_only(Route::OpenApi)
@@ -653,8 +667,30 @@ mod tests {
                 "/apis/secret-relay.io/v1/generation",
                 Some("after=4")
             ),
-            Ok(Route::Generation { after: Some(4) })
+            Ok(Route::Generation {
+                after: Some(4),
+                revision: None
+            })
         );
+        assert_eq!(
+            r(
+                Method::GET,
+                "/apis/secret-relay.io/v1/generation",
+                Some("revision=0a1b")
+            ),
+            Ok(Route::Generation {
+                after: None,
+                revision: Some("0a1b".to_owned())
+            })
+        );
+        assert!(matches!(
+            r(
+                Method::GET,
+                "/apis/secret-relay.io/v1/generation",
+                Some("revision=%3Cx%3E")
+            ),
+            Err(RouteError::BadRequest(_))
+        ));
         assert!(matches!(
             r(
                 Method::GET,

@@ -258,7 +258,7 @@ where
         Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
         Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
         Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
-        Route::Generation { after } => generation(relay, after).await,
+        Route::Generation { after, revision } => generation(relay, after, revision).await,
         Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req).await,
     }
 }
@@ -382,13 +382,22 @@ const API_GROUPS: &str = r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]
 /// How long a generation long poll is held open before answering with the current one.
 const GENERATION_POLL: Duration = Duration::from_secs(55);
 
-async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
-    let mut rx = relay.inner.policy.subscribe();
-    if let Some(after) = after {
-        // Another generation, the relay stopping (its cache closes) or the poll's end:
-        // each answers with the current one. Another, not only a newer: generations
-        // count per replica, and one started later may serve a lower number.
-        let changed = rx.wait_for(|g| *g != after);
+async fn generation(
+    relay: &Relay,
+    after: Option<u64>,
+    revision: Option<String>,
+) -> Response<RelayBody> {
+    let policy = &relay.inner.policy;
+    let mut rx = policy.subscribe();
+    if after.is_some() || revision.is_some() {
+        // Another revision (or, as older agents ask, another generation), the relay
+        // stopping (its cache closes) or the poll's end: each answers with the
+        // current one. Another generation, not only a newer: generations count per
+        // replica, and one started later may serve a lower number.
+        let changed = rx.wait_for(|g| match &revision {
+            Some(r) => *policy.revision() != *r,
+            None => Some(*g) != after,
+        });
         tokio::select! {
             _ = tokio::time::timeout(GENERATION_POLL, changed) => {}
             () = relay.inner.cache.closed() => {}
@@ -399,6 +408,9 @@ async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
         // Gone stale while the poll was held: no generation to vouch for.
         return stale(&relay.inner.metrics);
     }
+    // The revision before the policy: a racing reload pairs a newer policy with the
+    // older revision (asked again at once), never the reverse.
+    let revision = relay.inner.policy.revision();
     let (policy, current) = relay.inner.policy.snapshot();
     // What the agents strip from copies beside the built-in rule: part of the
     // policy they apply, so it comes with the generation it belongs to.
@@ -406,6 +418,7 @@ async fn generation(relay: &Relay, after: Option<u64>) -> Response<RelayBody> {
         "kind": "PolicyGeneration",
         "apiVersion": "secret-relay.io/v1",
         "generation": current,
+        "revision": *revision,
         "controlPlaneNamespace": policy.control_plane_namespace(),
         "stripMetadata": policy.strip_metadata(),
     });

@@ -94,6 +94,11 @@ struct Inner {
     metrics: PolicyMetrics,
     /// Whether the policy served is known to be current.
     currency: Tracker,
+    /// The key of [`PolicyState::revision`]: one the replicas of a source share and
+    /// no cluster sees (a ConfigMap's uid), else this process's own.
+    revision_key: std::sync::Mutex<Vec<u8>>,
+    /// The served policy's revision, keyed: `""` until the first valid policy.
+    revision: arc_swap::ArcSwap<String>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,6 +148,8 @@ impl PolicyState {
                 generations: watch::channel(0).0,
                 metrics,
                 currency: Tracker::new(current),
+                revision_key: std::sync::Mutex::new(process_key()),
+                revision: arc_swap::ArcSwap::from_pointee(String::new()),
             }),
         }
     }
@@ -164,6 +171,45 @@ impl PolicyState {
     /// Whether a valid policy has been loaded.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// The served policy's revision as a keyed digest (32 hex digits): the same on
+    /// every replica that serves the same document of a ConfigMap (keyed by its uid,
+    /// see [`PolicyState::set_revision_key`]), and telling a cluster nothing of the
+    /// source's versions. Unlike the generation, it does not count this process's
+    /// loads, so an agent whose requests reach several replicas sees one policy as
+    /// one revision. `""` before the first valid policy.
+    pub fn revision(&self) -> Arc<String> {
+        self.inner.revision.load_full()
+    }
+
+    /// Keys [`PolicyState::revision`] with `key`, which every replica reading the
+    /// same source shares and no cluster sees; before the documents it applies to
+    /// are offered. Without one, the key is this process's own.
+    pub fn set_revision_key(&self, key: &[u8]) {
+        let mut current = self
+            .inner
+            .revision_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.as_slice() != key {
+            *current = key.to_vec();
+        }
+    }
+
+    fn keyed_revision(&self, revision: &str) -> String {
+        let key = self
+            .inner
+            .revision_key
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+        let tag = aws_lc_rs::hmac::sign(&key, revision.as_bytes());
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The generation served: 0 until the first valid policy, then one more per load.
@@ -200,6 +246,11 @@ impl PolicyState {
             Ok(policy) => {
                 // Swap first, then flip readiness, so a ready state always has a real policy.
                 self.inner.store.store(policy);
+                // After the policy, like the generation: a racing reader may pair a
+                // newer policy with the older revision, never the reverse.
+                self.inner
+                    .revision
+                    .store(Arc::new(self.keyed_revision(revision)));
                 self.inner.ready.store(true, Ordering::Release);
                 self.inner.last_error.store(None);
                 let generation = self.inner.store.generation() - 1;
@@ -415,6 +466,9 @@ pub async fn watch_configmap(
                 let revision = cm.metadata.resource_version.clone().unwrap_or_default();
                 if last_revision.as_deref() != Some(revision.as_str()) {
                     last_revision = Some(revision.clone());
+                    if let Some(uid) = cm.metadata.uid.as_deref() {
+                        state.set_revision_key(uid.as_bytes());
+                    }
                     let data = cm.data.unwrap_or_default();
                     state.offer_policy(&source, &revision, parse_policy_data(&data, POLICY_KEY));
                 }
@@ -466,6 +520,16 @@ async fn confirm_configmap(currency: &Tracker, api: &Api<ConfigMap>, name: &str,
     }
 }
 
+/// A random key of this process's own.
+fn process_key() -> Vec<u8> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    let mut key = vec![0; 32];
+    // The system's randomness does not fail on the platforms served; should it,
+    // the key stays zeros and the revision is a digest of the source's alone.
+    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut key);
+    key
+}
+
 fn short_digest(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref()[..8]
@@ -477,6 +541,30 @@ fn short_digest(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_revision_is_keyed_and_the_same_for_the_same_key_and_source_version() {
+        let (one, two) = (
+            PolicyState::new(&mut Registry::default()),
+            PolicyState::new(&mut Registry::default()),
+        );
+        assert_eq!(*one.revision(), "");
+        for state in [&one, &two] {
+            state.set_revision_key(b"the-configmap-uid");
+            state.offer_policy("test", "41", parse_policy("clusters: []\n"));
+        }
+        // Two replicas: one revision, whatever each counted.
+        two.offer_policy("test", "41", parse_policy("clusters: []\n"));
+        assert_ne!(one.generation(), two.generation());
+        assert_eq!(one.revision(), two.revision());
+        assert_eq!(one.revision().len(), 32);
+        // Another version, or another key: another revision.
+        two.offer_policy("test", "42", parse_policy("clusters: []\n"));
+        assert_ne!(one.revision(), two.revision());
+        let other = PolicyState::new(&mut Registry::default());
+        other.offer_policy("test", "41", parse_policy("clusters: []\n"));
+        assert_ne!(one.revision(), other.revision(), "a process's own key");
+    }
 
     #[tokio::test]
     async fn a_bad_document_keeps_the_last_good_policy_and_subscribers_see_each_generation() {

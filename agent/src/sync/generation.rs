@@ -18,6 +18,13 @@ use super::{Context, lock, unregistered};
 #[derive(Default)]
 pub(super) struct PolicyView {
     generation: AtomicU64,
+    /// The relay's keyed revision of its policy, when it names one: the same on
+    /// every replica serving the same policy, unlike the generation.
+    revision: Mutex<Option<String>>,
+    /// Bumped when the relay serves another policy than the view was listed
+    /// under: the view is listed again, since a watch resumed on another replica
+    /// replays changes of hub copies, not the views an older policy gave.
+    relists: tokio::sync::watch::Sender<u64>,
     /// Bumped whenever the relay's policy may have changed: a new generation, or the
     /// relay answering again after it could not be reached (a replica started since
     /// counts its generations from 1, so the number alone may not change). Denials
@@ -35,6 +42,8 @@ pub(super) struct PolicyView {
 pub(super) struct GenerationAnswer {
     pub(super) control_plane_namespace: String,
     pub(super) generation: u64,
+    /// `None` from a relay older than revisions.
+    pub(super) revision: Option<String>,
     pub(super) strip: StripMetadata,
 }
 
@@ -57,9 +66,14 @@ impl GenerationAnswer {
             .as_str()
             .unwrap_or("argocd")
             .to_owned();
+        let revision = answer["revision"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned);
         Ok(GenerationAnswer {
             control_plane_namespace,
             generation,
+            revision,
             strip,
         })
     }
@@ -69,6 +83,16 @@ impl PolicyView {
     /// The relay's policy generation last seen.
     pub(super) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The relay's policy revision last seen, if it names them.
+    fn revision(&self) -> Option<String> {
+        lock(&self.revision).clone()
+    }
+
+    /// A receiver that changes whenever the view must be listed again.
+    pub(super) fn subscribe_relists(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.relists.subscribe()
     }
 
     /// The current policy epoch.
@@ -105,6 +129,7 @@ impl Context {
     fn set_generation(&self, answer: GenerationAnswer) {
         let generation = answer.generation;
         *lock(&self.policy.strip) = Arc::new(answer.strip);
+        *lock(&self.policy.revision) = answer.revision;
         self.policy.generation.store(generation, Ordering::Release);
         *lock(&self.policy.epoch_began) = Some(Instant::now());
         self.policy.epoch.fetch_add(1, Ordering::AcqRel);
@@ -114,13 +139,14 @@ impl Context {
             .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
-    async fn generation_request(
-        &self,
-        after: Option<u64>,
-    ) -> Result<GenerationAnswer, kube::Error> {
-        let path = match after {
-            Some(g) => format!("/apis/secret-relay.io/v1/generation?after={g}"),
-            None => "/apis/secret-relay.io/v1/generation".to_owned(),
+    /// Asks the relay for its policy: at once (`wait` false), or held until it
+    /// serves another than the one last seen.
+    async fn generation_request(&self, wait: bool) -> Result<GenerationAnswer, kube::Error> {
+        let base = "/apis/secret-relay.io/v1/generation";
+        let path = match (wait, self.policy.revision()) {
+            (false, _) => base.to_owned(),
+            (true, Some(r)) => format!("{base}?revision={r}"),
+            (true, None) => format!("{base}?after={}", self.policy.generation()),
         };
         let req = http::Request::get(path)
             .body(Vec::new())
@@ -133,7 +159,7 @@ impl Context {
     pub(super) async fn first_generation(&self) -> GenerationAnswer {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.generation_request(None).await {
+            match self.generation_request(false).await {
                 Ok(answer) => {
                     unregistered::answered(self);
                     return answer;
@@ -158,27 +184,27 @@ pub(super) async fn poll_generations(
 ) {
     let mut delay = Duration::from_millis(100);
     // Whether the relay could not be reached since its last answer: the replica
-    // that answers next may serve another policy under the same number, so ask
-    // it at once (no long poll) and re-evaluate whatever it says.
+    // that answers next may serve another policy, so ask it at once (no long poll).
     let mut lost = false;
     loop {
         let after = ctx.policy.generation();
+        let revision = ctx.policy.revision();
         let answer = tokio::select! {
             () = shutdown.cancelled() => return,
-            a = ctx.generation_request((!lost).then_some(after)) => a,
+            a = ctx.generation_request(!lost) => a,
         };
         match answer {
             Ok(answer) => {
                 unregistered::answered(&ctx);
                 delay = Duration::from_millis(100);
-                let generation = answer.generation;
-                if generation != after || lost {
+                if another_policy(&answer, after, revision.as_deref(), lost) {
                     tracing::info!(
-                        generation,
+                        generation = answer.generation,
                         relay_was_unreachable = lost,
-                        "the relay serves a new policy generation, or may"
+                        "the relay serves another policy, or may: listing its view again"
                     );
                     ctx.set_generation(answer);
+                    ctx.policy.relists.send_modify(|n| *n += 1);
                     let _ = tx.send(Trigger::Full);
                 }
                 lost = false;
@@ -197,9 +223,27 @@ pub(super) async fn poll_generations(
     }
 }
 
+/// Whether `answer` may be another policy than the one last seen (generation
+/// `after`, revision `revision`). A revision names one policy on every replica,
+/// so only another revision is another policy. Without one (a relay older than
+/// revisions), another generation is, and so is any answer after the relay was
+/// unreachable (`lost`): a replica started since counts its generations from 1.
+fn another_policy(
+    answer: &GenerationAnswer,
+    after: u64,
+    revision: Option<&str>,
+    lost: bool,
+) -> bool {
+    match (answer.revision.as_deref(), revision) {
+        (Some(new), Some(old)) => new != old,
+        (Some(_), None) => true,
+        (None, _) => answer.generation != after || lost,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::GenerationAnswer;
+    use super::{GenerationAnswer, another_policy};
     use serde_json::json;
 
     #[test]
@@ -222,5 +266,30 @@ mod tests {
                 .is_err()
         );
         assert!(GenerationAnswer::read(json!({"stripMetadata": {}})).is_err());
+    }
+
+    #[test]
+    fn only_another_revision_is_another_policy_whatever_replica_answers() {
+        let answer = |generation, revision: Option<&str>| GenerationAnswer {
+            control_plane_namespace: "argocd".into(),
+            generation,
+            revision: revision.map(str::to_owned),
+            strip: Default::default(),
+        };
+        // Replicas count generations apart: the same revision under another
+        // number, or after the relay was unreachable, is the same policy.
+        assert!(!another_policy(
+            &answer(1, Some("ab")),
+            7,
+            Some("ab"),
+            false
+        ));
+        assert!(!another_policy(&answer(1, Some("ab")), 7, Some("ab"), true));
+        assert!(another_policy(&answer(7, Some("cd")), 7, Some("ab"), false));
+        // The first revision seen, or a relay older than revisions.
+        assert!(another_policy(&answer(7, Some("ab")), 7, None, false));
+        assert!(!another_policy(&answer(7, None), 7, None, false));
+        assert!(another_policy(&answer(7, None), 7, None, true));
+        assert!(another_policy(&answer(1, None), 7, None, false));
     }
 }

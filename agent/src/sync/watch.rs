@@ -82,49 +82,62 @@ impl Sides {
     }
 }
 
-/// Follows one side with a reflector (kube-runtime's watcher backs off and resumes),
-/// triggering the names that change and a full pass after each complete list.
+/// Follows one side into its store (kube-runtime's watcher backs off and resumes),
+/// triggering the names that change and a full pass after each complete list. The
+/// relay's view is listed again whenever the relay serves another policy (see
+/// `PolicyView::relists`).
 pub(super) async fn follow(
     what: &'static str,
     api: Api<Secret>,
-    writer: reflector::store::Writer<Secret>,
+    mut writer: reflector::store::Writer<Secret>,
     tx: mpsc::UnboundedSender<Trigger>,
     ctx: Arc<Context>,
     side: Side,
     shutdown: CancellationToken,
 ) {
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(api, watcher::Config::default()).default_backoff(),
-    );
-    tokio::pin!(stream);
+    let mut relists = ctx.policy.subscribe_relists();
     loop {
-        let event = tokio::select! {
-            () = shutdown.cancelled() => return,
-            e = stream.next() => e,
-        };
-        let Some(event) = event else { return };
-        match event {
-            Ok(Event::Apply(s)) => {
-                let _ = tx.send(Trigger::Name(name_of(&s)));
-            }
-            Ok(Event::Delete(s)) => {
-                let name = name_of(&s);
-                if matches!(side, Side::View) {
-                    // A hub copy that went (released, revoked, deleted by the control
-                    // plane): what was pushed before no longer stands for it.
-                    lock(&ctx.up).pushed.remove(&name);
+        let stream = watcher::watcher(api.clone(), watcher::Config::default()).default_backoff();
+        tokio::pin!(stream);
+        loop {
+            let event = tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = relists.changed(), if matches!(side, Side::View) => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // A new watcher lists first; the store keeps what it has until
+                    // that list is complete.
+                    break;
                 }
-                let _ = tx.send(Trigger::Name(name));
+                e = stream.next() => e,
+            };
+            let Some(event) = event else { return };
+            if let Ok(event) = &event {
+                writer.apply_watcher_event(event);
             }
-            Ok(Event::InitDone) => {
-                ctx.sides.mark_listed(side);
-                ctx.changed();
-                let _ = tx.send(Trigger::Full);
-            }
-            Ok(Event::Init | Event::InitApply(_)) => {}
-            Err(err) => {
-                tracing::warn!(side = what, error = %err, "watch failed; retrying with backoff");
+            match event {
+                Ok(Event::Apply(s)) => {
+                    let _ = tx.send(Trigger::Name(name_of(&s)));
+                }
+                Ok(Event::Delete(s)) => {
+                    let name = name_of(&s);
+                    if matches!(side, Side::View) {
+                        // A hub copy that went (released, revoked, deleted by the
+                        // control plane): what was pushed before no longer stands for it.
+                        lock(&ctx.up).pushed.remove(&name);
+                    }
+                    let _ = tx.send(Trigger::Name(name));
+                }
+                Ok(Event::InitDone) => {
+                    ctx.sides.mark_listed(side);
+                    ctx.changed();
+                    let _ = tx.send(Trigger::Full);
+                }
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(err) => {
+                    tracing::warn!(side = what, error = %err, "watch failed; retrying with backoff");
+                }
             }
         }
     }
