@@ -718,3 +718,77 @@ async fn replicas_name_one_policy_by_one_revision() {
     Stack::relay_generation(&first, 3).await;
     assert_eq!(ask(&first, "").await["revision"].as_str(), Some(changed));
 }
+
+/// A down copy goes only once the relay confirms that its hub copy left the view:
+/// the agent's store may be stale (here its link to the relay is cut after the hub
+/// copy left, and the hub copy comes back meanwhile). Unconfirmed, the copy stays
+/// and says so; confirmed back, it is the same object, never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_copy_goes_only_once_the_relay_confirms_its_hub_copy_left() {
+    log_as_asked();
+    let stack = Stack::start(
+        Flavor::Sandbox,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await;
+    let relay = stack.start_relay().await;
+    let front = Cutter::start(relay.started.addr).await;
+    let local = TestCluster::start(Flavor::Sandbox, Options::default()).await;
+    local.create_namespace("akuity").await;
+    let stop = CancellationToken::new();
+    let _stop = StopOnDrop(stop.clone());
+    let mut config = stack.agent_config(
+        "cluster1",
+        local.kubeconfig().to_path_buf(),
+        front.addr(),
+        Duration::from_secs(3600),
+    );
+    // Long enough for the test to cut the link once the copy starts leaving.
+    config.deletion.grace = Duration::from_secs(10);
+    let (started, _task) = secret_relay_agent::start(config, stop).await.unwrap();
+    let agent = started.agent;
+    let status = async |state: &str, rule: &str| {
+        within(&format!("flip to be {state} ({rule})"), async {
+            let mut rx = agent.subscribe();
+            while agent
+                .status("flip", "down")
+                .is_none_or(|(s, r)| s != state || r != rule)
+            {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await;
+    };
+    let hub: Api<Secret> = Api::namespaced(stack.cluster.client().await, "argocd");
+    let copies: Api<Secret> = Api::namespaced(local.client().await, "akuity");
+    hub.create(
+        &PostParams::default(),
+        &secret("flip", &[], &[TO_ALL], "v1"),
+    )
+    .await
+    .unwrap();
+    let copy = appears(&copies, "flip", "the down copy", |s| {
+        label(s, OWNER) == Some("control-plane")
+    })
+    .await;
+    let retarget = async |to: &str| {
+        let patch = serde_json::json!({"metadata": {"annotations": {TO_ALL.0: to}}});
+        hub.patch("flip", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    };
+
+    retarget("cluster2").await;
+    status("leaving", "").await;
+    front.cut();
+    retarget("ALL").await;
+    status("leaving", "unconfirmed").await;
+    assert_eq!(uid(&copies.get("flip").await.unwrap()), uid(&copy));
+
+    front.restore();
+    status("synced", "").await;
+    assert_eq!(uid(&copies.get("flip").await.unwrap()), uid(&copy));
+}

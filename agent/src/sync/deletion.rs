@@ -78,6 +78,20 @@ pub(super) async fn leave(ctx: &Context, d: &Secret) {
         wait_for_grace(ctx, d, &name, left).await;
         return;
     }
+    match relay_confirms_it_left(ctx, &name).await {
+        Some(true) => {}
+        Some(false) => {
+            tracing::info!(%name, "the relay still serves the hub copy of a down copy that left the view: listing the view again instead of deleting the copy");
+            stop_leaving(ctx, &name);
+            ctx.policy.relist_view();
+            return;
+        }
+        None => {
+            ctx.set_status(&name, "down", "leaving", "unconfirmed");
+            ctx.retries.later(&name);
+            return;
+        }
+    }
     if !confirmed && let Err((deleted, budget)) = reserve_deletion(ctx, now, &name) {
         hold(ctx, d, &name, deleted, budget).await;
         return;
@@ -98,6 +112,24 @@ pub(super) async fn leave(ctx: &Context, d: &Secret) {
     }
     drop(memo);
     ctx.metrics.deletions_held.set(held_count(ctx));
+}
+
+/// Whether the relay confirms that hub copy `name` is out of this cluster's view,
+/// asked just before its down copy goes (or is held): the store the decision was
+/// made on may be stale, its watch failing, or resumed on a replica that gave the
+/// view under another policy. `Some(true)`: out of the view (the relay's 404).
+/// `Some(false)`: in it after all. `None`: no answer, so nothing is deleted now.
+async fn relay_confirms_it_left(ctx: &Context, name: &str) -> Option<bool> {
+    let cp = ctx.policy.control_plane_namespace()?;
+    let api: Api<Secret> = Api::namespaced(ctx.relay.clone(), &cp);
+    match api.get_opt(name).await {
+        Ok(None) => Some(true),
+        Ok(Some(_)) => Some(false),
+        Err(err) => {
+            tracing::warn!(%name, error = %err, "the relay did not confirm that a hub copy left the view; its down copy stays, asked again later");
+            None
+        }
+    }
 }
 
 /// Deletes down copy `d` under the version judged; true when it is gone.

@@ -90,6 +90,11 @@ impl PolicyView {
         lock(&self.revision).clone()
     }
 
+    /// Lists the relay's view again: its store may be stale.
+    pub(super) fn relist_view(&self) {
+        self.relists.send_modify(|n| *n += 1);
+    }
+
     /// A receiver that changes whenever the view must be listed again.
     pub(super) fn subscribe_relists(&self) -> tokio::sync::watch::Receiver<u64> {
         self.relists.subscribe()
@@ -204,7 +209,7 @@ pub(super) async fn poll_generations(
                         "the relay serves another policy, or may: listing its view again"
                     );
                     ctx.set_generation(answer);
-                    ctx.policy.relists.send_modify(|n| *n += 1);
+                    ctx.policy.relist_view();
                     let _ = tx.send(Trigger::Full);
                 }
                 lost = false;
