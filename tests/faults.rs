@@ -655,6 +655,29 @@ async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
     let (ready, detail) = relay.started.admin.readiness();
     assert!(!ready, "{detail}");
     assert!(detail.contains("policy-current: stale"), "{detail}");
+    // What is not stale is said too: the served certificate, and its expiry as a metric.
+    assert!(
+        detail.contains("[+] tls: serving certificate valid until "),
+        "{detail}"
+    );
+    let metrics = relay.started.admin.encode_metrics();
+    let expiry: i64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("secret_relay_relay_tls_certificate_expiry_timestamp_seconds ")
+        })
+        .unwrap_or_else(|| panic!("{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(expiry > relay_cert_floor(), "{expiry}");
+    assert!(
+        metrics.contains("secret_relay_relay_tls_material_refused 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("secret_relay_relay_policy_current 0"),
+        "{metrics}"
+    );
 
     link.restore();
     within("the relay to be current again", currency.wait_for(|c| *c))
@@ -791,4 +814,13 @@ async fn a_down_copy_goes_only_once_the_relay_confirms_its_hub_copy_left() {
     front.restore();
     status("synced", "").await;
     assert_eq!(uid(&copies.get("flip").await.unwrap()), uid(&copy));
+}
+
+/// Seconds since the Unix epoch a day from now: a served certificate expires later.
+fn relay_cert_floor() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    i64::try_from(now).unwrap() + 86_400
 }

@@ -6,7 +6,7 @@
 //! while open connections go on with what they negotiated.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -107,6 +107,10 @@ pub struct ReloadingServerTls {
     provider: Arc<CryptoProvider>,
     seen: Mutex<FileContents>,
     rotations: AtomicU64,
+    /// When the served certificate expires, in seconds since the Unix epoch.
+    not_after: AtomicI64,
+    /// Why the newest material on disk is refused, while it is.
+    refused: Mutex<Option<String>>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
@@ -148,6 +152,7 @@ impl ReloadingServerTls {
     ) -> Result<Arc<ReloadingServerTls>, ReloadTlsError> {
         let contents = read_files(&files)?;
         let key = certified_key(&files, &contents, &provider)?;
+        let not_after = leaf_not_after(&key);
         let resolver = Arc::new(RotatingCertResolver {
             current: ArcSwap::from_pointee(key),
         });
@@ -184,6 +189,8 @@ impl ReloadingServerTls {
             provider,
             seen: Mutex::new(contents),
             rotations: AtomicU64::new(0),
+            not_after: AtomicI64::new(not_after),
+            refused: Mutex::new(None),
         }))
     }
 
@@ -212,6 +219,48 @@ impl ReloadingServerTls {
         self.rotations.load(Ordering::Acquire)
     }
 
+    /// When the served certificate expires, in seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after.load(Ordering::Acquire)
+    }
+
+    /// Why the newest material on disk is refused (the current one is still
+    /// served), while it is: [`ReloadingServerTls::spawn_watch`] records it.
+    pub fn refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Ready while the served certificate has not expired; the detail says until
+    /// when, and why newer material on disk is refused, if it is.
+    pub fn readiness(&self) -> (bool, String) {
+        let not_after = self.not_after();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let until = time::OffsetDateTime::from_unix_timestamp(not_after)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| not_after.to_string());
+        let mut detail = if not_after > now {
+            format!(
+                "serving certificate valid until {until} ({} days left)",
+                (not_after - now) / 86_400
+            )
+        } else {
+            format!("serving certificate expired at {until}: renew it (the files are re-read)")
+        };
+        if let Some(why) = self.refused() {
+            detail.push_str(&format!(
+                "; newer material on disk is refused, the current one is served: {why}"
+            ));
+        }
+        (not_after > now, detail)
+    }
+
     /// The files this material is read from.
     pub fn files(&self) -> &TlsFiles {
         &self.files
@@ -236,6 +285,8 @@ impl ReloadingServerTls {
             )?),
             None => None,
         };
+        self.not_after
+            .store(leaf_not_after(&key), Ordering::Release);
         self.resolver.current.store(Arc::new(key));
         if let (Some(v), Some(new)) = (&self.verifier, verifier) {
             v.current.store(Arc::new(new));
@@ -265,6 +316,13 @@ impl ReloadingServerTls {
                 }
                 let this = self.clone();
                 let result = tokio::task::spawn_blocking(move || this.reload()).await;
+                if let Ok(outcome) = &result {
+                    *self
+                        .refused
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        outcome.as_ref().err().map(|err| error_chain(err));
+                }
                 match result {
                     Ok(Ok(ReloadOutcome::Rotated)) => {
                         last_error = None;
@@ -284,6 +342,15 @@ impl ReloadingServerTls {
             }
         })
     }
+}
+
+/// When the leaf certificate of `key` expires, in seconds since the Unix epoch
+/// (0 when it does not parse: [`certified_key`] has already checked it does).
+fn leaf_not_after(key: &CertifiedKey) -> i64 {
+    key.cert
+        .first()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
+        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -449,3 +449,50 @@ async fn the_file_watch_picks_up_a_rotation() {
     let _ = stop_tx.send(());
     watch.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_watch_reports_refused_material_and_when_the_served_certificate_expires() {
+    let pki = pki();
+    let tls = ReloadingServerTls::relay(pki.files.clone()).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let days_left = (tls.not_after() - now) / 86_400;
+    assert!(days_left > 0, "{}", tls.not_after());
+    let (ready, detail) = tls.readiness();
+    assert!(ready, "{detail}");
+    assert!(
+        detail.starts_with("serving certificate valid until "),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("({days_left} days left)")),
+        "{detail}"
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let watch = tls
+        .clone()
+        .spawn_watch(std::time::Duration::from_millis(100), async {
+            let _ = stop_rx.await;
+        });
+    std::fs::write(&pki.files.cert, "not a certificate").unwrap();
+    // The paused clock jumps from tick to tick; the watch must refuse within a few.
+    let mut ticks = 0;
+    while tls.refused().is_none() && ticks < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ticks += 1;
+    }
+    let why = tls.refused().expect("the refusal is recorded");
+    let (ready, detail) = tls.readiness();
+    assert!(ready, "the current material is still served: {detail}");
+    assert!(detail.contains(&why), "{detail}");
+
+    write_server(pki.dir.path(), &pki.ca, "relay-rotated");
+    while tls.refused().is_some() && ticks < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ticks += 1;
+    }
+    assert_eq!(tls.refused(), None);
+    assert_eq!(tls.rotations(), 1);
+    let _ = stop_tx.send(());
+    watch.await.unwrap();
+}

@@ -152,10 +152,10 @@ pub async fn start(
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let admin = secret_relay_runtime::Admin::new(
-        registry,
-        readiness(&policy, &cache, &metrics, config.limits.revocation_grace),
-    );
+    secret_relay_runtime::register_tls_metrics(&mut registry, &tls);
+    let mut parts = readiness(&policy, &cache, &metrics, config.limits.revocation_grace);
+    parts.push(secret_relay_runtime::tls_readiness(&tls));
+    let admin = secret_relay_runtime::Admin::new(registry, parts);
     let relay = Relay::new(
         policy.clone(),
         cache.clone(),

@@ -16,6 +16,7 @@ mod policy;
 mod serve;
 mod shutdown;
 mod threads;
+mod tls_status;
 
 pub use admin::{Admin, Readiness, serve_admin, text_response};
 pub use args::{LogArgs, PolicyArgs, ShutdownArgs, TlsArgs, init_tracing};
@@ -29,3 +30,4 @@ pub use policy::{
 pub use serve::{ConnCounters, ConnInfo, ConnReasonLabels, ServeOptions, serve_http, serve_tls};
 pub use shutdown::{CancellationToken, is_stopping, shutdown_signal, shutdown_signal_after};
 pub use threads::server_runtime;
+pub use tls_status::{register_tls_metrics, tls_readiness};

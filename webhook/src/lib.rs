@@ -122,11 +122,7 @@ pub async fn start_on(
         PolicySource::File { .. } => None,
     };
     let tls = ReloadingServerTls::webhook(config.tls).map_err(RunError::Tls)?;
-    let state = if config.bench_baseline {
-        AppState::with_bench_baseline(config.relay, config.mode)
-    } else {
-        AppState::new(config.relay, config.mode)
-    };
+    let state = AppState::serving(config.relay, config.mode, config.bench_baseline, &tls);
     let stop = CancellationToken::new();
     let tls_watch = std::sync::Arc::clone(&tls)
         .spawn_watch(config.poll_interval, stop.clone().cancelled_owned());

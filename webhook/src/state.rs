@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use prometheus_client::registry::Registry;
+use secret_relay_certs::ReloadingServerTls;
 use secret_relay_policy::{Mode, RelayIdentity};
 use secret_relay_runtime::{Admin, BodyBudget, PolicyState, Readiness};
 
@@ -38,25 +39,44 @@ pub(crate) const BODY_BUDGET_BYTES: usize = 48 * 1024 * 1024;
 impl AppState {
     /// A state that is not ready until a valid policy is loaded.
     pub fn new(relay: RelayIdentity, mode: Mode) -> AppState {
-        AppState::build(relay, mode, false)
+        AppState::build(relay, mode, false, None)
     }
 
     /// Like [`AppState::new`], and also serves `POST /baseline`: the same body handling
     /// and TLS, answering a fixed AdmissionReview without admission work. Benchmarks
     /// measure it beside `/validate` to show what admission costs.
     pub fn with_bench_baseline(relay: RelayIdentity, mode: Mode) -> AppState {
-        AppState::build(relay, mode, true)
+        AppState::build(relay, mode, true, None)
     }
 
-    fn build(relay: RelayIdentity, mode: Mode, bench_baseline: bool) -> AppState {
+    /// The state of a serving webhook: [`AppState::new`] (or, with
+    /// `bench_baseline`, [`AppState::with_bench_baseline`]) that also reports the
+    /// served TLS material `tls` in its readiness and metrics.
+    pub fn serving(
+        relay: RelayIdentity,
+        mode: Mode,
+        bench_baseline: bool,
+        tls: &Arc<ReloadingServerTls>,
+    ) -> AppState {
+        AppState::build(relay, mode, bench_baseline, Some(tls))
+    }
+
+    fn build(
+        relay: RelayIdentity,
+        mode: Mode,
+        bench_baseline: bool,
+        tls: Option<&Arc<ReloadingServerTls>>,
+    ) -> AppState {
         let mut registry = Registry::with_prefix(METRICS_PREFIX);
         let policy = PolicyState::new(&mut registry);
         let metrics = Metrics::new(&mut registry);
         let part = policy.clone();
-        let admin = Admin::new(
-            registry,
-            vec![Readiness::new("policy", move || part.readiness())],
-        );
+        let mut parts = vec![Readiness::new("policy", move || part.readiness())];
+        if let Some(tls) = tls {
+            secret_relay_runtime::register_tls_metrics(&mut registry, tls);
+            parts.push(secret_relay_runtime::tls_readiness(tls));
+        }
+        let admin = Admin::new(registry, parts);
         AppState {
             inner: Arc::new(Inner {
                 policy,
