@@ -652,6 +652,19 @@ async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
             "{who}: {err:?}"
         );
     }
+    // A client that follows Retry-After comes back in a second.
+    let raw = cluster2
+        .clone()
+        .into_client()
+        .send(
+            http::Request::get("/api/v1/namespaces/argocd/secrets")
+                .body(kube::client::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 503);
+    assert_eq!(raw.headers()["retry-after"], "1");
     let (ready, detail) = relay.started.admin.readiness();
     assert!(!ready, "{detail}");
     assert!(detail.contains("policy-current: stale"), "{detail}");

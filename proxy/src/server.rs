@@ -222,12 +222,7 @@ where
         return no_identity(metrics, conn);
     };
     if !relay.inner.policy.is_ready() {
-        return status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the relay has not loaded a valid policy yet; see its /readyz",
-            None,
-        );
+        return service_unavailable("the relay has not loaded a valid policy yet; see its /readyz");
     }
     if !relay.inner.policy.is_current() {
         return stale(metrics);
@@ -291,11 +286,8 @@ fn no_identity(metrics: &Metrics, conn: &ConnInfo) -> Response<RelayBody> {
 /// would take that answer, held long enough, as its deregistration).
 fn stale(metrics: &Metrics) -> Response<RelayBody> {
     metrics.refused("policy-stale");
-    status(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "ServiceUnavailable",
+    service_unavailable(
         "the relay cannot confirm that its policy is current (it has not read the policy ConfigMap lately); retry, another replica may serve",
-        None,
     )
 }
 
@@ -344,6 +336,20 @@ fn rate_limited(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
     too_many_requests(&format!(
         "cluster {cluster} is over its request rate; retry later"
     ))
+}
+
+/// A 503 that asks the client to come back in a second (kube's and client-go's
+/// clients wait as `Retry-After` says).
+fn service_unavailable(message: &str) -> Response<RelayBody> {
+    let mut resp = status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        message,
+        None,
+    );
+    resp.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    resp
 }
 
 /// A 429 that asks the client to come back in a second.
@@ -454,12 +460,7 @@ where
     let cache = &relay.inner.cache;
     let reads = matches!(sr.verb, Verb::Get | Verb::List | Verb::Watch);
     if reads && !cache.is_synced() {
-        return status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ServiceUnavailable",
-            "the relay's cache of hub copies is not synced yet; retry",
-            None,
-        );
+        return service_unavailable("the relay's cache of hub copies is not synced yet; retry");
     }
     match sr.verb {
         Verb::Get => get(cache, cluster, sr.name.as_deref().unwrap_or_default()),
