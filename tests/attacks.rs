@@ -1182,6 +1182,69 @@ async fn a_cluster_removed_from_the_policy_is_refused_though_its_certificate_is_
     relay.stop().await;
 }
 
+/// A connection may outlive its client certificate; its requests may not. As
+/// kube-apiserver checks the certificate on every request, the relay does: a watch
+/// ends when the certificate expires, and the next request on the same connection
+/// is a 401 that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_outlives_its_certificate_is_refused_from_then_on() {
+    let stack = stack(Flavor::Sandbox, &["tls-a"], &[]).await;
+    let relay = stack.start_relay().await;
+    // Valid from a minute ago for ten more seconds.
+    let minute_ago = Validity::days(1).not_before;
+    let short = stack
+        .ca()
+        .issue_cluster(
+            "tls-a",
+            Validity::between(minute_ago, minute_ago + Duration::from_secs(70)),
+        )
+        .unwrap();
+    let peer = Peer::with(&stack, &relay, Some((&short.cert_pem, &short.key_pem)), H1);
+    let tls = peer.connect().await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = |target: &str| {
+        http::Request::get(target)
+            .header("host", "relay")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let list = "/api/v1/namespaces/argocd/secrets";
+    let listed = sender.send_request(get(list)).await.unwrap();
+    assert_eq!(listed.status(), 200);
+    listed.into_body().collect().await.unwrap();
+
+    // Asked for ten minutes, the watch ends when the certificate does.
+    let watch = sender
+        .send_request(get(&format!("{list}?watch=true&timeoutSeconds=600")))
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+    within(
+        "the watch to end at the certificate's expiry",
+        watch.into_body().collect(),
+    )
+    .await
+    .unwrap();
+    sender.ready().await.unwrap();
+    let refused = sender.send_request(get(list)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("the client certificate has expired since this connection began"),
+        "{body}"
+    );
+    let metrics = relay.started.admin.encode_metrics();
+    assert!(
+        metrics.contains(r#"secret_relay_relay_refusals_total{reason="certificate-expired"} 1"#),
+        "{metrics}"
+    );
+}
+
 /// A certificate from another CA, an expired one, one not valid yet, and none: the
 /// handshake fails with a TLS alert; the relay logs and counts it by reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

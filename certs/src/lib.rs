@@ -41,4 +41,4 @@ pub use issue::{
     Ca, IssueCertError, IssuedCert, LoadCertError, SPIFFE_CLUSTER_PREFIX, Validity,
     parse_certs_pem, parse_key_pem,
 };
-pub use reload::{ReloadOutcome, ReloadTlsError, ReloadingServerTls, TlsFiles};
+pub use reload::{ReloadOutcome, ReloadTlsError, ReloadingServerTls, TlsFiles, not_after};

@@ -347,10 +347,15 @@ impl ReloadingServerTls {
 /// When the leaf certificate of `key` expires, in seconds since the Unix epoch
 /// (0 when it does not parse: [`certified_key`] has already checked it does).
 fn leaf_not_after(key: &CertifiedKey) -> i64 {
-    key.cert
-        .first()
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok())
-        .map_or(0, |(_, cert)| cert.validity().not_after.timestamp())
+    key.cert.first().and_then(not_after).unwrap_or(0)
+}
+
+/// When certificate `der` expires, in seconds since the Unix epoch; `None` when it
+/// does not parse.
+pub fn not_after(der: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

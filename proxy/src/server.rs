@@ -221,6 +221,12 @@ where
     let Some(Ok(cluster)) = &conn.identity else {
         return no_identity(metrics, conn);
     };
+    // Checked on every request, as kube-apiserver does: a connection may outlive
+    // its certificate, and what it carries after that is refused.
+    let valid_for = conn.client_cert_valid_for().unwrap_or(Duration::ZERO);
+    if valid_for.is_zero() {
+        return expired(metrics, cluster);
+    }
     if !relay.inner.policy.is_ready() {
         return service_unavailable("the relay has not loaded a valid policy yet; see its /readyz");
     }
@@ -253,8 +259,10 @@ where
         Route::ApiVersions => json(StatusCode::OK, API_VERSIONS),
         Route::ApiResources => json(StatusCode::OK, API_RESOURCES),
         Route::ApiGroups => json(StatusCode::OK, API_GROUPS),
-        Route::Generation { after, revision } => generation(relay, after, revision).await,
-        Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req).await,
+        Route::Generation { after, revision } => {
+            generation(relay, after, revision, valid_for).await
+        }
+        Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req, valid_for).await,
     }
 }
 
@@ -288,6 +296,19 @@ fn stale(metrics: &Metrics) -> Response<RelayBody> {
     metrics.refused("policy-stale");
     service_unavailable(
         "the relay cannot confirm that its policy is current (it has not read the policy ConfigMap lately); retry, another replica may serve",
+    )
+}
+
+/// The answer to a request over a connection whose client certificate has expired
+/// since its handshake.
+fn expired(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
+    metrics.refused("certificate-expired");
+    tracing::info!(%cluster, "refused a request whose client certificate has expired");
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "the client certificate has expired since this connection began: renew it and connect again",
+        None,
     )
 }
 
@@ -392,6 +413,7 @@ async fn generation(
     relay: &Relay,
     after: Option<u64>,
     revision: Option<String>,
+    valid_for: Duration,
 ) -> Response<RelayBody> {
     let policy = &relay.inner.policy;
     let mut rx = policy.subscribe();
@@ -405,7 +427,7 @@ async fn generation(
             None => Some(*g) != after,
         });
         tokio::select! {
-            _ = tokio::time::timeout(GENERATION_POLL, changed) => {}
+            _ = tokio::time::timeout(GENERATION_POLL.min(valid_for), changed) => {}
             () = relay.inner.cache.closed() => {}
         }
     }
@@ -452,6 +474,7 @@ async fn secrets<B>(
     state: &Arc<ClusterState>,
     sr: SecretsRequest,
     req: Request<B>,
+    valid_for: Duration,
 ) -> Response<RelayBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -464,7 +487,9 @@ where
     }
     match sr.verb {
         Verb::Get => get(cache, cluster, sr.name.as_deref().unwrap_or_default()),
-        Verb::List | Verb::Watch => list_or_watch(relay, policy, cluster, state, &sr, req.uri()),
+        Verb::List | Verb::Watch => {
+            list_or_watch(relay, policy, cluster, state, &sr, req.uri(), valid_for)
+        }
         Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
             let (parts, body) = req.into_parts();
             // Held until the write is answered: its body and the copies made of it.
@@ -509,6 +534,7 @@ fn list_or_watch(
     state: &ClusterState,
     sr: &SecretsRequest,
     uri: &http::Uri,
+    valid_for: Duration,
 ) -> Response<RelayBody> {
     let view = match sr
         .query
@@ -542,9 +568,11 @@ fn list_or_watch(
         );
     };
     let limits = &relay.inner.limits;
-    let params = sr
+    let mut params = sr
         .query
         .watch_params(limits.max_watch, limits.bookmark_interval);
+    // A watch ends when its client certificate expires; asked again, it is refused.
+    params.timeout = params.timeout.min(valid_for);
     let rx = watch(
         &relay.inner.cache,
         view,

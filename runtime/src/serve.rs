@@ -35,6 +35,22 @@ pub struct ConnInfo {
     /// The cluster the client certificate names, made once here, or why it names
     /// none; `None` when the peer sent no certificate.
     pub identity: Option<Result<ClusterId, IdentityError>>,
+    /// When the client certificate expires, in seconds since the Unix epoch: the
+    /// connection may outlive it, its requests may not.
+    pub client_cert_not_after: Option<i64>,
+}
+
+impl ConnInfo {
+    /// How much longer the client certificate is valid: `None` without one,
+    /// zero once it has expired.
+    pub fn client_cert_valid_for(&self) -> Option<Duration> {
+        let not_after = self.client_cert_not_after?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let left = u64::try_from(not_after).unwrap_or(0).saturating_sub(now);
+        Some(Duration::from_secs(left))
+    }
 }
 
 /// Limits of the accept loop.
@@ -222,10 +238,16 @@ pub async fn serve_tls<H, F, B>(
             let identity = client_cert
                 .as_ref()
                 .map(|c| secret_relay_certs::peer_identity(c).map(|id| id.name));
+            // Unparsable: rustls verified it, so this does not happen; taken as
+            // expired, never as unbounded.
+            let client_cert_not_after = client_cert
+                .as_ref()
+                .map(|c| secret_relay_certs::not_after(c).unwrap_or(0));
             let info = ConnInfo {
                 peer,
                 client_cert,
                 identity,
+                client_cert_not_after,
             };
             serve_connection(TokioIo::new(tls), info, handler, watcher, options).await;
         });
@@ -258,6 +280,7 @@ pub async fn serve_http<H, F, B>(
                 peer,
                 client_cert: None,
                 identity: None,
+                client_cert_not_after: None,
             };
             tokio::spawn(serve_connection(
                 TokioIo::new(tcp),
