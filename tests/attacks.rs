@@ -1218,6 +1218,7 @@ async fn a_connection_that_outlives_its_certificate_is_refused_from_then_on() {
     listed.into_body().collect().await.unwrap();
 
     // Asked for ten minutes, the watch ends when the certificate does.
+    sender.ready().await.unwrap();
     let watch = sender
         .send_request(get(&format!("{list}?watch=true&timeoutSeconds=600")))
         .await
@@ -1243,6 +1244,84 @@ async fn a_connection_that_outlives_its_certificate_is_refused_from_then_on() {
         metrics.contains(r#"secret_relay_relay_refusals_total{reason="certificate-expired"} 1"#),
         "{metrics}"
     );
+}
+
+/// A connection made under a client CA that has since been replaced is refused
+/// from its next request on, and its watch ends with its next line, as
+/// kube-apiserver judges every request by the client CA it holds now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_made_under_a_replaced_client_ca_is_refused_from_then_on() {
+    let stack = stack(Flavor::Sandbox, &["tls-a"], &[]).await;
+    let relay = stack.start_relay().await;
+    let peer = Peer::cluster(&stack, &relay, "tls-a", H1);
+    let tls = peer.connect().await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = |target: &str| {
+        http::Request::get(target)
+            .header("host", "relay")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    let list = "/api/v1/namespaces/argocd/secrets";
+    let watch = sender
+        .send_request(get(&format!("{list}?watch=true&timeoutSeconds=600")))
+        .await
+        .unwrap();
+    assert_eq!(watch.status(), 200);
+
+    // The operator replaces the client CA (say its key leaked).
+    let new_ca = Ca::generate("the new client CA", Validity::ca_default()).unwrap();
+    let server_ca = std::fs::read_to_string(stack.pki().join("ca.crt")).unwrap();
+    std::fs::write(stack.pki().join("ca.crt"), new_ca.cert_pem()).unwrap();
+    let _ = relay.started.tls.reload().unwrap();
+    assert!(relay.started.tls.rotations() >= 1);
+    // The next line of the open watch is not sent: the watch ends.
+    Api::<Secret>::namespaced(stack.cluster.client().await, "argocd")
+        .create(
+            &PostParams::default(),
+            &secret(
+                "after",
+                &[],
+                &[("akuity.io/managed-secret-allowed-clusters", "ALL")],
+            ),
+        )
+        .await
+        .unwrap();
+    let lines = within("the open watch to end", watch.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert!(
+        !String::from_utf8_lossy(&lines).contains("\"after\""),
+        "{}",
+        String::from_utf8_lossy(&lines)
+    );
+    sender.ready().await.unwrap();
+    let refused = sender.send_request(get(list)).await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body = refused.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        String::from_utf8_lossy(&body).contains("not trusted by the relay's client CA"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // A certificate of the new CA is served: it is the CA that changed.
+    let renewed = new_ca.issue_cluster("tls-a", Validity::default()).unwrap();
+    let renewed = Peer {
+        addr: relay.started.addr,
+        tls: secret_relay_certs::client_config(
+            &server_ca,
+            Some((&renewed.cert_pem, &renewed.key_pem)),
+            H1,
+        )
+        .unwrap(),
+    };
+    let answer = renewed.send(&request("GET", list, &[], b"")).await.unwrap();
+    assert_eq!(answer.code, 200, "{answer:?}");
 }
 
 /// A certificate from another CA, an expired one, one not valid yet, and none: the

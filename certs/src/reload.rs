@@ -106,7 +106,8 @@ pub struct ReloadingServerTls {
     config: Arc<ServerConfig>,
     provider: Arc<CryptoProvider>,
     seen: Mutex<FileContents>,
-    rotations: AtomicU64,
+    /// Shared with the accept loop, which notes it before each handshake.
+    rotations: Arc<AtomicU64>,
     /// When the served certificate expires, in seconds since the Unix epoch.
     not_after: AtomicI64,
     /// Why the newest material on disk is refused, while it is.
@@ -188,7 +189,7 @@ impl ReloadingServerTls {
             config: Arc::new(config),
             provider,
             seen: Mutex::new(contents),
-            rotations: AtomicU64::new(0),
+            rotations: Arc::new(AtomicU64::new(0)),
             not_after: AtomicI64::new(not_after),
             refused: Mutex::new(None),
         }))
@@ -217,6 +218,29 @@ impl ReloadingServerTls {
     /// How many times new material was swapped in since start.
     pub fn rotations(&self) -> u64 {
         self.rotations.load(Ordering::Acquire)
+    }
+
+    /// The rotation count itself, for an accept loop to note before each handshake
+    /// which material (and client CA) the handshake verifies against.
+    pub fn rotation_counter(&self) -> Arc<AtomicU64> {
+        self.rotations.clone()
+    }
+
+    /// Verifies a client certificate chain (leaf first) against the client CA
+    /// served now: a connection verified under an earlier CA is checked again
+    /// after a rotation. Without client authentication, every chain passes.
+    pub fn verify_client_now(&self, chain: &[CertificateDer<'_>]) -> Result<(), rustls::Error> {
+        let Some(verifier) = &self.verifier else {
+            return Ok(());
+        };
+        let (leaf, intermediates) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
+        verifier
+            .current
+            .load()
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
     }
 
     /// When the served certificate expires, in seconds since the Unix epoch.

@@ -50,6 +50,7 @@ pub async fn serve(
     let options = ServeOptions {
         header_read_timeout: relay.limits().header_read_timeout,
         counters: Some(relay.metrics().conn.clone()),
+        tls_rotations: Some(relay.tls_rotations()),
         ..ServeOptions::default()
     };
     let handler = move |req, conn: Arc<ConnInfo>| {
@@ -100,6 +101,8 @@ pub struct Started {
     pub policy: secret_relay_runtime::PolicyState,
     /// The cache.
     pub cache: HubCache,
+    /// The served TLS material (re-read from its files every poll interval).
+    pub tls: Arc<secret_relay_certs::ReloadingServerTls>,
 }
 
 /// Failed to start the relay.
@@ -163,6 +166,7 @@ pub async fn start(
         forwarder,
         metrics.clone(),
         config.limits.clone(),
+        tls.clone(),
     );
     let mut tasks = tokio::task::JoinSet::new();
     spawn_sources(&mut tasks, &config, &policy, &cache, client, &shutdown);
@@ -189,6 +193,7 @@ pub async fn start(
         admin,
         policy,
         cache,
+        tls,
     };
     let all = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     Ok((started, all))

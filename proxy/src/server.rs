@@ -83,6 +83,9 @@ impl std::fmt::Debug for Relay {
 }
 
 pub(crate) struct RelayInner {
+    /// The served TLS material: its client CA judges every connection's chain
+    /// again after a rotation.
+    pub(crate) tls: Arc<secret_relay_certs::ReloadingServerTls>,
     pub(crate) policy: PolicyState,
     pub(crate) cache: HubCache,
     pub(crate) upstream: kube::Client,
@@ -128,9 +131,11 @@ impl Relay {
         forwarder: Forwarder,
         metrics: Arc<Metrics>,
         limits: Limits,
+        tls: Arc<secret_relay_certs::ReloadingServerTls>,
     ) -> Relay {
         Relay {
             inner: Arc::new(RelayInner {
+                tls,
                 policy,
                 cache,
                 upstream,
@@ -151,6 +156,37 @@ impl Relay {
     /// The limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The served TLS material's rotation count, for the accept loop.
+    pub fn tls_rotations(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.inner.tls.rotation_counter()
+    }
+
+    /// Whether the connection's client chain is trusted by the client CA served
+    /// now. Verified again only after a rotation of the TLS material since it was
+    /// last verified (the handshake's counts), so a connection made under a CA
+    /// that was since replaced is refused from its next request on.
+    fn still_trusted(&self, conn: &ConnInfo) -> bool {
+        self.chain_trusted(&conn.client_chain, &conn.verified_at_rotation)
+    }
+
+    /// [`Relay::still_trusted`] of a chain and the rotation it was last verified under.
+    fn chain_trusted(
+        &self,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+        verified_at: &std::sync::atomic::AtomicU64,
+    ) -> bool {
+        use std::sync::atomic::Ordering;
+        let rotation = self.inner.tls.rotations();
+        if verified_at.load(Ordering::Acquire) == rotation {
+            return true;
+        }
+        let trusted = self.inner.tls.verify_client_now(chain).is_ok();
+        if trusted {
+            verified_at.store(rotation, Ordering::Release);
+        }
+        trusted
     }
 
     fn cluster_state(&self, name: &str) -> Arc<ClusterState> {
@@ -227,6 +263,9 @@ where
     if valid_for.is_zero() {
         return expired(metrics, cluster);
     }
+    if !relay.still_trusted(conn) {
+        return untrusted(metrics, cluster);
+    }
     if !relay.inner.policy.is_ready() {
         return service_unavailable("the relay has not loaded a valid policy yet; see its /readyz");
     }
@@ -262,7 +301,7 @@ where
         Route::Generation { after, revision } => {
             generation(relay, after, revision, valid_for).await
         }
-        Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req, valid_for).await,
+        Route::Secrets(sr) => secrets(relay, &policy, cluster, &state, sr, req, conn).await,
     }
 }
 
@@ -308,6 +347,19 @@ fn expired(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
         "the client certificate has expired since this connection began: renew it and connect again",
+        None,
+    )
+}
+
+/// The answer to a request over a connection whose client certificate the client
+/// CA served now does not trust (it was replaced since the handshake).
+fn untrusted(metrics: &Metrics, cluster: &ClusterId) -> Response<RelayBody> {
+    metrics.refused("certificate-untrusted");
+    tracing::info!(%cluster, "refused a request whose client certificate the current client CA does not trust");
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "the client certificate is not trusted by the relay's client CA since it changed: connect again with a certificate of the new CA",
         None,
     )
 }
@@ -474,7 +526,7 @@ async fn secrets<B>(
     state: &Arc<ClusterState>,
     sr: SecretsRequest,
     req: Request<B>,
-    valid_for: Duration,
+    conn: &ConnInfo,
 ) -> Response<RelayBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -488,7 +540,7 @@ where
     match sr.verb {
         Verb::Get => get(cache, cluster, sr.name.as_deref().unwrap_or_default()),
         Verb::List | Verb::Watch => {
-            list_or_watch(relay, policy, cluster, state, &sr, req.uri(), valid_for)
+            list_or_watch(relay, policy, cluster, state, &sr, req.uri(), conn)
         }
         Verb::Create | Verb::Update | Verb::Patch(_) | Verb::Delete => {
             let (parts, body) = req.into_parts();
@@ -534,7 +586,7 @@ fn list_or_watch(
     state: &ClusterState,
     sr: &SecretsRequest,
     uri: &http::Uri,
-    valid_for: Duration,
+    conn: &ConnInfo,
 ) -> Response<RelayBody> {
     let view = match sr
         .query
@@ -571,8 +623,11 @@ fn list_or_watch(
     let mut params = sr
         .query
         .watch_params(limits.max_watch, limits.bookmark_interval);
-    // A watch ends when its client certificate expires; asked again, it is refused.
-    params.timeout = params.timeout.min(valid_for);
+    // A watch ends when its client certificate expires, or with the first line after
+    // a change of the client CA that no longer trusts it; asked again, it is refused.
+    params.timeout = params
+        .timeout
+        .min(conn.client_cert_valid_for().unwrap_or(Duration::ZERO));
     let rx = watch(
         &relay.inner.cache,
         view,
@@ -581,26 +636,41 @@ fn list_or_watch(
         permit,
     );
     relay.update_connected();
-    watch_response(relay.clone(), rx)
+    let trust = (conn.client_chain.clone(), conn.verified_at_rotation.clone());
+    watch_response(relay.clone(), rx, trust)
 }
 
-/// The streamed answer to a watch: its lines as they come; the relay's count of
-/// connected clusters is updated when it ends.
-fn watch_response(relay: Relay, rx: mpsc::Receiver<Bytes>) -> Response<RelayBody> {
-    let stream = futures::stream::unfold((rx, Some(relay)), |(mut rx, relay)| async move {
-        match rx.recv().await {
-            Some(line) => Some((
-                Ok::<_, std::convert::Infallible>(Frame::data(line)),
-                (rx, relay),
-            )),
-            None => {
-                if let Some(relay) = relay {
-                    relay.update_connected();
+/// A connection's client chain and the rotation it was last verified under.
+type Trust = (
+    Vec<rustls::pki_types::CertificateDer<'static>>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
+
+/// The streamed answer to a watch: its lines as they come, while the client CA
+/// trusts the connection's chain `trust` (checked again after a rotation); the
+/// relay's count of connected clusters is updated when it ends.
+fn watch_response(relay: Relay, rx: mpsc::Receiver<Bytes>, trust: Trust) -> Response<RelayBody> {
+    let stream = futures::stream::unfold(
+        (rx, Some(relay), trust),
+        |(mut rx, relay, trust)| async move {
+            let line = rx.recv().await;
+            let trusted = relay
+                .as_ref()
+                .is_none_or(|r| r.chain_trusted(&trust.0, &trust.1));
+            match line.filter(|_| trusted) {
+                Some(line) => Some((
+                    Ok::<_, std::convert::Infallible>(Frame::data(line)),
+                    (rx, relay, trust),
+                )),
+                None => {
+                    if let Some(relay) = relay {
+                        relay.update_connected();
+                    }
+                    None
                 }
-                None
             }
-        }
-    });
+        },
+    );
     let body = StreamBody::new(stream.boxed()).map_err(|never| match never {});
     let mut resp = Response::new(body.boxed_unsync());
     resp.headers_mut()

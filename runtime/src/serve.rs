@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -38,6 +38,12 @@ pub struct ConnInfo {
     /// When the client certificate expires, in seconds since the Unix epoch: the
     /// connection may outlive it, its requests may not.
     pub client_cert_not_after: Option<i64>,
+    /// The client certificate chain as presented, leaf first (empty without one).
+    pub client_chain: Vec<CertificateDer<'static>>,
+    /// The TLS material's rotation (see [`ServeOptions::tls_rotations`]) the chain
+    /// was last verified under; a handler that verifies it again after a rotation
+    /// notes the new one here.
+    pub verified_at_rotation: Arc<AtomicU64>,
 }
 
 impl ConnInfo {
@@ -66,6 +72,9 @@ pub struct ServeOptions {
     pub http1_only: bool,
     /// Where failed handshakes and slow connections are counted; `None`: only logged.
     pub counters: Option<ConnCounters>,
+    /// The rotation count of the TLS material, noted before each handshake into
+    /// [`ConnInfo::verified_at_rotation`].
+    pub tls_rotations: Option<Arc<AtomicU64>>,
 }
 
 /// The label of a [`ConnCounters`] counter.
@@ -97,6 +106,7 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(10),
             http1_only: false,
             counters: None,
+            tls_rotations: None,
         }
     }
 }
@@ -207,6 +217,12 @@ pub async fn serve_tls<H, F, B>(
         let handler = handler.clone();
         let options = options.clone();
         tokio::spawn(async move {
+            // Before the handshake: a rotation during it is noted as not yet
+            // verified against, so the handler checks the chain again.
+            let rotation = options
+                .tls_rotations
+                .as_ref()
+                .map_or(0, |r| r.load(Ordering::Acquire));
             let tls = match tokio::time::timeout(options.handshake_timeout, acceptor.accept(tcp))
                 .await
             {
@@ -229,12 +245,13 @@ pub async fn serve_tls<H, F, B>(
                     return;
                 }
             };
-            let client_cert = tls
+            let client_chain: Vec<CertificateDer<'static>> = tls
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|certs| certs.first())
-                .map(|c| c.clone().into_owned());
+                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let client_cert = client_chain.first().cloned();
             let identity = client_cert
                 .as_ref()
                 .map(|c| secret_relay_certs::peer_identity(c).map(|id| id.name));
@@ -248,6 +265,8 @@ pub async fn serve_tls<H, F, B>(
                 client_cert,
                 identity,
                 client_cert_not_after,
+                client_chain,
+                verified_at_rotation: Arc::new(AtomicU64::new(rotation)),
             };
             serve_connection(TokioIo::new(tls), info, handler, watcher, options).await;
         });
@@ -281,6 +300,8 @@ pub async fn serve_http<H, F, B>(
                 client_cert: None,
                 identity: None,
                 client_cert_not_after: None,
+                client_chain: Vec::new(),
+                verified_at_rotation: Arc::new(AtomicU64::new(0)),
             };
             tokio::spawn(serve_connection(
                 TokioIo::new(tcp),
