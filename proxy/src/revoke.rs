@@ -43,7 +43,8 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
             changed = generations.changed() => if changed.is_err() { return },
         }
         let cache = &relay.inner.cache;
-        if !relay.inner.policy.is_ready() || !cache.is_synced() {
+        if !relay.inner.policy.is_ready() || !relay.inner.policy.is_current() || !cache.is_synced()
+        {
             pending.clear();
             set_pending(&relay, 0);
             continue;
@@ -60,7 +61,15 @@ pub(crate) async fn run(relay: Relay, shutdown: CancellationToken) {
                 continue;
             };
             let since = pending.get(&entry.name).copied().unwrap_or(now);
-            if now.duration_since(since) < grace {
+            // Released only under a policy confirmed current since the grace ended:
+            // a fix of the policy within the grace that this replica has not seen
+            // yet revokes nothing.
+            if now.duration_since(since) < grace
+                || !relay
+                    .inner
+                    .policy
+                    .confirmed_since((since + grace).into_std())
+            {
                 if !pending.contains_key(&entry.name) {
                     tracing::info!(name = %entry.name, rule = %r.decision.rule, reason = %r.decision.reason, ?grace, "a hub copy is revoked; it is released after the grace");
                 }

@@ -534,7 +534,9 @@ where
 {
     let cache = &relay.inner.cache;
     let reads = matches!(sr.verb, Verb::Get | Verb::List | Verb::Watch);
-    if reads && !cache.is_synced() {
+    // Views are the cache's: read only once it has followed the policy in force (a
+    // policy change reaches it a moment after the policy itself).
+    if reads && (!cache.is_synced() || cache.generation() < relay.inner.policy.generation()) {
         return service_unavailable("the relay's cache of hub copies is not synced yet; retry");
     }
     match sr.verb {

@@ -8,7 +8,9 @@
 //! [`Currency::stale_after`], the policy is stale until the next one. A file
 //! source is always current: it is read where it lies.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -39,38 +41,59 @@ impl Default for Currency {
 pub(crate) struct Tracker {
     settings: Mutex<Currency>,
     track: Mutex<Track>,
+    /// When the tracker began: the base of `confirmed_ms`.
+    began: Instant,
+    /// Whether the source confirms itself at all (a file does not need to).
+    confirming: AtomicBool,
+    /// The last confirmation, in milliseconds since `began`: read on every
+    /// request, so without a lock.
+    confirmed_ms: AtomicU64,
+    /// Tells subscribers when the policy goes stale or current again (see
+    /// [`Tracker::recheck`], which a timer of the source calls too).
     current: watch::Sender<bool>,
     gauge: Gauge,
 }
 
-#[derive(Debug)]
+/// Reads the watch has not reached yet, kept at most this many (the newest).
+const AWAITING: usize = 16;
+
+#[derive(Debug, Default)]
 struct Track {
-    /// Whether the source confirms itself at all (a file does not need to).
-    confirming: bool,
     /// The version the watch last reached: `Some(Some(rv))`, `Some(None)` when the
     /// ConfigMap is absent, `None` before the watch's first list.
     seen: Option<Option<String>>,
-    /// A read that found a version the watch had not reached yet, and when it was
-    /// made: it confirms once the watch reaches that version.
-    awaiting: Option<(Option<String>, Instant)>,
-    /// The last confirmation (the tracker's start before any).
-    confirmed: Instant,
+    /// Reads that found a version the watch had not reached yet, oldest first, and
+    /// when each was made: each confirms once the watch reaches its version.
+    awaiting: VecDeque<(Option<String>, Instant)>,
     /// Why the last read did not confirm anything.
     problem: Option<String>,
 }
 
+/// Whether the watch, at `seen`, has reached the version `read` found: the same
+/// version, or (resourceVersions being etcd's revisions) a later one.
+fn reached(seen: Option<&str>, read: Option<&str>) -> bool {
+    if seen == read {
+        return true;
+    }
+    match (seen.map(str::parse::<u64>), read.map(str::parse::<u64>)) {
+        (Some(Ok(seen)), Some(Ok(read))) => seen >= read,
+        _ => false,
+    }
+}
+
 impl Tracker {
     pub(crate) fn new(gauge: Gauge) -> Tracker {
+        Tracker::began_at(gauge, Instant::now())
+    }
+
+    fn began_at(gauge: Gauge, began: Instant) -> Tracker {
         gauge.set(1);
         Tracker {
             settings: Mutex::new(Currency::default()),
-            track: Mutex::new(Track {
-                confirming: false,
-                seen: None,
-                awaiting: None,
-                confirmed: Instant::now(),
-                problem: None,
-            }),
+            track: Mutex::new(Track::default()),
+            began,
+            confirming: AtomicBool::new(false),
+            confirmed_ms: AtomicU64::new(0),
             current: watch::channel(true).0,
             gauge,
         }
@@ -96,52 +119,75 @@ impl Tracker {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = settings;
     }
 
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.began).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a confirmation made at `at` (never moving the last one back).
+    fn confirm(&self, at: Instant) {
+        self.confirmed_ms
+            .fetch_max(self.ms_at(at), Ordering::AcqRel);
+    }
+
     /// A source that must confirm itself starts: the grace of `stale_after` begins.
     pub(crate) fn start_confirming(&self) {
-        let mut t = self.track();
-        t.confirming = true;
-        t.confirmed = Instant::now();
+        self.confirm(Instant::now());
+        self.confirming.store(true, Ordering::Release);
     }
 
     /// The watch reached `revision` (`None`: the ConfigMap is absent).
     pub(crate) fn seen(&self, revision: Option<&str>) {
         let mut t = self.track();
         t.seen = Some(revision.map(str::to_owned));
-        if let Some((awaited, at)) = t.awaiting.take() {
-            if awaited.as_deref() == revision {
-                t.confirmed = t.confirmed.max(at);
-                t.problem = None;
+        // The newest read the watch has now reached confirms, as of when it was made.
+        let mut confirmed = None;
+        t.awaiting.retain(|(read, at)| {
+            if reached(revision, read.as_deref()) {
+                confirmed = confirmed.max(Some(*at));
+                false
             } else {
-                t.awaiting = Some((awaited, at));
+                true
             }
+        });
+        if let Some(at) = confirmed {
+            t.problem = None;
+            drop(t);
+            self.confirm(at);
+        } else {
+            drop(t);
         }
-        drop(t);
         self.recheck();
     }
 
     /// The watch completed a list: a consistent read, made just now.
     pub(crate) fn listed(&self) {
         let mut t = self.track();
-        t.confirmed = Instant::now();
-        t.awaiting = None;
+        t.awaiting.clear();
         t.problem = None;
         drop(t);
+        self.confirm(Instant::now());
         self.recheck();
     }
 
     /// A consistent read made at `at` found `revision` (`None`: no ConfigMap).
     pub(crate) fn read(&self, revision: Option<&str>, at: Instant) {
         let mut t = self.track();
-        if t.seen.as_ref().is_some_and(|s| s.as_deref() == revision) {
-            t.confirmed = t.confirmed.max(at);
-            t.awaiting = None;
+        let reached_it = t
+            .seen
+            .as_ref()
+            .is_some_and(|seen| reached(seen.as_deref(), revision));
+        if reached_it {
             t.problem = None;
+            drop(t);
+            self.confirm(at);
         } else {
-            // The watch has not reached it yet, or never will: only the watch
-            // reaching it confirms.
-            t.awaiting = Some((revision.map(str::to_owned), at));
+            // The watch has not reached it yet: only the watch reaching it confirms.
+            t.awaiting.push_back((revision.map(str::to_owned), at));
+            while t.awaiting.len() > AWAITING {
+                t.awaiting.pop_front();
+            }
+            drop(t);
         }
-        drop(t);
         self.recheck();
     }
 
@@ -151,12 +197,27 @@ impl Tracker {
         self.recheck();
     }
 
-    /// Publishes whether the last confirmation is recent enough.
+    /// How long since the last confirmation.
+    fn age(&self) -> Duration {
+        let now = self.ms_at(Instant::now());
+        Duration::from_millis(now.saturating_sub(self.confirmed_ms.load(Ordering::Acquire)))
+    }
+
+    /// Whether the policy is current now: worked out when asked, so a source that
+    /// stops confirming (its task gone or stuck) goes stale all the same.
+    pub(crate) fn is_current(&self) -> bool {
+        !self.confirming.load(Ordering::Acquire) || self.age() <= self.settings().stale_after
+    }
+
+    /// Whether the policy was confirmed current at `at` or later.
+    pub(crate) fn confirmed_since(&self, at: Instant) -> bool {
+        !self.confirming.load(Ordering::Acquire)
+            || self.confirmed_ms.load(Ordering::Acquire) >= self.ms_at(at)
+    }
+
+    /// Tells subscribers and the gauge whether the policy is current now.
     pub(crate) fn recheck(&self) {
-        let stale_after = self.settings().stale_after;
-        let t = self.track();
-        let current = !t.confirming || t.confirmed.elapsed() <= stale_after;
-        drop(t);
+        let current = self.is_current();
         self.gauge.set(i64::from(current));
         self.current.send_if_modified(|c| {
             let changed = *c != current;
@@ -165,22 +226,17 @@ impl Tracker {
         });
     }
 
-    pub(crate) fn is_current(&self) -> bool {
-        *self.current.borrow()
-    }
-
     pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.current.subscribe()
     }
 
     /// Current or not, and since when it was confirmed, in words.
     pub(crate) fn readiness(&self) -> (bool, String) {
-        let current = self.is_current();
-        let t = self.track();
-        if !t.confirming {
+        if !self.confirming.load(Ordering::Acquire) {
             return (true, "the policy source needs no confirming".to_owned());
         }
-        let age = t.confirmed.elapsed().as_secs();
+        let current = self.is_current();
+        let age = self.age().as_secs();
         let mut detail = if current {
             format!("the policy ConfigMap confirmed the policy served {age}s ago")
         } else {
@@ -189,7 +245,7 @@ impl Tracker {
                 self.settings().stale_after
             )
         };
-        if let Some(problem) = &t.problem {
+        if let Some(problem) = &self.track().problem {
             detail.push_str(&format!("; {problem}"));
         }
         (current, detail)
@@ -200,8 +256,19 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    /// Makes the last confirmation `secs` older than now.
+    fn backdate(t: &Tracker, secs: u64) {
+        let now = t.ms_at(Instant::now());
+        t.confirmed_ms
+            .store(now.saturating_sub(secs * 1000), Ordering::Release);
+    }
+
     fn tracker(stale_after: Duration) -> Tracker {
-        let t = Tracker::new(Gauge::default());
+        // Begun an hour ago, so that confirmations can be made older.
+        let began = Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap();
+        let t = Tracker::began_at(Gauge::default(), began);
         t.set_settings(Currency {
             confirm_every: Duration::from_secs(5),
             stale_after,
@@ -223,7 +290,7 @@ mod tests {
         t.start_confirming();
         t.seen(Some("7"));
         assert!(t.is_current(), "the grace of a source that starts");
-        t.track().confirmed = Instant::now() - Duration::from_secs(31);
+        backdate(&t, 31);
         t.recheck();
         assert!(!t.is_current());
         let (ready, detail) = t.readiness();
@@ -242,7 +309,7 @@ mod tests {
         t.start_confirming();
         t.seen(Some("7"));
         // Back-date the last confirmation, then read a newer version than the watch's.
-        t.track().confirmed = Instant::now() - Duration::from_secs(900);
+        backdate(&t, 900);
         let at = Instant::now();
         t.read(Some("8"), at);
         assert!(!t.is_current(), "a watch behind the read confirms nothing");
@@ -250,14 +317,27 @@ mod tests {
         t.seen(Some("8"));
         assert!(t.is_current());
         // A read of the version the watch has: confirmed at once.
-        t.track().confirmed = Instant::now() - Duration::from_secs(900);
+        backdate(&t, 900);
         t.recheck();
         assert!(!t.is_current());
         t.read(Some("8"), Instant::now());
         assert!(t.is_current());
+        // A watch already past the version read (a later write arrived first).
+        backdate(&t, 900);
+        t.read(Some("5"), Instant::now());
+        assert!(t.is_current());
+        // Writes faster than reads: every read the watch has not reached waits, and
+        // the watch passing them confirms.
+        backdate(&t, 900);
+        t.read(Some("9"), Instant::now());
+        t.read(Some("10"), Instant::now());
+        assert!(!t.is_current());
+        t.seen(Some("12"));
+        assert!(t.is_current());
+        assert!(t.track().awaiting.is_empty());
         // An absent ConfigMap the watch saw go confirms as well.
         t.seen(None);
-        t.track().confirmed = Instant::now() - Duration::from_secs(900);
+        backdate(&t, 900);
         t.read(None, Instant::now());
         assert!(t.is_current());
     }

@@ -197,7 +197,7 @@ impl PolicyState {
         }
     }
 
-    fn keyed_revision(&self, revision: &str) -> String {
+    fn keyed_revision(&self, content: &[u8]) -> String {
         let key = self
             .inner
             .revision_key
@@ -205,7 +205,7 @@ impl PolicyState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
-        let tag = aws_lc_rs::hmac::sign(&key, revision.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, content);
         tag.as_ref()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -241,6 +241,19 @@ impl PolicyState {
         revision: &str,
         parsed: Result<Policy, LoadPolicyError>,
     ) -> LoadOutcome {
+        self.offer_policy_of(source, revision, revision.as_bytes(), parsed)
+    }
+
+    /// [`PolicyState::offer_policy`] of a document whose [`PolicyState::revision`]
+    /// is keyed over `content` (the document itself) rather than `revision`: a
+    /// write of its source that leaves the document as it was keeps the revision.
+    pub fn offer_policy_of(
+        &self,
+        source: &str,
+        revision: &str,
+        content: &[u8],
+        parsed: Result<Policy, LoadPolicyError>,
+    ) -> LoadOutcome {
         let metrics = &self.inner.metrics;
         let outcome = match parsed {
             Ok(policy) => {
@@ -250,7 +263,7 @@ impl PolicyState {
                 // newer policy with the older revision, never the reverse.
                 self.inner
                     .revision
-                    .store(Arc::new(self.keyed_revision(revision)));
+                    .store(Arc::new(self.keyed_revision(content)));
                 self.inner.ready.store(true, Ordering::Release);
                 self.inner.last_error.store(None);
                 let generation = self.inner.store.generation() - 1;
@@ -307,6 +320,13 @@ impl PolicyState {
     /// [`Currency`]): a process that is not should judge nothing by it.
     pub fn is_current(&self) -> bool {
         self.inner.currency.is_current()
+    }
+
+    /// Whether the source confirmed the policy served at `at` or later (a source
+    /// that needs no confirming always has): what acts only after a grace asks it
+    /// of the grace's end.
+    pub fn confirmed_since(&self, at: Instant) -> bool {
+        self.inner.currency.confirmed_since(at)
     }
 
     /// A receiver that changes whenever the policy goes stale or current again.
@@ -446,17 +466,19 @@ pub async fn watch_configmap(
     let mut seen_in_init = false;
     let mut last_revision: Option<String> = None;
     let currency = &state.inner.currency;
-    let confirm_every = currency.settings().confirm_every;
     currency.start_confirming();
-    let mut confirm = tokio::time::interval(confirm_every);
-    confirm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Beside the watch, never in its way: a slow read does not hold events back.
+    let confirming = shutdown.child_token();
+    let _stop_confirming = confirming.clone().drop_guard();
+    tokio::spawn(confirm_configmap(
+        state.clone(),
+        api.clone(),
+        name.clone(),
+        confirming,
+    ));
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
-            _ = confirm.tick() => {
-                confirm_configmap(currency, &api, &name, confirm_every).await;
-                continue;
-            }
             event = stream.next() => event,
         };
         let Some(event) = event else { return };
@@ -470,7 +492,13 @@ pub async fn watch_configmap(
                         state.set_revision_key(uid.as_bytes());
                     }
                     let data = cm.data.unwrap_or_default();
-                    state.offer_policy(&source, &revision, parse_policy_data(&data, POLICY_KEY));
+                    let document = data.get(POLICY_KEY).map_or(&[][..], |d| d.as_bytes());
+                    state.offer_policy_of(
+                        &source,
+                        &revision,
+                        document,
+                        parse_policy_data(&data, POLICY_KEY),
+                    );
                 }
                 // Only once offered: what this confirms is served.
                 currency.seen(Some(&revision));
@@ -500,23 +528,50 @@ pub async fn watch_configmap(
 
 /// Reads the policy ConfigMap (a consistent read: no resourceVersion) to confirm
 /// the version the watch reached, within `within`.
-async fn confirm_configmap(currency: &Tracker, api: &Api<ConfigMap>, name: &str, within: Duration) {
-    let at = Instant::now();
-    match tokio::time::timeout(within, api.get_opt(name)).await {
-        Ok(Ok(cm)) => currency.read(
-            cm.as_ref()
-                .and_then(|cm| cm.metadata.resource_version.as_deref()),
-            at,
-        ),
-        Ok(Err(err)) => {
-            tracing::debug!(error = %err, "failed to read the policy ConfigMap to confirm the watch");
-            currency.read_failed(format!(
-                "the last read of the policy ConfigMap failed: {err}"
-            ));
+/// Reads the policy ConfigMap every `confirm_every` (a consistent read: no
+/// resourceVersion) to confirm the version the watch reached, each read within
+/// half of `stale_after`, until `stop`; each round also tells subscribers whether
+/// the policy went stale meanwhile.
+async fn confirm_configmap(
+    state: PolicyState,
+    api: Api<ConfigMap>,
+    name: String,
+    stop: CancellationToken,
+) {
+    let currency = &state.inner.currency;
+    let Currency {
+        confirm_every,
+        stale_after,
+    } = currency.settings();
+    let within = (stale_after / 2).max(confirm_every);
+    let mut ticker = tokio::time::interval(confirm_every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
         }
-        Err(_) => currency.read_failed(format!(
-            "the last read of the policy ConfigMap took more than {within:?}"
-        )),
+        let at = Instant::now();
+        let read = tokio::select! {
+            () = stop.cancelled() => return,
+            read = tokio::time::timeout(within, api.get_opt(&name)) => read,
+        };
+        match read {
+            Ok(Ok(cm)) => currency.read(
+                cm.as_ref()
+                    .and_then(|cm| cm.metadata.resource_version.as_deref()),
+                at,
+            ),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "failed to read the policy ConfigMap to confirm the watch");
+                currency.read_failed(format!(
+                    "the last read of the policy ConfigMap failed: {err}"
+                ));
+            }
+            Err(_) => currency.read_failed(format!(
+                "the last read of the policy ConfigMap took more than {within:?}"
+            )),
+        }
     }
 }
 
@@ -543,7 +598,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_revision_is_keyed_and_the_same_for_the_same_key_and_source_version() {
+    fn the_revision_is_keyed_and_the_same_for_the_same_key_and_document() {
         let (one, two) = (
             PolicyState::new(&mut Registry::default()),
             PolicyState::new(&mut Registry::default()),
@@ -564,6 +619,15 @@ mod tests {
         let other = PolicyState::new(&mut Registry::default());
         other.offer_policy("test", "41", parse_policy("clusters: []\n"));
         assert_ne!(one.revision(), other.revision(), "a process's own key");
+        // Keyed over the document: another version of the same document (a label
+        // changed on the ConfigMap, say) keeps it.
+        let text = "clusters: []\n";
+        one.offer_policy_of("test", "43", text.as_bytes(), parse_policy(text));
+        let kept = one.revision();
+        one.offer_policy_of("test", "44", text.as_bytes(), parse_policy(text));
+        assert_eq!(one.revision(), kept);
+        one.offer_policy_of("test", "45", b"clusters: [] ", parse_policy(text));
+        assert_ne!(one.revision(), kept);
     }
 
     #[tokio::test]

@@ -122,10 +122,15 @@ pub(super) async fn leave(ctx: &Context, d: &Secret) {
 async fn relay_confirms_it_left(ctx: &Context, name: &str) -> Option<bool> {
     let cp = ctx.policy.control_plane_namespace()?;
     let api: Api<Secret> = Api::namespaced(ctx.relay.clone(), &cp);
-    match api.get_opt(name).await {
-        Ok(None) => Some(true),
-        Ok(Some(_)) => Some(false),
-        Err(err) => {
+    let asked = tokio::time::timeout(Duration::from_secs(30), api.get_opt(name));
+    match asked.await {
+        Ok(Ok(None)) => Some(true),
+        Ok(Ok(Some(_))) => Some(false),
+        Err(_) => {
+            tracing::warn!(%name, "the relay did not answer within 30s whether a hub copy left the view; its down copy stays, asked again later");
+            None
+        }
+        Ok(Err(err)) => {
             tracing::warn!(%name, error = %err, "the relay did not confirm that a hub copy left the view; its down copy stays, asked again later");
             None
         }

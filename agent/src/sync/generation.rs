@@ -148,9 +148,10 @@ impl Context {
     /// serves another than the one last seen.
     async fn generation_request(&self, wait: bool) -> Result<GenerationAnswer, kube::Error> {
         let base = "/apis/secret-relay.io/v1/generation";
+        // Both: a relay older than revisions holds the poll by the generation.
         let path = match (wait, self.policy.revision()) {
             (false, _) => base.to_owned(),
-            (true, Some(r)) => format!("{base}?revision={r}"),
+            (true, Some(r)) => format!("{base}?revision={r}&after={}", self.policy.generation()),
             (true, None) => format!("{base}?after={}", self.policy.generation()),
         };
         let req = http::Request::get(path)
@@ -180,6 +181,9 @@ impl Context {
     }
 }
 
+/// The least time between two polls that found nothing new.
+const MIN_POLL: Duration = Duration::from_secs(1);
+
 /// Long-polls the relay's policy generation; a new one reconciles everything, so
 /// a Secret an older policy denied is tried again.
 pub(super) async fn poll_generations(
@@ -194,6 +198,7 @@ pub(super) async fn poll_generations(
     loop {
         let after = ctx.policy.generation();
         let revision = ctx.policy.revision();
+        let asked = Instant::now();
         let answer = tokio::select! {
             () = shutdown.cancelled() => return,
             a = ctx.generation_request(!lost) => a,
@@ -202,7 +207,16 @@ pub(super) async fn poll_generations(
             Ok(answer) => {
                 unregistered::answered(&ctx);
                 delay = Duration::from_millis(100);
-                if another_policy(&answer, after, revision.as_deref(), lost) {
+                let another = another_policy(&answer, after, revision.as_deref(), lost);
+                if !another && !lost && asked.elapsed() < MIN_POLL {
+                    // Answered at once with nothing new (a relay stopping, or one that
+                    // does not hold polls): never ask again at once.
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(jitter(MIN_POLL)) => {}
+                    }
+                }
+                if another {
                     tracing::info!(
                         generation = answer.generation,
                         relay_was_unreachable = lost,
