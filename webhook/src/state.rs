@@ -71,7 +71,16 @@ impl AppState {
         let policy = PolicyState::new(&mut registry);
         let metrics = Metrics::new(&mut registry);
         let part = policy.clone();
-        let mut parts = vec![Readiness::new("policy", move || part.readiness())];
+        let current = policy.clone();
+        let mut parts = vec![
+            Readiness::new("policy", move || part.readiness()),
+            // Said, never unready: a stale webhook still judges by the last policy
+            // it read (as kube-apiserver's own informers do), and unready it would
+            // fail every Secret write it guards.
+            Readiness::new("policy-current", move || {
+                (true, current.currency_readiness().1)
+            }),
+        ];
         if let Some(tls) = tls {
             secret_relay_runtime::register_tls_metrics(&mut registry, tls);
             parts.push(secret_relay_runtime::tls_readiness(tls));
