@@ -260,6 +260,17 @@ impl Peer {
             .await
     }
 
+    /// One HTTP/1.1 connection, kept open for several requests (see [`get`]).
+    async fn open(&self) -> hyper::client::conn::http1::SendRequest<http_body_util::Empty<Bytes>> {
+        let tls = self.connect().await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        sender
+    }
+
     /// Sends `request` on a new connection and reads the answer to the end.
     async fn send(&self, request: &[u8]) -> std::io::Result<Answer> {
         let mut tls = self.connect().await?;
@@ -328,6 +339,14 @@ fn request(method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) ->
 }
 
 const H1: &[&[u8]] = &[b"http/1.1"];
+
+/// A GET of `target` for a connection [`Peer::open`] made.
+fn get(target: &str) -> http::Request<http_body_util::Empty<Bytes>> {
+    http::Request::get(target)
+        .header("host", "relay")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap()
+}
 
 // ---- the attacks ------------------------------------------------------------
 
@@ -1200,18 +1219,7 @@ async fn a_connection_that_outlives_its_certificate_is_refused_from_then_on() {
         )
         .unwrap();
     let peer = Peer::with(&stack, &relay, Some((&short.cert_pem, &short.key_pem)), H1);
-    let tls = peer.connect().await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let get = |target: &str| {
-        http::Request::get(target)
-            .header("host", "relay")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap()
-    };
+    let mut sender = peer.open().await;
     let list = "/api/v1/namespaces/argocd/secrets";
     let listed = sender.send_request(get(list)).await.unwrap();
     assert_eq!(listed.status(), 200);
@@ -1253,19 +1261,7 @@ async fn a_connection_that_outlives_its_certificate_is_refused_from_then_on() {
 async fn a_connection_made_under_a_replaced_client_ca_is_refused_from_then_on() {
     let stack = stack(Flavor::Sandbox, &["tls-a"], &[]).await;
     let relay = stack.start_relay().await;
-    let peer = Peer::cluster(&stack, &relay, "tls-a", H1);
-    let tls = peer.connect().await.unwrap();
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let get = |target: &str| {
-        http::Request::get(target)
-            .header("host", "relay")
-            .body(http_body_util::Empty::<Bytes>::new())
-            .unwrap()
-    };
+    let mut sender = Peer::cluster(&stack, &relay, "tls-a", H1).open().await;
     let list = "/api/v1/namespaces/argocd/secrets";
     let watch = sender
         .send_request(get(&format!("{list}?watch=true&timeoutSeconds=600")))

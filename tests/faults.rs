@@ -110,21 +110,15 @@ async fn fixture(flavor: Flavor, links: Links) -> Fixture {
     } else {
         None
     };
+    // These scenarios prove the cache and the agent lose nothing while the link is
+    // cut, whatever the machine's load makes the cut last; a relay that goes stale
+    // meanwhile has a scenario of its own.
+    let currency = Currency {
+        confirm_every: Duration::from_secs(5),
+        stale_after: Duration::from_secs(3600),
+    };
     let relay = stack
-        .start_relay_with_options(RelayOptions {
-            api_server: upstream.as_ref().map(Cutter::url),
-            limits: Limits {
-                // These scenarios prove the cache and the agent lose nothing while the
-                // link is cut, whatever the machine's load makes the cut last; a relay
-                // that goes stale meanwhile has a scenario of its own.
-                policy_currency: Currency {
-                    confirm_every: Duration::from_secs(5),
-                    stale_after: Duration::from_secs(3600),
-                },
-                ..Limits::default()
-            },
-            ..RelayOptions::default()
-        })
+        .start_relay_with_options(through(upstream.as_ref(), currency))
         .await;
     let relay_addr = relay.started.addr;
     let local = TestCluster::start(flavor, Options::default()).await;
@@ -149,6 +143,19 @@ async fn fixture(flavor: Flavor, links: Links) -> Fixture {
         local_link,
         local,
         stack,
+    }
+}
+
+/// A relay reaching the control plane through `link` (directly without one) whose
+/// policy is confirmed current as `currency` says.
+fn through(link: Option<&Cutter>, currency: Currency) -> RelayOptions {
+    RelayOptions {
+        api_server: link.map(Cutter::url),
+        limits: Limits {
+            policy_currency: currency,
+            ..Limits::default()
+        },
+        ..RelayOptions::default()
     }
 }
 
@@ -590,18 +597,12 @@ async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
     )
     .await;
     let link = Cutter::start(addr_of(&stack.cluster.url())).await;
+    let currency = Currency {
+        confirm_every: Duration::from_millis(200),
+        stale_after: Duration::from_secs(2),
+    };
     let relay = stack
-        .start_relay_with_options(RelayOptions {
-            api_server: Some(link.url()),
-            limits: Limits {
-                policy_currency: Currency {
-                    confirm_every: Duration::from_millis(200),
-                    stale_after: Duration::from_secs(2),
-                },
-                ..Limits::default()
-            },
-            ..RelayOptions::default()
-        })
+        .start_relay_with_options(through(Some(&link), currency))
         .await;
     // Clients that take a 503 as the answer, as agents' do (kube's would retry it
     // for minutes).
