@@ -53,6 +53,14 @@ pub(crate) struct Args {
     /// agents' deletion grace.
     #[arg(long, env = "SECRET_RELAY_POLICY_STALE_AFTER", default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
     policy_stale_after: u64,
+    /// The most hub copies one cluster may own; a create beyond is refused (rule
+    /// cluster-quota).
+    #[arg(long, env = "SECRET_RELAY_CLUSTER_MAX_COPIES", default_value_t = 1000)]
+    cluster_max_copies: usize,
+    /// The most bytes of hub copies (as JSON) one cluster may own; once reached, its
+    /// creates and changes are refused until it deletes some.
+    #[arg(long, env = "SECRET_RELAY_CLUSTER_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    cluster_max_bytes: usize,
     #[command(flatten)]
     log: LogArgs,
     #[command(flatten)]
@@ -91,6 +99,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
                 confirm_every: Duration::from_secs(args.policy_stale_after / 6),
                 stale_after: Duration::from_secs(args.policy_stale_after),
             },
+            max_copies_per_cluster: args.cluster_max_copies,
+            max_bytes_per_cluster: args.cluster_max_bytes,
             ..Limits::default()
         },
     };

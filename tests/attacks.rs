@@ -1201,6 +1201,90 @@ async fn a_cluster_removed_from_the_policy_is_refused_though_its_certificate_is_
     relay.stop().await;
 }
 
+/// A compromised cluster cannot fill the control-plane namespace (and, through
+/// copies sent to `ALL`, every agent's): it owns at most so many hub copies, and
+/// so many bytes of them. At its quota a create, or any change once the bytes are
+/// reached, is refused with rule `cluster-quota` and its own counts (nothing of
+/// anyone else's); a deletion always passes and makes room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_owns_no_more_hub_copies_than_its_quota() {
+    let stack = stack(Flavor::Sandbox, &["quota-a", "quota-b"], &[]).await;
+    let relay = stack
+        .start_relay_with(Limits {
+            max_copies_per_cluster: 2,
+            max_bytes_per_cluster: 64 * 1024,
+            ..Limits::default()
+        })
+        .await;
+    let a = relay_api(&stack, &relay, "quota-a").await;
+    for name in ["quota-1", "quota-2"] {
+        a.create(&PostParams::default(), &opted_in(name))
+            .await
+            .unwrap();
+        relay.wait_cached(name).await;
+    }
+    let refused = a.create(&PostParams::default(), &opted_in("quota-3")).await;
+    denied(refused, 403, "(rule cluster-quota)");
+    let refused = a.create(&PostParams::default(), &opted_in("quota-3")).await;
+    denied(refused, 403, "owns 2 hub copies");
+    // Another cluster's quota is its own.
+    let b = relay_api(&stack, &relay, "quota-b").await;
+    b.create(&PostParams::default(), &opted_in("quota-b-1"))
+        .await
+        .unwrap();
+    // A deletion passes, and makes room.
+    a.delete("quota-1", &DeleteParams::default()).await.unwrap();
+    within("the cache to drop quota-1", async {
+        let mut events = relay.started.cache.subscribe();
+        while relay.started.cache.get("quota-1").is_some() {
+            let _ = events.recv().await;
+        }
+    })
+    .await;
+    a.create(&PostParams::default(), &opted_in("quota-3"))
+        .await
+        .unwrap();
+    relay.wait_cached("quota-3").await;
+
+    // Bytes: one large copy reaches them; then no change but a deletion passes.
+    let large = secret_relay_testkit::secret_with_data(
+        "quota-large",
+        &[OPT_IN, REPO_CREDS],
+        &[],
+        &[("blob", &"x".repeat(70 * 1024))],
+    );
+    let b_large = b.create(&PostParams::default(), &large).await.unwrap();
+    relay.wait_cached("quota-large").await;
+    let mut changed = b_large.clone();
+    changed
+        .metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("team".into(), "web".into());
+    denied(
+        b.replace("quota-large", &PostParams::default(), &changed)
+            .await,
+        403,
+        "(rule cluster-quota)",
+    );
+    denied(
+        b.create(&PostParams::default(), &opted_in("quota-b-2"))
+            .await,
+        403,
+        "(rule cluster-quota)",
+    );
+    b.delete("quota-large", &DeleteParams::default())
+        .await
+        .unwrap();
+    let metrics = relay.started.admin.encode_metrics();
+    assert!(
+        metrics.contains(
+            r#"secret_relay_relay_writes_total{decision="denied",rule="cluster-quota"} 4"#
+        ),
+        "{metrics}"
+    );
+}
+
 /// A connection may outlive its client certificate; its requests may not. As
 /// kube-apiserver checks the certificate on every request, the relay does: a watch
 /// ends when the certificate expires, and the next request on the same connection

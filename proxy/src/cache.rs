@@ -112,6 +112,8 @@ struct State {
     /// list or a watch's first events read the cluster's view, not the namespace.
     /// Holds the same `Arc`s as `objects`: no copy of an entry or its name.
     views: HashMap<String, BTreeSet<ByName>>,
+    /// Per owning cluster: how many hub copies it owns and their size as JSON.
+    owned: HashMap<String, (usize, usize)>,
     rv: u64,
     seq: u64,
     history: VecDeque<Arc<CacheEvent>>,
@@ -170,8 +172,14 @@ impl std::borrow::Borrow<str> for ByName {
 }
 
 impl State {
-    /// Adds `entry` to the views of its targets (replacing an entry of the same name).
+    /// Adds `entry` to the views of its targets (replacing an entry of the same name)
+    /// and to its owner's count.
     fn index(&mut self, entry: &Arc<Entry>) {
+        if let Owner::Cluster(c) = owner(&entry.secret) {
+            let owned = self.owned.entry(c).or_default();
+            owned.0 += 1;
+            owned.1 += entry.json.len();
+        }
         for cluster in entry.targets.iter() {
             let key = ByName(entry.clone());
             // Look up before inserting: a key is allocated once per cluster, not per entry.
@@ -183,8 +191,17 @@ impl State {
         }
     }
 
-    /// Removes `entry` (by name) from the views of its targets.
+    /// Removes `entry` (by name) from the views of its targets and its owner's count.
     fn unindex(&mut self, entry: &Entry) {
+        if let Owner::Cluster(c) = owner(&entry.secret)
+            && let Some(owned) = self.owned.get_mut(&c)
+        {
+            owned.0 = owned.0.saturating_sub(1);
+            owned.1 = owned.1.saturating_sub(entry.json.len());
+            if owned.0 == 0 {
+                self.owned.remove(&c);
+            }
+        }
         for cluster in entry.targets.iter() {
             if let Some(view) = self.views.get_mut(cluster.as_str()) {
                 view.remove(entry.name.as_str());
@@ -303,6 +320,7 @@ impl HubCache {
                     namespace: String::new(),
                     objects: BTreeMap::new(),
                     views: HashMap::new(),
+                    owned: HashMap::new(),
                     rv: 0,
                     seq: 0,
                     history: VecDeque::new(),
@@ -334,6 +352,12 @@ impl HubCache {
     /// arriving meanwhile.
     pub fn set_serving(&self, serving: bool) {
         self.inner.serving.send_replace(serving);
+    }
+
+    /// How many hub copies `cluster` owns, and their size as the API server
+    /// answers them (JSON): what [`crate::Limits`]' per-cluster quota counts.
+    pub fn owned_by(&self, cluster: &str) -> (usize, usize) {
+        self.read().owned.get(cluster).copied().unwrap_or_default()
     }
 
     /// Whether the cache is served (see [`HubCache::set_serving`]).
@@ -666,6 +690,7 @@ impl HubCache {
             state.namespace = namespace.to_owned();
             state.objects.clear();
             state.views.clear();
+            state.owned.clear();
             state.history.clear();
             state.history_base_rv = u64::MAX;
             state.expired_through = None;

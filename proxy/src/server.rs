@@ -46,6 +46,13 @@ pub struct Limits {
     /// How long a hub copy the policy no longer admits waits before the relay
     /// releases it (a policy fixed within it revokes nothing).
     pub revocation_grace: Duration,
+    /// The most hub copies one cluster may own: a create beyond is refused (rule
+    /// `cluster-quota`), so that a compromised cluster cannot fill the
+    /// control-plane namespace (and, through copies sent to `ALL`, every agent's).
+    pub max_copies_per_cluster: usize,
+    /// The most bytes of hub copies one cluster may own (as JSON): once reached, a
+    /// cluster's creates and changes are refused until it deletes some.
+    pub max_bytes_per_cluster: usize,
     /// How the policy ConfigMap confirms that the policy is current; a stale one
     /// judges nothing (every request is a 503, open watches end).
     pub policy_currency: secret_relay_runtime::Currency,
@@ -64,6 +71,8 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(30),
             revocation_grace: Duration::from_secs(60),
             policy_currency: secret_relay_runtime::Currency::default(),
+            max_copies_per_cluster: 1000,
+            max_bytes_per_cluster: 64 * 1024 * 1024,
         }
     }
 }

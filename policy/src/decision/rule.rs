@@ -88,6 +88,9 @@ pub enum Rule {
     /// clusters (tool ownership, the policy's `stripMetadata`), or finalizers or
     /// owner references the copy did not have.
     UncarriedMetadata,
+    /// The cluster holds as many hub copies, or as many bytes of them, as the relay
+    /// allows one cluster.
+    ClusterQuota,
     /// The hub copy (or down copy) is locked to its owner.
     OwnershipLock,
     /// A break-glass user or group bypassed the rules.
@@ -112,7 +115,7 @@ pub enum Rule {
 
 impl Rule {
     /// Every rule, in declaration order.
-    pub const ALL: [Rule; 38] = [
+    pub const ALL: [Rule; 39] = [
         Rule::BlockedName,
         Rule::BlockedType,
         Rule::BlockedLabel,
@@ -141,6 +144,7 @@ impl Rule {
         Rule::InvalidSelector,
         Rule::OwnerLabelForged,
         Rule::UncarriedMetadata,
+        Rule::ClusterQuota,
         Rule::OwnershipLock,
         Rule::BreakGlass,
         Rule::SystemExempt,
@@ -191,6 +195,7 @@ impl Rule {
             | Rule::InvalidSelector
             | Rule::OwnerLabelForged
             | Rule::UncarriedMetadata
+            | Rule::ClusterQuota
             | Rule::OwnershipLock
             | Rule::DownSyncConflict
             | Rule::DownCopyOptIn
@@ -250,6 +255,7 @@ impl Rule {
             Rule::InvalidSelector => "invalid-selector",
             Rule::OwnerLabelForged => "owner-label-forged",
             Rule::UncarriedMetadata => "uncarried-metadata",
+            Rule::ClusterQuota => "cluster-quota",
             Rule::OwnershipLock => "ownership-lock",
             Rule::BreakGlass => "break-glass",
             Rule::SystemExempt => "system-exempt",

@@ -751,3 +751,32 @@ mod watches {
         assert_eq!(status["details"]["retryAfterSeconds"], 1);
     }
 }
+
+/// What the per-cluster quota counts: the copies each cluster owns and their size,
+/// kept as copies come, change owner, go, and under another policy.
+#[test]
+fn the_cache_counts_what_each_cluster_owns() {
+    let p = policy(TWO);
+    let cache = synced(&p);
+    let owned_by = |c| ("secret-relay.io/owner", c);
+    cache.apply(hub("a", 10, &[], &[owned_by("cluster.c1")]));
+    cache.apply(hub("b", 11, &[], &[owned_by("cluster.c1")]));
+    cache.apply(hub("c", 12, &[], &[owned_by("cluster.c2")]));
+    cache.apply(hub("d", 13, &[], &[owned_by("control-plane")]));
+    let (n, bytes) = cache.owned_by("c1");
+    assert_eq!(n, 2);
+    assert_eq!(bytes, cache.get("a").unwrap().json.len() * 2);
+    assert_eq!(cache.owned_by("c2").0, 1);
+    // Another owner, a deletion, and a policy that no longer registers c1.
+    cache.apply(hub("b", 14, &[], &[owned_by("cluster.c2")]));
+    assert_eq!((cache.owned_by("c1").0, cache.owned_by("c2").0), (1, 2));
+    cache.delete(hub("c", 15, &[], &[owned_by("cluster.c2")]));
+    assert_eq!(cache.owned_by("c2").0, 1);
+    cache.set_policy(
+        policy("clusters:\n  - name: c2\n    labels: {env: dev}\n"),
+        2,
+    );
+    assert_eq!((cache.owned_by("c1").0, cache.owned_by("c2").0), (1, 1));
+    cache.reset("argocd");
+    assert_eq!(cache.owned_by("c2"), (0, 0));
+}

@@ -86,6 +86,9 @@ fn patch_advice(rule: Rule) -> &'static str {
             "the patched Secret would carry what never crosses between clusters (tool ownership, the policy's stripMetadata) or a finalizer or owner reference of its own; remove it from the patch"
         }
         Rule::UnknownCluster => "this cluster is not registered in the secret-relay policy",
+        Rule::ClusterQuota => {
+            "this cluster owns as many hub copies, or bytes of them, as the relay allows one cluster"
+        }
         _ => {
             "the patched Secret breaks a secret-relay rule; see `secret-relay explain` on the control plane"
         }
@@ -99,6 +102,26 @@ pub(super) fn name_taken(relay: &Relay, cluster: &ClusterId, name: &str) -> Resp
         Rule::NameTaken,
         format!(
             "the name {name} is taken on the control plane by a Secret outside cluster {cluster}'s view: rename the Secret on this cluster, or ask the control-plane admin (`secret-relay explain` shows who holds it)"
+        ),
+    );
+    count_write(relay, &decision);
+    denied(cluster, name, "up-sync", &decision, false)
+}
+
+/// The answer for a write by a cluster at its quota: its own counts, and the
+/// limits, nothing else.
+pub(super) fn over_quota(
+    relay: &Relay,
+    cluster: &ClusterId,
+    name: &str,
+    (copies, bytes): (usize, usize),
+) -> Response<RelayBody> {
+    let limits = &relay.inner.limits;
+    let decision = Decision::deny(
+        Rule::ClusterQuota,
+        format!(
+            "cluster {cluster} owns {copies} hub copies of {bytes} bytes, and the relay allows one cluster {} copies of {} bytes: delete (opt out) Secrets this cluster syncs up, or ask the control-plane admin to raise --cluster-max-copies or --cluster-max-bytes",
+            limits.max_copies_per_cluster, limits.max_bytes_per_cluster
         ),
     );
     count_write(relay, &decision);

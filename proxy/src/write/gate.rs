@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::Response;
 use secret_relay_policy::{ClusterId, Owner, Policy, Secret, is_adoptable, owner};
 
-use super::answer::{name_taken, not_found, unavailable};
+use super::answer::{name_taken, not_found, over_quota, unavailable};
 use crate::cache::targets;
 use crate::route::{PatchKind, Verb};
 use crate::server::Relay;
@@ -71,12 +71,21 @@ pub(super) async fn gate(
     };
     let Some(hub) = hub else {
         return match verb {
-            Verb::Create | Verb::Patch(PatchKind::Apply) => Ok(Target::Absent),
+            Verb::Create | Verb::Patch(PatchKind::Apply) => match at_quota(relay, cluster, true) {
+                Some(counts) => Err(over_quota(relay, cluster, name, counts)),
+                None => Ok(Target::Absent),
+            },
             _ => Err(not_found(name)),
         };
     };
     let targets = known_targets.unwrap_or_else(|| targets(policy, &hub));
     if targets.iter().any(|t| t == cluster.as_str()) {
+        if verb != Verb::Delete
+            && owner(&hub) == Owner::Cluster(cluster.as_str().to_owned())
+            && let Some(counts) = at_quota(relay, cluster, false)
+        {
+            return Err(over_quota(relay, cluster, name, counts));
+        }
         return Ok(Target::Visible(hub));
     }
     if matches!(verb, Verb::Create | Verb::Update)
@@ -84,12 +93,27 @@ pub(super) async fn gate(
         && is_adoptable(name)
         && policy.blocked(&hub).is_none()
     {
+        if let Some(counts) = at_quota(relay, cluster, true) {
+            return Err(over_quota(relay, cluster, name, counts));
+        }
         return Ok(Target::Adoptable(hub));
     }
     if verb == Verb::Create {
         return Err(name_taken(relay, cluster, name));
     }
     Err(not_found(name))
+}
+
+/// A write by a cluster at its quota (see [`crate::Limits`]): a new copy (`adds`)
+/// when it owns the most copies or bytes allowed, any other change when it owns
+/// the most bytes; `Some` of its counts when refused. Deletions are never asked.
+/// Writes the cache has not seen yet may pass the quota by a few.
+fn at_quota(relay: &Relay, cluster: &ClusterId, adds: bool) -> Option<(usize, usize)> {
+    let limits = &relay.inner.limits;
+    let (copies, bytes) = relay.inner.cache.owned_by(cluster.as_str());
+    let over_count = adds && copies >= limits.max_copies_per_cluster;
+    let over_bytes = bytes >= limits.max_bytes_per_cluster;
+    (over_count || over_bytes).then_some((copies, bytes))
 }
 
 /// The API server's copy of hub copy `name`, read as the relay's own account. The
