@@ -1415,9 +1415,10 @@ async fn the_policy_api_the_endpoints_and_the_sync_decisions_agree_on_every_case
                 | Rule::OrphanedCopy
                 | Rule::NotApplicable
         );
-        // The relay's answer to a create of a name outside the cluster's view: the
-        // relay alone sees views (proxy/src/write.rs, tests/attacks.rs).
-        let relay_only = matches!(rule, Rule::NameTaken);
+        // The relay's answer to a create of a name outside the cluster's view, and to
+        // a cluster at its quota: the relay alone sees views and counts copies
+        // (proxy/src/write.rs, tests/attacks.rs).
+        let relay_only = matches!(rule, Rule::NameTaken | Rule::ClusterQuota);
         assert!(
             managed_only || sync_only || relay_only || seen.contains(rule.as_str()),
             "no case for {rule}"
