@@ -198,6 +198,9 @@ async fn world(flavor: Flavor) -> World {
         .start_relay_with(secret_relay_proxy::Limits {
             rate_per_second: 1.0e6,
             burst: 1.0e6,
+            // A catch-up of SYNC_BENCH_CATCHUP copies from one cluster.
+            max_copies_per_cluster: usize::MAX,
+            max_bytes_per_cluster: usize::MAX,
             ..secret_relay_proxy::Limits::default()
         })
         .await;

@@ -1346,6 +1346,9 @@ async fn start_sync_relay(stack: &Stack, addr: SocketAddr) -> RelayHandle {
             addr,
             limits: Limits {
                 upstream_timeout: Duration::from_secs(10),
+                // FAULTS_SYNC_SECRETS copies from one cluster, 1,000 and more.
+                max_copies_per_cluster: usize::MAX,
+                max_bytes_per_cluster: usize::MAX,
                 ..Limits::default()
             },
             ..RelayOptions::default()
