@@ -55,7 +55,11 @@ pub(crate) struct Args {
     policy_stale_after: u64,
     /// The most hub copies one cluster may own; a create beyond is refused (rule
     /// cluster-quota).
-    #[arg(long, env = "SECRET_RELAY_CLUSTER_MAX_COPIES", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "SECRET_RELAY_CLUSTER_MAX_COPIES",
+        default_value_t = 10_000
+    )]
     cluster_max_copies: usize,
     /// The most bytes of hub copies (as JSON) one cluster may own; once reached, its
     /// creates and changes are refused until it deletes some.

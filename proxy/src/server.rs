@@ -71,7 +71,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(30),
             revocation_grace: Duration::from_secs(60),
             policy_currency: secret_relay_runtime::Currency::default(),
-            max_copies_per_cluster: 1000,
+            max_copies_per_cluster: 10_000,
             max_bytes_per_cluster: 64 * 1024 * 1024,
         }
     }
