@@ -97,14 +97,7 @@ fn log_as_asked() {
 
 async fn fixture(flavor: Flavor, links: Links) -> Fixture {
     log_as_asked();
-    let stack = Stack::start(
-        flavor,
-        StackOptions {
-            policy: POLICY.to_owned(),
-            ..StackOptions::default()
-        },
-    )
-    .await;
+    let stack = stack_of(flavor).await;
     let upstream = if links.upstream {
         Some(Cutter::start(addr_of(&stack.cluster.url())).await)
     } else {
@@ -157,6 +150,18 @@ fn through(link: Option<&Cutter>, currency: Currency) -> RelayOptions {
         },
         ..RelayOptions::default()
     }
+}
+
+/// A control plane of `flavor` with the webhook and [`POLICY`].
+async fn stack_of(flavor: Flavor) -> Stack {
+    Stack::start(
+        flavor,
+        StackOptions {
+            policy: POLICY.to_owned(),
+            ..StackOptions::default()
+        },
+    )
+    .await
 }
 
 fn addr_of(url: &str) -> SocketAddr {
@@ -588,14 +593,7 @@ async fn a_410_on_the_relays_watch_reaches_the_agent_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
     log_as_asked();
-    let stack = Stack::start(
-        Flavor::Sandbox,
-        StackOptions {
-            policy: POLICY.to_owned(),
-            ..StackOptions::default()
-        },
-    )
-    .await;
+    let stack = stack_of(Flavor::Sandbox).await;
     let link = Cutter::start(addr_of(&stack.cluster.url())).await;
     let currency = Currency {
         confirm_every: Duration::from_millis(200),
@@ -711,14 +709,7 @@ async fn a_relay_that_cannot_confirm_its_policy_judges_nothing() {
 /// it reaches (each a full pass, and a poll answered at once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_name_one_policy_by_one_revision() {
-    let stack = Stack::start(
-        Flavor::Sandbox,
-        StackOptions {
-            policy: POLICY.to_owned(),
-            ..StackOptions::default()
-        },
-    )
-    .await;
+    let stack = stack_of(Flavor::Sandbox).await;
     let first = stack.start_relay().await;
     let next = format!("{POLICY}  - clusterSelector: env=prod\n    labelSelector: team=platform\n");
     stack.set_policy(&next).await;
@@ -763,14 +754,7 @@ async fn replicas_name_one_policy_by_one_revision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_down_copy_goes_only_once_the_relay_confirms_its_hub_copy_left() {
     log_as_asked();
-    let stack = Stack::start(
-        Flavor::Sandbox,
-        StackOptions {
-            policy: POLICY.to_owned(),
-            ..StackOptions::default()
-        },
-    )
-    .await;
+    let stack = stack_of(Flavor::Sandbox).await;
     let relay = stack.start_relay().await;
     let front = Cutter::start(relay.started.addr).await;
     let local = TestCluster::start(Flavor::Sandbox, Options::default()).await;
